@@ -1,0 +1,517 @@
+//! The one in-memory model of a task sequence, shared by the XML and YAML readers and writers,
+//! the validator and the engine.
+//!
+//! The model is deliberately close to ConfigMgr's `<sequence>` XML (ConfigMgr 2007 OSD task
+//! sequence schema, as exported by the console and by MDT): groups and steps keep *every*
+//! attribute as an ordered list of raw strings, steps keep their `<action>` text and their
+//! `<defaultVarList>` properties, and conditions keep their expression type and variables as
+//! written. Typed accessors (`disabled()`, `timeout()`, …) interpret the attributes the engine
+//! understands; the validator reports values they cannot interpret. Keeping raw attributes is what
+//! makes `tsforge convert` lossless for unknown and future attributes (`runFromNet`, `expand`, …).
+//!
+//! Positions (`Pos`) record where a node was read from, for error messages; they never take part
+//! in equality, so a model read from XML compares equal to the same model read back from YAML.
+
+use serde::{Deserialize, Serialize};
+
+/// Ordered attribute list, exactly as read (names are case-sensitive, as in XML).
+pub type Attrs = Vec<(String, String)>;
+
+/// A 1-based line and column in the source file. Equality ignores positions on purpose (see the
+/// module documentation), so two models that differ only in where they came from compare equal.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Pos {
+    pub line: u32,
+    pub column: u32,
+}
+
+impl PartialEq for Pos {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+impl Eq for Pos {}
+
+impl Pos {
+    pub fn new(line: u32, column: u32) -> Self {
+        Pos { line, column }
+    }
+}
+
+/// The file shape a sequence was read from, kept so `convert --to xml` writes the same shape.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Shape {
+    /// `<sequence>` is the root element (MDT `ts.xml`, templates, our own XML output).
+    #[default]
+    Sequence,
+    /// `<SmsTaskSequencePackage>…<SequenceData><sequence>` (MDT's ConfigMgr templates).
+    /// `properties` are the wrapper's other child elements (`<Name>`, `<BootImageID>`, …) as
+    /// (element name, text) in order.
+    PackageWrapper { properties: Vec<(String, String)> },
+    /// ConfigMgr's *Export Task Sequence* `object.xml`: `<INSTANCE CLASSNAME="SMS_TaskSequencePackage">`
+    /// whose `Sequence` property holds the sequence as text. `properties` are the instance's other
+    /// `<PROPERTY>`s (name, type, value) in order; `class_name` is the INSTANCE's CLASSNAME.
+    WmiInstance {
+        class_name: String,
+        properties: Vec<WmiProperty>,
+    },
+}
+
+/// One `<PROPERTY NAME= TYPE=>` of a WMI instance dump, kept verbatim for round trips.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WmiProperty {
+    pub name: String,
+    /// Every attribute of `<PROPERTY>` except `NAME`, in order (`TYPE`, `CLASSORIGIN`, …).
+    pub attrs: Attrs,
+    /// The `<VALUE>` text, `None` when the property has no `<VALUE>` (a null).
+    pub value: Option<String>,
+    /// Raw XML of a value that is not a plain `<VALUE>` (e.g. `<VALUE.ARRAY>`), kept as written.
+    pub raw: Option<String>,
+}
+
+/// A whole task sequence.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Sequence {
+    /// Attributes of the `<sequence>` element (`version`, `dependentProgram`, …), in order.
+    pub attrs: Attrs,
+    /// `<globalVarList>` variables: defaults set before the first step runs.
+    pub global_vars: Vec<Variable>,
+    /// Top-level groups and steps, in order.
+    pub items: Vec<Node>,
+    /// Child elements of `<sequence>` that tsforge does not interpret (`<referenceList>`, …),
+    /// kept as raw XML text so they are written back unchanged.
+    pub extra_xml: Vec<String>,
+    /// The file shape the sequence came from.
+    pub shape: Shape,
+    /// Where `<sequence>` (or the YAML document) started.
+    pub pos: Pos,
+}
+
+/// A group or a step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Node {
+    Group(Group),
+    Step(Step),
+}
+
+/// A `<group>`: an ordered list of children that share a condition and error policy.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Group {
+    /// Every attribute as written (`name`, `description`, `disable`, `continueOnError`, `expand`, …).
+    pub attrs: Attrs,
+    /// The `<condition>` children; several at the top level are combined with *and*.
+    pub condition: Vec<Condition>,
+    pub children: Vec<Node>,
+    /// Unknown child elements, raw XML, written back unchanged.
+    pub extra_xml: Vec<String>,
+    pub pos: Pos,
+}
+
+/// A `<step>`: one action.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Step {
+    /// Every attribute as written (`type`, `name`, `description`, `disable`, `continueOnError`,
+    /// `successCodeList`, `successCodes`, `runIn`, `timeout`, `startIn`, `retryCount`,
+    /// `runFromNet`, …). MDT steps often have no `type`: they are plain command lines.
+    pub attrs: Attrs,
+    pub condition: Vec<Condition>,
+    /// The `<action>` text: the command line ConfigMgr runs for this step.
+    pub action: Option<String>,
+    /// `<defaultVarList>` variables: the step's properties.
+    pub vars: Vec<Variable>,
+    /// Unknown child elements, raw XML, written back unchanged.
+    pub extra_xml: Vec<String>,
+    pub pos: Pos,
+}
+
+/// A `<variable name= property= hidden=>value</variable>`: a global variable or a step property.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Variable {
+    pub name: String,
+    /// Every attribute except `name`, in order (`property`, `hidden`, …).
+    pub attrs: Attrs,
+    pub value: String,
+    pub pos: Pos,
+}
+
+/// A node of a `<condition>` tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Condition {
+    /// `<operator type="and|or|not">`. `not` negates the *and* of its children.
+    Operator {
+        kind: OperatorKind,
+        /// Attributes other than `type`, in order.
+        attrs: Attrs,
+        children: Vec<Condition>,
+        pos: Pos,
+    },
+    /// `<expression type="SMS_TaskSequence_…ConditionExpression">` with its `<variable>`s.
+    Expression(Expression),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OperatorKind {
+    And,
+    Or,
+    Not,
+}
+
+impl OperatorKind {
+    pub fn as_xml(self) -> &'static str {
+        match self {
+            OperatorKind::And => "and",
+            OperatorKind::Or => "or",
+            OperatorKind::Not => "not",
+        }
+    }
+    pub fn from_xml(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "and" => Some(OperatorKind::And),
+            "or" => Some(OperatorKind::Or),
+            "not" => Some(OperatorKind::Not),
+            _ => None,
+        }
+    }
+}
+
+/// One condition expression.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Expression {
+    /// The `type` attribute, e.g. `SMS_TaskSequence_VariableConditionExpression`.
+    pub kind: String,
+    /// Attributes other than `type`, in order.
+    pub attrs: Attrs,
+    /// The expression's `<variable name=…>value</variable>` children (`Variable`, `Operator`,
+    /// `Value` for a variable condition; `Path`, `DateTime`, … for a file condition).
+    pub vars: Vec<Variable>,
+    pub pos: Pos,
+}
+
+/// Condition expression types of ConfigMgr 2007, as written in `type=`.
+pub mod expr_type {
+    pub const VARIABLE: &str = "SMS_TaskSequence_VariableConditionExpression";
+    pub const FILE: &str = "SMS_TaskSequence_FileConditionExpression";
+    pub const FOLDER: &str = "SMS_TaskSequence_FolderConditionExpression";
+    pub const REGISTRY: &str = "SMS_TaskSequence_RegistryConditionExpression";
+    pub const WMI: &str = "SMS_TaskSequence_WMIConditionExpression";
+    pub const SOFTWARE: &str = "SMS_TaskSequence_SoftwareConditionExpression";
+    pub const OS: &str = "SMS_TaskSequence_OSConditionExpression";
+    pub const ALL: &[&str] = &[VARIABLE, FILE, FOLDER, REGISTRY, WMI, SOFTWARE, OS];
+}
+
+/// Built-in step types implemented natively by the engine, as written in `type=`.
+pub mod step_type {
+    pub const RUN_COMMAND_LINE: &str = "SMS_TaskSequence_RunCommandLineAction";
+    pub const SET_VARIABLE: &str = "SMS_TaskSequence_SetVariableAction";
+    pub const SET_DYNAMIC_VARIABLES: &str = "SMS_TaskSequence_SetDynamicVariablesAction";
+    pub const RUN_POWERSHELL: &str = "SMS_TaskSequence_RunPowerShellScriptAction";
+    pub const REBOOT: &str = "SMS_TaskSequence_RebootAction";
+    pub const SUB_SEQUENCE: &str = "SMS_TaskSequence_SubTasksequence";
+
+    /// Short YAML names and the ConfigMgr types they stand for. YAML accepts either spelling;
+    /// the YAML writer uses the short name when there is one.
+    pub const SHORT_NAMES: &[(&str, &str)] = &[
+        ("run", RUN_COMMAND_LINE),
+        ("set-variable", SET_VARIABLE),
+        ("set-dynamic-variables", SET_DYNAMIC_VARIABLES),
+        ("powershell", RUN_POWERSHELL),
+        ("restart", REBOOT),
+        ("run-sequence", SUB_SEQUENCE),
+    ];
+
+    /// The ConfigMgr type for a YAML short name (or the name itself when it is not short).
+    pub fn from_short(name: &str) -> &str {
+        SHORT_NAMES
+            .iter()
+            .find(|(s, _)| s.eq_ignore_ascii_case(name))
+            .map(|(_, t)| *t)
+            .unwrap_or(name)
+    }
+
+    /// The YAML short name for a ConfigMgr type, if it has one.
+    pub fn to_short(kind: &str) -> Option<&'static str> {
+        SHORT_NAMES
+            .iter()
+            .find(|(_, t)| t.eq_ignore_ascii_case(kind))
+            .map(|(s, _)| *s)
+    }
+}
+
+/// Attribute names the engine interprets, with the YAML key each is written as.
+/// Attributes not listed here are kept under `attributes:` in YAML.
+pub const STEP_ATTRS: &[(&str, &str)] = &[
+    ("type", "type"),
+    ("name", "name"),
+    ("description", "description"),
+    ("disable", "disabled"),
+    ("continueOnError", "continue_on_error"),
+    ("successCodeList", "success_codes"),
+    ("successCodes", "success_codes_alt"),
+    ("runIn", "run_in"),
+    ("timeout", "timeout"),
+    ("startIn", "start_in"),
+    ("retryCount", "retry_count"),
+    ("runFromNet", "run_from_net"),
+];
+
+/// Group attributes the engine interprets, with their YAML keys.
+pub const GROUP_ATTRS: &[(&str, &str)] = &[
+    ("name", "name"),
+    ("description", "description"),
+    ("disable", "disabled"),
+    ("continueOnError", "continue_on_error"),
+    ("expand", "expand"),
+];
+
+/// Look an attribute up (exact name first, then ignoring ASCII case, as exports vary).
+pub fn attr<'a>(attrs: &'a Attrs, name: &str) -> Option<&'a str> {
+    attrs
+        .iter()
+        .find(|(k, _)| k == name)
+        .or_else(|| attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Set an attribute, replacing an existing one in place or appending it.
+pub fn set_attr(attrs: &mut Attrs, name: &str, value: impl Into<String>) {
+    let value = value.into();
+    if let Some(slot) = attrs.iter_mut().find(|(k, _)| k == name) {
+        slot.1 = value;
+    } else {
+        attrs.push((name.to_string(), value));
+    }
+}
+
+/// `true`/`false` as ConfigMgr writes them (case-insensitive). `None` for anything else.
+pub fn parse_bool(s: &str) -> Option<bool> {
+    if s.eq_ignore_ascii_case("true") {
+        Some(true)
+    } else if s.eq_ignore_ascii_case("false") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// The default success codes of *Run Command Line*: 0 and 3010 (restart required).
+pub const DEFAULT_SUCCESS_CODES: &[i64] = &[0, 3010];
+
+/// Parse a space- (or comma-) separated list of exit codes. `Err` names the bad token.
+pub fn parse_codes(s: &str) -> Result<Vec<i64>, String> {
+    s.split(|c: char| c.is_whitespace() || c == ',' || c == ';')
+        .filter(|t| !t.is_empty())
+        .map(|t| t.parse::<i64>().map_err(|_| t.to_string()))
+        .collect()
+}
+
+impl Node {
+    pub fn attrs(&self) -> &Attrs {
+        match self {
+            Node::Group(g) => &g.attrs,
+            Node::Step(s) => &s.attrs,
+        }
+    }
+    pub fn name(&self) -> &str {
+        attr(self.attrs(), "name").unwrap_or("")
+    }
+    pub fn pos(&self) -> Pos {
+        match self {
+            Node::Group(g) => g.pos,
+            Node::Step(s) => s.pos,
+        }
+    }
+    pub fn condition(&self) -> &[Condition] {
+        match self {
+            Node::Group(g) => &g.condition,
+            Node::Step(s) => &s.condition,
+        }
+    }
+    /// `disable="true"`.
+    pub fn disabled(&self) -> bool {
+        attr(self.attrs(), "disable")
+            .and_then(parse_bool)
+            .unwrap_or(false)
+    }
+    /// `continueOnError="true"`.
+    pub fn continue_on_error(&self) -> bool {
+        attr(self.attrs(), "continueOnError")
+            .and_then(parse_bool)
+            .unwrap_or(false)
+    }
+}
+
+impl Step {
+    /// The `type` attribute; `None` for MDT's untyped command-line steps.
+    pub fn kind(&self) -> Option<&str> {
+        attr(&self.attrs, "type").filter(|t| !t.is_empty())
+    }
+    pub fn name(&self) -> &str {
+        attr(&self.attrs, "name").unwrap_or("")
+    }
+    /// A property from `<defaultVarList>`, by `property` (or `name`), ignoring ASCII case.
+    pub fn property(&self, key: &str) -> Option<&str> {
+        self.vars
+            .iter()
+            .find(|v| {
+                attr(&v.attrs, "property")
+                    .unwrap_or(&v.name)
+                    .eq_ignore_ascii_case(key)
+            })
+            .or_else(|| self.vars.iter().find(|v| v.name.eq_ignore_ascii_case(key)))
+            .map(|v| v.value.as_str())
+    }
+    /// Success codes: the union of `successCodeList` and `successCodes` when either is present
+    /// (some exports carry both), else 0 and 3010. Unparsable tokens are skipped here and
+    /// reported by the validator.
+    pub fn success_codes(&self) -> Vec<i64> {
+        let mut codes = Vec::new();
+        let mut any = false;
+        for key in ["successCodeList", "successCodes"] {
+            if let Some(v) = attr(&self.attrs, key) {
+                any = true;
+                for t in v
+                    .split(|c: char| c.is_whitespace() || c == ',' || c == ';')
+                    .filter(|t| !t.is_empty())
+                {
+                    if let Ok(n) = t.parse::<i64>() {
+                        if !codes.contains(&n) {
+                            codes.push(n);
+                        }
+                    }
+                }
+            }
+        }
+        if !any {
+            codes.extend_from_slice(DEFAULT_SUCCESS_CODES);
+        }
+        codes
+    }
+    /// `timeout` in seconds (ConfigMgr writes the editor's minutes × 60); `None` = no limit.
+    pub fn timeout_secs(&self) -> Option<u64> {
+        attr(&self.attrs, "timeout")
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .filter(|t| *t > 0)
+    }
+    /// `retryCount`: extra attempts before the step counts as failed.
+    pub fn retry_count(&self) -> u32 {
+        attr(&self.attrs, "retryCount")
+            .and_then(|t| t.trim().parse::<u32>().ok())
+            .unwrap_or(0)
+    }
+    /// The working directory: `startIn` attribute, else the `WorkingDirectory` property.
+    pub fn start_in(&self) -> Option<&str> {
+        attr(&self.attrs, "startIn")
+            .or_else(|| self.property("WorkingDirectory"))
+            .filter(|s| !s.trim().is_empty())
+    }
+}
+
+impl Group {
+    pub fn name(&self) -> &str {
+        attr(&self.attrs, "name").unwrap_or("")
+    }
+}
+
+impl Variable {
+    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Variable {
+            name: name.into(),
+            attrs: Vec::new(),
+            value: value.into(),
+            pos: Pos::default(),
+        }
+    }
+    /// A step property: `<variable name="X" property="X">`.
+    pub fn property(name: impl Into<String>, value: impl Into<String>) -> Self {
+        let name = name.into();
+        Variable {
+            attrs: vec![("property".to_string(), name.clone())],
+            name,
+            value: value.into(),
+            pos: Pos::default(),
+        }
+    }
+    /// `hidden="true"`: the value is a secret and never appears in logs.
+    pub fn hidden(&self) -> bool {
+        attr(&self.attrs, "hidden")
+            .and_then(parse_bool)
+            .unwrap_or(false)
+    }
+}
+
+impl Expression {
+    /// The value of one of the expression's variables (`Variable`, `Operator`, `Path`, …).
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.vars
+            .iter()
+            .find(|v| v.name.eq_ignore_ascii_case(key))
+            .map(|v| v.value.as_str())
+    }
+}
+
+impl Condition {
+    pub fn pos(&self) -> Pos {
+        match self {
+            Condition::Operator { pos, .. } => *pos,
+            Condition::Expression(e) => e.pos,
+        }
+    }
+}
+
+impl Sequence {
+    /// Visit every node depth-first, in document order.
+    pub fn walk<'a>(&'a self, f: &mut dyn FnMut(&'a Node, usize)) {
+        fn go<'a>(nodes: &'a [Node], depth: usize, f: &mut dyn FnMut(&'a Node, usize)) {
+            for n in nodes {
+                f(n, depth);
+                if let Node::Group(g) = n {
+                    go(&g.children, depth + 1, f);
+                }
+            }
+        }
+        go(&self.items, 0, f);
+    }
+
+    /// Number of steps (not groups) in the whole tree.
+    pub fn step_count(&self) -> usize {
+        let mut n = 0;
+        self.walk(&mut |node, _| {
+            if matches!(node, Node::Step(_)) {
+                n += 1
+            }
+        });
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn success_codes_union_and_default() {
+        let mut s = Step::default();
+        assert_eq!(s.success_codes(), vec![0, 3010]);
+        s.attrs.push(("successCodeList".into(), "0 3010".into()));
+        s.attrs.push(("successCodes".into(), "0 1641".into()));
+        assert_eq!(s.success_codes(), vec![0, 3010, 1641]);
+    }
+
+    #[test]
+    fn positions_do_not_affect_equality() {
+        let mut a = Variable::new("X", "1");
+        let b = Variable::new("X", "1");
+        a.pos = Pos::new(4, 9);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn attribute_lookup_ignores_case_as_fallback() {
+        let attrs: Attrs = vec![("ContinueOnError".into(), "TRUE".into())];
+        let n = Node::Step(Step {
+            attrs,
+            ..Default::default()
+        });
+        assert!(n.continue_on_error());
+    }
+}

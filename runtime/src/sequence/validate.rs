@@ -1,0 +1,1 @@
+//! Validation of a parsed sequence (being written).
