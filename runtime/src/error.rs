@@ -16,7 +16,12 @@ pub struct ParseError {
 }
 
 impl ParseError {
-    pub fn new(file: impl Into<PathBuf>, line: u32, column: u32, message: impl Into<String>) -> Self {
+    pub fn new(
+        file: impl Into<PathBuf>,
+        line: u32,
+        column: u32,
+        message: impl Into<String>,
+    ) -> Self {
         ParseError {
             file: file.into(),
             line,

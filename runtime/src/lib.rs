@@ -2,9 +2,18 @@
 //!
 //! The sequence model and its XML/YAML formats (`sequence`), variables (`vars`), conditions
 //! (`condition`), the engine that walks the tree and journals every step (`engine`), the
-//! built-in actions (`actions`), and the logs (`log`). Nothing here depends on the builder.
+//! built-in actions (`actions`), the logs (`log`) and the runner's command line (`cli`).
+//! Nothing here depends on the builder, so a runner-only build (musl, or windows-gnu for
+//! Windows PE) needs nothing else.
 
+pub mod actions;
+pub mod condition;
+pub mod engine;
+pub mod envfile;
 pub mod error;
+pub mod log;
+pub mod machine;
 pub mod sequence;
+pub mod vars;
 
 pub use error::{Diagnostic, ParseError, Severity};

@@ -1,0 +1,68 @@
+//! *Restart Computer* (`SMS_TaskSequence_RebootAction`).
+//!
+//! Properties: `SMSRebootMessage` (shown before the restart), `SMSRebootTimeout` (seconds the
+//! message is shown, ConfigMgr's default 60) and `SMSRebootTarget` (`HD` for the installed
+//! system, anything else for the boot medium; the
+//! boot environment decides what boots next). The engine journals the step as finished with
+//! the next step as resume point *before* restarting, so the step never runs twice.
+//! With `--no-reboot` the runner exits with [`crate::engine::EXIT_RESTART`] instead.
+
+use super::{ActionResult, Ctx};
+use crate::log::Level;
+use crate::sequence::model::Step;
+
+/// ConfigMgr's default time the restart message is shown.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 60;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestartRequest {
+    pub message: String,
+    pub timeout_secs: u64,
+    pub target: String,
+}
+
+pub fn execute(step: &Step, ctx: &mut Ctx) -> ActionResult {
+    let message = ctx
+        .vars
+        .expand(step.property("SMSRebootMessage").unwrap_or_default());
+    let timeout_secs = step
+        .property("SMSRebootTimeout")
+        .and_then(|t| t.trim().parse::<u64>().ok())
+        .unwrap_or(DEFAULT_TIMEOUT_SECS);
+    let target = step
+        .property("SMSRebootTarget")
+        .map(|t| ctx.vars.expand(t))
+        .unwrap_or_else(|| "HD".to_string());
+    ctx.log.log(
+        Level::Info,
+        "Reboot",
+        &format!("Restart requested (target {target}, message shown {timeout_secs} s): {message}"),
+    );
+    ActionResult::Restart(RestartRequest {
+        message,
+        timeout_secs,
+        target,
+    })
+}
+
+/// Restart the machine now. Returns only on failure.
+pub fn reboot_machine() -> std::io::Result<()> {
+    use std::process::Command;
+    let status = if cfg!(windows) {
+        if super::process::which("wpeutil").is_some() {
+            Command::new("wpeutil").arg("reboot").status()
+        } else {
+            Command::new("shutdown").args(["/r", "/t", "0"]).status()
+        }
+    } else {
+        // `reboot -f` works under busybox init and systemd alike.
+        Command::new("reboot").arg("-f").status()
+    }?;
+    if status.success() {
+        // The system is going down; wait for it rather than run the next step.
+        std::thread::sleep(std::time::Duration::from_secs(300));
+    }
+    Err(std::io::Error::other(format!(
+        "the restart command failed ({status})"
+    )))
+}

@@ -1,0 +1,43 @@
+//! *Set Task Sequence Variable* (`SMS_TaskSequence_SetVariableAction`): properties
+//! `VariableName` and `VariableValue`, both `%NAME%`-expanded. `_SMSTS*` names are refused
+//! (read-only to steps), which fails the step with a message naming the variable.
+
+use super::{ActionResult, Ctx};
+use crate::log::Level;
+use crate::sequence::model::Step;
+
+pub fn execute(step: &Step, ctx: &mut Ctx) -> ActionResult {
+    let Some(name) = step.property("VariableName").map(|n| ctx.vars.expand(n)) else {
+        return ActionResult::failed(
+            "Set Task Sequence Variable step has no VariableName property",
+        );
+    };
+    let value = ctx
+        .vars
+        .expand(step.property("VariableValue").unwrap_or_default());
+    if let Some(v) = step
+        .vars
+        .iter()
+        .find(|v| v.name.eq_ignore_ascii_case("VariableValue"))
+    {
+        if v.hidden() {
+            ctx.vars.mark_secret(&name);
+        }
+    }
+    match ctx.vars.set_from_step(&name, value) {
+        Ok(()) => {
+            let shown = if ctx.vars.is_secret(&name) {
+                crate::vars::MASK.to_string()
+            } else {
+                ctx.vars.get(&name).unwrap_or("").to_string()
+            };
+            ctx.log.log(
+                Level::Info,
+                "SetVariable",
+                &format!("Set variable {name} = {shown}"),
+            );
+            ActionResult::ok()
+        }
+        Err(e) => ActionResult::failed(e.to_string()),
+    }
+}

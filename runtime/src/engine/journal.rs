@@ -1,0 +1,250 @@
+//! The run's journal in its state directory: what lets a run resume after a restart, a killed
+//! runner or a power cut without running a finished step twice.
+//!
+//! Files in the state directory:
+//! - `program.json`: the flattened program, written once when the run starts.
+//! - `state.json`: the checkpoint: instruction pointer, open groups, variables and phase.
+//!   Rewritten before and after every step: written to `state.json.tmp`, `fsync`ed, renamed
+//!   over `state.json`, then the directory is `fsync`ed, so a power cut leaves either the old
+//!   or the new checkpoint, never a torn one.
+//! - `steps.jsonl`: one line per finished step (append-only history for people and tests).
+//!
+//! A `state.json` that cannot be read or parsed is an error that names the file and says what
+//! to do; it never silently restarts the sequence.
+
+use super::program::Program;
+use crate::vars::Vars;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub const STATE_SCHEMA: u32 = 1;
+
+/// An open group on the way to the current instruction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Frame {
+    /// Index of the group's `Enter`.
+    pub enter: usize,
+    /// A step (or child group) inside failed without continue-on-error.
+    pub failed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum Phase {
+    /// Between instructions; `pc` is the next one.
+    Ready,
+    /// The step at `pc` started and has not finished: if the run is found in this phase, it
+    /// was interrupted and the step runs again.
+    InStep { attempt: u32 },
+    /// A *Restart Computer* step finished and the machine is (being) restarted; `pc` is the
+    /// step after it.
+    Restarting,
+    /// The sequence ended.
+    Finished { succeeded: bool },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub schema: u32,
+    /// `Program::fingerprint()` of `program.json`.
+    pub program: String,
+    pub pc: usize,
+    pub frames: Vec<Frame>,
+    pub vars: Vars,
+    #[serde(flatten)]
+    pub phase: Phase,
+    /// Steps actually executed so far (across restarts).
+    pub steps_run: usize,
+    /// Whether the last finished step failed (also tracked in the variables; kept here to
+    /// decide the run's final outcome).
+    pub last_failed: bool,
+}
+
+/// One line of `steps.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub pc: usize,
+    pub number: usize,
+    pub name: String,
+    pub kind: String,
+    pub exit_code: i64,
+    pub succeeded: bool,
+    pub attempts: u32,
+    pub seconds: f64,
+}
+
+pub struct Journal {
+    dir: PathBuf,
+    fsync: bool,
+}
+
+impl Journal {
+    /// Open (create) a state directory. `fsync` off trades power-cut safety for speed
+    /// (benchmarks, throw-away runs).
+    pub fn open(dir: &Path, fsync: bool) -> Result<Journal> {
+        fs::create_dir_all(dir)
+            .with_context(|| format!("creating state directory {}", dir.display()))?;
+        Ok(Journal {
+            dir: dir.to_path_buf(),
+            fsync,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
+    /// Whether this directory holds a run (finished or not).
+    pub fn exists(&self) -> bool {
+        self.state_path().exists()
+    }
+
+    pub fn load_program(&self) -> Result<Program> {
+        let path = self.dir.join("program.json");
+        let bytes = fs::read(&path).with_context(|| {
+            format!(
+                "reading {} (the state directory holds a run but its program is missing; \
+                 use a new --state-dir to start over)",
+                path.display()
+            )
+        })?;
+        serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "{} is corrupt; the run cannot be resumed safely. Inspect it, or use a new \
+                 --state-dir to start the sequence over",
+                path.display()
+            )
+        })
+    }
+
+    pub fn save_program(&self, program: &Program) -> Result<()> {
+        let json = serde_json::to_vec(program).context("serializing the program")?;
+        self.atomic_write("program.json", &json)
+    }
+
+    pub fn load_state(&self) -> Result<State> {
+        let path = self.state_path();
+        let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let state: State = serde_json::from_slice(&bytes).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: the run's state is corrupt or truncated ({e}); refusing to guess where to \
+                 resume. Inspect the file (steps.jsonl lists the finished steps), or start \
+                 over with a new --state-dir",
+                path.display()
+            )
+        })?;
+        if state.schema != STATE_SCHEMA {
+            bail!(
+                "{}: state schema {} is not the {} this runner reads",
+                path.display(),
+                state.schema,
+                STATE_SCHEMA
+            );
+        }
+        Ok(state)
+    }
+
+    pub fn save_state(&self, state: &State) -> Result<()> {
+        let json = serde_json::to_vec(state).context("serializing the run state")?;
+        self.atomic_write("state.json", &json)
+    }
+
+    pub fn append_step(&self, record: &StepRecord) -> Result<()> {
+        let path = self.dir.join("steps.jsonl");
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        let mut line = serde_json::to_vec(record).context("serializing a step record")?;
+        line.push(b'\n');
+        f.write_all(&line)
+            .with_context(|| format!("writing {}", path.display()))?;
+        if self.fsync {
+            f.sync_data()
+                .with_context(|| format!("syncing {}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Write `name` atomically: `name.tmp`, fsync, rename, fsync the directory.
+    fn atomic_write(&self, name: &str, data: &[u8]) -> Result<()> {
+        let tmp = self.dir.join(format!("{name}.tmp"));
+        let dst = self.dir.join(name);
+        {
+            let mut f =
+                File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+            f.write_all(data)
+                .with_context(|| format!("writing {}", tmp.display()))?;
+            if self.fsync {
+                f.sync_all()
+                    .with_context(|| format!("syncing {}", tmp.display()))?;
+            }
+        }
+        fs::rename(&tmp, &dst)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), dst.display()))?;
+        if self.fsync {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing directory {}", dir.display()))
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> Result<()> {
+    // Windows has no directory fsync; NTFS and FAT journal the rename itself as well as they can.
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corrupt_state_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), true).unwrap();
+        fs::write(dir.path().join("state.json"), b"{\"schema\":1,\"pro").unwrap();
+        let e = format!("{:#}", j.load_state().unwrap_err());
+        assert!(e.contains("state.json"), "{e}");
+        assert!(e.contains("corrupt or truncated"), "{e}");
+    }
+
+    #[test]
+    fn state_round_trips_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), true).unwrap();
+        let mut vars = Vars::new();
+        vars.set("A", "1");
+        let s = State {
+            schema: STATE_SCHEMA,
+            program: "abc".into(),
+            pc: 3,
+            frames: vec![Frame {
+                enter: 1,
+                failed: false,
+            }],
+            vars,
+            phase: Phase::InStep { attempt: 1 },
+            steps_run: 2,
+            last_failed: false,
+        };
+        j.save_state(&s).unwrap();
+        assert_eq!(j.load_state().unwrap(), s);
+        assert!(!dir.path().join("state.json.tmp").exists());
+    }
+}

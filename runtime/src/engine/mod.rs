@@ -1,0 +1,693 @@
+//! The engine: walks a compiled program step by step, journaling before and after each step.
+//!
+//! Semantics (ConfigMgr 2007 OSD; where its documentation is silent the choice is noted):
+//! - Steps and groups run in order; a disabled one, or one whose condition is false, is skipped
+//!   (skips do not change `_SMSTSLastActionSucceeded`).
+//! - A step that fails (exit code not a success code, timeout, condition that cannot be
+//!   evaluated, action that cannot start) is retried `retryCount` times; if it still fails and
+//!   has no continue-on-error, its group fails: the rest of the group is skipped. A failed group
+//!   with continue-on-error lets its parent go on; without, the failure climbs further. A
+//!   failure that reaches the top ends the sequence as failed.
+//! - `_SMSTSLastActionSucceeded` / `_SMSTSLastActionRetCode` describe the last step that ran, so
+//!   an error-handler group after a continue-on-error group sees the failure.
+//! - A sequence whose failures were all absorbed by continue-on-error ends as succeeded, as in
+//!   ConfigMgr: an error handler that wants the run to fail ends with a failing step.
+//! - A group whose condition cannot be evaluated fails like a failed step in its parent.
+
+pub mod journal;
+pub mod program;
+
+use crate::actions::{self, custom::CustomActions, ActionResult, Ctx};
+use crate::condition;
+use crate::log::{self, Console, Level, Logger};
+use crate::sequence::model::Step;
+use crate::vars::Vars;
+use anyhow::{bail, Context, Result};
+use journal::{Frame, Journal, Phase, State, StepRecord, STATE_SCHEMA};
+use program::{Instr, Program, Resolver};
+use serde_json::{json, Map, Value};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Exit code of `tsforge run` when a *Restart Computer* step asked for a restart and
+/// `--no-reboot` was given: restart the machine (or just run again), and the run resumes.
+pub const EXIT_RESTART: u8 = 3;
+
+const COMPONENT: &str = "TSManager";
+
+/// How a run ended (this invocation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    Succeeded,
+    Failed,
+    /// A restart was requested and `--no-reboot` was given.
+    RestartRequested,
+}
+
+/// Options of `tsforge run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub state_dir: PathBuf,
+    pub log_dir: Option<PathBuf>,
+    /// `--var NAME=VALUE`, applied after the sequence's defaults (fresh runs only).
+    pub vars: Vec<(String, String)>,
+    pub no_reboot: bool,
+    /// fsync the journal (off only for benchmarks and throw-away runs).
+    pub fsync: bool,
+    pub custom: CustomActions,
+    pub resolver: Resolver,
+    pub console: Console,
+    pub max_log_size: u64,
+}
+
+impl RunOptions {
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        RunOptions {
+            state_dir: state_dir.into(),
+            log_dir: None,
+            vars: Vec::new(),
+            no_reboot: false,
+            fsync: true,
+            custom: CustomActions::default(),
+            resolver: Resolver::default(),
+            console: Console::Quiet,
+            max_log_size: log::cmtrace::DEFAULT_MAX_SIZE,
+        }
+    }
+}
+
+/// Load and compile a sequence file.
+pub fn load_program(path: &Path, resolver: &Resolver) -> Result<Program> {
+    let (seq, _) = crate::sequence::load(path).map_err(anyhow::Error::new)?;
+    program::compile(&seq, path, resolver).map_err(anyhow::Error::new)
+}
+
+/// The variables a fresh run starts with: built-ins, the sequence's defaults, then `--var`.
+pub fn initial_vars(program: &Program, opts: &RunOptions, log_dir: &Path) -> Vars {
+    let mut vars = Vars::new();
+    for (k, v) in crate::machine::hardware_vars() {
+        vars.set(&k, v);
+    }
+    vars.set("_SMSTSClientGuid", crate::machine::client_guid());
+    vars.set(
+        "_SMSTSInWinPE",
+        if crate::machine::in_boot_environment() {
+            "true"
+        } else {
+            "false"
+        },
+    );
+    vars.set("_SMSTSMachineName", crate::machine::machine_name());
+    vars.set("_SMSTSPackageName", program.name.clone());
+    vars.set("_SMSTSLogPath", log_dir.display().to_string());
+    vars.set("_SMSTSLastActionSucceeded", "true");
+    vars.set("_SMSTSLastActionRetCode", "0");
+    for g in &program.global_vars {
+        if g.hidden() {
+            vars.mark_secret(&g.name);
+        }
+        vars.set(&g.name, g.value.clone());
+    }
+    for (k, v) in &opts.vars {
+        vars.set(k, v.clone());
+    }
+    vars
+}
+
+/// Values written in the sequence as hidden properties: masked in logs even before they are
+/// assigned to a variable.
+fn hidden_property_values(program: &Program) -> Vec<String> {
+    let mut out = Vec::new();
+    for i in &program.instrs {
+        match i {
+            Instr::Step { step, .. } => out.extend(
+                step.vars
+                    .iter()
+                    .filter(|v| v.hidden() && !v.value.is_empty())
+                    .map(|v| v.value.clone()),
+            ),
+            Instr::Enter { defaults, .. } => out.extend(
+                defaults
+                    .iter()
+                    .filter(|v| v.hidden() && !v.value.is_empty())
+                    .map(|v| v.value.clone()),
+            ),
+            Instr::Exit { .. } => {}
+        }
+    }
+    out
+}
+
+fn fields(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// Run (or resume) the sequence at `path` with the state in `opts.state_dir`.
+pub fn run(path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
+    let journal = Journal::open(&opts.state_dir, opts.fsync)?;
+    let log_dir = opts
+        .log_dir
+        .clone()
+        .unwrap_or_else(|| opts.state_dir.clone());
+    let resuming = journal.exists();
+    let (program, mut state) = if resuming {
+        let state = journal.load_state()?;
+        let program = journal.load_program()?;
+        if program.fingerprint() != state.program {
+            bail!(
+                "{}: program.json does not match state.json (the state directory was altered); \
+                 use a new --state-dir to start over",
+                opts.state_dir.display()
+            );
+        }
+        let current = load_program(path, &opts.resolver)
+            .with_context(|| format!("reading {} to compare with the saved run", path.display()))?;
+        if current.fingerprint() != state.program {
+            bail!(
+                "the state directory {} holds a run of a different version of this sequence \
+                 (or another sequence); finish it with the file it started with, or use a new \
+                 --state-dir to start over",
+                opts.state_dir.display()
+            );
+        }
+        (program, state)
+    } else {
+        let program = load_program(path, &opts.resolver)?;
+        let vars = initial_vars(&program, opts, &log_dir);
+        let state = State {
+            schema: STATE_SCHEMA,
+            program: program.fingerprint(),
+            pc: 0,
+            frames: Vec::new(),
+            vars,
+            phase: Phase::Ready,
+            steps_run: 0,
+            last_failed: false,
+        };
+        journal.save_program(&program)?;
+        journal.save_state(&state)?;
+        (program, state)
+    };
+
+    let mut logger = Logger::open(&log_dir, opts.max_log_size, opts.console)
+        .with_context(|| format!("opening the logs in {}", log_dir.display()))?;
+    let static_secrets = hidden_property_values(&program);
+    let update_secrets = |logger: &mut Logger, vars: &Vars| {
+        let mut s = vars.secret_values();
+        s.extend(static_secrets.iter().cloned());
+        logger.set_secrets(s);
+    };
+    update_secrets(&mut logger, &state.vars);
+
+    if let Phase::Finished { succeeded } = state.phase {
+        logger.say(&format!(
+            "The sequence {:?} already finished ({}) in {}; use a new --state-dir to run it again",
+            program.name,
+            if succeeded { "succeeded" } else { "failed" },
+            opts.state_dir.display()
+        ));
+        return Ok(if succeeded {
+            RunOutcome::Succeeded
+        } else {
+            RunOutcome::Failed
+        });
+    }
+
+    if resuming {
+        if !opts.vars.is_empty() {
+            logger.log(
+                Level::Warning,
+                COMPONENT,
+                "--var values are ignored when resuming: the run keeps the variables it had",
+            );
+        }
+        let how = match &state.phase {
+            Phase::InStep { .. } => "the step that was running when it stopped runs again",
+            Phase::Restarting => "after the restart requested by the sequence",
+            _ => "at the next step",
+        };
+        logger.log(
+            Level::Info,
+            COMPONENT,
+            &format!(
+                "Resuming task sequence {:?} at instruction {} ({how})",
+                program.name, state.pc
+            ),
+        );
+        logger.event(
+            "run_resume",
+            fields(json!({"sequence": program.name, "pc": state.pc, "reason": how})),
+        );
+        if let Phase::InStep { .. } = state.phase {
+            // Keep the InStep phase: the loop below re-runs the step at pc.
+        } else {
+            state.phase = Phase::Ready;
+        }
+    } else {
+        logger.log(
+            Level::Info,
+            COMPONENT,
+            &format!(
+                "Starting task sequence {:?}: {} steps, state in {}",
+                program.name,
+                program.step_total,
+                opts.state_dir.display()
+            ),
+        );
+        logger.event(
+            "run_start",
+            fields(
+                json!({"sequence": program.name, "steps": program.step_total,
+                "client_guid": state.vars.get("_SMSTSClientGuid")}),
+            ),
+        );
+    }
+
+    let started = Instant::now();
+    let mut walker = Walker {
+        program: &program,
+        journal: &journal,
+        logger: &mut logger,
+        opts,
+        started,
+    };
+    let result = walker.walk(&mut state, &update_secrets);
+    logger.sync();
+    result
+}
+
+struct Walker<'a> {
+    program: &'a Program,
+    journal: &'a Journal,
+    logger: &'a mut Logger,
+    opts: &'a RunOptions,
+    started: Instant,
+}
+
+impl Walker<'_> {
+    /// A failure climbs to the innermost open group (jump to its Exit), or ends the sequence.
+    /// Returns false when the sequence has failed.
+    fn fail_up(&mut self, state: &mut State) -> bool {
+        match state.frames.last_mut() {
+            Some(top) => {
+                top.failed = true;
+                if let Instr::Enter { exit, .. } = &self.program.instrs[top.enter] {
+                    state.pc = *exit;
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn finish(&mut self, state: &mut State, succeeded: bool) -> Result<RunOutcome> {
+        state.phase = Phase::Finished { succeeded };
+        self.journal.save_state(state)?;
+        let msg = format!(
+            "Task sequence {:?} {} ({} steps run)",
+            self.program.name,
+            if succeeded {
+                "completed successfully"
+            } else {
+                "failed"
+            },
+            state.steps_run
+        );
+        self.logger.log(
+            if succeeded { Level::Info } else { Level::Error },
+            COMPONENT,
+            &msg,
+        );
+        self.logger.say(&msg);
+        self.logger.event(
+            "run_end",
+            fields(json!({"succeeded": succeeded, "steps_run": state.steps_run,
+                "seconds": self.started.elapsed().as_secs_f64()})),
+        );
+        Ok(if succeeded {
+            RunOutcome::Succeeded
+        } else {
+            RunOutcome::Failed
+        })
+    }
+
+    fn walk(
+        &mut self,
+        state: &mut State,
+        update_secrets: &dyn Fn(&mut Logger, &Vars),
+    ) -> Result<RunOutcome> {
+        let instrs = &self.program.instrs;
+        loop {
+            if state.pc >= instrs.len() {
+                return self.finish(state, true);
+            }
+            match &instrs[state.pc] {
+                Instr::Enter {
+                    name,
+                    disabled,
+                    continue_on_error,
+                    condition: cond,
+                    defaults,
+                    exit,
+                    ..
+                } => {
+                    if *disabled {
+                        self.skip(name, "group", "disabled");
+                        state.pc = exit + 1;
+                        continue;
+                    }
+                    match condition::evaluate(cond, &state.vars) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            self.skip(name, "group", "its condition is false");
+                            state.pc = exit + 1;
+                            continue;
+                        }
+                        Err(e) => {
+                            self.logger.log(
+                                Level::Error,
+                                COMPONENT,
+                                &format!("Group {name:?} failed: {e}"),
+                            );
+                            state.vars.set("_SMSTSLastActionSucceeded", "false");
+                            state.last_failed = true;
+                            if *continue_on_error {
+                                state.pc = exit + 1;
+                            } else if !self.fail_up(state) {
+                                return self.finish(state, false);
+                            }
+                            continue;
+                        }
+                    }
+                    for d in defaults {
+                        if d.hidden() {
+                            state.vars.mark_secret(&d.name);
+                        }
+                        state.vars.set_default(&d.name, d.value.clone());
+                    }
+                    self.logger
+                        .log(Level::Info, COMPONENT, &format!("Entering group {name:?}"));
+                    self.logger
+                        .event("group_start", fields(json!({"name": name, "pc": state.pc})));
+                    state.frames.push(Frame {
+                        enter: state.pc,
+                        failed: false,
+                    });
+                    state.pc += 1;
+                }
+                Instr::Exit { enter, name } => {
+                    let frame = state.frames.pop().unwrap_or(Frame {
+                        enter: *enter,
+                        failed: false,
+                    });
+                    let coe = matches!(
+                        &instrs[*enter],
+                        Instr::Enter {
+                            continue_on_error: true,
+                            ..
+                        }
+                    );
+                    self.logger.event(
+                        "group_end",
+                        fields(json!({"name": name, "failed": frame.failed})),
+                    );
+                    if frame.failed {
+                        if coe {
+                            self.logger.log(
+                                Level::Warning,
+                                COMPONENT,
+                                &format!(
+                                    "Group {name:?} failed; continuing because it has continue on error"
+                                ),
+                            );
+                            state.pc += 1;
+                        } else {
+                            self.logger.log(
+                                Level::Error,
+                                COMPONENT,
+                                &format!("Group {name:?} failed"),
+                            );
+                            if !self.fail_up(state) {
+                                return self.finish(state, false);
+                            }
+                        }
+                    } else {
+                        self.logger
+                            .log(Level::Info, COMPONENT, &format!("Leaving group {name:?}"));
+                        state.pc += 1;
+                    }
+                }
+                Instr::Step { step, number, .. } => {
+                    let node_disabled = crate::sequence::model::Node::Step(step.clone());
+                    let name = step.name().to_string();
+                    if matches!(state.phase, Phase::Ready) {
+                        if node_disabled.disabled() {
+                            self.skip(&name, "step", "disabled");
+                            state.pc += 1;
+                            continue;
+                        }
+                        match condition::evaluate(&step.condition, &state.vars) {
+                            Ok(true) => {}
+                            Ok(false) => {
+                                self.skip(&name, "step", "its condition is false");
+                                state.pc += 1;
+                                continue;
+                            }
+                            Err(e) => {
+                                let result = ActionResult::failed(e.to_string());
+                                if let Some(done) =
+                                    self.after_step(state, step, *number, result, 1, 0.0)?
+                                {
+                                    return Ok(done);
+                                }
+                                continue;
+                            }
+                        }
+                    } else {
+                        self.logger.log(
+                            Level::Warning,
+                            COMPONENT,
+                            &format!(
+                                "Step {name:?} was interrupted before it finished; running it again"
+                            ),
+                        );
+                    }
+                    if let Some(done) = self.run_step(state, step, *number, update_secrets)? {
+                        return Ok(done);
+                    }
+                }
+            }
+        }
+    }
+
+    fn skip(&mut self, name: &str, what: &str, why: &str) {
+        self.logger.log(
+            Level::Info,
+            COMPONENT,
+            &format!("Skipping {what} {name:?}: {why}"),
+        );
+        self.logger.event(
+            "step_skip",
+            fields(json!({"name": name, "kind": what, "reason": why})),
+        );
+    }
+
+    /// Run the step at `state.pc`; returns `Some` when the run must stop now.
+    fn run_step(
+        &mut self,
+        state: &mut State,
+        step: &Step,
+        number: usize,
+        update_secrets: &dyn Fn(&mut Logger, &Vars),
+    ) -> Result<Option<RunOutcome>> {
+        let name = step.name().to_string();
+        let kind = step.kind().unwrap_or("(command line)").to_string();
+        state.vars.set("_SMSTSCurrentActionName", name.clone());
+        state.phase = Phase::InStep { attempt: 1 };
+        self.journal.save_state(state)?;
+        self.logger.progress(
+            number,
+            self.program.step_total,
+            &name,
+            self.started.elapsed(),
+        );
+        self.logger.log(
+            Level::Info,
+            COMPONENT,
+            &format!(
+                "Start executing step {number} of {}: {name:?} ({kind}), instruction {}",
+                self.program.step_total, state.pc
+            ),
+        );
+        self.logger.event(
+            "step_start",
+            fields(json!({"number": number, "name": name, "type": kind, "pc": state.pc})),
+        );
+        let retries = step.retry_count();
+        let t0 = Instant::now();
+        let mut attempt = 1u32;
+        let result = loop {
+            let mut ctx = Ctx {
+                vars: &mut state.vars,
+                log: self.logger,
+                state_dir: self.journal.dir(),
+                custom: &self.opts.custom,
+                number,
+            };
+            let r = actions::execute(step, &mut ctx);
+            update_secrets(self.logger, &state.vars);
+            match &r {
+                ActionResult::Exit {
+                    succeeded: false,
+                    code,
+                    message,
+                } if attempt <= retries => {
+                    self.logger.log(
+                        Level::Warning,
+                        COMPONENT,
+                        &format!(
+                            "Step {name:?} failed (exit code {code}{}); retry {attempt} of {retries}",
+                            message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
+                        ),
+                    );
+                    attempt += 1;
+                }
+                _ => break r,
+            }
+        };
+        self.after_step(
+            state,
+            step,
+            number,
+            result,
+            attempt,
+            t0.elapsed().as_secs_f64(),
+        )
+    }
+
+    /// Record a step's result, decide where to go next and journal it.
+    fn after_step(
+        &mut self,
+        state: &mut State,
+        step: &Step,
+        number: usize,
+        result: ActionResult,
+        attempts: u32,
+        seconds: f64,
+    ) -> Result<Option<RunOutcome>> {
+        let name = step.name().to_string();
+        let kind = step.kind().unwrap_or("(command line)").to_string();
+        let coe = crate::sequence::model::Node::Step(step.clone()).continue_on_error();
+        match result {
+            ActionResult::Exit {
+                code,
+                succeeded,
+                message,
+            } => {
+                state.vars.set("_SMSTSLastActionRetCode", code.to_string());
+                state.vars.set(
+                    "_SMSTSLastActionSucceeded",
+                    if succeeded { "true" } else { "false" },
+                );
+                state.last_failed = !succeeded;
+                state.steps_run += 1;
+                let detail = message
+                    .as_deref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default();
+                if succeeded {
+                    self.logger.log(
+                        Level::Info,
+                        COMPONENT,
+                        &format!("Step {name:?} succeeded (exit code {code})"),
+                    );
+                } else {
+                    self.logger.log(
+                        Level::Error,
+                        COMPONENT,
+                        &format!("Step {name:?} failed (exit code {code}){detail}"),
+                    );
+                }
+                self.logger.event(
+                    "step_end",
+                    fields(json!({"number": number, "name": name, "type": kind,
+                        "exit_code": code, "succeeded": succeeded, "attempts": attempts,
+                        "seconds": seconds, "message": message})),
+                );
+                self.journal.append_step(&StepRecord {
+                    pc: state.pc,
+                    number,
+                    name: name.clone(),
+                    kind,
+                    exit_code: code,
+                    succeeded,
+                    attempts,
+                    seconds,
+                })?;
+                state.phase = Phase::Ready;
+                if succeeded {
+                    state.pc += 1;
+                } else if coe {
+                    self.logger.log(
+                        Level::Warning,
+                        COMPONENT,
+                        &format!("Continuing after {name:?}: the step has continue on error"),
+                    );
+                    state.pc += 1;
+                } else if !self.fail_up(state) {
+                    return self.finish(state, false).map(Some);
+                }
+                self.journal.save_state(state)?;
+                Ok(None)
+            }
+            ActionResult::Restart(req) => {
+                state.vars.set("_SMSTSLastActionRetCode", "0");
+                state.vars.set("_SMSTSLastActionSucceeded", "true");
+                state.last_failed = false;
+                state.steps_run += 1;
+                self.journal.append_step(&StepRecord {
+                    pc: state.pc,
+                    number,
+                    name: name.clone(),
+                    kind,
+                    exit_code: 0,
+                    succeeded: true,
+                    attempts,
+                    seconds,
+                })?;
+                state.pc += 1;
+                state.phase = Phase::Restarting;
+                self.journal.save_state(state)?;
+                self.logger.event(
+                    "restart",
+                    fields(json!({"number": number, "name": name, "target": req.target,
+                        "resume_pc": state.pc, "no_reboot": self.opts.no_reboot})),
+                );
+                self.logger.sync();
+                if self.opts.no_reboot {
+                    let msg = format!(
+                        "Restart requested by {name:?}; --no-reboot given, exiting with code {EXIT_RESTART}. Run again with the same --state-dir to resume."
+                    );
+                    self.logger.log(Level::Info, COMPONENT, &msg);
+                    self.logger.say(&msg);
+                    return Ok(Some(RunOutcome::RestartRequested));
+                }
+                if !req.message.is_empty() {
+                    self.logger.say(&req.message);
+                }
+                self.logger.say(&format!(
+                    "Restarting in {} s (the sequence resumes after the restart)",
+                    req.timeout_secs
+                ));
+                std::thread::sleep(std::time::Duration::from_secs(req.timeout_secs.min(3600)));
+                let e = actions::restart::reboot_machine().unwrap_err();
+                self.logger
+                    .log(Level::Error, COMPONENT, &format!("Could not restart: {e}"));
+                bail!("the sequence asked for a restart and the restart failed: {e}")
+            }
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! Logs of a run: `smsts.log` in CMTrace format (`cmtrace`), `events.jsonl` for machines
+//! (`events`), and the console. [`Logger`] writes all three and masks secret values first.
+//!
+//! Dates are computed here from `SystemTime` with the well-known days-from-civil conversion
+//! (H. Hinnant's algorithm) instead of pulling a date crate into the runner for two formats.
+//! Times are UTC: CMTrace's `time="HH:MM:SS.mmm+000"` carries the bias, so readers show the
+//! right instant; asking the OS for the local offset is not sound in a multi-threaded process.
+
+pub mod cmtrace;
+pub mod events;
+
+use crate::vars::mask_secrets;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Severity of a log entry, as CMTrace's `type` attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info = 1,
+    Warning = 2,
+    Error = 3,
+}
+
+/// Days since 1970-01-01 for a proleptic Gregorian date.
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+/// (year, month, day) for days since 1970-01-01.
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719468;
+    let era = if z >= 0 { z } else { z - 146096 } / 146097;
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// A broken-down UTC time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Utc {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+    pub millis: u32,
+}
+
+impl Utc {
+    pub fn from_system(t: SystemTime) -> Utc {
+        let d = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        let secs = d.as_secs() as i64;
+        let (year, month, day) = civil_from_days(secs.div_euclid(86400));
+        let rem = secs.rem_euclid(86400);
+        Utc {
+            year,
+            month,
+            day,
+            hour: (rem / 3600) as u32,
+            minute: (rem % 3600 / 60) as u32,
+            second: (rem % 60) as u32,
+            millis: d.subsec_millis(),
+        }
+    }
+    pub fn now() -> Utc {
+        Utc::from_system(SystemTime::now())
+    }
+    /// RFC 3339, e.g. `2026-11-25T10:00:00.123Z`.
+    pub fn rfc3339(&self) -> String {
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            self.year, self.month, self.day, self.hour, self.minute, self.second, self.millis
+        )
+    }
+}
+
+/// Where a run's logs go, and how the console is written.
+pub struct Logger {
+    smsts: cmtrace::CmTraceWriter,
+    events: events::EventWriter,
+    secrets: Vec<String>,
+    console: Console,
+    log_dir: PathBuf,
+}
+
+/// Console style: redrawn status line on a terminal, plain lines otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Console {
+    Terminal,
+    Plain,
+    Quiet,
+}
+
+impl Console {
+    pub fn detect() -> Console {
+        if std::io::stderr().is_terminal() {
+            Console::Terminal
+        } else {
+            Console::Plain
+        }
+    }
+}
+
+impl Logger {
+    /// Open (append to) `smsts.log` and `events.jsonl` in `log_dir`, creating it.
+    pub fn open(log_dir: &Path, max_log_size: u64, console: Console) -> std::io::Result<Logger> {
+        std::fs::create_dir_all(log_dir)?;
+        Ok(Logger {
+            smsts: cmtrace::CmTraceWriter::open(&log_dir.join("smsts.log"), max_log_size)?,
+            events: events::EventWriter::open(&log_dir.join("events.jsonl"))?,
+            secrets: Vec::new(),
+            console,
+            log_dir: log_dir.to_path_buf(),
+        })
+    }
+
+    pub fn log_dir(&self) -> &Path {
+        &self.log_dir
+    }
+
+    /// Replace the set of secret values masked from now on.
+    pub fn set_secrets(&mut self, secrets: Vec<String>) {
+        self.secrets = secrets;
+    }
+
+    pub fn mask(&self, text: &str) -> String {
+        mask_secrets(text, &self.secrets)
+    }
+
+    /// One smsts.log entry (masked). Write errors are reported on stderr once per entry and
+    /// do not stop the run: a full log disk must not fail a deployment half-way.
+    pub fn log(&mut self, level: Level, component: &str, message: &str) {
+        let msg = self.mask(message);
+        if let Err(e) = self.smsts.write(level, component, &msg) {
+            eprintln!("tsforge: cannot write smsts.log: {e}");
+        }
+        if self.console == Console::Plain && level != Level::Info {
+            eprintln!("{msg}");
+        }
+    }
+
+    /// One events.jsonl record (string fields masked).
+    pub fn event(&mut self, kind: &str, mut fields: serde_json::Map<String, serde_json::Value>) {
+        for v in fields.values_mut() {
+            if let serde_json::Value::String(s) = v {
+                *s = mask_secrets(s, &self.secrets);
+            }
+        }
+        if let Err(e) = self.events.write(kind, fields) {
+            eprintln!("tsforge: cannot write events.jsonl: {e}");
+        }
+    }
+
+    /// A progress line for a person: redrawn on a terminal, one plain line otherwise.
+    pub fn progress(&mut self, index: usize, total: usize, name: &str, elapsed: Duration) {
+        let name = self.mask(name);
+        let secs = elapsed.as_secs();
+        let line = format!(
+            "[{index}/{total}] {name} ({:02}:{:02}:{:02})",
+            secs / 3600,
+            secs % 3600 / 60,
+            secs % 60
+        );
+        match self.console {
+            Console::Terminal => {
+                let mut e = std::io::stderr().lock();
+                let _ = write!(e, "\r\x1b[2K{line}");
+                let _ = e.flush();
+            }
+            Console::Plain => eprintln!("{line}"),
+            Console::Quiet => {}
+        }
+    }
+
+    /// A line for a person on the console (never a secret).
+    pub fn say(&mut self, text: &str) {
+        let text = self.mask(text);
+        match self.console {
+            Console::Terminal => eprintln!("\r\x1b[2K{text}"),
+            Console::Plain => eprintln!("{text}"),
+            Console::Quiet => {}
+        }
+    }
+
+    /// Flush and fsync both files.
+    pub fn sync(&mut self) {
+        let _ = self.smsts.sync();
+        let _ = self.events.sync();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_round_trip() {
+        for (y, m, d, days) in [(1970, 1, 1, 0), (2000, 3, 1, 11017), (2026, 11, 25, 20782)] {
+            assert_eq!(days_from_civil(y, m, d), days);
+            assert_eq!(civil_from_days(days), (y, m, d));
+        }
+    }
+
+    #[test]
+    fn utc_formatting() {
+        let t = UNIX_EPOCH + Duration::from_millis(20782 * 86_400_000 + 3_723_045);
+        assert_eq!(Utc::from_system(t).rfc3339(), "2026-11-25T01:02:03.045Z");
+    }
+}

@@ -1,0 +1,279 @@
+//! Task sequence variables: a case-insensitive store, `%NAME%` expansion, secrets.
+//!
+//! Semantics follow ConfigMgr 2007: names are case-insensitive (the first spelling set is kept
+//! for display), `%NAME%` is replaced by the variable's value and left as written when no such
+//! variable exists (so `%windir%` still reaches `cmd.exe`), expansion is not recursive, and
+//! variables whose names start with `_SMSTS` are read-only to steps: only the engine sets them.
+//!
+//! A variable is *secret* when it was declared `hidden="true"`, or its name is one ConfigMgr
+//! treats as a password (`OSDJoinPassword`, …). Secret values are masked in every log line.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Variable names ConfigMgr and MDT treat as secrets even without `hidden="true"`.
+pub const KNOWN_SECRETS: &[&str] = &[
+    "OSDJoinPassword",
+    "OSDLocalAdminPassword",
+    "OSDRegisteredUserPassword",
+    "OSDCaptureAccountPassword",
+    "OSDNetworkJoinPassword",
+    "SMSTSRunCommandLineAsUserPassword",
+    "SMSConnectNetworkFolderPassword",
+    "AdminPassword",
+    "DomainAdminPassword",
+    "UserPassword",
+    "BDEPin",
+    "TSFORGE_MEDIA_PASSWORD",
+];
+
+/// The text that replaces a secret value in logs.
+pub const MASK: &str = "********";
+
+/// Whether a name is secret by convention (case-insensitive).
+pub fn is_known_secret(name: &str) -> bool {
+    KNOWN_SECRETS.iter().any(|s| s.eq_ignore_ascii_case(name))
+}
+
+/// Whether steps may not set this variable (`_SMSTS*`, the engine's own).
+pub fn is_read_only(name: &str) -> bool {
+    name.len() >= 6 && name[..6].eq_ignore_ascii_case("_SMSTS")
+}
+
+/// Whether `name` is a usable variable name: non-empty, no `=`, `%`, control characters or
+/// NUL, at most 256 characters (ConfigMgr's limit).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().count() <= 256
+        && !name.chars().any(|c| c == '=' || c == '%' || c.is_control())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Var {
+    /// The name as first written.
+    pub name: String,
+    pub value: String,
+    pub secret: bool,
+}
+
+/// The variable store of one run. Serialized into the run's journal.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vars {
+    map: BTreeMap<String, Var>,
+}
+
+/// A step tried to set a variable it may not set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VarError {
+    #[error("variable {0} is read-only: names starting with _SMSTS are set by the engine only")]
+    ReadOnly(String),
+    #[error("invalid variable name {0:?}: names are 1-256 characters without '=', '%' or control characters")]
+    InvalidName(String),
+}
+
+impl Vars {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn key(name: &str) -> String {
+        name.to_uppercase()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.map.get(&Self::key(name)).map(|v| v.value.as_str())
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.map.contains_key(&Self::key(name))
+    }
+
+    /// Set a variable as the engine (no read-only check). Keeps an existing secret flag.
+    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+        let secret = is_known_secret(name);
+        let value = value.into();
+        self.map
+            .entry(Self::key(name))
+            .and_modify(|v| {
+                v.value = value.clone();
+                v.secret |= secret;
+            })
+            .or_insert_with(|| Var {
+                name: name.to_string(),
+                value,
+                secret,
+            });
+    }
+
+    /// Set a variable as a step would: `_SMSTS*` names are refused.
+    pub fn set_from_step(&mut self, name: &str, value: impl Into<String>) -> Result<(), VarError> {
+        if !valid_name(name) {
+            return Err(VarError::InvalidName(name.to_string()));
+        }
+        if is_read_only(name) {
+            return Err(VarError::ReadOnly(name.to_string()));
+        }
+        self.set(name, value);
+        Ok(())
+    }
+
+    /// Set only when not yet defined (defaults from `<globalVarList>`).
+    pub fn set_default(&mut self, name: &str, value: impl Into<String>) {
+        if !self.contains(name) {
+            self.set(name, value);
+        }
+    }
+
+    /// Mark a variable secret (it need not exist yet: the flag is kept for when it is set).
+    pub fn mark_secret(&mut self, name: &str) {
+        self.map
+            .entry(Self::key(name))
+            .and_modify(|v| v.secret = true)
+            .or_insert_with(|| Var {
+                name: name.to_string(),
+                value: String::new(),
+                secret: true,
+            });
+    }
+
+    pub fn is_secret(&self, name: &str) -> bool {
+        self.map
+            .get(&Self::key(name))
+            .map(|v| v.secret)
+            .unwrap_or_else(|| is_known_secret(name))
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        self.map.remove(&Self::key(name));
+    }
+
+    /// Every variable, ordered by upper-cased name.
+    pub fn iter(&self) -> impl Iterator<Item = &Var> {
+        self.map.values()
+    }
+
+    /// The non-empty values of every secret variable (what the log must mask).
+    pub fn secret_values(&self) -> Vec<String> {
+        self.map
+            .values()
+            .filter(|v| v.secret && !v.value.is_empty())
+            .map(|v| v.value.clone())
+            .collect()
+    }
+
+    /// Expand `%NAME%` references; unknown names are left as written. Not recursive: a value
+    /// that itself contains `%X%` is inserted as is.
+    pub fn expand(&self, s: &str) -> String {
+        let mut out = String::with_capacity(s.len());
+        let mut rest = s;
+        while let Some(start) = rest.find('%') {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 1..];
+            match after.find('%') {
+                Some(end) => {
+                    let name = &after[..end];
+                    match (valid_name(name), self.get(name)) {
+                        (true, Some(value)) => {
+                            out.push_str(value);
+                            rest = &after[end + 1..];
+                        }
+                        _ => {
+                            // Not a known variable: keep the '%' and go on from the next
+                            // character, so the closing '%' may open the next reference.
+                            out.push('%');
+                            rest = after;
+                        }
+                    }
+                }
+                None => {
+                    out.push('%');
+                    rest = after;
+                }
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+/// Replace every secret value in `text` with [`MASK`]. Longer secrets are masked first so a
+/// secret containing another is not half-revealed.
+pub fn mask_secrets(text: &str, secrets: &[String]) -> String {
+    if secrets.is_empty() {
+        return text.to_string();
+    }
+    let mut sorted: Vec<&String> = secrets.iter().filter(|s| !s.is_empty()).collect();
+    sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut out = text.to_string();
+    for s in sorted {
+        if out.contains(s.as_str()) {
+            out = out.replace(s.as_str(), MASK);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_case_insensitive_and_keep_first_spelling() {
+        let mut v = Vars::new();
+        v.set("OSDisk", "C:");
+        v.set("osdisk", "D:");
+        assert_eq!(v.get("OSDISK"), Some("D:"));
+        assert_eq!(v.iter().next().unwrap().name, "OSDisk");
+    }
+
+    #[test]
+    fn expansion_table() {
+        let mut v = Vars::new();
+        v.set("A", "1");
+        v.set("Share", "\\\\srv\\s");
+        v.set("P", "%A%");
+        let cases = [
+            ("plain", "no refs", "no refs"),
+            ("one", "x%A%y", "x1y"),
+            ("case", "%a%", "1"),
+            ("unknown kept", "%windir%\\x", "%windir%\\x"),
+            ("percent text", "100% of %A%", "100% of 1"),
+            ("adjacent", "%A%%A%", "11"),
+            ("lone", "50%", "50%"),
+            ("not recursive", "%P%", "%A%"),
+            ("empty name", "%%A%", "%1"),
+            ("path", "%Share%\\%A%-smsts.log", "\\\\srv\\s\\1-smsts.log"),
+        ];
+        for (name, input, want) in cases {
+            assert_eq!(v.expand(input), want, "case {name}");
+        }
+    }
+
+    #[test]
+    fn steps_cannot_set_smsts_variables() {
+        let mut v = Vars::new();
+        assert_eq!(
+            v.set_from_step("_SMSTSInWinPE", "true"),
+            Err(VarError::ReadOnly("_SMSTSInWinPE".into()))
+        );
+        assert!(v.set_from_step("bad=name", "x").is_err());
+        v.set_from_step("Mine", "ok").unwrap();
+        assert_eq!(v.get("mine"), Some("ok"));
+    }
+
+    #[test]
+    fn secrets_are_known_or_marked_and_masked() {
+        let mut v = Vars::new();
+        v.set("OSDJoinPassword", "P@ss");
+        v.mark_secret("Custom");
+        v.set("Custom", "hunter2");
+        v.set("Plain", "visible");
+        let mut s = v.secret_values();
+        s.sort();
+        assert_eq!(s, vec!["P@ss".to_string(), "hunter2".to_string()]);
+        assert_eq!(
+            mask_secrets("join P@ss and hunter2, visible", &s),
+            "join ******** and ********, visible"
+        );
+    }
+}
