@@ -1,1 +1,51 @@
-fn main() {}
+//! `tsforge`: the thin binary. It parses the command line and dispatches to the runtime
+//! (runner commands) and, as they arrive, the builder; no logic of its own.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use tsforge_runtime::cli::{self as runner, EXIT_CODES_HELP, EXIT_ERROR};
+
+/// Bare-metal OS deployment: run ConfigMgr/MDT task sequences, build boot media.
+#[derive(Debug, Parser)]
+#[command(name = "tsforge", version, after_help = EXIT_CODES_HELP)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    #[command(flatten)]
+    Runner(runner::RunnerCmd),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_ERROR } else { 0 });
+        }
+    };
+    let result = match cli.cmd {
+        Cmd::Runner(c) => runner::dispatch(c),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("tsforge: error: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_tree_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -7,6 +7,7 @@
 //! Windows PE) needs nothing else.
 
 pub mod actions;
+pub mod cli;
 pub mod condition;
 pub mod engine;
 pub mod envfile;

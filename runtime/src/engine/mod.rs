@@ -15,6 +15,7 @@
 //! - A group whose condition cannot be evaluated fails like a failed step in its parent.
 
 pub mod journal;
+pub mod plan;
 pub mod program;
 
 use crate::actions::{self, custom::CustomActions, ActionResult, Ctx};

@@ -1,1 +1,427 @@
-//! Validation of a parsed sequence (being written).
+//! Validation of a parsed sequence: every problem found in one pass, each with its position.
+//!
+//! Errors make `tsforge validate` exit 1: values the engine cannot interpret (`disable="maybe"`,
+//! `timeout="ten"`, bad success codes), conditions of unknown types or with unknown operators
+//! or missing properties, steps of the native types without the properties they need, bad
+//! variable names, steps that set read-only `_SMSTS*` variables, and *Run Task Sequence* steps
+//! whose child cannot be found or that form a cycle. Warnings: step types tsforge does not
+//! implement natively (they run their `<action>` command line, as in ConfigMgr), and
+//! Windows-only conditions (registry, WMI, software, OS), which fail on other platforms.
+
+use super::model::{
+    attr, expr_type, parse_bool, parse_codes, step_type, Condition, Node, Pos, Sequence, Step,
+};
+use crate::actions::custom::CustomActions;
+use crate::condition::VARIABLE_OPERATORS;
+use crate::engine::program::{child_reference, Resolver};
+use crate::error::{Diagnostic, ParseError, Severity};
+use std::path::{Path, PathBuf};
+
+/// What validation needs besides the sequence.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    pub custom: CustomActions,
+    pub resolver: Resolver,
+}
+
+/// ConfigMgr action types that the disk/image issue implements natively; until then they run
+/// their `<action>` and get a warning that says so.
+const KNOWN_CONFIGMGR_TYPES: &[&str] = &[
+    "SMS_TaskSequence_PartitionDiskAction",
+    "SMS_TaskSequence_ApplyOperatingSystemAction",
+    "SMS_TaskSequence_ApplyDataImageAction",
+    "SMS_TaskSequence_CaptureSystemImageAction",
+    "SMS_TaskSequence_ApplyWindowsSettingsAction",
+    "SMS_TaskSequence_ApplyNetworkSettingsAction",
+    "SMS_TaskSequence_ApplyDriverPackageAction",
+    "SMS_TaskSequence_AutoApplyAction",
+    "SMS_TaskSequence_InstallSoftwareAction",
+    "SMS_TaskSequence_InstallUpdateAction",
+    "SMS_TaskSequence_SetupWindowsAndSMSAction",
+    "SMS_TaskSequence_FormatAndPartitionAction",
+    "SMS_TaskSequence_ConvertDiskAction",
+    "SMS_TaskSequence_EnableBitLockerAction",
+    "SMS_TaskSequence_DisableBitLockerAction",
+    "SMS_TaskSequence_DownloadPackageContentAction",
+    "SMS_TaskSequence_ConnectNetworkFolderAction",
+    "SMS_TaskSequence_JoinDomainWorkgroupAction",
+    "SMS_TaskSequence_PrepareOSAction",
+    "SMS_TaskSequence_PrepareSMSClientAction",
+    "SMS_TaskSequence_CaptureUserStateAction",
+    "SMS_TaskSequence_RestoreUserStateAction",
+    "SMS_TaskSequence_RequestStateStoreAction",
+    "SMS_TaskSequence_ReleaseStateStoreAction",
+    "SMS_TaskSequence_CaptureNetworkSettingsAction",
+    "SMS_TaskSequence_CaptureWindowsSettingsAction",
+];
+
+struct V<'a> {
+    file: &'a Path,
+    out: Vec<Diagnostic>,
+    ctx: &'a Context,
+}
+
+impl V<'_> {
+    fn push(&mut self, sev: Severity, pos: Pos, msg: String) {
+        self.out.push(Diagnostic {
+            severity: sev,
+            error: ParseError::new(self.file, pos.line, pos.column, msg),
+        });
+    }
+    fn error(&mut self, pos: Pos, msg: String) {
+        self.push(Severity::Error, pos, msg);
+    }
+    fn warn(&mut self, pos: Pos, msg: String) {
+        self.push(Severity::Warning, pos, msg);
+    }
+}
+
+/// Levenshtein distance, for "did you mean" suggestions.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.to_lowercase().chars().collect();
+    let b: Vec<char> = b.to_lowercase().chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The closest candidate within a small distance.
+pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(d, c)| *d > 0 && *d <= (c.len() / 4).clamp(1, 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Validate `seq`, read from `file`. Returns every finding, errors and warnings.
+pub fn validate(seq: &Sequence, file: &Path, ctx: &Context) -> Vec<Diagnostic> {
+    let mut v = V {
+        file,
+        out: Vec::new(),
+        ctx,
+    };
+    for g in &seq.global_vars {
+        if !crate::vars::valid_name(&g.name) {
+            v.error(g.pos, format!("invalid variable name {:?}", g.name));
+        }
+    }
+    let mut stack = vec![file.canonicalize().unwrap_or_else(|_| file.to_path_buf())];
+    nodes(&mut v, &seq.items, file, &mut stack);
+    v.out
+}
+
+fn check_bool(v: &mut V, attrs: &super::model::Attrs, key: &str, pos: Pos, what: &str) {
+    if let Some(val) = attr(attrs, key) {
+        if parse_bool(val).is_none() {
+            v.error(
+                pos,
+                format!("{what} attribute {key}={val:?} must be \"true\" or \"false\""),
+            );
+        }
+    }
+}
+
+fn nodes(v: &mut V, items: &[Node], file: &Path, stack: &mut Vec<PathBuf>) {
+    for n in items {
+        match n {
+            Node::Group(g) => {
+                check_bool(v, &g.attrs, "disable", g.pos, "group");
+                check_bool(v, &g.attrs, "continueOnError", g.pos, "group");
+                conditions(v, &g.condition);
+                nodes(v, &g.children, file, stack);
+            }
+            Node::Step(s) => step(v, s, file, stack),
+        }
+    }
+}
+
+fn step(v: &mut V, s: &Step, file: &Path, stack: &mut Vec<PathBuf>) {
+    let pos = s.pos;
+    let name = s.name().to_string();
+    check_bool(v, &s.attrs, "disable", pos, "step");
+    check_bool(v, &s.attrs, "continueOnError", pos, "step");
+    check_bool(v, &s.attrs, "runFromNet", pos, "step");
+    for key in ["successCodeList", "successCodes"] {
+        if let Some(val) = attr(&s.attrs, key) {
+            if let Err(tok) = parse_codes(val) {
+                v.error(
+                    pos,
+                    format!(
+                        "step {name:?}: {key} contains {tok:?}, which is not an integer exit code"
+                    ),
+                );
+            }
+        }
+    }
+    for key in ["timeout", "retryCount"] {
+        if let Some(val) = attr(&s.attrs, key) {
+            if val.trim().parse::<u64>().is_err() {
+                v.error(
+                    pos,
+                    format!("step {name:?}: {key}={val:?} must be a whole number"),
+                );
+            }
+        }
+    }
+    for var in &s.vars {
+        if var.name.is_empty() {
+            v.error(
+                var.pos,
+                format!("step {name:?}: a property has an empty name"),
+            );
+        }
+    }
+    conditions(v, &s.condition);
+    let Some(kind) = s.kind() else {
+        if s.action.as_deref().is_none_or(|a| a.trim().is_empty()) {
+            v.error(
+                pos,
+                format!("step {name:?} has neither a type nor an <action> command line to run"),
+            );
+        }
+        return;
+    };
+    let full = step_type::from_short(kind);
+    let is = |t: &str| full.eq_ignore_ascii_case(t);
+    let need = |v: &mut V, prop: &str, what: &str| {
+        if s.property(prop).is_none_or(|p| p.trim().is_empty()) {
+            v.error(
+                pos,
+                format!("{what} step {name:?} needs the {prop} property"),
+            );
+        }
+    };
+    if is(step_type::RUN_COMMAND_LINE) {
+        if s.property("CommandLine").is_none() && s.action.is_none() {
+            v.error(
+                pos,
+                format!("Run Command Line step {name:?} needs the CommandLine property"),
+            );
+        }
+    } else if is(step_type::SET_VARIABLE) {
+        need(v, "VariableName", "Set Task Sequence Variable");
+        if let Some(n) = s.property("VariableName") {
+            if !n.contains('%') {
+                if crate::vars::is_read_only(n) {
+                    v.error(
+                        pos,
+                        format!("step {name:?} sets {n}, which is read-only (names starting with _SMSTS are set by the engine)"),
+                    );
+                } else if !n.is_empty() && !crate::vars::valid_name(n) {
+                    v.error(pos, format!("step {name:?}: invalid variable name {n:?}"));
+                }
+            }
+        }
+    } else if is(step_type::SET_DYNAMIC_VARIABLES) {
+        need(v, "DynamicRules", "Set Dynamic Variables");
+        if let Some(rules) = s.property("DynamicRules") {
+            if let Err(e) = crate::actions::dynamic::parse_rules(rules) {
+                v.error(pos, format!("step {name:?}: {e}"));
+            }
+        }
+    } else if is(step_type::RUN_POWERSHELL) {
+        if s.property("ScriptName").is_none_or(|p| p.trim().is_empty())
+            && s.property("SourceScript")
+                .is_none_or(|p| p.trim().is_empty())
+        {
+            v.error(
+                pos,
+                format!("Run PowerShell Script step {name:?} needs a ScriptName or SourceScript property"),
+            );
+        }
+    } else if is(step_type::REBOOT) {
+        if let Some(t) = s.property("SMSRebootTimeout") {
+            if t.trim().parse::<u64>().is_err() {
+                v.error(
+                    pos,
+                    format!(
+                        "step {name:?}: SMSRebootTimeout={t:?} must be a whole number of seconds"
+                    ),
+                );
+            }
+        }
+    } else if is(step_type::SUB_SEQUENCE) {
+        match child_reference(s) {
+            None => v.error(
+                pos,
+                format!("Run Task Sequence step {name:?} needs the TsPackageID property naming the child sequence"),
+            ),
+            Some(r) => match v.ctx.resolver.resolve(r, file) {
+                Err(e) => v.error(pos, format!("step {name:?}: {e}")),
+                Ok(child) => {
+                    let canon = child.canonicalize().unwrap_or(child.clone());
+                    if stack.contains(&canon) {
+                        v.error(
+                            pos,
+                            format!(
+                                "step {name:?}: sequences include each other in a cycle ({} is already being run)",
+                                child.display()
+                            ),
+                        );
+                    } else {
+                        match super::load(&child) {
+                            Err(e) => v.out.push(Diagnostic {
+                                severity: Severity::Error,
+                                error: e,
+                            }),
+                            Ok((seq, _)) => {
+                                stack.push(canon);
+                                let mut sub = V {
+                                    file: &child,
+                                    out: Vec::new(),
+                                    ctx: v.ctx,
+                                };
+                                nodes(&mut sub, &seq.items, &child, stack);
+                                v.out.extend(sub.out);
+                                stack.pop();
+                            }
+                        }
+                    }
+                }
+            },
+        }
+    } else if v.ctx.custom.get(kind).is_some() {
+        // Mapped by a custom action manifest.
+    } else {
+        let known = KNOWN_CONFIGMGR_TYPES
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(kind));
+        let how = if s.action.as_deref().is_some_and(|a| !a.trim().is_empty()) {
+            "it runs its <action> command line, as ConfigMgr does"
+        } else {
+            "it has no <action> command line, so it will fail"
+        };
+        let hint = if known || kind.starts_with("BDD_") {
+            String::new()
+        } else {
+            let all = step_type::SHORT_NAMES
+                .iter()
+                .flat_map(|(s, t)| [*s, *t])
+                .chain(KNOWN_CONFIGMGR_TYPES.iter().copied())
+                .chain(v.ctx.custom.kinds());
+            let cands: Vec<&str> = all.collect();
+            suggest(kind, cands.iter().copied())
+                .map(|c| format!(" (did you mean {c}?)"))
+                .unwrap_or_default()
+        };
+        v.warn(
+            pos,
+            format!("step {name:?}: type {kind} is not built into tsforge; {how}{hint}"),
+        );
+    }
+}
+
+fn conditions(v: &mut V, conds: &[Condition]) {
+    for c in conds {
+        match c {
+            Condition::Operator { children, .. } => conditions(v, children),
+            Condition::Expression(e) => {
+                let known = expr_type::ALL
+                    .iter()
+                    .find(|t| t.eq_ignore_ascii_case(&e.kind));
+                let Some(kind) = known else {
+                    let hint = suggest(&e.kind, expr_type::ALL.iter().copied())
+                        .map(|s| format!(" (did you mean {s}?)"))
+                        .unwrap_or_default();
+                    v.error(
+                        e.pos,
+                        format!(
+                            "unknown condition type {:?}{hint}; known types: {}",
+                            e.kind,
+                            expr_type::ALL.join(", ")
+                        ),
+                    );
+                    continue;
+                };
+                let need = |v: &mut V, key: &str| {
+                    if e.get(key).is_none_or(|x| x.trim().is_empty()) {
+                        v.error(
+                            e.pos,
+                            format!(
+                                "{} condition needs the {key} property",
+                                crate::condition::short_kind(kind)
+                            ),
+                        );
+                    }
+                };
+                match *kind {
+                    expr_type::VARIABLE => {
+                        need(v, "Variable");
+                        let op = e.get("Operator").unwrap_or("equals");
+                        if !VARIABLE_OPERATORS
+                            .iter()
+                            .any(|o| o.eq_ignore_ascii_case(op))
+                        {
+                            let hint = suggest(op, VARIABLE_OPERATORS.iter().copied())
+                                .map(|s| format!(" (did you mean {s}?)"))
+                                .unwrap_or_default();
+                            v.error(
+                                e.pos,
+                                format!(
+                                    "unknown variable operator {op:?}{hint}; known operators: {}",
+                                    VARIABLE_OPERATORS.join(", ")
+                                ),
+                            );
+                        }
+                    }
+                    expr_type::FILE | expr_type::FOLDER => {
+                        need(v, "Path");
+                        if let Some(dt) = e.get("DateTime").filter(|d| !d.trim().is_empty()) {
+                            if crate::condition::parse_wmi_datetime(dt).is_none() {
+                                v.error(
+                                    e.pos,
+                                    format!("DateTime {dt:?} is not a WMI datetime (yyyymmddHHMMSS.ffffff+UUU)"),
+                                );
+                            }
+                        }
+                    }
+                    expr_type::WMI => {
+                        need(v, "Query");
+                        windows_only(v, e.pos, "WMI");
+                    }
+                    expr_type::REGISTRY => {
+                        need(v, "KeyPath");
+                        windows_only(v, e.pos, "registry");
+                    }
+                    expr_type::SOFTWARE => windows_only(v, e.pos, "software"),
+                    expr_type::OS => windows_only(v, e.pos, "operating system"),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+fn windows_only(v: &mut V, pos: Pos, what: &str) {
+    if !cfg!(windows) {
+        v.warn(
+            pos,
+            format!("{what} conditions are evaluated on Windows only; on {} this step fails when the condition is checked", std::env::consts::OS),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(
+            suggest("notEqual", VARIABLE_OPERATORS.iter().copied()),
+            Some("notEquals")
+        );
+        assert_eq!(suggest("zzzzzz", VARIABLE_OPERATORS.iter().copied()), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+}
