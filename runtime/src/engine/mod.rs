@@ -77,6 +77,10 @@ impl RunOptions {
     }
 }
 
+fn absolute(p: &Path) -> Result<PathBuf> {
+    std::path::absolute(p).with_context(|| format!("resolving {}", p.display()))
+}
+
 /// Load and compile a sequence file.
 pub fn load_program(path: &Path, resolver: &Resolver) -> Result<Program> {
     let (seq, _) = crate::sequence::load(path).map_err(anyhow::Error::new)?;
@@ -148,11 +152,9 @@ fn fields(v: Value) -> Map<String, Value> {
 
 /// Run (or resume) the sequence at `path` with the state in `opts.state_dir`.
 pub fn run(path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
-    let journal = Journal::open(&opts.state_dir, opts.fsync)?;
-    let log_dir = opts
-        .log_dir
-        .clone()
-        .unwrap_or_else(|| opts.state_dir.clone());
+    let journal = Journal::open(&absolute(&opts.state_dir)?, opts.fsync)?;
+    // Absolute, so steps that change their working directory still find the logs.
+    let log_dir = absolute(opts.log_dir.as_ref().unwrap_or(&opts.state_dir))?;
     let resuming = journal.exists();
     let (program, mut state) = if resuming {
         let state = journal.load_state()?;
