@@ -190,6 +190,23 @@ steps:
         .filter(|v| v["event"] == "run_end")
         .collect();
     assert_eq!(ends.len(), 1);
+    // Every record follows docs/events.schema.json: schema version, time, a known kind.
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../docs/events.schema.json")).unwrap();
+    let kinds = schema["properties"]["event"]["enum"].as_array().unwrap();
+    assert_eq!(kinds.len(), tsforge_runtime::log::events::KINDS.len());
+    for line in e.read("state/events.jsonl").lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["schema"], 1);
+        assert!(v["time"].as_str().unwrap().ends_with('Z'));
+        assert!(kinds.contains(&v["event"]), "{line}");
+        for (k, _) in v.as_object().unwrap() {
+            assert!(
+                schema["properties"].get(k).is_some(),
+                "field {k} not in the schema: {line}"
+            );
+        }
+    }
     assert_eq!(ends[0]["succeeded"], false);
     assert_eq!(ends[0]["steps_run"], 5);
 }
