@@ -67,6 +67,7 @@ for t in "${TARGETS[@]}"; do
     cargo fuzz run -O "$t" -- -max_total_time="$SECONDS_PER_TARGET" -fork=1 \
         -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
         -rss_limit_mb=2048 -timeout=10 >"$log" 2>&1 || true
+    rm -f "${TMPDIR:-/tmp}"/tsforge-fuzz-env-* # envfile's scratch files, one per forked child
     execs=$(grep -Eo '^#[0-9]+:' "$log" | tail -1 | tr -dc 0-9)
     new=$(find "fuzz/artifacts/$t" -type f -newer "$marker" | sort)
     rm -f "$marker"
@@ -76,10 +77,11 @@ for t in "${TARGETS[@]}"; do
         status=1
         # Triage: run each input again and group by where it panicked and why.
         for f in $new; do
-            "$bin/$t" "$f" 2>&1 | grep -A1 -m1 'panicked at' | sed -E 's/thread .* panicked at/at/' |
-                tr '\n' ' ' | cut -c1-200
+            out=$("$bin/$t" "$f" 2>&1 || true)
+            grep -A1 -m1 'panicked at' <<<"$out" | sed -E 's/thread .* panicked at/at/' |
+                tr '\n' ' ' | cut -c1-110 || true
             echo
-        done | grep . | sort | uniq -c | sort -rn | sed 's/^/   /'
+        done | grep . | sort | uniq -c | sort -rn | sed 's/^/   /' || true
         echo "   e.g. $(echo "$new" | head -1)   (repro: $bin/$t FILE)"
     fi
 done

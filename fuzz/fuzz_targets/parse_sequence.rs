@@ -22,7 +22,7 @@ fn hits_known_bug(seq: &Sequence) -> bool {
     hit
 }
 
-fn check(seq: &Sequence, file: &Path) {
+fn check(seq: &Sequence, file: &Path, from: Format) {
     // Validation resolves Run Task Sequence children relative to `file`: a path that does not
     // exist keeps it away from the real file system.
     if !hits_known_bug(seq) {
@@ -39,6 +39,9 @@ fn check(seq: &Sequence, file: &Path) {
     if xml::parse("<sequence/>", file).is_err() {
         return; // XML reader not built yet (before it landed, it rejected everything)
     }
+    if from == Format::Yaml && known::k3_k4_model(seq) {
+        return;
+    }
     match xml::parse(&x, file) {
         Ok(back) => assert_eq!(&back, seq, "XML round trip changed the model; XML:\n{x}"),
         Err(e) => panic!("XML writer output does not parse: {e}\nXML:\n{x}"),
@@ -52,7 +55,7 @@ fuzz_target!(|data: &[u8]| {
     };
     for format in [Format::Xml, Format::Yaml] {
         if let Ok(seq) = parse_str(&text, file, format) {
-            check(&seq, file);
+            check(&seq, file, format);
         }
     }
 });
