@@ -15,8 +15,13 @@ use std::path::Path;
 pub const ENV_FILE: &str = "TSFORGE_ENV_FILE";
 pub const VAR_NAMES: &str = "TSFORGE_VAR_NAMES";
 
+/// `(name, value)` assignments in file order.
+pub type Assignments = Vec<(String, String)>;
+/// `(1-based line, message)` for lines that could not be read.
+pub type LineErrors = Vec<(usize, String)>;
+
 /// Parse an env file. Returns the assignments and, for bad lines, `(line number, message)`.
-pub fn parse(text: &str) -> (Vec<(String, String)>, Vec<(usize, String)>) {
+pub fn parse(text: &str) -> (Assignments, LineErrors) {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     let mut lines = text.lines().enumerate();

@@ -324,7 +324,9 @@ impl Walker<'_> {
             COMPONENT,
             &msg,
         );
-        self.logger.say(&msg);
+        if succeeded {
+            self.logger.say(&msg);
+        }
         self.logger.event(
             "run_end",
             fields(json!({"succeeded": succeeded, "steps_run": state.steps_run,

@@ -20,12 +20,9 @@ pub const KINDS: &[&str] = &[
     "group_end",
     "step_skip",
     "step_start",
-    "step_output",
     "step_end",
-    "variable_set",
     "restart",
     "run_end",
-    "warning",
 ];
 
 pub struct EventWriter {

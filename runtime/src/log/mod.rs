@@ -147,8 +147,12 @@ impl Logger {
         if let Err(e) = self.smsts.write(level, component, &msg) {
             eprintln!("tsforge: cannot write smsts.log: {e}");
         }
-        if self.console == Console::Plain && level != Level::Info {
-            eprintln!("{msg}");
+        if level != Level::Info {
+            match self.console {
+                Console::Terminal => eprintln!("\r\x1b[2K{msg}"),
+                Console::Plain => eprintln!("{msg}"),
+                Console::Quiet => {}
+            }
         }
     }
 
