@@ -10,7 +10,8 @@
 //! Wine 8 (Debian 12) has no `bcryptprimitives.dll`, whose `ProcessPrng` Rust's standard library
 //! imports, so the test builds a small stand-in from `tests/wine/processprng.c` with mingw and
 //! puts it beside the exe (never shipped). Each run uses a fresh `WINEPREFIX` in a temporary
-//! folder and stops its wineserver at the end.
+//! folder and stops its wineserver at the end. `error-handler.yaml` is the same sequence in
+//! YAML, checked to match without Wine.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 use tsforge_runtime::log::cmtrace;
 
 /// The sequence the test runs, from `tests/wine/`.
-const FIXTURE: &str = "error-handler.yaml";
+const FIXTURE: &str = "error-handler.xml";
 /// Per Wine command; the first one also creates the prefix (a few seconds on an idle machine).
 const TIMEOUT: Duration = Duration::from_secs(120);
 const MINGW_GCC: &str = "x86_64-w64-mingw32-gcc";
@@ -379,7 +380,7 @@ fn windows_runner_runs_the_error_handler_pattern_under_wine() {
     let has = |needle: &str| entries.iter().any(|e| e.message.contains(needle));
     assert!(!has("\"Never reached\""), "{smsts}");
     assert!(
-        has("Skipping step \"Copy the log (full OS)\""),
+        has("Skipping step \"Mark the full OS path\""),
         "no skip entry for the full-OS step:\n{smsts}"
     );
     assert!(has("completed successfully"), "{smsts}");
@@ -389,4 +390,22 @@ fn windows_runner_runs_the_error_handler_pattern_under_wine() {
         "wine test: passed in {:.1} s",
         t0.elapsed().as_secs_f64()
     ));
+}
+
+/// `error-handler.yaml` is the same sequence as the XML the Wine test runs (no Wine needed).
+#[test]
+fn yaml_copy_matches_the_xml_fixture() {
+    use tsforge_runtime::sequence::{self, Format};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/wine");
+    let load = |name: &str| {
+        let (seq, _) =
+            sequence::load(&dir.join(name)).unwrap_or_else(|e| panic!("tests/wine/{name}: {e}"));
+        sequence::write(&seq, Format::Yaml)
+    };
+    assert_eq!(
+        load("error-handler.yaml"),
+        load("error-handler.xml"),
+        "tests/wine/error-handler.yaml differs from error-handler.xml; regenerate it with \
+         `tsforge convert tests/wine/error-handler.xml --to yaml`"
+    );
 }
