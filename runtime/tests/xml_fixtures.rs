@@ -228,7 +228,7 @@ fn cm_osd_deploy_parses_with_expected_structure() {
     else {
         panic!("expected not")
     };
-    assert_eq!((pos.line, pos.column), (294, 13));
+    assert_eq!((pos.line, pos.column), (293, 13));
     assert!(
         matches!(&not_children[0], Condition::Expression(e) if e.kind == expr_type::SOFTWARE
         && e.get("ProductCode") == Some("{90160000-008C-0000-1000-0000000FF1CE}"))

@@ -118,7 +118,7 @@ fn error_handler_example_has_the_seed_pattern() {
         winpe.vars,
         vec![Variable::property(
             "CommandLine",
-            "cp \"%_SMSTSLogPath%/smsts.log\" \"%SHARE%/%_SMSTSClientGuid%-smsts.log\""
+            "mkdir -p \"%SHARE%\" && cp \"%_SMSTSLogPath%/smsts.log\" \"%SHARE%/%_SMSTSClientGuid%-smsts.log\""
         )]
     );
     assert_eq!(

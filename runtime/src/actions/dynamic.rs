@@ -179,19 +179,9 @@ pub fn execute(step: &Step, ctx: &mut Ctx) -> ActionResult {
         }
         for (name, value) in &rule.variables {
             let value = ctx.vars.expand(value);
-            if let Err(e) = ctx.vars.set_from_step(name, value) {
+            if let Err(e) = super::set_variable(ctx, "SetDynamicVariables", name, value) {
                 return ActionResult::failed(e.to_string());
             }
-            let shown = if ctx.vars.is_secret(name) {
-                crate::vars::MASK.to_string()
-            } else {
-                ctx.vars.get(name).unwrap_or("").to_string()
-            };
-            ctx.log.log(
-                Level::Info,
-                "SetDynamicVariables",
-                &format!("Set variable {name} = {shown}"),
-            );
         }
     }
     ActionResult::ok()

@@ -123,6 +123,28 @@ pub fn execute(step: &Step, ctx: &mut Ctx) -> ActionResult {
     }
 }
 
+/// Set a variable on behalf of a step and log it (the value masked when secret). `_SMSTS*`
+/// names are refused.
+pub(crate) fn set_variable(
+    ctx: &mut Ctx,
+    component: &str,
+    name: &str,
+    value: String,
+) -> Result<(), crate::vars::VarError> {
+    ctx.vars.set_from_step(name, value)?;
+    let shown = if ctx.vars.is_secret(name) {
+        crate::vars::MASK.to_string()
+    } else {
+        ctx.vars.get(name).unwrap_or("").to_string()
+    };
+    ctx.log.log(
+        crate::log::Level::Info,
+        component,
+        &format!("Set variable {name} = {shown}"),
+    );
+    Ok(())
+}
+
 /// The folder of the running executable (put first on a step's `PATH`, so `tsforge env set`
 /// works inside steps even when tsforge is not installed on `PATH`).
 pub fn exe_dir() -> Option<PathBuf> {

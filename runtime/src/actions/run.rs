@@ -123,13 +123,8 @@ pub fn run_process(run: ProcessRun, ctx: &mut Ctx) -> ActionResult {
         let chars: Vec<char> = out.chars().collect();
         let start = chars.len().saturating_sub(OUTPUT_VARIABLE_CHARS);
         let value: String = chars[start..].iter().collect();
-        match ctx.vars.set_from_step(&var, value) {
-            Ok(()) => ctx.log.log(
-                Level::Info,
-                component,
-                &format!("Set variable {var} from the command's output"),
-            ),
-            Err(e) => ctx.log.log(Level::Error, component, &e.to_string()),
+        if let Err(e) = super::set_variable(ctx, component, &var, value) {
+            ctx.log.log(Level::Error, component, &e.to_string());
         }
     }
     if outcome.timed_out {
@@ -174,20 +169,8 @@ fn apply_env_file(ctx: &mut Ctx, path: &std::path::Path, component: &str) {
         );
     }
     for (name, value) in assignments {
-        match ctx.vars.set_from_step(&name, value) {
-            Ok(()) => {
-                let shown = if ctx.vars.is_secret(&name) {
-                    crate::vars::MASK.to_string()
-                } else {
-                    ctx.vars.get(&name).unwrap_or("").to_string()
-                };
-                ctx.log.log(
-                    Level::Info,
-                    component,
-                    &format!("Step set variable {name} = {shown}"),
-                );
-            }
-            Err(e) => ctx.log.log(Level::Error, component, &e.to_string()),
+        if let Err(e) = super::set_variable(ctx, component, &name, value) {
+            ctx.log.log(Level::Error, component, &e.to_string());
         }
     }
 }

@@ -3,7 +3,6 @@
 //! (read-only to steps), which fails the step with a message naming the variable.
 
 use super::{ActionResult, Ctx};
-use crate::log::Level;
 use crate::sequence::model::Step;
 
 pub fn execute(step: &Step, ctx: &mut Ctx) -> ActionResult {
@@ -24,20 +23,8 @@ pub fn execute(step: &Step, ctx: &mut Ctx) -> ActionResult {
             ctx.vars.mark_secret(&name);
         }
     }
-    match ctx.vars.set_from_step(&name, value) {
-        Ok(()) => {
-            let shown = if ctx.vars.is_secret(&name) {
-                crate::vars::MASK.to_string()
-            } else {
-                ctx.vars.get(&name).unwrap_or("").to_string()
-            };
-            ctx.log.log(
-                Level::Info,
-                "SetVariable",
-                &format!("Set variable {name} = {shown}"),
-            );
-            ActionResult::ok()
-        }
+    match super::set_variable(ctx, "SetVariable", &name, value) {
+        Ok(()) => ActionResult::ok(),
         Err(e) => ActionResult::failed(e.to_string()),
     }
 }

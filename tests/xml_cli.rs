@@ -1,0 +1,251 @@
+//! ConfigMgr/MDT XML through the real binary: conversion without loss, UTF-16 files, untyped
+//! MDT steps, dynamic variables, child sequences and positioned errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use tsforge_runtime::sequence::{self, xml, yaml, Node};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sequences")
+}
+
+fn tsforge(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tsforge"))
+        .args(args)
+        .current_dir(dir)
+        .env("TSFORGE_MACHINE_DIR", dir.join("machine"))
+        .env_remove("TSFORGE_STATE_DIR")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn count(nodes: &[Node], steps: &mut usize, groups: &mut usize, conds: &mut usize) {
+    for n in nodes {
+        *conds += n.condition().len();
+        match n {
+            Node::Group(g) => {
+                *groups += 1;
+                count(&g.children, steps, groups, conds);
+            }
+            Node::Step(_) => *steps += 1,
+        }
+    }
+}
+
+#[test]
+fn xml_to_yaml_to_xml_keeps_everything_for_every_fixture() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "cm-osd-deploy.xml",
+        "mdt-client-ts.xml",
+        "cm-package-wrapper.xml",
+        "object.xml",
+        "cm-osd-deploy-utf16.xml",
+        "LAB0002A.xml",
+    ] {
+        let src = fixtures().join(name);
+        let (original, _) = sequence::load(&src).unwrap();
+        // Through the library…
+        let yaml_text = yaml::write(&original);
+        let via_yaml = yaml::parse(&yaml_text, Path::new("x.yaml")).unwrap();
+        assert_eq!(via_yaml, original, "{name}: XML -> YAML loses something");
+        let back = xml::parse(&xml::write(&via_yaml), Path::new("x.xml")).unwrap();
+        assert_eq!(back, original, "{name}: XML -> YAML -> XML loses something");
+        // …and through `tsforge convert`, as an administrator would.
+        let y = dir.path().join(format!("{name}.yaml"));
+        let x = dir.path().join(format!("{name}.back.xml"));
+        let (code, _, err) = tsforge(
+            dir.path(),
+            &[
+                "convert",
+                src.to_str().unwrap(),
+                "--to",
+                "yaml",
+                "-o",
+                y.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        let (code, _, err) = tsforge(
+            dir.path(),
+            &[
+                "convert",
+                y.to_str().unwrap(),
+                "--to",
+                "xml",
+                "-o",
+                x.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        let (reread, _) = sequence::load(&x).unwrap();
+        assert_eq!(reread, original, "{name}: convert round trip");
+        let (mut s, mut g, mut c) = (0, 0, 0);
+        count(&reread.items, &mut s, &mut g, &mut c);
+        assert!(s > 0, "{name} has steps");
+    }
+    // The big fixture really is big and varied.
+    let (big, _) = sequence::load(&fixtures().join("cm-osd-deploy.xml")).unwrap();
+    let (mut s, mut g, mut c) = (0, 0, 0);
+    count(&big.items, &mut s, &mut g, &mut c);
+    assert!(
+        s >= 20 && g >= 10 && c >= 10,
+        "steps {s} groups {g} conditions {c}"
+    );
+}
+
+#[test]
+fn convert_refuses_to_overwrite_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.yaml");
+    std::fs::write(&out, "keep me").unwrap();
+    let src = fixtures().join("object.xml");
+    let (code, _, err) = tsforge(
+        dir.path(),
+        &[
+            "convert",
+            src.to_str().unwrap(),
+            "--to",
+            "yaml",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("--force"), "{err}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "keep me");
+}
+
+fn utf16le_bom(text: &str) -> Vec<u8> {
+    let mut b = vec![0xFF, 0xFE];
+    for u in text.encode_utf16() {
+        b.extend_from_slice(&u.to_le_bytes());
+    }
+    b
+}
+
+#[test]
+fn utf16_xml_with_untyped_mdt_steps_and_dynamic_variables_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = "&lt;rules&gt;&lt;rule&gt;&lt;condition&gt;&lt;expression type=\"SMS_TaskSequence_VariableConditionExpression\"&gt;&lt;variable name=\"Operator\"&gt;like&lt;/variable&gt;&lt;variable name=\"Value\"&gt;Latitude*&lt;/variable&gt;&lt;variable name=\"Variable\"&gt;Model&lt;/variable&gt;&lt;/expression&gt;&lt;/condition&gt;&lt;variable name=\"DriverPack\"&gt;DELL-%Model%&lt;/variable&gt;&lt;/rule&gt;&lt;rule&gt;&lt;variable name=\"TimeZone\"&gt;UTC&lt;/variable&gt;&lt;/rule&gt;&lt;/rules&gt;";
+    let text = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-16\"?>\r\n<sequence version=\"3.00\" name=\"Ünïcode &amp; UTF-16\">\r\n\
+  <globalVarList><variable name=\"Model\" property=\"Model\">Latitude 7490</variable></globalVarList>\r\n\
+  <group name=\"MDT style\">\r\n\
+    <step name=\"Gather (untyped)\" successCodeList=\"0 3010\" successCodes=\"0 42\"><action>echo gather; exit 42</action></step>\r\n\
+    <step type=\"BDD_Gather\" name=\"BDD type runs its action\"><action>echo bdd &gt;&gt; marks</action>\r\n\
+      <defaultVarList><variable name=\"GatherLocalOnly\" property=\"GatherLocalOnly\">true</variable></defaultVarList></step>\r\n\
+    <step type=\"SMS_TaskSequence_SetDynamicVariablesAction\" name=\"Rules\"><action>osdsetdynamicvariables.exe</action>\r\n\
+      <defaultVarList><variable name=\"DynamicRules\" property=\"DynamicRules\">{rules}</variable></defaultVarList></step>\r\n\
+    <step type=\"SMS_TaskSequence_RunCommandLineAction\" name=\"Use them\"><action>smsswd.exe /run: ignored</action>\r\n\
+      <defaultVarList><variable name=\"CommandLine\" property=\"CommandLine\"><![CDATA[echo \"%DriverPack%|%TimeZone%|$GatherLocalOnly\" >> marks]]></variable></defaultVarList></step>\r\n\
+  </group>\r\n</sequence>\r\n"
+    );
+    let file = dir.path().join("ts.xml");
+    std::fs::write(&file, utf16le_bom(&text)).unwrap();
+    let (code, out, err) = tsforge(dir.path(), &["validate", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("type BDD_Gather is not built into tsforge"),
+        "{out}"
+    );
+    let (code, _, err) = tsforge(
+        dir.path(),
+        &["run", file.to_str().unwrap(), "--state-dir", "state"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let marks = std::fs::read_to_string(dir.path().join("marks")).unwrap();
+    // BDD steps get their properties as environment variables, not as task sequence variables.
+    assert_eq!(marks, "bdd\nDELL-Latitude 7490|UTC|\n");
+    let log = std::fs::read_to_string(dir.path().join("state/smsts.log")).unwrap();
+    assert!(
+        log.contains("Starting task sequence \"Ünïcode & UTF-16\""),
+        "{log}"
+    );
+    assert!(log.contains("Step \"Gather (untyped)\" succeeded (exit code 42)"));
+}
+
+#[test]
+fn xml_child_sequence_runs_from_the_fixture_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("LAB0002B.xml"),
+        "<sequence version=\"3.00\"><globalVarList><variable name=\"Who\" property=\"Who\">child</variable></globalVarList>\
+         <step name=\"child step\"><action>echo %Who% &gt;&gt; marks</action></step></sequence>",
+    )
+    .unwrap();
+    let parent = dir.path().join("parent.xml");
+    std::fs::write(
+        &parent,
+        "<sequence version=\"3.00\"><step type=\"SMS_TaskSequence_SubTasksequence\" name=\"Run Task Sequence\">\
+         <action>tsmanager.exe /sub:LAB0002B</action><defaultVarList>\
+         <variable name=\"SMSTSSubTaskSequencePackageID\" property=\"TsPackageID\">LAB0002B</variable>\
+         </defaultVarList></step></sequence>",
+    )
+    .unwrap();
+    let (code, _, err) = tsforge(
+        dir.path(),
+        &["run", parent.to_str().unwrap(), "--state-dir", "state"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("marks")).unwrap(),
+        "child\n"
+    );
+    // The big fixture's child is found next to it.
+    let (code, out, _) = tsforge(
+        dir.path(),
+        &[
+            "validate",
+            fixtures().join("cm-osd-deploy.xml").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn malformed_xml_gives_file_line_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = fixtures().join("bad");
+    let cases = [
+        ("unclosed-group.xml", "12:1"),
+        ("mismatched-end-tag.xml", "6:5"),
+        ("bad-entity.xml", "5:39"),
+        ("object-bad-sequence.xml", "14:7"),
+        ("unknown-operator.xml", "5:7"),
+    ];
+    let args: Vec<String> = cases
+        .iter()
+        .map(|(f, _)| bad.join(f).display().to_string())
+        .collect();
+    let mut argv = vec!["validate"];
+    argv.extend(args.iter().map(String::as_str));
+    let (code, out, _) = tsforge(dir.path(), &argv);
+    assert_eq!(code, 1);
+    for (file, pos) in cases {
+        let want = format!("{}:{pos}: ", bad.join(file).display());
+        assert!(out.contains(&want), "{want} not in {out}");
+    }
+}
+
+#[test]
+fn dry_run_of_an_exported_object_xml() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = tsforge(
+        dir.path(),
+        &[
+            "run",
+            fixtures().join("object.xml").to_str().unwrap(),
+            "--dry-run",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("Plan for "), "{out}");
+    assert!(out.contains("RUN "), "{out}");
+}
