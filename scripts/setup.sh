@@ -49,10 +49,11 @@ for p in "${DEBIAN_PACKAGES[@]}"; do
         missing+=("$p")
     fi
 done
+say "apt-get update"
+quiet "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
 if [ "${#missing[@]}" -gt 0 ]; then
     say "apt-get install ${missing[*]}"
     # Recommends stay on: Wine was verified with them (libwine recommends GnuTLS, fonts, …).
-    quiet "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
     quiet "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 else
     say "Debian packages: all installed"
