@@ -321,6 +321,18 @@ fn windows_runner_runs_the_error_handler_pattern_under_wine() {
         "deployed",
         "{context}"
     );
+    // Registry conditions go through reg.exe: Wine's own key exists, a made-up one does not.
+    assert_eq!(
+        read("registry.txt")
+            .unwrap_or_else(|e| panic!("registry.txt: {e}\n{context}"))
+            .trim(),
+        "found",
+        "{context}"
+    );
+    assert!(
+        !share.join("registry-missing.txt").exists(),
+        "a registry condition on a missing key held: {context}"
+    );
     assert!(
         !share.join("never-run.txt").exists(),
         "the step after the failure ran: {context}"
