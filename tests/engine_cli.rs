@@ -644,3 +644,24 @@ steps:
     let (code, _, err) = e.run(&["validate", "missing.yaml"]);
     assert_eq!(code, 1, "{err}");
 }
+
+#[test]
+fn powershell_step_without_interpreter_fails_with_a_clear_message() {
+    let e = Env::new();
+    let seq = e.write(
+        "ps.yaml",
+        "steps:\n  - name: PS\n    type: powershell\n    properties: {ScriptName: setup.ps1, ScriptParameters: \"-Name 'Lab PC'\"}\n",
+    );
+    std::fs::create_dir(e.path("empty-path")).unwrap();
+    let out = e
+        .cmd(&["run", seq.to_str().unwrap(), "--state-dir", "state"])
+        .env("PATH", e.path("empty-path"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let log = e.log_text();
+    assert!(
+        log.contains("Run PowerShell Script needs pwsh on PATH, and it was not found"),
+        "{log}"
+    );
+}

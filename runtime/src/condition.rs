@@ -358,12 +358,14 @@ mod platform {
         let key = get("KeyPath").ok_or("missing the KeyPath property")?;
         let value = get("Value").unwrap_or_default();
         let op = get("Operator").unwrap_or_else(|| "exists".into());
+        let existence = matches!(op.to_ascii_lowercase().as_str(), "exists" | "notexists");
         let mut cmd = Command::new("reg.exe");
         cmd.arg("query").arg(&key);
-        if value.is_empty() {
-            cmd.arg("/ve");
-        } else {
+        if !value.is_empty() {
             cmd.arg("/v").arg(&value);
+        } else if !existence {
+            // Comparing data without a value name compares the key's default value.
+            cmd.arg("/ve");
         }
         let (found, out) = run(&mut cmd, "registry")?;
         match op.to_ascii_lowercase().as_str() {

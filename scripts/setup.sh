@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Install everything tsforge's build and tests need on a fresh Debian 12 machine. Idempotent:
+# running it again installs nothing new. Runs as root, or through sudo otherwise.
+#
+#   scripts/setup.sh
+#
+# Needs rustup (the Rust toolchain itself is not installed here).
+set -euo pipefail
+
+# Debian packages. Later work adds to this list (qemu-system-x86 ovmf xorriso wimtools …).
+#   mingw-w64        cross-linker for the Windows runner (x86_64-pc-windows-gnu), and the
+#                    ProcessPrng shim tests/wine.rs builds
+#   wine wine64      runs tsforge.exe in tests/wine.rs (`wine` is the launcher script,
+#                    `wine64` the 64-bit loader /usr/lib/wine/wine64 it starts)
+#   gdisk dosfstools mtools   partition tables and FAT images for boot media
+DEBIAN_PACKAGES=(
+    mingw-w64
+    wine
+    wine64
+    gdisk
+    dosfstools
+    mtools
+)
+RUST_TARGETS=(x86_64-pc-windows-gnu)
+RUST_COMPONENTS=(clippy rustfmt)
+
+say() { printf '==> %s\n' "$*"; }
+die() { printf 'setup.sh: error: %s\n' "$*" >&2; exit 1; }
+# Run a command silently; on failure show everything it printed, then stop.
+quiet() {
+    local out
+    if ! out=$("$@" 2>&1); then
+        printf '%s\n' "$out" >&2
+        die "failed: $*"
+    fi
+}
+
+if [ "$(id -u)" -eq 0 ]; then
+    SUDO=()
+elif command -v sudo >/dev/null 2>&1; then
+    SUDO=(sudo)
+else
+    die "not root and sudo is not installed; run as root"
+fi
+
+missing=()
+for p in "${DEBIAN_PACKAGES[@]}"; do
+    if [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" != installed ]; then
+        missing+=("$p")
+    fi
+done
+say "apt-get update"
+quiet "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+if [ "${#missing[@]}" -gt 0 ]; then
+    say "apt-get install ${missing[*]}"
+    # Recommends stay on: Wine was verified with them (libwine recommends GnuTLS, fonts, …).
+    quiet "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+else
+    say "Debian packages: all installed"
+fi
+
+command -v rustup >/dev/null 2>&1 || die "rustup not found (install Rust with rustup first)"
+installed_targets=$(rustup target list --installed)
+for t in "${RUST_TARGETS[@]}"; do
+    if ! grep -qx "$t" <<<"$installed_targets"; then
+        say "rustup target add $t"
+        quiet rustup target add "$t"
+    fi
+done
+installed_components=$(rustup component list --installed)
+for c in "${RUST_COMPONENTS[@]}"; do
+    if ! grep -q "^$c" <<<"$installed_components"; then
+        say "rustup component add $c"
+        quiet rustup component add "$c"
+    fi
+done
+
+# Checks that what the tests call is really there.
+for tool in x86_64-w64-mingw32-gcc wine wineserver cargo; do
+    command -v "$tool" >/dev/null 2>&1 || die "$tool is not on PATH after setup"
+done
+say "setup done"

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# tsforge's test command: formatting, lints, the Windows runner build, every test (the Wine test
+# of the Windows runner included). Run from anywhere; scripts/setup.sh installs what it needs.
+#
+#   scripts/test.sh
+#
+# With CI=true, a missing tool (wine, mingw, …) fails the tests instead of skipping them
+# (TSFORGE_REQUIRE_TOOLS=1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WINDOWS_TARGET=x86_64-pc-windows-gnu
+started=$SECONDS
+phase() { printf '\n==> [%4ds] %s\n' "$((SECONDS - started))" "$*"; }
+
+if [ "${CI:-}" = true ]; then
+    export TSFORGE_REQUIRE_TOOLS=1
+fi
+
+phase "cargo fmt --all --check"
+cargo fmt --all --check
+
+phase "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+phase "cargo build --target $WINDOWS_TARGET -p tsforge (the Windows runner)"
+# The exe's path comes from cargo itself, so CARGO_TARGET_DIR and build.target-dir both work.
+exe=$(cargo build --target "$WINDOWS_TARGET" -p tsforge --message-format=json-render-diagnostics |
+    sed -n 's/.*"executable":"\([^"]*tsforge\.exe\)".*/\1/p' | tail -n 1)
+if [ -z "$exe" ] || [ ! -f "$exe" ]; then
+    echo "test.sh: error: cargo built no tsforge.exe" >&2
+    exit 1
+fi
+export TSFORGE_WINDOWS_EXE="$exe"
+echo "TSFORGE_WINDOWS_EXE=$exe"
+
+phase "cargo test --workspace"
+cargo test --workspace
+
+if [ -f fuzz/Cargo.toml ]; then
+    phase "cargo check (fuzz/)"
+    (cd fuzz && cargo check)
+fi
+
+phase "all passed"

@@ -1,0 +1,423 @@
+//! The Windows runner under Wine: `tsforge.exe` (built for `x86_64-pc-windows-gnu`) runs the
+//! ConfigMgr "seed" error-handler pattern (`tests/wine/error-handler.xml`) with real `cmd.exe`
+//! command lines, and the test checks what the steps left behind.
+//!
+//! Needs `TSFORGE_WINDOWS_EXE` (the path of tsforge.exe; `scripts/test.sh` builds it and sets
+//! it), `wine`, `wineserver` and `x86_64-w64-mingw32-gcc` (`scripts/setup.sh` installs them).
+//! When something is missing the test prints `SKIP wine test: …` and passes, unless
+//! `TSFORGE_REQUIRE_TOOLS=1` (CI), where it fails.
+//!
+//! Wine 8 (Debian 12) has no `bcryptprimitives.dll`, whose `ProcessPrng` Rust's standard library
+//! imports, so the test builds a small stand-in from `tests/wine/processprng.c` with mingw and
+//! puts it beside the exe (never shipped). Each run uses a fresh `WINEPREFIX` in a temporary
+//! folder and stops its wineserver at the end. `error-handler.yaml` is the same sequence in
+//! YAML, checked to match without Wine.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+use tsforge_runtime::log::cmtrace;
+
+/// The sequence the test runs, from `tests/wine/`.
+const FIXTURE: &str = "error-handler.xml";
+/// Per Wine command; the first one also creates the prefix (a few seconds on an idle machine).
+const TIMEOUT: Duration = Duration::from_secs(120);
+const MINGW_GCC: &str = "x86_64-w64-mingw32-gcc";
+
+/// Write to the real stderr, past libtest's capture, so a skip or the timing is always visible.
+fn note(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "{msg}");
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The first of `candidates` found: a name is looked up on PATH, an absolute path taken as is.
+fn find_tool(env: &str, candidates: &[&str]) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(env).filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    candidates.iter().find_map(|c| {
+        let p = Path::new(c);
+        if p.is_absolute() {
+            p.is_file().then(|| p.to_path_buf())
+        } else {
+            which(c)
+        }
+    })
+}
+
+/// `/tmp/x/y` → `Z:\tmp\x\y` (a fresh Wine prefix maps `Z:` to `/`).
+fn wine_path(p: &Path) -> String {
+    assert!(p.is_absolute(), "{} is not absolute", p.display());
+    format!("Z:{}", p.display().to_string().replace('/', "\\"))
+}
+
+fn is_guid(s: &str) -> bool {
+    s.len() == 36
+        && s.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+struct Tools {
+    exe: PathBuf,
+    wine: PathBuf,
+    wineserver: PathBuf,
+    gcc: PathBuf,
+}
+
+/// The tools, or `None` after printing what is missing (a failure under TSFORGE_REQUIRE_TOOLS=1).
+fn tools() -> Option<Tools> {
+    let mut missing = Vec::new();
+    let exe = match std::env::var_os("TSFORGE_WINDOWS_EXE").filter(|p| !p.is_empty()) {
+        None => {
+            missing.push(
+                "TSFORGE_WINDOWS_EXE is not set (scripts/test.sh builds tsforge.exe and sets it)"
+                    .to_string(),
+            );
+            None
+        }
+        Some(p) if !Path::new(&p).is_file() => {
+            missing.push(format!(
+                "TSFORGE_WINDOWS_EXE={} is not a file",
+                Path::new(&p).display()
+            ));
+            None
+        }
+        Some(p) => Some(PathBuf::from(p)),
+    };
+    let wine = find_tool("TSFORGE_WINE", &["wine", "/usr/lib/wine/wine64"]);
+    if wine.is_none() {
+        missing.push("wine not found (apt-get install wine wine64)".into());
+    }
+    let wineserver = find_tool(
+        "TSFORGE_WINESERVER",
+        &[
+            "wineserver",
+            "/usr/lib/wine/wineserver64",
+            "/usr/lib/wine/wineserver",
+        ],
+    );
+    if wineserver.is_none() {
+        missing.push("wineserver not found (apt-get install wine wine64)".into());
+    }
+    let gcc = which(MINGW_GCC);
+    if gcc.is_none() {
+        missing.push(format!("{MINGW_GCC} not found (apt-get install mingw-w64)"));
+    }
+    if !missing.is_empty() {
+        let what = missing.join("; ");
+        if std::env::var("TSFORGE_REQUIRE_TOOLS").is_ok_and(|v| v == "1") {
+            panic!("wine test: {what} (TSFORGE_REQUIRE_TOOLS=1, so this is a failure)");
+        }
+        note(&format!("SKIP wine test: {what}"));
+        return None;
+    }
+    Some(Tools {
+        exe: exe?,
+        wine: wine?,
+        wineserver: wineserver?,
+        gcc: gcc?,
+    })
+}
+
+/// One Wine prefix; dropping it stops the prefix's wineserver and every process in it.
+struct Wine {
+    wine: PathBuf,
+    wineserver: PathBuf,
+    prefix: PathBuf,
+    /// Where each command's stdout and stderr go (files, not pipes: the wineserver that the
+    /// first command starts inherits them and outlives the command).
+    out_dir: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+struct Ran {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Ran {
+    fn describe(&self) -> String {
+        format!(
+            "exit status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status.code(),
+            self.stdout,
+            self.stderr
+        )
+    }
+}
+
+impl Wine {
+    fn command(&self, program: &Path) -> Command {
+        let mut c = Command::new(program);
+        c.env("WINEPREFIX", &self.prefix)
+            .env("WINEDEBUG", "-all")
+            // No Mono/Gecko installer prompts in a fresh prefix; the app-folder
+            // bcryptprimitives.dll wins over any built-in one.
+            .env("WINEDLLOVERRIDES", "mscoree,mshtml=;bcryptprimitives=n,b")
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
+            .env_remove("TSFORGE_STATE_DIR")
+            .env_remove("TSFORGE_BOOT_ENV")
+            .stdin(Stdio::null());
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// `wine PROGRAM ARGS…` in `cwd`, killed after [`TIMEOUT`].
+    fn run(&self, label: &str, cwd: &Path, args: &[&str]) -> Ran {
+        let out_path = self.out_dir.join(format!("{label}.stdout"));
+        let err_path = self.out_dir.join(format!("{label}.stderr"));
+        let out = std::fs::File::create(&out_path).unwrap();
+        let err = std::fs::File::create(&err_path).unwrap();
+        let mut cmd = self.command(&self.wine);
+        cmd.args(args).current_dir(cwd).stdout(out).stderr(err);
+        let started = Instant::now();
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.wine.display()));
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if started.elapsed() > TIMEOUT {
+                let _ = child.kill();
+                let _ = child.wait();
+                self.kill_server();
+                panic!(
+                    "wine {args:?} did not finish within {} s; killed it\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                    TIMEOUT.as_secs(),
+                    std::fs::read_to_string(&out_path).unwrap_or_default(),
+                    std::fs::read_to_string(&err_path).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        note(&format!(
+            "wine test: `{label}` took {:.1} s",
+            started.elapsed().as_secs_f64()
+        ));
+        Ran {
+            status,
+            stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
+            stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
+        }
+    }
+
+    fn kill_server(&self) {
+        let _ = self
+            .command(&self.wineserver)
+            .arg("-k")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for Wine {
+    fn drop(&mut self) {
+        self.kill_server();
+    }
+}
+
+#[test]
+fn windows_runner_runs_the_error_handler_pattern_under_wine() {
+    let Some(tools) = tools() else { return };
+    let t0 = Instant::now();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/wine");
+    let tmp = tempfile::Builder::new()
+        .prefix("tsforge-wine-")
+        .tempdir()
+        .unwrap();
+    let root = std::path::absolute(tmp.path()).unwrap();
+    let [app, share, state, logs, machine, prefix, out_dir] =
+        ["app", "share", "state", "log", "machine", "prefix", "out"].map(|d| {
+            let p = root.join(d);
+            std::fs::create_dir(&p).unwrap();
+            p
+        });
+
+    // The runner, the ProcessPrng shim beside it, and the sequence.
+    let shim = app.join("bcryptprimitives.dll");
+    let gcc = Command::new(&tools.gcc)
+        .args(["-shared", "-O2", "-s", "-o"])
+        .arg(&shim)
+        .arg(fixtures.join("processprng.c"))
+        .arg(fixtures.join("processprng.def"))
+        .arg("-ladvapi32")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running mingw gcc");
+    assert!(
+        gcc.status.success(),
+        "building the ProcessPrng shim failed:\n{}",
+        String::from_utf8_lossy(&gcc.stderr)
+    );
+    std::fs::copy(&tools.exe, app.join("tsforge.exe")).unwrap();
+    std::fs::copy(fixtures.join(FIXTURE), app.join(FIXTURE)).unwrap();
+
+    let wine = Wine {
+        wine: tools.wine.clone(),
+        wineserver: tools.wineserver.clone(),
+        prefix: prefix.clone(),
+        out_dir,
+        env: vec![("TSFORGE_MACHINE_DIR".into(), wine_path(&machine))],
+    };
+
+    // The first command also creates the prefix.
+    let validate = wine.run("validate", &app, &["tsforge.exe", "validate", FIXTURE]);
+    assert_eq!(
+        validate.status.code(),
+        Some(0),
+        "tsforge.exe validate {FIXTURE} under Wine: {}",
+        validate.describe()
+    );
+
+    let share_var = format!("ShareDir={}", wine_path(&share));
+    let state_arg = wine_path(&state);
+    let log_arg = wine_path(&logs);
+    let run = wine.run(
+        "run",
+        &app,
+        &[
+            "tsforge.exe",
+            "run",
+            FIXTURE,
+            "--state-dir",
+            &state_arg,
+            "--log-dir",
+            &log_arg,
+            "--var",
+            "_SMSTSInWinPE=true",
+            "--var",
+            &share_var,
+        ],
+    );
+    let smsts = std::fs::read_to_string(logs.join("smsts.log")).unwrap_or_default();
+    let context = format!("{}\n--- smsts.log ---\n{smsts}", run.describe());
+    // Continue on error on the Deploy group absorbs the failure: the sequence succeeds.
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "tsforge.exe run under Wine: {context}"
+    );
+
+    let read = |name: &str| std::fs::read_to_string(share.join(name));
+    assert_eq!(
+        read("step1.txt")
+            .unwrap_or_else(|e| panic!("step1.txt: {e}\n{context}"))
+            .trim(),
+        "deployed",
+        "{context}"
+    );
+    // Registry conditions go through reg.exe: Wine's own key exists, a made-up one does not.
+    assert_eq!(
+        read("registry.txt")
+            .unwrap_or_else(|e| panic!("registry.txt: {e}\n{context}"))
+            .trim(),
+        "found",
+        "{context}"
+    );
+    assert!(
+        !share.join("registry-missing.txt").exists(),
+        "a registry condition on a missing key held: {context}"
+    );
+    assert!(
+        !share.join("never-run.txt").exists(),
+        "the step after the failure ran: {context}"
+    );
+    assert!(
+        !share.join("full-os.txt").exists(),
+        "the full-OS step ran with _SMSTSInWinPE=true: {context}"
+    );
+    assert_eq!(
+        read("retcode.txt")
+            .unwrap_or_else(|e| panic!("retcode.txt: {e}\n{context}"))
+            .trim(),
+        "5",
+        "_SMSTSLastActionRetCode in the error handler: {context}"
+    );
+
+    // The error handler copied the log to the share as <client GUID>-smsts.log.
+    let copies: Vec<String> = std::fs::read_dir(&share)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with("-smsts.log"))
+        .collect();
+    assert_eq!(
+        copies.len(),
+        1,
+        "copied logs in the share: {copies:?}\n{context}"
+    );
+    let guid = copies[0].trim_end_matches("-smsts.log");
+    assert!(is_guid(guid), "{:?} is not named after a GUID", copies[0]);
+    let kept = std::fs::read_to_string(machine.join("client-guid")).unwrap();
+    assert_eq!(
+        guid,
+        kept.trim(),
+        "the copy is not named after the GUID kept in TSFORGE_MACHINE_DIR"
+    );
+    let copied = read(&copies[0]).unwrap();
+    let entries = cmtrace::parse(&copied)
+        .unwrap_or_else(|line| panic!("copied smsts.log is not CMTrace at line {line}:\n{copied}"));
+    let failed = entries
+        .iter()
+        .find(|e| {
+            e.message
+                .contains("\"Fail on purpose\" failed (exit code 5)")
+        })
+        .unwrap_or_else(|| panic!("no entry for the failing step in the copied log:\n{copied}"));
+    assert_eq!(failed.level, 3, "the failure is not logged as an error");
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.message.contains("Command line: cmd /c exit 5")),
+        "{copied}"
+    );
+
+    // The runner's own log, complete.
+    let entries = cmtrace::parse(&smsts)
+        .unwrap_or_else(|line| panic!("smsts.log is not CMTrace at line {line}:\n{smsts}"));
+    let has = |needle: &str| entries.iter().any(|e| e.message.contains(needle));
+    assert!(!has("\"Never reached\""), "{smsts}");
+    assert!(
+        has("Skipping step \"Mark the full OS path\""),
+        "no skip entry for the full-OS step:\n{smsts}"
+    );
+    assert!(has("completed successfully"), "{smsts}");
+
+    drop(wine);
+    note(&format!(
+        "wine test: passed in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    ));
+}
+
+/// `error-handler.yaml` is the same sequence as the XML the Wine test runs (no Wine needed).
+#[test]
+fn yaml_copy_matches_the_xml_fixture() {
+    use tsforge_runtime::sequence::{self, Format};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/wine");
+    let load = |name: &str| {
+        let (seq, _) =
+            sequence::load(&dir.join(name)).unwrap_or_else(|e| panic!("tests/wine/{name}: {e}"));
+        sequence::write(&seq, Format::Yaml)
+    };
+    assert_eq!(
+        load("error-handler.yaml"),
+        load("error-handler.xml"),
+        "tests/wine/error-handler.yaml differs from error-handler.xml; regenerate it with \
+         `tsforge convert tests/wine/error-handler.xml --to yaml`"
+    );
+}
