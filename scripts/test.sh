@@ -39,7 +39,7 @@ cargo test --workspace
 
 if [ -f fuzz/Cargo.toml ]; then
     phase "cargo check (fuzz/)"
-    (cd fuzz && cargo check)
+    cargo check --manifest-path fuzz/Cargo.toml --bins
 fi
 
 phase "all passed"

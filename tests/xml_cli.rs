@@ -249,3 +249,72 @@ fn dry_run_of_an_exported_object_xml() {
     assert!(out.starts_with("Plan for "), "{out}");
     assert!(out.contains("RUN "), "{out}");
 }
+
+/// Regression (fuzz K3/K4): YAML can carry attribute names and raw XML that XML cannot hold;
+/// `validate` reports them and `convert --to xml` refuses instead of writing broken XML.
+#[test]
+fn yaml_that_xml_cannot_hold_is_reported_and_not_converted() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("odd.yaml");
+    std::fs::write(
+        &src,
+        "attributes: {\"version 3\": \"1\"}\nxml_extra: [\"<unclosed>\"]\nsteps:\n  - name: a\n    run: echo\n",
+    )
+    .unwrap();
+    let (code, out, _) = tsforge(dir.path(), &["validate", src.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("\"version 3\" is not a valid XML name"),
+        "{out}"
+    );
+    assert!(
+        out.contains("raw XML \"<unclosed>\" is not well-formed"),
+        "{out}"
+    );
+    let dst = dir.path().join("odd.xml");
+    let (code, _, err) = tsforge(
+        dir.path(),
+        &[
+            "convert",
+            src.to_str().unwrap(),
+            "--to",
+            "xml",
+            "-o",
+            dst.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("nothing was written"), "{err}");
+    assert!(!dst.exists());
+}
+
+/// Every input the fuzzers ever crashed or broke is kept in fuzz/regressions: none may panic
+/// (exit 101) in validate, run --dry-run or convert any more.
+#[test]
+fn fuzz_regressions_never_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&reg).unwrap() {
+        let p = entry.unwrap().path();
+        if !matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "xml")) {
+            continue;
+        }
+        seen += 1;
+        let f = p.to_str().unwrap();
+        for args in [
+            vec!["validate", f],
+            vec!["run", f, "--dry-run"],
+            vec!["convert", f, "--to", "xml"],
+            vec!["convert", f, "--to", "yaml"],
+        ] {
+            let (code, out, err) = tsforge(dir.path(), &args);
+            assert!(
+                (0..=2).contains(&code),
+                "{args:?} exited {code}\n{out}\n{err}"
+            );
+            assert!(!err.contains("panicked"), "{args:?}: {err}");
+        }
+    }
+    assert!(seen >= 3, "regression inputs found: {seen}");
+}

@@ -240,6 +240,24 @@ pub fn run_cmd(c: RunConfig) -> Result<u8> {
 pub fn convert_cmd(c: ConvertConfig) -> Result<u8> {
     let (seq, _) = sequence::load(&c.file)?;
     let text = sequence::write(&seq, c.to);
+    // Never hand out a file that does not read back as the same sequence: YAML can carry
+    // attribute names or raw XML that XML cannot represent.
+    match sequence::parse_str(&text, Path::new("(converted output)"), c.to) {
+        Ok(back) if back == seq => {}
+        Ok(_) => bail!(
+            "{} cannot be written as {:?} without loss (an attribute name or raw XML fragment \
+             that format cannot hold); nothing was written",
+            c.file.display(),
+            c.to
+        ),
+        Err(e) => bail!(
+            "{} cannot be written as {:?}: the result would not read back ({}); nothing was \
+             written. Check attribute names and raw XML (`xml_extra`) in the source",
+            c.file.display(),
+            c.to,
+            e.message
+        ),
+    }
     match &c.output {
         None => {
             std::io::stdout().lock().write_all(text.as_bytes())?;

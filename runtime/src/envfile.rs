@@ -30,7 +30,11 @@ pub fn parse(text: &str) -> (Assignments, LineErrors) {
         if line.trim().is_empty() {
             continue;
         }
-        if let Some((name, delim)) = line.split_once("<<").filter(|(n, _)| !n.contains('=')) {
+        // The last `<<` separates: a name may itself end in `<` (fuzz K2).
+        if let Some((name, delim)) = line
+            .rsplit_once("<<")
+            .filter(|(n, d)| !n.contains('=') && !d.is_empty())
+        {
             let mut value = Vec::new();
             let mut closed = false;
             for (_, l) in lines.by_ref() {
@@ -94,6 +98,16 @@ mod tests {
             errors,
             vec![(8, "expected NAME=VALUE, found \"bad line\"".into())]
         );
+    }
+
+    #[test]
+    fn multiline_value_of_a_name_ending_in_lt_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("env");
+        append(&p, "A<", "x\ny").unwrap();
+        let (vars, errors) = parse(&std::fs::read_to_string(&p).unwrap());
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(vars, vec![("A<".into(), "x\ny".into())]);
     }
 
     #[test]

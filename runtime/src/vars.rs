@@ -37,7 +37,8 @@ pub fn is_known_secret(name: &str) -> bool {
 
 /// Whether steps may not set this variable (`_SMSTS*`, the engine's own).
 pub fn is_read_only(name: &str) -> bool {
-    name.len() >= 6 && name[..6].eq_ignore_ascii_case("_SMSTS")
+    name.get(..6)
+        .is_some_and(|p| p.eq_ignore_ascii_case("_SMSTS"))
 }
 
 /// Whether `name` is a usable variable name: non-empty, no `=`, `%`, control characters or
@@ -247,6 +248,14 @@ mod tests {
         for (name, input, want) in cases {
             assert_eq!(v.expand(input), want, "case {name}");
         }
+    }
+
+    #[test]
+    fn read_only_check_handles_multibyte_names() {
+        // Regression (fuzz K1): byte 6 inside 'é' used to panic.
+        assert!(!is_read_only("Compté"));
+        assert!(is_read_only("_smstsX"));
+        assert!(!is_read_only("_SMS"));
     }
 
     #[test]

@@ -103,6 +103,39 @@ pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         .map(|(_, c)| c)
 }
 
+/// An XML name (the ASCII part of the XML 1.0 rule; any non-ASCII character is accepted).
+pub fn is_xml_name(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_' || f == ':' || !f.is_ascii())
+        && c.all(|ch| ch.is_ascii_alphanumeric() || "._:-".contains(ch) || !ch.is_ascii())
+}
+
+/// Attribute names XML cannot hold (YAML can): `convert --to xml` would refuse the file.
+fn check_attr_names(v: &mut V, attrs: &super::model::Attrs, pos: Pos) {
+    for (k, _) in attrs {
+        if !is_xml_name(k) {
+            v.error(
+                pos,
+                format!("attribute name {k:?} is not a valid XML name (letters, digits, '_', '-', '.', ':'; not starting with a digit)"),
+            );
+        }
+    }
+}
+
+/// Raw XML kept for elements tsforge does not interpret must be well-formed.
+fn check_extra_xml(v: &mut V, extra: &[String], pos: Pos) {
+    for raw in extra {
+        let doc = format!("<sequence>{raw}</sequence>");
+        if let Err(e) = super::xml::parse(&doc, Path::new("xml_extra")) {
+            v.error(
+                pos,
+                format!("raw XML {raw:?} is not well-formed: {}", e.message),
+            );
+        }
+    }
+}
+
 /// Validate `seq`, read from `file`. Returns every finding, errors and warnings.
 pub fn validate(seq: &Sequence, file: &Path, ctx: &Context) -> Vec<Diagnostic> {
     let mut v = V {
@@ -110,10 +143,13 @@ pub fn validate(seq: &Sequence, file: &Path, ctx: &Context) -> Vec<Diagnostic> {
         out: Vec::new(),
         ctx,
     };
+    check_attr_names(&mut v, &seq.attrs, seq.pos);
+    check_extra_xml(&mut v, &seq.extra_xml, seq.pos);
     for g in &seq.global_vars {
         if !crate::vars::valid_name(&g.name) {
             v.error(g.pos, format!("invalid variable name {:?}", g.name));
         }
+        check_attr_names(&mut v, &g.attrs, g.pos);
     }
     let mut stack = vec![file.canonicalize().unwrap_or_else(|_| file.to_path_buf())];
     nodes(&mut v, &seq.items, file, &mut stack);
@@ -135,6 +171,8 @@ fn nodes(v: &mut V, items: &[Node], file: &Path, stack: &mut Vec<PathBuf>) {
     for n in items {
         match n {
             Node::Group(g) => {
+                check_attr_names(v, &g.attrs, g.pos);
+                check_extra_xml(v, &g.extra_xml, g.pos);
                 check_bool(v, &g.attrs, "disable", g.pos, "group");
                 check_bool(v, &g.attrs, "continueOnError", g.pos, "group");
                 conditions(v, &g.condition);
@@ -148,6 +186,8 @@ fn nodes(v: &mut V, items: &[Node], file: &Path, stack: &mut Vec<PathBuf>) {
 fn step(v: &mut V, s: &Step, file: &Path, stack: &mut Vec<PathBuf>) {
     let pos = s.pos;
     let name = s.name().to_string();
+    check_attr_names(v, &s.attrs, pos);
+    check_extra_xml(v, &s.extra_xml, pos);
     check_bool(v, &s.attrs, "disable", pos, "step");
     check_bool(v, &s.attrs, "continueOnError", pos, "step");
     check_bool(v, &s.attrs, "runFromNet", pos, "step");
@@ -324,8 +364,17 @@ fn step(v: &mut V, s: &Step, file: &Path, stack: &mut Vec<PathBuf>) {
 fn conditions(v: &mut V, conds: &[Condition]) {
     for c in conds {
         match c {
-            Condition::Operator { children, .. } => conditions(v, children),
+            Condition::Operator {
+                children,
+                attrs,
+                pos,
+                ..
+            } => {
+                check_attr_names(v, attrs, *pos);
+                conditions(v, children)
+            }
             Condition::Expression(e) => {
+                check_attr_names(v, &e.attrs, e.pos);
                 let known = expr_type::ALL
                     .iter()
                     .find(|t| t.eq_ignore_ascii_case(&e.kind));
