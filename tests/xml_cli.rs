@@ -60,30 +60,22 @@ fn xml_to_yaml_to_xml_keeps_everything_for_every_fixture() {
         // …and through `tsforge convert`, as an administrator would.
         let y = dir.path().join(format!("{name}.yaml"));
         let x = dir.path().join(format!("{name}.back.xml"));
-        let (code, _, err) = tsforge(
-            dir.path(),
-            &[
-                "convert",
-                src.to_str().unwrap(),
-                "--to",
-                "yaml",
-                "-o",
-                y.to_str().unwrap(),
-            ],
-        );
-        assert_eq!(code, 0, "{err}");
-        let (code, _, err) = tsforge(
-            dir.path(),
-            &[
-                "convert",
-                y.to_str().unwrap(),
-                "--to",
-                "xml",
-                "-o",
-                x.to_str().unwrap(),
-            ],
-        );
-        assert_eq!(code, 0, "{err}");
+        let convert = |from: &Path, to: &str, out: &Path| {
+            let (code, _, err) = tsforge(
+                dir.path(),
+                &[
+                    "convert",
+                    from.to_str().unwrap(),
+                    "--to",
+                    to,
+                    "-o",
+                    out.to_str().unwrap(),
+                ],
+            );
+            assert_eq!(code, 0, "convert {} --to {to}: {err}", from.display());
+        };
+        convert(&src, "yaml", &y);
+        convert(&y, "xml", &x);
         let (reread, _) = sequence::load(&x).unwrap();
         assert_eq!(reread, original, "{name}: convert round trip");
         let (mut s, mut g, mut c) = (0, 0, 0);
