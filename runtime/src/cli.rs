@@ -117,6 +117,15 @@ pub struct RunConfig {
     /// Do not fsync the journal (faster, not power-cut safe; for benchmarks and tests)
     #[arg(long, hide = true)]
     pub no_fsync: bool,
+    /// Map disk number N of the sequence (DiskIndex) to an image file or device; repeatable
+    #[arg(long = "disk", value_name = "N=PATH", value_parser = parse_disk)]
+    pub disks: Vec<(u32, PathBuf)>,
+    /// A folder holding content packages (package ID = subfolder name); repeatable, tried in order
+    #[arg(long = "content", value_name = "DIR")]
+    pub content: Vec<PathBuf>,
+    /// Let disk steps write to a disk that has a mounted file system
+    #[arg(long)]
+    pub allow_mounted: bool,
     /// Rotate smsts.log when it would exceed this many bytes
     #[arg(long, hide = true, default_value_t = crate::log::cmtrace::DEFAULT_MAX_SIZE)]
     pub max_log_size: u64,
@@ -156,6 +165,18 @@ pub fn parse_var(s: &str) -> Result<(String, String), String> {
         Some((n, v)) if crate::vars::valid_name(n) => Ok((n.to_string(), v.to_string())),
         Some((n, _)) => Err(format!("invalid variable name {n:?}")),
         None => Err(format!("expected NAME=VALUE, found {s:?}")),
+    }
+}
+
+/// `N=PATH` for `--disk`.
+pub fn parse_disk(s: &str) -> Result<(u32, PathBuf), String> {
+    match s.split_once('=') {
+        Some((n, p)) if !p.is_empty() => n
+            .trim()
+            .parse::<u32>()
+            .map(|n| (n, PathBuf::from(p)))
+            .map_err(|_| format!("disk number {n:?} is not a whole number (expected N=PATH)")),
+        _ => Err(format!("expected N=PATH (e.g. 0=disk.img), found {s:?}")),
     }
 }
 
@@ -229,6 +250,11 @@ pub fn run_cmd(c: RunConfig) -> Result<u8> {
         resolver,
         console: Console::detect(),
         max_log_size: c.max_log_size,
+        targets: crate::actions::RunTargets {
+            disks: c.disks,
+            content: c.content,
+            allow_mounted: c.allow_mounted,
+        },
     };
     Ok(match engine::run(&c.file, &opts)? {
         RunOutcome::Succeeded => EXIT_OK,

@@ -24,6 +24,16 @@ use std::path::{Path, PathBuf};
 /// `E_FAIL`, the code ConfigMgr reports for a step that could not run at all.
 pub const E_FAIL: i64 = 0x8000_4005;
 
+/// What the administrator told the run about the machine: `--disk N=PATH` overrides of disk
+/// numbers, `--content DIR` locations of packages, `--allow-mounted`. Saved in the journal, so a
+/// resumed run works on the same disks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RunTargets {
+    pub disks: Vec<(u32, PathBuf)>,
+    pub content: Vec<PathBuf>,
+    pub allow_mounted: bool,
+}
+
 /// Everything an action may use.
 pub struct Ctx<'a> {
     pub vars: &'a mut Vars,
@@ -33,6 +43,7 @@ pub struct Ctx<'a> {
     pub custom: &'a custom::CustomActions,
     /// The step's 1-based number in the program.
     pub number: usize,
+    pub targets: &'a RunTargets,
 }
 
 /// What an action reports.

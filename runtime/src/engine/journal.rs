@@ -61,6 +61,9 @@ pub struct State {
     /// Whether the last finished step failed (also tracked in the variables; kept here to
     /// decide the run's final outcome).
     pub last_failed: bool,
+    /// Disk overrides and content locations the run started with.
+    #[serde(default)]
+    pub targets: crate::actions::RunTargets,
 }
 
 /// One line of `steps.jsonl`.
@@ -242,6 +245,7 @@ mod tests {
             phase: Phase::InStep { attempt: 1 },
             steps_run: 2,
             last_failed: false,
+            targets: Default::default(),
         };
         j.save_state(&s).unwrap();
         assert_eq!(j.load_state().unwrap(), s);

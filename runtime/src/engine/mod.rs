@@ -59,6 +59,8 @@ pub struct RunOptions {
     pub resolver: Resolver,
     pub console: Console,
     pub max_log_size: u64,
+    /// `--disk`, `--content`, `--allow-mounted` (fresh runs; a resumed run keeps its own).
+    pub targets: crate::actions::RunTargets,
 }
 
 impl RunOptions {
@@ -73,6 +75,7 @@ impl RunOptions {
             resolver: Resolver::default(),
             console: Console::Quiet,
             max_log_size: log::cmtrace::DEFAULT_MAX_SIZE,
+            targets: Default::default(),
         }
     }
 }
@@ -189,6 +192,7 @@ pub fn run(path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
             phase: Phase::Ready,
             steps_run: 0,
             last_failed: false,
+            targets: opts.targets.clone(),
         };
         journal.save_program(&program)?;
         journal.save_state(&state)?;
@@ -225,6 +229,13 @@ pub fn run(path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
                 Level::Warning,
                 COMPONENT,
                 "--var values are ignored when resuming: the run keeps the variables it had",
+            );
+        }
+        if opts.targets != Default::default() && opts.targets != state.targets {
+            logger.log(
+                Level::Warning,
+                COMPONENT,
+                "--disk/--content/--allow-mounted differ from the run's start; the resumed run keeps the ones it started with",
             );
         }
         let how = match &state.phase {
@@ -532,6 +543,7 @@ impl Walker<'_> {
             fields(json!({"number": number, "name": name, "type": kind, "pc": state.pc})),
         );
         let retries = step.retry_count();
+        let targets = state.targets.clone();
         let t0 = Instant::now();
         let mut attempt = 1u32;
         let result = loop {
@@ -541,6 +553,7 @@ impl Walker<'_> {
                 state_dir: self.journal.dir(),
                 custom: &self.opts.custom,
                 number,
+                targets: &targets,
             };
             let r = actions::execute(step, &mut ctx);
             update_secrets(self.logger, &state.vars);

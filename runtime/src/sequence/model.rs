@@ -207,6 +207,10 @@ pub mod step_type {
     pub const RUN_POWERSHELL: &str = "SMS_TaskSequence_RunPowerShellScriptAction";
     pub const REBOOT: &str = "SMS_TaskSequence_RebootAction";
     pub const SUB_SEQUENCE: &str = "SMS_TaskSequence_SubTasksequence";
+    pub const PARTITION_DISK: &str = "SMS_TaskSequence_PartitionDiskAction";
+    pub const APPLY_OS_IMAGE: &str = "SMS_TaskSequence_ApplyOperatingSystemAction";
+    pub const APPLY_DATA_IMAGE: &str = "SMS_TaskSequence_ApplyDataImageAction";
+    pub const CAPTURE_IMAGE: &str = "SMS_TaskSequence_CaptureSystemImageAction";
 
     /// Short YAML names and the ConfigMgr types they stand for. YAML accepts either spelling;
     /// the YAML writer uses the short name when there is one.
@@ -217,6 +221,10 @@ pub mod step_type {
         ("powershell", RUN_POWERSHELL),
         ("restart", REBOOT),
         ("run-sequence", SUB_SEQUENCE),
+        ("partition-disk", PARTITION_DISK),
+        ("apply-image", APPLY_OS_IMAGE),
+        ("apply-data-image", APPLY_DATA_IMAGE),
+        ("capture-image", CAPTURE_IMAGE),
     ];
 
     /// The ConfigMgr type for a YAML short name (or the name itself when it is not short).
