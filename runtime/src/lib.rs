@@ -12,9 +12,12 @@ pub mod condition;
 pub mod engine;
 pub mod envfile;
 pub mod error;
+pub mod fsformat;
+pub mod image;
 pub mod log;
 pub mod machine;
 pub mod sequence;
+pub mod tools;
 pub mod vars;
 
 pub use error::{Diagnostic, ParseError, Severity};
