@@ -80,6 +80,7 @@ impl FsKind {
         }
     }
 
+    #[cfg_attr(windows, allow(dead_code))]
     fn is_ext(self) -> bool {
         matches!(self, FsKind::Ext2 | FsKind::Ext3 | FsKind::Ext4)
     }
@@ -156,8 +157,8 @@ fn mkfs_args(
             let mut ext = Vec::new();
             if let Some(off) = in_place_offset {
                 ext.push(format!("offset={off}"));
-                // Discard on an image file would punch holes outside what we own? No, but it
-                // is pointless on a file and slow on some file systems.
+                // Discarding an image file's range only punches holes in it: no use, and
+                // slow on some file systems.
                 ext.push("nodiscard".to_string());
             }
             if !quick {

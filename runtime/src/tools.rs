@@ -58,8 +58,6 @@ pub enum Source {
     WindowsBuiltIn,
     /// Built into Windows PE and Windows, or the Windows ADK on an older Windows.
     WindowsAdk,
-    /// A Debian package on Linux; built into Windows.
-    DebianOrWindows(&'static str),
 }
 
 /// One row of the table.
@@ -217,7 +215,6 @@ impl Tool {
         match self.spec().source {
             Source::Debian(_) => !cfg!(windows),
             Source::WindowsBuiltIn | Source::WindowsAdk => cfg!(windows),
-            Source::DebianOrWindows(_) => true,
         }
     }
 
@@ -225,7 +222,7 @@ impl Tool {
     pub fn how_to_get(self) -> String {
         let windows = cfg!(windows);
         match (self.spec().source, windows) {
-            (Source::Debian(pkg) | Source::DebianOrWindows(pkg), false) => {
+            (Source::Debian(pkg), false) => {
                 format!("On Debian: apt-get install {pkg}")
             }
             (Source::Debian(_), true) => {
@@ -234,7 +231,7 @@ impl Tool {
                     self.program()
                 )
             }
-            (Source::WindowsBuiltIn | Source::DebianOrWindows(_), true) => {
+            (Source::WindowsBuiltIn, true) => {
                 "It is part of Windows and Windows PE; check that %SystemRoot%\\System32 is on PATH"
                     .to_string()
             }

@@ -47,19 +47,31 @@ fn disk(path: &Path, offset: u64, len: u64) {
 
 fn sentinels_intact(path: &Path, offset: u64, len: u64) {
     let mut f = File::open(path).unwrap();
-    assert_eq!(f.metadata().unwrap().len(), 256 * MIB, "image size unchanged");
+    assert_eq!(
+        f.metadata().unwrap().len(),
+        256 * MIB,
+        "image size unchanged"
+    );
     for at in [offset - MIB, offset + len] {
         let mut b = vec![0u8; MIB as usize];
         f.seek(SeekFrom::Start(at)).unwrap();
         f.read_exact(&mut b).unwrap();
-        assert!(b.iter().all(|x| *x == 0xee), "bytes at {at} outside the range were changed");
+        assert!(
+            b.iter().all(|x| *x == 0xee),
+            "bytes at {at} outside the range were changed"
+        );
     }
 }
 
 fn extract(path: &Path, offset: u64, len: u64, out: &Path) {
     let mut f = File::open(path).unwrap();
     f.seek(SeekFrom::Start(offset)).unwrap();
-    let mut o = OpenOptions::new().create(true).write(true).truncate(true).open(out).unwrap();
+    let mut o = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(out)
+        .unwrap();
     std::io::copy(&mut f.take(len), &mut o).unwrap();
 }
 
@@ -83,18 +95,40 @@ fn ext4_in_a_range_checks_clean() {
     let img = dir.path().join("disk.img");
     let (offset, len) = (MIB, 128 * MIB);
     disk(&img, offset, len);
-    format_image_range(&img, offset, len, FsKind::parse("ext4").unwrap(), "tsroot", true).unwrap();
+    format_image_range(
+        &img,
+        offset,
+        len,
+        FsKind::parse("ext4").unwrap(),
+        "tsroot",
+        true,
+    )
+    .unwrap();
     sentinels_intact(&img, offset, len);
     let part = dir.path().join("part.img");
     extract(&img, offset, len, &part);
-    run(Command::new(tools::which("e2fsck").unwrap()).arg("-fn").arg(&part));
-    let header = run(Command::new(tools::which("dumpe2fs").unwrap()).arg("-h").arg(&part));
-    assert!(header.contains("Filesystem volume name:   tsroot"), "{header}");
+    run(Command::new(tools::which("e2fsck").unwrap())
+        .arg("-fn")
+        .arg(&part));
+    let header = run(Command::new(tools::which("dumpe2fs").unwrap())
+        .arg("-h")
+        .arg(&part));
+    assert!(
+        header.contains("Filesystem volume name:   tsroot"),
+        "{header}"
+    );
     let field = |name: &str| -> u64 {
-        let line = header.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name}: {header}"));
+        let line = header
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name}: {header}"));
         line[name.len()..].trim().parse().unwrap()
     };
-    assert_eq!(field("Block count:") * field("Block size:"), len, "the file system fills the range");
+    assert_eq!(
+        field("Block count:") * field("Block size:"),
+        len,
+        "the file system fills the range"
+    );
 }
 
 #[test]
@@ -106,7 +140,15 @@ fn ntfs_in_a_range_is_valid_and_labelled() {
     let img = dir.path().join("disk.img");
     let (offset, len) = (129 * MIB, 64 * MIB);
     disk(&img, offset, len);
-    format_image_range(&img, offset, len, FsKind::parse("NTFS").unwrap(), "Windows", true).unwrap();
+    format_image_range(
+        &img,
+        offset,
+        len,
+        FsKind::parse("NTFS").unwrap(),
+        "Windows",
+        true,
+    )
+    .unwrap();
     sentinels_intact(&img, offset, len);
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(left.len(), 1, "the temporary volume was removed");
@@ -116,10 +158,18 @@ fn ntfs_in_a_range_is_valid_and_labelled() {
     let boot = std::fs::read(&part).unwrap();
     assert_eq!(&boot[3..11], b"NTFS    ");
     let hidden = u32::from_le_bytes(boot[0x1c..0x20].try_into().unwrap());
-    assert_eq!(u64::from(hidden), offset / 512, "boot sector records the start sector");
-    let info = run(Command::new(tools::which("ntfsinfo").unwrap()).arg("-m").arg(&part));
+    assert_eq!(
+        u64::from(hidden),
+        offset / 512,
+        "boot sector records the start sector"
+    );
+    let info = run(Command::new(tools::which("ntfsinfo").unwrap())
+        .arg("-m")
+        .arg(&part));
     assert!(info.contains("Volume Name: Windows"), "{info}");
-    run(Command::new(tools::which("ntfsfix").unwrap()).arg("-n").arg(&part));
+    run(Command::new(tools::which("ntfsfix").unwrap())
+        .arg("-n")
+        .arg(&part));
 }
 
 #[test]
@@ -128,5 +178,8 @@ fn a_range_past_the_end_is_refused() {
     let img = dir.path().join("disk.img");
     File::create(&img).unwrap().set_len(16 * MIB).unwrap();
     let e = format_image_range(&img, MIB, 16 * MIB, FsKind::Ext4, "x", true).unwrap_err();
-    assert!(format!("{e:#}").contains("past the end of the image file"), "{e:#}");
+    assert!(
+        format!("{e:#}").contains("past the end of the image file"),
+        "{e:#}"
+    );
 }

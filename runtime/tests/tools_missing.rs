@@ -27,18 +27,27 @@ fn missing_tools_are_named_with_their_package() {
         "{e}"
     );
     let e = format!("{:#}", wim::apply(&wim_path, 1, dir.path()).unwrap_err());
-    assert!(e.contains("applying image 1 of") && e.contains("wimlib-imagex is not installed"), "{e}");
+    assert!(
+        e.contains("applying image 1 of") && e.contains("wimlib-imagex is not installed"),
+        "{e}"
+    );
 
     // mkfs.* live in the sbin directories, which are searched after PATH; XFS is not part of
     // the tool set, so its formatter is usually missing.
     if tools::which_in("mkfs.xfs", OsStr::new("")).is_none() {
         let img = dir.path().join("disk.img");
-        std::fs::File::create(&img).unwrap().set_len(32 << 20).unwrap();
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(32 << 20)
+            .unwrap();
         let e = format!(
             "{:#}",
             format_image_range(&img, 1 << 20, 16 << 20, FsKind::Xfs, "x", true).unwrap_err()
         );
-        assert!(e.contains("mkfs.xfs is not installed") && e.contains("apt-get install xfsprogs"), "{e}");
+        assert!(
+            e.contains("mkfs.xfs is not installed") && e.contains("apt-get install xfsprogs"),
+            "{e}"
+        );
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(left.len(), 3, "no temporary file left behind");
     } else {
@@ -46,7 +55,13 @@ fn missing_tools_are_named_with_their_package() {
     }
 
     let status = tools::report();
-    let wimlib = status.iter().find(|s| s.tool == Tool::WimlibImagex).unwrap();
+    let wimlib = status
+        .iter()
+        .find(|s| s.tool == Tool::WimlibImagex)
+        .unwrap();
     assert!(wimlib.path.is_none());
-    assert_eq!(wimlib.how_to_get.as_deref(), Some("On Debian: apt-get install wimtools"));
+    assert_eq!(
+        wimlib.how_to_get.as_deref(),
+        Some("On Debian: apt-get install wimtools")
+    );
 }

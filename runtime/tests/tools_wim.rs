@@ -111,7 +111,10 @@ fn split_wim_applies_from_its_first_part() {
         "splitting the test WIM",
     )
     .unwrap();
-    assert!(dir.path().join("big2.swm").exists(), "split into several parts");
+    assert!(
+        dir.path().join("big2.swm").exists(),
+        "split into several parts"
+    );
     let info = wim::info(&swm).unwrap();
     assert_eq!(info.images[0].name, "big");
     let dst = dir.path().join("applied");
@@ -135,6 +138,9 @@ fn tool_failures_show_the_command_and_its_stderr() {
     assert!(e.contains("failed with exit code"), "{e}");
     assert!(e.to_lowercase().contains("wim"), "stderr tail: {e}");
 
-    let e = format!("{:#}", wim::apply(&dir.path().join("missing.wim"), 1, dir.path()).unwrap_err());
+    let e = format!(
+        "{:#}",
+        wim::apply(&dir.path().join("missing.wim"), 1, dir.path()).unwrap_err()
+    );
     assert!(e.contains("does not exist"), "{e}");
 }
