@@ -13,6 +13,10 @@ set -euo pipefail
 #   wine wine64      runs tsforge.exe in tests/wine.rs (`wine` is the launcher script,
 #                    `wine64` the 64-bit loader /usr/lib/wine/wine64 it starts)
 #   gdisk dosfstools mtools   partition tables and FAT images for boot media
+#   wimtools         wimlib-imagex: WIM apply/capture/info on Linux (runtime/src/image/wim.rs)
+#   ntfs-3g          mkfs.ntfs, and ntfsinfo/ntfsfix that check it in tests (runtime/src/fsformat.rs)
+#   e2fsprogs        mkfs.ext4, and e2fsck/dumpe2fs that check it in tests
+#   zstd gzip        compressed raw images (runtime/src/image/raw.rs tests and fixtures)
 DEBIAN_PACKAGES=(
     mingw-w64
     wine
@@ -20,6 +24,11 @@ DEBIAN_PACKAGES=(
     gdisk
     dosfstools
     mtools
+    wimtools
+    ntfs-3g
+    e2fsprogs
+    zstd
+    gzip
 )
 RUST_TARGETS=(x86_64-pc-windows-gnu)
 RUST_COMPONENTS=(clippy rustfmt)
@@ -76,7 +85,7 @@ for c in "${RUST_COMPONENTS[@]}"; do
 done
 
 # Checks that what the tests call is really there.
-for tool in x86_64-w64-mingw32-gcc wine wineserver cargo; do
+for tool in x86_64-w64-mingw32-gcc wine wineserver cargo wimlib-imagex; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is not on PATH after setup"
 done
 say "setup done"

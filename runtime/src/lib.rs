@@ -2,7 +2,9 @@
 //!
 //! The sequence model and its XML/YAML formats (`sequence`), variables (`vars`), conditions
 //! (`condition`), the engine that walks the tree and journals every step (`engine`), the
-//! built-in actions (`actions`), the logs (`log`) and the runner's command line (`cli`).
+//! built-in actions (`actions`), the logs (`log`) and the runner's command line (`cli`); raw and
+//! WIM images (`image`), external formatters (`fsformat`) and the one table of external programs
+//! with their lookup and "missing tool" errors (`tools`).
 //! Nothing here depends on the builder, so a runner-only build (musl, or windows-gnu for
 //! Windows PE) needs nothing else.
 
@@ -12,9 +14,12 @@ pub mod condition;
 pub mod engine;
 pub mod envfile;
 pub mod error;
+pub mod fsformat;
+pub mod image;
 pub mod log;
 pub mod machine;
 pub mod sequence;
+pub mod tools;
 pub mod vars;
 
 pub use error::{Diagnostic, ParseError, Severity};

@@ -174,24 +174,8 @@ pub fn run(spec: &Spec, on_line: &mut dyn FnMut(Stream, &str)) -> std::io::Resul
     })
 }
 
-/// Find a program on `PATH` (with Windows' executable extensions).
-pub fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    let exts: Vec<String> = if cfg!(windows) {
-        vec![String::new(), ".exe".into(), ".cmd".into(), ".bat".into()]
-    } else {
-        vec![String::new()]
-    };
-    for dir in std::env::split_paths(&path) {
-        for ext in &exts {
-            let candidate = dir.join(format!("{name}{ext}"));
-            if candidate.is_file() {
-                return Some(candidate);
-            }
-        }
-    }
-    None
-}
+/// Find a program on `PATH`; lives in [`crate::tools`], the one place that looks up programs.
+pub use crate::tools::which;
 
 #[cfg(unix)]
 mod platform {

@@ -1,0 +1,573 @@
+//! The external programs tsforge may run, in one table: what needs each one and how to get it
+//! on each platform. Everything else finds and runs them through [`find`] and [`run`], so a
+//! missing program is always reported the same way, naming the program, what needs it and the
+//! package or component that provides it, and a failed program shows its command line and the
+//! end of its stderr (bootc's `utils/src/command.rs` pattern).
+//!
+//! Lookup is a `PATH` search (with Windows' executable extensions). On Unix the `sbin`
+//! directories are searched after `PATH`, because Debian leaves them off a normal user's `PATH`
+//! while `mkfs.*`, `partx` and `blockdev` live there.
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use anyhow::Context as _;
+
+/// An external program tsforge may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tool {
+    /// `wimlib-imagex`: WIM apply, capture and info on Linux.
+    WimlibImagex,
+    /// `dism.exe`: WIM apply, capture and info on Windows.
+    Dism,
+    /// `mkfs.ntfs` (ntfs-3g's mkntfs).
+    MkfsNtfs,
+    MkfsExt4,
+    MkfsExt3,
+    MkfsExt2,
+    MkfsXfs,
+    MkfsExfat,
+    /// `format.com`: formats a volume by drive letter on Windows.
+    Format,
+    /// `diskpart.exe`: assigns drive letters on Windows.
+    Diskpart,
+    /// `partx` (util-linux): tells the kernel about changed partitions.
+    Partx,
+    /// `blockdev` (util-linux): re-reads partition tables, device sizes.
+    Blockdev,
+    /// PowerShell 7 (`pwsh`).
+    Pwsh,
+    /// Windows PowerShell (`powershell.exe`).
+    PowerShell,
+    /// `reg.exe`: registry queries on Windows.
+    Reg,
+    /// `taskkill.exe`: ends a timed-out step's process tree on Windows.
+    Taskkill,
+    /// `wpeutil.exe`: restarts Windows PE.
+    Wpeutil,
+}
+
+/// Where a program runs and how to get it there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A Debian package (Linux only).
+    Debian(&'static str),
+    /// Part of Windows and Windows PE.
+    WindowsBuiltIn,
+    /// Built into Windows PE and Windows, or the Windows ADK on an older Windows.
+    WindowsAdk,
+}
+
+/// One row of the table.
+#[derive(Debug, Clone, Copy)]
+pub struct ToolSpec {
+    pub tool: Tool,
+    /// The program name, without a Windows extension.
+    pub program: &'static str,
+    /// What needs it, as a phrase that completes "… needs it".
+    pub needed_for: &'static str,
+    pub source: Source,
+    /// The argument that prints a version quickly, when there is one.
+    pub version_arg: Option<&'static str>,
+}
+
+/// Every external program tsforge may run.
+pub const TOOLS: &[ToolSpec] = &[
+    ToolSpec {
+        tool: Tool::WimlibImagex,
+        program: "wimlib-imagex",
+        needed_for: "applying, capturing or reading a WIM image",
+        source: Source::Debian("wimtools"),
+        version_arg: Some("--version"),
+    },
+    ToolSpec {
+        tool: Tool::Dism,
+        program: "dism",
+        needed_for: "applying, capturing or reading a WIM image",
+        source: Source::WindowsAdk,
+        version_arg: None,
+    },
+    ToolSpec {
+        tool: Tool::MkfsNtfs,
+        program: "mkfs.ntfs",
+        needed_for: "formatting an NTFS volume",
+        source: Source::Debian("ntfs-3g"),
+        version_arg: Some("--version"),
+    },
+    ToolSpec {
+        tool: Tool::MkfsExt4,
+        program: "mkfs.ext4",
+        needed_for: "formatting an ext4 volume",
+        source: Source::Debian("e2fsprogs"),
+        version_arg: Some("-V"),
+    },
+    ToolSpec {
+        tool: Tool::MkfsExt3,
+        program: "mkfs.ext3",
+        needed_for: "formatting an ext3 volume",
+        source: Source::Debian("e2fsprogs"),
+        version_arg: Some("-V"),
+    },
+    ToolSpec {
+        tool: Tool::MkfsExt2,
+        program: "mkfs.ext2",
+        needed_for: "formatting an ext2 volume",
+        source: Source::Debian("e2fsprogs"),
+        version_arg: Some("-V"),
+    },
+    ToolSpec {
+        tool: Tool::MkfsXfs,
+        program: "mkfs.xfs",
+        needed_for: "formatting an XFS volume",
+        source: Source::Debian("xfsprogs"),
+        version_arg: Some("-V"),
+    },
+    ToolSpec {
+        tool: Tool::MkfsExfat,
+        program: "mkfs.exfat",
+        needed_for: "formatting an exFAT volume",
+        source: Source::Debian("exfatprogs"),
+        version_arg: Some("--version"),
+    },
+    ToolSpec {
+        tool: Tool::Format,
+        program: "format",
+        needed_for: "formatting an NTFS volume on Windows",
+        source: Source::WindowsBuiltIn,
+        version_arg: None,
+    },
+    ToolSpec {
+        tool: Tool::Diskpart,
+        program: "diskpart",
+        needed_for: "assigning a drive letter on Windows",
+        source: Source::WindowsBuiltIn,
+        version_arg: None,
+    },
+    ToolSpec {
+        tool: Tool::Partx,
+        program: "partx",
+        needed_for: "telling the kernel about new partitions",
+        source: Source::Debian("util-linux"),
+        version_arg: Some("--version"),
+    },
+    ToolSpec {
+        tool: Tool::Blockdev,
+        program: "blockdev",
+        needed_for: "re-reading a disk's partition table",
+        source: Source::Debian("util-linux"),
+        version_arg: Some("--version"),
+    },
+    ToolSpec {
+        tool: Tool::Pwsh,
+        program: "pwsh",
+        needed_for: "a Run PowerShell Script step",
+        source: Source::Debian("powershell (from Microsoft's package repository)"),
+        version_arg: Some("--version"),
+    },
+    ToolSpec {
+        tool: Tool::PowerShell,
+        program: "powershell",
+        needed_for: "a Run PowerShell Script step",
+        source: Source::WindowsBuiltIn,
+        version_arg: None,
+    },
+    ToolSpec {
+        tool: Tool::Reg,
+        program: "reg",
+        needed_for: "a registry condition",
+        source: Source::WindowsBuiltIn,
+        version_arg: None,
+    },
+    ToolSpec {
+        tool: Tool::Taskkill,
+        program: "taskkill",
+        needed_for: "ending a timed-out step",
+        source: Source::WindowsBuiltIn,
+        version_arg: None,
+    },
+    ToolSpec {
+        tool: Tool::Wpeutil,
+        program: "wpeutil",
+        needed_for: "restarting Windows PE",
+        source: Source::WindowsBuiltIn,
+        version_arg: None,
+    },
+];
+
+impl Tool {
+    /// This tool's row of [`TOOLS`].
+    pub fn spec(self) -> &'static ToolSpec {
+        TOOLS
+            .iter()
+            .find(|s| s.tool == self)
+            .expect("tools::TOOLS has a row for every Tool variant")
+    }
+
+    /// The program name (without a Windows extension).
+    pub fn program(self) -> &'static str {
+        self.spec().program
+    }
+
+    /// Whether the program can exist on the platform tsforge was built for.
+    pub fn on_this_platform(self) -> bool {
+        match self.spec().source {
+            Source::Debian(_) => !cfg!(windows),
+            Source::WindowsBuiltIn | Source::WindowsAdk => cfg!(windows),
+        }
+    }
+
+    /// How to get the program, for this platform, as a sentence.
+    pub fn how_to_get(self) -> String {
+        let windows = cfg!(windows);
+        match (self.spec().source, windows) {
+            (Source::Debian(pkg), false) => {
+                format!("On Debian: apt-get install {pkg}")
+            }
+            (Source::Debian(_), true) => {
+                format!(
+                    "{} is a Linux program, not available on Windows",
+                    self.program()
+                )
+            }
+            (Source::WindowsBuiltIn, true) => {
+                "It is part of Windows and Windows PE; check that %SystemRoot%\\System32 is on PATH"
+                    .to_string()
+            }
+            (Source::WindowsAdk, true) => "It is part of Windows PE and Windows; on an older \
+                 Windows install the Windows ADK (Deployment Tools)"
+                .to_string(),
+            (Source::WindowsBuiltIn | Source::WindowsAdk, false) => format!(
+                "{} is a Windows program; it runs only on Windows or Windows PE",
+                self.program()
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Tool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.program())
+    }
+}
+
+/// A program that is not installed: the message names it, what needs it and how to get it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{program} is not installed (not found on PATH); {needed_for} needs it. {how_to_get}")]
+pub struct MissingTool {
+    pub tool: Tool,
+    pub program: &'static str,
+    pub needed_for: &'static str,
+    pub how_to_get: String,
+}
+
+impl MissingTool {
+    pub fn new(tool: Tool) -> MissingTool {
+        let spec = tool.spec();
+        MissingTool {
+            tool,
+            program: spec.program,
+            needed_for: spec.needed_for,
+            how_to_get: tool.how_to_get(),
+        }
+    }
+}
+
+/// Find a tool's program.
+pub fn find(tool: Tool) -> Result<PathBuf, MissingTool> {
+    which(tool.program()).ok_or_else(|| MissingTool::new(tool))
+}
+
+/// Find a program on `PATH` (with Windows' executable extensions from `PATHEXT`), then, on
+/// Unix, in the `sbin` directories.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    which_in(name, &path)
+}
+
+/// [`which`] with an explicit search path (`PATH` syntax).
+pub fn which_in(name: &str, path: &OsStr) -> Option<PathBuf> {
+    let exts = executable_extensions();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(path).collect();
+    if cfg!(unix) {
+        for d in ["/usr/local/sbin", "/usr/sbin", "/sbin"] {
+            let d = PathBuf::from(d);
+            if !dirs.contains(&d) {
+                dirs.push(d);
+            }
+        }
+    }
+    for dir in dirs {
+        if dir.as_os_str().is_empty() {
+            continue;
+        }
+        for ext in &exts {
+            let mut file = OsString::from(name);
+            file.push(ext);
+            let candidate = dir.join(file);
+            if is_executable(&candidate) {
+                return Some(candidate);
+            }
+        }
+    }
+    None
+}
+
+fn executable_extensions() -> Vec<String> {
+    if cfg!(windows) {
+        let mut exts = vec![String::new()];
+        let pathext = std::env::var("PATHEXT").unwrap_or_default();
+        let list: Vec<String> = if pathext.is_empty() {
+            [".COM", ".EXE", ".BAT", ".CMD"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        } else {
+            pathext
+                .split(';')
+                .filter(|e| !e.is_empty())
+                .map(|e| e.to_string())
+                .collect()
+        };
+        exts.extend(list.into_iter().map(|e| e.to_ascii_lowercase()));
+        exts
+    } else {
+        vec![String::new()]
+    }
+}
+
+#[cfg(unix)]
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+#[cfg(not(unix))]
+fn is_executable(p: &Path) -> bool {
+    p.is_file()
+}
+
+/// How much of a failed program's stderr an error shows.
+const STDERR_TAIL: usize = 1024;
+
+/// Run a tool to completion with standard input closed, capturing its output. `what` says what
+/// the run does ("applying image 1 of install.wim"); it starts the error message when the
+/// program is missing, cannot start or exits with a failure, and the error then shows the
+/// command line and the last KiB of stderr (or stdout, when stderr is empty).
+pub fn run<I, S>(tool: Tool, args: I, what: &str) -> anyhow::Result<Output>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let program = find(tool).with_context(|| what.to_string())?;
+    let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+    run_program(&program, &args, what)
+}
+
+/// [`run`] for a program already found.
+pub fn run_program(program: &Path, args: &[OsString], what: &str) -> anyhow::Result<Output> {
+    let cmdline = command_line(program, args);
+    let output = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .with_context(|| format!("{what}: starting `{cmdline}`"))?;
+    if !output.status.success() {
+        let tail = if output.stderr.iter().any(|b| !b.is_ascii_whitespace()) {
+            tail_text(&output.stderr)
+        } else {
+            tail_text(&output.stdout)
+        };
+        let status = match output.status.code() {
+            Some(c) => format!("exit code {c}"),
+            None => output.status.to_string(),
+        };
+        anyhow::bail!("{what}: `{cmdline}` failed with {status}:\n{tail}");
+    }
+    Ok(output)
+}
+
+/// The last [`STDERR_TAIL`] bytes of a program's output as text, starting at a line break
+/// when there is one nearby.
+fn tail_text(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim_end();
+    if text.len() <= STDERR_TAIL {
+        return text.to_string();
+    }
+    let mut start = text.len() - STDERR_TAIL;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    let tail = &text[start..];
+    match tail.find('\n') {
+        Some(i) if i < 200 => format!("…{}", &tail[i..]),
+        _ => format!("…{tail}"),
+    }
+}
+
+/// A command line as a user could paste it into a shell (arguments quoted when needed).
+pub fn command_line(program: &Path, args: &[OsString]) -> String {
+    let mut s = quote(program.as_os_str());
+    for a in args {
+        s.push(' ');
+        s.push_str(&quote(a));
+    }
+    s
+}
+
+fn quote(arg: &OsStr) -> String {
+    let s = arg.to_string_lossy();
+    let plain = !s.is_empty()
+        && s.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || "-_./:=,+@%\\".contains(c)
+                || (!c.is_ascii() && c != '\u{fffd}')
+        });
+    if plain {
+        s.into_owned()
+    } else if cfg!(windows) {
+        format!("\"{}\"", s.replace('"', "\\\""))
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// What [`report`] found about one tool.
+#[derive(Debug, Clone)]
+pub struct ToolStatus {
+    pub tool: Tool,
+    pub program: &'static str,
+    pub needed_for: &'static str,
+    /// Where it was found; `None` when it is missing.
+    pub path: Option<PathBuf>,
+    /// The first line the program printed for its version argument, when it has one.
+    pub version: Option<String>,
+    /// How to get it, when it is missing.
+    pub how_to_get: Option<String>,
+}
+
+/// Every tool that can exist on this platform, found or missing, with versions where asking is
+/// cheap. For a `doctor`-like command.
+pub fn report() -> Vec<ToolStatus> {
+    TOOLS
+        .iter()
+        .filter(|s| s.tool.on_this_platform())
+        .map(|s| {
+            let path = which(s.program);
+            let version = match (&path, s.version_arg) {
+                (Some(p), Some(arg)) => version_of(p, arg),
+                _ => None,
+            };
+            ToolStatus {
+                tool: s.tool,
+                program: s.program,
+                needed_for: s.needed_for,
+                how_to_get: path.is_none().then(|| s.tool.how_to_get()),
+                path,
+                version,
+            }
+        })
+        .collect()
+}
+
+fn version_of(program: &Path, arg: &str) -> Option<String> {
+    let out = Command::new(program)
+        .arg(arg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .ok()?;
+    // mke2fs prints its version on stderr; most print it on stdout. Some exit non-zero after
+    // printing it (mkfs.ntfs --version on old releases), so the status is not checked.
+    let first_line = |b: &[u8]| {
+        String::from_utf8_lossy(b)
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .map(str::to_string)
+    };
+    first_line(&out.stdout).or_else(|| first_line(&out.stderr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_tool_has_a_row() {
+        use Tool::*;
+        for t in [
+            WimlibImagex,
+            Dism,
+            MkfsNtfs,
+            MkfsExt4,
+            MkfsExt3,
+            MkfsExt2,
+            MkfsXfs,
+            MkfsExfat,
+            Format,
+            Diskpart,
+            Partx,
+            Blockdev,
+            Pwsh,
+            PowerShell,
+            Reg,
+            Taskkill,
+            Wpeutil,
+        ] {
+            assert_eq!(t.spec().tool, t);
+        }
+        assert_eq!(
+            TOOLS.len(),
+            17,
+            "one row per Tool, no duplicates: {:?}",
+            TOOLS.iter().map(|s| s.program).collect::<Vec<_>>()
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn missing_tool_message_names_program_need_and_package() {
+        let m = MissingTool::new(Tool::WimlibImagex).to_string();
+        assert_eq!(
+            m,
+            "wimlib-imagex is not installed (not found on PATH); applying, capturing or reading \
+             a WIM image needs it. On Debian: apt-get install wimtools"
+        );
+        let m = MissingTool::new(Tool::Dism).to_string();
+        assert!(m.contains("dism is a Windows program"), "{m}");
+    }
+
+    #[test]
+    fn tail_keeps_the_end() {
+        let mut s = String::new();
+        for i in 0..500 {
+            s.push_str(&format!("line {i}\n"));
+        }
+        let t = tail_text(s.as_bytes());
+        assert!(t.len() <= STDERR_TAIL + 4, "{}", t.len());
+        assert!(t.ends_with("line 499"), "{t}");
+        assert!(t.starts_with("…\nline "), "{t}");
+        assert_eq!(tail_text(b"short\n"), "short");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn command_line_quotes_what_a_shell_would_split() {
+        let args: Vec<OsString> = ["apply", "my image.wim", "1", "it's"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        assert_eq!(
+            command_line(Path::new("/usr/bin/wimlib-imagex"), &args),
+            "/usr/bin/wimlib-imagex apply 'my image.wim' 1 'it'\\''s'"
+        );
+    }
+}
