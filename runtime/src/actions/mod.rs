@@ -10,6 +10,7 @@
 
 pub mod custom;
 pub mod dynamic;
+pub mod location;
 pub mod partition_disk;
 pub mod powershell;
 pub mod process;
