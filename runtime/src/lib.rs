@@ -12,6 +12,7 @@ pub mod condition;
 pub mod engine;
 pub mod envfile;
 pub mod error;
+pub mod image;
 pub mod log;
 pub mod machine;
 pub mod sequence;
