@@ -13,6 +13,8 @@ set -euo pipefail
 #   wine wine64      runs tsforge.exe in tests/wine.rs (`wine` is the launcher script,
 #                    `wine64` the 64-bit loader /usr/lib/wine/wine64 it starts)
 #   gdisk dosfstools mtools   partition tables and FAT images for boot media
+#   zip unzip        zipinfo / unzip -t check deflate images (runtime/tests/image_roundtrip.rs)
+#   wimtools zstd    wimlib-imagex and zstd for bench/image/run.sh
 DEBIAN_PACKAGES=(
     mingw-w64
     wine
@@ -20,6 +22,10 @@ DEBIAN_PACKAGES=(
     gdisk
     dosfstools
     mtools
+    zip
+    unzip
+    wimtools
+    zstd
 )
 RUST_TARGETS=(x86_64-pc-windows-gnu)
 RUST_COMPONENTS=(clippy rustfmt)

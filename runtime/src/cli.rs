@@ -462,7 +462,11 @@ impl ProgressLine {
     }
     fn line(&self, p: &crate::image::Progress) -> String {
         let secs = self.start.elapsed().as_secs_f64();
-        let rate = if secs > 0.0 { p.bytes_done as f64 / secs } else { 0.0 };
+        let rate = if secs > 0.0 {
+            p.bytes_done as f64 / secs
+        } else {
+            0.0
+        };
         let left = if rate > 0.0 {
             format!(
                 ", {:.0} s left",
@@ -509,8 +513,8 @@ pub fn capture_cmd(c: CaptureConfig) -> Result<u8> {
     if c.image.exists() && !c.force {
         bail!("{} exists; pass --force to overwrite it", c.image.display());
     }
-    let src = std::fs::canonicalize(&c.src)
-        .with_context(|| format!("opening {}", c.src.display()))?;
+    let src =
+        std::fs::canonicalize(&c.src).with_context(|| format!("opening {}", c.src.display()))?;
     let out_dir = c
         .image
         .parent()
@@ -537,14 +541,12 @@ pub fn capture_cmd(c: CaptureConfig) -> Result<u8> {
         threads: c.threads,
     };
     let mut line = ProgressLine::new("capture");
-    let r = image::capture(
-        &image::DirSource::new(&src),
-        &c.image,
-        &opts,
-        &mut |p| line.update(p),
-    );
+    let r = image::capture(&image::DirSource::new(&src), &c.image, &opts, &mut |p| {
+        line.update(p)
+    });
     line.done();
-    let info = r.with_context(|| format!("capturing {} into {}", c.src.display(), c.image.display()))?;
+    let info =
+        r.with_context(|| format!("capturing {} into {}", c.src.display(), c.image.display()))?;
     eprintln!(
         "captured {} files ({} MiB, {} MiB distinct) into {} ({} MiB) in {:.1} s",
         info.files,
@@ -559,8 +561,8 @@ pub fn capture_cmd(c: CaptureConfig) -> Result<u8> {
 
 pub fn apply_cmd(c: ApplyConfig) -> Result<u8> {
     use crate::image;
-    let f = std::fs::File::open(&c.image)
-        .with_context(|| format!("opening {}", c.image.display()))?;
+    let f =
+        std::fs::File::open(&c.image).with_context(|| format!("opening {}", c.image.display()))?;
     let mut r = std::io::BufReader::with_capacity(image::BUFFER_SIZE, f);
     let mut sink = image::DirSink::new(&c.target, c.force)?;
     let mut line = ProgressLine::new("apply");

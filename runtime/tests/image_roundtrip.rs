@@ -37,7 +37,11 @@ fn make_tree(root: &Path) {
     fs::create_dir_all(root.join("empty/inner")).unwrap();
     fs::create_dir_all(root.join("Ünïcødé/日本語")).unwrap();
     fs::write(deep.join("leaf.txt"), b"deep leaf\n").unwrap();
-    fs::write(root.join("Ünïcødé/日本語/ファイル.txt"), "こんにちは\n".repeat(100)).unwrap();
+    fs::write(
+        root.join("Ünïcødé/日本語/ファイル.txt"),
+        "こんにちは\n".repeat(100),
+    )
+    .unwrap();
     fs::write(root.join("zero"), b"").unwrap();
     fs::write(root.join("deep/zero2"), b"").unwrap();
     fs::write(root.join("random.bin"), random_bytes(5 << 20, 7)).unwrap();
@@ -57,19 +61,19 @@ fn make_tree(root: &Path) {
     }
     // Fixed times, deepest first so directories keep theirs.
     let mut all = Vec::new();
-    walk(root, root, &mut all);
+    walk(root, &mut all);
     all.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     for (i, p) in all.iter().enumerate() {
         set_mtime(p, 1_600_000_000 + i as i64, 123_456_789);
     }
 }
 
-fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
         out.push(p.clone());
         if fs::symlink_metadata(&p).unwrap().is_dir() {
-            walk(root, &p, out);
+            walk(&p, out);
         }
     }
 }
@@ -77,7 +81,7 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
 /// Everything the format keeps, per path: kind, content, mode, mtime, link target.
 fn snapshot(root: &Path) -> BTreeMap<String, String> {
     let mut all = Vec::new();
-    walk(root, root, &mut all);
+    walk(root, &mut all);
     let mut m = BTreeMap::new();
     for p in all {
         let md = fs::symlink_metadata(&p).unwrap();
@@ -156,7 +160,10 @@ fn capture_is_deterministic() {
     let mut o = opts(Compression::Zstd);
     o.threads = 1;
     capture_at(&DirSource::new(&src), &b, &o, CREATED, &mut |_| {}).unwrap();
-    assert!(fs::read(&a).unwrap() == fs::read(&b).unwrap(), "images differ");
+    assert!(
+        fs::read(&a).unwrap() == fs::read(&b).unwrap(),
+        "images differ"
+    );
 }
 
 #[test]
@@ -230,7 +237,10 @@ fn tool(name: &str) -> bool {
     let required = std::env::var("TSFORGE_REQUIRE_TOOLS").as_deref() == Ok("1")
         || std::env::var("CI").as_deref() == Ok("true");
     if !found {
-        assert!(!required, "{name} is required (TSFORGE_REQUIRE_TOOLS) but missing");
+        assert!(
+            !required,
+            "{name} is required (TSFORGE_REQUIRE_TOOLS) but missing"
+        );
         println!("SKIP {name}");
     }
     found
@@ -253,7 +263,10 @@ fn zip_tools_accept_a_deflate_image() {
         assert!(listing.contains("tsforge-image.json"), "{listing}");
         // Manifest + distinct non-empty contents.
         let entries = listing.lines().filter(|l| l.starts_with("-rw")).count();
-        assert!(entries >= 2 && entries as u64 <= info.files + 1, "{listing}");
+        assert!(
+            entries >= 2 && entries as u64 <= info.files + 1,
+            "{listing}"
+        );
     }
     if tool("unzip") {
         let o = std::process::Command::new("unzip")
@@ -262,7 +275,10 @@ fn zip_tools_accept_a_deflate_image() {
             .output()
             .unwrap();
         let out = String::from_utf8_lossy(&o.stdout);
-        assert!(o.status.success() && out.contains("No errors detected"), "{out}");
+        assert!(
+            o.status.success() && out.contains("No errors detected"),
+            "{out}"
+        );
         // The manifest is always deflated, so unzip -p reads it even from zstd images.
         let zimg = t.path().join("z.zip");
         capture_tree(&src, &zimg, Compression::Zstd);
@@ -289,7 +305,11 @@ fn apply_contained(img: &Path) -> String {
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(names, vec!["target"], "something was written outside the target");
+    assert_eq!(
+        names,
+        vec!["target"],
+        "something was written outside the target"
+    );
     let verify = image::verify(img).expect_err("verify must fail");
     let _ = verify;
     format!("{err:#}")
@@ -356,7 +376,10 @@ fn a_flipped_byte_is_caught_and_names_the_file() {
     bytes[at + 10] ^= 0x20;
     fs::write(&img, &bytes).unwrap();
     let err = apply_contained(&img);
-    assert!(err.contains("dir/victim.txt") && err.contains("sha256"), "{err}");
+    assert!(
+        err.contains("dir/victim.txt") && err.contains("sha256"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -379,20 +402,55 @@ fn hostile_manifests_are_refused() {
     let t = tempfile::tempdir().unwrap();
     let c = b"x".as_slice();
     let cases: Vec<(&str, serde_json::Value, &str)> = vec![
-        ("dotdot", serde_json::json!([file_entry("../escape", c)]), "`..`"),
-        ("nested dotdot", serde_json::json!([
-            {"path": "d", "type": "dir"}, file_entry("d/../../escape", c)]), "`..`"),
-        ("absolute", serde_json::json!([file_entry("/tmp/escape", c)]), "absolute"),
-        ("backslash", serde_json::json!([file_entry("..\\escape", c)]), "backslash"),
-        ("drive", serde_json::json!([file_entry("C:escape", c)]), "drive"),
-        ("link out", serde_json::json!([
-            {"path": "l", "type": "symlink", "target": "../../etc"}]), "outside"),
-        ("absolute link", serde_json::json!([
-            {"path": "l", "type": "symlink", "target": "/etc"}]), "absolute"),
-        ("file under a link", serde_json::json!([
+        (
+            "dotdot",
+            serde_json::json!([file_entry("../escape", c)]),
+            "`..`",
+        ),
+        (
+            "nested dotdot",
+            serde_json::json!([
+            {"path": "d", "type": "dir"}, file_entry("d/../../escape", c)]),
+            "`..`",
+        ),
+        (
+            "absolute",
+            serde_json::json!([file_entry("/tmp/escape", c)]),
+            "absolute",
+        ),
+        (
+            "backslash",
+            serde_json::json!([file_entry("..\\escape", c)]),
+            "backslash",
+        ),
+        (
+            "drive",
+            serde_json::json!([file_entry("C:escape", c)]),
+            "drive",
+        ),
+        (
+            "link out",
+            serde_json::json!([
+            {"path": "l", "type": "symlink", "target": "../../etc"}]),
+            "outside",
+        ),
+        (
+            "absolute link",
+            serde_json::json!([
+            {"path": "l", "type": "symlink", "target": "/etc"}]),
+            "absolute",
+        ),
+        (
+            "file under a link",
+            serde_json::json!([
             {"path": "l", "type": "symlink", "target": "x"}, file_entry("l/f", c)]),
-            "not a directory listed before it"),
-        ("twice", serde_json::json!([file_entry("a", c), file_entry("a", c)]), "twice"),
+            "not a directory listed before it",
+        ),
+        (
+            "twice",
+            serde_json::json!([file_entry("a", c), file_entry("a", c)]),
+            "twice",
+        ),
     ];
     for (what, entries, expect) in cases {
         let img = handmade(t.path(), entries, &[(&format!("data/{}", sha(c)), c)]);
@@ -425,7 +483,10 @@ fn entries_not_in_the_manifest_are_refused() {
     // Missing content.
     let img = handmade(t.path(), serde_json::json!([file_entry("a", c)]), &[]);
     let err = apply_contained(&img);
-    assert!(err.contains("lacks the content") && err.contains('a'), "{err}");
+    assert!(
+        err.contains("lacks the content") && err.contains('a'),
+        "{err}"
+    );
 }
 
 #[test]
@@ -457,7 +518,7 @@ fn a_non_empty_target_needs_force() {
     assert_eq!(fs::read(&outside).unwrap(), b"untouched");
 }
 
-/// > 4 GiB needs Zip64; slow (writes and reads 4.2 GiB), so opt-in:
+/// Files over 4 GiB need Zip64; slow (writes and reads 4.2 GiB), so opt-in:
 /// `cargo test -p tsforge-runtime --test image_roundtrip -- --ignored`.
 #[test]
 #[ignore]

@@ -9,8 +9,8 @@
 //! ever written through a link.
 
 use super::format::{
-    self, Counted, EntryType, LocalHeader, Manifest, Next, DATA_PREFIX, FORMAT_ID,
-    FORMAT_VERSION, MANIFEST_NAME, MAX_MANIFEST, METHOD_DEFLATE, METHOD_STORED, METHOD_ZSTD,
+    self, Counted, EntryType, LocalHeader, Manifest, Next, DATA_PREFIX, FORMAT_ID, FORMAT_VERSION,
+    MANIFEST_NAME, MAX_MANIFEST, METHOD_DEFLATE, METHOD_STORED, METHOD_ZSTD,
 };
 use super::tree::{check_symlink_target, Meta, RelPath, TreeSink};
 use super::{ImageInfo, Progress, BUFFER_SIZE};
@@ -59,7 +59,9 @@ impl Plan {
 }
 
 fn is_hash(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Reads and checks the manifest, the first entry of the image.
@@ -119,9 +121,7 @@ fn check_manifest(m: Manifest) -> Result<Plan> {
         }
         if let Some(parent) = path.parent() {
             if kinds.get(&parent) != Some(&EntryType::Dir) {
-                return Err(bad(format!(
-                    "{parent} is not a directory listed before it"
-                )));
+                return Err(bad(format!("{parent} is not a directory listed before it")));
             }
         }
         let meta = Meta {

@@ -313,7 +313,7 @@ fn capture_to(
         drop(tx);
         let mut pending: BTreeMap<usize, Result<Done>> = BTreeMap::new();
         let mut write = || -> Result<()> {
-            for i in 0..jobs.len() {
+            for (i, j) in jobs.iter().enumerate() {
                 let done = loop {
                     if let Some(d) = pending.remove(&i) {
                         break d;
@@ -321,7 +321,6 @@ fn capture_to(
                     let (k, d) = rx.recv().context("a compression thread stopped")?;
                     pending.insert(k, d);
                 };
-                let j = &jobs[i];
                 let name = format!("{DATA_PREFIX}{}", hex(&j.hash));
                 match done? {
                     Done::Packed(pk) => {
@@ -350,7 +349,9 @@ fn capture_to(
         r
     });
     result?;
-    let (bw, image_bytes) = zw.finish().with_context(|| format!("writing {}", tmp.display()))?;
+    let (bw, image_bytes) = zw
+        .finish()
+        .with_context(|| format!("writing {}", tmp.display()))?;
     let f = bw
         .into_inner()
         .map_err(|e| e.into_error())
@@ -391,9 +392,7 @@ fn hash_file(src: &dyn TreeSource, e: &SourceEntry, buf: &mut [u8]) -> Result<[u
     let mut h = Sha256::new();
     let mut n = 0u64;
     loop {
-        let k = r
-            .read(buf)
-            .with_context(|| format!("reading {}", e.path))?;
+        let k = r.read(buf).with_context(|| format!("reading {}", e.path))?;
         if k == 0 {
             break;
         }

@@ -218,7 +218,14 @@ impl<W: Write + Seek> ZipWriter<W> {
     }
 
     /// Writes a whole entry whose compressed bytes are in memory.
-    pub fn add(&mut self, name: &str, method: u16, crc: u32, usize: u64, data: &[u8]) -> Result<()> {
+    pub fn add(
+        &mut self,
+        name: &str,
+        method: u16,
+        crc: u32,
+        usize: u64,
+        data: &[u8],
+    ) -> Result<()> {
         let r = CentralRecord {
             name: name.to_string(),
             method,
@@ -226,7 +233,8 @@ impl<W: Write + Seek> ZipWriter<W> {
             csize: data.len() as u64,
             usize,
             offset: self.pos,
-            zip64_local: usize >= ZIP64_LOCAL_THRESHOLD || data.len() as u64 >= ZIP64_LOCAL_THRESHOLD,
+            zip64_local: usize >= ZIP64_LOCAL_THRESHOLD
+                || data.len() as u64 >= ZIP64_LOCAL_THRESHOLD,
         };
         let h = self.local_header(&r);
         self.put(&h)?;
@@ -259,7 +267,10 @@ impl<W: Write + Seek> ZipWriter<W> {
 
     pub fn end_streamed(&mut self, crc: u32) -> Result<()> {
         let end = self.pos;
-        let r = self.records.last_mut().context("no streamed entry started")?;
+        let r = self
+            .records
+            .last_mut()
+            .context("no streamed entry started")?;
         let header_len = 30 + r.name.len() as u64 + if r.zip64_local { 20 } else { 0 };
         r.csize = end - r.offset - header_len;
         r.crc = crc;
@@ -487,9 +498,9 @@ pub fn read_next(r: &mut Counted) -> Result<Next> {
         while e.len() >= 4 {
             let id = u16::from_le_bytes([e[0], e[1]]);
             let len = usize::from(u16::from_le_bytes([e[2], e[3]]));
-            let body = e.get(4..4 + len).with_context(|| {
-                format!("entry {name}: extra field runs past its header")
-            })?;
+            let body = e
+                .get(4..4 + len)
+                .with_context(|| format!("entry {name}: extra field runs past its header"))?;
             if id == 1 {
                 let mut b = body;
                 let mut take = || -> Result<u64> {
@@ -605,8 +616,14 @@ pub fn read_central(r: &mut Counted, entries: &[(String, u64)]) -> Result<()> {
     let comment = u16::from_le_bytes([b[16], b[17]]);
     r.skip(u64::from(comment), what)?;
     let mut one = [0u8; 1];
-    if r.read(&mut one).context("reading past the end of the image")? != 0 {
-        bail!("data follows the end of the archive at byte {}: the image is corrupt", r.pos - 1);
+    if r.read(&mut one)
+        .context("reading past the end of the image")?
+        != 0
+    {
+        bail!(
+            "data follows the end of the archive at byte {}: the image is corrupt",
+            r.pos - 1
+        );
     }
     Ok(())
 }

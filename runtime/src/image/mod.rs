@@ -93,7 +93,8 @@ pub fn info(path: &Path) -> Result<ImageInfo> {
         inner: &mut r,
         pos: 0,
     };
-    let plan = apply::read_manifest(&mut c).with_context(|| format!("reading {}", path.display()))?;
+    let plan =
+        apply::read_manifest(&mut c).with_context(|| format!("reading {}", path.display()))?;
     let mut info = plan.info();
     info.image_bytes = size;
     Ok(info)
@@ -106,10 +107,7 @@ pub fn verify(path: &Path) -> Result<ImageInfo> {
 }
 
 /// [`verify`] with progress reports.
-pub fn verify_with_progress(
-    path: &Path,
-    progress: &mut dyn FnMut(&Progress),
-) -> Result<ImageInfo> {
+pub fn verify_with_progress(path: &Path, progress: &mut dyn FnMut(&Progress)) -> Result<ImageInfo> {
     let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut r = std::io::BufReader::with_capacity(BUFFER_SIZE, f);
     apply(&mut r, &mut NullSink, progress).with_context(|| format!("verifying {}", path.display()))
