@@ -17,6 +17,7 @@ set -euo pipefail
 #   ntfs-3g          mkfs.ntfs, and ntfsinfo/ntfsfix that check it in tests (runtime/src/fsformat.rs)
 #   e2fsprogs        mkfs.ext4, and e2fsck/dumpe2fs that check it in tests
 #   zstd gzip        compressed raw images (runtime/src/image/raw.rs tests and fixtures)
+#   zip unzip        zipinfo / unzip -t check deflate images (runtime/tests/image_roundtrip.rs)
 DEBIAN_PACKAGES=(
     mingw-w64
     wine
@@ -29,6 +30,8 @@ DEBIAN_PACKAGES=(
     e2fsprogs
     zstd
     gzip
+    zip
+    unzip
 )
 RUST_TARGETS=(x86_64-pc-windows-gnu)
 RUST_COMPONENTS=(clippy rustfmt)

@@ -1,4 +1,5 @@
-//! The runner half of the `tsforge` command line: `validate`, `run`, `convert`, `env`.
+//! The runner half of the `tsforge` command line: `validate`, `run`, `convert`, `env`,
+//! `capture`, `apply`, `image info|verify`.
 //!
 //! One `…Config` struct and one function per leaf command; the thin binary in the workspace
 //! root flattens [`RunnerCmd`] into its own command tree next to the builder's commands.
@@ -43,6 +44,95 @@ pub enum RunnerCmd {
     /// Get and set task sequence variables from inside a step or hook
     #[command(subcommand)]
     Env(EnvCmd),
+    /// Capture a directory into a tsforge image
+    ///
+    /// The image is a ZIP archive: a manifest (every path with size, sha256, mode, time,
+    /// link target) and each distinct content once. It is written to IMAGE.tmp and renamed
+    /// when complete. Set SOURCE_DATE_EPOCH for a byte-identical image of the same tree.
+    /// See docs/image-format.md.
+    Capture(CaptureConfig),
+    /// Apply a tsforge image to a directory
+    ///
+    /// Reads the image once from front to back and checks every file against its sha256;
+    /// a mismatch stops the apply with the file's name. TARGET must be empty or missing
+    /// unless --force.
+    Apply(ApplyConfig),
+    /// Inspect and check tsforge images
+    #[command(subcommand)]
+    Image(ImageCmd),
+}
+
+#[derive(Debug, Args)]
+pub struct CaptureConfig {
+    /// The directory to capture
+    #[arg(value_name = "SRC")]
+    pub src: PathBuf,
+    /// The image to write
+    #[arg(value_name = "IMAGE")]
+    pub image: PathBuf,
+    /// The image's name (default: SRC's folder name)
+    #[arg(long, value_name = "N")]
+    pub name: Option<String>,
+    /// The image's description
+    #[arg(long, value_name = "D", default_value = "")]
+    pub description: String,
+    /// How file contents are compressed; `deflate` makes images that any ZIP tool
+    /// (unzip, zipinfo, Windows Explorer) can test and unpack. Already-compressed data is
+    /// stored either way
+    #[arg(long, value_enum, default_value = "zstd")]
+    pub compression: crate::image::Compression,
+    /// Threads for hashing and compression (0: all cores)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub threads: usize,
+    /// Overwrite IMAGE if it exists
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyConfig {
+    /// The image to apply
+    #[arg(value_name = "IMAGE")]
+    pub image: PathBuf,
+    /// The directory to apply into (created if missing)
+    #[arg(value_name = "TARGET")]
+    pub target: PathBuf,
+    /// Apply into a non-empty TARGET: the image's paths replace what is there, other files
+    /// stay
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCmd {
+    /// Print what an image holds (from its manifest; fast)
+    Info(ImageInfoConfig),
+    /// Read a whole image and check every file against its sha256 (exit 1 on a mismatch
+    /// or a corrupt image)
+    Verify(ImageVerifyConfig),
+}
+
+#[derive(Debug, Args)]
+pub struct ImageInfoConfig {
+    /// The image
+    #[arg(value_name = "IMAGE")]
+    pub image: PathBuf,
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: InfoFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum InfoFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ImageVerifyConfig {
+    /// The image
+    #[arg(value_name = "IMAGE")]
+    pub image: PathBuf,
 }
 
 /// Options shared by commands that load sequences.
@@ -187,6 +277,10 @@ pub fn dispatch(cmd: RunnerCmd) -> Result<u8> {
         RunnerCmd::Run(c) => run_cmd(c),
         RunnerCmd::Convert(c) => convert_cmd(c),
         RunnerCmd::Env(c) => env_cmd(c),
+        RunnerCmd::Capture(c) => capture_cmd(c),
+        RunnerCmd::Apply(c) => apply_cmd(c),
+        RunnerCmd::Image(ImageCmd::Info(c)) => image_info_cmd(c),
+        RunnerCmd::Image(ImageCmd::Verify(c)) => image_verify_cmd(c),
     }
 }
 
@@ -352,6 +446,204 @@ pub fn env_cmd(c: EnvCmd) -> Result<u8> {
                 }
             }
             Ok(EXIT_OK)
+        }
+    }
+}
+
+/// Progress on stderr: one line redrawn at most ten times a second on a terminal, a plain
+/// line every ten seconds otherwise.
+struct ProgressLine {
+    what: &'static str,
+    start: std::time::Instant,
+    last: Option<std::time::Instant>,
+    tty: bool,
+    drawn: bool,
+}
+
+impl ProgressLine {
+    fn new(what: &'static str) -> ProgressLine {
+        use std::io::IsTerminal;
+        ProgressLine {
+            what,
+            start: std::time::Instant::now(),
+            last: None,
+            tty: std::io::stderr().is_terminal(),
+            drawn: false,
+        }
+    }
+    fn update(&mut self, p: &crate::image::Progress) {
+        let now = std::time::Instant::now();
+        let every = std::time::Duration::from_millis(if self.tty { 100 } else { 10_000 });
+        if self.last.is_some_and(|l| now - l < every) {
+            return;
+        }
+        self.last = Some(now);
+        let line = self.line(p);
+        if self.tty {
+            eprint!("\r{line}\x1b[K");
+            self.drawn = true;
+        } else {
+            eprintln!("{line}");
+        }
+    }
+    fn line(&self, p: &crate::image::Progress) -> String {
+        let secs = self.start.elapsed().as_secs_f64();
+        let rate = if secs > 0.0 {
+            p.bytes_done as f64 / secs
+        } else {
+            0.0
+        };
+        let left = if rate > 0.0 {
+            format!(
+                ", {:.0} s left",
+                p.bytes_total.saturating_sub(p.bytes_done) as f64 / rate
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "{}: {} / {} MiB, {} / {} files, {:.1} MiB/s{left}",
+            self.what,
+            p.bytes_done >> 20,
+            p.bytes_total >> 20,
+            p.files_done,
+            p.files_total,
+            rate / f64::from(1u32 << 20)
+        )
+    }
+    fn done(&mut self) {
+        if self.drawn {
+            eprintln!();
+        }
+    }
+}
+
+fn print_info(info: &crate::image::ImageInfo, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(out, "name:           {}", info.name)?;
+    writeln!(out, "description:    {}", info.description)?;
+    writeln!(out, "created:        {} (Unix seconds)", info.created)?;
+    writeln!(out, "tsforge:        {}", info.tsforge_version)?;
+    writeln!(out, "compression:    {}", info.compression.as_str())?;
+    writeln!(
+        out,
+        "entries:        {} files, {} directories, {} links",
+        info.files, info.dirs, info.symlinks
+    )?;
+    writeln!(out, "total bytes:    {}", info.total_bytes)?;
+    writeln!(out, "distinct bytes: {}", info.stored_bytes)?;
+    writeln!(out, "image bytes:    {}", info.image_bytes)
+}
+
+pub fn capture_cmd(c: CaptureConfig) -> Result<u8> {
+    use crate::image;
+    if c.image.exists() && !c.force {
+        bail!("{} exists; pass --force to overwrite it", c.image.display());
+    }
+    let src =
+        std::fs::canonicalize(&c.src).with_context(|| format!("opening {}", c.src.display()))?;
+    let out_dir = c
+        .image
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if let Ok(d) = std::fs::canonicalize(out_dir) {
+        if d.starts_with(&src) {
+            bail!(
+                "{} is inside {}: the image would capture itself; write it elsewhere",
+                c.image.display(),
+                c.src.display()
+            );
+        }
+    }
+    let name = c.name.unwrap_or_else(|| {
+        src.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
+    let opts = image::CaptureOptions {
+        name,
+        description: c.description,
+        compression: c.compression,
+        threads: c.threads,
+    };
+    let mut line = ProgressLine::new("capture");
+    let r = image::capture(&image::DirSource::new(&src), &c.image, &opts, &mut |p| {
+        line.update(p)
+    });
+    line.done();
+    let info =
+        r.with_context(|| format!("capturing {} into {}", c.src.display(), c.image.display()))?;
+    eprintln!(
+        "captured {} files ({} MiB, {} MiB distinct) into {} ({} MiB) in {:.1} s",
+        info.files,
+        info.total_bytes >> 20,
+        info.stored_bytes >> 20,
+        c.image.display(),
+        info.image_bytes >> 20,
+        line.start.elapsed().as_secs_f64()
+    );
+    Ok(EXIT_OK)
+}
+
+pub fn apply_cmd(c: ApplyConfig) -> Result<u8> {
+    use crate::image;
+    let f =
+        std::fs::File::open(&c.image).with_context(|| format!("opening {}", c.image.display()))?;
+    let mut r = std::io::BufReader::with_capacity(image::BUFFER_SIZE, f);
+    let mut sink = image::DirSink::new(&c.target, c.force)?;
+    let mut line = ProgressLine::new("apply");
+    let res = image::apply(&mut r, &mut sink, &mut |p| line.update(p));
+    line.done();
+    let info = res.with_context(|| {
+        format!(
+            "applying {} to {} (the target may hold a partial tree)",
+            c.image.display(),
+            c.target.display()
+        )
+    })?;
+    eprintln!(
+        "applied {} files ({} MiB) to {} in {:.1} s",
+        info.files,
+        info.total_bytes >> 20,
+        c.target.display(),
+        line.start.elapsed().as_secs_f64()
+    );
+    Ok(EXIT_OK)
+}
+
+pub fn image_info_cmd(c: ImageInfoConfig) -> Result<u8> {
+    let info = crate::image::info(&c.image)?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match c.format {
+        InfoFormat::Text => print_info(&info, &mut out)?,
+        InfoFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &info)?;
+            writeln!(out)?;
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+pub fn image_verify_cmd(c: ImageVerifyConfig) -> Result<u8> {
+    // A missing or unreadable image is an error (exit 2), not a "no".
+    std::fs::File::open(&c.image).with_context(|| format!("opening {}", c.image.display()))?;
+    let mut line = ProgressLine::new("verify");
+    let r = crate::image::verify_with_progress(&c.image, &mut |p| line.update(p));
+    line.done();
+    match r {
+        Ok(info) => {
+            println!(
+                "{}: OK ({} files, {} bytes checked)",
+                c.image.display(),
+                info.files,
+                info.total_bytes
+            );
+            Ok(EXIT_OK)
+        }
+        Err(e) => {
+            println!("{}: FAILED: {e:#}", c.image.display());
+            Ok(EXIT_NO)
         }
     }
 }

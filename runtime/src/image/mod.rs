@@ -1,2 +1,129 @@
+//! The tsforge image format: capture a file tree into an image, apply an image to a file tree.
+//!
+//! An image is a ZIP archive: first a JSON manifest (`tsforge-image.json`) listing every path
+//! with its size, sha256, mode, time and link target, then each distinct content once as
+//! `data/<sha256>` (zstd, deflate or stored), then the usual central directory. Because the
+//! manifest comes first, [`apply`] reads the archive once, front to back (a file today, a pipe
+//! or an HTTP stream later), and checks every content against its sha256 as it writes it.
+//! The full specification, and the reasons for each choice, are in `docs/image-format.md`.
+//!
+//! Trees are reached through [`TreeSource`] and [`TreeSink`] ([`DirSource`] and [`DirSink`]
+//! for directories; the FAT file system of the disk layer plugs in the same way). Not kept:
+//! owners (uid/gid), ACLs, extended attributes, hard links (each link becomes a file; the
+//! content is still stored once), devices, FIFOs and sockets (capture refuses them).
+
+mod apply;
+mod capture;
+pub mod format;
 pub mod raw;
+pub mod tree;
 pub mod wim;
+
+pub use apply::apply;
+pub use capture::{capture, capture_at};
+pub use format::Compression;
+pub use tree::{
+    DirSink, DirSource, EntryKind, Meta, NullSink, RelPath, SourceEntry, TreeSink, TreeSource,
+};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::path::Path;
+
+/// Size of the buffers between files and compressors: 256 KiB keeps system calls few without
+/// holding much memory per thread (8 KiB, std's default, costs measurably on GiB trees).
+pub const BUFFER_SIZE: usize = 256 << 10;
+
+/// What [`capture`] puts in the image besides the tree.
+#[derive(Debug, Clone)]
+pub struct CaptureOptions {
+    pub name: String,
+    pub description: String,
+    pub compression: Compression,
+    /// Threads for hashing and compression; 0 = all cores.
+    pub threads: usize,
+}
+
+impl Default for CaptureOptions {
+    fn default() -> Self {
+        CaptureOptions {
+            name: String::new(),
+            description: String::new(),
+            compression: Compression::Zstd,
+            threads: 0,
+        }
+    }
+}
+
+/// Progress of a capture or an apply; rate and time left are computed by the caller.
+/// Capture counts its bytes twice (hashing every file, then compressing each distinct
+/// content), so `bytes_total` grows once the first pass knows how much content is distinct.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    pub files_done: u64,
+    pub files_total: u64,
+}
+
+/// What an image holds, from its manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageInfo {
+    pub name: String,
+    pub description: String,
+    /// Seconds since the Unix epoch.
+    pub created: i64,
+    pub tsforge_version: String,
+    pub compression: Compression,
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    /// Size of all files (every path counted).
+    pub total_bytes: u64,
+    /// Size of the distinct contents (what single-instance storage keeps), uncompressed.
+    pub stored_bytes: u64,
+    /// Size of the image (bytes read for `apply` from a stream).
+    pub image_bytes: u64,
+}
+
+/// Reads only the manifest of the image at `path` (fast: the manifest is the first entry).
+pub fn info(path: &Path) -> Result<ImageInfo> {
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut r = std::io::BufReader::with_capacity(BUFFER_SIZE, f);
+    let mut c = format::Counted {
+        inner: &mut r,
+        pos: 0,
+    };
+    let plan =
+        apply::read_manifest(&mut c).with_context(|| format!("reading {}", path.display()))?;
+    let mut info = plan.info();
+    info.image_bytes = size;
+    Ok(info)
+}
+
+/// Reads the whole image at `path` and checks every content against its sha256, writing
+/// nothing: the same checks as [`apply`].
+pub fn verify(path: &Path) -> Result<ImageInfo> {
+    verify_with_progress(path, &mut |_| {})
+}
+
+/// [`verify`] with progress reports.
+pub fn verify_with_progress(path: &Path, progress: &mut dyn FnMut(&Progress)) -> Result<ImageInfo> {
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut r = std::io::BufReader::with_capacity(BUFFER_SIZE, f);
+    apply(&mut r, &mut NullSink, progress).with_context(|| format!("verifying {}", path.display()))
+}
+
+/// `SOURCE_DATE_EPOCH` when set and valid, else the current time: the image's creation time.
+pub fn creation_time() -> Result<i64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => v.trim().parse::<i64>().map_err(|_| {
+            anyhow::anyhow!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970")
+        }),
+        Err(_) => Ok(std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)),
+    }
+}

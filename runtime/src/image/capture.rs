@@ -1,0 +1,576 @@
+//! Capture: tree → image.
+//!
+//! Two passes over the source. The first hashes every file on all threads: the manifest,
+//! which must come first in the archive, needs every sha256, and the hashes find duplicate
+//! contents. The second compresses each distinct content on all threads into memory (files up
+//! to [`IN_MEMORY_MAX`]) and one thread writes the finished entries in manifest order; larger
+//! files are compressed by the writing thread itself, zstd with its own worker threads. The
+//! second pass hashes again and fails if a file changed in between.
+
+use super::format::{
+    Compression, EntryType, Manifest, ManifestEntry, ZipWriter, DATA_PREFIX, FORMAT_ID,
+    FORMAT_VERSION, MANIFEST_NAME, METHOD_DEFLATE, METHOD_STORED, METHOD_ZSTD,
+};
+use super::tree::{EntryKind, RelPath, SourceEntry, TreeSource};
+use super::{CaptureOptions, ImageInfo, Progress, BUFFER_SIZE};
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Condvar, Mutex};
+
+/// zstd level: 3 is zstd's default; see bench/image/README.md for the measurements.
+pub const ZSTD_LEVEL: i32 = 3;
+/// Files up to this size are compressed in memory by the worker threads.
+pub const IN_MEMORY_MAX: u64 = 32 << 20;
+/// Compressed bytes the worker threads may hold ahead of the writer.
+const IN_FLIGHT_MAX: u64 = 256 << 20;
+/// The first bytes compressed on trial to detect already-compressed data.
+const TRIAL: usize = 64 << 10;
+
+/// [`capture_at`] with the creation time from `SOURCE_DATE_EPOCH`, or now.
+pub fn capture(
+    src: &dyn TreeSource,
+    out: &Path,
+    opts: &CaptureOptions,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<ImageInfo> {
+    capture_at(src, out, opts, super::creation_time()?, progress)
+}
+
+/// Captures `src` into the image `out` (written as `out.tmp`, synced, then renamed over
+/// `out`); `created` is the creation time (Unix seconds) in the manifest and on every entry.
+pub fn capture_at(
+    src: &dyn TreeSource,
+    out: &Path,
+    opts: &CaptureOptions,
+    created: i64,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<ImageInfo> {
+    let name = out
+        .file_name()
+        .with_context(|| format!("{} is not a file name", out.display()))?;
+    let tmp: PathBuf = out.with_file_name(format!("{}.tmp", name.to_string_lossy()));
+    let r = capture_to(src, &tmp, opts, created, progress);
+    match r {
+        Ok(info) => {
+            fs::rename(&tmp, out)
+                .with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))?;
+            Ok(info)
+        }
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+fn threads(n: usize) -> usize {
+    if n > 0 {
+        n
+    } else {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    }
+}
+
+/// Sorts by components, so a directory comes right before what it holds.
+fn path_order(a: &RelPath, b: &RelPath) -> std::cmp::Ordering {
+    a.components().cmp(b.components())
+}
+
+fn hex(d: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(d.len() * 2);
+    for b in d {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// A distinct content to store.
+struct Job<'a> {
+    hash: [u8; 32],
+    path: &'a RelPath,
+    size: u64,
+}
+
+/// A compressed entry ready to write.
+struct Packed {
+    method: u16,
+    crc: u32,
+    data: Vec<u8>,
+}
+
+enum Done {
+    Packed(Packed),
+    /// Too large for memory: the writer compresses it.
+    Large,
+}
+
+fn capture_to(
+    src: &dyn TreeSource,
+    tmp: &Path,
+    opts: &CaptureOptions,
+    created: i64,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<ImageInfo> {
+    let nthreads = threads(opts.threads);
+    let mut entries = src.entries()?;
+    entries.sort_by(|a, b| path_order(&a.path, &b.path));
+    if let Some(w) = entries.windows(2).find(|w| w[0].path == w[1].path) {
+        bail!("the source lists {} twice", w[0].path);
+    }
+    let files: Vec<&SourceEntry> = entries
+        .iter()
+        .filter(|e| matches!(e.kind, EntryKind::File { size } if size > 0))
+        .collect();
+    let total_bytes: u64 = files.iter().map(|e| size_of(e)).sum();
+    let files_total = entries
+        .iter()
+        .filter(|e| matches!(e.kind, EntryKind::File { .. }))
+        .count() as u64;
+    let mut p = Progress {
+        bytes_done: 0,
+        bytes_total: total_bytes * 2,
+        files_done: 0,
+        files_total: files_total * 2,
+    };
+    progress(&p);
+
+    // Pass 1: hash every file.
+    let mut hashes: Vec<[u8; 32]> = vec![[0; 32]; files.len()];
+    {
+        let next = AtomicUsize::new(0);
+        let (tx, rx) = mpsc::channel::<(usize, Result<[u8; 32]>)>();
+        std::thread::scope(|s| -> Result<()> {
+            for _ in 0..nthreads.min(files.len().max(1)) {
+                let tx = tx.clone();
+                let (next, files) = (&next, &files);
+                s.spawn(move || {
+                    let mut buf = vec![0u8; BUFFER_SIZE];
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(e) = files.get(i) else { break };
+                        let r = hash_file(src, e, &mut buf);
+                        let failed = r.is_err();
+                        if tx.send((i, r)).is_err() || failed {
+                            // Stop the others early too.
+                            next.store(usize::MAX / 2, Ordering::Relaxed);
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            for (i, r) in rx {
+                hashes[i] = r?;
+                p.bytes_done += size_of(files[i]);
+                p.files_done += 1;
+                progress(&p);
+            }
+            Ok(())
+        })?;
+        if p.files_done != files.len() as u64 {
+            bail!("hashing stopped early (a worker thread failed)");
+        }
+    }
+
+    // Distinct contents, in the order of their first path.
+    let mut seen: HashMap<[u8; 32], ()> = HashMap::new();
+    let mut jobs: Vec<Job> = Vec::new();
+    for (e, h) in files.iter().zip(&hashes) {
+        if seen.insert(*h, ()).is_none() {
+            jobs.push(Job {
+                hash: *h,
+                path: &e.path,
+                size: size_of(e),
+            });
+        }
+    }
+    let stored_bytes: u64 = jobs.iter().map(|j| j.size).sum();
+    p.bytes_total = total_bytes + stored_bytes;
+    p.files_done = files_total;
+    p.files_total = files_total + jobs.len() as u64;
+    progress(&p);
+
+    // The manifest.
+    let mut by_path: HashMap<&RelPath, [u8; 32]> = HashMap::new();
+    for (e, h) in files.iter().zip(&hashes) {
+        by_path.insert(&e.path, *h);
+    }
+    let mut m = Manifest {
+        format: FORMAT_ID.into(),
+        version: FORMAT_VERSION,
+        name: opts.name.clone(),
+        description: opts.description.clone(),
+        created,
+        tsforge_version: env!("CARGO_PKG_VERSION").into(),
+        compression: opts.compression,
+        entries: Vec::with_capacity(entries.len()),
+    };
+    let (mut ndirs, mut nlinks) = (0u64, 0u64);
+    for e in &entries {
+        let mut me = ManifestEntry {
+            path: e.path.as_str().to_string(),
+            kind: EntryType::Dir,
+            size: None,
+            sha256: None,
+            target: None,
+            mode: e.meta.mode,
+            mtime_ns: e.meta.mtime_ns,
+        };
+        match &e.kind {
+            EntryKind::Dir => ndirs += 1,
+            EntryKind::File { size } => {
+                me.kind = EntryType::File;
+                me.size = Some(*size);
+                me.sha256 = by_path.get(&e.path).map(|h| hex(h));
+            }
+            EntryKind::Symlink { target } => {
+                nlinks += 1;
+                me.kind = EntryType::Symlink;
+                me.target = Some(target.clone());
+            }
+        }
+        m.entries.push(me);
+    }
+    let json = serde_json::to_vec(&m).context("serializing the manifest")?;
+
+    let f = fs::File::create(tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let mut zw = ZipWriter::new(BufWriter::with_capacity(4 << 20, f), created);
+    {
+        let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::new(6));
+        enc.write_all(&json)?;
+        let data = enc.finish()?;
+        zw.add(
+            MANIFEST_NAME,
+            METHOD_DEFLATE,
+            crc32fast::hash(&json),
+            json.len() as u64,
+            &data,
+        )
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    }
+
+    // Pass 2: compress distinct contents on the workers, write them here in order.
+    struct Window {
+        next: usize,
+        written: usize,
+        in_flight: u64,
+        stop: bool,
+    }
+    let window = Mutex::new(Window {
+        next: 0,
+        written: 0,
+        in_flight: 0,
+        stop: false,
+    });
+    let cv = Condvar::new();
+    let compression = opts.compression;
+    let (tx, rx) = mpsc::channel::<(usize, Result<Done>)>();
+    let result = std::thread::scope(|s| -> Result<()> {
+        for _ in 0..nthreads.min(jobs.len().max(1)) {
+            let tx = tx.clone();
+            let (window, cv, jobs) = (&window, &cv, &jobs);
+            s.spawn(move || {
+                let mut zc = zstd::bulk::Compressor::new(ZSTD_LEVEL).ok();
+                loop {
+                    let i = {
+                        let mut w = window.lock().expect("window lock poisoned");
+                        loop {
+                            if w.stop || w.next >= jobs.len() {
+                                return;
+                            }
+                            let j = &jobs[w.next];
+                            let cost = if j.size > IN_MEMORY_MAX { 0 } else { j.size };
+                            // Always let the oldest unwritten job run, so one big file
+                            // cannot stall the window.
+                            if w.in_flight == 0 || w.in_flight + cost <= IN_FLIGHT_MAX {
+                                w.in_flight += cost;
+                                w.next += 1;
+                                break w.next - 1;
+                            }
+                            w = cv.wait(w).expect("window lock poisoned");
+                        }
+                    };
+                    let j = &jobs[i];
+                    let r = if j.size > IN_MEMORY_MAX {
+                        Ok(Done::Large)
+                    } else {
+                        pack(src, j, compression, zc.as_mut()).map(Done::Packed)
+                    };
+                    if tx.send((i, r)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut pending: BTreeMap<usize, Result<Done>> = BTreeMap::new();
+        let mut write = || -> Result<()> {
+            for (i, j) in jobs.iter().enumerate() {
+                let done = loop {
+                    if let Some(d) = pending.remove(&i) {
+                        break d;
+                    }
+                    let (k, d) = rx.recv().context("a compression thread stopped")?;
+                    pending.insert(k, d);
+                };
+                let name = format!("{DATA_PREFIX}{}", hex(&j.hash));
+                match done? {
+                    Done::Packed(pk) => {
+                        zw.add(&name, pk.method, pk.crc, j.size, &pk.data)
+                            .with_context(|| format!("writing {}", tmp.display()))?;
+                        let mut w = window.lock().expect("window lock poisoned");
+                        w.in_flight -= j.size;
+                        w.written += 1;
+                    }
+                    Done::Large => {
+                        write_large(src, j, &name, compression, nthreads, &mut zw)
+                            .with_context(|| format!("writing {}", tmp.display()))?;
+                        window.lock().expect("window lock poisoned").written += 1;
+                    }
+                }
+                cv.notify_all();
+                p.bytes_done += j.size;
+                p.files_done += 1;
+                progress(&p);
+            }
+            Ok(())
+        };
+        let r = write();
+        window.lock().expect("window lock poisoned").stop = true;
+        cv.notify_all();
+        r
+    });
+    result?;
+    let (bw, image_bytes) = zw
+        .finish()
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    let f = bw
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.sync_all()
+        .with_context(|| format!("syncing {}", tmp.display()))?;
+    Ok(ImageInfo {
+        name: m.name,
+        description: m.description,
+        created,
+        tsforge_version: m.tsforge_version,
+        compression: m.compression,
+        files: files_total,
+        dirs: ndirs,
+        symlinks: nlinks,
+        total_bytes,
+        stored_bytes,
+        image_bytes,
+    })
+}
+
+fn size_of(e: &SourceEntry) -> u64 {
+    match e.kind {
+        EntryKind::File { size } => size,
+        _ => 0,
+    }
+}
+
+fn changed(path: &RelPath) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{path} changed while it was being captured (its size or content differs between \
+         reads); capture a tree that nothing is writing to"
+    )
+}
+
+fn hash_file(src: &dyn TreeSource, e: &SourceEntry, buf: &mut [u8]) -> Result<[u8; 32]> {
+    let mut r = src.open(&e.path)?;
+    let mut h = Sha256::new();
+    let mut n = 0u64;
+    loop {
+        let k = r.read(buf).with_context(|| format!("reading {}", e.path))?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    if n != size_of(e) {
+        return Err(changed(&e.path));
+    }
+    Ok(h.finalize().into())
+}
+
+/// Reads exactly `size` bytes of `path` (fails if the file changed size).
+fn read_all(src: &dyn TreeSource, path: &RelPath, size: u64) -> Result<Vec<u8>> {
+    let mut r = src.open(path)?;
+    let mut data = Vec::with_capacity(size as usize);
+    (&mut r)
+        .take(size + 1)
+        .read_to_end(&mut data)
+        .with_context(|| format!("reading {path}"))?;
+    if data.len() as u64 != size {
+        return Err(changed(path));
+    }
+    Ok(data)
+}
+
+/// True when `sample` does not shrink by at least 3% with fast zstd: already compressed.
+fn incompressible(sample: &[u8]) -> bool {
+    match zstd::bulk::compress(sample, 1) {
+        Ok(c) => c.len() as u64 * 100 >= sample.len() as u64 * 97,
+        Err(_) => false,
+    }
+}
+
+fn pack(
+    src: &dyn TreeSource,
+    j: &Job,
+    compression: Compression,
+    zc: Option<&mut zstd::bulk::Compressor<'static>>,
+) -> Result<Packed> {
+    let data = read_all(src, j.path, j.size)?;
+    let hash: [u8; 32] = Sha256::digest(&data).into();
+    if hash != j.hash {
+        return Err(changed(j.path));
+    }
+    let crc = crc32fast::hash(&data);
+    let stored = |data: Vec<u8>| Packed {
+        method: METHOD_STORED,
+        crc,
+        data,
+    };
+    if compression == Compression::None || incompressible(&data[..data.len().min(TRIAL)]) {
+        return Ok(stored(data));
+    }
+    let packed = match compression {
+        Compression::Zstd => {
+            let c = match zc {
+                Some(zc) => zc.compress(&data),
+                None => zstd::bulk::compress(&data, ZSTD_LEVEL),
+            }
+            .with_context(|| format!("compressing {}", j.path))?;
+            (METHOD_ZSTD, c)
+        }
+        _ => {
+            let mut enc = flate2::write::DeflateEncoder::new(
+                Vec::with_capacity(data.len() / 2),
+                flate2::Compression::new(6),
+            );
+            enc.write_all(&data)?;
+            (METHOD_DEFLATE, enc.finish()?)
+        }
+    };
+    // Keep the compressed form only when it saves something.
+    if packed.1.len() >= data.len() {
+        return Ok(stored(data));
+    }
+    Ok(Packed {
+        method: packed.0,
+        crc,
+        data: packed.1,
+    })
+}
+
+/// Forwards compressed bytes into the archive.
+struct EntryData<'a, W: Write + std::io::Seek>(&'a mut ZipWriter<W>);
+
+impl<W: Write + std::io::Seek> Write for EntryData<'_, W> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.write_data(b)?;
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn write_large<W: Write + std::io::Seek>(
+    src: &dyn TreeSource,
+    j: &Job,
+    name: &str,
+    compression: Compression,
+    nthreads: usize,
+    zw: &mut ZipWriter<W>,
+) -> Result<()> {
+    let mut r = src.open(j.path)?;
+    let mut buf = vec![0u8; BUFFER_SIZE.max(TRIAL)];
+    let mut first = Vec::with_capacity(TRIAL);
+    (&mut r)
+        .take(TRIAL as u64)
+        .read_to_end(&mut first)
+        .with_context(|| format!("reading {}", j.path))?;
+    let method = if compression == Compression::None || incompressible(&first) {
+        METHOD_STORED
+    } else {
+        compression.method()
+    };
+    zw.begin_streamed(name, method, j.size)?;
+    let mut h = Sha256::new();
+    let mut crc = crc32fast::Hasher::new();
+    let mut n = 0u64;
+    let mut sink = match method {
+        METHOD_ZSTD => {
+            let mut e = zstd::stream::write::Encoder::new(EntryData(zw), ZSTD_LEVEL)?;
+            e.multithread(nthreads as u32)?;
+            Enc::Zstd(e)
+        }
+        METHOD_DEFLATE => Enc::Deflate(flate2::write::DeflateEncoder::new(
+            EntryData(zw),
+            flate2::Compression::new(6),
+        )),
+        _ => Enc::Stored(EntryData(zw)),
+    };
+    let mut chunk: &[u8] = &first;
+    loop {
+        if chunk.is_empty() {
+            let k = r
+                .read(&mut buf)
+                .with_context(|| format!("reading {}", j.path))?;
+            if k == 0 {
+                break;
+            }
+            chunk = &buf[..k];
+        }
+        h.update(chunk);
+        crc.update(chunk);
+        n += chunk.len() as u64;
+        sink.write_all(chunk)
+            .with_context(|| format!("compressing {}", j.path))?;
+        chunk = &[];
+    }
+    sink.finish()
+        .with_context(|| format!("compressing {}", j.path))?;
+    if n != j.size || <[u8; 32]>::from(h.finalize()) != j.hash {
+        return Err(changed(j.path));
+    }
+    zw.end_streamed(crc.finalize())
+}
+
+/// The compressor of a streamed entry.
+enum Enc<'a, W: Write + std::io::Seek> {
+    Zstd(zstd::stream::write::Encoder<'static, EntryData<'a, W>>),
+    Deflate(flate2::write::DeflateEncoder<EntryData<'a, W>>),
+    Stored(EntryData<'a, W>),
+}
+
+impl<W: Write + std::io::Seek> Enc<'_, W> {
+    fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
+        match self {
+            Enc::Zstd(e) => e.write_all(b),
+            Enc::Deflate(e) => e.write_all(b),
+            Enc::Stored(e) => e.write_all(b),
+        }
+    }
+    fn finish(self) -> std::io::Result<()> {
+        match self {
+            Enc::Zstd(e) => e.finish().map(drop),
+            Enc::Deflate(e) => e.finish().map(drop),
+            Enc::Stored(_) => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,531 @@
+//! File trees that images are captured from ([`TreeSource`]) and applied into ([`TreeSink`]).
+//!
+//! [`RelPath`] is the only path type the image code hands to a tree: a relative path with `/`
+//! separators whose components were checked (no `..`, `.`, empty, absolute or drive forms,
+//! no backslash or NUL), so a sink can join it to its root without escaping it.
+//! [`DirSource`] and [`DirSink`] implement the traits for a directory; the FAT file system of
+//! the disk layer gets its own implementations later. [`NullSink`] discards everything
+//! (`verify`).
+
+use anyhow::{bail, Context, Result};
+use std::fmt;
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// A checked relative path inside a tree: components joined by `/`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RelPath(String);
+
+impl RelPath {
+    /// Checks `s` and returns it as a path, or says what is wrong with it.
+    pub fn new(s: &str) -> Result<RelPath, String> {
+        if s.is_empty() {
+            return Err("empty path".into());
+        }
+        if s.starts_with('/') {
+            return Err("absolute path".into());
+        }
+        for c in s.split('/') {
+            check_component(c)?;
+        }
+        Ok(RelPath(s.to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    pub fn components(&self) -> impl Iterator<Item = &str> {
+        self.0.split('/')
+    }
+    /// The number of components (`a/b` has depth 2).
+    pub fn depth(&self) -> usize {
+        self.components().count()
+    }
+    /// The parent path, `None` for a top-level name.
+    pub fn parent(&self) -> Option<RelPath> {
+        self.0.rsplit_once('/').map(|(p, _)| RelPath(p.to_string()))
+    }
+    /// `child` below this path (`child` must be a single checked component).
+    pub fn join(&self, child: &str) -> Result<RelPath, String> {
+        check_component(child)?;
+        Ok(RelPath(format!("{}/{child}", self.0)))
+    }
+    /// The path below `root` on this platform.
+    pub fn to_path(&self, root: &Path) -> PathBuf {
+        let mut p = root.to_path_buf();
+        for c in self.components() {
+            p.push(c);
+        }
+        p
+    }
+}
+
+impl fmt::Display for RelPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One path component: not empty, `.` or `..`; no `\` (a separator on Windows), NUL or `/`;
+/// no drive prefix (`C:`); on Windows no `:` at all (alternate data streams).
+fn check_component(c: &str) -> Result<(), String> {
+    match c {
+        "" => return Err("empty path component (`//` or a trailing `/`)".into()),
+        "." | ".." => return Err(format!("`{c}` component")),
+        _ => {}
+    }
+    if c.contains('\\') {
+        return Err("backslash in a name (a path separator on Windows)".into());
+    }
+    if c.contains('\0') {
+        return Err("NUL in a name".into());
+    }
+    let b = c.as_bytes();
+    if b.len() >= 2 && b[1] == b':' && b[0].is_ascii_alphabetic() {
+        return Err("drive prefix (`X:`)".into());
+    }
+    if cfg!(windows) && c.contains(':') {
+        return Err("`:` in a name (not allowed on Windows)".into());
+    }
+    Ok(())
+}
+
+/// Checks a symbolic link target for a link at `link`: relative, `/` separators, any `..`
+/// only at the start and no more of them than the link has parent directories, so the target
+/// stays inside the tree even when other links are followed (a `..` after a link could climb
+/// out of the tree, so it is refused).
+pub fn check_symlink_target(link: &RelPath, target: &str) -> Result<(), String> {
+    if target.is_empty() {
+        return Err("empty symbolic link target".into());
+    }
+    if target.starts_with('/') || target.contains('\\') || target.contains('\0') {
+        return Err(format!(
+            "symbolic link target {target:?} is absolute or has a backslash or NUL; only \
+             relative targets inside the tree are allowed"
+        ));
+    }
+    let b = target.as_bytes();
+    if b.len() >= 2 && b[1] == b':' && b[0].is_ascii_alphabetic() {
+        return Err(format!(
+            "symbolic link target {target:?} has a drive prefix"
+        ));
+    }
+    let mut ups = 0usize;
+    let mut seen_name = false;
+    for c in target.split('/') {
+        match c {
+            "" | "." => {}
+            ".." if !seen_name => ups += 1,
+            ".." => {
+                return Err(format!(
+                    "symbolic link target {target:?} has `..` after a name; only leading `..` \
+                     components are allowed"
+                ))
+            }
+            _ => seen_name = true,
+        }
+    }
+    if ups >= link.depth() {
+        return Err(format!(
+            "symbolic link target {target:?} leads outside the tree"
+        ));
+    }
+    Ok(())
+}
+
+/// Metadata kept for every entry. `mode` is the Unix permission bits (`0o7777` mask), `None`
+/// when the source has none (Windows); `mtime_ns` is nanoseconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Meta {
+    pub mode: Option<u32>,
+    pub mtime_ns: Option<i64>,
+}
+
+/// What an entry is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    Dir,
+    File { size: u64 },
+    Symlink { target: String },
+}
+
+/// One entry of a source tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceEntry {
+    pub path: RelPath,
+    pub kind: EntryKind,
+    pub meta: Meta,
+}
+
+/// A tree to capture from: implemented for a directory here; a FAT file system gets an impl
+/// later. `Sync` because capture reads files from several threads at once.
+pub trait TreeSource: Sync {
+    /// Every entry below the root (not the root itself), in any order.
+    fn entries(&self) -> Result<Vec<SourceEntry>>;
+    /// Opens a file listed by `entries` for reading.
+    fn open(&self, path: &RelPath) -> Result<Box<dyn Read + Send + '_>>;
+}
+
+/// A tree to apply into. `apply` calls, in order: `create_dir` for every directory (parents
+/// first), `create_file` + write + `finish_file` (or `copy_file` for the second and later
+/// paths with the same content, `remove_file` when the content fails its check), `symlink`
+/// for every link (after all files), `set_times` for every directory (deepest first), then
+/// `finish`.
+pub trait TreeSink {
+    fn create_dir(&mut self, path: &RelPath, meta: &Meta) -> Result<()>;
+    /// Creates (or replaces) a file; the caller writes its content and flushes the writer.
+    fn create_file(&mut self, path: &RelPath, meta: &Meta) -> Result<Box<dyn Write + '_>>;
+    /// The content of `path` is complete: set its mode and times.
+    fn finish_file(&mut self, path: &RelPath, meta: &Meta) -> Result<()>;
+    /// Creates `to` with the content of the finished file `from`.
+    fn copy_file(&mut self, from: &RelPath, to: &RelPath, meta: &Meta) -> Result<()>;
+    /// Removes a file whose content failed verification.
+    fn remove_file(&mut self, path: &RelPath) -> Result<()>;
+    fn symlink(&mut self, path: &RelPath, target: &str, meta: &Meta) -> Result<()>;
+    /// Sets a directory's mode and times once everything inside it exists.
+    fn set_times(&mut self, path: &RelPath, meta: &Meta) -> Result<()>;
+    /// Everything was written.
+    fn finish(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A directory to capture.
+#[derive(Debug, Clone)]
+pub struct DirSource(pub PathBuf);
+
+impl DirSource {
+    pub fn new(root: impl Into<PathBuf>) -> DirSource {
+        DirSource(root.into())
+    }
+    fn walk(&self, dir: &Path, rel: Option<&RelPath>, out: &mut Vec<SourceEntry>) -> Result<()> {
+        let rd =
+            fs::read_dir(dir).with_context(|| format!("reading directory {}", dir.display()))?;
+        for e in rd {
+            let e = e.with_context(|| format!("reading directory {}", dir.display()))?;
+            let full = e.path();
+            let Some(name) = e.file_name().to_str().map(str::to_string) else {
+                bail!(
+                    "{}: the name is not valid UTF-8; image manifests hold UTF-8 names only \
+                     (rename the file)",
+                    full.display()
+                );
+            };
+            let path = match rel {
+                None => RelPath::new(&name),
+                Some(r) => r.join(&name),
+            }
+            .map_err(|e| anyhow::anyhow!("{}: cannot be captured: {e}", full.display()))?;
+            let md = fs::symlink_metadata(&full)
+                .with_context(|| format!("reading metadata of {}", full.display()))?;
+            let meta = meta_of(&md);
+            let ft = md.file_type();
+            if ft.is_symlink() {
+                let t = fs::read_link(&full)
+                    .with_context(|| format!("reading symbolic link {}", full.display()))?;
+                let Some(t) = t.to_str() else {
+                    bail!("{}: link target is not valid UTF-8", full.display());
+                };
+                let target = if cfg!(windows) {
+                    t.replace('\\', "/")
+                } else {
+                    t.to_string()
+                };
+                check_symlink_target(&path, &target).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}: cannot be captured: {e} (apply refuses such links)",
+                        full.display()
+                    )
+                })?;
+                out.push(SourceEntry {
+                    path,
+                    kind: EntryKind::Symlink { target },
+                    meta,
+                });
+            } else if ft.is_dir() {
+                out.push(SourceEntry {
+                    path: path.clone(),
+                    kind: EntryKind::Dir,
+                    meta,
+                });
+                self.walk(&full, Some(&path), out)?;
+            } else if ft.is_file() {
+                out.push(SourceEntry {
+                    path,
+                    kind: EntryKind::File { size: md.len() },
+                    meta,
+                });
+            } else {
+                bail!(
+                    "{}: not a file, directory or symbolic link (device, FIFO or socket); \
+                     images cannot hold it",
+                    full.display()
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+fn meta_of(md: &fs::Metadata) -> Meta {
+    let mtime_ns = md
+        .modified()
+        .ok()
+        .and_then(|t| match t.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => i64::try_from(d.as_nanos()).ok(),
+            Err(e) => i64::try_from(e.duration().as_nanos()).ok().map(|n| -n),
+        });
+    Meta {
+        mode: mode_of(md),
+        mtime_ns,
+    }
+}
+
+#[cfg(unix)]
+fn mode_of(md: &fs::Metadata) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    Some(md.permissions().mode() & 0o7777)
+}
+
+#[cfg(not(unix))]
+fn mode_of(_md: &fs::Metadata) -> Option<u32> {
+    None
+}
+
+impl TreeSource for DirSource {
+    fn entries(&self) -> Result<Vec<SourceEntry>> {
+        let md = fs::metadata(&self.0).with_context(|| format!("reading {}", self.0.display()))?;
+        if !md.is_dir() {
+            bail!("{} is not a directory", self.0.display());
+        }
+        let mut out = Vec::new();
+        self.walk(&self.0, None, &mut out)?;
+        Ok(out)
+    }
+    fn open(&self, path: &RelPath) -> Result<Box<dyn Read + Send + '_>> {
+        let p = path.to_path(&self.0);
+        let f = fs::File::open(&p).with_context(|| format!("opening {}", p.display()))?;
+        Ok(Box::new(f))
+    }
+}
+
+/// A directory to apply into. [`DirSink::new`] refuses a non-empty directory unless `force`;
+/// with `force`, files, links and directories of the image replace what is at their paths
+/// (never writing through an existing link), and other files stay.
+#[derive(Debug)]
+pub struct DirSink {
+    root: PathBuf,
+}
+
+impl DirSink {
+    /// Creates `root` if needed; refuses it when it is not empty, unless `force`.
+    pub fn new(root: impl Into<PathBuf>, force: bool) -> Result<DirSink> {
+        let root = root.into();
+        match fs::symlink_metadata(&root) {
+            Ok(md) if md.is_dir() => {
+                let mut rd = fs::read_dir(&root)
+                    .with_context(|| format!("reading directory {}", root.display()))?;
+                if rd.next().is_some() && !force {
+                    bail!(
+                        "{} is not empty; apply into an empty or new directory, or pass --force \
+                         to replace the image's paths and keep other files",
+                        root.display()
+                    );
+                }
+            }
+            Ok(_) => bail!("{} exists and is not a directory", root.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                fs::create_dir_all(&root)
+                    .with_context(|| format!("creating {}", root.display()))?;
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {}", root.display())),
+        }
+        Ok(DirSink { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Removes whatever is at `p` that is not a directory (a file or a link, never followed).
+    fn clear(&self, p: &Path) -> Result<()> {
+        match fs::symlink_metadata(p) {
+            Ok(md) if md.is_dir() => {
+                fs::remove_dir_all(p).with_context(|| format!("replacing {}", p.display()))
+            }
+            Ok(_) => fs::remove_file(p).with_context(|| format!("replacing {}", p.display())),
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn apply_meta(&self, p: &Path, meta: &Meta, link: bool) -> Result<()> {
+        #[cfg(unix)]
+        if let (Some(mode), false) = (meta.mode, link) {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(p, fs::Permissions::from_mode(mode & 0o7777))
+                .with_context(|| format!("setting the mode of {}", p.display()))?;
+        }
+        if let Some(ns) = meta.mtime_ns {
+            let t = filetime::FileTime::from_unix_time(
+                ns.div_euclid(1_000_000_000),
+                ns.rem_euclid(1_000_000_000) as u32,
+            );
+            let r = if link {
+                filetime::set_symlink_file_times(p, t, t)
+            } else {
+                filetime::set_file_times(p, t, t)
+            };
+            r.with_context(|| format!("setting the times of {}", p.display()))?;
+        }
+        Ok(())
+    }
+}
+
+impl TreeSink for DirSink {
+    fn create_dir(&mut self, path: &RelPath, _meta: &Meta) -> Result<()> {
+        let p = path.to_path(&self.root);
+        match fs::symlink_metadata(&p) {
+            Ok(md) if md.is_dir() => return Ok(()),
+            Ok(_) => self.clear(&p)?,
+            Err(_) => {}
+        }
+        fs::create_dir(&p).with_context(|| format!("creating directory {}", p.display()))
+    }
+    fn create_file(&mut self, path: &RelPath, _meta: &Meta) -> Result<Box<dyn Write + '_>> {
+        let p = path.to_path(&self.root);
+        self.clear(&p)?;
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&p)
+            .with_context(|| format!("creating {}", p.display()))?;
+        Ok(Box::new(std::io::BufWriter::with_capacity(
+            super::BUFFER_SIZE,
+            f,
+        )))
+    }
+    fn finish_file(&mut self, path: &RelPath, meta: &Meta) -> Result<()> {
+        self.apply_meta(&path.to_path(&self.root), meta, false)
+    }
+    fn copy_file(&mut self, from: &RelPath, to: &RelPath, meta: &Meta) -> Result<()> {
+        let (f, t) = (from.to_path(&self.root), to.to_path(&self.root));
+        self.clear(&t)?;
+        fs::copy(&f, &t).with_context(|| format!("copying {} to {}", f.display(), t.display()))?;
+        self.apply_meta(&t, meta, false)
+    }
+    fn remove_file(&mut self, path: &RelPath) -> Result<()> {
+        let p = path.to_path(&self.root);
+        fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))
+    }
+    fn symlink(&mut self, path: &RelPath, target: &str, meta: &Meta) -> Result<()> {
+        let p = path.to_path(&self.root);
+        self.clear(&p)?;
+        make_symlink(&p, target)?;
+        self.apply_meta(&p, meta, true)
+    }
+    fn set_times(&mut self, path: &RelPath, meta: &Meta) -> Result<()> {
+        self.apply_meta(&path.to_path(&self.root), meta, false)
+    }
+}
+
+#[cfg(unix)]
+fn make_symlink(p: &Path, target: &str) -> Result<()> {
+    std::os::unix::fs::symlink(target, p)
+        .with_context(|| format!("creating symbolic link {} -> {target}", p.display()))
+}
+
+#[cfg(windows)]
+fn make_symlink(p: &Path, target: &str) -> Result<()> {
+    let t = target.replace('/', "\\");
+    let is_dir = p.parent().map(|d| d.join(&t).is_dir()).unwrap_or(false);
+    let r = if is_dir {
+        std::os::windows::fs::symlink_dir(&t, p)
+    } else {
+        std::os::windows::fs::symlink_file(&t, p)
+    };
+    r.with_context(|| {
+        format!(
+            "creating symbolic link {} -> {target} (Windows needs Developer Mode or the \
+             SeCreateSymbolicLinkPrivilege to create links)",
+            p.display()
+        )
+    })
+}
+
+#[cfg(not(any(unix, windows)))]
+fn make_symlink(p: &Path, target: &str) -> Result<()> {
+    bail!(
+        "cannot create symbolic link {} -> {target} on this platform",
+        p.display()
+    )
+}
+
+/// Discards everything: `verify` applies into it.
+#[derive(Debug, Default)]
+pub struct NullSink;
+
+impl TreeSink for NullSink {
+    fn create_dir(&mut self, _: &RelPath, _: &Meta) -> Result<()> {
+        Ok(())
+    }
+    fn create_file(&mut self, _: &RelPath, _: &Meta) -> Result<Box<dyn Write + '_>> {
+        Ok(Box::new(std::io::sink()))
+    }
+    fn finish_file(&mut self, _: &RelPath, _: &Meta) -> Result<()> {
+        Ok(())
+    }
+    fn copy_file(&mut self, _: &RelPath, _: &RelPath, _: &Meta) -> Result<()> {
+        Ok(())
+    }
+    fn remove_file(&mut self, _: &RelPath) -> Result<()> {
+        Ok(())
+    }
+    fn symlink(&mut self, _: &RelPath, _: &str, _: &Meta) -> Result<()> {
+        Ok(())
+    }
+    fn set_times(&mut self, _: &RelPath, _: &Meta) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rel_path_rules() {
+        for ok in ["a", "a/b", "ü/日本", "ab:c", ".hidden", "a..b"] {
+            if cfg!(windows) && ok.contains(':') {
+                continue;
+            }
+            assert!(RelPath::new(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", "/a", "a/", "a//b", "./a", "a/..", "../x", "a\\b", "C:", "c:x/y", "a/\0",
+        ] {
+            assert!(RelPath::new(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn symlink_targets() {
+        let link = RelPath::new("a/b/l").unwrap();
+        for ok in ["x", "../x", "../../x", "./x/y", "../.."] {
+            assert!(check_symlink_target(&link, ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "/etc",
+            "../../../x",
+            "x/../../..",
+            "x/..",
+            "C:/x",
+            "a\\b",
+            "",
+        ] {
+            assert!(check_symlink_target(&link, bad).is_err(), "{bad}");
+        }
+        let top = RelPath::new("l").unwrap();
+        assert!(check_symlink_target(&top, "..").is_err());
+        assert!(check_symlink_target(&top, "x").is_ok());
+    }
+}
