@@ -1,4 +1,4 @@
-//! The runner half of the `tsforge` command line: `validate`, `run`, `convert`, `env`.
+//! The runner half of the `tsforge` command line: `validate`, `run`, `convert`, `env`, `disk`.
 //!
 //! One `…Config` struct and one function per leaf command; the thin binary in the workspace
 //! root flattens [`RunnerCmd`] into its own command tree next to the builder's commands.
@@ -43,6 +43,9 @@ pub enum RunnerCmd {
     /// Get and set task sequence variables from inside a step or hook
     #[command(subcommand)]
     Env(EnvCmd),
+    /// List and inspect disks, write partition tables and format FAT partitions
+    #[command(subcommand)]
+    Disk(crate::disk::cli::DiskCmd),
 }
 
 /// Options shared by commands that load sequences.
@@ -166,6 +169,7 @@ pub fn dispatch(cmd: RunnerCmd) -> Result<u8> {
         RunnerCmd::Run(c) => run_cmd(c),
         RunnerCmd::Convert(c) => convert_cmd(c),
         RunnerCmd::Env(c) => env_cmd(c),
+        RunnerCmd::Disk(c) => crate::disk::cli::dispatch(c),
     }
 }
 

@@ -2,13 +2,15 @@
 //!
 //! The sequence model and its XML/YAML formats (`sequence`), variables (`vars`), conditions
 //! (`condition`), the engine that walks the tree and journals every step (`engine`), the
-//! built-in actions (`actions`), the logs (`log`) and the runner's command line (`cli`).
+//! built-in actions (`actions`), the logs (`log`), the disk layer (`disk`: GPT/MBR, FAT, disk selection) and the runner's
+//! command line (`cli`).
 //! Nothing here depends on the builder, so a runner-only build (musl, or windows-gnu for
 //! Windows PE) needs nothing else.
 
 pub mod actions;
 pub mod cli;
 pub mod condition;
+pub mod disk;
 pub mod engine;
 pub mod envfile;
 pub mod error;
