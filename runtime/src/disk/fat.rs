@@ -505,13 +505,143 @@ impl FatFs {
         let FatFs { fs, io, name } = self;
         fs.unmount()
             .with_context(|| format!("unmounting the file system on {name}"))?;
-        let range = Rc::try_unwrap(io.0)
+        let mut range = Rc::try_unwrap(io.0)
             .map_err(|_| anyhow!("{name}: the file system is still in use"))?
             .into_inner();
+        fix_dot_entries(&mut range)
+            .with_context(|| format!("repairing directory entries on {name}"))?;
         range
             .finish()
             .with_context(|| format!("writing the file system to {name}"))
     }
+}
+
+/// Work around two `fatfs` 0.3.6 bugs in new directories (fixed upstream after 0.3.6, not
+/// released: rafalh/rust-fatfs#117 and PRs #99/#100), which `fsck.fat` reports as damage:
+/// it writes a long-name entry before `.` and before `..` (so `.` is not in slot 0), and on
+/// FAT32 a first-level directory's `..` points at the root's cluster instead of 0. This walks
+/// every directory (raw, bounded, cycle-safe) and rewrites such a first cluster as `.`, `..`,
+/// then the two long-name slots marked deleted.
+fn fix_dot_entries(range: &mut DiskRange) -> io::Result<()> {
+    let mut bs = [0u8; 512];
+    range.seek(SeekFrom::Start(0))?;
+    range.read_exact(&mut bs)?;
+    let bps = le16(&bs, 11);
+    let spc = u64::from(bs[13]);
+    let reserved = le16(&bs, 14);
+    let fats = u64::from(bs[16]);
+    let root_entries = le16(&bs, 17);
+    let fat32 = le16(&bs, 22) == 0;
+    let fat_size = if fat32 { le32(&bs, 36) } else { le16(&bs, 22) };
+    if bps == 0 || spc == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a FAT boot sector",
+        ));
+    }
+    let root_sectors = (root_entries * 32).div_ceil(bps);
+    let first_data = reserved + fats * fat_size;
+    let data_start = first_data + root_sectors;
+    let cluster_bytes = spc * bps;
+    let total = range.len() / bps;
+    let max_cluster = (total.saturating_sub(data_start)) / spc + 1;
+    let cluster_pos = |c: u64| (data_start + (c - 2) * spc) * bps;
+    let root_cluster = if fat32 { le32(&bs, 44) } else { 0 };
+
+    let next = |range: &mut DiskRange, c: u64| -> io::Result<Option<u64>> {
+        let mut b = [0u8; 4];
+        let n = if fat32 {
+            range.seek(SeekFrom::Start(reserved * bps + c * 4))?;
+            range.read_exact(&mut b)?;
+            u64::from(u32::from_le_bytes(b) & 0x0fff_ffff)
+        } else {
+            range.seek(SeekFrom::Start(reserved * bps + c * 2))?;
+            range.read_exact(&mut b[..2])?;
+            u64::from(u16::from_le_bytes([b[0], b[1]]))
+        };
+        Ok((n >= 2 && n <= max_cluster).then_some(n))
+    };
+    // The byte ranges of a directory.
+    let extents = |range: &mut DiskRange, first: u64| -> io::Result<Vec<(u64, u64)>> {
+        if first == 0 && !fat32 {
+            return Ok(vec![(first_data * bps, root_entries * 32)]);
+        }
+        let mut out = Vec::new();
+        let mut c = Some(if first == 0 { root_cluster } else { first });
+        while let Some(cl) = c {
+            if cl < 2 || cl > max_cluster || out.len() as u64 > max_cluster {
+                break;
+            }
+            out.push((cluster_pos(cl), cluster_bytes));
+            c = next(range, cl)?;
+        }
+        Ok(out)
+    };
+    let mut visited = std::collections::HashSet::new();
+    let mut todo = vec![0u64];
+    while let Some(dir) = todo.pop() {
+        if !visited.insert(dir) {
+            continue;
+        }
+        let mut buf = Vec::new();
+        for (pos, len) in extents(range, dir)? {
+            let start = buf.len();
+            buf.resize(start + len as usize, 0);
+            range.seek(SeekFrom::Start(pos))?;
+            range.read_exact(&mut buf[start..])?;
+        }
+        for e in buf.chunks_exact(32) {
+            if e[0] == 0 {
+                break;
+            }
+            if e[0] == 0xe5 || e[11] == 0x0f || e[11] & 0x08 != 0 || e[11] & 0x10 == 0 {
+                continue;
+            }
+            if e[0] == b'.' && (e[1] == b' ' || e[1] == b'.') {
+                continue;
+            }
+            let hi = if fat32 {
+                u64::from(u16::from_le_bytes([e[20], e[21]]))
+            } else {
+                0
+            };
+            let c = (hi << 16) | u64::from(u16::from_le_bytes([e[26], e[27]]));
+            if c < 2 || c > max_cluster {
+                continue;
+            }
+            // This subdirectory's first four slots.
+            let pos = cluster_pos(c);
+            let mut head = [0u8; 128];
+            if cluster_bytes < 128 {
+                continue;
+            }
+            range.seek(SeekFrom::Start(pos))?;
+            range.read_exact(&mut head)?;
+            let is_dot = |s: &[u8]| &s[..11] == b".          ";
+            let is_dotdot = |s: &[u8]| &s[..11] == b"..         ";
+            let mut fixed = head;
+            if head[11] == 0x0f && is_dot(&head[32..]) && head[75] == 0x0f && is_dotdot(&head[96..])
+            {
+                fixed[..32].copy_from_slice(&head[32..64]);
+                fixed[32..64].copy_from_slice(&head[96..128]);
+                fixed[64..96].copy_from_slice(&head[..32]);
+                fixed[96..128].copy_from_slice(&head[64..96]);
+                fixed[64] = 0xe5;
+                fixed[96] = 0xe5;
+            }
+            // `..` of a first-level directory is cluster 0.
+            if dir == 0 && is_dotdot(&fixed[32..]) {
+                fixed[32 + 20..32 + 22].copy_from_slice(&[0, 0]);
+                fixed[32 + 26..32 + 28].copy_from_slice(&[0, 0]);
+            }
+            if fixed != head {
+                range.seek(SeekFrom::Start(pos))?;
+                range.write_all(&fixed)?;
+            }
+            todo.push(c);
+        }
+    }
+    Ok(())
 }
 
 /// Copy with a 1 MiB buffer: `fatfs` writes at most one cluster per call, so a large buffer
