@@ -330,7 +330,7 @@ pub fn plan(
                 avail
             }
         };
-        let stop = start.checked_add(len).unwrap_or(u64::MAX);
+        let stop = start.saturating_add(len);
         if stop > end {
             bail!(
                 "{} does not fit: it needs {} from {} but the usable space of this {} disk \
@@ -373,7 +373,7 @@ fn check_plan(disk: &Disk, table: TableKind, parts: &[PlannedPartition]) -> Resu
     sorted.sort_by_key(|p| p.start);
     let mut prev_end = first;
     for p in sorted {
-        let stop = p.start.checked_add(p.len).unwrap_or(u64::MAX);
+        let stop = p.start.saturating_add(p.len);
         if p.start % ss != 0 || p.len % ss != 0 || p.len == 0 {
             bail!(
                 "partition {}: start and size must be whole sectors",
@@ -774,7 +774,7 @@ mod tests {
             spec("c", PartKind::BasicData, SizeSpec::Percent(25)),
             spec("d", PartKind::BasicData, SizeSpec::Rest),
         ];
-        let size = 1 * GIB + 2 * MIB;
+        let size = GIB + 2 * MIB;
         let p = plan(size, 512, TableKind::Mbr, &parts).unwrap();
         invariants(size, 512, TableKind::Mbr, &p);
         let flexible = size - MIB - 100 * MIB; // usable from 1 MiB to the (aligned) end

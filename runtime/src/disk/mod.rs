@@ -57,9 +57,9 @@ pub fn parse_size(s: &str) -> Result<u64> {
         "g" | "gib" => GIB,
         "t" | "tib" => TIB,
         "kb" => 1000,
-        "mb" => 1000_000,
-        "gb" => 1000_000_000,
-        "tb" => 1000_000_000_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
         _ => bail!(
             "invalid size {s:?}: unknown unit {unit:?} (use KiB, MiB, GiB, TiB, or kB, MB, GB, TB)"
         ),
