@@ -6,7 +6,9 @@
 //! `diskpart`'s `rescan` (TODO; Windows PE rescans when a volume is first opened anyway).
 
 use super::target::Disk;
-use anyhow::{bail, Result};
+#[cfg(target_os = "linux")]
+use anyhow::bail;
+use anyhow::Result;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 

@@ -102,6 +102,7 @@ fn mounts() -> Vec<(String, String)> {
 }
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+#[cfg(any(target_os = "linux", test))]
 fn unescape_mount(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());

@@ -447,9 +447,13 @@ impl Write for DiskRange {
         let i = self.block(start)?;
         let o = (pos - start) as usize;
         let m = n.min(self.blocks[i].data.len() - o);
-        if o > self.blocks[i].filled {
-            // A gap between what is valid and this write: read it so the block stays whole.
-            self.fill(i, o)?;
+        let filled = self.blocks[i].filled;
+        if o > filled {
+            // A gap between what is valid and this write: read just the gap, so a block that
+            // is being filled sequentially (file data) is never read from the disk.
+            let b = &mut self.blocks[i];
+            read_at(&self.file, &mut b.data[filled..o], self.offset + b.start + filled as u64)?;
+            b.filled = o;
         }
         let b = &mut self.blocks[i];
         b.data[o..o + m].copy_from_slice(&buf[..m]);
