@@ -321,6 +321,8 @@ pub struct FatFs {
     fs: fatfs::FileSystem<FatIo>,
     io: FatIo,
     name: String,
+    /// The copy buffer, allocated once (a fresh zeroed MiB per file costs more than the copy).
+    buf: RefCell<Vec<u8>>,
 }
 
 /// Mount the FAT file system in `range`.
@@ -333,7 +335,12 @@ pub fn open(range: DiskRange) -> Result<FatFs> {
         .time_provider(&CLOCK);
     let fs = fatfs::FileSystem::new(io.clone(), opts)
         .with_context(|| format!("{name} does not hold a readable FAT file system"))?;
-    Ok(FatFs { fs, io, name })
+    Ok(FatFs {
+        fs,
+        io,
+        name,
+        buf: RefCell::new(Vec::new()),
+    })
 }
 
 /// `a/b/c` with no empty, `.` or `..` parts (and `\` taken as `/`).
@@ -407,7 +414,9 @@ impl FatFs {
             .with_context(|| format!("creating {p} on {}", self.name))?;
         f.truncate()
             .with_context(|| format!("truncating {p} on {}", self.name))?;
-        let n = copy(data, &mut f).with_context(|| format!("writing {p} on {}", self.name))?;
+        let n = self
+            .copy(data, &mut f)
+            .with_context(|| format!("writing {p} on {}", self.name))?;
         f.flush()
             .with_context(|| format!("writing {p} on {}", self.name))?;
         Ok(n)
@@ -492,7 +501,8 @@ impl FatFs {
                     .create_file(&name)
                     .with_context(|| format!("creating {target} on {}", self.name))?;
                 f.truncate()?;
-                *bytes += copy(&mut src_file, &mut f)
+                *bytes += self
+                    .copy(&mut src_file, &mut f)
                     .with_context(|| format!("copying {} to {target}", path.display()))?;
                 f.flush()
                     .with_context(|| format!("writing {target} on {}", self.name))?;
@@ -504,9 +514,29 @@ impl FatFs {
         Ok(())
     }
 
+    /// Copy with a 1 MiB buffer: `fatfs` writes at most one cluster per call, so a large buffer
+    /// lets it run cluster after cluster without going back to the source.
+    fn copy(&self, src: &mut dyn Read, dst: &mut dyn Write) -> io::Result<u64> {
+        let mut buf = self.buf.borrow_mut();
+        if buf.is_empty() {
+            buf.resize(MIB as usize, 0);
+        }
+        let mut total = 0u64;
+        loop {
+            let n = match src.read(&mut buf) {
+                Ok(0) => return Ok(total),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            dst.write_all(&buf[..n])?;
+            total += n as u64;
+        }
+    }
+
     /// Unmount: write the FSInfo sector, clear the dirty flag, flush the cache, sync.
     pub fn close(self) -> Result<()> {
-        let FatFs { fs, io, name } = self;
+        let FatFs { fs, io, name, .. } = self;
         fs.unmount()
             .with_context(|| format!("unmounting the file system on {name}"))?;
         let mut range = Rc::try_unwrap(io.0)
@@ -646,23 +676,6 @@ fn fix_dot_entries(range: &mut DiskRange) -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Copy with a 1 MiB buffer: `fatfs` writes at most one cluster per call, so a large buffer
-/// lets it run cluster after cluster without going back to the source.
-fn copy(src: &mut dyn Read, dst: &mut dyn Write) -> io::Result<u64> {
-    let mut buf = vec![0u8; MIB as usize];
-    let mut total = 0u64;
-    loop {
-        let n = match src.read(&mut buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        dst.write_all(&buf[..n])?;
-        total += n as u64;
-    }
 }
 
 #[cfg(test)]

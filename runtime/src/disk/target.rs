@@ -452,7 +452,11 @@ impl Write for DiskRange {
             // A gap between what is valid and this write: read just the gap, so a block that
             // is being filled sequentially (file data) is never read from the disk.
             let b = &mut self.blocks[i];
-            read_at(&self.file, &mut b.data[filled..o], self.offset + b.start + filled as u64)?;
+            read_at(
+                &self.file,
+                &mut b.data[filled..o],
+                self.offset + b.start + filled as u64,
+            )?;
             b.filled = o;
         }
         let b = &mut self.blocks[i];
