@@ -13,7 +13,7 @@ SECONDS_PER_TARGET=${1:-60}
 shift || true
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-    TARGETS=(parse_sequence conditions_and_vars cmtrace envfile)
+    TARGETS=(parse_sequence conditions_and_vars cmtrace envfile partition_table)
 fi
 export RUSTC_BOOTSTRAP=1
 # Step around bugs already reported (fuzz_targets/known.rs); FUZZ_SKIP_KNOWN=0 to hit them.
@@ -51,6 +51,7 @@ done
 seed parse_sequence "$docseeds"/*
 seed cmtrace fuzz/seeds/cmtrace/*
 seed envfile fuzz/seeds/envfile/*
+seed partition_table fuzz/seeds/partition_table/*
 mkdir -p fuzz/corpus/conditions_and_vars
 
 cargo fuzz build -O

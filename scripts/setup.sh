@@ -12,7 +12,9 @@ set -euo pipefail
 #                    ProcessPrng shim tests/wine.rs builds
 #   wine wine64      runs tsforge.exe in tests/wine.rs (`wine` is the launcher script,
 #                    `wine64` the 64-bit loader /usr/lib/wine/wine64 it starts)
-#   gdisk dosfstools mtools   partition tables and FAT images for boot media
+#   gdisk dosfstools mtools   partition tables and FAT images for boot media; the disk
+#                    tests check our GPT/FAT output with sgdisk, fsck.fat, mdir/mcopy
+#   fdisk            fdisk/sfdisk (its own package on Debian 12): the disk tests list tables
 #   wimtools         wimlib-imagex: WIM apply/capture/info on Linux (runtime/src/image/wim.rs)
 #   ntfs-3g          mkfs.ntfs, and ntfsinfo/ntfsfix that check it in tests (runtime/src/fsformat.rs)
 #   e2fsprogs        mkfs.ext4, and e2fsck/dumpe2fs that check it in tests
@@ -32,6 +34,7 @@ DEBIAN_PACKAGES=(
     gzip
     zip
     unzip
+    fdisk
 )
 RUST_TARGETS=(x86_64-pc-windows-gnu)
 RUST_COMPONENTS=(clippy rustfmt)

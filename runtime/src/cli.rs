@@ -1,5 +1,6 @@
 //! The runner half of the `tsforge` command line: `validate`, `run`, `convert`, `env`,
 //! `capture`, `apply`, `image info|verify`.
+//! The runner half of the `tsforge` command line: `validate`, `run`, `convert`, `env`, `disk`.
 //!
 //! One `…Config` struct and one function per leaf command; the thin binary in the workspace
 //! root flattens [`RunnerCmd`] into its own command tree next to the builder's commands.
@@ -57,6 +58,9 @@ pub enum RunnerCmd {
     /// a mismatch stops the apply with the file's name. TARGET must be empty or missing
     /// unless --force.
     Apply(ApplyConfig),
+    /// List and inspect disks, write partition tables and format FAT partitions
+    #[command(subcommand)]
+    Disk(crate::disk::cli::DiskCmd),
     /// Inspect and check tsforge images
     #[command(subcommand)]
     Image(ImageCmd),
@@ -281,6 +285,7 @@ pub fn dispatch(cmd: RunnerCmd) -> Result<u8> {
         RunnerCmd::Apply(c) => apply_cmd(c),
         RunnerCmd::Image(ImageCmd::Info(c)) => image_info_cmd(c),
         RunnerCmd::Image(ImageCmd::Verify(c)) => image_verify_cmd(c),
+        RunnerCmd::Disk(c) => crate::disk::cli::dispatch(c),
     }
 }
 

@@ -2,15 +2,17 @@
 //!
 //! The sequence model and its XML/YAML formats (`sequence`), variables (`vars`), conditions
 //! (`condition`), the engine that walks the tree and journals every step (`engine`), the
-//! built-in actions (`actions`), the logs (`log`) and the runner's command line (`cli`); raw and
-//! WIM images (`image`), external formatters (`fsformat`) and the one table of external programs
-//! with their lookup and "missing tool" errors (`tools`).
+//! built-in actions (`actions`), the logs (`log`), the disk layer (`disk`: GPT/MBR, FAT, disk
+//! selection), the runner's command line (`cli`); tsforge, raw and WIM images (`image`),
+//! external formatters (`fsformat`) and the one table of external programs with their lookup
+//! and "missing tool" errors (`tools`).
 //! Nothing here depends on the builder, so a runner-only build (musl, or windows-gnu for
 //! Windows PE) needs nothing else.
 
 pub mod actions;
 pub mod cli;
 pub mod condition;
+pub mod disk;
 pub mod engine;
 pub mod envfile;
 pub mod error;

@@ -1,0 +1,106 @@
+//! After a new partition table: make the kernel read it and wait for the partition nodes.
+//!
+//! Linux: `partx -u DEV` (util-linux), falling back to `blockdev --rereadpt DEV`, run as child
+//! processes (no `unsafe` ioctl here), then up to 10 s for `/dev/<disk><n>` or `<disk>p<n>` to
+//! appear (udev creates them). Image files: nothing to do. Windows: not done yet — run
+//! `diskpart`'s `rescan` (TODO; Windows PE rescans when a volume is first opened anyway).
+
+use super::target::Disk;
+#[cfg(target_os = "linux")]
+use anyhow::bail;
+use anyhow::Result;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How long to wait for partition nodes.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// The node of partition `number` of `disk`: `/dev/sda1`, `/dev/nvme0n1p1`, `/dev/mmcblk0p1`,
+/// `/dev/loop0p1` (a `p` when the disk's name ends in a digit, as the kernel names them).
+pub fn partition_path(disk: &Path, number: u32) -> PathBuf {
+    let s = disk.to_string_lossy();
+    if s.ends_with(|c: char| c.is_ascii_digit()) {
+        PathBuf::from(format!("{s}p{number}"))
+    } else {
+        PathBuf::from(format!("{s}{number}"))
+    }
+}
+
+/// Tell the kernel about the new table on `disk` and wait for partitions `1..=count`.
+pub fn reread(disk: &Disk, count: u32) -> Result<()> {
+    if !disk.is_block_device() {
+        return Ok(());
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use std::process::{Command, Stdio};
+        let dev = disk.path();
+        let run = |prog: &str, args: &[&std::ffi::OsStr]| -> Result<(), String> {
+            match Command::new(prog).args(args).stdin(Stdio::null()).output() {
+                Ok(o) if o.status.success() => Ok(()),
+                Ok(o) => {
+                    let err = String::from_utf8_lossy(&o.stderr);
+                    let tail: String = err
+                        .chars()
+                        .rev()
+                        .take(1024)
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                        .collect();
+                    Err(format!("{prog} failed ({}): {}", o.status, tail.trim()))
+                }
+                Err(e) => Err(format!("{prog} could not run: {e}")),
+            }
+        };
+        let first = run("partx", &["-u".as_ref(), dev.as_os_str()]);
+        if let Err(e1) = first {
+            if let Err(e2) = run("blockdev", &["--rereadpt".as_ref(), dev.as_os_str()]) {
+                bail!(
+                    "the kernel did not take the new partition table of {}: {e1}; {e2} \
+                     (install util-linux, or reboot before using the partitions)",
+                    dev.display()
+                );
+            }
+        }
+        let deadline = Instant::now() + WAIT;
+        let missing = || {
+            (1..=count)
+                .map(|n| partition_path(dev, n))
+                .find(|p| !p.exists())
+        };
+        while let Some(p) = missing() {
+            if Instant::now() > deadline {
+                bail!(
+                    "{} did not appear within {} s after the table was written (is udev running?)",
+                    p.display(),
+                    WAIT.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (count, WAIT, Instant::now());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_names() {
+        for (disk, n, want) in [
+            ("/dev/sda", 1, "/dev/sda1"),
+            ("/dev/nvme0n1", 2, "/dev/nvme0n1p2"),
+            ("/dev/mmcblk0", 1, "/dev/mmcblk0p1"),
+            ("/dev/vdb", 3, "/dev/vdb3"),
+        ] {
+            assert_eq!(partition_path(Path::new(disk), n), PathBuf::from(want));
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! `tsforge disk` through the real binary, on image files: dry run by default, `--yes` writes a
+//! table sgdisk accepts, `show --format json` parses, a too-small disk is refused untouched,
+//! `copy-in` puts files mtools reads back.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+fn tsforge(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tsforge"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn tool(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/usr/sbin", "/sbin"])
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        if std::env::var("TSFORGE_REQUIRE_TOOLS").is_ok_and(|v| v == "1") {
+            panic!("{name} is missing (TSFORGE_REQUIRE_TOOLS=1); run scripts/setup.sh");
+        }
+        eprintln!("SKIP {name}: not installed");
+    }
+    found
+}
+
+fn image(dir: &Path, name: &str, size: u64) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::File::create(&p).unwrap().set_len(size).unwrap();
+    p
+}
+
+const GIB: u64 = 1 << 30;
+
+#[test]
+fn partition_is_a_dry_run_without_yes_then_writes_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path(), "d.img", 2 * GIB);
+    let imgs = img.to_str().unwrap();
+    let args = [
+        "disk",
+        "partition",
+        imgs,
+        "--table",
+        "gpt",
+        "--part",
+        "name=EFI,type=efi,size=260MiB,fs=fat32,label=SYSTEM",
+        "--part",
+        "type=msr,size=16MiB",
+        "--part",
+        "type=basic,size=rest,fs=fat32,label=DATA",
+        "--part",
+        "type=recovery,size=500MiB,fs=ntfs",
+    ];
+    let (code, out, err) = tsforge(&args);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("dry run: nothing was written"), "{err}");
+    for want in [
+        "EFI system",
+        "Microsoft reserved",
+        "FAT32 SYSTEM",
+        "ntfs (not formatted)",
+        "1048576",
+    ] {
+        assert!(out.contains(want), "plan lacks {want}: {out}");
+    }
+    let (code, out, _) = tsforge(&["disk", "show", imgs, "--format", "json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["table"].is_null(), "dry run wrote a table: {out}");
+
+    let mut yes = args.to_vec();
+    yes.push("--yes");
+    let (code, out, err) = tsforge(&yes);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("need the external formatter"), "{err}");
+    let (code, out, _) = tsforge(&["disk", "show", imgs, "--format", "json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["table"]["kind"], "gpt");
+    assert_eq!(v["sector_size"], 512);
+    let parts = v["table"]["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 4);
+    assert_eq!(parts[0]["name"], "EFI");
+    assert_eq!(parts[0]["start"], 1 << 20);
+    let (code, out, _) = tsforge(&["disk", "show", imgs]);
+    assert_eq!(code, 0);
+    assert!(out.contains("table: gpt"), "{out}");
+    if let Some(sgdisk) = tool("sgdisk") {
+        let o = Command::new(sgdisk).args(["-v", imgs]).output().unwrap();
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success() && text.contains("No problems found"),
+            "{text}"
+        );
+    }
+    if let Some(mlabel) = tool("mlabel") {
+        let o = Command::new(mlabel)
+            .args(["-s", "-i", &format!("{imgs}@@1048576"), "::"])
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&o.stdout).contains("SYSTEM"));
+    }
+
+    // copy-in, read back with mcopy.
+    let src = dir.path().join("tree");
+    std::fs::create_dir_all(src.join("sub/deeper")).unwrap();
+    std::fs::write(src.join("sub/deeper/hello.txt"), b"hello from the host").unwrap();
+    let part = parts[2]["number"].to_string();
+    let (code, out, err) = tsforge(&[
+        "disk",
+        "copy-in",
+        imgs,
+        "--partition",
+        &part,
+        src.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    if let Some(mcopy) = tool("mcopy") {
+        let start = parts[2]["start"].as_u64().unwrap();
+        let o = Command::new(mcopy)
+            .args([
+                "-i",
+                &format!("{imgs}@@{start}"),
+                "::/sub/deeper/hello.txt",
+                "-",
+            ])
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .output()
+            .unwrap();
+        assert_eq!(o.stdout, b"hello from the host");
+    }
+}
+
+#[test]
+fn too_small_disk_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("small.img");
+    let pattern: Vec<u8> = (0..(64u32 << 20)).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&img, &pattern).unwrap();
+    let (code, out, err) = tsforge(&[
+        "disk",
+        "partition",
+        img.to_str().unwrap(),
+        "--table",
+        "mbr",
+        "--part",
+        "size=40MiB,fs=fat16,active",
+        "--part",
+        "size=40MiB",
+        "--yes",
+    ]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("partition 2") && err.contains("does not fit"),
+        "{err}"
+    );
+    assert!(std::fs::read(&img).unwrap() == pattern, "the image changed");
+    let (code, _, err) = tsforge(&[
+        "disk",
+        "partition",
+        img.to_str().unwrap(),
+        "--table",
+        "gpt",
+        "--part",
+        "type=bogus,size=1MiB",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown partition type"), "{err}");
+}
+
+#[test]
+fn list_runs_and_json_parses() {
+    let (code, out, err) = tsforge(&["disk", "list", "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v.is_array());
+    let (code, _, err) = tsforge(&["disk", "list"]);
+    assert_eq!(code, 0, "{err}");
+}
