@@ -322,7 +322,14 @@ pub fn validate_cmd(c: ValidateConfig) -> Result<u8> {
     Ok(if errors > 0 { EXIT_NO } else { EXIT_OK })
 }
 
-pub fn run_cmd(c: RunConfig) -> Result<u8> {
+pub fn run_cmd(mut c: RunConfig) -> Result<u8> {
+    // Absolute, so locations stored in variables (OSDisk = DISK:N) stay valid in any step.
+    for (_, p) in c.disks.iter_mut() {
+        *p = std::path::absolute(&*p).with_context(|| format!("resolving {}", p.display()))?;
+    }
+    for p in c.content.iter_mut() {
+        *p = std::path::absolute(&*p).with_context(|| format!("resolving {}", p.display()))?;
+    }
     let resolver = c.seq.resolver();
     let custom = c.seq.custom_actions(&c.file)?;
     if c.dry_run {
@@ -331,7 +338,12 @@ pub fn run_cmd(c: RunConfig) -> Result<u8> {
         opts.vars = c.vars.clone();
         let log_dir = c.log_dir.clone().unwrap_or_else(|| c.state_dir.clone());
         let vars = engine::initial_vars(&program, &opts, &log_dir);
-        let plan = engine::plan::plan(&program, vars, &custom);
+        let targets = crate::actions::RunTargets {
+            disks: c.disks.clone(),
+            content: c.content.clone(),
+            allow_mounted: c.allow_mounted,
+        };
+        let plan = engine::plan::plan(&program, vars, &custom, &targets);
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
         for line in plan {

@@ -23,5 +23,6 @@ pub mod machine;
 pub mod sequence;
 pub mod tools;
 pub mod vars;
+pub mod volume;
 
 pub use error::{Diagnostic, ParseError, Severity};

@@ -3,12 +3,14 @@
 //!
 //! Native actions: *Run Command Line* (`run.rs`), *Set Task Sequence Variable*
 //! (`set_variable.rs`), *Set Dynamic Variables* (`dynamic.rs`), *Run PowerShell Script*
-//! (`powershell.rs`), *Restart Computer* (`restart.rs`) and custom actions mapped by a manifest
-//! (`custom.rs`). *Run Task Sequence* is expanded by the engine's compiler. Any other type
+//! (`powershell.rs`), *Restart Computer* (`restart.rs`), *Format and Partition Disk*, *Apply
+//! Operating System/Data Image* and *Capture Operating System Image* (`disk_steps.rs`), and
+//! custom actions mapped by a manifest (`custom.rs`). *Run Task Sequence* is expanded by the engine's compiler. Any other type
 //! (MDT's `BDD_*`, ConfigMgr actions not implemented natively) runs its `<action>` command
 //! line, as the ConfigMgr engine itself does.
 
 pub mod custom;
+pub mod disk_steps;
 pub mod dynamic;
 pub mod location;
 pub mod partition_disk;
@@ -87,6 +89,9 @@ pub enum Kind {
     PowerShell,
     Restart,
     SubSequence,
+    PartitionDisk,
+    ApplyImage,
+    CaptureImage,
     Custom(custom::CustomAction),
     /// Not built in: runs the step's `<action>` command line.
     ActionCommandLine,
@@ -112,6 +117,12 @@ pub fn classify(step: &Step, custom: &custom::CustomActions) -> Kind {
         Kind::Restart
     } else if is(step_type::SUB_SEQUENCE) {
         Kind::SubSequence
+    } else if is(step_type::PARTITION_DISK) {
+        Kind::PartitionDisk
+    } else if is(step_type::APPLY_OS_IMAGE) || is(step_type::APPLY_DATA_IMAGE) {
+        Kind::ApplyImage
+    } else if is(step_type::CAPTURE_IMAGE) {
+        Kind::CaptureImage
     } else if let Some(c) = custom.get(t) {
         Kind::Custom(c.clone())
     } else {
@@ -131,6 +142,9 @@ pub fn execute(step: &Step, ctx: &mut Ctx) -> ActionResult {
             "Run Task Sequence steps are expanded before the run starts; this one was not \
              (internal error: please report it)",
         ),
+        Kind::PartitionDisk => disk_steps::partition(step, ctx),
+        Kind::ApplyImage => disk_steps::apply(step, ctx),
+        Kind::CaptureImage => disk_steps::capture(step, ctx),
         Kind::Custom(c) => custom::execute(&c, step, ctx),
         Kind::ActionCommandLine => run::run_action_text(step, ctx),
     }

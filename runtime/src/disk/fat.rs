@@ -243,10 +243,10 @@ thread_local! {
 
 /// While alive, `fatfs` stamps created and written files with this time (fatfs 0.3 deprecates
 /// setting times on a file in favour of its clock, so the clock is what we steer).
-struct TimeOverride;
+pub struct TimeOverride;
 
 impl TimeOverride {
-    fn set(t: Option<DateTime>) -> TimeOverride {
+    pub fn set(t: Option<DateTime>) -> TimeOverride {
         OVERRIDE.with(|o| o.set(t));
         TimeOverride
     }
@@ -419,6 +419,47 @@ impl FatFs {
             .with_context(|| format!("writing {p} on {}", self.name))?;
         f.flush()
             .with_context(|| format!("writing {p} on {}", self.name))?;
+        Ok(n)
+    }
+
+    /// Create (or truncate) a file, creating its parent directories; the caller writes it.
+    pub fn create_file(&self, path: &str) -> Result<File<'_>> {
+        let p = clean(path)?;
+        let (parent, leaf) = p.rsplit_once('/').unwrap_or(("", &p));
+        let dir = self.create_dir_all(parent)?;
+        let mut f = dir
+            .create_file(leaf)
+            .with_context(|| format!("creating {p} on {}", self.name))?;
+        f.truncate()
+            .with_context(|| format!("truncating {p} on {}", self.name))?;
+        Ok(f)
+    }
+
+    /// Open an existing file for reading.
+    pub fn open_file(&self, path: &str) -> Result<File<'_>> {
+        let p = clean(path)?;
+        self.root_dir()
+            .open_file(&p)
+            .with_context(|| format!("opening {p} on {}", self.name))
+    }
+
+    /// Remove a file (or an empty directory).
+    pub fn remove(&self, path: &str) -> Result<()> {
+        let p = clean(path)?;
+        self.root_dir()
+            .remove(&p)
+            .with_context(|| format!("removing {p} on {}", self.name))
+    }
+
+    /// Copy `src` to `dst` inside the file system (for content stored once in an image).
+    pub fn copy_within(&self, src: &str, dst: &str) -> Result<u64> {
+        let mut from = self.open_file(src)?;
+        let mut to = self.create_file(dst)?;
+        let n = self
+            .copy(&mut from, &mut to)
+            .with_context(|| format!("copying {src} to {dst} on {}", self.name))?;
+        to.flush()
+            .with_context(|| format!("writing {dst} on {}", self.name))?;
         Ok(n)
     }
 

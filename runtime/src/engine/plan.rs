@@ -12,7 +12,12 @@ use crate::condition;
 use crate::sequence::model::Node;
 use crate::vars::{mask_secrets, Vars};
 
-pub fn plan(program: &Program, mut vars: Vars, custom: &CustomActions) -> Vec<String> {
+pub fn plan(
+    program: &Program,
+    mut vars: Vars,
+    custom: &CustomActions,
+    targets: &crate::actions::RunTargets,
+) -> Vec<String> {
     let mut out = vec![format!(
         "Plan for {:?}: {} steps (dry run: nothing is executed; every step is assumed to succeed)",
         program.name, program.step_total
@@ -88,6 +93,42 @@ pub fn plan(program: &Program, mut vars: Vars, custom: &CustomActions) -> Vec<St
                             shown
                         }
                         Kind::Restart => "restart the computer".into(),
+                        Kind::PartitionDisk => {
+                            match crate::actions::disk_steps::describe_plan(step, &vars, targets) {
+                                Ok(lines) => {
+                                    let inner = "  ".repeat(path.len() + 3);
+                                    // A partition step sets its volume variables; later
+                                    // steps of the plan see them.
+                                    if let Ok(req) =
+                                        crate::actions::partition_disk::parse(step, &vars)
+                                    {
+                                        if let Ok(disk) =
+                                            crate::actions::disk_steps::resolve_disk_path(
+                                                req.disk_index,
+                                                targets,
+                                            )
+                                        {
+                                            for (i, p) in req.partitions.iter().enumerate() {
+                                                if let Some(v) = &p.volume_variable {
+                                                    vars.set(
+                                                        v,
+                                                        crate::actions::location::Location::partition_text(
+                                                            &disk,
+                                                            i as u32 + 1,
+                                                        ),
+                                                    );
+                                                }
+                                            }
+                                        }
+                                    }
+                                    lines
+                                        .iter()
+                                        .map(|l| format!("\n{inner}{l}"))
+                                        .collect::<String>()
+                                }
+                                Err(e) => format!("cannot plan: {e}"),
+                            }
+                        }
                         Kind::Custom(c) => format!("custom action: {}", c.program),
                         _ => step
                             .action

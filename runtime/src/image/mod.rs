@@ -14,6 +14,7 @@
 
 mod apply;
 mod capture;
+pub mod fat;
 pub mod format;
 pub mod raw;
 pub mod tree;

@@ -330,6 +330,25 @@ fn step(v: &mut V, s: &Step, file: &Path, stack: &mut Vec<PathBuf>) {
                 }
             },
         }
+    } else if is(step_type::PARTITION_DISK) {
+        // Values with %VAR% are only known at run time.
+        if !s.vars.iter().any(|p| p.value.contains('%')) {
+            if let Err(e) = crate::actions::partition_disk::parse(s, &crate::vars::Vars::new()) {
+                v.error(pos, format!("Format and Partition Disk step {name:?}: {e}"));
+            }
+        }
+    } else if is(step_type::APPLY_OS_IMAGE) || is(step_type::APPLY_DATA_IMAGE) {
+        if s.property("ImagePath").is_none_or(|p| p.trim().is_empty())
+            && s.property("ImagePackageID")
+                .is_none_or(|p| p.trim().is_empty())
+        {
+            v.error(
+                pos,
+                format!("apply image step {name:?} needs ImagePath or ImagePackageID"),
+            );
+        }
+    } else if is(step_type::CAPTURE_IMAGE) {
+        // Source and destination may come from variables set at run time.
     } else if v.ctx.custom.get(kind).is_some() {
         // Mapped by a custom action manifest.
     } else {

@@ -1,0 +1,547 @@
+//! The disk and image steps: *Format and Partition Disk*, *Apply Operating System Image*,
+//! *Apply Data Image* and *Capture Operating System Image*, on image files and block devices
+//! alike (the disk layer makes no difference between them).
+//!
+//! Disk numbers (`DiskIndex`, `DestinationDisk`) resolve through `--disk N=PATH` first, then
+//! through the machine's disks in the order `tsforge disk list` shows (internal disks first,
+//! the boot medium never first). A block device holding the boot medium or a mounted file
+//! system is refused unless the run was started with `--allow-mounted`.
+//!
+//! Apply properties (as exported): `ImagePackageID` (a folder `<content>/<ID>` under one of
+//! the `--content` folders, holding one image file) or, in YAML, `ImagePath`; `ImageIndex` (WIM);
+//! the destination from `DestinationVariable` (the variable holding a location such as
+//! `OSDisk` = `DISK:N`), `DestinationDisk` + `DestinationPartition`, or `Destination` (any
+//! location). Capture properties: `CaptureSource` (a location; default the `OSDisk` variable),
+//! `CaptureDestination` (default the `OSDCaptureDestination` variable), `ImageName`,
+//! `ImageDescription`, `ImageVersion`, `ImageCreator`, `Compression` (`zstd`, `deflate`, `none`).
+
+use super::location::Location;
+use super::partition_disk::{self, DiskRequest, SizeReq, Style};
+use super::{ActionResult, Ctx};
+use crate::disk::{fat, layout, select, Disk};
+use crate::image::{CaptureOptions, Compression, Progress};
+use crate::log::Level;
+use crate::sequence::model::Step;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Resolve disk number `index` to a path: `--disk` first, then the machine's disks.
+pub fn resolve_disk(index: u32, ctx: &Ctx) -> Result<PathBuf, String> {
+    resolve_disk_in(index, ctx.targets)
+}
+
+/// `resolve_disk` for callers without a step context (the dry-run plan).
+pub fn resolve_disk_path(index: u32, targets: &super::RunTargets) -> Result<PathBuf, String> {
+    resolve_disk_in(index, targets)
+}
+
+fn resolve_disk_in(index: u32, targets: &super::RunTargets) -> Result<PathBuf, String> {
+    if let Some((_, p)) = targets.disks.iter().find(|(n, _)| *n == index) {
+        return Ok(p.clone());
+    }
+    let disks = select::enumerate().map_err(|e| format!("listing the machine's disks: {e:#}"))?;
+    let found = disks.iter().find(|d| d.index == index).ok_or_else(|| {
+        format!(
+            "there is no disk {index} on this machine ({} disks found; `tsforge disk list` shows \
+             them, `--disk {index}=PATH` maps it to an image file or device)",
+            disks.len()
+        )
+    })?;
+    Ok(found.path.clone())
+}
+
+/// Refuse the boot medium and mounted disks (block devices only; image files pass).
+fn check_disk(path: &std::path::Path, ctx: &mut Ctx, component: &str) -> Result<(), String> {
+    match select::info_for_path(path) {
+        Ok(Some(info)) => {
+            ctx.log.log(
+                Level::Info,
+                component,
+                &format!("Target disk: {}", info.describe()),
+            );
+            select::check_safe(&info, ctx.targets.allow_mounted, false)
+                .map_err(|e| format!("{e:#}"))
+        }
+        Ok(None) => {
+            ctx.log.log(
+                Level::Info,
+                component,
+                &format!("Target disk: image file {}", path.display()),
+            );
+            Ok(())
+        }
+        Err(e) => Err(format!("checking {}: {e:#}", path.display())),
+    }
+}
+
+/// Progress for a person and the log: bytes, files, rate, time left; logged at most every
+/// 5 seconds (and at the end), so a large image does not flood smsts.log.
+struct Reporter {
+    component: &'static str,
+    started: Instant,
+    last: Instant,
+}
+
+impl Reporter {
+    fn new(component: &'static str) -> Self {
+        let now = Instant::now();
+        Reporter {
+            component,
+            started: now,
+            last: now,
+        }
+    }
+    fn line(&self, p: &Progress) -> String {
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        let rate = p.bytes_done as f64 / secs;
+        let left = if rate > 0.0 && p.bytes_total > p.bytes_done {
+            format!(
+                ", {} s left",
+                ((p.bytes_total - p.bytes_done) as f64 / rate).ceil() as u64
+            )
+        } else {
+            String::new()
+        };
+        let files = if p.files_total > 0 {
+            format!(", {}/{} files", p.files_done, p.files_total)
+        } else {
+            String::new()
+        };
+        format!(
+            "{} of {} MiB{files}, {:.1} MiB/s{left}",
+            p.bytes_done >> 20,
+            p.bytes_total >> 20,
+            rate / (1 << 20) as f64
+        )
+    }
+    fn update(&mut self, ctx_log: &mut crate::log::Logger, p: &Progress) {
+        if self.last.elapsed() >= Duration::from_secs(5) {
+            self.last = Instant::now();
+            let line = self.line(p);
+            ctx_log.log(Level::Info, self.component, &format!("Progress: {line}"));
+            ctx_log.say(&format!("  {line}"));
+        }
+    }
+}
+
+fn to_specs(req: &DiskRequest) -> Vec<layout::PartitionSpec> {
+    let last = req.partitions.len().saturating_sub(1);
+    req.partitions
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let fs = p.fs.as_deref().unwrap_or("");
+            let kind = match (p.kind.to_ascii_lowercase().as_str(), req.style) {
+                ("efi", _) => layout::PartKind::EfiSystem,
+                ("msr", _) => layout::PartKind::MicrosoftReserved,
+                ("recovery", Style::Gpt) => layout::PartKind::WindowsRecovery,
+                ("recovery", Style::Mbr) => layout::PartKind::MbrType(0x27),
+                (_, Style::Gpt) if fs.starts_with("EXT") || fs == "XFS" => {
+                    layout::PartKind::LinuxFilesystem
+                }
+                (_, Style::Gpt) => layout::PartKind::BasicData,
+                (_, Style::Mbr) => layout::PartKind::MbrType(match fs {
+                    "FAT32" | "FAT" => 0x0C,
+                    "FAT16" => 0x0E,
+                    f if f.starts_with("EXT") || f == "XFS" => 0x83,
+                    _ => 0x07,
+                }),
+            };
+            let size = match p.size {
+                SizeReq::Bytes(b) => layout::SizeSpec::Bytes(b),
+                SizeReq::Percent(100) if i == last => layout::SizeSpec::Rest,
+                SizeReq::Percent(n) => layout::SizeSpec::Percent(n),
+            };
+            layout::PartitionSpec {
+                name: p.name.clone(),
+                kind,
+                size,
+                active: p.bootable,
+            }
+        })
+        .collect()
+}
+
+/// The planned layout of a partition step, for `--dry-run` and the log.
+pub fn describe_plan(
+    step: &Step,
+    vars: &crate::vars::Vars,
+    targets: &super::RunTargets,
+) -> Result<Vec<String>, String> {
+    let req = partition_disk::parse(step, vars)?;
+    let path = resolve_disk_in(req.disk_index, targets)?;
+    let disk = Disk::open(&path, false).map_err(|e| format!("{e:#}"))?;
+    let table = match req.style {
+        Style::Gpt => layout::TableKind::Gpt,
+        Style::Mbr => layout::TableKind::Mbr,
+    };
+    let planned = layout::plan(disk.size(), disk.sector_size(), table, &to_specs(&req))
+        .map_err(|e| format!("{e:#}"))?;
+    let mut out = vec![format!(
+        "disk {} = {} ({} bytes), {:?} table",
+        req.disk_index,
+        path.display(),
+        disk.size(),
+        req.style
+    )];
+    for (p, r) in planned.iter().zip(&req.partitions) {
+        out.push(format!(
+            "partition {}: {} at {} MiB, {} MiB, {}{}{}",
+            p.number,
+            p.spec.kind.describe(table),
+            p.start >> 20,
+            p.len >> 20,
+            r.fs.as_deref().unwrap_or("unformatted"),
+            if r.label.is_empty() {
+                String::new()
+            } else {
+                format!(" \"{}\"", r.label)
+            },
+            r.volume_variable
+                .as_deref()
+                .map(|v| format!(" -> %{v}%"))
+                .unwrap_or_default()
+        ));
+    }
+    Ok(out)
+}
+
+/// *Format and Partition Disk*.
+pub fn partition(step: &Step, ctx: &mut Ctx) -> ActionResult {
+    const C: &str = "PartitionDisk";
+    let req = match partition_disk::parse(step, ctx.vars) {
+        Ok(r) => r,
+        Err(e) => return ActionResult::failed(e),
+    };
+    let path = match resolve_disk(req.disk_index, ctx) {
+        Ok(p) => p,
+        Err(e) => return ActionResult::failed(e),
+    };
+    if let Err(e) = check_disk(&path, ctx, C) {
+        return ActionResult::failed(e);
+    }
+    let result = (|| -> anyhow::Result<Vec<(String, String)>> {
+        let mut disk = Disk::open(&path, true)?;
+        let table = match req.style {
+            Style::Gpt => layout::TableKind::Gpt,
+            Style::Mbr => layout::TableKind::Mbr,
+        };
+        // The whole plan is checked before the first write.
+        let planned = layout::plan(disk.size(), disk.sector_size(), table, &to_specs(&req))?;
+        for (p, r) in planned.iter().zip(&req.partitions) {
+            ctx.log.log(
+                Level::Info,
+                C,
+                &format!(
+                    "Partition {}: {} at byte {}, {} bytes, {}",
+                    p.number,
+                    p.spec.kind.describe(table),
+                    p.start,
+                    p.len,
+                    r.fs.as_deref().unwrap_or("unformatted")
+                ),
+            );
+        }
+        layout::write_table(&mut disk, table, &planned)?;
+        if disk.is_block_device() {
+            crate::disk::reread::reread(&disk, planned.len() as u32)?;
+        }
+        let mut vars = Vec::new();
+        for (p, r) in planned.iter().zip(&req.partitions) {
+            match r.fs.as_deref() {
+                None => {}
+                Some(fs @ ("FAT32" | "FAT16" | "FAT")) => {
+                    let kind = match fs {
+                        "FAT32" => Some(fat::FatKind::Fat32),
+                        "FAT16" => Some(fat::FatKind::Fat16),
+                        _ => None,
+                    };
+                    let range = disk.range(p.start, p.len)?;
+                    fat::format(range, &r.label, kind)?;
+                    ctx.log.log(
+                        Level::Info,
+                        C,
+                        &format!("Formatted partition {} as {fs}", p.number),
+                    );
+                }
+                Some(other) => {
+                    let kind = crate::fsformat::FsKind::parse(other)?;
+                    disk.sync()?;
+                    crate::fsformat::format_image_range(
+                        &path, p.start, p.len, kind, &r.label, r.quick,
+                    )?;
+                    ctx.log.log(
+                        Level::Info,
+                        C,
+                        &format!("Formatted partition {} as {other}", p.number),
+                    );
+                }
+            }
+            if let Some(var) = &r.volume_variable {
+                vars.push((var.clone(), Location::partition_text(&path, p.number)));
+            }
+        }
+        disk.sync()?;
+        Ok(vars)
+    })();
+    match result {
+        Ok(vars) => {
+            for (name, value) in vars {
+                if let Err(e) = super::set_variable(ctx, C, &name, value) {
+                    return ActionResult::failed(e.to_string());
+                }
+            }
+            ActionResult::ok()
+        }
+        Err(e) => ActionResult::failed(format!("partitioning {}: {e:#}", path.display())),
+    }
+}
+
+/// The image file of a package folder: the one file in it, or the first image-looking one.
+fn image_in_package(dir: &std::path::Path) -> Result<PathBuf, String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("reading package folder {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    let is_image = |p: &PathBuf| {
+        let name = p.to_string_lossy().to_ascii_lowercase();
+        [
+            ".tsimg", ".wim", ".img", ".img.zst", ".img.gz", ".zst", ".gz", ".zip",
+        ]
+        .iter()
+        .any(|e| name.ends_with(e))
+    };
+    files
+        .iter()
+        .find(|p| is_image(p))
+        .or(if files.len() == 1 {
+            files.first()
+        } else {
+            None
+        })
+        .cloned()
+        .ok_or_else(|| format!("package folder {} holds no image file", dir.display()))
+}
+
+fn image_source(step: &Step, ctx: &Ctx) -> Result<PathBuf, String> {
+    let get = |k: &str| {
+        step.property(k)
+            .map(|v| ctx.vars.expand(v))
+            .filter(|v| !v.trim().is_empty())
+    };
+    if let Some(p) = get("ImagePath") {
+        return Ok(PathBuf::from(p));
+    }
+    let Some(id) = get("ImagePackageID") else {
+        return Err("neither ImagePath nor ImagePackageID names the image".into());
+    };
+    if id.contains(['/', '\\']) || id == ".." || id == "." {
+        return Err(format!("ImagePackageID {id:?} is not a package ID"));
+    }
+    for dir in &ctx.targets.content {
+        let pkg = dir.join(&id);
+        if pkg.is_dir() {
+            return image_in_package(&pkg);
+        }
+    }
+    Err(format!(
+        "image package {id} not found in the content folders ({}); give one with --content DIR",
+        if ctx.targets.content.is_empty() {
+            "none given".to_string()
+        } else {
+            ctx.targets
+                .content
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    ))
+}
+
+fn destination(step: &Step, ctx: &Ctx) -> Result<Location, String> {
+    let get = |k: &str| {
+        step.property(k)
+            .map(|v| ctx.vars.expand(v))
+            .filter(|v| !v.trim().is_empty())
+    };
+    if let Some(var) = get("DestinationVariable") {
+        let value = ctx
+            .vars
+            .get(&var)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                format!(
+                    "DestinationVariable names {var}, which is not set (a partition step sets it)"
+                )
+            })?;
+        return Ok(Location::parse(value));
+    }
+    if let (Some(d), Some(p)) = (get("DestinationDisk"), get("DestinationPartition")) {
+        let disk: u32 = d
+            .trim()
+            .parse()
+            .map_err(|_| format!("DestinationDisk {d:?} is not a disk number"))?;
+        let number: u32 = p
+            .trim()
+            .parse()
+            .map_err(|_| format!("DestinationPartition {p:?} is not a partition number"))?;
+        return Ok(Location::Partition {
+            disk: resolve_disk(disk, ctx)?,
+            number,
+        });
+    }
+    if let Some(l) = get("Destination") {
+        return Ok(Location::parse(&l));
+    }
+    if let Some(v) = ctx.vars.get("OSDisk").filter(|v| !v.is_empty()) {
+        return Ok(Location::parse(v));
+    }
+    Err(
+        "no destination: set DestinationVariable (e.g. OSDisk), DestinationDisk and \
+         DestinationPartition, or Destination"
+            .into(),
+    )
+}
+
+fn disk_of(l: &Location) -> Option<&std::path::Path> {
+    match l {
+        Location::Dir(_) => None,
+        Location::Disk(d) | Location::Partition { disk: d, .. } => Some(d),
+    }
+}
+
+/// *Apply Operating System Image* and *Apply Data Image*.
+pub fn apply(step: &Step, ctx: &mut Ctx) -> ActionResult {
+    const C: &str = "ApplyImage";
+    let (image, target) = match (image_source(step, ctx), destination(step, ctx)) {
+        (Ok(i), Ok(t)) => (i, t),
+        (Err(e), _) | (_, Err(e)) => return ActionResult::failed(e),
+    };
+    if let Some(d) = disk_of(&target) {
+        if let Err(e) = check_disk(d, ctx, C) {
+            return ActionResult::failed(e);
+        }
+    }
+    let index = step
+        .property("ImageIndex")
+        .map(|v| ctx.vars.expand(v))
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .unwrap_or(1);
+    ctx.log.log(
+        Level::Info,
+        C,
+        &format!("Applying {} (index {index}) to {target}", image.display()),
+    );
+    let mut rep = Reporter::new(C);
+    let mut last = Progress::default();
+    let log = &mut *ctx.log;
+    // Data images may land on a partition that already holds files.
+    let force = true;
+    let r = crate::volume::apply(&image, index, &target, force, &mut |p| {
+        last = *p;
+        rep.update(log, p);
+    });
+    match r {
+        Ok(info) => {
+            let summary = rep.line(&last);
+            let what = info
+                .map(|i| format!(" ({} files, image {:?})", i.files, i.name))
+                .unwrap_or_default();
+            ctx.log.log(
+                Level::Info,
+                C,
+                &format!("Applied {} to {target}{what}: {summary}", image.display()),
+            );
+            ActionResult::ok()
+        }
+        Err(e) => ActionResult::failed(format!("applying {} to {target}: {e:#}", image.display())),
+    }
+}
+
+/// *Capture Operating System Image*.
+pub fn capture(step: &Step, ctx: &mut Ctx) -> ActionResult {
+    const C: &str = "CaptureImage";
+    let get = |k: &str| {
+        step.property(k)
+            .map(|v| ctx.vars.expand(v))
+            .filter(|v| !v.trim().is_empty())
+    };
+    let Some(source) = get("CaptureSource").or_else(|| ctx.vars.get("OSDisk").map(str::to_string))
+    else {
+        return ActionResult::failed(
+            "no capture source: set CaptureSource (a folder or DISK:N) or the OSDisk variable",
+        );
+    };
+    let Some(dest) = get("CaptureDestination")
+        .or_else(|| ctx.vars.get("OSDCaptureDestination").map(str::to_string))
+        .filter(|d| !d.trim().is_empty())
+    else {
+        return ActionResult::failed(
+            "no capture destination: set CaptureDestination or the OSDCaptureDestination variable",
+        );
+    };
+    let compression = match get("Compression").as_deref().map(str::to_ascii_lowercase) {
+        None => Compression::Zstd,
+        Some(c) if c == "zstd" => Compression::Zstd,
+        Some(c) if c == "deflate" => Compression::Deflate,
+        Some(c) if c == "none" => Compression::None,
+        Some(c) => {
+            return ActionResult::failed(format!("Compression {c:?} is not zstd, deflate or none"))
+        }
+    };
+    let mut description = get("ImageDescription").unwrap_or_default();
+    for (k, label) in [("ImageVersion", "version"), ("ImageCreator", "created by")] {
+        if let Some(v) = get(k) {
+            if !description.is_empty() {
+                description.push_str("; ");
+            }
+            description.push_str(&format!("{label} {v}"));
+        }
+    }
+    let opts = CaptureOptions {
+        name: get("ImageName").unwrap_or_else(|| "Captured image".into()),
+        description,
+        compression,
+        threads: 0,
+    };
+    let source = Location::parse(&source);
+    let out = PathBuf::from(dest);
+    ctx.log.log(
+        Level::Info,
+        C,
+        &format!("Capturing {source} into {}", out.display()),
+    );
+    let scratch = ctx.state_dir.join("scratch");
+    let mut rep = Reporter::new(C);
+    let mut last = Progress::default();
+    let log = &mut *ctx.log;
+    let r = crate::volume::capture(&source, &out, &opts, &scratch, &mut |p| {
+        last = *p;
+        rep.update(log, p);
+    });
+    match r {
+        Ok(info) => {
+            let what = info
+                .map(|i| {
+                    format!(
+                        ": {} files, {} MiB ({} MiB distinct) into {} MiB",
+                        i.files,
+                        i.total_bytes >> 20,
+                        i.stored_bytes >> 20,
+                        i.image_bytes >> 20
+                    )
+                })
+                .unwrap_or_default();
+            ctx.log.log(
+                Level::Info,
+                C,
+                &format!("Captured {source} into {}{what}", out.display()),
+            );
+            ActionResult::ok()
+        }
+        Err(e) => ActionResult::failed(format!("capturing {source} into {}: {e:#}", out.display())),
+    }
+}

@@ -1,0 +1,222 @@
+//! Apply and capture at the level administrators think in: an image file onto a *location*
+//! (a folder, a whole disk, or partition N of a disk), and a location back into an image.
+//! Shared by `tsforge apply`/`capture` and the task-sequence image steps.
+//!
+//! | image kind (by content) | folder | FAT partition | other partition | whole disk |
+//! | --- | --- | --- | --- | --- |
+//! | tsforge image | yes | yes, through `fatfs`, no mount | refused: mount it, apply to the folder | refused |
+//! | WIM | `wimlib-imagex`/DISM | refused | block device: `wimlib-imagex` writes NTFS | refused |
+//! | raw `.img` (`.zst`, `.gz`) | refused | written over the partition | written over the partition | written over the disk |
+//!
+//! Capture reads a folder or a FAT partition (extracted to a scratch folder first, see
+//! `image::fat`) into a tsforge image, or into a WIM when the output ends in `.wim`.
+
+use crate::disk::{fat, layout, Disk, DiskRange};
+use crate::image::{self, CaptureOptions, DirSink, DirSource, ImageInfo, Progress};
+use anyhow::{bail, Context, Result};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+pub use crate::actions::location::Location;
+
+/// What an image file holds, told by its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageKind {
+    Tsforge,
+    Wim,
+    Raw,
+}
+
+/// Detect the kind of an image file: a ZIP whose first entry is the tsforge manifest, a WIM
+/// (`MSWIM` magic), anything else a raw image (plain, zstd or gzip).
+pub fn detect(path: &Path) -> Result<ImageKind> {
+    let mut head = [0u8; 64];
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut n = 0;
+    while n < head.len() {
+        match f.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+    let head = &head[..n];
+    if head.starts_with(b"MSWIM\0\0\0") {
+        return Ok(ImageKind::Wim);
+    }
+    if head.starts_with(b"PK\x03\x04") && n >= 30 {
+        let name_len = u16::from_le_bytes([head[26], head[27]]) as usize;
+        if head.get(30..30 + name_len) == Some(image::format::MANIFEST_NAME.as_bytes()) {
+            return Ok(ImageKind::Tsforge);
+        }
+    }
+    Ok(ImageKind::Raw)
+}
+
+/// Partition `number` of `disk` as a byte range, with its table entry.
+pub fn partition_range(disk: &Disk, number: u32) -> Result<(DiskRange, layout::PartitionInfo)> {
+    let table = layout::read_table(disk)?
+        .with_context(|| format!("{} has no partition table", disk.path().display()))?;
+    let part = table
+        .partitions
+        .into_iter()
+        .find(|p| p.number == number)
+        .with_context(|| format!("{} has no partition {number}", disk.path().display()))?;
+    Ok((disk.range(part.start, part.len)?, part))
+}
+
+/// Apply `image_path` (WIM: image `index`) onto `target`. `force` lets a folder target be
+/// non-empty. Returns the image's manifest for tsforge images.
+pub fn apply(
+    image_path: &Path,
+    index: u32,
+    target: &Location,
+    force: bool,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<Option<ImageInfo>> {
+    let kind = detect(image_path)?;
+    let shown = image_path.display();
+    match (kind, target) {
+        (ImageKind::Tsforge, Location::Dir(dir)) => {
+            let mut sink = DirSink::new(dir, force)?;
+            let mut r = open_image(image_path)?;
+            Ok(Some(image::apply(&mut r, &mut sink, progress)?))
+        }
+        (ImageKind::Tsforge, Location::Partition { disk, number }) => {
+            let d = Disk::open(disk, true)?;
+            let (range, _) = partition_range(&d, *number)?;
+            let fs = fat::open(range).with_context(|| {
+                format!(
+                    "{target} is not FAT: a tsforge image goes straight into FAT partitions only; \
+                     mount the partition and apply to the folder"
+                )
+            })?;
+            let info = {
+                let mut sink = image::fat::FatSink::new(&fs);
+                let mut r = open_image(image_path)?;
+                image::apply(&mut r, &mut sink, progress)?
+            };
+            fs.close()?;
+            d.sync()?;
+            Ok(Some(info))
+        }
+        (ImageKind::Tsforge, Location::Disk(_)) => bail!(
+            "{shown} is a tsforge image (a file tree); apply it to a partition (DISK:N) or a \
+             folder, not to the whole disk {target}"
+        ),
+        (ImageKind::Wim, Location::Dir(dir)) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            crate::image::wim::apply(image_path, index, dir)?;
+            Ok(None)
+        }
+        (ImageKind::Wim, Location::Partition { disk, number }) => {
+            let d = Disk::open(disk, false)?;
+            if !d.is_block_device() {
+                bail!(
+                    "{shown} is a WIM: wimlib-imagex writes it onto an NTFS block device or into a \
+                     folder, not into {target} of an image file"
+                );
+            }
+            let node = crate::disk::reread::partition_path(disk, *number);
+            crate::image::wim::apply(image_path, index, &node)?;
+            Ok(None)
+        }
+        (ImageKind::Wim, Location::Disk(_)) => {
+            bail!("{shown} is a WIM; apply it to a partition or a folder, not to {target}")
+        }
+        (ImageKind::Raw, Location::Dir(_)) => bail!(
+            "{shown} is a raw disk or partition image; apply it to a disk or partition (DISK:N), \
+             not to {target}"
+        ),
+        (ImageKind::Raw, Location::Partition { disk, number }) => {
+            let d = Disk::open(disk, true)?;
+            let (mut range, _) = partition_range(&d, *number)?;
+            raw_apply(image_path, &mut range, &d, progress)?;
+            range.finish().context("writing the image")?;
+            d.sync()?;
+            Ok(None)
+        }
+        (ImageKind::Raw, Location::Disk(disk)) => {
+            let d = Disk::open(disk, true)?;
+            let mut range = d.whole()?;
+            raw_apply(image_path, &mut range, &d, progress)?;
+            range.finish().context("writing the image")?;
+            d.sync()?;
+            Ok(None)
+        }
+    }
+}
+
+fn open_image(path: &Path) -> Result<std::io::BufReader<std::fs::File>> {
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    Ok(std::io::BufReader::with_capacity(image::BUFFER_SIZE, f))
+}
+
+fn raw_apply(
+    image_path: &Path,
+    range: &mut DiskRange,
+    disk: &Disk,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<u64> {
+    let len = range.len();
+    let mut cb = |done: u64, total: Option<u64>| {
+        progress(&Progress {
+            bytes_done: done,
+            bytes_total: total.unwrap_or(len),
+            files_done: 0,
+            files_total: 0,
+        })
+    };
+    crate::image::raw::apply(
+        image_path,
+        range,
+        len,
+        crate::image::raw::ApplyOptions {
+            expected_sha256: None,
+            sparse: !disk.is_block_device(),
+            progress: Some(&mut cb),
+        },
+    )
+}
+
+/// Capture `source` into `out` (a tsforge image, or a WIM when `out` ends in `.wim`).
+/// `scratch` is a folder for extracting FAT partitions. Returns the manifest of a tsforge
+/// image (`None` for a WIM).
+pub fn capture(
+    source: &Location,
+    out: &Path,
+    opts: &CaptureOptions,
+    scratch: &Path,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<Option<ImageInfo>> {
+    let wim = out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("wim"));
+    let (dir, _cleanup): (PathBuf, Option<tempfile::TempDir>) = match source {
+        Location::Dir(d) => (d.clone(), None),
+        Location::Partition { disk, number } => {
+            let d = Disk::open(disk, false)?;
+            let (range, _) = partition_range(&d, *number)?;
+            let fs = fat::open(range).with_context(|| {
+                format!("{source} is not FAT: mount it and capture the folder instead")
+            })?;
+            std::fs::create_dir_all(scratch)
+                .with_context(|| format!("creating {}", scratch.display()))?;
+            let tmp = tempfile::Builder::new()
+                .prefix("capture-")
+                .tempdir_in(scratch)
+                .with_context(|| format!("creating a scratch folder in {}", scratch.display()))?;
+            image::fat::extract_to_dir(&fs, tmp.path())?;
+            (tmp.path().to_path_buf(), Some(tmp))
+        }
+        Location::Disk(_) => {
+            bail!("capture reads a folder or a partition (DISK:N), not the whole {source}")
+        }
+    };
+    if wim {
+        crate::image::wim::capture(&dir, out, &opts.name, &opts.description, "xpress")?;
+        return Ok(None);
+    }
+    image::capture(&DirSource::new(&dir), out, opts, progress).map(Some)
+}

@@ -1,0 +1,299 @@
+//! A task sequence that partitions a disk image, formats it, applies an image into the FAT
+//! data partition and captures it again — checked by sgdisk, fsck.fat and mtools, and by
+//! applying the recaptured image and comparing every file.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use tsforge_runtime::disk::{layout, Disk};
+
+fn tool(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/usr/sbin", "/sbin"])
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        if std::env::var("TSFORGE_REQUIRE_TOOLS").is_ok_and(|v| v == "1") {
+            panic!("{name} is missing (TSFORGE_REQUIRE_TOOLS=1); run scripts/setup.sh");
+        }
+        eprintln!("SKIP {name}: not installed");
+    }
+    found
+}
+
+fn tsforge(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tsforge"))
+        .args(args)
+        .current_dir(dir)
+        .env("TSFORGE_MACHINE_DIR", dir.join("machine"))
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .env_remove("TSFORGE_STATE_DIR")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A small tree: nested folders, an empty file, a 1 MiB pseudo-random file, a duplicate.
+fn make_tree(root: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut x: u32 = 12345;
+    let mut random = vec![0u8; 1 << 20];
+    for b in random.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        *b = x as u8;
+    }
+    let text = b"tsforge deployment test\n".repeat(500);
+    files.push(("Windows/System32/config.txt".to_string(), text.clone()));
+    files.push(("Windows/System32/drivers/random.bin".to_string(), random));
+    files.push(("Users/Public/copy.txt".to_string(), text));
+    files.push(("empty.txt".to_string(), Vec::new()));
+    for (p, data) in &files {
+        let full = root.join(p);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, data).unwrap();
+    }
+    files
+}
+
+const SEQUENCE: &str = r#"
+name: Partition, apply, capture
+steps:
+  - group: Deploy
+    steps:
+      - name: Partition disk 0
+        type: partition-disk
+        properties:
+          DiskIndex: "0"
+          PartitionStyle: GPT
+          Partitions0Type: EFI
+          Partitions0Name: EFI system
+          Partitions0FileSystem: FAT
+          Partitions0Size: "100"
+          Partitions0SizeUnits: MB
+          Partitions0VolumeName: SYSTEM
+          Partitions1Type: MSR
+          Partitions1Size: "16"
+          Partitions1SizeUnits: MB
+          Partitions2Type: Primary
+          Partitions2Name: Data
+          Partitions2FileSystem: FAT32
+          Partitions2Size: "100"
+          Partitions2SizeUnits: "%"
+          Partitions2VolumeName: DATA
+          Partitions2VolumeVariable: OSDisk
+          Partitions: "3"
+      - name: Apply the image
+        type: apply-image
+        properties:
+          ImagePackageID: IMG00001
+          DestinationVariable: OSDisk
+      - name: Record OSDisk
+        run: echo "%OSDisk%" > osdisk.txt
+      - name: Capture it again
+        type: capture-image
+        properties:
+          CaptureDestination: recaptured.tsimg
+          ImageName: Recaptured
+          ImageDescription: from the FAT partition
+"#;
+
+#[test]
+fn sequence_partitions_formats_applies_and_captures_a_disk_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The image, in a content folder as package IMG00001.
+    let src = d.join("src");
+    let files = make_tree(&src);
+    std::fs::create_dir_all(d.join("content/IMG00001")).unwrap();
+    let (code, _, err) = tsforge(
+        d,
+        &[
+            "capture",
+            "src",
+            "content/IMG00001/base.tsimg",
+            "--name",
+            "Base",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    // A 1 GiB sparse disk image.
+    let disk = d.join("disk.img");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    std::fs::write(d.join("ts.yaml"), SEQUENCE).unwrap();
+
+    let (code, out, err) = tsforge(
+        d,
+        &[
+            "run",
+            "ts.yaml",
+            "--dry-run",
+            "--disk",
+            "0=disk.img",
+            "--content",
+            "content",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("partition 3: Microsoft basic data"), "{out}");
+    assert!(out.contains("-> %OSDisk%"), "{out}");
+    assert_eq!(
+        std::fs::read(&disk)
+            .unwrap()
+            .iter()
+            .filter(|b| **b != 0)
+            .count(),
+        0,
+        "the dry run wrote to the disk"
+    );
+
+    let (code, _, err) = tsforge(
+        d,
+        &[
+            "run",
+            "ts.yaml",
+            "--state-dir",
+            "state",
+            "--disk",
+            "0=disk.img",
+            "--content",
+            "content",
+        ],
+    );
+    let log = std::fs::read_to_string(d.join("state/smsts.log")).unwrap_or_default();
+    assert_eq!(code, 0, "{err}\n{log}");
+    assert_eq!(
+        std::fs::read_to_string(d.join("osdisk.txt"))
+            .unwrap()
+            .trim(),
+        format!("{}:3", d.join("disk.img").display())
+    );
+    assert!(log.contains("Applied "), "{log}");
+
+    // Our own reader, then the independent tools.
+    let table = layout::read_table(&Disk::open(&disk, false).unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(table.partitions.len(), 3);
+    let data = &table.partitions[2];
+    assert_eq!(data.start % (1 << 20), 0);
+    if let Some(sgdisk) = tool("sgdisk") {
+        let o = Command::new(sgdisk).arg("-v").arg(&disk).output().unwrap();
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success() && text.contains("No problems found"),
+            "{text}"
+        );
+    }
+    if let Some(fsck) = tool("fsck.fat") {
+        for p in [&table.partitions[0], data] {
+            let part = d.join(format!("part{}.img", p.number));
+            let mut all = std::fs::File::open(&disk).unwrap();
+            let mut out = std::fs::File::create(&part).unwrap();
+            use std::io::{Read, Seek, SeekFrom};
+            all.seek(SeekFrom::Start(p.start)).unwrap();
+            std::io::copy(&mut (&mut all).take(p.len), &mut out).unwrap();
+            let o = Command::new(&fsck).arg("-n").arg(&part).output().unwrap();
+            assert!(
+                o.status.success(),
+                "fsck.fat -n partition {}: {}{}",
+                p.number,
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+    if let (Some(mcopy), Some(_)) = (tool("mcopy"), tool("mdir")) {
+        let img = format!("{}@@{}", disk.display(), data.start);
+        for (path, bytes) in &files {
+            let o = Command::new(&mcopy)
+                .env("MTOOLS_SKIP_CHECK", "1")
+                .args(["-n", "-i", &img, &format!("::/{path}"), "-"])
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success(),
+                "mcopy {path}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            assert_eq!(&o.stdout, bytes, "{path} read back by mtools");
+        }
+    }
+
+    // The recaptured image holds the same files.
+    let (code, _, err) = tsforge(d, &["apply", "recaptured.tsimg", "back"]);
+    assert_eq!(code, 0, "{err}");
+    for (path, bytes) in &files {
+        assert_eq!(
+            &std::fs::read(d.join("back").join(path)).unwrap(),
+            bytes,
+            "{path}"
+        );
+    }
+    let (code, out, _) = tsforge(d, &["image", "info", "recaptured.tsimg"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("Recaptured"), "{out}");
+}
+
+#[test]
+fn a_disk_too_small_is_refused_before_any_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let disk = d.join("small.img");
+    let pattern: Vec<u8> = (0..(32u32 << 20)).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&disk, &pattern).unwrap();
+    std::fs::write(
+        d.join("ts.yaml"),
+        "steps:\n  - name: Too big\n    type: partition-disk\n    properties:\n      DiskIndex: \"0\"\n      PartitionStyle: MBR\n      Partitions0Type: Primary\n      Partitions0FileSystem: FAT32\n      Partitions0Size: \"64\"\n      Partitions0SizeUnits: MB\n",
+    )
+    .unwrap();
+    let (code, _, err) = tsforge(
+        d,
+        &[
+            "run",
+            "ts.yaml",
+            "--state-dir",
+            "s",
+            "--disk",
+            "0=small.img",
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    let log = std::fs::read_to_string(d.join("s/smsts.log")).unwrap();
+    assert!(
+        log.contains("does not fit") || log.contains("too small"),
+        "{log}"
+    );
+    assert!(
+        std::fs::read(&disk).unwrap() == pattern,
+        "the disk was written"
+    );
+}
+
+#[test]
+fn apply_names_a_missing_package_and_content_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("ts.yaml"),
+        "steps:\n  - name: Apply\n    type: apply-image\n    properties: {ImagePackageID: LAB00019, Destination: out}\n",
+    )
+    .unwrap();
+    let (code, _, _) = tsforge(d, &["run", "ts.yaml", "--state-dir", "s"]);
+    assert_eq!(code, 1);
+    let log = std::fs::read_to_string(d.join("s/smsts.log")).unwrap();
+    assert!(
+        log.contains("image package LAB00019 not found") && log.contains("--content"),
+        "{log}"
+    );
+}
