@@ -297,3 +297,85 @@ fn apply_names_a_missing_package_and_content_folder() {
         "{log}"
     );
 }
+
+/// `tsforge apply`/`capture` take `DISK:N` as well as folders: a tsforge image into a FAT
+/// partition and back, and a zstd-compressed raw partition image onto another partition.
+#[test]
+fn cli_apply_and_capture_on_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let files = make_tree(&d.join("src"));
+    let disk = d.join("disk.img");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(700 << 20)
+        .unwrap();
+    let (code, _, err) = tsforge(
+        d,
+        &[
+            "disk",
+            "partition",
+            "disk.img",
+            "--table",
+            "gpt",
+            "--yes",
+            "--part",
+            "type=basic,size=300MiB,fs=fat32,label=ONE",
+            "--part",
+            "type=basic,size=rest,fs=fat32,label=TWO",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(tsforge(d, &["capture", "src", "base.tsimg"]).0, 0);
+    let (code, _, err) = tsforge(d, &["apply", "base.tsimg", "disk.img:1"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = tsforge(
+        d,
+        &["capture", "disk.img:1", "again.tsimg", "--name", "Again"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(tsforge(d, &["apply", "again.tsimg", "out"]).0, 0);
+    for (path, bytes) in &files {
+        assert_eq!(
+            &std::fs::read(d.join("out").join(path)).unwrap(),
+            bytes,
+            "{path}"
+        );
+    }
+    // A tsforge image is not a raw image: applying it to a whole disk is refused.
+    let (code, _, err) = tsforge(d, &["apply", "base.tsimg", "disk.img"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("not to the whole disk"), "{err}");
+
+    // Raw: partition 1 as a zstd-compressed image, written over partition 2.
+    let table = layout::read_table(&Disk::open(&disk, false).unwrap())
+        .unwrap()
+        .unwrap();
+    let (p1, p2) = (&table.partitions[0], &table.partitions[1]);
+    let all = std::fs::read(&disk).unwrap();
+    let part1 = &all[p1.start as usize..(p1.start + p1.len) as usize];
+    let compressed = zstd_compress(part1);
+    std::fs::write(d.join("part1.img.zst"), compressed).unwrap();
+    let (code, _, err) = tsforge(d, &["apply", "part1.img.zst", "disk.img:2"]);
+    assert_eq!(code, 0, "{err}");
+    let all = std::fs::read(&disk).unwrap();
+    assert_eq!(&all[p2.start as usize..(p2.start + p1.len) as usize], part1);
+}
+
+fn zstd_compress(data: &[u8]) -> Vec<u8> {
+    let mut child = Command::new(tool("zstd").expect("zstd"))
+        .args(["-q", "-c", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let data = data.to_vec();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        stdin.write_all(&data).unwrap();
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out.stdout
+}

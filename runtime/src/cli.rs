@@ -68,7 +68,7 @@ pub enum RunnerCmd {
 
 #[derive(Debug, Args)]
 pub struct CaptureConfig {
-    /// The directory to capture
+    /// What to capture: a directory, or a FAT partition `DISK:N`
     #[arg(value_name = "SRC")]
     pub src: PathBuf,
     /// The image to write
@@ -98,9 +98,17 @@ pub struct ApplyConfig {
     /// The image to apply
     #[arg(value_name = "IMAGE")]
     pub image: PathBuf,
-    /// The directory to apply into (created if missing)
+    /// Where to apply: a directory (created if missing), a partition `DISK:N` (an image
+    /// file or device and a 1-based partition number; a tsforge image goes straight into a FAT
+    /// partition), or a whole DISK (raw images)
     #[arg(value_name = "TARGET")]
     pub target: PathBuf,
+    /// The image to apply from a WIM file
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub index: u32,
+    /// Write to a disk that has a mounted file system
+    #[arg(long)]
+    pub allow_mounted: bool,
     /// Apply into a non-empty TARGET: the image's paths replace what is there, other files
     /// stay
     #[arg(long)]
@@ -553,8 +561,29 @@ fn print_info(info: &crate::image::ImageInfo, out: &mut dyn Write) -> std::io::R
 
 pub fn capture_cmd(c: CaptureConfig) -> Result<u8> {
     use crate::image;
+    use crate::volume::{self, Location};
     if c.image.exists() && !c.force {
         bail!("{} exists; pass --force to overwrite it", c.image.display());
+    }
+    let source = Location::parse(&c.src.to_string_lossy());
+    if !matches!(source, Location::Dir(_)) {
+        let opts = image::CaptureOptions {
+            name: c.name.clone().unwrap_or_else(|| "Captured image".into()),
+            description: c.description.clone(),
+            compression: c.compression,
+            threads: c.threads,
+        };
+        let scratch = std::env::temp_dir();
+        let mut line = ProgressLine::new("capture");
+        let r = volume::capture(&source, &c.image, &opts, &scratch, &mut |p| line.update(p));
+        line.done();
+        r.with_context(|| format!("capturing {source} into {}", c.image.display()))?;
+        eprintln!(
+            "captured {source} into {} in {:.1} s",
+            c.image.display(),
+            line.start.elapsed().as_secs_f64()
+        );
+        return Ok(EXIT_OK);
     }
     let src =
         std::fs::canonicalize(&c.src).with_context(|| format!("opening {}", c.src.display()))?;
@@ -604,6 +633,27 @@ pub fn capture_cmd(c: CaptureConfig) -> Result<u8> {
 
 pub fn apply_cmd(c: ApplyConfig) -> Result<u8> {
     use crate::image;
+    use crate::volume::{self, Location};
+    let target = Location::parse(&c.target.to_string_lossy());
+    if !matches!(target, Location::Dir(_))
+        || volume::detect(&c.image)? != volume::ImageKind::Tsforge
+    {
+        if let Location::Disk(d) | Location::Partition { disk: d, .. } = &target {
+            if let Some(info) = crate::disk::select::info_for_path(d)? {
+                crate::disk::select::check_safe(&info, c.allow_mounted, false)?;
+            }
+        }
+        let mut line = ProgressLine::new("apply");
+        let res = volume::apply(&c.image, c.index, &target, c.force, &mut |p| line.update(p));
+        line.done();
+        res.with_context(|| format!("applying {} to {target}", c.image.display()))?;
+        eprintln!(
+            "applied {} to {target} in {:.1} s",
+            c.image.display(),
+            line.start.elapsed().as_secs_f64()
+        );
+        return Ok(EXIT_OK);
+    }
     let f =
         std::fs::File::open(&c.image).with_context(|| format!("opening {}", c.image.display()))?;
     let mut r = std::io::BufReader::with_capacity(image::BUFFER_SIZE, f);
