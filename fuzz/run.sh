@@ -13,7 +13,7 @@ SECONDS_PER_TARGET=${1:-60}
 shift || true
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-    TARGETS=(parse_sequence conditions_and_vars cmtrace envfile partition_table)
+    TARGETS=(parse_sequence conditions_and_vars cmtrace envfile partition_table image_reader)
 fi
 export RUSTC_BOOTSTRAP=1
 # Step around bugs already reported (fuzz_targets/known.rs); FUZZ_SKIP_KNOWN=0 to hit them.
@@ -52,6 +52,7 @@ seed parse_sequence "$docseeds"/*
 seed cmtrace fuzz/seeds/cmtrace/*
 seed envfile fuzz/seeds/envfile/*
 seed partition_table fuzz/seeds/partition_table/*
+seed image_reader fuzz/seeds/image_reader/*
 mkdir -p fuzz/corpus/conditions_and_vars
 
 cargo fuzz build -O
