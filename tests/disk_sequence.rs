@@ -379,3 +379,82 @@ fn zstd_compress(data: &[u8]) -> Vec<u8> {
     writer.join().unwrap();
     out.stdout
 }
+
+/// Non-FAT file systems go through the platform's formatter: an MBR disk with NTFS and ext4
+/// partitions, checked by ntfs-3g's and e2fsprogs' own tools.
+#[test]
+fn partition_step_formats_ntfs_and_ext4_through_the_platform_tools() {
+    let (Some(ntfsinfo), Some(e2fsck)) = (tool("ntfsinfo"), tool("e2fsck")) else {
+        return;
+    };
+    if tool("mkfs.ntfs").is_none() || tool("mkfs.ext4").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::File::create(d.join("disk.img"))
+        .unwrap()
+        .set_len(300 << 20)
+        .unwrap();
+    std::fs::write(
+        d.join("ts.yaml"),
+        r#"
+steps:
+  - name: Partition
+    type: partition-disk
+    properties:
+      DiskIndex: "0"
+      PartitionStyle: MBR
+      Partitions0Type: Primary
+      Partitions0FileSystem: NTFS
+      Partitions0Size: "128"
+      Partitions0SizeUnits: MB
+      Partitions0Bootable: "true"
+      Partitions0VolumeName: Windows
+      Partitions1Type: Primary
+      Partitions1FileSystem: ext4
+      Partitions1Size: "100"
+      Partitions1SizeUnits: "%"
+      Partitions1VolumeName: data
+"#,
+    )
+    .unwrap();
+    let (code, _, err) = tsforge(
+        d,
+        &["run", "ts.yaml", "--state-dir", "s", "--disk", "0=disk.img"],
+    );
+    let log = std::fs::read_to_string(d.join("s/smsts.log")).unwrap_or_default();
+    assert_eq!(code, 0, "{err}\n{log}");
+    let disk = d.join("disk.img");
+    let table = layout::read_table(&Disk::open(&disk, false).unwrap())
+        .unwrap()
+        .unwrap();
+    assert!(table.partitions[0].active);
+    let all = std::fs::read(&disk).unwrap();
+    let extract = |i: usize, name: &str| {
+        let p = &table.partitions[i];
+        let path = d.join(name);
+        std::fs::write(&path, &all[p.start as usize..(p.start + p.len) as usize]).unwrap();
+        path
+    };
+    let ntfs = extract(0, "p1.img");
+    let o = Command::new(ntfsinfo)
+        .args(["-m"])
+        .arg(&ntfs)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && text.contains("Windows"), "{text}");
+    let ext = extract(1, "p2.img");
+    let o = Command::new(e2fsck)
+        .args(["-fn"])
+        .arg(&ext)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "e2fsck: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
