@@ -18,21 +18,8 @@ fn tsforge(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-fn tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    let found = path
-        .split(':')
-        .chain(["/usr/sbin", "/sbin"])
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        if std::env::var("TSFORGE_REQUIRE_TOOLS").is_ok_and(|v| v == "1") {
-            panic!("{name} is missing (TSFORGE_REQUIRE_TOOLS=1); run scripts/setup.sh");
-        }
-        eprintln!("SKIP {name}: not installed");
-    }
-    found
-}
+mod common;
+use common::tool;
 
 fn image(dir: &Path, name: &str, size: u64) -> PathBuf {
     let p = dir.join(name);

@@ -2,25 +2,12 @@
 //! data partition and captures it again — checked by sgdisk, fsck.fat and mtools, and by
 //! applying the recaptured image and comparing every file.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use tsforge_runtime::disk::{layout, Disk};
 
-fn tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    let found = path
-        .split(':')
-        .chain(["/usr/sbin", "/sbin"])
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        if std::env::var("TSFORGE_REQUIRE_TOOLS").is_ok_and(|v| v == "1") {
-            panic!("{name} is missing (TSFORGE_REQUIRE_TOOLS=1); run scripts/setup.sh");
-        }
-        eprintln!("SKIP {name}: not installed");
-    }
-    found
-}
+mod common;
+use common::tool;
 
 fn tsforge(dir: &Path, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_tsforge"))

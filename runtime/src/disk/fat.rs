@@ -183,26 +183,12 @@ fn finish_boot_sector(range: &mut DiskRange, label: &[u8; 11]) -> io::Result<()>
     Ok(())
 }
 
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 /// A Unix time (seconds, UTC) as a FAT timestamp, clamped to 1980..2107.
 pub fn fat_time(unix: i64) -> DateTime {
     const MIN: i64 = 315_532_800; // 1980-01-01
     const MAX: i64 = 4_354_819_198; // 2107-12-31 23:59:58
     let t = unix.clamp(MIN, MAX);
-    let (y, m, d) = civil_from_days(t.div_euclid(86_400));
+    let (y, m, d) = crate::log::civil_from_days(t.div_euclid(86_400));
     let s = t.rem_euclid(86_400);
     DateTime {
         date: Date {
