@@ -4,7 +4,7 @@
 //! Input whose first byte is `J` is not an archive: the harness wraps it into a well-formed
 //! image so the manifest checks and apply itself get exercised too. The rest up to the first NUL
 //! is the manifest JSON (stored as `tsforge-image.json`); each further NUL-separated chunk
-//! becomes a stored entry `data/<sha256 of the chunk>` (or, when it starts with `!`, an entry
+//! becomes a stored entry named like a content (`format::content_name` of its sha256) (or, when it starts with `!`, an entry
 //! named by the chunk itself). Any other input is read as an image as it is.
 #![no_main]
 
@@ -35,7 +35,10 @@ fn wrap(data: &[u8]) -> Vec<u8> {
     for chunk in parts {
         let name = match chunk.strip_prefix(b"!") {
             Some(n) => String::from_utf8_lossy(n).into_owned(),
-            None => format!("data/{:x}", sha2::Sha256::digest(chunk)),
+            None => tsforge_runtime::image::format::content_name(&format!(
+                "{:x}",
+                sha2::Sha256::digest(chunk)
+            )),
         };
         if name.len() > 1000 {
             continue;

@@ -453,7 +453,7 @@ fn hostile_manifests_are_refused() {
         ),
     ];
     for (what, entries, expect) in cases {
-        let img = handmade(t.path(), entries, &[(&format!("data/{}", sha(c)), c)]);
+        let img = handmade(t.path(), entries, &[(&format!("d/{}", &sha(c)[..32]), c)]);
         let err = apply_contained(&img);
         assert!(err.contains(expect), "{what}: {err}");
     }
@@ -467,8 +467,8 @@ fn entries_not_in_the_manifest_are_refused() {
         t.path(),
         serde_json::json!([file_entry("a", c)]),
         &[
-            (&format!("data/{}", sha(c)), c),
-            (&format!("data/{}", sha(other)), other),
+            (&format!("d/{}", &sha(c)[..32]), c),
+            (&format!("d/{}", &sha(other)[..32]), other),
         ],
     );
     let err = apply_contained(&img);
@@ -476,7 +476,7 @@ fn entries_not_in_the_manifest_are_refused() {
     let img = handmade(
         t.path(),
         serde_json::json!([file_entry("a", c)]),
-        &[(&format!("data/{}", sha(c)), c), ("../../evil", other)],
+        &[(&format!("d/{}", &sha(c)[..32]), c), ("../../evil", other)],
     );
     let err = apply_contained(&img);
     assert!(err.contains("not in the manifest"), "{err}");

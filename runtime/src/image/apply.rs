@@ -3,13 +3,13 @@
 //! The manifest (first entry) is read and checked completely before anything is written:
 //! every path is a [`RelPath`], listed once, inside a directory listed before it; link targets
 //! stay inside the tree; sizes and hashes are well formed. Then directories are created, each
-//! `data/<sha256>` entry is streamed into its first path while being hashed (a mismatch
+//! `d/<sha256 prefix>` entry is streamed into its first path while being hashed (a mismatch
 //! removes the file and fails naming it), copied to its other paths, and the central directory
 //! is checked against the entries read. Links and directory times come last, so no file is
 //! ever written through a link.
 
 use super::format::{
-    self, Counted, EntryType, LocalHeader, Manifest, Next, DATA_PREFIX, FORMAT_ID, FORMAT_VERSION,
+    self, Counted, EntryType, LocalHeader, Manifest, Next, FORMAT_ID, FORMAT_VERSION,
     MANIFEST_NAME, MAX_MANIFEST, METHOD_DEFLATE, METHOD_STORED, METHOD_ZSTD,
 };
 use super::tree::{check_symlink_target, Meta, RelPath, TreeSink};
@@ -274,6 +274,15 @@ pub fn apply(
     }
     progress(&p);
 
+    let mut by_name: HashMap<String, String> = HashMap::with_capacity(plan.contents.len());
+    for hash in plan.contents.keys() {
+        if by_name
+            .insert(format::content_name(hash), hash.clone())
+            .is_some()
+        {
+            bail!("the manifest lists two contents with the same entry name: the image is corrupt");
+        }
+    }
     let mut seen: HashSet<String> = HashSet::with_capacity(plan.contents.len());
     let mut buf = vec![0u8; BUFFER_SIZE];
     loop {
@@ -281,7 +290,7 @@ pub fn apply(
             Next::Entry(h) => h,
             Next::CentralDirectory => break,
         };
-        let hash = h.name.strip_prefix(DATA_PREFIX).unwrap_or("");
+        let hash = by_name.get(&h.name).map(String::as_str).unwrap_or("");
         let Some((size, users)) = plan.contents.get(hash) else {
             bail!(
                 "entry {:?} (at byte {}) is not in the manifest: the image is corrupt or was \

@@ -8,8 +8,8 @@
 //! second pass hashes again and fails if a file changed in between.
 
 use super::format::{
-    Compression, EntryType, Manifest, ManifestEntry, ZipWriter, DATA_PREFIX, FORMAT_ID,
-    FORMAT_VERSION, MANIFEST_NAME, METHOD_DEFLATE, METHOD_STORED, METHOD_ZSTD,
+    Compression, EntryType, Manifest, ManifestEntry, ZipWriter, FORMAT_ID, FORMAT_VERSION,
+    MANIFEST_NAME, METHOD_DEFLATE, METHOD_STORED, METHOD_ZSTD,
 };
 use super::tree::{EntryKind, RelPath, SourceEntry, TreeSource};
 use super::{CaptureOptions, ImageInfo, Progress, BUFFER_SIZE};
@@ -192,6 +192,16 @@ fn capture_to(
             });
         }
     }
+    // Entry names carry 128 bits of the hash: two different contents sharing them would make
+    // the image unreadable, so refuse (it does not happen by chance).
+    {
+        let mut names = std::collections::HashSet::with_capacity(jobs.len());
+        for j in &jobs {
+            if !names.insert(super::format::content_name(&hex(&j.hash))) {
+                bail!("two different contents share the first 128 bits of their sha256");
+            }
+        }
+    }
     let stored_bytes: u64 = jobs.iter().map(|j| j.size).sum();
     p.bytes_total = total_bytes + stored_bytes;
     p.files_done = files_total;
@@ -321,7 +331,7 @@ fn capture_to(
                     let (k, d) = rx.recv().context("a compression thread stopped")?;
                     pending.insert(k, d);
                 };
-                let name = format!("{DATA_PREFIX}{}", hex(&j.hash));
+                let name = super::format::content_name(&hex(&j.hash));
                 match done? {
                     Done::Packed(pk) => {
                         zw.add(&name, pk.method, pk.crc, j.size, &pk.data)

@@ -2,7 +2,7 @@
 //!
 //! An image is a ZIP archive: first a JSON manifest (`tsforge-image.json`) listing every path
 //! with its size, sha256, mode, time and link target, then each distinct content once as
-//! `data/<sha256>` (zstd, deflate or stored), then the usual central directory. Because the
+//! `d/<sha256 prefix>` (zstd, deflate or stored), then the usual central directory. Because the
 //! manifest comes first, [`apply`] reads the archive once, front to back (a file today, a pipe
 //! or an HTTP stream later), and checks every content against its sha256 as it writes it.
 //! The full specification, and the reasons for each choice, are in `docs/image-format.md`.
