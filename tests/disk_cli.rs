@@ -258,3 +258,44 @@ fn build_fat_is_a_dry_run_without_yes_then_builds() {
         assert!(String::from_utf8_lossy(&o.stdout).contains("SYSTEM"));
     }
 }
+
+#[test]
+fn build_fat_is_reproducible_with_source_date_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("tree");
+    std::fs::create_dir_all(src.join("a long directory name/sub")).unwrap();
+    std::fs::write(src.join("a long directory name/sub/file one.txt"), b"one").unwrap();
+    std::fs::write(src.join("BOOT.INI"), vec![7u8; 70_000]).unwrap();
+    let mut parts = Vec::new();
+    for name in ["one.img", "two.img"] {
+        let img = image(dir.path(), name, 40 << 20);
+        let imgs = img.to_str().unwrap();
+        let (code, out, err) = tsforge(&[
+            "disk",
+            "partition",
+            imgs,
+            "--table",
+            "mbr",
+            "--part",
+            "size=rest,type=0x0e",
+            "--yes",
+        ]);
+        assert_eq!(code, 0, "{out}{err}");
+        let out = Command::new(env!("CARGO_BIN_EXE_tsforge"))
+            .args(["disk", "build-fat", imgs, "--partition", "1"])
+            .arg(&src)
+            .args(["--label", "REPRO", "--yes"])
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bytes = std::fs::read(&img).unwrap();
+        parts.push(bytes[1 << 20..].to_vec());
+    }
+    assert!(parts[0] == parts[1], "two builds of the same tree differ");
+}
