@@ -1,6 +1,7 @@
 //! `tsforge disk` through the real binary, on image files: dry run by default, `--yes` writes a
 //! table sgdisk accepts, `show --format json` parses, a too-small disk is refused untouched,
-//! `copy-in` puts files mtools reads back.
+//! `copy-in` puts files mtools reads back, `build-fat` is a dry run without `--yes` and builds a
+//! file system fsck.fat and mtools accept with it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -175,4 +176,113 @@ fn list_runs_and_json_parses() {
     assert!(v.is_array());
     let (code, _, err) = tsforge(&["disk", "list"]);
     assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn build_fat_is_a_dry_run_without_yes_then_builds() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path(), "d.img", 80 << 20);
+    let imgs = img.to_str().unwrap();
+    let (code, out, err) = tsforge(&[
+        "disk",
+        "partition",
+        imgs,
+        "--table",
+        "mbr",
+        "--part",
+        "size=rest,type=0x0c",
+        "--yes",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let src = dir.path().join("tree");
+    std::fs::create_dir_all(src.join("EFI/Boot")).unwrap();
+    std::fs::write(src.join("EFI/Boot/bootx64.efi"), b"not really a loader").unwrap();
+    let before = std::fs::read(&img).unwrap();
+    let args = [
+        "disk",
+        "build-fat",
+        imgs,
+        "--partition",
+        "1",
+        src.to_str().unwrap(),
+        "--label",
+        "System",
+        "--fat32",
+    ];
+    let (code, out, err) = tsforge(&args);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("would replace everything in partition 1"),
+        "{out}"
+    );
+    assert!(err.contains("dry run"), "{err}");
+    assert!(std::fs::read(&img).unwrap() == before, "a dry run wrote");
+    let mut yes = args.to_vec();
+    yes.push("--yes");
+    let (code, out, err) = tsforge(&yes);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("built FAT32 in partition 1: 1 files"), "{err}");
+    if let Some(mcopy) = tool("mcopy") {
+        let o = Command::new(mcopy)
+            .args([
+                "-n",
+                "-i",
+                &format!("{imgs}@@1048576"),
+                "::/efi/boot/BOOTX64.EFI",
+                "-",
+            ])
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .output()
+            .unwrap();
+        assert_eq!(o.stdout, b"not really a loader");
+    }
+    if let Some(mlabel) = tool("mlabel") {
+        let o = Command::new(mlabel)
+            .args(["-s", "-i", &format!("{imgs}@@1048576"), "::"])
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&o.stdout).contains("SYSTEM"));
+    }
+}
+
+#[test]
+fn build_fat_is_reproducible_with_source_date_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("tree");
+    std::fs::create_dir_all(src.join("a long directory name/sub")).unwrap();
+    std::fs::write(src.join("a long directory name/sub/file one.txt"), b"one").unwrap();
+    std::fs::write(src.join("BOOT.INI"), vec![7u8; 70_000]).unwrap();
+    let mut parts = Vec::new();
+    for name in ["one.img", "two.img"] {
+        let img = image(dir.path(), name, 40 << 20);
+        let imgs = img.to_str().unwrap();
+        let (code, out, err) = tsforge(&[
+            "disk",
+            "partition",
+            imgs,
+            "--table",
+            "mbr",
+            "--part",
+            "size=rest,type=0x0e",
+            "--yes",
+        ]);
+        assert_eq!(code, 0, "{out}{err}");
+        let out = Command::new(env!("CARGO_BIN_EXE_tsforge"))
+            .args(["disk", "build-fat", imgs, "--partition", "1"])
+            .arg(&src)
+            .args(["--label", "REPRO", "--yes"])
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bytes = std::fs::read(&img).unwrap();
+        parts.push(bytes[1 << 20..].to_vec());
+    }
+    assert!(parts[0] == parts[1], "two builds of the same tree differ");
 }

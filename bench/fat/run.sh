@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # FAT32 benchmark: the same deterministic tree (default ~15,000 files, ~400 MB) put into a
-# FAT32 partition of a 1 GiB image, by tsforge (`disk partition … fs=fat32 --yes` then the
-# hidden `disk copy-in`) and by mtools (`mformat` + `mcopy -s`, partition made by sfdisk).
+# FAT32 partition of a 1 GiB image, by tsforge (`disk partition` without a file system, then
+# `disk build-fat`, which formats and fills in one pass) and by mtools (`mformat` + `mcopy -s`,
+# partition made by sfdisk).
 # Both images are checked with `fsck.fat -n` and read back with `mcopy -s`, and the file
 # lists and SHA-256 sums are compared with the source tree.
 #
@@ -61,11 +62,11 @@ echo "   $count files, $bytes bytes"
 (cd "$work/tree" && find . -type f -print0 | sort -z | xargs -0 sha256sum) >"$work/src.sums"
 sync
 
-echo "== tsforge: disk partition (MBR, one FAT32 partition) + disk copy-in"
+echo "== tsforge: disk partition (MBR, one partition, type 0x0c) + disk build-fat"
 truncate -s 1G "$work/ours.img"
 t0=$(now)
-"$bin" disk partition "$work/ours.img" --table mbr --part size=rest,fs=fat32,label=BENCH --yes >/dev/null 2>&1
-"$bin" disk copy-in "$work/ours.img" --partition 1 "$work/tree" 2>/dev/null
+"$bin" disk partition "$work/ours.img" --table mbr --part size=rest,type=0x0c --yes >/dev/null 2>&1
+"$bin" disk build-fat "$work/ours.img" --partition 1 "$work/tree" --label BENCH --fat32 --yes 2>/dev/null
 t1=$(now)
 ours=$(elapsed "$t0" "$t1")
 echo "   $ours s"
@@ -104,7 +105,7 @@ check theirs "$work/theirs.img" || status=1
 ratio=$(python3 -c "print(f'{$theirs / $ours:.2f}')")
 echo
 printf '%-44s %8s\n' "work" "seconds"
-printf '%-44s %8s\n' "tsforge disk partition + copy-in" "$ours"
+printf '%-44s %8s\n' "tsforge disk partition + build-fat" "$ours"
 printf '%-44s %8s\n' "sfdisk + mformat + mcopy -s" "$theirs"
 echo "ratio: tsforge is ${ratio}x as fast as mtools ($count files, $bytes bytes, 1 GiB image)"
 exit $status

@@ -1,10 +1,11 @@
-//! `tsforge disk list|show|partition` (and the hidden `copy-in`, used by the FAT benchmark).
+//! `tsforge disk list|show|partition|build-fat` (and the hidden `copy-in`, for tests).
 //!
 //! `partition` is a dry run unless `--yes` is given, like systemd-repart: it resolves the disk,
 //! checks it (not the boot medium, not mounted), plans the layout, prints it, and only then,
 //! with `--yes`, writes. The syntax of `--part` is in docs/disks.md and in `--help`.
 
 use super::fat::{self, FatKind};
+use super::fatbuild;
 use super::layout::{self, PartKind, PartitionSpec, PlannedPartition, SizeSpec, TableKind};
 use super::select::{self, DiskInfo, Selector};
 use super::{format_size, parse_size, reread, Disk};
@@ -30,6 +31,11 @@ pub enum DiskCmd {
     /// Copy a directory tree into the FAT file system of a partition (for tests and benchmarks)
     #[command(hide = true)]
     CopyIn(DiskCopyInConfig),
+    /// Replace a partition's content with a new FAT file system holding a directory tree
+    ///
+    /// Formats and fills in one pass (much faster than formatting and copying file by file).
+    /// Without --yes this is a dry run: what would be done is printed and nothing is written.
+    BuildFat(DiskBuildFatConfig),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -103,6 +109,37 @@ pub struct DiskCopyInConfig {
     /// Directory in the file system
     #[arg(long, default_value = "/")]
     pub dest: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DiskBuildFatConfig {
+    /// The disk or image file
+    #[arg(value_name = "DISK")]
+    pub disk: String,
+    /// Partition number (1-based); everything in it is replaced
+    #[arg(long)]
+    pub partition: u32,
+    /// Host directory whose content becomes the file system's root
+    #[arg(value_name = "SOURCE")]
+    pub source: PathBuf,
+    /// Volume label (up to 11 characters)
+    #[arg(long, default_value = "NO NAME")]
+    pub label: String,
+    /// FAT16 (default: FAT16 below 512 MiB, FAT32 from there)
+    #[arg(long, conflicts_with = "fat32")]
+    pub fat16: bool,
+    /// FAT32
+    #[arg(long)]
+    pub fat32: bool,
+    /// Write (without it, only print what would be done)
+    #[arg(long)]
+    pub yes: bool,
+    /// Write even though the disk or one of its partitions is mounted or in use
+    #[arg(long, help_heading = "Advanced")]
+    pub allow_mounted: bool,
+    /// Write even though the disk holds the medium tsforge runs from
+    #[arg(long, help_heading = "Advanced")]
+    pub allow_boot_medium: bool,
 }
 
 /// One `--part` value.
@@ -226,6 +263,7 @@ pub fn dispatch(cmd: DiskCmd) -> Result<u8> {
         DiskCmd::Show(c) => show(c),
         DiskCmd::Partition(c) => partition(c),
         DiskCmd::CopyIn(c) => copy_in(c),
+        DiskCmd::BuildFat(c) => build_fat(c),
     }
 }
 
@@ -487,6 +525,54 @@ pub fn copy_in(c: DiskCopyInConfig) -> Result<u8> {
         "copied {files} file(s), {} into partition {}",
         format_size(bytes),
         c.partition
+    );
+    Ok(crate::cli::EXIT_OK)
+}
+
+pub fn build_fat(c: DiskBuildFatConfig) -> Result<u8> {
+    let (path, info) = resolve(&c.disk)?;
+    if let Some(info) = &info {
+        select::check_safe(info, c.allow_mounted, c.allow_boot_medium)?;
+    }
+    fat::label_bytes(&c.label)?;
+    if !c.source.is_dir() {
+        bail!("{} is not a directory", c.source.display());
+    }
+    let disk = Disk::open(&path, c.yes)?;
+    let table = layout::read_table(&disk)?
+        .with_context(|| format!("{} has no partition table", path.display()))?;
+    let Some(p) = table.partitions.iter().find(|p| p.number == c.partition) else {
+        bail!("{} has no partition {}", path.display(), c.partition);
+    };
+    let kind = match (c.fat16, c.fat32) {
+        (true, _) => Some(FatKind::Fat16),
+        (_, true) => Some(FatKind::Fat32),
+        _ => None,
+    };
+    let shown = kind.unwrap_or_else(|| fat::default_kind(p.len));
+    if !c.yes {
+        println!(
+            "would replace everything in partition {} of {} ({} at {}) with a new {shown} file \
+             system labelled {:?} holding {}",
+            c.partition,
+            path.display(),
+            format_size(p.len),
+            p.start,
+            c.label.to_ascii_uppercase(),
+            c.source.display()
+        );
+        eprintln!("dry run: nothing was written. Pass --yes to write it");
+        return Ok(crate::cli::EXIT_OK);
+    }
+    let stats = fatbuild::build(disk.range(p.start, p.len)?, &c.source, &c.label, kind)
+        .with_context(|| format!("building a FAT file system in partition {}", c.partition))?;
+    disk.sync()?;
+    eprintln!(
+        "built {shown} in partition {}: {} files, {} directories, {}",
+        c.partition,
+        stats.files,
+        stats.dirs,
+        format_size(stats.bytes)
     );
     Ok(crate::cli::EXIT_OK)
 }

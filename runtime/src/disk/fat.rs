@@ -8,6 +8,9 @@
 //! the boot sector), the "hidden sectors" field set to the partition's start (BIOS boot code
 //! needs it), and reproducible timestamps.
 //!
+//! [`format_in_memory`] prepares what [`format()`] writes without writing it, for the one-pass
+//! builder in `fatbuild` (same boot sector, label, volume ID and geometry).
+//!
 //! Limits: 512-byte FAT sectors (on a 4Kn disk the file system still works for Linux and
 //! mtools, but Windows expects 4096-byte FAT sectors there); timestamps have FAT's 2-second
 //! resolution, local time without zone (we store UTC); times before 1980 become 1980-01-01.
@@ -73,7 +76,25 @@ pub fn label_bytes(label: &str) -> Result<[u8; 11]> {
 /// Format `range` as FAT16/FAT32 (`None`: by size, see [`default_kind`]) with `label`.
 pub fn format(mut range: DiskRange, label: &str, kind: Option<FatKind>) -> Result<()> {
     let name = range.name().to_string();
-    let size = range.len();
+    let (label, kind, opts) = format_options(&name, range.len(), label, kind)?;
+    range.seek(SeekFrom::Start(0))?;
+    fatfs::format_volume(&mut range, opts)
+        .with_context(|| format!("formatting {name} as {kind}"))?;
+    let hidden = hidden_sectors(range.offset());
+    finish_boot_sector(&mut range, &label, hidden).with_context(|| format!("formatting {name}"))?;
+    range
+        .finish()
+        .with_context(|| format!("writing the file system to {name}"))
+}
+
+/// The checks and `fatfs` options of [`format()`] for a partition `name` of `size` bytes:
+/// (label bytes, FAT type, options).
+fn format_options(
+    name: &str,
+    size: u64,
+    label: &str,
+    kind: Option<FatKind>,
+) -> Result<([u8; 11], FatKind, fatfs::FormatVolumeOptions)> {
     let label = label_bytes(label)?;
     let kind = kind.unwrap_or_else(|| default_kind(size));
     match kind {
@@ -104,13 +125,202 @@ pub fn format(mut range: DiskRange, label: &str, kind: Option<FatKind>) -> Resul
         .volume_id(volume_id(&label))
         .media(0xf8)
         .drive_num(0x80);
-    range.seek(SeekFrom::Start(0))?;
-    fatfs::format_volume(&mut range, opts)
-        .with_context(|| format!("formatting {name} as {kind}"))?;
-    finish_boot_sector(&mut range, &label).with_context(|| format!("formatting {name}"))?;
-    range
-        .finish()
-        .with_context(|| format!("writing the file system to {name}"))
+    Ok((label, kind, opts))
+}
+
+/// "Hidden sectors": the partition's start in 512-byte sectors.
+fn hidden_sectors(offset: u64) -> u32 {
+    u32::try_from(offset / 512).unwrap_or(u32::MAX)
+}
+
+/// The layout [`format()`] gives a partition, read from its boot sector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    pub kind: FatKind,
+    pub bytes_per_sector: u64,
+    pub sectors_per_cluster: u64,
+    pub reserved_sectors: u64,
+    pub fats: u64,
+    /// Sectors of one FAT.
+    pub fat_sectors: u64,
+    /// Entries of the fixed root directory (FAT16); 0 on FAT32.
+    pub root_entries: u64,
+    pub total_sectors: u64,
+    /// The root directory's first cluster (FAT32); 0 on FAT16.
+    pub root_cluster: u64,
+}
+
+impl Geometry {
+    fn parse(bs: &[u8]) -> Result<Geometry> {
+        let fat16_size = le16(bs, 22);
+        let kind = if fat16_size == 0 {
+            FatKind::Fat32
+        } else {
+            FatKind::Fat16
+        };
+        let total16 = le16(bs, 19);
+        let g = Geometry {
+            kind,
+            bytes_per_sector: le16(bs, 11),
+            sectors_per_cluster: u64::from(bs[13]),
+            reserved_sectors: le16(bs, 14),
+            fats: u64::from(bs[16]),
+            fat_sectors: if kind == FatKind::Fat32 {
+                le32(bs, 36)
+            } else {
+                fat16_size
+            },
+            root_entries: le16(bs, 17),
+            total_sectors: if total16 != 0 { total16 } else { le32(bs, 32) },
+            root_cluster: if kind == FatKind::Fat32 {
+                le32(bs, 44)
+            } else {
+                0
+            },
+        };
+        if g.bytes_per_sector == 0 || g.sectors_per_cluster == 0 {
+            bail!("not a FAT boot sector");
+        }
+        Ok(g)
+    }
+    pub fn cluster_bytes(&self) -> u64 {
+        self.sectors_per_cluster * self.bytes_per_sector
+    }
+    /// Byte offset of the first FAT.
+    pub fn fat_start(&self) -> u64 {
+        self.reserved_sectors * self.bytes_per_sector
+    }
+    pub fn fat_bytes(&self) -> u64 {
+        self.fat_sectors * self.bytes_per_sector
+    }
+    /// Byte offset of the fixed root directory (FAT16; on FAT32 where the data area starts).
+    pub fn root_dir_start(&self) -> u64 {
+        self.fat_start() + self.fats * self.fat_bytes()
+    }
+    /// Byte offset of cluster 2.
+    pub fn data_start(&self) -> u64 {
+        let root = (self.root_entries * 32).div_ceil(self.bytes_per_sector) * self.bytes_per_sector;
+        self.root_dir_start() + root
+    }
+    /// Data clusters (numbered 2 ..= clusters + 1).
+    pub fn clusters(&self) -> u64 {
+        (self.total_sectors * self.bytes_per_sector).saturating_sub(self.data_start())
+            / self.cluster_bytes()
+    }
+    pub fn cluster_pos(&self, cluster: u64) -> u64 {
+        self.data_start() + (cluster - 2) * self.cluster_bytes()
+    }
+}
+
+/// What [`format()`] would write to a partition, prepared in memory (nothing is written): the
+/// geometry, the reserved sectors (boot sector, FSInfo, backup boot sector, with "hidden
+/// sectors" set), the FAT as formatted (entries 0 and 1, FAT32's root cluster, the unusable
+/// entries at its end) and the root directory's volume label entry. For one-pass builders
+/// (`fatbuild`) that lay out the rest themselves. Checks and errors are those of [`format()`].
+pub struct Formatted {
+    pub geometry: Geometry,
+    pub reserved: Vec<u8>,
+    pub label_entry: [u8; 32],
+    fat: MemDev,
+}
+
+impl Formatted {
+    /// Bytes `[at, at + buf.len())` of the freshly formatted first FAT.
+    pub fn read_fat(&mut self, at: u64, buf: &mut [u8]) -> io::Result<()> {
+        let start = self.geometry.fat_start();
+        self.fat.seek(SeekFrom::Start(start + at))?;
+        self.fat.read_exact(buf)
+    }
+}
+
+/// See [`Formatted`]: `name` (for messages), the partition's `size` and `offset` on its disk.
+pub fn format_in_memory(
+    name: &str,
+    size: u64,
+    offset: u64,
+    label: &str,
+    kind: Option<FatKind>,
+) -> Result<Formatted> {
+    let (label, kind, opts) = format_options(name, size, label, kind)?;
+    let mut dev = MemDev::default();
+    fatfs::format_volume(&mut dev, opts).with_context(|| format!("formatting {name} as {kind}"))?;
+    finish_boot_sector(&mut dev, &label, hidden_sectors(offset))
+        .with_context(|| format!("formatting {name}"))?;
+    let mut bs = [0u8; 512];
+    dev.seek(SeekFrom::Start(0))?;
+    dev.read_exact(&mut bs)?;
+    let geometry = Geometry::parse(&bs).with_context(|| format!("formatting {name}"))?;
+    let mut reserved = vec![0u8; geometry.fat_start() as usize];
+    dev.seek(SeekFrom::Start(0))?;
+    dev.read_exact(&mut reserved)?;
+    let mut label_entry = [0u8; 32];
+    let root = match geometry.kind {
+        FatKind::Fat32 => geometry.cluster_pos(geometry.root_cluster),
+        FatKind::Fat16 => geometry.root_dir_start(),
+    };
+    dev.seek(SeekFrom::Start(root))?;
+    dev.read_exact(&mut label_entry)?;
+    Ok(Formatted {
+        geometry,
+        reserved,
+        label_entry,
+        fat: dev,
+    })
+}
+
+/// A sparse in-memory disk for [`format_in_memory`]: 4 KiB pages, zero pages never stored (the
+/// formatter writes the whole FAT as zeros first, up to 512 MiB on a 2 TiB partition).
+#[derive(Default)]
+struct MemDev {
+    pages: std::collections::HashMap<u64, Box<[u8; 4096]>>,
+    pos: u64,
+}
+
+impl Read for MemDev {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let (page, o) = (self.pos / 4096, (self.pos % 4096) as usize);
+        let n = buf.len().min(4096 - o);
+        match self.pages.get(&page) {
+            Some(p) => buf[..n].copy_from_slice(&p[o..o + n]),
+            None => buf[..n].fill(0),
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Write for MemDev {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let (page, o) = (self.pos / 4096, (self.pos % 4096) as usize);
+        let n = buf.len().min(4096 - o);
+        let data = &buf[..n];
+        if let Some(p) = self.pages.get_mut(&page) {
+            p[o..o + n].copy_from_slice(data);
+        } else if data.iter().any(|&b| b != 0) {
+            let mut p = Box::new([0u8; 4096]);
+            p[o..o + n].copy_from_slice(data);
+            self.pages.insert(page, p);
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Seek for MemDev {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        self.pos = match to {
+            SeekFrom::Start(n) => n,
+            SeekFrom::Current(d) => self
+                .pos
+                .checked_add_signed(d)
+                .ok_or(io::ErrorKind::InvalidInput)?,
+            SeekFrom::End(_) => return Err(io::ErrorKind::Unsupported.into()),
+        };
+        Ok(self.pos)
+    }
 }
 
 /// A volume serial number: random, or derived from `SOURCE_DATE_EPOCH` and the label so
@@ -145,7 +355,11 @@ fn le32(b: &[u8], at: usize) -> u64 {
 
 /// Set "hidden sectors" to the partition's start (boot sector and FAT32's backup) and add the
 /// root directory's volume label entry.
-fn finish_boot_sector(range: &mut DiskRange, label: &[u8; 11]) -> io::Result<()> {
+fn finish_boot_sector<D: Read + Write + Seek>(
+    range: &mut D,
+    label: &[u8; 11],
+    hidden: u32,
+) -> io::Result<()> {
     let mut bs = [0u8; 512];
     range.seek(SeekFrom::Start(0))?;
     range.read_exact(&mut bs)?;
@@ -156,7 +370,6 @@ fn finish_boot_sector(range: &mut DiskRange, label: &[u8; 11]) -> io::Result<()>
     let fat16_size = le16(&bs, 22);
     let is_fat32 = fat16_size == 0;
     let fat_size = if is_fat32 { le32(&bs, 36) } else { fat16_size };
-    let hidden = u32::try_from(range.offset() / 512).unwrap_or(u32::MAX);
     let mut sectors = vec![0u64];
     if is_fat32 {
         sectors.push(le16(&bs, 50));
@@ -205,7 +418,8 @@ pub fn fat_time(unix: i64) -> DateTime {
     }
 }
 
-fn now_unix() -> i64 {
+/// `SOURCE_DATE_EPOCH` when set, else the current time.
+pub fn now_unix() -> i64 {
     match source_date_epoch() {
         Some(t) => i64::try_from(t).unwrap_or(i64::MAX),
         None => std::time::SystemTime::now()
@@ -216,7 +430,12 @@ fn now_unix() -> i64 {
 }
 
 fn dos_now() -> (u16, u16) {
-    let dt = fat_time(now_unix());
+    dos_date_time(now_unix())
+}
+
+/// A Unix time as FAT's (date, time) words (see [`fat_time`]).
+pub fn dos_date_time(unix: i64) -> (u16, u16) {
+    let dt = fat_time(unix);
     let date = ((dt.date.year - 1980) << 9) | (dt.date.month << 5) | dt.date.day;
     let time = (dt.time.hour << 11) | (dt.time.min << 5) | (dt.time.sec / 2);
     (date, time)

@@ -8,10 +8,11 @@
 //!   write), write it (old signatures wiped first, the table last) and read it back. GPT follows
 //!   UEFI 2.10 chapter 5 through the `gpt` crate; MBR through `mbrman` (primary partitions only).
 //! - [`fat`]: FAT16/FAT32 format and file access through the `fatfs` crate.
+//! - [`fatbuild`]: a FAT file system holding a host directory tree, built in one pass.
 //! - [`select`]: enumerate disks (Linux `/sys/block`; `\\.\PhysicalDriveN` on Windows), find
 //!   the disk the runner booted from, parse disk selectors and refuse unsafe targets.
 //! - [`reread`]: make the kernel read a new partition table and wait for the partition nodes.
-//! - [`cli`]: `tsforge disk list|show|partition` (and the hidden `copy-in`).
+//! - [`cli`]: `tsforge disk list|show|partition|build-fat` (and the hidden `copy-in`).
 //!
 //! Left out on purpose: resizing or keeping existing partitions (a layout replaces the whole
 //! table), MBR extended/logical partitions (listed, not walked or created), NTFS and other file
@@ -19,6 +20,7 @@
 
 pub mod cli;
 pub mod fat;
+pub mod fatbuild;
 pub mod layout;
 pub mod reread;
 pub mod select;

@@ -291,6 +291,16 @@ impl DiskRange {
         Ok(())
     }
 
+    /// Write every cached change to the disk and sync it, keeping the range open (a write
+    /// barrier: what was written before is on the disk before anything written after).
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.flush()?;
+        if self.writable {
+            self.file.sync_data()?;
+        }
+        Ok(())
+    }
+
     /// Write zeros for real over `[at, at+len)` of the range (devices may not zero on discard,
     /// and a hole punched in an image file we did not create would change its allocation).
     pub fn write_zeros(&mut self, at: u64, len: u64) -> io::Result<()> {
@@ -303,6 +313,48 @@ impl DiskRange {
             left -= n as u64;
         }
         Ok(())
+    }
+
+    /// Write `buf` at `at` straight to the disk (one system call, no cache), after writing out
+    /// and forgetting cached blocks it overlaps. For large sequential writes such as a file
+    /// system built in one pass; bounds-checked like every write.
+    pub fn write_all_at(&mut self, at: u64, buf: &[u8]) -> io::Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        if !self.writable {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("{} was opened read-only", self.name),
+            ));
+        }
+        let end = at.checked_add(buf.len() as u64);
+        if end.is_none_or(|e| e > self.len) {
+            return Err(self.past_end(at, buf.len()));
+        }
+        self.settle(at, at + buf.len() as u64, true)?;
+        write_at(&self.file, buf, self.offset + at)
+    }
+
+    /// Ask the kernel to start writing `[at, at + len)` of the range out now, without waiting
+    /// (Linux: `posix_fadvise(DONTNEED)`, which starts writeback of dirty pages). Large
+    /// sequential writers call it as they go, so the final sync in [`DiskRange::finish`] finds
+    /// little left to do. Best effort: a hint that fails changes nothing.
+    pub fn start_writeback(&self, at: u64, len: u64) {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
+            if let (Ok(off), Ok(len)) = (i64::try_from(self.offset + at), i64::try_from(len)) {
+                let _ = posix_fadvise(
+                    &self.file,
+                    off,
+                    len,
+                    PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+                );
+            }
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let _ = (at, len);
     }
 
     fn past_end(&self, pos: u64, n: usize) -> io::Error {
