@@ -4,12 +4,14 @@
 //!
 //! | image kind (by content) | folder | FAT partition | other partition | whole disk |
 //! | --- | --- | --- | --- | --- |
-//! | tsforge image | yes | yes, through `fatfs`, no mount | refused: mount it, apply to the folder | refused |
+//! | tsforge image | yes | yes, through `fatfs`, no mount | Linux: mounted (`mount`, root), applied, unmounted | refused |
 //! | WIM | `wimlib-imagex`/DISM | refused | block device: `wimlib-imagex` writes NTFS | refused |
 //! | raw `.img` (`.zst`, `.gz`) | refused | written over the partition | written over the partition | written over the disk |
 //!
-//! Capture reads a folder or a FAT partition (extracted to a scratch folder first, see
-//! `image::fat`) into a tsforge image, or into a WIM when the output ends in `.wim`.
+//! Capture reads a folder, a FAT partition (extracted to a scratch folder first, see
+//! `image::fat`) or, on Linux, any other partition the kernel can mount (read-only, through
+//! `mount`; image files through a loop device with the partition's offset) into a tsforge
+//! image, or into a WIM when the output ends in `.wim`.
 
 use crate::disk::{fat, layout, Disk, DiskRange};
 use crate::image::{self, CaptureOptions, DirSink, DirSource, ImageInfo, Progress};
@@ -86,12 +88,20 @@ pub fn apply(
         (ImageKind::Tsforge, Location::Partition { disk, number }) => {
             let d = Disk::open(disk, true)?;
             let (range, _) = partition_range(&d, *number)?;
-            let fs = fat::open(range).with_context(|| {
-                format!(
-                    "{target} is not FAT: a tsforge image goes straight into FAT partitions only; \
-                     mount the partition and apply to the folder"
-                )
-            })?;
+            let fs = match fat::open(range) {
+                Ok(fs) => fs,
+                Err(fat_err) => {
+                    let (range, _) = partition_range(&d, *number)?;
+                    let m = Mount::new(disk, &d, &range, false).with_context(|| {
+                        format!("{target} is not FAT ({fat_err:#}) and could not be mounted")
+                    })?;
+                    let mut sink = DirSink::new(m.dir(), true)?;
+                    let mut r = open_image(image_path)?;
+                    let info = image::apply(&mut r, &mut sink, progress)?;
+                    m.unmount()?;
+                    return Ok(Some(info));
+                }
+            };
             let info = {
                 let mut sink = image::fat::FatSink::new(&fs);
                 let mut r = open_image(image_path)?;
@@ -198,11 +208,36 @@ pub fn capture(
         Location::Partition { disk, number } => {
             let d = Disk::open(disk, false)?;
             let (range, _) = partition_range(&d, *number)?;
-            let fs = fat::open(range).with_context(|| {
-                format!("{source} is not FAT: mount it and capture the folder instead")
-            })?;
             std::fs::create_dir_all(scratch)
                 .with_context(|| format!("creating {}", scratch.display()))?;
+            let fs = match fat::open(range) {
+                Ok(fs) => fs,
+                Err(fat_err) => {
+                    let (range, _) = partition_range(&d, *number)?;
+                    let m = Mount::new(disk, &d, &range, true).with_context(|| {
+                        format!("{source} is not FAT ({fat_err:#}) and could not be mounted")
+                    })?;
+                    let info = if wim {
+                        crate::image::wim::capture(
+                            m.dir(),
+                            out,
+                            &opts.name,
+                            &opts.description,
+                            "xpress",
+                        )?;
+                        None
+                    } else {
+                        Some(image::capture(
+                            &DirSource::new(m.dir()),
+                            out,
+                            opts,
+                            progress,
+                        )?)
+                    };
+                    m.unmount()?;
+                    return Ok(info);
+                }
+            };
             let tmp = tempfile::Builder::new()
                 .prefix("capture-")
                 .tempdir_in(scratch)
@@ -219,4 +254,85 @@ pub fn capture(
         return Ok(None);
     }
     image::capture(&DirSource::new(&dir), out, opts, progress).map(Some)
+}
+
+/// A partition mounted on a temporary folder for the time of an apply or capture (Linux,
+/// root): a block device's partition node, or an image file's range through a loop device
+/// (`mount -o loop,offset=,sizelimit=`). Unmounted by [`Mount::unmount`], or on drop (errors
+/// then only printed, never a panic).
+struct Mount {
+    dir: tempfile::TempDir,
+    mounted: bool,
+}
+
+impl Mount {
+    fn new(disk_path: &Path, disk: &Disk, range: &DiskRange, read_only: bool) -> Result<Mount> {
+        if !cfg!(target_os = "linux") {
+            bail!("mounting a partition is only done on Linux; apply to or capture a folder");
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("tsforge-mnt-")
+            .tempdir()
+            .context("creating a mount point")?;
+        let mut args: Vec<std::ffi::OsString> = Vec::new();
+        let mut opts = vec![if read_only { "ro" } else { "rw" }.to_string()];
+        let source = if disk.is_block_device() {
+            let number = crate::disk::layout::read_table(disk)?
+                .and_then(|t| {
+                    t.partitions
+                        .into_iter()
+                        .find(|p| p.start == range.offset())
+                        .map(|p| p.number)
+                })
+                .context("finding the partition's number")?;
+            crate::disk::reread::partition_path(disk_path, number)
+        } else {
+            opts.push("loop".into());
+            opts.push(format!("offset={}", range.offset()));
+            opts.push(format!("sizelimit={}", range.len()));
+            disk_path.to_path_buf()
+        };
+        args.push("-o".into());
+        args.push(opts.join(",").into());
+        args.push(source.into_os_string());
+        args.push(dir.path().as_os_str().to_owned());
+        let mount = crate::tools::which("mount").context("mount (util-linux) is not installed")?;
+        crate::tools::run_program(&mount, &args, "mounting the partition (needs root)")?;
+        Ok(Mount { dir, mounted: true })
+    }
+
+    fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn unmount(mut self) -> Result<()> {
+        self.mounted = false;
+        umount(self.dir.path())
+    }
+}
+
+fn umount(dir: &Path) -> Result<()> {
+    let umount = crate::tools::which("umount").context("umount (util-linux) is not installed")?;
+    let mut last = None;
+    for _ in 0..5 {
+        match crate::tools::run_program(&umount, &[dir.as_os_str().to_owned()], "unmounting") {
+            Ok(_) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    Err(last.expect("the loop ran at least once"))
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if self.mounted {
+            if let Err(e) = umount(self.dir.path()) {
+                eprintln!(
+                    "tsforge: could not unmount {}: {e:#}",
+                    self.dir.path().display()
+                );
+            }
+        }
+    }
 }

@@ -2,8 +2,9 @@
 //!
 //! Linux: `partx -u DEV` (util-linux), falling back to `blockdev --rereadpt DEV`, run as child
 //! processes (no `unsafe` ioctl here), then up to 10 s for `/dev/<disk><n>` or `<disk>p<n>` to
-//! appear (udev creates them). Image files: nothing to do. Windows: not done yet — run
-//! `diskpart`'s `rescan` (TODO; Windows PE rescans when a volume is first opened anyway).
+//! appear (udev creates them). Image files: nothing to do. Windows: `diskpart /s` with a
+//! `rescan` script, which makes the disk driver re-read every table (the IOCTL path without
+//! `unsafe` calls in the runner); diskpart ships with Windows and Windows PE.
 
 use super::target::Disk;
 #[cfg(target_os = "linux")]
@@ -81,7 +82,28 @@ pub fn reread(disk: &Disk, count: u32) -> Result<()> {
         }
         Ok(())
     }
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(windows)]
+    {
+        use anyhow::Context;
+        let _ = (count, WAIT, Instant::now());
+        let mut script = tempfile::Builder::new()
+            .prefix("tsforge-rescan")
+            .suffix(".txt")
+            .tempfile()
+            .context("creating a diskpart script")?;
+        std::io::Write::write_all(&mut script, b"rescan\r\nexit\r\n")
+            .context("writing a diskpart script")?;
+        crate::tools::run(
+            crate::tools::Tool::Diskpart,
+            [std::ffi::OsStr::new("/s"), script.path().as_os_str()],
+            &format!(
+                "re-reading the partition table of {}",
+                disk.path().display()
+            ),
+        )?;
+        Ok(())
+    }
+    #[cfg(not(any(target_os = "linux", windows)))]
     {
         let _ = (count, WAIT, Instant::now());
         Ok(())
