@@ -5,27 +5,14 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use tsforge_runtime::disk::fat::{self, FatKind};
 use tsforge_runtime::disk::fatbuild::{self, BuildStats};
 use tsforge_runtime::disk::{Disk, MIB};
 
-fn tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    let found = path
-        .split(':')
-        .chain(["/usr/sbin", "/sbin", "/usr/bin"])
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        if std::env::var("TSFORGE_REQUIRE_TOOLS").is_ok_and(|v| v == "1") {
-            panic!("{name} is missing (TSFORGE_REQUIRE_TOOLS=1, so this is a failure); run scripts/setup.sh");
-        }
-        eprintln!("SKIP {name}: not installed (scripts/setup.sh installs it)");
-    }
-    found
-}
+mod common;
+use common::tool;
 
 /// Run a tool; returns (success, stdout bytes, stderr text).
 fn run(prog: &Path, args: &[&str]) -> (bool, Vec<u8>, String) {
