@@ -96,18 +96,21 @@ steps:
 fn sequence_partitions_formats_applies_and_captures_a_disk_image() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    // The image, in a content folder as package IMG00001.
+    // The image, in a distribution point folder as package IMG00001.
     let src = d.join("src");
     let files = make_tree(&src);
-    std::fs::create_dir_all(d.join("content/IMG00001")).unwrap();
+    let (code, _, err) = tsforge(d, &["capture", "src", "base.tsimg", "--name", "Base"]);
+    assert_eq!(code, 0, "{err}");
     let (code, _, err) = tsforge(
         d,
         &[
-            "capture",
-            "src",
-            "content/IMG00001/base.tsimg",
-            "--name",
-            "Base",
+            "package",
+            "build",
+            "base.tsimg",
+            "--id",
+            "IMG00001",
+            "--out",
+            "content",
         ],
     );
     assert_eq!(code, 0, "{err}");
@@ -280,7 +283,8 @@ fn apply_names_a_missing_package_and_content_folder() {
     assert_eq!(code, 1);
     let log = std::fs::read_to_string(d.join("s/smsts.log")).unwrap();
     assert!(
-        log.contains("image package LAB00019 not found") && log.contains("--content"),
+        log.contains("package LAB00019 is needed but no distribution point is given")
+            && log.contains("--content"),
         "{log}"
     );
 }

@@ -64,6 +64,9 @@ pub enum RunnerCmd {
     /// Inspect and check tsforge images
     #[command(subcommand)]
     Image(ImageCmd),
+    /// Content packages: build them into a distribution point, list, verify
+    #[command(subcommand)]
+    Package(crate::content::PackageCmd),
 }
 
 #[derive(Debug, Args)]
@@ -222,9 +225,10 @@ pub struct RunConfig {
     /// Map disk number N of the sequence (DiskIndex) to an image file or device; repeatable
     #[arg(long = "disk", value_name = "N=PATH", value_parser = parse_disk)]
     pub disks: Vec<(u32, PathBuf)>,
-    /// A folder holding content packages (package ID = subfolder name); repeatable, tried in order
-    #[arg(long = "content", value_name = "DIR")]
-    pub content: Vec<PathBuf>,
+    /// A distribution point: a folder or an http(s):// URL holding content packages (made with
+    /// `tsforge package build`); repeatable, tried in order before SMSTSContentLocations
+    #[arg(long = "content", value_name = "DIR|URL")]
+    pub content: Vec<String>,
     /// Let disk steps write to a disk that has a mounted file system
     #[arg(long)]
     pub allow_mounted: bool,
@@ -294,6 +298,7 @@ pub fn dispatch(cmd: RunnerCmd) -> Result<u8> {
         RunnerCmd::Image(ImageCmd::Info(c)) => image_info_cmd(c),
         RunnerCmd::Image(ImageCmd::Verify(c)) => image_verify_cmd(c),
         RunnerCmd::Disk(c) => crate::disk::cli::dispatch(c),
+        RunnerCmd::Package(c) => crate::content::dispatch(c),
     }
 }
 
@@ -336,7 +341,10 @@ pub fn run_cmd(mut c: RunConfig) -> Result<u8> {
         *p = std::path::absolute(&*p).with_context(|| format!("resolving {}", p.display()))?;
     }
     for p in c.content.iter_mut() {
-        *p = std::path::absolute(&*p).with_context(|| format!("resolving {}", p.display()))?;
+        if !crate::content::http::is_url(p) {
+            let abs = std::path::absolute(&*p).with_context(|| format!("resolving {p}"))?;
+            *p = abs.to_string_lossy().into_owned();
+        }
     }
     let resolver = c.seq.resolver();
     let custom = c.seq.custom_actions(&c.file)?;
@@ -477,7 +485,7 @@ pub fn env_cmd(c: EnvCmd) -> Result<u8> {
 
 /// Progress on stderr: one line redrawn at most ten times a second on a terminal, a plain
 /// line every ten seconds otherwise.
-struct ProgressLine {
+pub(crate) struct ProgressLine {
     what: &'static str,
     start: std::time::Instant,
     last: Option<std::time::Instant>,
@@ -486,7 +494,7 @@ struct ProgressLine {
 }
 
 impl ProgressLine {
-    fn new(what: &'static str) -> ProgressLine {
+    pub(crate) fn new(what: &'static str) -> ProgressLine {
         use std::io::IsTerminal;
         ProgressLine {
             what,
@@ -496,7 +504,7 @@ impl ProgressLine {
             drawn: false,
         }
     }
-    fn update(&mut self, p: &crate::image::Progress) {
+    pub(crate) fn update(&mut self, p: &crate::image::Progress) {
         let now = std::time::Instant::now();
         let every = std::time::Duration::from_millis(if self.tty { 100 } else { 10_000 });
         if self.last.is_some_and(|l| now - l < every) {
@@ -536,7 +544,7 @@ impl ProgressLine {
             rate / f64::from(1u32 << 20)
         )
     }
-    fn done(&mut self) {
+    pub(crate) fn done(&mut self) {
         if self.drawn {
             eprintln!();
         }

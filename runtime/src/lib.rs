@@ -12,6 +12,7 @@
 pub mod actions;
 pub mod cli;
 pub mod condition;
+pub mod content;
 pub mod disk;
 pub mod engine;
 pub mod envfile;

@@ -32,6 +32,11 @@ pub enum ImageKind {
 /// Detect the kind of an image file: a ZIP whose first entry is the tsforge manifest, a WIM
 /// (`MSWIM` magic), anything else a raw image (plain, zstd or gzip).
 pub fn detect(path: &Path) -> Result<ImageKind> {
+    let head = read_head(path)?;
+    Ok(detect_head(&head))
+}
+
+fn read_head(path: &Path) -> Result<Vec<u8>> {
     let mut head = [0u8; 64];
     let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut n = 0;
@@ -43,17 +48,22 @@ pub fn detect(path: &Path) -> Result<ImageKind> {
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         }
     }
-    let head = &head[..n];
+    Ok(head[..n].to_vec())
+}
+
+/// [`detect`] from the first bytes (up to 64) of an image.
+pub fn detect_head(head: &[u8]) -> ImageKind {
+    let n = head.len();
     if head.starts_with(b"MSWIM\0\0\0") {
-        return Ok(ImageKind::Wim);
+        return ImageKind::Wim;
     }
     if head.starts_with(b"PK\x03\x04") && n >= 30 {
         let name_len = u16::from_le_bytes([head[26], head[27]]) as usize;
         if head.get(30..30 + name_len) == Some(image::format::MANIFEST_NAME.as_bytes()) {
-            return Ok(ImageKind::Tsforge);
+            return ImageKind::Tsforge;
         }
     }
-    Ok(ImageKind::Raw)
+    ImageKind::Raw
 }
 
 /// Partition `number` of `disk` as a byte range, with its table entry.
@@ -80,41 +90,18 @@ pub fn apply(
     let kind = detect(image_path)?;
     let shown = image_path.display();
     match (kind, target) {
-        (ImageKind::Tsforge, Location::Dir(dir)) => {
-            let mut sink = DirSink::new(dir, force)?;
+        (ImageKind::Tsforge, _) => {
             let mut r = open_image(image_path)?;
-            Ok(Some(image::apply(&mut r, &mut sink, progress)?))
+            apply_tsforge_stream(&mut r, target, force, progress)
+                .map(Some)
+                .map_err(|e| {
+                    if matches!(target, Location::Disk(_)) {
+                        anyhow::anyhow!("{shown} {e:#}")
+                    } else {
+                        e
+                    }
+                })
         }
-        (ImageKind::Tsforge, Location::Partition { disk, number }) => {
-            let d = Disk::open(disk, true)?;
-            let (range, _) = partition_range(&d, *number)?;
-            let fs = match fat::open(range) {
-                Ok(fs) => fs,
-                Err(fat_err) => {
-                    let (range, _) = partition_range(&d, *number)?;
-                    let m = Mount::new(disk, &d, &range, false).with_context(|| {
-                        format!("{target} is not FAT ({fat_err:#}) and could not be mounted")
-                    })?;
-                    let mut sink = DirSink::new(m.dir(), true)?;
-                    let mut r = open_image(image_path)?;
-                    let info = image::apply(&mut r, &mut sink, progress)?;
-                    m.unmount()?;
-                    return Ok(Some(info));
-                }
-            };
-            let info = {
-                let mut sink = image::fat::FatSink::new(&fs);
-                let mut r = open_image(image_path)?;
-                image::apply(&mut r, &mut sink, progress)?
-            };
-            fs.close()?;
-            d.sync()?;
-            Ok(Some(info))
-        }
-        (ImageKind::Tsforge, Location::Disk(_)) => bail!(
-            "{shown} is a tsforge image (a file tree); apply it to a partition (DISK:N) or a \
-             folder, not to the whole disk {target}"
-        ),
         (ImageKind::Wim, Location::Dir(dir)) => {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             crate::image::wim::apply(image_path, index, dir)?;
@@ -155,6 +142,50 @@ pub fn apply(
             d.sync()?;
             Ok(None)
         }
+    }
+}
+
+/// Apply a tsforge image read from `image` (a file, or a verified stream from a distribution
+/// point) onto `target`: a folder, or a partition (FAT directly; other file systems mounted).
+pub fn apply_tsforge_stream(
+    image: &mut dyn Read,
+    target: &Location,
+    force: bool,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<ImageInfo> {
+    match target {
+        Location::Dir(dir) => {
+            let mut sink = DirSink::new(dir, force)?;
+            image::apply(image, &mut sink, progress)
+        }
+        Location::Partition { disk, number } => {
+            let d = Disk::open(disk, true)?;
+            let (range, _) = partition_range(&d, *number)?;
+            let fs = match fat::open(range) {
+                Ok(fs) => fs,
+                Err(fat_err) => {
+                    let (range, _) = partition_range(&d, *number)?;
+                    let m = Mount::new(disk, &d, &range, false).with_context(|| {
+                        format!("{target} is not FAT ({fat_err:#}) and could not be mounted")
+                    })?;
+                    let mut sink = DirSink::new(m.dir(), true)?;
+                    let info = image::apply(image, &mut sink, progress)?;
+                    m.unmount()?;
+                    return Ok(info);
+                }
+            };
+            let info = {
+                let mut sink = image::fat::FatSink::new(&fs);
+                image::apply(image, &mut sink, progress)?
+            };
+            fs.close()?;
+            d.sync()?;
+            Ok(info)
+        }
+        Location::Disk(_) => bail!(
+            "is a tsforge image (a file tree); apply it to a partition (DISK:N) or a folder, not \
+             to the whole disk {target}"
+        ),
     }
 }
 

@@ -297,68 +297,39 @@ pub fn partition(step: &Step, ctx: &mut Ctx) -> ActionResult {
     }
 }
 
-/// The image file of a package folder: the one file in it, or the first image-looking one.
-fn image_in_package(dir: &std::path::Path) -> Result<PathBuf, String> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| format!("reading package folder {}: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    let is_image = |p: &PathBuf| {
-        let name = p.to_string_lossy().to_ascii_lowercase();
-        [
-            ".tsimg", ".wim", ".img", ".img.zst", ".img.gz", ".zst", ".gz", ".zip",
-        ]
-        .iter()
-        .any(|e| name.ends_with(e))
-    };
-    files
-        .iter()
-        .find(|p| is_image(p))
-        .or(if files.len() == 1 {
-            files.first()
-        } else {
-            None
-        })
-        .cloned()
-        .ok_or_else(|| format!("package folder {} holds no image file", dir.display()))
+/// Where an apply step's image comes from.
+enum ImageSource {
+    /// `ImagePath`: a file.
+    Path(PathBuf),
+    /// `ImagePackageID`: an image package on a distribution point.
+    Package(crate::content::Found),
 }
 
-fn image_source(step: &Step, ctx: &Ctx) -> Result<PathBuf, String> {
+fn image_source(step: &Step, ctx: &Ctx) -> Result<ImageSource, String> {
     let get = |k: &str| {
         step.property(k)
             .map(|v| ctx.vars.expand(v))
             .filter(|v| !v.trim().is_empty())
     };
     if let Some(p) = get("ImagePath") {
-        return Ok(PathBuf::from(p));
+        return Ok(ImageSource::Path(PathBuf::from(p)));
     }
     let Some(id) = get("ImagePackageID") else {
         return Err("neither ImagePath nor ImagePackageID names the image".into());
     };
-    if id.contains(['/', '\\']) || id == ".." || id == "." {
-        return Err(format!("ImagePackageID {id:?} is not a package ID"));
+    let store = crate::content::store_for(ctx);
+    let found = store.find(id.trim()).map_err(|e| format!("{e:#}"))?;
+    if found.manifest.kind != crate::content::PackageKind::Image || found.manifest.files.len() != 1
+    {
+        return Err(format!(
+            "package {} is not an image package (it is a {} package of {} files); build image \
+             packages from an image file with `tsforge package build IMAGE --id ID`",
+            found.manifest.id,
+            found.manifest.kind,
+            found.manifest.files.len()
+        ));
     }
-    for dir in &ctx.targets.content {
-        let pkg = dir.join(&id);
-        if pkg.is_dir() {
-            return image_in_package(&pkg);
-        }
-    }
-    Err(format!(
-        "image package {id} not found in the content folders ({}); give one with --content DIR",
-        if ctx.targets.content.is_empty() {
-            "none given".to_string()
-        } else {
-            ctx.targets
-                .content
-                .iter()
-                .map(|d| d.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
-    ))
+    Ok(ImageSource::Package(found))
 }
 
 fn destination(step: &Step, ctx: &Ctx) -> Result<Location, String> {
@@ -413,10 +384,13 @@ fn disk_of(l: &Location) -> Option<&std::path::Path> {
     }
 }
 
-/// *Apply Operating System Image* and *Apply Data Image*.
+/// *Apply Operating System Image* and *Apply Data Image*. A tsforge image from a package is
+/// streamed from the distribution point onto the target, each block checked against the
+/// package manifest before it is used; WIM and raw images from a package are fetched into the
+/// cache (verified) first, as wimlib and DISM read files, not streams.
 pub fn apply(step: &Step, ctx: &mut Ctx) -> ActionResult {
     const C: &str = "ApplyImage";
-    let (image, target) = match (image_source(step, ctx), destination(step, ctx)) {
+    let (source, target) = match (image_source(step, ctx), destination(step, ctx)) {
         (Ok(i), Ok(t)) => (i, t),
         (Err(e), _) | (_, Err(e)) => return ActionResult::failed(e),
     };
@@ -430,20 +404,68 @@ pub fn apply(step: &Step, ctx: &mut Ctx) -> ActionResult {
         .map(|v| ctx.vars.expand(v))
         .and_then(|v| v.trim().parse::<u32>().ok())
         .unwrap_or(1);
+    // Data images may land on a partition that already holds files.
+    let force = true;
+    let (image, stream) = match source {
+        ImageSource::Path(p) => (p, None),
+        ImageSource::Package(found) => {
+            let file = found.manifest.files[0].clone();
+            let shown = crate::content::Store::shown(&found, &file);
+            let store = crate::content::store_for(ctx);
+            let head = match store.stream(&found, &file) {
+                Ok(mut s) => {
+                    let mut head = [0u8; 64];
+                    let n = read_up_to(&mut s, &mut head);
+                    match n {
+                        Ok(n) => (crate::volume::detect_head(&head[..n]), s, head, n),
+                        Err(e) => return ActionResult::failed(format!("{e}")),
+                    }
+                }
+                Err(e) => return ActionResult::failed(format!("{e:#}")),
+            };
+            if head.0 == crate::volume::ImageKind::Tsforge {
+                let (_, s, head, n) = head;
+                let reader: Box<dyn std::io::Read> = Box::new(std::io::Read::chain(
+                    std::io::Cursor::new(head[..n].to_vec()),
+                    s,
+                ));
+                (PathBuf::from(shown), Some(reader))
+            } else {
+                drop(head);
+                match super::package_steps::fetch(ctx, C, &found.manifest.id) {
+                    Ok(local) => (local.dir.join(&file.path), None),
+                    Err(e) => return ActionResult::failed(e),
+                }
+            }
+        }
+    };
     ctx.log.log(
         Level::Info,
         C,
-        &format!("Applying {} (index {index}) to {target}", image.display()),
+        &format!(
+            "Applying {}{} (index {index}) to {target}",
+            image.display(),
+            if stream.is_some() {
+                ", streamed and verified block by block,"
+            } else {
+                ""
+            }
+        ),
     );
     let mut rep = Reporter::new(C);
     let mut last = Progress::default();
     let log = &mut *ctx.log;
-    // Data images may land on a partition that already holds files.
-    let force = true;
-    let r = crate::volume::apply(&image, index, &target, force, &mut |p| {
+    let mut progress = |p: &Progress| {
         last = *p;
         rep.update(log, p);
-    });
+    };
+    let r = match stream {
+        Some(mut reader) => {
+            crate::volume::apply_tsforge_stream(&mut *reader, &target, force, &mut progress)
+                .map(Some)
+        }
+        None => crate::volume::apply(&image, index, &target, force, &mut progress),
+    };
     match r {
         Ok(info) => {
             let summary = rep.line(&last);
@@ -459,6 +481,19 @@ pub fn apply(step: &Step, ctx: &mut Ctx) -> ActionResult {
         }
         Err(e) => ActionResult::failed(format!("applying {} to {target}: {e:#}", image.display())),
     }
+}
+
+fn read_up_to(r: &mut dyn std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 /// *Capture Operating System Image*.

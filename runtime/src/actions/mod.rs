@@ -5,7 +5,8 @@
 //! (`set_variable.rs`), *Set Dynamic Variables* (`dynamic.rs`), *Run PowerShell Script*
 //! (`powershell.rs`), *Restart Computer* (`restart.rs`), *Format and Partition Disk*, *Apply
 //! Operating System/Data Image* and *Capture Operating System Image* (`disk_steps.rs`), and
-//! custom actions mapped by a manifest (`custom.rs`). *Run Task Sequence* is expanded by the engine's compiler. Any other type
+//! *Install Package*, *Download Package Content* and *Apply Driver Package*
+//! (`package_steps.rs`), and custom actions mapped by a manifest (`custom.rs`). *Run Task Sequence* is expanded by the engine's compiler. Any other type
 //! (MDT's `BDD_*`, ConfigMgr actions not implemented natively) runs its `<action>` command
 //! line, as the ConfigMgr engine itself does.
 
@@ -13,6 +14,7 @@ pub mod custom;
 pub mod disk_steps;
 pub mod dynamic;
 pub mod location;
+pub mod package_steps;
 pub mod partition_disk;
 pub mod powershell;
 pub mod process;
@@ -34,7 +36,8 @@ pub const E_FAIL: i64 = 0x8000_4005;
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RunTargets {
     pub disks: Vec<(u32, PathBuf)>,
-    pub content: Vec<PathBuf>,
+    /// Distribution points: folders or http(s):// URLs.
+    pub content: Vec<String>,
     pub allow_mounted: bool,
 }
 
@@ -92,6 +95,9 @@ pub enum Kind {
     PartitionDisk,
     ApplyImage,
     CaptureImage,
+    InstallPackage,
+    DownloadPackageContent,
+    ApplyDriverPackage,
     Custom(custom::CustomAction),
     /// Not built in: runs the step's `<action>` command line.
     ActionCommandLine,
@@ -123,6 +129,12 @@ pub fn classify(step: &Step, custom: &custom::CustomActions) -> Kind {
         Kind::ApplyImage
     } else if is(step_type::CAPTURE_IMAGE) {
         Kind::CaptureImage
+    } else if is(step_type::INSTALL_PACKAGE) {
+        Kind::InstallPackage
+    } else if is(step_type::DOWNLOAD_PACKAGE_CONTENT) {
+        Kind::DownloadPackageContent
+    } else if is(step_type::APPLY_DRIVER_PACKAGE) {
+        Kind::ApplyDriverPackage
     } else if let Some(c) = custom.get(t) {
         Kind::Custom(c.clone())
     } else {
@@ -145,6 +157,9 @@ pub fn execute(step: &Step, ctx: &mut Ctx) -> ActionResult {
         Kind::PartitionDisk => disk_steps::partition(step, ctx),
         Kind::ApplyImage => disk_steps::apply(step, ctx),
         Kind::CaptureImage => disk_steps::capture(step, ctx),
+        Kind::InstallPackage => package_steps::install_package(step, ctx),
+        Kind::DownloadPackageContent => package_steps::download_package_content(step, ctx),
+        Kind::ApplyDriverPackage => package_steps::apply_driver_package(step, ctx),
         Kind::Custom(c) => custom::execute(&c, step, ctx),
         Kind::ActionCommandLine => run::run_action_text(step, ctx),
     }

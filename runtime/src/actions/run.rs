@@ -190,6 +190,9 @@ pub fn strip_smsswd(action: &str) -> &str {
 
 /// *Run Command Line*.
 pub fn run_command_line(step: &Step, ctx: &mut Ctx) -> ActionResult {
+    if let Some(id) = super::package_steps::command_line_package(step, ctx) {
+        return super::package_steps::run_command_line_with_package(step, ctx, &id);
+    }
     let raw = match step.property("CommandLine") {
         Some(c) => c.to_string(),
         None => match step.action.as_deref() {

@@ -211,6 +211,9 @@ pub mod step_type {
     pub const APPLY_OS_IMAGE: &str = "SMS_TaskSequence_ApplyOperatingSystemAction";
     pub const APPLY_DATA_IMAGE: &str = "SMS_TaskSequence_ApplyDataImageAction";
     pub const CAPTURE_IMAGE: &str = "SMS_TaskSequence_CaptureSystemImageAction";
+    pub const INSTALL_PACKAGE: &str = "SMS_TaskSequence_InstallSoftwareAction";
+    pub const DOWNLOAD_PACKAGE_CONTENT: &str = "SMS_TaskSequence_DownloadPackageContentAction";
+    pub const APPLY_DRIVER_PACKAGE: &str = "SMS_TaskSequence_ApplyDriverPackageAction";
 
     /// Short YAML names and the ConfigMgr types they stand for. YAML accepts either spelling;
     /// the YAML writer uses the short name when there is one.
@@ -225,6 +228,9 @@ pub mod step_type {
         ("apply-image", APPLY_OS_IMAGE),
         ("apply-data-image", APPLY_DATA_IMAGE),
         ("capture-image", CAPTURE_IMAGE),
+        ("install-package", INSTALL_PACKAGE),
+        ("download-package", DOWNLOAD_PACKAGE_CONTENT),
+        ("apply-driver-package", APPLY_DRIVER_PACKAGE),
     ];
 
     /// The ConfigMgr type for a YAML short name (or the name itself when it is not short).

@@ -1,0 +1,359 @@
+//! HTTP(S) reads from a static server (nginx, a CDN, `python3 -m http.server`), on `ureq`
+//! (blocking, rustls, no async runtime in the runner). Ranged requests let a read resume where
+//! it stopped; transient failures are retried with doubling delays; a read that receives
+//! nothing for the stall timeout counts as a failure.
+
+use std::io::{self, Read};
+use std::time::Duration;
+
+/// Retry and timeout settings; from the ConfigMgr variables `SMSTSDownloadRetryCount`
+/// (default 3) and `SMSTSDownloadRetryDelay` (seconds before the first retry, doubled for each
+/// next one, at most 60; default 2), and tsforge's `TSForgeDownloadStallTimeout` (seconds a
+/// read may receive nothing; default 60).
+#[derive(Debug, Clone, Copy)]
+pub struct HttpOptions {
+    pub retries: u32,
+    pub retry_delay: Duration,
+    pub stall_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            retries: 3,
+            retry_delay: Duration::from_secs(2),
+            stall_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl HttpOptions {
+    /// Defaults overridden by the variables named in the type's documentation.
+    pub fn from_vars(vars: &crate::vars::Vars) -> Self {
+        let mut o = HttpOptions::default();
+        let num = |name: &str| {
+            vars.get(name)
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|v| v.is_finite() && *v >= 0.0)
+        };
+        if let Some(n) = num("SMSTSDownloadRetryCount") {
+            o.retries = n.min(100.0) as u32;
+        }
+        if let Some(s) = num("SMSTSDownloadRetryDelay") {
+            o.retry_delay = Duration::from_secs_f64(s.min(3600.0));
+        }
+        if let Some(s) = num("TSForgeDownloadStallTimeout") {
+            o.stall_timeout = Duration::from_secs_f64(s.clamp(0.1, 3600.0));
+        }
+        o
+    }
+
+    fn delay(&self, attempt: u32) -> Duration {
+        let d = self.retry_delay.saturating_mul(1u32 << attempt.min(16));
+        d.min(Duration::from_secs(60).max(self.retry_delay))
+    }
+}
+
+/// A client for one run.
+#[derive(Clone)]
+pub struct Http {
+    agent: ureq::Agent,
+    pub opts: HttpOptions,
+}
+
+/// Why a request failed for good.
+#[derive(Debug)]
+pub enum HttpError {
+    /// The server answered 404 or 410: the file is not there (try the next location).
+    NotFound { url: String, status: u16 },
+    /// Anything else, after the retries.
+    Failed { url: String, message: String },
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HttpError::NotFound { url, status } => {
+                write!(f, "GET {url}: HTTP {status} (not found)")
+            }
+            HttpError::Failed { url, message } => write!(f, "GET {url}: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for HttpError {}
+
+enum Attempt {
+    Retry(String),
+    Fatal(HttpError),
+}
+
+impl Http {
+    pub fn new(opts: HttpOptions) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(opts.connect_timeout))
+            .timeout_per_read(Some(opts.stall_timeout))
+            .timeout_recv_response(Some(opts.stall_timeout))
+            .user_agent(concat!("tsforge/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        Http { agent, opts }
+    }
+
+    /// One GET of `url` from byte `start` (a `Range` request when `start > 0`), retried on
+    /// connection failures and 5xx/429 answers. Returns the body positioned at `start`.
+    fn open(&self, url: &str, start: u64) -> Result<Box<dyn Read + Send>, HttpError> {
+        let mut attempt = 0;
+        loop {
+            match self.try_open(url, start) {
+                Ok(r) => return Ok(r),
+                Err(Attempt::Fatal(e)) => return Err(e),
+                Err(Attempt::Retry(msg)) => {
+                    if attempt >= self.opts.retries {
+                        return Err(HttpError::Failed {
+                            url: url.to_string(),
+                            message: format!(
+                                "{msg} (gave up after {} attempt{})",
+                                attempt + 1,
+                                if attempt == 0 { "" } else { "s" }
+                            ),
+                        });
+                    }
+                    std::thread::sleep(self.opts.delay(attempt));
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    fn try_open(&self, url: &str, start: u64) -> Result<Box<dyn Read + Send>, Attempt> {
+        let mut req = self.agent.get(url).header("Accept-Encoding", "identity");
+        if start > 0 {
+            req = req.header("Range", format!("bytes={start}-"));
+        }
+        let resp = match req.call() {
+            Ok(r) => r,
+            Err(ureq::Error::BadUri(m)) => {
+                return Err(Attempt::Fatal(HttpError::Failed {
+                    url: url.into(),
+                    message: format!("bad URL: {m}"),
+                }))
+            }
+            Err(e) => return Err(Attempt::Retry(e.to_string())),
+        };
+        let status = resp.status().as_u16();
+        let reason = resp.status().canonical_reason().unwrap_or("");
+        match status {
+            200 | 206 => {}
+            404 | 410 => {
+                return Err(Attempt::Fatal(HttpError::NotFound {
+                    url: url.into(),
+                    status,
+                }))
+            }
+            408 | 429 | 500..=599 => return Err(Attempt::Retry(format!("HTTP {status} {reason}"))),
+            _ => {
+                return Err(Attempt::Fatal(HttpError::Failed {
+                    url: url.into(),
+                    message: format!("HTTP {status} {reason}"),
+                }))
+            }
+        }
+        let mut body: Box<dyn Read + Send> = Box::new(resp.into_body().into_reader());
+        if start > 0 && status == 200 {
+            // The server ignored the Range header: skip to `start`.
+            let skipped = io::copy(&mut (&mut body).take(start), &mut io::sink())
+                .map_err(|e| Attempt::Retry(e.to_string()))?;
+            if skipped < start {
+                return Err(Attempt::Retry(format!(
+                    "the server sent {skipped} bytes, fewer than the {start} already read"
+                )));
+            }
+        }
+        Ok(body)
+    }
+
+    /// The whole body of a small file (manifests, indexes); `Ok(None)` when the server says
+    /// 404/410.
+    pub fn get_small(&self, url: &str, limit: u64) -> Result<Option<Vec<u8>>, HttpError> {
+        let mut attempt = 0;
+        loop {
+            let r = match self.open(url, 0) {
+                Ok(r) => r,
+                Err(HttpError::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let mut v = Vec::new();
+            match r.take(limit + 1).read_to_end(&mut v) {
+                Ok(_) if v.len() as u64 > limit => {
+                    return Err(HttpError::Failed {
+                        url: url.into(),
+                        message: format!("larger than {limit} bytes"),
+                    })
+                }
+                Ok(_) => return Ok(Some(v)),
+                Err(e) if attempt < self.opts.retries => {
+                    let _ = e;
+                    std::thread::sleep(self.opts.delay(attempt));
+                    attempt += 1;
+                }
+                Err(e) => {
+                    return Err(HttpError::Failed {
+                        url: url.into(),
+                        message: format!("{e} (gave up after {} attempts)", attempt + 1),
+                    })
+                }
+            }
+        }
+    }
+
+    /// A reader of `url` from byte `start` to `end` (the file's size, from its manifest) that
+    /// reconnects with a `Range` request when the connection drops or stalls.
+    pub fn range_reader(&self, url: &str, start: u64, end: u64) -> RangeReader {
+        RangeReader {
+            http: self.clone(),
+            url: url.to_string(),
+            pos: start,
+            end,
+            body: None,
+            failures: 0,
+            resumed: 0,
+        }
+    }
+}
+
+/// See [`Http::range_reader`]. Reading past `end` yields EOF; a server that ends the body
+/// early is asked again from where it stopped.
+pub struct RangeReader {
+    http: Http,
+    url: String,
+    pos: u64,
+    end: u64,
+    body: Option<Box<dyn Read + Send>>,
+    /// Consecutive failures without progress.
+    failures: u32,
+    /// Times the read was resumed after a dropped connection.
+    pub resumed: u32,
+}
+
+impl RangeReader {
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    fn fail(&mut self, msg: String) -> io::Result<()> {
+        self.body = None;
+        if self.failures >= self.http.opts.retries {
+            return Err(io::Error::other(HttpError::Failed {
+                url: self.url.clone(),
+                message: format!(
+                    "{msg} at byte {} of {} (gave up after {} attempts)",
+                    self.pos,
+                    self.end,
+                    self.failures + 1
+                ),
+            }));
+        }
+        std::thread::sleep(self.http.opts.delay(self.failures));
+        self.failures += 1;
+        self.resumed += 1;
+        Ok(())
+    }
+}
+
+impl Read for RangeReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.end || buf.is_empty() {
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min((self.end - self.pos).min(usize::MAX as u64) as usize);
+        loop {
+            if self.body.is_none() {
+                match self.http.open(&self.url, self.pos) {
+                    Ok(b) => self.body = Some(b),
+                    Err(e) => return Err(io::Error::other(e)),
+                }
+            }
+            let body = self.body.as_mut().expect("opened above");
+            match body.read(&mut buf[..want]) {
+                Ok(0) => {
+                    let msg = "the server closed the connection early".to_string();
+                    self.fail(msg)?;
+                }
+                Ok(n) => {
+                    self.pos += n as u64;
+                    self.failures = 0;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let msg = if e.kind() == io::ErrorKind::TimedOut
+                        || e.to_string().to_ascii_lowercase().contains("timeout")
+                    {
+                        format!(
+                            "no data for {} s (stalled)",
+                            self.http.opts.stall_timeout.as_secs_f64()
+                        )
+                    } else {
+                        e.to_string()
+                    };
+                    self.fail(msg)?;
+                }
+            }
+        }
+    }
+}
+
+/// `http://` or `https://` (ASCII case ignored).
+pub fn is_url(s: &str) -> bool {
+    let l = s.trim_start().to_ascii_lowercase();
+    l.starts_with("http://") || l.starts_with("https://")
+}
+
+/// `base` + `/` + path components percent-encoded where a URL needs it.
+pub fn join_url(base: &str, rel: &str) -> String {
+    let mut u = base.trim_end_matches('/').to_string();
+    for part in rel.split('/') {
+        u.push('/');
+        for b in part.bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=@".contains(&b) {
+                u.push(b as char);
+            } else {
+                u.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    u
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert!(is_url("HTTP://x/"));
+        assert!(is_url("https://dp.example/pkgs"));
+        assert!(!is_url("/srv/dp"));
+        assert_eq!(
+            join_url("http://h/dp/", "TSF1/files/a b/ü.txt"),
+            "http://h/dp/TSF1/files/a%20b/%C3%BC.txt"
+        );
+    }
+
+    #[test]
+    fn delays_double_and_are_capped() {
+        let o = HttpOptions {
+            retry_delay: Duration::from_secs(2),
+            ..Default::default()
+        };
+        assert_eq!(o.delay(0), Duration::from_secs(2));
+        assert_eq!(o.delay(2), Duration::from_secs(8));
+        assert_eq!(o.delay(10), Duration::from_secs(60));
+    }
+}

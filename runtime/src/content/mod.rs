@@ -1,0 +1,249 @@
+//! Content packages and distribution points (`docs/content.md`).
+//!
+//! A *package* is a folder of files with an ID and a version, described by a manifest that
+//! lists every file with its size and sha256 (and a sha256 per 4 MiB block for large files);
+//! an *image package* holds one tsforge image or WIM. A *distribution point* is a folder of
+//! packages plus an index, read from a directory or from any static HTTP(S) server: there is
+//! no tsforge server protocol. Steps get packages through [`Store`]: streamed (images, verified
+//! block by block on a fetch thread) or copied into the run's cache (verified, resumable).
+
+pub mod build;
+pub mod http;
+pub mod manifest;
+pub mod store;
+
+pub use http::HttpOptions;
+pub use manifest::{PackageKind, PackageManifest};
+pub use store::{Found, LocalPackage, Origin, Store};
+
+use crate::cli::{EXIT_NO, EXIT_OK};
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The distribution points of a run: `--content` locations, then `SMSTSContentLocations`
+/// (comma or semicolon separated, or `SMSTSContentLocations1`, `…2`, … one per variable).
+pub fn origins(targets: &crate::actions::RunTargets, vars: &crate::vars::Vars) -> Vec<Origin> {
+    let mut out: Vec<Origin> = targets.content.iter().map(|s| Origin::parse(s)).collect();
+    let mut add = |v: &str| {
+        for part in v.split([',', ';']).map(str::trim).filter(|s| !s.is_empty()) {
+            let o = Origin::parse(part);
+            if !out.contains(&o) {
+                out.push(o);
+            }
+        }
+    };
+    if let Some(v) = vars.get("SMSTSContentLocations") {
+        add(v);
+    }
+    for i in 1.. {
+        match vars.get(&format!("SMSTSContentLocations{i}")) {
+            Some(v) => add(v),
+            None => break,
+        }
+    }
+    out
+}
+
+/// The cache folder of a run (inside its state directory, so it moves with the state).
+pub fn cache_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("cache")
+}
+
+/// The store for a step.
+pub fn store_for(ctx: &crate::actions::Ctx) -> Store {
+    Store::new(
+        origins(ctx.targets, ctx.vars),
+        cache_dir(ctx.state_dir),
+        HttpOptions::from_vars(ctx.vars),
+    )
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PackageCmd {
+    /// Build a folder (files package) or an image file (image package) into a distribution
+    /// point folder; adds to the packages already there
+    Build(PackageBuildConfig),
+    /// List the packages of a distribution point (folder or http(s):// URL)
+    List(PackageListConfig),
+    /// Check every file of packages against their manifests (exit 1 on a mismatch)
+    Verify(PackageVerifyConfig),
+}
+
+#[derive(Debug, Args)]
+pub struct PackageBuildConfig {
+    /// A folder of files, or a tsforge image / WIM
+    #[arg(value_name = "SRC")]
+    pub src: PathBuf,
+    /// Package ID (ConfigMgr style, e.g. TSF00001)
+    #[arg(long)]
+    pub id: String,
+    /// Display name (default: SRC's name)
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Version (default: one more than the one in the distribution point, else 1)
+    #[arg(long)]
+    pub version: Option<u32>,
+    /// A program for Install Package steps, NAME=COMMAND LINE; repeatable
+    #[arg(long = "program", value_name = "NAME=COMMAND LINE")]
+    pub programs: Vec<String>,
+    /// The distribution point folder
+    #[arg(long, value_name = "DP")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PackageListConfig {
+    /// Distribution point: a folder or an http(s):// URL
+    #[arg(value_name = "DP")]
+    pub dp: String,
+    /// Print JSON (the index) instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PackageVerifyConfig {
+    /// Distribution point: a folder or an http(s):// URL
+    #[arg(value_name = "DP")]
+    pub dp: String,
+    /// Package IDs (default: every package in the index)
+    #[arg(value_name = "ID")]
+    pub ids: Vec<String>,
+}
+
+pub fn dispatch(cmd: PackageCmd) -> Result<u8> {
+    match cmd {
+        PackageCmd::Build(c) => build_cmd(c),
+        PackageCmd::List(c) => list_cmd(c),
+        PackageCmd::Verify(c) => verify_cmd(c),
+    }
+}
+
+fn build_cmd(c: PackageBuildConfig) -> Result<u8> {
+    let programs = c
+        .programs
+        .iter()
+        .map(|p| match p.split_once('=') {
+            Some((n, cl)) if !n.trim().is_empty() && !cl.trim().is_empty() => {
+                Ok(manifest::Program {
+                    name: n.trim().to_string(),
+                    command_line: cl.trim().to_string(),
+                })
+            }
+            _ => anyhow::bail!("--program {p:?}: expected NAME=COMMAND LINE"),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let opts = build::BuildOptions {
+        id: c.id.clone(),
+        name: c.name,
+        version: c.version,
+        programs,
+    };
+    let mut line = crate::cli::ProgressLine::new("package");
+    let m = build::build(&c.src, &c.out, &opts, &mut |done, total| {
+        line.update(&crate::image::Progress {
+            bytes_done: done,
+            bytes_total: total,
+            files_done: 0,
+            files_total: 0,
+        })
+    });
+    line.done();
+    let m = m?;
+    println!(
+        "{}: package {} v{} ({}, {} file{}, {} bytes) hash {}",
+        c.out.display(),
+        m.id,
+        m.version,
+        m.kind,
+        m.files.len(),
+        if m.files.len() == 1 { "" } else { "s" },
+        m.size(),
+        m.hash
+    );
+    Ok(EXIT_OK)
+}
+
+fn store_of(dp: &str) -> (Store, Origin) {
+    let origin = Origin::parse(dp);
+    let origin = match origin {
+        Origin::Dir(d) => Origin::Dir(std::path::absolute(&d).unwrap_or(d)),
+        u => u,
+    };
+    let store = Store::new(
+        vec![origin.clone()],
+        std::env::temp_dir(),
+        HttpOptions::default(),
+    );
+    (store, origin)
+}
+
+fn list_cmd(c: PackageListConfig) -> Result<u8> {
+    let (store, origin) = store_of(&c.dp);
+    let index = store.index(&origin)?.with_context(|| {
+        format!(
+            "{origin} has no {} (not a distribution point)",
+            manifest::INDEX_FILE
+        )
+    })?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if c.json {
+        out.write_all(&index.to_json())?;
+        return Ok(EXIT_OK);
+    }
+    writeln!(
+        out,
+        "{:<12} {:>4} {:<6} {:>6} {:>14}  NAME",
+        "ID", "VER", "KIND", "FILES", "BYTES"
+    )?;
+    for p in &index.packages {
+        writeln!(
+            out,
+            "{:<12} {:>4} {:<6} {:>6} {:>14}  {}",
+            p.id, p.version, p.kind, p.files, p.size, p.name
+        )?;
+    }
+    Ok(EXIT_OK)
+}
+
+fn verify_cmd(c: PackageVerifyConfig) -> Result<u8> {
+    let (store, origin) = store_of(&c.dp);
+    let ids: Vec<String> = if c.ids.is_empty() {
+        store
+            .index(&origin)?
+            .with_context(|| format!("{origin} has no {}", manifest::INDEX_FILE))?
+            .packages
+            .into_iter()
+            .map(|p| p.id)
+            .collect()
+    } else {
+        c.ids.clone()
+    };
+    let mut bad = 0;
+    for id in &ids {
+        let found = store.find(id)?;
+        let mut failed = None;
+        for f in &found.manifest.files {
+            let mut s = store.stream(&found, f)?;
+            if let Err(e) = std::io::copy(&mut s, &mut std::io::sink()) {
+                failed = Some(e.to_string());
+                break;
+            }
+        }
+        match failed {
+            None => println!(
+                "{id}: OK ({} files, {} bytes)",
+                found.manifest.files.len(),
+                found.manifest.size()
+            ),
+            Some(e) => {
+                bad += 1;
+                println!("{id}: FAILED: {e}");
+            }
+        }
+    }
+    Ok(if bad > 0 { EXIT_NO } else { EXIT_OK })
+}
