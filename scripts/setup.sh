@@ -35,6 +35,7 @@ DEBIAN_PACKAGES=(
     zip
     unzip
     fdisk
+    nginx
 )
 RUST_TARGETS=(x86_64-pc-windows-gnu)
 RUST_COMPONENTS=(clippy rustfmt)

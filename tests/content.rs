@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 mod common;
 use common::tool;
+#[path = "common/data.rs"]
+mod data;
+use data::random;
 #[path = "common/httpd.rs"]
 mod httpd;
 use httpd::Server;
@@ -38,19 +41,6 @@ fn ok(dir: &Path, args: &[&str]) -> String {
 
 fn log_of(state: &Path) -> String {
     std::fs::read_to_string(state.join("smsts.log")).unwrap_or_default()
-}
-
-/// Pseudo-random bytes (incompressible, so sizes and transfer counts mean something).
-fn random(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
 }
 
 /// A tools package TSF00001 (a script, a data file, a program) and a 20 MiB package

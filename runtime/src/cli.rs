@@ -534,13 +534,16 @@ impl ProgressLine {
         } else {
             String::new()
         };
+        let files = if p.files_total > 0 {
+            format!(", {} / {} files", p.files_done, p.files_total)
+        } else {
+            String::new()
+        };
         format!(
-            "{}: {} / {} MiB, {} / {} files, {:.1} MiB/s{left}",
+            "{}: {} / {} MiB{files}, {:.1} MiB/s{left}",
             self.what,
             p.bytes_done >> 20,
             p.bytes_total >> 20,
-            p.files_done,
-            p.files_total,
             rate / f64::from(1u32 << 20)
         )
     }

@@ -80,11 +80,47 @@ pub fn plan(
                 } else {
                     let kind = step.kind().unwrap_or("command line");
                     let what = match classify(step, custom) {
-                        Kind::RunCommandLine => step
-                            .property("CommandLine")
-                            .map(|c| vars.expand(c))
-                            .or_else(|| step.action.clone())
-                            .unwrap_or_default(),
+                        Kind::RunCommandLine => {
+                            let cmd = step
+                                .property("CommandLine")
+                                .map(|c| vars.expand(c))
+                                .or_else(|| step.action.clone())
+                                .unwrap_or_default();
+                            let pkg =
+                                step.property("PackageID")
+                                    .map(|p| vars.expand(p))
+                                    .or_else(|| {
+                                        step.action.as_deref().and_then(|a| {
+                                            crate::actions::package_steps::parse_smsswd(a).0
+                                        })
+                                    });
+                            match pkg.filter(|p| !p.trim().is_empty()) {
+                                Some(p) => format!("{cmd} (in package {p})"),
+                                None => cmd,
+                            }
+                        }
+                        Kind::InstallPackage => match step.property("BaseVariableName") {
+                            Some(b) if !b.trim().is_empty() => {
+                                format!("install the packages listed in {}001…", vars.expand(b))
+                            }
+                            _ => format!(
+                                "install package {} program {:?}",
+                                vars.expand(step.property("PackageID").unwrap_or_default()),
+                                vars.expand(step.property("ProgramName").unwrap_or_default())
+                            ),
+                        },
+                        Kind::DownloadPackageContent => format!(
+                            "download packages {}",
+                            vars.expand(
+                                step.property("DownloadPackages")
+                                    .or_else(|| step.property("PackageID"))
+                                    .unwrap_or_default()
+                            )
+                        ),
+                        Kind::ApplyDriverPackage => format!(
+                            "add the drivers of package {} to the applied image",
+                            vars.expand(step.property("DriverPackageID").unwrap_or_default())
+                        ),
                         Kind::SetVariable => {
                             let n = vars.expand(step.property("VariableName").unwrap_or_default());
                             let v = vars.expand(step.property("VariableValue").unwrap_or_default());

@@ -349,6 +349,35 @@ fn step(v: &mut V, s: &Step, file: &Path, stack: &mut Vec<PathBuf>) {
         }
     } else if is(step_type::CAPTURE_IMAGE) {
         // Source and destination may come from variables set at run time.
+    } else if is(step_type::INSTALL_PACKAGE) {
+        let has = |k: &str| s.property(k).is_some_and(|p| !p.trim().is_empty());
+        let complete = has("BaseVariableName") || (has("PackageID") && has("ProgramName"));
+        if !complete {
+            v.error(
+                pos,
+                format!(
+                    "Install Package step {name:?} needs PackageID and ProgramName, or \
+                     BaseVariableName"
+                ),
+            );
+        }
+    } else if is(step_type::DOWNLOAD_PACKAGE_CONTENT) {
+        let has = |k: &str| s.property(k).is_some_and(|p| !p.trim().is_empty());
+        if !has("DownloadPackages") && !has("OSDDownloadDownloadPackages") && !has("PackageID") {
+            v.error(
+                pos,
+                format!("Download Package Content step {name:?} needs DownloadPackages"),
+            );
+        }
+    } else if is(step_type::APPLY_DRIVER_PACKAGE) {
+        if s.property("DriverPackageID")
+            .is_none_or(|p| p.trim().is_empty())
+        {
+            v.error(
+                pos,
+                format!("Apply Driver Package step {name:?} needs DriverPackageID"),
+            );
+        }
     } else if v.ctx.custom.get(kind).is_some() {
         // Mapped by a custom action manifest.
     } else {
