@@ -36,6 +36,7 @@ DEBIAN_PACKAGES=(
     unzip
     fdisk
     nginx
+    openssl
 )
 RUST_TARGETS=(x86_64-pc-windows-gnu)
 RUST_COMPONENTS=(clippy rustfmt)

@@ -23,6 +23,11 @@ struct Nginx {
 
 impl Nginx {
     fn start(bin: PathBuf, dir: &Path, root: &Path) -> Nginx {
+        Self::start_with(bin, dir, root, None)
+    }
+
+    /// With `tls = Some((cert, key))`, serves HTTPS.
+    fn start_with(bin: PathBuf, dir: &Path, root: &Path, tls: Option<(&Path, &Path)>) -> Nginx {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -40,9 +45,17 @@ impl Nginx {
              http {{\n  access_log {d}/access.log;\n  sendfile on;\n  default_type application/octet-stream;\n  \
              client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp;\n  \
              uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;\n  \
-             server {{ listen 127.0.0.1:{port}; root {root}; }}\n}}\n",
+             server {{ listen 127.0.0.1:{port}{ssl}; root {root}; {certs} }}\n}}\n",
             user = if root_user { "user root;" } else { "" },
-            root = root.display()
+            root = root.display(),
+            ssl = if tls.is_some() { " ssl" } else { "" },
+            certs = tls
+                .map(|(c, k)| format!(
+                    "ssl_certificate {}; ssl_certificate_key {};",
+                    c.display(),
+                    k.display()
+                ))
+                .unwrap_or_default()
         );
         std::fs::create_dir_all(dir.join("tmp")).unwrap();
         std::fs::write(dir.join("nginx.conf"), conf).unwrap();
@@ -60,7 +73,8 @@ impl Nginx {
             "nginx did not start: {}",
             String::from_utf8_lossy(&o.stderr)
         );
-        let url = format!("http://127.0.0.1:{port}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "nginx is not listening");
@@ -197,4 +211,165 @@ fn twenty_runners_apply_one_image_package_from_nginx() {
         .filter(|l| l.contains("GET /IMG00001/files/base.tsimg") && l.contains("\" 200 "))
         .count();
     assert_eq!(gets, RUNNERS, "{access}");
+}
+
+/// HTTPS from nginx with the organization's own CA: refused (and named) without
+/// `TSForgeTrustedCA`, applied with it.
+#[test]
+fn https_distribution_point_with_a_private_ca() {
+    let (Some(nginx), Some(openssl)) = (tool("nginx"), tool("openssl")) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    // A CA and a server certificate for 127.0.0.1 signed by it.
+    let sh = |args: &[&str]| {
+        let o = Command::new(&openssl)
+            .args(args)
+            .current_dir(d)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    sh(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=tsforge test CA",
+    ]);
+    sh(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "dp.key",
+        "-out",
+        "dp.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        d.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    sh(&[
+        "x509",
+        "-req",
+        "-in",
+        "dp.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "dp.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+
+    let src = d.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let data = random(300_000, 5);
+    std::fs::write(src.join("a.bin"), &data).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tsforge"))
+            .args(args)
+            .current_dir(d)
+            .env("TSFORGE_MACHINE_DIR", d.join("machine"))
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .output()
+            .unwrap()
+    };
+    assert!(run(&["capture", "src", "base.tsimg"]).status.success());
+    assert!(run(&[
+        "package",
+        "build",
+        "base.tsimg",
+        "--id",
+        "IMG00001",
+        "--out",
+        "dp"
+    ])
+    .status
+    .success());
+    let server = Nginx::start_with(
+        nginx,
+        &d.join("nginx"),
+        &d.join("dp"),
+        Some((&d.join("dp.pem"), &d.join("dp.key"))),
+    );
+    std::fs::write(
+        d.join("ts.yaml"),
+        "steps:\n  - name: Apply\n    type: apply-data-image\n    properties: {ImagePackageID: IMG00001, Destination: out}\n",
+    )
+    .unwrap();
+    // Not trusted: a clear certificate error naming the URL.
+    let o = run(&[
+        "run",
+        "ts.yaml",
+        "--state-dir",
+        "s1",
+        "--content",
+        &server.url,
+        "--var",
+        "SMSTSDownloadRetryCount=0",
+    ]);
+    let log = std::fs::read_to_string(d.join("s1/smsts.log")).unwrap();
+    assert_eq!(o.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains(&format!("GET {}/IMG00001/tsforge-package.json", server.url))
+            && log.to_ascii_lowercase().contains("certificate"),
+        "{log}"
+    );
+    // Trusted through TSForgeTrustedCA.
+    let ca = d.join("ca.pem");
+    let o = run(&[
+        "run",
+        "ts.yaml",
+        "--state-dir",
+        "s2",
+        "--content",
+        &server.url,
+        "--var",
+        &format!("TSForgeTrustedCA={}", ca.display()),
+    ]);
+    let log = std::fs::read_to_string(d.join("s2/smsts.log")).unwrap();
+    assert!(o.status.success(), "{log}");
+    assert_eq!(std::fs::read(d.join("out/a.bin")).unwrap(), data);
+    // package list takes the CA too.
+    let o = run(&[
+        "package",
+        "list",
+        &server.url,
+        "--trusted-ca",
+        ca.to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("IMG00001"));
 }

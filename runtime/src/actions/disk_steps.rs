@@ -317,7 +317,7 @@ fn image_source(step: &Step, ctx: &Ctx) -> Result<ImageSource, String> {
     let Some(id) = get("ImagePackageID") else {
         return Err("neither ImagePath nor ImagePackageID names the image".into());
     };
-    let store = crate::content::store_for(ctx);
+    let store = crate::content::store_for(ctx).map_err(|e| format!("{e:#}"))?;
     let found = store.find(id.trim()).map_err(|e| format!("{e:#}"))?;
     if found.manifest.kind != crate::content::PackageKind::Image || found.manifest.files.len() != 1
     {
@@ -411,7 +411,10 @@ pub fn apply(step: &Step, ctx: &mut Ctx) -> ActionResult {
         ImageSource::Package(found) => {
             let file = found.manifest.files[0].clone();
             let shown = crate::content::Store::shown(&found, &file);
-            let store = crate::content::store_for(ctx);
+            let store = match crate::content::store_for(ctx) {
+                Ok(s) => s,
+                Err(e) => return ActionResult::failed(format!("{e:#}")),
+            };
             let head = match store.stream(&found, &file) {
                 Ok(mut s) => {
                     let mut head = [0u8; 64];

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 /// Fetches package `id` into the cache (or finds it there), logging progress.
 pub fn fetch(ctx: &mut Ctx, component: &str, id: &str) -> Result<LocalPackage, String> {
-    let store = content::store_for(ctx);
+    let store = content::store_for(ctx).map_err(|e| format!("{e:#}"))?;
     let found = store.find(id).map_err(|e| format!("{e:#}"))?;
     let m = &found.manifest;
     ctx.log.log(

@@ -9,13 +9,15 @@ use std::time::Duration;
 /// Retry and timeout settings; from the ConfigMgr variables `SMSTSDownloadRetryCount`
 /// (default 3) and `SMSTSDownloadRetryDelay` (seconds before the first retry, doubled for each
 /// next one, at most 60; default 2), and tsforge's `TSForgeDownloadStallTimeout` (seconds a
-/// read may receive nothing; default 60).
-#[derive(Debug, Clone, Copy)]
+/// read may receive nothing; default 60) and `TSForgeTrustedCA` (a PEM file of the CA
+/// certificates to trust for HTTPS instead of Mozilla's roots: an organization's own PKI).
+#[derive(Debug, Clone)]
 pub struct HttpOptions {
     pub retries: u32,
     pub retry_delay: Duration,
     pub stall_timeout: Duration,
     pub connect_timeout: Duration,
+    pub trusted_ca: Option<std::path::PathBuf>,
 }
 
 impl Default for HttpOptions {
@@ -25,6 +27,7 @@ impl Default for HttpOptions {
             retry_delay: Duration::from_secs(2),
             stall_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(30),
+            trusted_ca: None,
         }
     }
 }
@@ -47,6 +50,11 @@ impl HttpOptions {
         if let Some(s) = num("TSForgeDownloadStallTimeout") {
             o.stall_timeout = Duration::from_secs_f64(s.clamp(0.1, 3600.0));
         }
+        o.trusted_ca = vars
+            .get("TSForgeTrustedCA")
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from);
         o
     }
 
@@ -90,9 +98,37 @@ enum Attempt {
     Fatal(HttpError),
 }
 
+/// The certificates of a PEM file, for [`HttpOptions::trusted_ca`].
+fn load_ca(path: &std::path::Path) -> anyhow::Result<Vec<ureq::tls::Certificate<'static>>> {
+    use anyhow::Context;
+    let pem = std::fs::read(path)
+        .with_context(|| format!("TSForgeTrustedCA: reading {}", path.display()))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        if let ureq::tls::PemItem::Certificate(c) =
+            item.with_context(|| format!("TSForgeTrustedCA: {} is not PEM", path.display()))?
+        {
+            certs.push(c);
+        }
+    }
+    if certs.is_empty() {
+        anyhow::bail!(
+            "TSForgeTrustedCA: {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        );
+    }
+    Ok(certs)
+}
+
 impl Http {
-    pub fn new(opts: HttpOptions) -> Self {
+    /// A client; fails only when `opts.trusted_ca` cannot be read.
+    pub fn new(opts: HttpOptions) -> anyhow::Result<Self> {
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if let Some(ca) = &opts.trusted_ca {
+            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&load_ca(ca)?));
+        }
         let agent: ureq::Agent = ureq::Agent::config_builder()
+            .tls_config(tls.build())
             .http_status_as_error(false)
             .timeout_connect(Some(opts.connect_timeout))
             .timeout_per_read(Some(opts.stall_timeout))
@@ -100,7 +136,7 @@ impl Http {
             .user_agent(concat!("tsforge/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
-        Http { agent, opts }
+        Ok(Http { agent, opts })
     }
 
     /// One GET of `url` from byte `start` (a `Range` request when `start > 0`), retried on

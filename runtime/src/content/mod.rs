@@ -52,7 +52,7 @@ pub fn cache_dir(state_dir: &Path) -> PathBuf {
 }
 
 /// The store for a step.
-pub fn store_for(ctx: &crate::actions::Ctx) -> Store {
+pub fn store_for(ctx: &crate::actions::Ctx) -> Result<Store> {
     Store::new(
         origins(ctx.targets, ctx.vars),
         cache_dir(ctx.state_dir),
@@ -98,6 +98,9 @@ pub struct PackageListConfig {
     /// Distribution point: a folder or an http(s):// URL
     #[arg(value_name = "DP")]
     pub dp: String,
+    /// PEM file of the CA certificates to trust for HTTPS (instead of Mozilla's roots)
+    #[arg(long, value_name = "PEM", env = "TSFORGE_TRUSTED_CA")]
+    pub trusted_ca: Option<PathBuf>,
     /// Print JSON (the index) instead of a table
     #[arg(long)]
     pub json: bool,
@@ -108,6 +111,9 @@ pub struct PackageVerifyConfig {
     /// Distribution point: a folder or an http(s):// URL
     #[arg(value_name = "DP")]
     pub dp: String,
+    /// PEM file of the CA certificates to trust for HTTPS (instead of Mozilla's roots)
+    #[arg(long, value_name = "PEM", env = "TSFORGE_TRUSTED_CA")]
+    pub trusted_ca: Option<PathBuf>,
     /// Package IDs (default: every package in the index)
     #[arg(value_name = "ID")]
     pub ids: Vec<String>,
@@ -166,22 +172,22 @@ fn build_cmd(c: PackageBuildConfig) -> Result<u8> {
     Ok(EXIT_OK)
 }
 
-fn store_of(dp: &str) -> (Store, Origin) {
+fn store_of(dp: &str, trusted_ca: Option<PathBuf>) -> Result<(Store, Origin)> {
     let origin = Origin::parse(dp);
     let origin = match origin {
         Origin::Dir(d) => Origin::Dir(std::path::absolute(&d).unwrap_or(d)),
         u => u,
     };
-    let store = Store::new(
-        vec![origin.clone()],
-        std::env::temp_dir(),
-        HttpOptions::default(),
-    );
-    (store, origin)
+    let opts = HttpOptions {
+        trusted_ca,
+        ..HttpOptions::default()
+    };
+    let store = Store::new(vec![origin.clone()], std::env::temp_dir(), opts)?;
+    Ok((store, origin))
 }
 
 fn list_cmd(c: PackageListConfig) -> Result<u8> {
-    let (store, origin) = store_of(&c.dp);
+    let (store, origin) = store_of(&c.dp, c.trusted_ca.clone())?;
     let index = store.index(&origin)?.with_context(|| {
         format!(
             "{origin} has no {} (not a distribution point)",
@@ -210,7 +216,7 @@ fn list_cmd(c: PackageListConfig) -> Result<u8> {
 }
 
 fn verify_cmd(c: PackageVerifyConfig) -> Result<u8> {
-    let (store, origin) = store_of(&c.dp);
+    let (store, origin) = store_of(&c.dp, c.trusted_ca.clone())?;
     let ids: Vec<String> = if c.ids.is_empty() {
         store
             .index(&origin)?

@@ -78,12 +78,13 @@ pub struct Store {
 const MANIFEST_LIMIT: u64 = 64 << 20;
 
 impl Store {
-    pub fn new(origins: Vec<Origin>, cache: PathBuf, opts: HttpOptions) -> Self {
-        Store {
+    /// Fails only when the HTTPS trust settings cannot be read.
+    pub fn new(origins: Vec<Origin>, cache: PathBuf, opts: HttpOptions) -> Result<Self> {
+        Ok(Store {
             origins,
             cache,
-            http: Http::new(opts),
-        }
+            http: Http::new(opts)?,
+        })
     }
 
     /// The package `id` from the first distribution point that has it.
