@@ -19,14 +19,15 @@
 //! # Ok(()) }
 //! ```
 //!
-//! **Why not a crate.** `hadris-iso` (the only maintained pure-Rust writer with El Torito, Joliet
-//! and hybrid MBR/GPT) takes file contents as in-memory `Vec<u8>`s (streaming from disk sits
-//! behind an `unstable-streaming` feature), and its writer API moved between 1.x, the 2.0
-//! release candidates and 2.x (`write` → `sync::write`, `InputFiles` → `InputTree`), so a
-//! multi-GB `boot.wim` would have to be loaded whole and the code would follow a moving target.
-//! What boot media need is small: this module is one planned pass (every size and address
-//! known before the first byte is written) and one sequential write, so the output may be a
-//! pipe, and file contents stream through one buffer.
+//! **Why not a crate.** `hadris-iso`, the most complete pure-Rust writer found (El Torito,
+//! Joliet, hybrid MBR/GPT), takes file contents as in-memory `Vec<u8>`s (in 2.5, streaming
+//! sources sit behind an `unstable-streaming` feature), and its writer API has been
+//! reorganised across 1.x, the 2.0 release candidates and 2.x (`write::IsoImageWriter` became
+//! `sync::write::IsoImageWriter`, `InputFiles` was joined by `InputTree`): a multi-GB
+//! `boot.wim` would have to be loaded whole, and the code would follow a moving target. What
+//! boot media need is small: one planned pass (every size and address known before the first
+//! byte is written) and one sequential write, so the output may be a pipe and file contents
+//! stream through one buffer.
 //!
 //! **Layout.** Sectors 0–15: system area (zero, or the hybrid MBR in the first 512 bytes);
 //! 16: primary volume descriptor; 17: El Torito boot record (when booting, El Torito 1.0 §2.0
@@ -45,9 +46,9 @@
 //! names as given, up to 64 UCS-2 characters, without `;1`; names Joliet cannot hold
 //! (control characters, `* / : ; ? \`, characters outside the Basic Multilingual Plane) are
 //! refused. Windows and Linux read the Joliet tree; BIOS boot loaders such as ISOLINUX read
-//! the primary tree case-insensitively, where short lower-case names like `isolinux.cfg`
-//! keep their spelling. Names that differ only in case are kept apart in both trees, but
-//! Windows will see them as one name: avoid them.
+//! the primary tree and compare names without regard to case, so `isolinux/isolinux.cfg`,
+//! recorded as `ISOLINUX/ISOLINUX.CFG;1`, is still found. Names that differ only in case are
+//! kept apart in both trees, but Windows will see them as one name: avoid them.
 //!
 //! **Boot.** El Torito 1.0 (Phoenix/IBM, 1995): the boot record volume descriptor (§2.0,
 //! Figure 7) points at a one-sector catalog with a validation entry (§2.1, Figure 2), the
