@@ -20,6 +20,14 @@ set -euo pipefail
 #   e2fsprogs        mkfs.ext4, and e2fsck/dumpe2fs that check it in tests
 #   zstd gzip        compressed raw images (runtime/src/image/raw.rs tests and fixtures)
 #   zip unzip        zipinfo / unzip -t check deflate images (runtime/tests/image_roundtrip.rs)
+#   xorriso          reads back the ISO images builder/src/iso.rs writes (trees, El Torito
+#                    catalog, hybrid MBR) in builder/tests/iso.rs
+#   libarchive-tools bsdtar: a second, independent ISO reader in builder/tests/iso.rs
+#   cpio             GNU cpio unpacks the initramfs archives of builder/src/cpio.rs in
+#                    builder/tests/cpio.rs
+#   nginx            serves distribution points to 20 runners at once and over HTTPS
+#                    (tests/content_nginx.rs, bench/content/run.sh)
+#   openssl          makes the test CA and server certificate for the HTTPS test
 DEBIAN_PACKAGES=(
     mingw-w64
     wine
@@ -37,6 +45,9 @@ DEBIAN_PACKAGES=(
     fdisk
     nginx
     openssl
+    xorriso
+    libarchive-tools
+    cpio
 )
 RUST_TARGETS=(x86_64-pc-windows-gnu)
 RUST_COMPONENTS=(clippy rustfmt)
@@ -93,7 +104,7 @@ for c in "${RUST_COMPONENTS[@]}"; do
 done
 
 # Checks that what the tests call is really there.
-for tool in x86_64-w64-mingw32-gcc wine wineserver cargo wimlib-imagex; do
+for tool in x86_64-w64-mingw32-gcc wine wineserver cargo wimlib-imagex xorriso bsdtar cpio; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is not on PATH after setup"
 done
 say "setup done"
