@@ -6,6 +6,8 @@
 pub mod cpio;
 pub mod iso;
 pub mod source;
+pub mod template;
+pub mod tree;
 
 /// The runtime this builder packages, re-exported for the thin `tsforge` binary.
 pub use tsforge_runtime as runtime;
