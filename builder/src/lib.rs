@@ -5,6 +5,7 @@
 
 pub mod cpio;
 pub mod iso;
+pub mod media;
 pub mod source;
 pub mod template;
 pub mod tree;
