@@ -264,7 +264,8 @@ pub fn boot_cmd(c: BootConfig) -> Result<u8> {
     vars.extend(c.vars.iter().cloned());
 
     // Boot facts for the hooks.
-    let facts = boot_facts(&root);
+    let mut facts = boot_facts(&root);
+    facts.push(("_TSForgeSequences".into(), names(&cfg).replace(", ", ",")));
     let packages = media::find_ci(&root, "tsforge/packages");
 
     // 4. Hooks.
