@@ -812,9 +812,11 @@ pub fn media_verify_cmd(c: MediaVerifyConfig, inspect: bool) -> Result<u8> {
         ),
         other => other.clone(),
     };
-    let v = crate::media::verify_dir(&c.medium, pinned.as_deref())?;
+    let scratch = tempfile::tempdir().context("creating a scratch folder")?;
+    let root = crate::media::materialize(&c.medium, scratch.path())?;
+    let v = crate::media::verify_dir(&root, pinned.as_deref())?;
     if inspect {
-        let p = crate::media::find_ci(&c.medium, crate::media::CONFIG_FILE).expect("verified");
+        let p = crate::media::find_ci(&root, crate::media::CONFIG_FILE).context("no media.toml")?;
         let cfg = crate::media::MediaConfig::parse(
             &std::fs::read_to_string(&p)?,
             &p.display().to_string(),
@@ -855,7 +857,7 @@ pub fn media_verify_cmd(c: MediaVerifyConfig, inspect: bool) -> Result<u8> {
                 "no"
             }
         );
-        if let Ok(i) = crate::content::build::read_index(&c.medium.join("tsforge/packages")) {
+        if let Ok(i) = crate::content::build::read_index(&root.join("tsforge/packages")) {
             for p in i.packages {
                 println!(
                     "  package {} v{} ({}, {} bytes) {}",
