@@ -317,6 +317,7 @@ fn a_boot_wim_that_is_not_a_wim_is_refused() {
         "{e}"
     );
     assert!(e.contains("not a WIM"), "{e}");
+    assert!(!c.root.join("work/winpe/boot.wim").exists());
 }
 
 #[test]
@@ -355,6 +356,23 @@ fn names_match_ignoring_case() {
 }
 
 #[test]
+fn names_differing_only_in_case_are_refused() {
+    let Some(wimlib) = tool("wimlib-imagex") else {
+        return;
+    };
+    let c = Case::new();
+    let media = c.root.join("media");
+    make_media(&wimlib, &c.root, &media, &|p| p.to_string());
+    std::fs::write(media.join("Boot/bcd"), b"second BCD").unwrap();
+    let e = error_of(winpe::prepare(&c.input(&media, "work")));
+    assert!(
+        e.contains("Boot/BCD and Boot/bcd differ only in case"),
+        "{e}"
+    );
+    assert!(!c.root.join("work/winpe/boot.wim").exists());
+}
+
+#[test]
 fn the_runner_goes_into_the_bootable_image() {
     let Some(wimlib) = tool("wimlib-imagex") else {
         return;
@@ -378,6 +396,7 @@ fn the_runner_goes_into_the_bootable_image() {
     let p = winpe::prepare(&c.input(&media, "work")).unwrap();
     let updated = host_path(&p, "sources/boot.wim");
     check_wim(&wimlib, &updated, 2, &c.root);
+    assert_eq!(boot_index(&wimlib, &updated), "2");
     let one = run(Command::new(&wimlib).arg("dir").arg(&updated).arg("1"));
     assert!(!one.contains("tsforge.exe"), "image 1 changed:\n{one}");
     assert!(p.summary[1].contains("image 2 of 2"), "{:?}", p.summary);

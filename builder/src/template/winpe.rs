@@ -143,6 +143,7 @@ pub fn prepare(input: &TemplateInput) -> Result<Prepared> {
              (its media folder or the folder holding media/) or a WinPE ISO"
         );
     };
+    check_runner(&input.runner)?;
     let work = input.work.join("winpe");
     make_empty_dir(&work)?;
     let found = locate(source, &work)?;
@@ -150,21 +151,43 @@ pub fn prepare(input: &TemplateInput) -> Result<Prepared> {
     let files = resolve_required(&found, &media)?;
     let wim_src = &files[BOOT_WIM];
     let header = WimHeader::read(wim_src)?;
-    check_runner(&input.runner)?;
+    let index = header.boot_image();
+    let backend = WimBackend::find()?;
+
+    // The tree: every source file at its path (boot.wim is replaced below by the updated
+    // copy). Planned before anything is written, so a name no medium can hold stops here.
+    let mut tree = MediaTree::new();
+    for (rel, host) in media.files.values() {
+        tree.add(rel, Source::path(host))
+            .with_context(|| format!("{}: {rel}", found.media.display()))?;
+    }
+    let mut paths = BTreeMap::new();
+    for req in REQUIRED_FILES {
+        let path = match media.get(req) {
+            Some(rel) => rel.to_string(),
+            None => {
+                // An El Torito image from fwfiles/ or bootbins/: put it where the media
+                // folder's own files would have it.
+                let p = place(&tree, req);
+                tree.add(&p, Source::path(&files[req]))?;
+                p
+            }
+        };
+        paths.insert(*req, path);
+    }
+    tree.add(TSCONFIG_PATH, tsconfig_ini().into_bytes())?;
 
     // Everything is checked: from here on, write into the work folder.
     let wim = work.join("boot.wim");
     copy_file(wim_src, &wim)?;
-    let index = header.boot_image();
     let stage = work.join("stage");
     let runner_copy = stage.join(RUNNER_NAME);
     let ini = stage.join(WINPESHL_NAME);
     copy_file(&input.runner, &runner_copy)?;
     std::fs::write(&ini, winpeshl_ini()).with_context(|| format!("writing {}", ini.display()))?;
     for f in [&runner_copy, &ini] {
-        set_mtime(f, input.epoch)?;
+        set_times(f, input.epoch)?;
     }
-    let backend = WimBackend::find()?;
     backend
         .add_files(
             &wim,
@@ -184,28 +207,7 @@ pub fn prepare(input: &TemplateInput) -> Result<Prepared> {
             )
         })?;
     WimHeader::read(&wim).context("checking the updated boot.wim")?;
-
-    // The tree: every source file at its path, boot.wim replaced by the updated copy.
-    let mut tree = MediaTree::new();
-    for (rel, host) in media.files.values() {
-        tree.add(rel, Source::path(host))?;
-    }
-    let mut paths = BTreeMap::new();
-    for req in REQUIRED_FILES {
-        let path = match media.get(req) {
-            Some(rel) => rel.to_string(),
-            None => {
-                // An El Torito image from fwfiles/ or bootbins/: put it where the media
-                // folder's own files would have it.
-                let p = place(&tree, req);
-                tree.add(&p, Source::path(&files[req]))?;
-                p
-            }
-        };
-        paths.insert(*req, path);
-    }
     tree.add(&paths[BOOT_WIM], Source::path(&wim))?;
-    tree.add(TSCONFIG_PATH, tsconfig_ini().into_bytes())?;
 
     let boot = BootSpec {
         iso_bios: Some(IsoBios {
@@ -242,7 +244,7 @@ pub fn prepare(input: &TemplateInput) -> Result<Prepared> {
             if header.boot_index == 0 {
                 "no boot index set, using the first"
             } else {
-                "the boot index"
+                "marked bootable"
             },
             size_text(header.file_size),
             size_text(new_size)
@@ -369,29 +371,32 @@ fn scan_dir(
         .collect::<std::io::Result<Vec<_>>>()
         .with_context(|| format!("reading {}", dir.display()))?;
     entries.sort_by_key(|e| e.file_name());
+    // Names in one folder must differ ignoring case (files and folders alike), so paths on
+    // the medium, which FAT and ISO 9660 compare ignoring case, stay unique.
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
     for e in entries {
         let name = e
             .file_name()
             .into_string()
             .map_err(|n| anyhow::anyhow!("{}: the name {n:?} is not UTF-8", dir.display()))?;
         let rel = if prefix.is_empty() {
-            name
+            name.clone()
         } else {
             format!("{prefix}/{name}")
         };
+        if let Some(other) = seen.insert(name.to_ascii_lowercase(), rel.clone()) {
+            bail!(
+                "{}: {other} and {rel} differ only in case; a WinPE medium (FAT, ISO 9660) \
+                 cannot hold both, remove one",
+                top.display()
+            );
+        }
         let host = e.path();
         let meta =
             std::fs::metadata(&host).with_context(|| format!("reading {}", host.display()))?;
         if meta.is_dir() {
             scan_dir(top, &host, &rel, files)?;
         } else if meta.is_file() {
-            if let Some((other, _)) = files.get(&rel.to_ascii_lowercase()) {
-                bail!(
-                    "{}: {other} and {rel} differ only in case; a WinPE medium (FAT, ISO 9660) \
-                     cannot hold both, remove one",
-                    top.display()
-                );
-            }
             files.insert(rel.to_ascii_lowercase(), (rel, host));
         }
     }
@@ -711,18 +716,16 @@ fn make_writable(p: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-fn set_mtime(path: &Path, epoch: i64) -> Result<()> {
-    let t = if epoch >= 0 {
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch as u64)
-    } else {
-        std::time::UNIX_EPOCH
-    };
+/// Sets the modification and access times of a file the builder made to `epoch`, so what
+/// the WIM records for it does not depend on when the build ran.
+fn set_times(path: &Path, epoch: i64) -> Result<()> {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch.max(0) as u64);
     let f = std::fs::File::options()
         .write(true)
         .open(path)
         .with_context(|| format!("opening {}", path.display()))?;
-    f.set_modified(t)
-        .with_context(|| format!("setting the time of {}", path.display()))
+    f.set_times(std::fs::FileTimes::new().set_accessed(t).set_modified(t))
+        .with_context(|| format!("setting the times of {}", path.display()))
 }
 
 fn file_size(p: &Path) -> Result<u64> {
@@ -751,11 +754,16 @@ enum WimBackend {
 
 impl WimBackend {
     fn find() -> Result<WimBackend> {
+        Self::find_in(&std::env::var_os("PATH").unwrap_or_default())
+    }
+
+    /// [`WimBackend::find`] with an explicit search path (`PATH` syntax).
+    fn find_in(path: &std::ffi::OsStr) -> Result<WimBackend> {
         #[cfg(windows)]
-        if let Ok(p) = tools::find(Tool::Dism) {
+        if let Some(p) = tools::which_in(Tool::Dism.program(), path) {
             return Ok(WimBackend::Dism(p));
         }
-        if let Ok(p) = tools::find(Tool::WimlibImagex) {
+        if let Some(p) = tools::which_in(Tool::WimlibImagex.program(), path) {
             return Ok(WimBackend::Wimlib(p));
         }
         bail!(
@@ -987,6 +995,22 @@ mod tests {
         assert!(has_udf(&iso).unwrap());
         std::fs::write(&iso, b"short").unwrap();
         assert!(!is_iso9660(&iso).unwrap());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_missing_wim_tool_names_both() {
+        let empty = tempfile::tempdir().unwrap();
+        match WimBackend::find_in(empty.path().as_os_str()) {
+            // Installed in an sbin folder, which is always searched: nothing to check.
+            Ok(_) => eprintln!("SKIP wimlib-imagex is in an sbin folder"),
+            Err(e) => {
+                let e = e.to_string();
+                assert!(e.contains("wimlib-imagex or DISM"), "{e}");
+                assert!(e.contains("apt-get install wimtools"), "{e}");
+                assert!(e.contains("dism is a Windows program"), "{e}");
+            }
+        }
     }
 
     #[test]
