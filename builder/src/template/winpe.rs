@@ -13,9 +13,11 @@
 //!   `oscdimg -u2` and `MakeWinPEMedia /ISO` make) is refused with that explanation.
 //!
 //! Names are matched ignoring ASCII case, because real WinPE media mix `Boot` and `boot`,
-//! `EFI` and `efi`. Every check ([`REQUIRED_FILES`] present, `boot.wim` a single-part WIM whose
-//! header is consistent, the runner a Windows executable) runs before anything is written, and
-//! all missing files are named in one error.
+//! `EFI` and `efi`; two names in one folder that differ only in case are refused. Every check
+//! ([`REQUIRED_FILES`] present, `boot.wim` a single-part WIM whose header is consistent, the
+//! runner a Windows executable, a WIM tool installed) runs before anything is written to the
+//! work folder (except an ISO's extraction, which the checks read), and all missing files are
+//! named in one error.
 //!
 //! # The runner
 //! `boot.wim` is copied into the work folder and its boot image (the one the WIM header marks
