@@ -592,3 +592,112 @@ fn dir_writes_the_tree_and_refuses_a_non_empty_folder() {
     assert_eq!(std::fs::read(out.join("keep.txt")).unwrap(), b"mine");
     assert!(!dir.path().join(".medium.tsforge-tmp").exists());
 }
+
+#[test]
+fn usb_failure_after_the_image_was_started_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut tree, _) = fixture(&dir.path().join("src"));
+    // Valid on a medium path, but FAT cannot store `?`: fatbuild stops after the temporary
+    // image was created.
+    tree.add("tsforge/what?.txt", b"x".to_vec()).unwrap();
+    let out = dir.path().join("f.img");
+    let opts = UsbOptions::new(dir.path().join("work"), T0);
+    let err = write_usb(&tree, &boot_spec(), &out, &opts, &mut |_, _| {}).unwrap_err();
+    assert!(format!("{err:#}").contains("what?.txt"), "{err:#}");
+    assert_eq!(
+        listing(dir.path()),
+        ["src", "work"],
+        "no image, no temporary"
+    );
+    assert!(
+        listing(&dir.path().join("work")).is_empty(),
+        "staging removed"
+    );
+}
+
+#[test]
+fn iso_winpe_style_etfsboot_is_not_hybrid() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tree = MediaTree::new();
+    tree.add("Boot/etfsboot.com", pattern(1, 2048)).unwrap();
+    tree.add("EFI/Microsoft/Boot/efisys.bin", pattern(2, 1440 * 1024))
+        .unwrap();
+    tree.add("sources/boot.wim", pattern(3, 100_000)).unwrap();
+    tree.add("tsforge/tsforge.exe", pattern(4, 5000)).unwrap();
+    let boot = BootSpec {
+        iso_bios: Some(IsoBios {
+            image: "Boot/etfsboot.com".into(),
+            isolinux: false,
+        }),
+        iso_uefi_image: Some("EFI/Microsoft/Boot/efisys.bin".into()),
+        iso_hybrid_mbr: Some(PathBuf::from(ISOHDPFX)),
+        ..BootSpec::default()
+    };
+    let out = dir.path().join("winpe.iso");
+    let mut opts = IsoOutputOptions::new(T0);
+    opts.label = "WINPE_TSFORGE".into();
+    let summary = write_iso(&tree, &boot, &out, &opts, &mut |_, _| {}).unwrap();
+    assert!(
+        summary.notes.iter().any(|n| n.contains("not hybrid")),
+        "{:?}",
+        summary.notes
+    );
+    let data = std::fs::read(&out).unwrap();
+    assert!(
+        data[..512].iter().all(|&b| b == 0),
+        "no MBR in a non-hybrid ISO"
+    );
+    let Some(xorriso) = tool("xorriso") else {
+        return;
+    };
+    let text = run(Command::new(&xorriso)
+        .args(["-indev"])
+        .arg(&out)
+        .args(["-report_el_torito", "plain"]));
+    let bios = text
+        .lines()
+        .find(|l| l.starts_with("El Torito boot img :") && l.contains("BIOS"))
+        .unwrap_or_else(|| panic!("{text}"));
+    // etfsboot.com: 4 sectors of 512 bytes, no boot-info table.
+    assert!(bios.split_whitespace().any(|w| w == "4"), "{bios}");
+    let pvd = run(Command::new(&xorriso)
+        .args(["-indev"])
+        .arg(&out)
+        .args(["-pvd_info"]));
+    assert!(pvd.contains("WINPE_TSFORGE"), "{pvd}");
+}
+
+#[test]
+fn usb_without_bios_boot_says_why_and_leaves_the_mbr_code_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tree, expect) = fixture(&dir.path().join("src"));
+    let boot = BootSpec {
+        usb_bios: Some(UsbBios::None {
+            why: "Windows PE needs Microsoft's bootsect /nt60 boot code".into(),
+        }),
+        ..boot_spec()
+    };
+    let (img, summary) = usb_image(&tree, &boot, dir.path(), "w.img", PartitionTable::Mbr);
+    let lines = summary.lines().join("\n");
+    assert!(lines.contains("bootsect /nt60"), "{lines}");
+    assert!(lines.contains("partition 1: FAT32"), "{lines}");
+    let data = std::fs::read(&img).unwrap();
+    assert!(
+        data[..440].iter().all(|&b| b == 0),
+        "no boot code without BIOS boot"
+    );
+    assert_eq!(&data[510..512], &[0x55, 0xaa]);
+    if let Some((start, len, line)) = sfdisk_part1(&img) {
+        assert!(
+            line.contains("type=c") && line.contains("bootable"),
+            "{line}"
+        );
+        check_fat(&img, start, len, &expect, dir.path());
+        if let Some(mdir) = tool("mdir") {
+            let at = format!("{}@@{start}", img.display());
+            let text = String::from_utf8_lossy(&mtools(&mdir, &["-a", "-i", &at, "::/syslinux"]))
+                .into_owned();
+            assert!(!text.contains("ldlinux"), "{text}");
+        }
+    }
+}

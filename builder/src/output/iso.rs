@@ -99,7 +99,7 @@ pub fn write_iso(
     let file = std::fs::File::create(tmp.path())
         .with_context(|| format!("creating {}", tmp.path().display()))?;
     let file = plan
-        .write(file, |done, total| progress(done, total))
+        .write(file, progress)
         .with_context(|| format!("writing the ISO image {}", out.display()))?;
     file.sync_all()
         .with_context(|| format!("writing {}", tmp.path().display()))?;

@@ -319,6 +319,8 @@ pub fn write_usb(
         );
     }
 
+    let tmp = TempOutput::new(out, opts.force, false)?;
+
     // 2. The staging tree: links to the sources, files for in-memory content.
     let stage = Staging::new(&opts.work)?;
     for f in &files {
@@ -326,7 +328,6 @@ pub fn write_usb(
     }
 
     // 3. The image: file system, then syslinux, then the table and boot code.
-    let tmp = TempOutput::new(out, opts.force, false)?;
     {
         let disk = Disk::create_image(tmp.path(), image_size)?;
         let range = disk.range(PARTITION_START, part_len)?;
