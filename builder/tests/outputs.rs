@@ -164,6 +164,11 @@ fn check_fat(img: &Path, start: u64, len: u64, expect: &BTreeMap<String, Vec<u8>
 fn sfdisk_part1(img: &Path) -> Option<(u64, u64, String)> {
     let sfdisk = tool("sfdisk")?;
     let text = run(Command::new(sfdisk).arg("-d").arg(img));
+    assert_eq!(
+        text.lines().filter(|l| l.contains("start=")).count(),
+        1,
+        "exactly one partition:\n{text}"
+    );
     let line = text
         .lines()
         .find(|l| l.contains("start="))
