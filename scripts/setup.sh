@@ -48,6 +48,11 @@ DEBIAN_PACKAGES=(
     xorriso
     libarchive-tools
     cpio
+    # USB images with BIOS boot (builder output tests): `syslinux --install --offset` and
+    # mbr.bin/gptmbr.bin (syslinux-common); isolinux gives isohdpfx.bin for hybrid ISOs.
+    syslinux
+    syslinux-common
+    isolinux
 )
 RUST_TARGETS=(x86_64-pc-windows-gnu)
 RUST_COMPONENTS=(clippy rustfmt)
