@@ -28,6 +28,13 @@ set -euo pipefail
 #   nginx            serves distribution points to 20 runners at once and over HTTPS
 #                    (tests/content_nginx.rs, bench/content/run.sh)
 #   openssl          makes the test CA and server certificate for the HTTPS test
+#   linux-image-amd64 the kernel and modules the linux media template puts on media
+#                    (builder/src/template/linux.rs) and builder/tests/linux_template.rs uses
+#   busybox-static   the static busybox that is the linux template initramfs' shell and tools
+#   systemd-boot-efi systemd-bootx64.efi, the UEFI boot loader of linux media
+#   syslinux         the syslinux installer that makes linux USB media boot on BIOS
+#   isolinux         isolinux.bin and isohdpfx.bin: BIOS boot of linux ISOs (and isohybrid)
+#   syslinux-common  ldlinux.c32 and mbr.bin/gptmbr.bin for syslinux and isolinux
 DEBIAN_PACKAGES=(
     mingw-w64
     wine
@@ -53,6 +60,10 @@ DEBIAN_PACKAGES=(
     syslinux
     syslinux-common
     isolinux
+    # The linux media template: kernel + modules, busybox for the initramfs, systemd-boot.
+    linux-image-amd64
+    busybox-static
+    systemd-boot-efi
 )
 RUST_TARGETS=(x86_64-pc-windows-gnu)
 RUST_COMPONENTS=(clippy rustfmt)

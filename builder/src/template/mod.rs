@@ -3,6 +3,8 @@
 //! initramfs the builder makes, systemd-boot and syslinux). Each turns its sources into a
 //! [`Prepared`]: the medium's files and a [`BootSpec`] the output writers follow.
 
+pub mod linux;
+
 use crate::tree::MediaTree;
 use std::path::PathBuf;
 

@@ -1,0 +1,924 @@
+//! The `linux` media template: a Debian kernel, an initramfs the builder makes (busybox, the
+//! drivers a deployment needs, the runner and `/init`), systemd-boot for UEFI and syslinux for
+//! BIOS. [`prepare`] turns the sources into a [`Prepared`] tree and [`BootSpec`];
+//! `media-templates/linux/template.toml` describes the same in words (a test keeps the two in
+//! step).
+//!
+//! **Kernel.** `--source` is a folder holding `vmlinuz*` and `lib/modules/<version>/`, or a root
+//! file system (`/`, a mounted image) with `boot/vmlinuz-<version>` and
+//! `lib/modules/<version>/`. Without `--source` it is the build machine's own Debian kernel
+//! (`linux-image-amd64`): the newest `/boot/vmlinuz-*` that has `/lib/modules/<version>/
+//! modules.dep`, which is not necessarily the running kernel. Versions compare by their
+//! numeric parts (`6.10` after `6.9`).
+//!
+//! **Drivers.** [`MODULES`] (virtio, SATA/AHCI, SCSI disks and CD-ROMs, USB storage, common
+//! network cards, FAT and ISO 9660 with their code pages) and everything `modules.dep` says
+//! they need go into `/lib/modules/<version>/…`, listed in load order (every module after its
+//! dependencies) in `/etc/tsforge/modules`, which `/init` feeds to `insmod`. A module that is
+//! built into the kernel (`modules.builtin`) or missing from it is skipped, not an error.
+//! Compressed modules (`.ko.xz`, `.ko.zst`, `.ko.gz`) are decompressed at build time: busybox
+//! `insmod` passes the file to `init_module` as it is, and the kernel only decompresses
+//! modules itself when built with `CONFIG_MODULE_DECOMPRESS`. Debian 12 ships plain `.ko`;
+//! Debian 13 ships `.ko.xz`.
+//!
+//! **Runner.** Any Linux x86-64 ELF executable, static or dynamic. A static (musl) build is
+//! copied as it is. A dynamic (glibc) build, which is what `cargo build` makes and what the
+//! builder finds as its own executable, gets its shared libraries from `ldd` and its dynamic
+//! loader (the ELF `PT_INTERP`, `/lib64/ld-linux-x86-64.so.2`) at their absolute paths on the
+//! build machine, where the loader's built-in search path finds them. Requiring a static
+//! runner would be simpler, but would make every Linux medium depend on a musl toolchain the
+//! build machine may not have; accepting both always works, and the tests check the dynamic
+//! case. Libraries a runner opens with `dlopen` are not seen by `ldd` and are not included
+//! (tsforge opens none; glibc 2.34 and later has the `files` and `dns` NSS modules built in).
+//!
+//! **initramfs** (`tsforge/boot/initrd.img`): busybox from Debian's `busybox-static` as
+//! `/bin/busybox` with links for the [`APPLETS`] `/init` uses, `/init` (the shell script in
+//! `media-templates/linux/init`, embedded), the runner as `/bin/tsforge`, its libraries, and
+//! the drivers. zstd-compressed when the kernel's `config-<version>` says `CONFIG_RD_ZSTD=y`,
+//! gzip otherwise (every kernel reads gzip). Written by [`crate::cpio`] with `input.epoch` for
+//! every timestamp, so the same inputs give the same bytes.
+//!
+//! **Boot files.** UEFI: systemd-boot (`systemd-boot-efi`) as `EFI/BOOT/BOOTX64.EFI` with
+//! `loader/loader.conf` and `loader/entries/tsforge.conf`. BIOS from USB: `syslinux/syslinux.cfg`
+//! (`syslinux --install` adds `ldlinux.sys` and `ldlinux.c32` of its own version). BIOS from
+//! an ISO: `isolinux/isolinux.bin`, `isolinux/ldlinux.c32` and `isolinux/isolinux.cfg`. UEFI
+//! from an ISO: `tsforge/boot/efi.img`, a FAT image made in-process by
+//! [`tsforge_runtime::disk::fatbuild`] holding systemd-boot, its configuration, the kernel and
+//! the initramfs (systemd-boot reads only its own partition, so they are on the ISO twice). Its
+//! file times are `input.epoch`; its volume serial and label time, which the FAT code takes
+//! from `SOURCE_DATE_EPOCH` (or makes random), are then set from `input.epoch` too, so it is
+//! reproducible like the initramfs. PXE: kernel, initramfs and [`CMDLINE`] for iPXE.
+//!
+//! **Host.** Building needs Linux (busybox-static, syslinux, systemd-boot-efi, `ldd`); on other
+//! hosts [`prepare`] says so.
+//!
+//! Left out: Secure Boot (systemd-boot is unsigned; a shim would be needed), network setup in
+//! the initramfs (the runner gets a medium, not an address), the external programs some
+//! actions call (wimlib-imagex, mkfs.ntfs: the initramfs has busybox only), and the PXE
+//! payload itself (the PXE writer appends it as a second initrd unpacking under `/pxe`;
+//! `/init` only looks there). The kernel unpacks into the initramfs without `/dev/console`
+//! (the cpio writer makes no device nodes), so `/init` mounts devtmpfs first and then opens
+//! the console itself.
+
+use super::{BootSpec, IsoBios, Prepared, PxeBoot, TemplateInput, UsbBios};
+use crate::cpio::{Compression, CpioBuilder};
+use crate::source::Source;
+use crate::tree::MediaTree;
+use anyhow::{anyhow, bail, Context, Result};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use tsforge_runtime::disk::{fat, fatbuild, Disk};
+
+/// The kernel on the medium.
+pub const KERNEL_PATH: &str = "tsforge/boot/vmlinuz";
+/// The initramfs on the medium.
+pub const INITRD_PATH: &str = "tsforge/boot/initrd.img";
+/// The EFI System Partition image for UEFI boot from an ISO.
+pub const EFI_IMAGE_PATH: &str = "tsforge/boot/efi.img";
+/// The kernel command line: serial console first (QEMU, servers), the screen last, so the
+/// screen is `/dev/console` and gets the runner's output.
+pub const CMDLINE: &str = "console=ttyS0,115200 console=tty0 quiet";
+/// Where the runner goes in the initramfs.
+pub const RUNNER_PATH: &str = "bin/tsforge";
+/// The load list `/init` reads (one absolute module path a line).
+pub const MODULE_LIST_PATH: &str = "etc/tsforge/modules";
+/// Modules the boot needs (kernel module names; `-` and `_` are the same to the kernel).
+pub const MODULES: &[&str] = &[
+    "virtio_ring",
+    "virtio",
+    "virtio_pci",
+    "virtio_blk",
+    "virtio_scsi",
+    "virtio_net",
+    "ahci",
+    "libahci",
+    "sd_mod",
+    "sr_mod",
+    "cdrom",
+    "usb_storage",
+    "uas",
+    "xhci_hcd",
+    "xhci_pci",
+    "ehci_hcd",
+    "ehci_pci",
+    "e1000",
+    "e1000e",
+    "fat",
+    "vfat",
+    "isofs",
+    "nls_cp437",
+    "nls_iso8859_1",
+    "nls_utf8",
+];
+/// busybox applets `/init` calls, linked to `/bin/busybox`.
+pub const APPLETS: &[&str] = &[
+    "sh", "mount", "umount", "insmod", "mkdir", "sleep", "poweroff", "reboot", "cat", "ls",
+    "findfs", "blkid", "sync", "dmesg",
+];
+
+/// Files taken from the build machine's Debian packages.
+pub const BUSYBOX: &str = "/bin/busybox";
+pub const SYSTEMD_BOOT: &str = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi";
+pub const ISOLINUX_BIN: &str = "/usr/lib/ISOLINUX/isolinux.bin";
+pub const LDLINUX_C32: &str = "/usr/lib/syslinux/modules/bios/ldlinux.c32";
+pub const ISOHDPFX: &str = "/usr/lib/ISOLINUX/isohdpfx.bin";
+pub const SYSLINUX: &str = "/usr/bin/syslinux";
+pub const SYSLINUX_MBR: &str = "/usr/lib/syslinux/mbr/mbr.bin";
+pub const SYSLINUX_GPTMBR: &str = "/usr/lib/syslinux/mbr/gptmbr.bin";
+
+/// The `/init` script.
+pub const INIT: &str = include_str!("../../../media-templates/linux/init");
+
+/// The FAT label of `tsforge/boot/efi.img`.
+const EFI_LABEL: &str = "TSFORGE-EFI";
+
+/// Which Debian package provides each host file, for the "missing file" errors.
+const PACKAGES: &[(&str, &str)] = &[
+    (BUSYBOX, "busybox-static"),
+    (SYSTEMD_BOOT, "systemd-boot-efi"),
+    (ISOLINUX_BIN, "isolinux"),
+    (LDLINUX_C32, "syslinux-common"),
+    (ISOHDPFX, "isolinux"),
+    (SYSLINUX, "syslinux"),
+    (SYSLINUX_MBR, "syslinux-common"),
+    (SYSLINUX_GPTMBR, "syslinux-common"),
+];
+
+/// A kernel and its modules folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kernel {
+    /// `uname -r`: the name of the modules folder.
+    pub version: String,
+    pub image: PathBuf,
+    /// `…/lib/modules/<version>`.
+    pub modules: PathBuf,
+    /// `config-<version>` next to the image, when there is one.
+    pub config: Option<PathBuf>,
+}
+
+/// Build the linux template's files from `input`; see the module documentation.
+pub fn prepare(input: &TemplateInput) -> Result<Prepared> {
+    if !cfg!(target_os = "linux") {
+        bail!(
+            "the linux template is built on a Linux machine (it takes busybox-static, syslinux and \
+             systemd-boot-efi from Debian packages and uses ldd); build linux media on Debian"
+        );
+    }
+    for (path, package) in PACKAGES {
+        if !Path::new(path).is_file() {
+            bail!("{path} is missing: the linux template needs it; apt-get install {package}");
+        }
+    }
+    if elf_interpreter(Path::new(BUSYBOX))?.is_some() {
+        bail!(
+            "{BUSYBOX} is dynamically linked (Debian's `busybox` package); the initramfs needs \
+             a static one: apt-get install busybox-static"
+        );
+    }
+    let kernel = match &input.source {
+        Some(dir) => find_kernel_in(dir)?,
+        None => find_kernel_in(Path::new("/")).map_err(|e| {
+            anyhow!("{e:#}; install Debian's kernel with: apt-get install linux-image-amd64, or pass --source")
+        })?,
+    };
+    let modules = resolve_modules(&kernel.modules, MODULES)?;
+    let runner_files = runner_files(&input.runner)?;
+
+    std::fs::create_dir_all(&input.work)
+        .with_context(|| format!("creating {}", input.work.display()))?;
+    let compression = initrd_compression(&kernel);
+    let initrd = input.work.join("initrd.img");
+    let initrd_size = write_initrd(
+        input,
+        &kernel,
+        &modules,
+        &runner_files,
+        compression,
+        &initrd,
+    )?;
+
+    let loader_conf = "timeout 0\ndefault tsforge.conf\neditor no\n".to_string();
+    let entry =
+        format!("title tsforge\nlinux /{KERNEL_PATH}\ninitrd /{INITRD_PATH}\noptions {CMDLINE}\n");
+    let syslinux_cfg = format!(
+        "DEFAULT tsforge\nPROMPT 0\nTIMEOUT 0\nLABEL tsforge\n  KERNEL /{KERNEL_PATH}\n  APPEND initrd=/{INITRD_PATH} {CMDLINE}\n"
+    );
+
+    let efi_img = input.work.join("efi.img");
+    write_efi_image(
+        &input.work.join("efi-root"),
+        &efi_img,
+        &[
+            ("EFI/BOOT/BOOTX64.EFI", Source::path(SYSTEMD_BOOT)),
+            ("loader/loader.conf", Source::from(loader_conf.as_bytes())),
+            (
+                "loader/entries/tsforge.conf",
+                Source::from(entry.as_bytes()),
+            ),
+            (KERNEL_PATH, Source::path(&kernel.image)),
+            (INITRD_PATH, Source::path(&initrd)),
+        ],
+        input.epoch,
+    )?;
+
+    let mut tree = MediaTree::new();
+    tree.add(KERNEL_PATH, Source::path(&kernel.image))?;
+    tree.add(INITRD_PATH, Source::path(&initrd))?;
+    tree.add(EFI_IMAGE_PATH, Source::path(&efi_img))?;
+    tree.add("EFI/BOOT/BOOTX64.EFI", Source::path(SYSTEMD_BOOT))?;
+    tree.add("loader/loader.conf", loader_conf.into_bytes())?;
+    tree.add("loader/entries/tsforge.conf", entry.into_bytes())?;
+    tree.add("syslinux/syslinux.cfg", syslinux_cfg.clone().into_bytes())?;
+    tree.add("isolinux/isolinux.bin", Source::path(ISOLINUX_BIN))?;
+    tree.add("isolinux/ldlinux.c32", Source::path(LDLINUX_C32))?;
+    tree.add("isolinux/isolinux.cfg", syslinux_cfg.into_bytes())?;
+
+    let boot = BootSpec {
+        iso_bios: Some(IsoBios {
+            image: "isolinux/isolinux.bin".into(),
+            isolinux: true,
+        }),
+        iso_uefi_image: Some(EFI_IMAGE_PATH.into()),
+        iso_hybrid_mbr: Some(ISOHDPFX.into()),
+        usb_bios: Some(UsbBios::Syslinux {
+            syslinux: SYSLINUX.into(),
+            mbr: SYSLINUX_MBR.into(),
+            gptmbr: SYSLINUX_GPTMBR.into(),
+            config_dir: "syslinux".into(),
+        }),
+        uefi_removable_path: true,
+        pxe: Some(PxeBoot::Linux {
+            kernel: KERNEL_PATH.into(),
+            initrd: INITRD_PATH.into(),
+            cmdline: CMDLINE.into(),
+        }),
+    };
+
+    let summary = vec![
+        format!("kernel {} ({})", kernel.version, kernel.image.display()),
+        format!(
+            "{} modules{}",
+            modules.load.len(),
+            if modules.builtin.is_empty() && modules.missing.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({} built in, not in this kernel: {})",
+                    modules.builtin.len(),
+                    if modules.missing.is_empty() {
+                        "none".to_string()
+                    } else {
+                        modules.missing.join(", ")
+                    }
+                )
+            }
+        ),
+        format!(
+            "initramfs {} ({}), runner {} with {} shared libraries (the dynamic loader included)",
+            size_text(initrd_size),
+            match compression {
+                Compression::Zstd => "zstd",
+                Compression::Gzip => "gzip",
+                Compression::None => "uncompressed",
+            },
+            input.runner.display(),
+            runner_files.len().saturating_sub(1)
+        ),
+    ];
+    Ok(Prepared {
+        tree,
+        boot,
+        summary,
+    })
+}
+
+fn size_text(n: u64) -> String {
+    format!("{:.1} MiB", n as f64 / (1024.0 * 1024.0))
+}
+
+/// Find the kernel in `dir`: `vmlinuz*` in the folder itself or `boot/vmlinuz-<version>`,
+/// with `lib/modules/<version>/modules.dep`. The newest version wins.
+pub fn find_kernel_in(dir: &Path) -> Result<Kernel> {
+    let meta = std::fs::metadata(dir)
+        .with_context(|| format!("linux template source {}", dir.display()))?;
+    if !meta.is_dir() {
+        bail!(
+            "linux template source {} is not a folder: give a folder holding vmlinuz and \
+             lib/modules/<version>/, or a root file system with boot/vmlinuz-<version>",
+            dir.display()
+        );
+    }
+    let modules_root = dir.join("lib/modules");
+    let mut images: Vec<(String, PathBuf)> = Vec::new();
+    for folder in [dir.to_path_buf(), dir.join("boot")] {
+        let Ok(rd) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for e in rd {
+            let e = e.with_context(|| format!("reading {}", folder.display()))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            // `vmlinuz.old` (Debian's link to the previous kernel) would get the wrong version.
+            if !name.starts_with("vmlinuz") || name.ends_with(".old") || !e.path().is_file() {
+                continue;
+            }
+            let version = match name.strip_prefix("vmlinuz-") {
+                Some(v) if !v.is_empty() => v.to_string(),
+                // A bare `vmlinuz`: the version is the only folder in lib/modules.
+                _ => match single_subdir(&modules_root)? {
+                    Some(v) => v,
+                    None => continue,
+                },
+            };
+            images.push((version, e.path()));
+        }
+    }
+    if images.is_empty() {
+        bail!(
+            "{} holds no kernel: neither vmlinuz* nor boot/vmlinuz-<version> is there",
+            dir.display()
+        );
+    }
+    images.sort_by(|a, b| version_cmp(&b.0, &a.0).then_with(|| a.1.cmp(&b.1)));
+    let mut without_modules = Vec::new();
+    for (version, image) in images {
+        let modules = modules_root.join(&version);
+        if !modules.join("modules.dep").is_file() {
+            without_modules.push(format!(
+                "{} has no {}",
+                image.display(),
+                modules.join("modules.dep").display()
+            ));
+            continue;
+        }
+        let config = image
+            .parent()
+            .map(|p| p.join(format!("config-{version}")))
+            .filter(|p| p.is_file());
+        return Ok(Kernel {
+            version,
+            image,
+            modules,
+            config,
+        });
+    }
+    bail!(
+        "{}: no kernel with its modules: {}",
+        dir.display(),
+        without_modules.join("; ")
+    )
+}
+
+/// The name of the only folder in `dir`, `None` when there is none or several.
+fn single_subdir(dir: &Path) -> Result<Option<String>> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Ok(None);
+    };
+    let mut dirs = Vec::new();
+    for e in rd {
+        let e = e.with_context(|| format!("reading {}", dir.display()))?;
+        if e.path().is_dir() {
+            dirs.push(e.file_name().to_string_lossy().into_owned());
+        }
+    }
+    Ok(if dirs.len() == 1 { dirs.pop() } else { None })
+}
+
+/// Compare kernel versions: runs of digits by value, everything else by bytes.
+fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn parts(s: &str) -> Vec<(bool, &str)> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let b = s.as_bytes();
+        for i in 1..=b.len() {
+            if i == b.len() || b[i].is_ascii_digit() != b[start].is_ascii_digit() {
+                out.push((b[start].is_ascii_digit(), &s[start..i]));
+                start = i;
+            }
+        }
+        out
+    }
+    let (pa, pb) = (parts(a), parts(b));
+    for (x, y) in pa.iter().zip(&pb) {
+        let ord = match (x, y) {
+            ((true, x), (true, y)) => {
+                let (x, y) = (x.trim_start_matches('0'), y.trim_start_matches('0'));
+                x.len().cmp(&y.len()).then_with(|| x.cmp(y))
+            }
+            ((_, x), (_, y)) => x.cmp(y),
+        };
+        if ord.is_ne() {
+            return ord;
+        }
+    }
+    pa.len().cmp(&pb.len())
+}
+
+/// The modules to load, in order, and what was skipped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Modules {
+    /// Paths relative to the modules folder as `modules.dep` names them (possibly compressed),
+    /// every module after the modules it depends on.
+    pub load: Vec<String>,
+    /// Wanted modules built into the kernel.
+    pub builtin: Vec<String>,
+    /// Wanted modules this kernel has neither as a file nor built in.
+    pub missing: Vec<String>,
+}
+
+/// A module's name from its path: file name without `.ko[.xz|.zst|.gz]`, `-` as `_`.
+pub fn module_name(path: &str) -> String {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    let stem = file.split(".ko").next().unwrap_or(file);
+    stem.replace('-', "_")
+}
+
+/// The `.ko` path for a module path from `modules.dep` (compression suffix removed).
+pub fn plain_module_path(path: &str) -> &str {
+    for suffix in [".xz", ".zst", ".gz"] {
+        if let Some(p) = path.strip_suffix(suffix) {
+            return p;
+        }
+    }
+    path
+}
+
+/// Resolve `wanted` against `modules_dir/modules.dep` and `modules.builtin`.
+pub fn resolve_modules(modules_dir: &Path, wanted: &[&str]) -> Result<Modules> {
+    let dep_path = modules_dir.join("modules.dep");
+    let text = std::fs::read_to_string(&dep_path)
+        .with_context(|| format!("reading {}", dep_path.display()))?;
+    // name → (path, dependency paths)
+    let mut deps: HashMap<String, (String, Vec<String>)> = HashMap::new();
+    let mut by_path: HashMap<String, Vec<String>> = HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let (path, rest) = line.split_once(':').ok_or_else(|| {
+            anyhow!(
+                "{}:{}: expected `path: dependencies`, found {line:?}",
+                dep_path.display(),
+                n + 1
+            )
+        })?;
+        let path = path.trim().to_string();
+        let list: Vec<String> = rest.split_whitespace().map(str::to_string).collect();
+        by_path.insert(path.clone(), list.clone());
+        deps.insert(module_name(&path), (path, list));
+    }
+    let builtin_path = modules_dir.join("modules.builtin");
+    let builtin: BTreeSet<String> = match std::fs::read_to_string(&builtin_path) {
+        Ok(t) => t
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| module_name(l.trim()))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeSet::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", builtin_path.display())),
+    };
+
+    let mut out = Modules::default();
+    let mut done: BTreeSet<String> = BTreeSet::new();
+    for want in wanted {
+        let name = want.replace('-', "_");
+        match deps.get(&name) {
+            Some((path, _)) => visit(
+                path,
+                &by_path,
+                &dep_path,
+                &mut done,
+                &mut Vec::new(),
+                &mut out.load,
+            )?,
+            None if builtin.contains(&name) => out.builtin.push(name),
+            None => out.missing.push(name),
+        }
+    }
+    Ok(out)
+}
+
+/// Depth-first: a module's dependencies (last listed first, as modprobe loads them), then it.
+fn visit(
+    path: &str,
+    by_path: &HashMap<String, Vec<String>>,
+    dep_path: &Path,
+    done: &mut BTreeSet<String>,
+    stack: &mut Vec<String>,
+    load: &mut Vec<String>,
+) -> Result<()> {
+    if done.contains(path) {
+        return Ok(());
+    }
+    if stack.iter().any(|p| p == path) {
+        bail!(
+            "{}: modules depend on each other in a cycle: {} -> {path}",
+            dep_path.display(),
+            stack.join(" -> ")
+        );
+    }
+    let list = by_path.get(path).ok_or_else(|| {
+        anyhow!(
+            "{}: {} needs {path}, which has no line of its own",
+            dep_path.display(),
+            stack.last().map(String::as_str).unwrap_or("a module")
+        )
+    })?;
+    stack.push(path.to_string());
+    for dep in list.iter().rev() {
+        visit(dep, by_path, dep_path, done, stack, load)?;
+    }
+    stack.pop();
+    done.insert(path.to_string());
+    load.push(path.to_string());
+    Ok(())
+}
+
+/// A module file's content, decompressed when it is `.xz`, `.zst` or `.gz`.
+fn module_bytes(file: &Path) -> Result<Vec<u8>> {
+    let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let name = file.to_string_lossy();
+    let mut out = Vec::new();
+    if name.ends_with(".xz") {
+        lzma_rs::xz_decompress(&mut &data[..], &mut out)
+            .map_err(|e| anyhow!("decompressing {} (xz): {e:?}", file.display()))?;
+    } else if name.ends_with(".zst") {
+        out = zstd::decode_all(&data[..])
+            .with_context(|| format!("decompressing {} (zstd)", file.display()))?;
+    } else if name.ends_with(".gz") {
+        flate2::read::GzDecoder::new(&data[..])
+            .read_to_end(&mut out)
+            .with_context(|| format!("decompressing {} (gzip)", file.display()))?;
+    } else {
+        return Ok(data);
+    }
+    Ok(out)
+}
+
+/// gzip unless the kernel's config says it reads zstd.
+fn initrd_compression(kernel: &Kernel) -> Compression {
+    let zstd = kernel
+        .config
+        .as_ref()
+        .and_then(|c| std::fs::read_to_string(c).ok())
+        .is_some_and(|t| t.lines().any(|l| l.trim() == "CONFIG_RD_ZSTD=y"));
+    if zstd {
+        Compression::Zstd
+    } else {
+        Compression::Gzip
+    }
+}
+
+/// The runner and what it needs: (path in the initramfs, host file). The runner comes first.
+fn runner_files(runner: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let interp = elf_interpreter(runner).with_context(|| {
+        format!(
+            "runner {}: the linux template needs a Linux x86-64 build of tsforge (--runner)",
+            runner.display()
+        )
+    })?;
+    let mut files = vec![(RUNNER_PATH.to_string(), runner.to_path_buf())];
+    let Some(interp) = interp else {
+        return Ok(files);
+    };
+    let out = std::process::Command::new("ldd")
+        .arg(runner)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| {
+            format!(
+                "running ldd to list the shared libraries of the runner {} (ldd is part of \
+                 Debian's libc-bin; or give a static runner with --runner)",
+                runner.display()
+            )
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "ldd {} failed ({}): {}{}",
+            runner.display(),
+            out.status,
+            text.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let mut libs: BTreeMap<String, PathBuf> = BTreeMap::new();
+    libs.insert(interp.clone(), PathBuf::from(&interp));
+    for line in text.lines() {
+        let line = line.trim();
+        let host = if let Some((name, rest)) = line.split_once("=>") {
+            let rest = rest.trim();
+            if rest.starts_with("not found") {
+                bail!(
+                    "the runner {} needs {}, which is not installed on this machine",
+                    runner.display(),
+                    name.trim()
+                );
+            }
+            rest.split_whitespace().next().unwrap_or("")
+        } else {
+            line.split_whitespace().next().unwrap_or("")
+        };
+        // `linux-vdso.so.1 (0x…)` is in the kernel; everything else has an absolute path.
+        if host.starts_with('/') {
+            libs.insert(host.to_string(), PathBuf::from(host));
+        }
+    }
+    for (path, host) in libs {
+        if !host.is_file() {
+            bail!(
+                "{}: a library of the runner {} is missing",
+                host.display(),
+                runner.display()
+            );
+        }
+        files.push((path.trim_start_matches('/').to_string(), host));
+    }
+    Ok(files)
+}
+
+/// For a Linux x86-64 ELF executable: its interpreter (`PT_INTERP`), `None` when static.
+pub fn elf_interpreter(path: &Path) -> Result<Option<String>> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut h = [0u8; 64];
+    f.read_exact(&mut h)
+        .map_err(|_| anyhow!("{} is not an ELF executable (too short)", path.display()))?;
+    if &h[..4] != b"\x7fELF" {
+        bail!("{} is not an ELF executable", path.display());
+    }
+    let machine = u16::from_le_bytes([h[18], h[19]]);
+    if h[4] != 2 || h[5] != 1 || machine != 62 {
+        bail!(
+            "{} is an ELF file, but not for x86-64 (64-bit little-endian, machine 62)",
+            path.display()
+        );
+    }
+    let phoff = u64::from_le_bytes(h[32..40].try_into().expect("8 bytes"));
+    let phentsize = u64::from(u16::from_le_bytes([h[54], h[55]]));
+    let phnum = u64::from(u16::from_le_bytes([h[56], h[57]]));
+    if phentsize < 56 {
+        bail!(
+            "{}: ELF program header entries are too small",
+            path.display()
+        );
+    }
+    for i in 0..phnum {
+        let mut ph = [0u8; 56];
+        f.seek(SeekFrom::Start(phoff + i * phentsize))
+            .and_then(|_| f.read_exact(&mut ph))
+            .with_context(|| format!("{}: reading ELF program headers", path.display()))?;
+        if u32::from_le_bytes(ph[..4].try_into().expect("4 bytes")) != 3 {
+            continue;
+        }
+        let off = u64::from_le_bytes(ph[8..16].try_into().expect("8 bytes"));
+        let size = u64::from_le_bytes(ph[32..40].try_into().expect("8 bytes"));
+        if size == 0 || size > 4096 {
+            bail!("{}: ELF interpreter name of {size} bytes", path.display());
+        }
+        let mut name = vec![0u8; size as usize];
+        f.seek(SeekFrom::Start(off))
+            .and_then(|_| f.read_exact(&mut name))
+            .with_context(|| format!("{}: reading the ELF interpreter", path.display()))?;
+        let name = String::from_utf8(name.split(|&b| b == 0).next().unwrap_or(&[]).to_vec())
+            .map_err(|_| anyhow!("{}: ELF interpreter name is not UTF-8", path.display()))?;
+        if !name.starts_with('/') {
+            bail!(
+                "{}: ELF interpreter {name:?} is not absolute",
+                path.display()
+            );
+        }
+        return Ok(Some(name));
+    }
+    Ok(None)
+}
+
+/// Write the initramfs to `out` (through a temporary name); returns its size.
+fn write_initrd(
+    input: &TemplateInput,
+    kernel: &Kernel,
+    modules: &Modules,
+    runner_files: &[(String, PathBuf)],
+    compression: Compression,
+    out: &Path,
+) -> Result<u64> {
+    let mut b = CpioBuilder::new(input.epoch);
+    b.add_file("init", Source::from(INIT.as_bytes()), 0o755)?;
+    b.add_file("bin/busybox", Source::path(BUSYBOX), 0o755)?;
+    for applet in APPLETS {
+        b.add_symlink(&format!("bin/{applet}"), "busybox")?;
+    }
+    for dir in ["dev", "proc", "sys", "tmp", "run", "medium"] {
+        b.add_dir(dir, 0o755)?;
+    }
+    for (path, host) in runner_files {
+        b.add_file(path, Source::path(host), 0o755)?;
+    }
+    let mut list = String::new();
+    for m in &modules.load {
+        let plain = plain_module_path(m);
+        let bytes = module_bytes(&kernel.modules.join(m))?;
+        let path = format!("lib/modules/{}/{plain}", kernel.version);
+        b.add_file(&path, Source::bytes(bytes), 0o644)?;
+        list.push('/');
+        list.push_str(&path);
+        list.push('\n');
+    }
+    b.add_file(MODULE_LIST_PATH, Source::from(list.into_bytes()), 0o644)?;
+
+    let tmp = out.with_extension("img.tmp");
+    let file =
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let file = b
+        .write(file, compression)
+        .with_context(|| format!("writing the initramfs {}", tmp.display()))?;
+    file.sync_all()
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    let size = file.metadata()?.len();
+    drop(file);
+    std::fs::rename(&tmp, out)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))?;
+    Ok(size)
+}
+
+/// Build the FAT image `out` holding `files` (path in the image, content), every time set to
+/// `epoch`. `staging` is a scratch folder (replaced).
+fn write_efi_image(staging: &Path, out: &Path, files: &[(&str, Source)], epoch: i64) -> Result<()> {
+    if staging.exists() {
+        std::fs::remove_dir_all(staging)
+            .with_context(|| format!("removing {}", staging.display()))?;
+    }
+    let mtime = std::time::UNIX_EPOCH
+        + std::time::Duration::from_secs(u64::try_from(epoch).map_err(|_| {
+            anyhow!("timestamp {epoch} is before 1970; set SOURCE_DATE_EPOCH to a later time")
+        })?);
+    let mut total = 0u64;
+    let mut dirs = BTreeSet::new();
+    for (path, source) in files {
+        let dest = staging.join(path);
+        let parent = dest
+            .parent()
+            .expect("a file in the staging folder has a parent");
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+        let mut p = Path::new(path).parent();
+        while let Some(d) = p.filter(|d| !d.as_os_str().is_empty()) {
+            dirs.insert(staging.join(d));
+            p = d.parent();
+        }
+        let mut r = source
+            .open()
+            .with_context(|| format!("{path}: opening {}", source.describe()))?;
+        let mut w =
+            std::fs::File::create(&dest).with_context(|| format!("creating {}", dest.display()))?;
+        total += std::io::copy(&mut r, &mut w)
+            .with_context(|| format!("copying {} to {}", source.describe(), dest.display()))?;
+        w.set_modified(mtime)
+            .with_context(|| format!("setting the time of {}", dest.display()))?;
+    }
+    // Deepest first, so setting a folder's time is not undone by work inside it.
+    for d in dirs.iter().rev().chain([&staging.to_path_buf()]) {
+        std::fs::File::open(d)
+            .and_then(|f| f.set_modified(mtime))
+            .with_context(|| format!("setting the time of {}", d.display()))?;
+    }
+
+    // Room for the files, their last clusters and the FAT: 1/8 more plus 2 MiB, whole MiB,
+    // at least 4 MiB (FAT16 needs 3).
+    const MIB: u64 = 1 << 20;
+    let size = ((total + total / 8 + 2 * MIB).div_ceil(MIB) * MIB).max(4 * MIB);
+    let tmp = out.with_extension("img.tmp");
+    if tmp.exists() {
+        std::fs::remove_file(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
+    }
+    let disk = Disk::create_image(&tmp, size)?;
+    fatbuild::build(disk.whole()?, staging, EFI_LABEL, None)
+        .with_context(|| format!("building the EFI image {}", tmp.display()))?;
+    drop(disk);
+    set_fat_identity(&tmp, epoch)?;
+    std::fs::rename(&tmp, out)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))?;
+    std::fs::remove_dir_all(staging).with_context(|| format!("removing {}", staging.display()))?;
+    Ok(())
+}
+
+/// Set the volume serial number (boot sector, and FAT32's backup) and the volume label's time
+/// of the FAT image `path` from `epoch` (the FAT code takes both from `SOURCE_DATE_EPOCH` or
+/// makes them up). Offsets from Microsoft's FAT specification: `BS_VolID` at 39 (FAT16) or 67
+/// (FAT32); `BPB_BkBootSec` at 50; the label is the root directory's first entry.
+fn set_fat_identity(path: &Path, epoch: i64) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let mut bs = [0u8; 512];
+    f.read_exact(&mut bs)
+        .with_context(|| format!("reading the boot sector of {}", path.display()))?;
+    let le16 = |at: usize| u64::from(u16::from_le_bytes([bs[at], bs[at + 1]]));
+    let le32 = |at: usize| u64::from(u32::from_le_bytes(bs[at..at + 4].try_into().expect("4")));
+    let bps = le16(11);
+    let fat32 = le16(22) == 0;
+    let fat_size = if fat32 { le32(36) } else { le16(22) };
+    let data = le16(14) + u64::from(bs[16]) * fat_size;
+    let (id_at, root) = if fat32 {
+        (67, (data + (le32(44) - 2) * u64::from(bs[13])) * bps)
+    } else {
+        (39, data * bps)
+    };
+    let label = fat::label_bytes(EFI_LABEL)?;
+    let mut h: u32 = 0x811c_9dc5; // FNV-1a over label and time, as the FAT code does
+    for b in label.iter().chain(epoch.to_le_bytes().iter()) {
+        h = (h ^ u32::from(*b)).wrapping_mul(0x0100_0193);
+    }
+    let mut sectors = vec![0];
+    if fat32 {
+        sectors.push(le16(50));
+    }
+    let mut io = |at: u64, bytes: &[u8]| -> Result<()> {
+        f.seek(SeekFrom::Start(at))
+            .and_then(|_| f.write_all(bytes))
+            .with_context(|| format!("writing {}", path.display()))
+    };
+    for s in sectors {
+        io(s * bps + id_at, &h.to_le_bytes())?;
+    }
+    let (date, time) = fat::dos_date_time(epoch);
+    let mut entry = [0u8; 32];
+    f.seek(SeekFrom::Start(root))
+        .and_then(|_| f.read_exact(&mut entry))
+        .with_context(|| format!("reading the root directory of {}", path.display()))?;
+    if entry[..11] != label || entry[11] != 0x08 {
+        bail!(
+            "{}: the first root directory entry is not the volume label",
+            path.display()
+        );
+    }
+    let mut io = |at: u64, bytes: &[u8]| -> Result<()> {
+        f.seek(SeekFrom::Start(at))
+            .and_then(|_| f.write_all(bytes))
+            .with_context(|| format!("writing {}", path.display()))
+    };
+    io(root + 22, &time.to_le_bytes())?;
+    io(root + 24, &date.to_le_bytes())?;
+    f.sync_all()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_compare_by_number() {
+        use std::cmp::Ordering::*;
+        assert_eq!(version_cmp("6.10.0-1-amd64", "6.9.0-3-amd64"), Greater);
+        assert_eq!(version_cmp("6.1.0-28-amd64", "6.1.0-9-amd64"), Greater);
+        assert_eq!(version_cmp("6.1.0", "6.1.0"), Equal);
+        assert_eq!(version_cmp("6.1", "6.1.0"), Less);
+    }
+
+    #[test]
+    fn module_names_and_paths() {
+        assert_eq!(
+            module_name("kernel/drivers/usb/storage/usb-storage.ko.xz"),
+            "usb_storage"
+        );
+        assert_eq!(module_name("kernel/fs/fat/vfat.ko"), "vfat");
+        assert_eq!(plain_module_path("a/b.ko.zst"), "a/b.ko");
+        assert_eq!(plain_module_path("a/b.ko"), "a/b.ko");
+    }
+
+    #[test]
+    fn resolves_dependencies_first_and_skips_builtin() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("modules.dep"),
+            "k/vfat.ko: k/fat.ko\nk/fat.ko:\nk/sd_mod.ko: k/scsi_mod.ko k/scsi_common.ko\n\
+             k/scsi_mod.ko: k/scsi_common.ko\nk/scsi_common.ko:\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("modules.builtin"), "k/isofs.ko\n").unwrap();
+        let m = resolve_modules(dir.path(), &["vfat", "sd_mod", "isofs", "nope"]).unwrap();
+        assert_eq!(
+            m.load,
+            [
+                "k/fat.ko",
+                "k/vfat.ko",
+                "k/scsi_common.ko",
+                "k/scsi_mod.ko",
+                "k/sd_mod.ko"
+            ]
+        );
+        assert_eq!(m.builtin, ["isofs"]);
+        assert_eq!(m.missing, ["nope"]);
+
+        std::fs::write(
+            dir.path().join("modules.dep"),
+            "k/a.ko: k/b.ko\nk/b.ko: k/a.ko\n",
+        )
+        .unwrap();
+        let e = resolve_modules(dir.path(), &["a"]).unwrap_err().to_string();
+        assert!(e.contains("cycle"), "{e}");
+    }
+}

@@ -1,0 +1,479 @@
+//! The linux media template with the build machine's Debian kernel, checked by independent
+//! tools: `zstd`/`gzip` and GNU `cpio` unpack the initramfs, busybox checks `/init`'s syntax,
+//! `fsck.fat -n`, `mdir` and `mcopy` read the EFI image. The runner is this test executable
+//! (a dynamically linked glibc program, like a `cargo build` of tsforge). Needs the packages
+//! scripts/setup.sh installs (linux-image-amd64, busybox-static, systemd-boot-efi, syslinux,
+//! isolinux, syslinux-common); without them the tests print SKIP, or fail under
+//! TSFORGE_REQUIRE_TOOLS=1.
+
+#![cfg(unix)]
+
+mod common;
+
+use common::{run, tool};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use tsforge_builder::template::linux::{self, Kernel};
+use tsforge_builder::template::{PxeBoot, TemplateInput, UsbBios};
+
+const T0: i64 = 1_700_000_000;
+
+/// The host kernel and the Debian files the template takes, or `None` after SKIP.
+fn host_ready() -> Option<Kernel> {
+    let missing: Vec<&str> = [
+        linux::BUSYBOX,
+        linux::SYSTEMD_BOOT,
+        linux::ISOLINUX_BIN,
+        linux::LDLINUX_C32,
+        linux::ISOHDPFX,
+        linux::SYSLINUX,
+        linux::SYSLINUX_MBR,
+        linux::SYSLINUX_GPTMBR,
+    ]
+    .into_iter()
+    .filter(|p| !Path::new(p).is_file())
+    .collect();
+    let kernel = linux::find_kernel_in(Path::new("/"));
+    if missing.is_empty() {
+        if let Ok(k) = kernel {
+            return Some(k);
+        }
+    }
+    let why = format!("missing {missing:?}, kernel: {:?}", kernel.err());
+    if std::env::var("TSFORGE_REQUIRE_TOOLS").is_ok_and(|v| v == "1") {
+        panic!("linux template inputs are missing (TSFORGE_REQUIRE_TOOLS=1): {why}; run scripts/setup.sh");
+    }
+    eprintln!("SKIP linux template: {why} (scripts/setup.sh installs them)");
+    None
+}
+
+fn input(work: &Path, source: Option<PathBuf>) -> TemplateInput {
+    TemplateInput {
+        source,
+        runner: std::env::current_exe().unwrap(),
+        work: work.to_path_buf(),
+        epoch: T0,
+    }
+}
+
+/// Unpack a gzip or zstd initramfs with the command-line tools into `dir`.
+fn unpack_initrd(initrd: &Path, dir: &Path) -> Option<()> {
+    let magic = std::fs::read(initrd).unwrap()[..4].to_vec();
+    let (prog, args) = if magic == [0x28, 0xb5, 0x2f, 0xfd] {
+        ("zstd", ["-dcq"])
+    } else if magic[..2] == [0x1f, 0x8b] {
+        ("gzip", ["-dc"])
+    } else {
+        panic!(
+            "{} is neither zstd nor gzip: {magic:02x?}",
+            initrd.display()
+        );
+    };
+    let decompress = tool(prog)?;
+    let cpio = tool("cpio")?;
+    let plain = dir.with_extension("cpio");
+    let out = std::fs::File::create(&plain).unwrap();
+    let status = Command::new(decompress)
+        .args(args)
+        .arg(initrd)
+        .stdout(out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{prog} -d {} failed", initrd.display());
+    std::fs::create_dir_all(dir).unwrap();
+    let status = Command::new(cpio)
+        .args(["-idm", "--quiet", "--no-absolute-filenames", "-D"])
+        .arg(dir)
+        .stdin(std::fs::File::open(&plain).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success(), "cpio -idm failed");
+    Some(())
+}
+
+/// modules.dep as module path → dependency paths.
+fn modules_dep(modules: &Path) -> HashMap<String, Vec<String>> {
+    std::fs::read_to_string(modules.join("modules.dep"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(p, d)| {
+            (
+                p.trim().to_string(),
+                d.split_whitespace().map(str::to_string).collect(),
+            )
+        })
+        .collect()
+}
+
+fn mtools(prog: &str, args: &[&str]) -> Option<String> {
+    let t = tool(prog)?;
+    Some(run(Command::new(t)
+        .args(args)
+        .env("MTOOLS_SKIP_CHECK", "1")))
+}
+
+#[test]
+fn host_kernel_media() {
+    let Some(kernel) = host_ready() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    let prepared = linux::prepare(&input(&work, None)).unwrap();
+    eprintln!("{}", prepared.summary.join("\n"));
+    assert!(prepared.summary[0].contains(&kernel.version));
+
+    // The tree and the boot description.
+    for path in [
+        linux::KERNEL_PATH,
+        linux::INITRD_PATH,
+        linux::EFI_IMAGE_PATH,
+        "EFI/BOOT/BOOTX64.EFI",
+        "loader/loader.conf",
+        "loader/entries/tsforge.conf",
+        "syslinux/syslinux.cfg",
+        "isolinux/isolinux.bin",
+        "isolinux/ldlinux.c32",
+        "isolinux/isolinux.cfg",
+    ] {
+        assert!(prepared.tree.contains(path), "{path} is not in the tree");
+    }
+    let boot = &prepared.boot;
+    assert_eq!(
+        boot.iso_bios.as_ref().unwrap().image,
+        "isolinux/isolinux.bin"
+    );
+    assert!(boot.iso_bios.as_ref().unwrap().isolinux);
+    assert_eq!(boot.iso_uefi_image.as_deref(), Some(linux::EFI_IMAGE_PATH));
+    assert!(boot.iso_hybrid_mbr.as_ref().unwrap().is_file());
+    assert!(boot.uefi_removable_path);
+    match boot.usb_bios.as_ref().unwrap() {
+        UsbBios::Syslinux {
+            syslinux,
+            mbr,
+            gptmbr,
+            config_dir,
+        } => {
+            assert!(syslinux.is_file() && mbr.is_file() && gptmbr.is_file());
+            assert!(prepared
+                .tree
+                .contains(&format!("{config_dir}/syslinux.cfg")));
+        }
+        other => panic!("usb_bios: {other:?}"),
+    }
+    match boot.pxe.as_ref().unwrap() {
+        PxeBoot::Linux {
+            kernel,
+            initrd,
+            cmdline,
+        } => {
+            assert!(prepared.tree.contains(kernel) && prepared.tree.contains(initrd));
+            assert_eq!(cmdline, linux::CMDLINE);
+        }
+        other => panic!("pxe: {other:?}"),
+    }
+    let read = |p: &str| {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut prepared.tree.get(p).unwrap().open().unwrap(), &mut v)
+            .unwrap();
+        String::from_utf8(v).unwrap()
+    };
+    let cfg = read("syslinux/syslinux.cfg");
+    assert!(cfg.contains("KERNEL /tsforge/boot/vmlinuz"), "{cfg}");
+    assert!(
+        cfg.contains("APPEND initrd=/tsforge/boot/initrd.img console="),
+        "{cfg}"
+    );
+    assert_eq!(cfg, read("isolinux/isolinux.cfg"));
+    assert!(read("loader/loader.conf").contains("default tsforge.conf"));
+
+    // The initramfs, unpacked by zstd/gzip and GNU cpio.
+    let initrd = work.join("initrd.img");
+    let root = tmp.path().join("root");
+    if unpack_initrd(&initrd, &root).is_some() {
+        check_initramfs(&root, &kernel);
+    }
+
+    // The EFI image, read by dosfstools and mtools.
+    let efi = work.join("efi.img");
+    let efi_s = efi.to_str().unwrap();
+    if let Some(fsck) = tool("fsck.fat") {
+        run(Command::new(fsck).args(["-n", efi_s]));
+    }
+    if let Some(listing) = mtools("mdir", &["-i", efi_s, "::/EFI/BOOT"]) {
+        assert!(listing.contains("BOOTX64"), "{listing}");
+        let out = tmp.path().join("vmlinuz.copy");
+        mtools(
+            "mcopy",
+            &[
+                "-i",
+                efi_s,
+                "::/tsforge/boot/vmlinuz",
+                out.to_str().unwrap(),
+            ],
+        );
+        assert!(std::fs::read(&out).unwrap() == std::fs::read(&kernel.image).unwrap());
+        let out = tmp.path().join("initrd.copy");
+        mtools(
+            "mcopy",
+            &[
+                "-i",
+                efi_s,
+                "::/tsforge/boot/initrd.img",
+                out.to_str().unwrap(),
+            ],
+        );
+        assert!(std::fs::read(&out).unwrap() == std::fs::read(&initrd).unwrap());
+        let entry = mtools("mtype", &["-i", efi_s, "::/loader/entries/tsforge.conf"]).unwrap();
+        assert!(entry.contains("linux /tsforge/boot/vmlinuz"), "{entry}");
+        assert!(entry.contains("initrd /tsforge/boot/initrd.img"), "{entry}");
+    }
+
+    // Reproducible: the same inputs and epoch give the same bytes.
+    let work2 = tmp.path().join("work2");
+    linux::prepare(&input(&work2, None)).unwrap();
+    for f in ["initrd.img", "efi.img"] {
+        assert!(
+            std::fs::read(work.join(f)).unwrap() == std::fs::read(work2.join(f)).unwrap(),
+            "{f} differs between two builds"
+        );
+    }
+}
+
+fn check_initramfs(root: &Path, kernel: &Kernel) {
+    use std::os::unix::fs::PermissionsExt;
+    let init = root.join("init");
+    let mode = std::fs::metadata(&init).unwrap().permissions().mode();
+    assert!(mode & 0o111 != 0, "/init is not executable: {mode:o}");
+    assert_eq!(std::fs::read_to_string(&init).unwrap(), linux::INIT);
+    let busybox = root.join("bin/busybox");
+    assert!(busybox.is_file());
+    for applet in linux::APPLETS {
+        let link = std::fs::read_link(root.join("bin").join(applet)).unwrap();
+        assert_eq!(link, Path::new("busybox"), "bin/{applet}");
+    }
+    // /init's syntax, by the busybox shell that will run it.
+    run(Command::new(&busybox).args(["sh", "-n"]).arg(&init));
+
+    // The runner, its ELF interpreter at its absolute path, and libc.
+    let exe = std::env::current_exe().unwrap();
+    assert!(std::fs::read(root.join(linux::RUNNER_PATH)).unwrap() == std::fs::read(&exe).unwrap());
+    let interp = linux::elf_interpreter(&exe)
+        .unwrap()
+        .expect("a dynamic test executable");
+    assert!(
+        root.join(interp.trim_start_matches('/')).is_file(),
+        "{interp} missing"
+    );
+    let libc_found = walk(root).iter().any(|p| p.ends_with("libc.so.6"));
+    assert!(libc_found, "libc.so.6 is not in the initramfs");
+
+    // The modules: every listed file is there, and after everything it depends on.
+    let list = std::fs::read_to_string(root.join(linux::MODULE_LIST_PATH)).unwrap();
+    let prefix = format!("/lib/modules/{}/", kernel.version);
+    let order: Vec<&str> = list
+        .lines()
+        .map(|l| l.strip_prefix(&prefix).unwrap_or_else(|| panic!("{l}")))
+        .collect();
+    assert!(!order.is_empty());
+    let deps = modules_dep(&kernel.modules);
+    for (i, m) in order.iter().enumerate() {
+        assert!(
+            root.join(&prefix[1..]).join(m).is_file(),
+            "{m} is listed but not in the initramfs"
+        );
+        let dep_key = deps
+            .keys()
+            .find(|k| linux::plain_module_path(k) == *m)
+            .unwrap_or_else(|| panic!("{m} is not in modules.dep"));
+        for d in &deps[dep_key] {
+            let at = order
+                .iter()
+                .position(|o| *o == linux::plain_module_path(d))
+                .unwrap_or_else(|| panic!("{m} needs {d}, which is not listed"));
+            assert!(at < i, "{m} is loaded before its dependency {d}");
+        }
+    }
+    // Every wanted module this kernel has as a file is in; built-in or absent ones are skipped.
+    for want in linux::MODULES {
+        let in_list = order.iter().any(|m| linux::module_name(m) == *want);
+        let in_dep = deps.keys().any(|k| linux::module_name(k) == *want);
+        assert!(
+            in_list || !in_dep,
+            "{want}: a module file of this kernel, but not in the initramfs"
+        );
+    }
+    // Storage and file-system drivers this Debian kernel has as modules.
+    for m in ["vfat", "isofs", "virtio_blk", "sd_mod"] {
+        let in_dep = deps.keys().any(|k| linux::module_name(k) == m);
+        if in_dep {
+            assert!(order.iter().any(|o| linux::module_name(o) == m), "{m}");
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        if meta.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// A `--source` folder (`vmlinuz` + `lib/modules/<version>/`) whose modules are compressed with
+/// the xz and zstd command-line tools: the initramfs holds them decompressed, in order.
+#[test]
+fn source_folder_with_compressed_modules() {
+    let Some(kernel) = host_ready() else { return };
+    let (Some(xz), Some(zstd)) = (tool("xz"), tool("zstd")) else {
+        return;
+    };
+    let deps = modules_dep(&kernel.modules);
+    let (Some(fat), Some(vfat)) = (
+        deps.keys().find(|k| linux::module_name(k) == "fat"),
+        deps.keys().find(|k| linux::module_name(k) == "vfat"),
+    ) else {
+        eprintln!("SKIP: this kernel has fat/vfat built in");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let ver = "9.9.9-test";
+    let mods = src.join("lib/modules").join(ver);
+    std::fs::create_dir_all(mods.join("kernel/fs/fat")).unwrap();
+    std::fs::copy(&kernel.image, src.join("vmlinuz")).unwrap();
+    for (host, name, prog) in [(fat, "fat.ko", &xz), (vfat, "vfat.ko", &zstd)] {
+        let plain = mods.join("kernel/fs/fat").join(name);
+        std::fs::copy(kernel.modules.join(host), &plain).unwrap();
+        run(Command::new(prog).args(["-q"]).arg(&plain));
+    }
+    std::fs::write(
+        mods.join("modules.dep"),
+        "kernel/fs/fat/vfat.ko.zst: kernel/fs/fat/fat.ko.xz\nkernel/fs/fat/fat.ko.xz:\n",
+    )
+    .unwrap();
+
+    let work = tmp.path().join("work");
+    let prepared = linux::prepare(&input(&work, Some(src.clone()))).unwrap();
+    assert!(prepared.summary[0].contains(ver), "{:?}", prepared.summary);
+    assert!(
+        prepared.summary[1].starts_with("2 modules"),
+        "{:?}",
+        prepared.summary
+    );
+    let root = tmp.path().join("root");
+    if unpack_initrd(&work.join("initrd.img"), &root).is_none() {
+        return;
+    }
+    let list = std::fs::read_to_string(root.join(linux::MODULE_LIST_PATH)).unwrap();
+    assert_eq!(
+        list,
+        format!(
+            "/lib/modules/{ver}/kernel/fs/fat/fat.ko\n/lib/modules/{ver}/kernel/fs/fat/vfat.ko\n"
+        )
+    );
+    for (host, name) in [(fat, "fat.ko"), (vfat, "vfat.ko")] {
+        let got = std::fs::read(
+            root.join("lib/modules")
+                .join(ver)
+                .join("kernel/fs/fat")
+                .join(name),
+        );
+        assert!(
+            got.unwrap() == std::fs::read(kernel.modules.join(host)).unwrap(),
+            "{name} differs from the module before compression"
+        );
+    }
+}
+
+#[test]
+fn bad_sources_name_what_is_missing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let err = |src: &Path| format!("{:#}", linux::find_kernel_in(src).unwrap_err());
+
+    let e = err(tmp.path());
+    assert!(
+        e.contains("holds no kernel") && e.contains("vmlinuz"),
+        "{e}"
+    );
+
+    let file = tmp.path().join("file.iso");
+    std::fs::write(&file, b"x").unwrap();
+    assert!(err(&file).contains("is not a folder"), "{}", err(&file));
+
+    std::fs::create_dir_all(tmp.path().join("boot")).unwrap();
+    std::fs::write(tmp.path().join("boot/vmlinuz-1.2.3"), b"k").unwrap();
+    let e = err(tmp.path());
+    assert!(e.contains("lib/modules/1.2.3/modules.dep"), "{e}");
+
+    assert!(err(&tmp.path().join("nope")).contains("nope"));
+
+    // Through prepare, with a runner that is not a Linux executable.
+    if host_ready().is_some() {
+        std::fs::create_dir_all(tmp.path().join("lib/modules/1.2.3")).unwrap();
+        std::fs::write(tmp.path().join("lib/modules/1.2.3/modules.dep"), "").unwrap();
+        let mut inp = input(&tmp.path().join("work"), Some(tmp.path().to_path_buf()));
+        inp.runner = file;
+        let Err(e) = linux::prepare(&inp) else {
+            panic!("a runner that is not ELF was accepted")
+        };
+        let e = format!("{e:#}");
+        assert!(e.contains("file.iso") && e.contains("not an ELF"), "{e}");
+    }
+}
+
+/// media-templates/linux/template.toml says what the code does.
+#[test]
+fn template_toml_matches_the_code() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../media-templates/linux/template.toml");
+    let t: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+    let s = |table: &str, key: &str| {
+        t[table][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{table}.{key} is not a string"))
+            .to_string()
+    };
+    let list = |table: &str, key: &str| -> Vec<String> {
+        t[table][key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(t["name"].as_str(), Some("linux"));
+    assert_eq!(s("boot", "kernel"), linux::KERNEL_PATH);
+    assert_eq!(s("boot", "initrd"), linux::INITRD_PATH);
+    assert_eq!(s("boot", "cmdline"), linux::CMDLINE);
+    assert_eq!(s("boot", "iso_uefi_image"), linux::EFI_IMAGE_PATH);
+    assert_eq!(s("initramfs", "runner"), format!("/{}", linux::RUNNER_PATH));
+    assert_eq!(
+        s("initramfs", "module_list"),
+        format!("/{}", linux::MODULE_LIST_PATH)
+    );
+    assert_eq!(list("initramfs", "modules"), linux::MODULES);
+    assert_eq!(list("initramfs", "applets"), linux::APPLETS);
+    for (key, value) in [
+        ("busybox", linux::BUSYBOX),
+        ("systemd_boot", linux::SYSTEMD_BOOT),
+        ("isolinux", linux::ISOLINUX_BIN),
+        ("ldlinux", linux::LDLINUX_C32),
+        ("isohdpfx", linux::ISOHDPFX),
+        ("syslinux", linux::SYSLINUX),
+        ("syslinux_mbr", linux::SYSLINUX_MBR),
+        ("syslinux_gptmbr", linux::SYSLINUX_GPTMBR),
+    ] {
+        assert_eq!(s("sources", key), value, "sources.{key}");
+    }
+    // The start command in the toml is the one /init runs.
+    let start = s("initramfs", "start");
+    let cmd = start.split(" /medium").next().unwrap();
+    assert!(linux::INIT.contains(cmd), "/init does not run {cmd:?}");
+    assert!(linux::INIT.contains("tsforge/media.toml"));
+}
