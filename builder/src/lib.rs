@@ -3,6 +3,7 @@
 //! image, an ISO or a PXE root, using the image writers [`iso`] (ISO 9660 with Joliet,
 //! El Torito and an isohybrid MBR) and [`cpio`] (initramfs archives).
 
+pub mod cli;
 pub mod cpio;
 pub mod iso;
 pub mod media;

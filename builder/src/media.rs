@@ -177,7 +177,15 @@ pub fn assemble(tree: &mut MediaTree, opts: &MediaOptions) -> Result<MediaConfig
         Source::bytes(cfg.to_toml().into_bytes()),
     )?;
 
-    // The manifest covers every file on the medium (the template's too).
+    seal(tree, opts.signing_key.as_ref())?;
+    Ok(cfg)
+}
+
+/// (Re)writes `tsforge/manifest` over every other file of `tree` (the template's too) and, with
+/// a key, `tsforge/manifest.sig`. Outputs that change a file's bytes (the ISO's boot-info
+/// table) call it again with the changed file in the tree.
+pub fn seal(tree: &mut MediaTree, signing_key: Option<&[u8; 32]>) -> Result<()> {
+    use sha2::Digest;
     tree.remove(media::MANIFEST_FILE);
     tree.remove(media::SIGNATURE_FILE);
     let mut entries = Vec::new();
@@ -188,17 +196,16 @@ pub fn assemble(tree: &mut MediaTree, opts: &MediaOptions) -> Result<MediaConfig
         let mut h = sha2::Sha256::default();
         std::io::copy(&mut r, &mut h)
             .with_context(|| format!("{path}: reading {}", src.describe()))?;
-        use sha2::Digest;
         entries.push(media::ManifestEntry {
             sha256: tsforge_runtime::content::manifest::hex(&h.finalize()),
             path: path.to_string(),
         });
     }
     let manifest = media::format_manifest(&entries);
-    if let Some(seed) = &opts.signing_key {
+    if let Some(seed) = signing_key {
         let (sig, _) = media::sign(seed, &manifest);
         tree.add(media::SIGNATURE_FILE, Source::bytes(sig))?;
     }
     tree.add(media::MANIFEST_FILE, Source::bytes(manifest))?;
-    Ok(cfg)
+    Ok(())
 }

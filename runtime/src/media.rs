@@ -438,6 +438,79 @@ fn unhex(s: &str) -> Result<Vec<u8>> {
         .collect()
 }
 
+/// A folder holding the medium's files: `medium` itself when it is a folder; for an ISO, its
+/// files extracted into `scratch` with `xorriso`; for a USB disk image (MBR, GPT or a bare FAT
+/// file system), the files of the FAT partition that holds `tsforge/media.toml`, read with
+/// tsforge's own FAT reader into `scratch`.
+pub fn materialize(medium: &Path, scratch: &Path) -> Result<PathBuf> {
+    let meta =
+        std::fs::metadata(medium).with_context(|| format!("reading {}", medium.display()))?;
+    if meta.is_dir() {
+        return Ok(medium.to_path_buf());
+    }
+    let mut head = vec![0u8; 32774];
+    {
+        use std::io::Read;
+        let mut f = std::fs::File::open(medium)?;
+        let mut n = 0;
+        while n < head.len() {
+            match f.read(&mut head[n..])? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        head.truncate(n);
+    }
+    if head.get(32769..32774) == Some(b"CD001") {
+        let xorriso = crate::tools::which("xorriso").with_context(|| {
+            format!(
+                "{} is an ISO image; reading it needs xorriso (apt-get install xorriso)",
+                medium.display()
+            )
+        })?;
+        let out = std::process::Command::new(xorriso)
+            .args(["-osirrox", "on", "-indev"])
+            .arg(medium)
+            .args(["-extract", "/"])
+            .arg(scratch)
+            .output()
+            .context("running xorriso")?;
+        if !out.status.success() {
+            bail!(
+                "xorriso could not read {}: {}",
+                medium.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        return Ok(scratch.to_path_buf());
+    }
+    let disk = crate::disk::Disk::open(medium, false)?;
+    let mut ranges = Vec::new();
+    if let Ok(Some(t)) = crate::disk::layout::read_table(&disk) {
+        for p in t.partitions {
+            ranges.push((
+                format!("partition {}", p.number),
+                disk.range(p.start, p.len)?,
+            ));
+        }
+    }
+    ranges.push(("the whole image".to_string(), disk.whole()?));
+    for (what, r) in ranges {
+        let Ok(fs) = crate::disk::fat::open(r) else {
+            continue;
+        };
+        if fs.open_file(CONFIG_FILE).is_ok() {
+            crate::image::fat::extract_to_dir(&fs, scratch)
+                .with_context(|| format!("reading {what} of {}", medium.display()))?;
+            return Ok(scratch.to_path_buf());
+        }
+    }
+    bail!(
+        "{} is neither a folder, an ISO, nor a disk image with a FAT file system holding {CONFIG_FILE}",
+        medium.display()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -488,73 +561,4 @@ mod tests {
         assert!(parse_manifest(b"xyz  a\n").is_err());
         assert!(parse_manifest(format!("{}  ../x\n", "a".repeat(64)).as_bytes()).is_err());
     }
-}
-
-/// A folder holding the medium's files: `medium` itself when it is a folder; for an ISO, its
-/// files extracted into `scratch` with `xorriso`; for a USB disk image (MBR, GPT or a bare FAT
-/// file system), the files of the FAT partition that holds `tsforge/media.toml`, read with
-/// tsforge's own FAT reader into `scratch`.
-pub fn materialize(medium: &Path, scratch: &Path) -> Result<PathBuf> {
-    let meta = std::fs::metadata(medium).with_context(|| format!("reading {}", medium.display()))?;
-    if meta.is_dir() {
-        return Ok(medium.to_path_buf());
-    }
-    let mut head = vec![0u8; 32774];
-    {
-        use std::io::Read;
-        let mut f = std::fs::File::open(medium)?;
-        let mut n = 0;
-        while n < head.len() {
-            match f.read(&mut head[n..])? {
-                0 => break,
-                k => n += k,
-            }
-        }
-        head.truncate(n);
-    }
-    if head.get(32769..32774) == Some(b"CD001") {
-        let xorriso = crate::tools::which("xorriso").with_context(|| {
-            format!(
-                "{} is an ISO image; reading it needs xorriso (apt-get install xorriso)",
-                medium.display()
-            )
-        })?;
-        let out = std::process::Command::new(xorriso)
-            .args(["-osirrox", "on", "-indev"])
-            .arg(medium)
-            .args(["-extract", "/"])
-            .arg(scratch)
-            .output()
-            .context("running xorriso")?;
-        if !out.status.success() {
-            bail!(
-                "xorriso could not read {}: {}",
-                medium.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        return Ok(scratch.to_path_buf());
-    }
-    let disk = crate::disk::Disk::open(medium, false)?;
-    let mut ranges = Vec::new();
-    if let Ok(Some(t)) = crate::disk::layout::read_table(&disk) {
-        for p in t.partitions {
-            ranges.push((format!("partition {}", p.number), disk.range(p.start, p.len)?));
-        }
-    }
-    ranges.push(("the whole image".to_string(), disk.whole()?));
-    for (what, r) in ranges {
-        let Ok(fs) = crate::disk::fat::open(r) else {
-            continue;
-        };
-        if fs.open_file(CONFIG_FILE).is_ok() {
-            crate::image::fat::extract_to_dir(&fs, scratch)
-                .with_context(|| format!("reading {what} of {}", medium.display()))?;
-            return Ok(scratch.to_path_buf());
-        }
-    }
-    bail!(
-        "{} is neither a folder, an ISO, nor a disk image with a FAT file system holding {CONFIG_FILE}",
-        medium.display()
-    )
 }

@@ -43,57 +43,44 @@ pub fn write_iso(
     opts: &IsoOutputOptions,
     progress: Progress<'_>,
 ) -> Result<OutputSummary> {
-    let files = plan_files(tree)?;
-    let mut options = IsoOptions::new(opts.label.clone(), opts.epoch);
-    let mut notes = Vec::new();
-    let mut placed = Vec::new();
-    match &boot.iso_bios {
-        Some(b) if b.isolinux => options.bios_boot = Some(BiosBoot::isolinux(&b.image)),
-        Some(b) => options.bios_boot = Some(BiosBoot::etfsboot(&b.image)),
-        None => {
-            notes.push("no BIOS boot entry: the template has no BIOS boot image for ISOs".into())
+    write_iso_resealed(tree, boot, out, opts, progress, None)
+}
+
+/// Re-makes a tree's manifest (see [`write_iso_resealed`]).
+pub type Reseal<'a> = &'a dyn Fn(&mut MediaTree) -> Result<()>;
+
+/// [`write_iso`]; when the ISO changes a file's bytes (ISOLINUX's boot-info table) and
+/// `reseal` is given, the tree gets the changed bytes and `reseal` re-makes its manifest (and
+/// signature) before the image is written, so `media verify` and `sha256sum -c` pass on the
+/// ISO. The manifest's size does not change (same paths, same hash length), so neither does
+/// the layout.
+pub fn write_iso_resealed(
+    tree: &MediaTree,
+    boot: &BootSpec,
+    out: &Path,
+    opts: &IsoOutputOptions,
+    progress: Progress<'_>,
+    reseal: Option<Reseal<'_>>,
+) -> Result<OutputSummary> {
+    let resealed;
+    let tree = match reseal {
+        Some(reseal) => {
+            let mut t = tree.clone();
+            let first = build_plan(&t, boot, opts)?.1;
+            if let Some((path, bytes)) = first.patched_file() {
+                let (path, bytes) = (path.to_string(), bytes.to_vec());
+                t.add(&path, bytes)?;
+                reseal(&mut t)?;
+            }
+            resealed = t;
+            &resealed
         }
-    }
-    match &boot.iso_uefi_image {
-        Some(img) => options.uefi_boot = Some(UefiBoot::new(img)),
-        None => {
-            notes.push("no UEFI boot entry: the template has no EFI System image for ISOs".into())
-        }
-    }
-    let isolinux = boot.iso_bios.as_ref().is_some_and(|b| b.isolinux);
-    match (&boot.iso_hybrid_mbr, isolinux) {
-        (Some(path), true) => {
-            let mut code = Vec::new();
-            std::fs::File::open(path)
-                .and_then(|f| f.take(441).read_to_end(&mut code))
-                .with_context(|| {
-                    format!(
-                        "reading the isohybrid boot code {} (Debian: isolinux, \
-                         /usr/lib/ISOLINUX/isohdpfx.bin)",
-                        path.display()
-                    )
-                })?;
-            options.hybrid = Some(Hybrid {
-                boot_code: Some(code),
-            });
-        }
-        (Some(_), false) => notes.push(
-            "not hybrid: the isohybrid boot code loads ISOLINUX, and this medium's BIOS loader \
-             is not ISOLINUX; for a USB stick use `tsforge build usb`"
-                .into(),
-        ),
-        (None, _) => notes.push(
-            "not hybrid: written to a USB stick this image does not boot; use `tsforge build usb`"
-                .into(),
-        ),
-    }
-    let mut iso = IsoBuilder::new(options);
-    for f in &files {
-        iso.add_file(f.path, f.source.clone())?;
-    }
-    let plan = iso
-        .plan()
+        None => tree,
+    };
+    let (iso, plan, notes) = build_plan(tree, boot, opts)
         .with_context(|| format!("planning the ISO image {}", out.display()))?;
+    let files = plan_files(tree)?;
+    let mut placed = Vec::new();
     let size = plan.size();
     let tmp = TempOutput::new(out, opts.force, false)?;
     let file = std::fs::File::create(tmp.path())
@@ -144,4 +131,61 @@ pub fn write_iso(
         placed,
         notes,
     })
+}
+
+/// The builder (its options), the plan and the notes for `tree`.
+fn build_plan(
+    tree: &MediaTree,
+    boot: &BootSpec,
+    opts: &IsoOutputOptions,
+) -> Result<(IsoBuilder, crate::iso::IsoPlan, Vec<String>)> {
+    let files = plan_files(tree)?;
+    let mut options = IsoOptions::new(opts.label.clone(), opts.epoch);
+    let mut notes = Vec::new();
+    match &boot.iso_bios {
+        Some(b) if b.isolinux => options.bios_boot = Some(BiosBoot::isolinux(&b.image)),
+        Some(b) => options.bios_boot = Some(BiosBoot::etfsboot(&b.image)),
+        None => {
+            notes.push("no BIOS boot entry: the template has no BIOS boot image for ISOs".into())
+        }
+    }
+    match &boot.iso_uefi_image {
+        Some(img) => options.uefi_boot = Some(UefiBoot::new(img)),
+        None => {
+            notes.push("no UEFI boot entry: the template has no EFI System image for ISOs".into())
+        }
+    }
+    let isolinux = boot.iso_bios.as_ref().is_some_and(|b| b.isolinux);
+    match (&boot.iso_hybrid_mbr, isolinux) {
+        (Some(path), true) => {
+            let mut code = Vec::new();
+            std::fs::File::open(path)
+                .and_then(|f| f.take(441).read_to_end(&mut code))
+                .with_context(|| {
+                    format!(
+                        "reading the isohybrid boot code {} (Debian: isolinux, \
+                         /usr/lib/ISOLINUX/isohdpfx.bin)",
+                        path.display()
+                    )
+                })?;
+            options.hybrid = Some(Hybrid {
+                boot_code: Some(code),
+            });
+        }
+        (Some(_), false) => notes.push(
+            "not hybrid: the isohybrid boot code loads ISOLINUX, and this medium's BIOS loader \
+             is not ISOLINUX; for a USB stick use `tsforge build usb`"
+                .into(),
+        ),
+        (None, _) => notes.push(
+            "not hybrid: written to a USB stick this image does not boot; use `tsforge build usb`"
+                .into(),
+        ),
+    }
+    let mut iso = IsoBuilder::new(options);
+    for f in &files {
+        iso.add_file(f.path, f.source.clone())?;
+    }
+    let plan = iso.plan()?;
+    Ok((iso, plan, notes))
 }
