@@ -441,9 +441,16 @@ fn menu(cfg: &MediaConfig) -> Result<&media::SequenceEntry> {
 /// What hooks know about the machine before they run.
 fn boot_facts(root: &Path) -> Vec<(String, String)> {
     let uefi = if cfg!(windows) {
-        // Windows PE sets this environment variable? It does not; wpeutil/registry would tell.
-        std::env::var("firmware_type")
-            .map(|v| v.eq_ignore_ascii_case("UEFI"))
+        // Windows PE records the firmware in PEFirmwareType: 1 BIOS, 2 UEFI.
+        std::process::Command::new("reg")
+            .args([
+                "query",
+                r"HKLM\System\CurrentControlSet\Control",
+                "/v",
+                "PEFirmwareType",
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains("0x2"))
             .unwrap_or(false)
     } else {
         Path::new("/sys/firmware/efi").exists()
@@ -451,7 +458,10 @@ fn boot_facts(root: &Path) -> Vec<(String, String)> {
     let disks = crate::disk::select::enumerate()
         .map(|d| d.len())
         .unwrap_or(0);
+    let (macs, ips) = network_facts();
     vec![
+        ("_TSForgeMACAddresses".into(), macs.join(",")),
+        ("_TSForgeIPAddresses".into(), ips.join(",")),
         (
             "_SMSTSInWinPE".into(),
             crate::machine::in_boot_environment().to_string(),
@@ -461,6 +471,41 @@ fn boot_facts(root: &Path) -> Vec<(String, String)> {
         ("_TSForgeMedium".into(), root.display().to_string()),
         ("_TSForgeDiskCount".into(), disks.to_string()),
     ]
+}
+
+/// MAC addresses of the network adapters and the machine's IPv4 addresses (loopback left
+/// out), from /sys/class/net and /proc/net/fib_trie on Linux. Windows PE: empty (hooks there
+/// ask `ipconfig`).
+fn network_facts() -> (Vec<String>, Vec<String>) {
+    let mut macs = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/sys/class/net") {
+        let mut names: Vec<_> = rd.flatten().map(|e| e.path()).collect();
+        names.sort();
+        for n in names {
+            if let Ok(m) = std::fs::read_to_string(n.join("address")) {
+                let m = m.trim().to_ascii_uppercase();
+                if m.len() == 17 && m != "00:00:00:00:00:00" && !macs.contains(&m) {
+                    macs.push(m);
+                }
+            }
+        }
+    }
+    let mut ips = Vec::new();
+    if let Ok(t) = std::fs::read_to_string("/proc/net/fib_trie") {
+        let mut last = "";
+        for line in t.lines() {
+            let l = line.trim();
+            if let Some(a) = l.strip_prefix("|-- ") {
+                last = a;
+            } else if l.contains("/32 host LOCAL")
+                && !last.starts_with("127.")
+                && !ips.iter().any(|i| i == last)
+            {
+                ips.push(last.to_string());
+            }
+        }
+    }
+    (macs, ips)
 }
 
 /// Runs one hook with the console as its input; its output is shown and also returned.
