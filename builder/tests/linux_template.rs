@@ -477,3 +477,52 @@ fn template_toml_matches_the_code() {
     assert!(linux::INIT.contains(cmd), "/init does not run {cmd:?}");
     assert!(linux::INIT.contains("tsforge/media.toml"));
 }
+
+/// Opt-in boot test (`cargo test -p tsforge-builder --test linux_template -- --ignored`):
+/// QEMU boots the kernel and initramfs with a virtio disk holding a FAT medium
+/// (`tsforge/media.toml`). The runner is `/usr/bin/echo` (a dynamic glibc program, like a
+/// `cargo build` of tsforge), so the console shows the command `/init` ran, its exit code, and
+/// then QEMU ends because `/init` powered off.
+#[test]
+#[ignore = "boots QEMU (about a minute without KVM); run with --ignored"]
+fn qemu_boots_to_the_runner() {
+    if host_ready().is_none() {
+        return;
+    }
+    let Some(qemu) = tool("qemu-system-x86_64") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    let mut inp = input(&work, None);
+    inp.runner = PathBuf::from("/usr/bin/echo");
+    linux::prepare(&inp).unwrap();
+
+    let medium_dir = tmp.path().join("medium");
+    std::fs::create_dir_all(medium_dir.join("tsforge")).unwrap();
+    std::fs::write(medium_dir.join("tsforge/media.toml"), "# test medium\n").unwrap();
+    let medium = tmp.path().join("medium.img");
+    let disk = tsforge_runtime::disk::Disk::create_image(&medium, 8 << 20).unwrap();
+    tsforge_runtime::disk::fatbuild::build(disk.whole().unwrap(), &medium_dir, "TSFORGE", None)
+        .unwrap();
+    drop(disk);
+
+    let mut cmd = Command::new("timeout");
+    cmd.arg("300").arg(qemu);
+    cmd.args(["-m", "512", "-nographic", "-no-reboot", "-kernel"])
+        .arg(linux::find_kernel_in(Path::new("/")).unwrap().image)
+        .arg("-initrd")
+        .arg(work.join("initrd.img"))
+        .args(["-append", "console=ttyS0,115200", "-drive"])
+        .arg(format!("file={},if=virtio,format=raw", medium.display()));
+    // Plain emulation (TCG), not KVM: on the nested-virtualization machines this was written
+    // on, KVM guests hang right after the boot loader, and TCG boots in well under a minute.
+    let out = run(&mut cmd);
+    eprintln!("{out}");
+    assert!(out.contains("tsforge: medium found on /dev/vda"), "{out}");
+    assert!(out.contains("boot --medium /medium"), "{out}");
+    assert!(
+        out.contains("tsforge: the runner exited with code 0"),
+        "{out}"
+    );
+}

@@ -12,7 +12,7 @@
 //! numeric parts (`6.10` after `6.9`).
 //!
 //! **Drivers.** [`MODULES`] (virtio, SATA/AHCI, SCSI disks and CD-ROMs, USB storage, common
-//! network cards, FAT and ISO 9660 with their code pages) and everything `modules.dep` says
+//! network cards, FAT and ISO 9660 with their code pages and character sets) and everything `modules.dep` says
 //! they need go into `/lib/modules/<version>/…`, listed in load order (every module after its
 //! dependencies) in `/etc/tsforge/modules`, which `/init` feeds to `insmod`. A module that is
 //! built into the kernel (`modules.builtin`) or missing from it is skipped, not an error.
@@ -110,6 +110,9 @@ pub const MODULES: &[&str] = &[
     "nls_cp437",
     "nls_iso8859_1",
     "nls_utf8",
+    // Debian's FAT default iocharset (CONFIG_FAT_DEFAULT_IOCHARSET="ascii"): without it a
+    // vfat mount fails with "IO charset ascii not found".
+    "nls_ascii",
 ];
 /// busybox applets `/init` calls, linked to `/bin/busybox`.
 pub const APPLETS: &[&str] = &[
