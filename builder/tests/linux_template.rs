@@ -493,19 +493,7 @@ fn qemu_boots_to_the_runner() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let work = tmp.path().join("work");
-    let mut inp = input(&work, None);
-    inp.runner = PathBuf::from("/usr/bin/echo");
-    linux::prepare(&inp).unwrap();
-
-    let medium_dir = tmp.path().join("medium");
-    std::fs::create_dir_all(medium_dir.join("tsforge")).unwrap();
-    std::fs::write(medium_dir.join("tsforge/media.toml"), "# test medium\n").unwrap();
-    let medium = tmp.path().join("medium.img");
-    let disk = tsforge_runtime::disk::Disk::create_image(&medium, 8 << 20).unwrap();
-    tsforge_runtime::disk::fatbuild::build(disk.whole().unwrap(), &medium_dir, "TSFORGE", None)
-        .unwrap();
-    drop(disk);
+    let (work, medium) = echo_runner_and_medium(tmp.path());
 
     let mut cmd = Command::new("timeout");
     cmd.arg("300").arg(qemu);
@@ -521,6 +509,90 @@ fn qemu_boots_to_the_runner() {
     eprintln!("{out}");
     assert!(out.contains("tsforge: medium found on /dev/vda"), "{out}");
     assert!(out.contains("boot --medium /medium"), "{out}");
+    assert!(
+        out.contains("tsforge: the runner exited with code 0"),
+        "{out}"
+    );
+}
+
+/// Prepare with `/usr/bin/echo` as the runner into `dir/work`, and make a FAT disk image
+/// holding `tsforge/media.toml`: (work folder, medium image).
+fn echo_runner_and_medium(dir: &Path) -> (PathBuf, PathBuf) {
+    let work = dir.join("work");
+    let mut inp = input(&work, None);
+    inp.runner = PathBuf::from("/usr/bin/echo");
+    linux::prepare(&inp).unwrap();
+    let medium_dir = dir.join("medium");
+    std::fs::create_dir_all(medium_dir.join("tsforge")).unwrap();
+    std::fs::write(medium_dir.join("tsforge/media.toml"), "# test medium\n").unwrap();
+    let medium = dir.join("medium.img");
+    let disk = tsforge_runtime::disk::Disk::create_image(&medium, 8 << 20).unwrap();
+    tsforge_runtime::disk::fatbuild::build(disk.whole().unwrap(), &medium_dir, "TSFORGE", None)
+        .unwrap();
+    drop(disk);
+    (work, medium)
+}
+
+/// Opt-in UEFI boot test: OVMF boots `tsforge/boot/efi.img` as a disk, so the firmware starts
+/// `EFI/BOOT/BOOTX64.EFI` (systemd-boot), which reads `loader/` and loads kernel and initrd from
+/// the image. The entry's options are first replaced (with mtools, in a copy) by a serial-only
+/// console, because the template's `console=tty0` (last, so the screen) sends `/init`'s output
+/// where `-nographic` cannot show it.
+#[test]
+#[ignore = "boots QEMU with OVMF; run with --ignored"]
+fn qemu_uefi_boots_the_efi_image() {
+    if host_ready().is_none() {
+        return;
+    }
+    let (Some(qemu), Some(mcopy)) = (tool("qemu-system-x86_64"), tool("mcopy")) else {
+        return;
+    };
+    let ovmf = Path::new("/usr/share/OVMF/OVMF_CODE.fd");
+    if !ovmf.is_file() {
+        if std::env::var("TSFORGE_REQUIRE_TOOLS").is_ok_and(|v| v == "1") {
+            panic!("{} is missing: apt-get install ovmf", ovmf.display());
+        }
+        eprintln!(
+            "SKIP {}: not installed (apt-get install ovmf)",
+            ovmf.display()
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (work, medium) = echo_runner_and_medium(tmp.path());
+    let efi = tmp.path().join("efi-copy.img");
+    std::fs::copy(work.join("efi.img"), &efi).unwrap();
+    let entry = tmp.path().join("tsforge.conf");
+    std::fs::write(
+        &entry,
+        "title tsforge\nlinux /tsforge/boot/vmlinuz\ninitrd /tsforge/boot/initrd.img\noptions console=ttyS0,115200\n",
+    )
+    .unwrap();
+    run(Command::new(mcopy)
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-o", "-i"])
+        .arg(&efi)
+        .arg(&entry)
+        .arg("::/loader/entries/tsforge.conf"));
+    let vars = tmp.path().join("OVMF_VARS.fd");
+    std::fs::copy("/usr/share/OVMF/OVMF_VARS.fd", &vars).unwrap();
+
+    let mut cmd = Command::new("timeout");
+    cmd.arg("300").arg(qemu);
+    cmd.args(["-m", "512", "-nographic", "-no-reboot", "-drive"])
+        .arg(format!(
+            "if=pflash,format=raw,readonly=on,file={}",
+            ovmf.display()
+        ))
+        .arg("-drive")
+        .arg(format!("if=pflash,format=raw,file={}", vars.display()))
+        .arg("-drive")
+        .arg(format!("file={},if=virtio,format=raw", efi.display()))
+        .arg("-drive")
+        .arg(format!("file={},if=virtio,format=raw", medium.display()));
+    let out = run(&mut cmd);
+    eprintln!("{out}");
+    assert!(out.contains("tsforge: medium found on /dev/vd"), "{out}");
     assert!(
         out.contains("tsforge: the runner exited with code 0"),
         "{out}"
