@@ -414,8 +414,16 @@ fn bad_sources_name_what_is_missing() {
 
     assert!(err(&tmp.path().join("nope")).contains("nope"));
 
-    // Through prepare, with a runner that is not a Linux executable.
+    // Through prepare: a source without a kernel, then a runner that is not a Linux executable.
     if host_ready().is_some() {
+        let empty = tmp.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        let Err(e) = linux::prepare(&input(&tmp.path().join("work0"), Some(empty))) else {
+            panic!("a source without a kernel was accepted")
+        };
+        let e = format!("{e:#}");
+        assert!(e.contains("empty") && e.contains("holds no kernel"), "{e}");
+
         std::fs::create_dir_all(tmp.path().join("lib/modules/1.2.3")).unwrap();
         std::fs::write(tmp.path().join("lib/modules/1.2.3/modules.dep"), "").unwrap();
         let mut inp = input(&tmp.path().join("work"), Some(tmp.path().to_path_buf()));

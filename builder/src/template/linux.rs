@@ -16,10 +16,10 @@
 //! they need go into `/lib/modules/<version>/…`, listed in load order (every module after its
 //! dependencies) in `/etc/tsforge/modules`, which `/init` feeds to `insmod`. A module that is
 //! built into the kernel (`modules.builtin`) or missing from it is skipped, not an error.
-//! Compressed modules (`.ko.xz`, `.ko.zst`, `.ko.gz`) are decompressed at build time: busybox
-//! `insmod` passes the file to `init_module` as it is, and the kernel only decompresses
-//! modules itself when built with `CONFIG_MODULE_DECOMPRESS`. Debian 12 ships plain `.ko`;
-//! Debian 13 ships `.ko.xz`.
+//! Compressed modules (`.ko.xz`, `.ko.zst`, `.ko.gz`) are decompressed at build time, so
+//! loading them depends neither on the kernel decompressing modules itself
+//! (`CONFIG_MODULE_DECOMPRESS`) nor on the compression formats busybox `insmod` was built with. Debian 12's kernels ship plain
+//! `.ko` files; other distributions' and newer kernels often ship `.ko.xz` or `.ko.zst`.
 //!
 //! **Runner.** Any Linux x86-64 ELF executable, static or dynamic. A static (musl) build is
 //! copied as it is. A dynamic (glibc) build, which is what `cargo build` makes and what the
@@ -824,7 +824,10 @@ fn set_fat_identity(path: &Path, epoch: i64) -> Result<()> {
     let fat_size = if fat32 { le32(36) } else { le16(22) };
     let data = le16(14) + u64::from(bs[16]) * fat_size;
     let (id_at, root) = if fat32 {
-        (67, (data + (le32(44) - 2) * u64::from(bs[13])) * bps)
+        (
+            67,
+            (data + le32(44).saturating_sub(2) * u64::from(bs[13])) * bps,
+        )
     } else {
         (39, data * bps)
     };
@@ -837,13 +840,8 @@ fn set_fat_identity(path: &Path, epoch: i64) -> Result<()> {
     if fat32 {
         sectors.push(le16(50));
     }
-    let mut io = |at: u64, bytes: &[u8]| -> Result<()> {
-        f.seek(SeekFrom::Start(at))
-            .and_then(|_| f.write_all(bytes))
-            .with_context(|| format!("writing {}", path.display()))
-    };
     for s in sectors {
-        io(s * bps + id_at, &h.to_le_bytes())?;
+        write_at(&mut f, path, s * bps + id_at, &h.to_le_bytes())?;
     }
     let (date, time) = fat::dos_date_time(epoch);
     let mut entry = [0u8; 32];
@@ -856,16 +854,17 @@ fn set_fat_identity(path: &Path, epoch: i64) -> Result<()> {
             path.display()
         );
     }
-    let mut io = |at: u64, bytes: &[u8]| -> Result<()> {
-        f.seek(SeekFrom::Start(at))
-            .and_then(|_| f.write_all(bytes))
-            .with_context(|| format!("writing {}", path.display()))
-    };
-    io(root + 22, &time.to_le_bytes())?;
-    io(root + 24, &date.to_le_bytes())?;
+    write_at(&mut f, path, root + 22, &time.to_le_bytes())?;
+    write_at(&mut f, path, root + 24, &date.to_le_bytes())?;
     f.sync_all()
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+fn write_at(f: &mut std::fs::File, path: &Path, at: u64, bytes: &[u8]) -> Result<()> {
+    f.seek(SeekFrom::Start(at))
+        .and_then(|_| f.write_all(bytes))
+        .with_context(|| format!("writing {} at byte {at}", path.display()))
 }
 
 #[cfg(test)]
