@@ -606,3 +606,113 @@ fn qemu_uefi_boots_the_efi_image() {
         "{out}"
     );
 }
+
+/// Opt-in ISO boot test: the prepared tree plus `tsforge/media.toml`, written by
+/// `tsforge_builder::iso` with the El Torito entries and hybrid MBR the [`BootSpec`] names,
+/// boots in QEMU from a CD-ROM under BIOS (isolinux) and, with OVMF, under UEFI (systemd-boot
+/// in `efi.img`), and `/init` finds the medium on the CD (sr_mod, cdrom, isofs). As in the
+/// UEFI test, the boot configurations get a serial-only console first (isolinux.cfg in the
+/// tree; the entry inside a copy of efi.img, with mtools).
+///
+/// [`BootSpec`]: tsforge_builder::template::BootSpec
+#[test]
+#[ignore = "boots QEMU twice; run with --ignored"]
+fn qemu_iso_boots_bios_and_uefi() {
+    use tsforge_builder::iso::{BiosBoot, Hybrid, IsoBuilder, IsoOptions, UefiBoot};
+    if host_ready().is_none() {
+        return;
+    }
+    let (Some(qemu), Some(mcopy)) = (tool("qemu-system-x86_64"), tool("mcopy")) else {
+        return;
+    };
+    let ovmf = Path::new("/usr/share/OVMF/OVMF_CODE.fd");
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    let mut inp = input(&work, None);
+    inp.runner = PathBuf::from("/usr/bin/echo");
+    let mut prepared = linux::prepare(&inp).unwrap();
+
+    let serial = "console=ttyS0,115200";
+    let cfg = format!(
+        "DEFAULT tsforge\nPROMPT 0\nTIMEOUT 0\nLABEL tsforge\n  KERNEL /tsforge/boot/vmlinuz\n  APPEND initrd=/tsforge/boot/initrd.img {serial}\n"
+    );
+    prepared
+        .tree
+        .add("isolinux/isolinux.cfg", cfg.into_bytes())
+        .unwrap();
+    let efi = tmp.path().join("efi-copy.img");
+    std::fs::copy(work.join("efi.img"), &efi).unwrap();
+    let entry = tmp.path().join("tsforge.conf");
+    std::fs::write(
+        &entry,
+        format!("title tsforge\nlinux /tsforge/boot/vmlinuz\ninitrd /tsforge/boot/initrd.img\noptions {serial}\n"),
+    )
+    .unwrap();
+    run(Command::new(mcopy)
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-o", "-i"])
+        .arg(&efi)
+        .arg(&entry)
+        .arg("::/loader/entries/tsforge.conf"));
+    let boot = &prepared.boot;
+    prepared
+        .tree
+        .add(boot.iso_uefi_image.as_deref().unwrap(), efi.as_path())
+        .unwrap();
+    prepared
+        .tree
+        .add("tsforge/media.toml", b"# test medium\n".to_vec())
+        .unwrap();
+
+    let mut options = IsoOptions::new("TSFORGE", T0);
+    let bios = boot.iso_bios.as_ref().unwrap();
+    assert!(bios.isolinux);
+    options.bios_boot = Some(BiosBoot::isolinux(bios.image.clone()));
+    options.uefi_boot = Some(UefiBoot::new(boot.iso_uefi_image.clone().unwrap()));
+    options.hybrid = Some(Hybrid {
+        boot_code: Some(std::fs::read(boot.iso_hybrid_mbr.as_ref().unwrap()).unwrap()),
+    });
+    let mut iso = IsoBuilder::new(options);
+    for (path, source) in prepared.tree.iter() {
+        iso.add_file(path, source.clone()).unwrap();
+    }
+    let iso_path = tmp.path().join("tsforge.iso");
+    iso.plan()
+        .unwrap()
+        .write(std::fs::File::create(&iso_path).unwrap(), |_, _| {})
+        .unwrap();
+
+    let boot_cd = |uefi: bool| {
+        let mut cmd = Command::new("timeout");
+        cmd.arg("300").arg(&qemu);
+        cmd.args(["-m", "512", "-nographic", "-no-reboot", "-cdrom"])
+            .arg(&iso_path);
+        if uefi {
+            let vars = tmp.path().join("OVMF_VARS.fd");
+            std::fs::copy("/usr/share/OVMF/OVMF_VARS.fd", &vars).unwrap();
+            cmd.arg("-drive")
+                .arg(format!(
+                    "if=pflash,format=raw,readonly=on,file={}",
+                    ovmf.display()
+                ))
+                .arg("-drive")
+                .arg(format!("if=pflash,format=raw,file={}", vars.display()));
+        }
+        let out = run(&mut cmd);
+        eprintln!("{out}");
+        assert!(out.contains("tsforge: medium found on /dev/sr0"), "{out}");
+        assert!(
+            out.contains("tsforge: the runner exited with code 0"),
+            "{out}"
+        );
+    };
+    boot_cd(false);
+    if ovmf.is_file() {
+        boot_cd(true);
+    } else {
+        eprintln!(
+            "SKIP UEFI: {} is missing (apt-get install ovmf)",
+            ovmf.display()
+        );
+    }
+}

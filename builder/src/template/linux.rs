@@ -11,8 +11,8 @@
 //! modules.dep`, which is not necessarily the running kernel. Versions compare by their
 //! numeric parts (`6.10` after `6.9`).
 //!
-//! **Drivers.** [`MODULES`] (virtio, SATA/AHCI, SCSI disks and CD-ROMs, USB storage, common
-//! network cards, FAT and ISO 9660 with their code pages and character sets) and everything `modules.dep` says
+//! **Drivers.** [`MODULES`] (virtio, SATA/AHCI/IDE, NVMe, SCSI disks and CD-ROMs, USB storage
+//! and keyboards, common network cards, FAT and ISO 9660 with their code pages and character sets) and everything `modules.dep` says
 //! they need go into `/lib/modules/<version>/…`, listed in load order (every module after its
 //! dependencies) in `/etc/tsforge/modules`, which `/init` feeds to `insmod`. A module that is
 //! built into the kernel (`modules.builtin`) or missing from it is skipped, not an error.
@@ -93,6 +93,10 @@ pub const MODULES: &[&str] = &[
     "virtio_net",
     "ahci",
     "libahci",
+    // IDE/SATA in legacy mode: QEMU's default PC machine (its CD-ROM), VirtualBox, older Intel.
+    "ata_piix",
+    // NVMe disks: the usual deployment target today.
+    "nvme",
     "sd_mod",
     "sr_mod",
     "cdrom",
@@ -102,6 +106,11 @@ pub const MODULES: &[&str] = &[
     "xhci_pci",
     "ehci_hcd",
     "ehci_pci",
+    "uhci_hcd",
+    "ohci_pci",
+    // USB keyboards, for prompts (media password, pre-execution hooks).
+    "usbhid",
+    "hid_generic",
     "e1000",
     "e1000e",
     "fat",
