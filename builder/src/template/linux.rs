@@ -12,14 +12,15 @@
 //! numeric parts (`6.10` after `6.9`).
 //!
 //! **Drivers.** [`MODULES`] (virtio, SATA/AHCI/IDE, NVMe, SCSI disks and CD-ROMs, USB storage
-//! and keyboards, common network cards, FAT and ISO 9660 with their code pages and character sets) and everything `modules.dep` says
-//! they need go into `/lib/modules/<version>/…`, listed in load order (every module after its
-//! dependencies) in `/etc/tsforge/modules`, which `/init` feeds to `insmod`. A module that is
-//! built into the kernel (`modules.builtin`) or missing from it is skipped, not an error.
-//! Compressed modules (`.ko.xz`, `.ko.zst`, `.ko.gz`) are decompressed at build time, so
-//! loading them depends neither on the kernel decompressing modules itself
-//! (`CONFIG_MODULE_DECOMPRESS`) nor on the compression formats busybox `insmod` was built with. Debian 12's kernels ship plain
-//! `.ko` files; other distributions' and newer kernels often ship `.ko.xz` or `.ko.zst`.
+//! and keyboards, common network cards, FAT and ISO 9660 with their code pages and character
+//! sets) and everything `modules.dep` says they need go into `/lib/modules/<version>/…`,
+//! listed in load order (every module after its dependencies) in `/etc/tsforge/modules`,
+//! which `/init` feeds to `insmod`. A module that is built into the kernel (`modules.builtin`)
+//! or missing from it is skipped, not an error. Compressed modules (`.ko.xz`, `.ko.zst`,
+//! `.ko.gz`) are decompressed at build time, so loading them depends neither on the kernel
+//! decompressing modules itself (`CONFIG_MODULE_DECOMPRESS`) nor on the formats busybox
+//! `insmod` was built with. Debian 12's kernels ship plain `.ko` files; other distributions'
+//! and newer kernels often ship `.ko.xz` or `.ko.zst`.
 //!
 //! **Runner.** Any Linux x86-64 ELF executable, static or dynamic. A static (musl) build is
 //! copied as it is. A dynamic (glibc) build, which is what `cargo build` makes and what the
@@ -28,8 +29,9 @@
 //! build machine, where the loader's built-in search path finds them. Requiring a static
 //! runner would be simpler, but would make every Linux medium depend on a musl toolchain the
 //! build machine may not have; accepting both always works, and the tests check the dynamic
-//! case. Libraries a runner opens with `dlopen` are not seen by `ldd` and are not included
-//! (tsforge opens none; glibc 2.34 and later has the `files` and `dns` NSS modules built in).
+//! case. Libraries a runner opens with `dlopen` are not seen by `ldd` and are not included;
+//! name lookups need none, since glibc 2.34 and later has the `files` and `dns` NSS modules
+//! built in (and the initramfs has no `nsswitch.conf` asking for others).
 //!
 //! **initramfs** (`tsforge/boot/initrd.img`): busybox from Debian's `busybox-static` as
 //! `/bin/busybox` with links for the [`APPLETS`] `/init` uses, `/init` (the shell script in
@@ -48,6 +50,11 @@
 //! file times are `input.epoch`; its volume serial and label time, which the FAT code takes
 //! from `SOURCE_DATE_EPOCH` (or makes random), are then set from `input.epoch` too, so it is
 //! reproducible like the initramfs. PXE: kernel, initramfs and [`CMDLINE`] for iPXE.
+//!
+//! **Tested** (`builder/tests/linux_template.rs`): the initramfs unpacked by GNU cpio, the EFI
+//! image read by dosfstools and mtools, reproducibility; opt-in QEMU tests boot the kernel
+//! directly, `efi.img` through OVMF and systemd-boot, and an ISO by BIOS (isolinux) and UEFI,
+//! each to the runner and a power-off.
 //!
 //! **Host.** Building needs Linux (busybox-static, syslinux, systemd-boot-efi, `ldd`); on other
 //! hosts [`prepare`] says so.
@@ -77,7 +84,8 @@ pub const INITRD_PATH: &str = "tsforge/boot/initrd.img";
 /// The EFI System Partition image for UEFI boot from an ISO.
 pub const EFI_IMAGE_PATH: &str = "tsforge/boot/efi.img";
 /// The kernel command line: serial console first (QEMU, servers), the screen last, so the
-/// screen is `/dev/console` and gets the runner's output.
+/// screen is `/dev/console` and gets the runner's output; the serial line shows the kernel's
+/// messages only (the QEMU tests boot with `console=ttyS0` alone to see `/init`).
 pub const CMDLINE: &str = "console=ttyS0,115200 console=tty0 quiet";
 /// Where the runner goes in the initramfs.
 pub const RUNNER_PATH: &str = "bin/tsforge";
