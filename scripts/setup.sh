@@ -57,12 +57,16 @@ DEBIAN_PACKAGES=(
     xorriso
     libarchive-tools
     cpio
+    # USB images with BIOS boot (builder output tests): `syslinux --install --offset` and
+    # mbr.bin/gptmbr.bin (syslinux-common); isolinux gives isohdpfx.bin for hybrid ISOs.
+    syslinux
+    syslinux-common
+    isolinux
+    # The linux media template: kernel + modules, busybox for the initramfs, systemd-boot.
     linux-image-amd64
     busybox-static
     systemd-boot-efi
-    syslinux
-    isolinux
-    syslinux-common
+    # The opt-in boot tests of linux media (builder/tests/linux_template.rs, `-- --ignored`).
     qemu-system-x86
     ovmf
 )

@@ -17,6 +17,9 @@ pub struct Cli {
 pub enum Cmd {
     #[command(flatten)]
     Runner(runner::RunnerCmd),
+    /// Build boot media: usb, iso, pxe or dir, from the winpe or linux template
+    #[command(subcommand)]
+    Build(tsforge_builder::cli::BuildCmd),
 }
 
 fn main() -> ExitCode {
@@ -29,6 +32,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.cmd {
         Cmd::Runner(c) => runner::dispatch(c),
+        Cmd::Build(c) => tsforge_builder::cli::dispatch(c),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -360,6 +360,8 @@ pub struct IsoPlan {
     /// File contents in sector order (empty files are not listed).
     data: Vec<PlannedFile>,
     total_sectors: u32,
+    /// The BIOS boot image whose boot-info table the plan filled in, if any.
+    patched_path: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -370,6 +372,19 @@ struct PlannedFile {
 }
 
 impl IsoPlan {
+    /// The file whose bytes on the ISO differ from its source (the BIOS boot image with its
+    /// boot-info table filled in), with those bytes: a manifest of the medium must list them.
+    pub fn patched_file(&self) -> Option<(&str, &[u8])> {
+        let p = self.patched_path.as_deref()?;
+        self.data
+            .iter()
+            .find(|f| f.path == p)
+            .and_then(|f| match &f.source {
+                Source::Bytes(b) => Some((p, &b[..])),
+                Source::Path(_) => None,
+            })
+    }
+
     /// The size of the image in bytes.
     pub fn size(&self) -> u64 {
         u64::from(self.total_sectors) * SECTOR_SIZE
@@ -597,6 +612,7 @@ fn plan(b: &IsoBuilder) -> Result<IsoPlan, IsoError> {
         put(0, &mbr);
     }
 
+    let patched_path = patched.as_ref().map(|(i, _)| files[*i].path.clone());
     let data = data_order
         .into_iter()
         .filter(|&i| files[i].size > 0)
@@ -613,6 +629,7 @@ fn plan(b: &IsoBuilder) -> Result<IsoPlan, IsoError> {
         head,
         data,
         total_sectors,
+        patched_path,
     })
 }
 

@@ -1,10 +1,13 @@
 //! tsforge builder: assembles boot media from a media template, the runner, pre-execution
-//! hooks and task sequences. The media writers arrive with the media-builder issue; what is
-//! here so far are the image writers they will use: [`iso`] (ISO 9660 with Joliet, El Torito
-//! and an isohybrid MBR) and [`cpio`] (initramfs archives).
+//! hooks and task sequences. [`output`] writes a finished medium as a folder, a USB disk
+//! image, an ISO or a PXE root, using the image writers [`iso`] (ISO 9660 with Joliet,
+//! El Torito and an isohybrid MBR) and [`cpio`] (initramfs archives).
 
+pub mod cli;
 pub mod cpio;
 pub mod iso;
+pub mod media;
+pub mod output;
 pub mod source;
 pub mod template;
 pub mod tree;

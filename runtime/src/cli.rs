@@ -67,6 +67,42 @@ pub enum RunnerCmd {
     /// Content packages: build them into a distribution point, list, verify
     #[command(subcommand)]
     Package(crate::content::PackageCmd),
+    /// Start from a tsforge medium: verify it, ask for its password, run its pre-execution
+    /// hooks, select a task sequence and run it (what the boot environment starts)
+    Boot(crate::boot::BootConfig),
+    /// Make an ed25519 key pair for signing media (NAME.key, secret; NAME.pub)
+    Keygen(KeygenConfig),
+    /// Check or describe a medium (a folder or a mounted medium)
+    #[command(subcommand)]
+    Media(MediaCmd),
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenConfig {
+    /// Path prefix of the two files (NAME.key and NAME.pub)
+    #[arg(short, long, value_name = "NAME")]
+    pub output: PathBuf,
+    /// Overwrite existing key files
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MediaCmd {
+    /// Check every file against the manifest and the signature (exit 1 naming each problem)
+    Verify(MediaVerifyConfig),
+    /// Show what a medium holds: sequences, hooks, variables, packages, signature
+    Inspect(MediaVerifyConfig),
+}
+
+#[derive(Debug, Args)]
+pub struct MediaVerifyConfig {
+    /// The medium: a folder (a `dir` output, or a mounted USB stick or ISO)
+    #[arg(value_name = "MEDIUM")]
+    pub medium: PathBuf,
+    /// The ed25519 public key (hex, or a .pub file) the medium must be signed with
+    #[arg(long, value_name = "KEY")]
+    pub public_key: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -299,6 +335,10 @@ pub fn dispatch(cmd: RunnerCmd) -> Result<u8> {
         RunnerCmd::Image(ImageCmd::Verify(c)) => image_verify_cmd(c),
         RunnerCmd::Disk(c) => crate::disk::cli::dispatch(c),
         RunnerCmd::Package(c) => crate::content::dispatch(c),
+        RunnerCmd::Boot(c) => crate::boot::boot_cmd(c),
+        RunnerCmd::Keygen(c) => keygen_cmd(c),
+        RunnerCmd::Media(MediaCmd::Verify(c)) => media_verify_cmd(c, false),
+        RunnerCmd::Media(MediaCmd::Inspect(c)) => media_verify_cmd(c, true),
     }
 }
 
@@ -371,6 +411,7 @@ pub fn run_cmd(mut c: RunConfig) -> Result<u8> {
         state_dir: c.state_dir,
         log_dir: c.log_dir,
         vars: c.vars,
+        secret_vars: Vec::new(),
         no_reboot: c.no_reboot,
         fsync: !c.no_fsync,
         custom,
@@ -723,5 +764,123 @@ pub fn image_verify_cmd(c: ImageVerifyConfig) -> Result<u8> {
             println!("{}: FAILED: {e:#}", c.image.display());
             Ok(EXIT_NO)
         }
+    }
+}
+
+pub fn keygen_cmd(c: KeygenConfig) -> Result<u8> {
+    let key = c.output.with_extension("key");
+    let public = c.output.with_extension("pub");
+    for p in [&key, &public] {
+        if p.exists() && !c.force {
+            bail!("{} exists; use --force to replace it", p.display());
+        }
+    }
+    let (sk, pk) = crate::media::keygen()?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(&key)
+        .with_context(|| format!("creating {}", key.display()))?;
+    writeln!(
+        f,
+        "# tsforge media signing key (ed25519, secret): keep it off the media\n{sk}"
+    )?;
+    std::fs::write(&public, format!("{pk}\n"))
+        .with_context(|| format!("writing {}", public.display()))?;
+    println!(
+        "{}: secret key\n{}: public key {pk}",
+        key.display(),
+        public.display()
+    );
+    Ok(EXIT_OK)
+}
+
+pub fn media_verify_cmd(c: MediaVerifyConfig, inspect: bool) -> Result<u8> {
+    let pinned = match &c.public_key {
+        Some(k) if Path::new(k).is_file() => Some(
+            std::fs::read_to_string(k)
+                .with_context(|| format!("reading {k}"))?
+                .split_whitespace()
+                .find(|w| !w.starts_with('#'))
+                .unwrap_or("")
+                .to_string(),
+        ),
+        other => other.clone(),
+    };
+    let scratch = tempfile::tempdir().context("creating a scratch folder")?;
+    let root = crate::media::materialize(&c.medium, scratch.path())?;
+    let v = crate::media::verify_dir(&root, pinned.as_deref())?;
+    if inspect {
+        let p = crate::media::find_ci(&root, crate::media::CONFIG_FILE).context("no media.toml")?;
+        let cfg = crate::media::MediaConfig::parse(
+            &std::fs::read_to_string(&p)?,
+            &p.display().to_string(),
+        )?;
+        println!(
+            "medium {:?} ({}), created {}",
+            cfg.name,
+            c.medium.display(),
+            cfg.created
+        );
+        for s in &cfg.sequences {
+            let mark = if cfg.default.as_deref() == Some(s.name.as_str()) {
+                " (default)"
+            } else {
+                ""
+            };
+            println!("  sequence {}: tsforge/{}{mark}", s.name, s.file);
+        }
+        for h in &cfg.hooks {
+            println!("  hook tsforge/{} (from the {})", h.file, h.from);
+        }
+        for (k, val) in &cfg.variables {
+            let shown = if crate::vars::is_known_secret(k) {
+                crate::vars::MASK
+            } else {
+                val.as_str()
+            };
+            println!("  variable {k} = {shown}");
+        }
+        for k in cfg.secrets.keys() {
+            println!("  secret variable {k} (encrypted)");
+        }
+        println!(
+            "  password: {}",
+            if cfg.password.is_some() {
+                "yes (PBKDF2-SHA256)"
+            } else {
+                "no"
+            }
+        );
+        if let Ok(i) = crate::content::build::read_index(&root.join("tsforge/packages")) {
+            for p in i.packages {
+                println!(
+                    "  package {} v{} ({}, {} bytes) {}",
+                    p.id, p.version, p.kind, p.size, p.name
+                );
+            }
+        }
+    }
+    if v.problems.is_empty() {
+        println!(
+            "{}: OK ({} files, {} bytes{})",
+            c.medium.display(),
+            v.files,
+            v.bytes,
+            v.signed_by
+                .map(|k| format!(", signed by {k}"))
+                .unwrap_or_else(|| ", not signed".into())
+        );
+        Ok(EXIT_OK)
+    } else {
+        for p in &v.problems {
+            println!("{}: {p}", c.medium.display());
+        }
+        Ok(EXIT_NO)
     }
 }

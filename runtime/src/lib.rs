@@ -10,6 +10,7 @@
 //! Windows PE) needs nothing else.
 
 pub mod actions;
+pub mod boot;
 pub mod cli;
 pub mod condition;
 pub mod content;
@@ -21,6 +22,7 @@ pub mod fsformat;
 pub mod image;
 pub mod log;
 pub mod machine;
+pub mod media;
 pub mod sequence;
 pub mod tools;
 pub mod vars;

@@ -8,6 +8,8 @@ pub mod linux;
 use crate::tree::MediaTree;
 use std::path::PathBuf;
 
+pub mod winpe;
+
 /// What a template is given.
 #[derive(Debug, Clone)]
 pub struct TemplateInput {

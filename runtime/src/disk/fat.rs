@@ -76,24 +76,26 @@ pub fn label_bytes(label: &str) -> Result<[u8; 11]> {
 /// Format `range` as FAT16/FAT32 (`None`: by size, see [`default_kind`]) with `label`.
 pub fn format(mut range: DiskRange, label: &str, kind: Option<FatKind>) -> Result<()> {
     let name = range.name().to_string();
-    let (label, kind, opts) = format_options(&name, range.len(), label, kind)?;
+    let (label, kind, opts) = format_options(&name, range.len(), label, kind, None)?;
     range.seek(SeekFrom::Start(0))?;
     fatfs::format_volume(&mut range, opts)
         .with_context(|| format!("formatting {name} as {kind}"))?;
     let hidden = hidden_sectors(range.offset());
-    finish_boot_sector(&mut range, &label, hidden).with_context(|| format!("formatting {name}"))?;
+    finish_boot_sector(&mut range, &label, hidden, now_unix())
+        .with_context(|| format!("formatting {name}"))?;
     range
         .finish()
         .with_context(|| format!("writing the file system to {name}"))
 }
 
 /// The checks and `fatfs` options of [`format()`] for a partition `name` of `size` bytes:
-/// (label bytes, FAT type, options).
+/// (label bytes, FAT type, options). `epoch` fixes the volume serial number (see [`volume_id`]).
 fn format_options(
     name: &str,
     size: u64,
     label: &str,
     kind: Option<FatKind>,
+    epoch: Option<i64>,
 ) -> Result<([u8; 11], FatKind, fatfs::FormatVolumeOptions)> {
     let label = label_bytes(label)?;
     let kind = kind.unwrap_or_else(|| default_kind(size));
@@ -122,7 +124,7 @@ fn format_options(
         .bytes_per_sector(512)
         .total_sectors(total_sectors)
         .volume_label(label)
-        .volume_id(volume_id(&label))
+        .volume_id(volume_id(&label, epoch))
         .media(0xf8)
         .drive_num(0x80);
     Ok((label, kind, opts))
@@ -241,10 +243,25 @@ pub fn format_in_memory(
     label: &str,
     kind: Option<FatKind>,
 ) -> Result<Formatted> {
-    let (label, kind, opts) = format_options(name, size, label, kind)?;
+    format_in_memory_at(name, size, offset, label, kind, None)
+}
+
+/// [`format_in_memory`] with an explicit time (seconds since 1970, UTC) for the label entry
+/// and the volume serial number, for callers that are given their `SOURCE_DATE_EPOCH` as a
+/// value instead of through the environment. `None`: as [`format_in_memory`].
+pub fn format_in_memory_at(
+    name: &str,
+    size: u64,
+    offset: u64,
+    label: &str,
+    kind: Option<FatKind>,
+    epoch: Option<i64>,
+) -> Result<Formatted> {
+    let (label, kind, opts) = format_options(name, size, label, kind, epoch)?;
     let mut dev = MemDev::default();
     fatfs::format_volume(&mut dev, opts).with_context(|| format!("formatting {name} as {kind}"))?;
-    finish_boot_sector(&mut dev, &label, hidden_sectors(offset))
+    let time = epoch.unwrap_or_else(now_unix);
+    finish_boot_sector(&mut dev, &label, hidden_sectors(offset), time)
         .with_context(|| format!("formatting {name}"))?;
     let mut bs = [0u8; 512];
     dev.seek(SeekFrom::Start(0))?;
@@ -323,10 +340,10 @@ impl Seek for MemDev {
     }
 }
 
-/// A volume serial number: random, or derived from `SOURCE_DATE_EPOCH` and the label so
-/// reproducible builds stay byte-identical.
-fn volume_id(label: &[u8; 11]) -> u32 {
-    match source_date_epoch() {
+/// A volume serial number: random, or derived from the label and `epoch` (else
+/// `SOURCE_DATE_EPOCH`) so reproducible builds stay byte-identical.
+fn volume_id(label: &[u8; 11], epoch: Option<i64>) -> u32 {
+    match epoch.map(|t| t as u64).or_else(source_date_epoch) {
         Some(t) => {
             let mut h: u32 = 0x811c_9dc5; // FNV-1a
             for b in label.iter().chain(t.to_le_bytes().iter()) {
@@ -359,6 +376,7 @@ fn finish_boot_sector<D: Read + Write + Seek>(
     range: &mut D,
     label: &[u8; 11],
     hidden: u32,
+    time: i64,
 ) -> io::Result<()> {
     let mut bs = [0u8; 512];
     range.seek(SeekFrom::Start(0))?;
@@ -388,7 +406,7 @@ fn finish_boot_sector<D: Read + Write + Seek>(
     let mut entry = [0u8; 32];
     entry[..11].copy_from_slice(label);
     entry[11] = 0x08; // ATTR_VOLUME_ID
-    let (date, time) = dos_now();
+    let (date, time) = dos_date_time(time);
     entry[22..24].copy_from_slice(&time.to_le_bytes());
     entry[24..26].copy_from_slice(&date.to_le_bytes());
     range.seek(SeekFrom::Start(root))?;
@@ -427,10 +445,6 @@ pub fn now_unix() -> i64 {
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0),
     }
-}
-
-fn dos_now() -> (u16, u16) {
-    dos_date_time(now_unix())
 }
 
 /// A Unix time as FAT's (date, time) words (see [`fat_time`]).

@@ -19,7 +19,8 @@
 //!
 //! Timestamps: each file's and directory's modification time (UTC, FAT's 2-second
 //! resolution; [`fat::now_unix`] when the host has none), also as creation and access date;
-//! the label entry gets [`fat::now_unix`] (`SOURCE_DATE_EPOCH` when set).
+//! the label entry gets [`fat::now_unix`] (`SOURCE_DATE_EPOCH` when set). [`build_with`] takes
+//! one fixed time for every entry instead (reproducible media from files whose times vary).
 //!
 //! Write order: the reserved sectors (boot sector, FSInfo, backup) are zeroed first; then both
 //! FATs, the directories and the file data go out front to back (writeback of each 4 MiB chunk
@@ -100,13 +101,29 @@ struct Tree {
 /// Nothing is written when the tree cannot be read, has a name FAT cannot hold, or does not
 /// fit; the error says why (and how much space is missing).
 pub fn build(
-    mut range: DiskRange,
+    range: DiskRange,
     src: &Path,
     label: &str,
     kind: Option<FatKind>,
 ) -> Result<BuildStats> {
+    build_with(range, src, label, kind, None, &mut |_, _| {})
+}
+
+/// [`build`], with `epoch` (seconds since 1970, UTC), when given, as the time of every file,
+/// directory and the label entry and as the seed of the volume serial number (the host files'
+/// own times are ignored), and `progress` called with (file bytes copied, file bytes in all)
+/// as the data is written.
+pub fn build_with(
+    mut range: DiskRange,
+    src: &Path,
+    label: &str,
+    kind: Option<FatKind>,
+    epoch: Option<i64>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<BuildStats> {
     let name = range.name().to_string();
-    let mut formatted = fat::format_in_memory(&name, range.len(), range.offset(), label, kind)?;
+    let mut formatted =
+        fat::format_in_memory_at(&name, range.len(), range.offset(), label, kind, epoch)?;
     let g = formatted.geometry;
     let meta = std::fs::metadata(src).with_context(|| format!("reading {}", src.display()))?;
     if !meta.is_dir() {
@@ -114,6 +131,14 @@ pub fn build(
     }
     let mut tree = Tree::default();
     walk(&mut tree, src, 0, mtime_of(&meta), 0)?;
+    if let Some(t) = epoch {
+        for d in &mut tree.dirs {
+            d.mtime = t;
+            for e in &mut d.entries {
+                e.mtime = t;
+            }
+        }
+    }
     let next_free = plan(&mut tree, &g, src, &name)?;
 
     // Reserved sectors, with FSInfo's free cluster count and next free cluster filled in.
@@ -136,14 +161,21 @@ pub fn build(
     range
         .write_all_at(0, &zeros)
         .with_context(|| format!("clearing the boot sectors on {name}"))?;
-    let result =
-        write_tree(&mut range, &mut formatted, &tree, next_free, &name).and_then(|stats| {
-            range
-                .sync()
-                .and_then(|()| range.write_all_at(0, &reserved))
-                .with_context(|| format!("writing the boot sectors on {name}"))?;
-            Ok(stats)
-        });
+    let result = write_tree(
+        &mut range,
+        &mut formatted,
+        &tree,
+        next_free,
+        &name,
+        progress,
+    )
+    .and_then(|stats| {
+        range
+            .sync()
+            .and_then(|()| range.write_all_at(0, &reserved))
+            .with_context(|| format!("writing the boot sectors on {name}"))?;
+        Ok(stats)
+    });
     match result {
         Ok(stats) => {
             range
@@ -166,6 +198,7 @@ fn write_tree(
     tree: &Tree,
     next_free: u64,
     name: &str,
+    progress: &mut dyn FnMut(u64, u64),
 ) -> Result<BuildStats> {
     let g = formatted.geometry;
     let io_err = |what: &str| format!("{what} on {name}");
@@ -199,6 +232,9 @@ fn write_tree(
         dirs: tree.dirs.len() as u64 - 1,
         bytes: 0,
     };
+    let total: u64 = tree.files.iter().map(|f| f.size).sum();
+    let mut done = 0u64;
+    progress(0, total);
     for f in &tree.files {
         if f.clusters == 0 {
             continue;
@@ -206,8 +242,11 @@ fn write_tree(
         debug_assert_eq!(out.pos + out.len as u64, g.cluster_pos(f.first));
         let mut file = std::fs::File::open(&f.path)
             .with_context(|| format!("opening {}", f.path.display()))?;
-        out.copy_from(&mut file, f.size)
-            .with_context(|| format!("copying {} to {name}", f.path.display()))?;
+        out.copy_from(&mut file, f.size, &mut |n| {
+            done += n;
+            progress(done, total);
+        })
+        .with_context(|| format!("copying {} to {name}", f.path.display()))?;
         out.zeros(f.clusters * cb - f.size)
             .with_context(|| io_err("writing file data"))?;
         stats.bytes += f.size;
@@ -720,7 +759,12 @@ impl Out<'_> {
 
     /// Exactly `n` bytes of `file`, which must end there. The last read asks for one byte
     /// more when the buffer has room, so a file that grew is noticed without an extra read.
-    fn copy_from(&mut self, file: &mut std::fs::File, mut n: u64) -> io::Result<()> {
+    fn copy_from(
+        &mut self,
+        file: &mut std::fs::File,
+        mut n: u64,
+        copied: &mut dyn FnMut(u64),
+    ) -> io::Result<()> {
         loop {
             let room = self.room()?;
             let ask = (room as u64).min(n + 1) as usize;
@@ -736,6 +780,7 @@ impl Out<'_> {
             }
             self.len += got;
             n -= got as u64;
+            copied(got as u64);
             // A short read of a regular file is its end; an empty one certainly is.
             if n == 0 && (got < ask || got == 0) {
                 return Ok(());

@@ -52,6 +52,9 @@ pub struct RunOptions {
     pub log_dir: Option<PathBuf>,
     /// `--var NAME=VALUE`, applied after the sequence's defaults (fresh runs only).
     pub vars: Vec<(String, String)>,
+    /// Names among `vars` whose values are secret (the medium's encrypted variables): masked
+    /// in every log like hidden properties.
+    pub secret_vars: Vec<String>,
     pub no_reboot: bool,
     /// fsync the journal (off only for benchmarks and throw-away runs).
     pub fsync: bool,
@@ -69,6 +72,7 @@ impl RunOptions {
             state_dir: state_dir.into(),
             log_dir: None,
             vars: Vec::new(),
+            secret_vars: Vec::new(),
             no_reboot: false,
             fsync: true,
             custom: CustomActions::default(),
@@ -117,6 +121,9 @@ pub fn initial_vars(program: &Program, opts: &RunOptions, log_dir: &Path) -> Var
         vars.set(&g.name, g.value.clone());
     }
     for (k, v) in &opts.vars {
+        if opts.secret_vars.iter().any(|s| s.eq_ignore_ascii_case(k)) {
+            vars.mark_secret(k);
+        }
         vars.set(k, v.clone());
     }
     vars

@@ -1,0 +1,211 @@
+//! The medium's `tsforge/` folder (`docs/media.md`): sequences, hooks, packages, `media.toml`,
+//! then the manifest of every file on the medium and its signature. Runs after the template
+//! (whose files the manifest covers too) and before an output writes the tree.
+
+use crate::source::Source;
+use crate::tree::MediaTree;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use tsforge_runtime::media::{self, HookEntry, MediaConfig, SequenceEntry};
+
+/// What goes into `tsforge/`.
+#[derive(Debug, Clone, Default)]
+pub struct MediaOptions {
+    /// The medium's label.
+    pub name: String,
+    pub sequences: Vec<PathBuf>,
+    /// `--default NAME` (a sequence's name: its file name without extension).
+    pub default: Option<String>,
+    /// Hooks that come with the template (run first).
+    pub template_hooks: Vec<PathBuf>,
+    /// `--hook FILE`.
+    pub hooks: Vec<PathBuf>,
+    /// `--package DIR`: distribution point folders merged into `tsforge/packages/`.
+    pub packages: Vec<PathBuf>,
+    /// `--var NAME=VALUE`.
+    pub vars: Vec<(String, String)>,
+    /// `--secret NAME=VALUE`: stored encrypted (needs a password).
+    pub secrets: Vec<(String, String)>,
+    /// The media password (from `--password-file`).
+    pub password: Option<String>,
+    /// The ed25519 secret key (from `--sign KEY`).
+    pub signing_key: Option<[u8; 32]>,
+    pub epoch: i64,
+    /// PBKDF2 iterations (tests lower it).
+    pub iterations: u32,
+}
+
+/// The name of a sequence on the medium: its file name without extension.
+pub fn sequence_name(p: &Path) -> String {
+    p.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Adds `tsforge/` to `tree` and returns the media config written.
+pub fn assemble(tree: &mut MediaTree, opts: &MediaOptions) -> Result<MediaConfig> {
+    if opts.sequences.is_empty() {
+        bail!("no task sequence given (--sequence FILE)");
+    }
+    let mut cfg = MediaConfig {
+        format: media::FORMAT,
+        name: opts.name.clone(),
+        created: opts.epoch,
+        ..Default::default()
+    };
+    // Sequences: each must load and validate without errors before anything is written.
+    for s in &opts.sequences {
+        let (seq, _) = tsforge_runtime::sequence::load(s).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let diags = tsforge_runtime::sequence::validate::validate(
+            &seq,
+            s,
+            &tsforge_runtime::sequence::validate::Context::default(),
+        );
+        let errors: Vec<String> = diags
+            .iter()
+            .filter(|d| d.severity == tsforge_runtime::Severity::Error)
+            .map(|d| d.to_string())
+            .collect();
+        if !errors.is_empty() {
+            bail!("{} has errors:\n{}", s.display(), errors.join("\n"));
+        }
+        let name = sequence_name(s);
+        if cfg
+            .sequences
+            .iter()
+            .any(|e| e.name.eq_ignore_ascii_case(&name))
+        {
+            bail!(
+                "two sequences are named {name} ({}); rename one file",
+                s.display()
+            );
+        }
+        let file_name = s.file_name().unwrap().to_string_lossy().into_owned();
+        let rel = format!("sequences/{file_name}");
+        tree.add(&format!("tsforge/{rel}"), Source::path(s))?;
+        cfg.sequences.push(SequenceEntry { name, file: rel });
+    }
+    if let Some(d) = &opts.default {
+        if !cfg.sequences.iter().any(|e| e.name.eq_ignore_ascii_case(d)) {
+            bail!(
+                "--default {d}: no such sequence (the medium has: {})",
+                cfg.sequences
+                    .iter()
+                    .map(|e| e.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        cfg.default = Some(d.clone());
+    } else if cfg.sequences.len() == 1 {
+        cfg.default = Some(cfg.sequences[0].name.clone());
+    }
+    // Hooks: the template's first, then the medium's, numbered to keep the order visible.
+    let mut n = 0;
+    for (from, list) in [("template", &opts.template_hooks), ("medium", &opts.hooks)] {
+        for h in list {
+            if !h.is_file() {
+                bail!("hook {} does not exist", h.display());
+            }
+            n += 1;
+            let rel = format!("hooks/{n:02}-{}", h.file_name().unwrap().to_string_lossy());
+            tree.add(&format!("tsforge/{rel}"), Source::path(h))?;
+            cfg.hooks.push(HookEntry {
+                file: rel,
+                from: from.into(),
+                continue_on_error: false,
+            });
+        }
+    }
+    // Packages: every package folder of every distribution point, and one merged index.
+    let mut index = tsforge_runtime::content::manifest::DpIndex {
+        format: tsforge_runtime::content::manifest::FORMAT,
+        packages: Vec::new(),
+    };
+    for dp in &opts.packages {
+        let i = tsforge_runtime::content::build::read_index(dp)?;
+        if i.packages.is_empty() {
+            bail!(
+                "{} holds no packages (make them with tsforge package build)",
+                dp.display()
+            );
+        }
+        for p in i.packages {
+            if index
+                .packages
+                .iter()
+                .any(|q| q.id.eq_ignore_ascii_case(&p.id))
+            {
+                bail!("package {} is in more than one --package folder", p.id);
+            }
+            tree.add_dir(&dp.join(&p.id), &format!("tsforge/packages/{}", p.id))?;
+            index.upsert(p);
+        }
+    }
+    if !opts.packages.is_empty() {
+        tree.add(
+            &format!(
+                "tsforge/packages/{}",
+                tsforge_runtime::content::manifest::INDEX_FILE
+            ),
+            Source::bytes(index.to_json()),
+        )?;
+    }
+    for (k, v) in &opts.vars {
+        cfg.variables.insert(k.clone(), v.clone());
+    }
+    match (&opts.password, opts.secrets.is_empty()) {
+        (Some(pw), _) => {
+            let (verifier, key) = media::new_password(pw, opts.iterations)?;
+            for (k, v) in &opts.secrets {
+                cfg.secrets.insert(k.clone(), media::seal(&key, k, v)?);
+            }
+            cfg.password = Some(verifier);
+        }
+        (None, false) => bail!(
+            "secret media variables need a media password (--password-file): their values are \
+             stored encrypted with a key derived from it"
+        ),
+        (None, true) => {}
+    }
+    if let Some(seed) = &opts.signing_key {
+        let (_, pk) = media::sign(seed, b"");
+        cfg.public_key = Some(pk);
+    }
+    tree.add(
+        media::CONFIG_FILE,
+        Source::bytes(cfg.to_toml().into_bytes()),
+    )?;
+
+    seal(tree, opts.signing_key.as_ref())?;
+    Ok(cfg)
+}
+
+/// (Re)writes `tsforge/manifest` over every other file of `tree` (the template's too) and, with
+/// a key, `tsforge/manifest.sig`. Outputs that change a file's bytes (the ISO's boot-info
+/// table) call it again with the changed file in the tree.
+pub fn seal(tree: &mut MediaTree, signing_key: Option<&[u8; 32]>) -> Result<()> {
+    use sha2::Digest;
+    tree.remove(media::MANIFEST_FILE);
+    tree.remove(media::SIGNATURE_FILE);
+    let mut entries = Vec::new();
+    for (path, src) in tree.iter() {
+        let mut r = src
+            .open()
+            .with_context(|| format!("{path}: opening {}", src.describe()))?;
+        let mut h = sha2::Sha256::default();
+        std::io::copy(&mut r, &mut h)
+            .with_context(|| format!("{path}: reading {}", src.describe()))?;
+        entries.push(media::ManifestEntry {
+            sha256: tsforge_runtime::content::manifest::hex(&h.finalize()),
+            path: path.to_string(),
+        });
+    }
+    let manifest = media::format_manifest(&entries);
+    if let Some(seed) = signing_key {
+        let (sig, _) = media::sign(seed, &manifest);
+        tree.add(media::SIGNATURE_FILE, Source::bytes(sig))?;
+    }
+    tree.add(media::MANIFEST_FILE, Source::bytes(manifest))?;
+    Ok(())
+}

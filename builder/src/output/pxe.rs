@@ -1,0 +1,347 @@
+//! The medium as a network-boot root, for a TFTP server (dnsmasq, tftpd-hpa) or an HTTP
+//! server that iPXE fetches from: the boot files under fixed names at the root, the
+//! medium's `tsforge/` folder (the payload: runner, sequences, hooks), `boot.ipxe`, a
+//! `dnsmasq.conf.snippet` and a `README.txt`. With `zip`, the same files as one `.zip`
+//! (deflate, every entry dated `epoch`, mode 0644) to carry to the server.
+//!
+//! * [`PxeBoot::Linux`]: `vmlinuz` and `initrd.img`; `boot.ipxe` loads the kernel with the
+//!   template's command line and `initrd=initrd.img` (iPXE names an initrd after the last
+//!   part of its URL, and the kernel finds it by that name under UEFI).
+//! * [`PxeBoot::WinPe`]: `bootmgr`, `BCD`, `boot.sdi`, `boot.wim` for iPXE's wimboot, which
+//!   hands them to Windows Boot Manager in a virtual disk. wimboot itself is not in Debian
+//!   (ipxe.org/wimboot, github.com/ipxe/wimboot releases): the administrator puts it at the
+//!   root as `wimboot`; the summary and README say so.
+//!
+//! The iPXE binaries that start the chain from a PXE ROM (`undionly.kpxe` for BIOS,
+//! `ipxe.efi` for UEFI; Debian package `ipxe`, /usr/lib/ipxe/) are not copied: the snippet
+//! names them and the README says where to get them.
+
+use super::{
+    copy_buffer, copy_error, copy_to_file, plan_files, OutputKind, OutputSummary, Placed,
+    PlannedFile, Progress, TempOutput,
+};
+use crate::source::{copy_exact, Source};
+use crate::template::{BootSpec, PxeBoot};
+use crate::tree::MediaTree;
+use anyhow::{anyhow, bail, Context, Result};
+use std::io::Write;
+use std::path::Path;
+
+/// Options of [`write_pxe`].
+#[derive(Debug, Clone)]
+pub struct PxeOptions {
+    /// Time of every file (`SOURCE_DATE_EPOCH`).
+    pub epoch: i64,
+    /// Replace an existing output (folder: entries of the same name; zip: the file).
+    pub force: bool,
+    /// Write a `.zip` of the root instead of a folder.
+    pub zip: bool,
+}
+
+impl PxeOptions {
+    pub fn new(epoch: i64) -> PxeOptions {
+        PxeOptions {
+            epoch,
+            force: false,
+            zip: false,
+        }
+    }
+}
+
+/// The payload folder of every medium.
+const PAYLOAD: &str = "tsforge";
+/// Where the snippet says the zip was unpacked (a zip cannot know its server's path).
+const ZIP_ROOT_PLACEHOLDER: &str = "/srv/tftp/tsforge";
+
+/// Write the PXE root for `tree` at `out` (a folder, or a `.zip` file with `opts.zip`).
+pub fn write_pxe(
+    tree: &MediaTree,
+    boot: &BootSpec,
+    out: &Path,
+    opts: &PxeOptions,
+    progress: Progress<'_>,
+) -> Result<OutputSummary> {
+    let pxe = boot.pxe.as_ref().ok_or_else(|| {
+        anyhow!("this template does not say how it boots from the network (no PXE boot in its BootSpec); build usb or iso instead")
+    })?;
+    let planned = plan_files(tree)?;
+    let lookup = |path: &str, what: &str| -> Result<&Source> {
+        tree.get(path).ok_or_else(|| {
+            anyhow!("the {what} {path:?} named by the template is not in the medium")
+        })
+    };
+    // (name at the root, source), in the order written.
+    let mut entries: Vec<(String, Source)> = Vec::new();
+    let mut notes = Vec::new();
+    let root_text = if opts.zip {
+        ZIP_ROOT_PLACEHOLDER.to_string()
+    } else {
+        absolute(out)?.display().to_string()
+    };
+    let (script, readme_boot) = match pxe {
+        PxeBoot::Linux {
+            kernel,
+            initrd,
+            cmdline,
+        } => {
+            entries.push(("vmlinuz".into(), lookup(kernel, "kernel")?.clone()));
+            entries.push(("initrd.img".into(), lookup(initrd, "initrd")?.clone()));
+            let cmdline = cmdline.trim();
+            let args = if cmdline.is_empty() {
+                String::new()
+            } else {
+                format!(" {cmdline}")
+            };
+            (
+                format!(
+                    "#!ipxe\n# tsforge: Linux boot environment\nkernel vmlinuz{args} initrd=initrd.img\ninitrd initrd.img\nboot\n"
+                ),
+                "boot.ipxe loads vmlinuz and initrd.img (the template's kernel and initramfs).\n"
+                    .to_string(),
+            )
+        }
+        PxeBoot::WinPe {
+            bootmgr,
+            bcd,
+            boot_sdi,
+            boot_wim,
+        } => {
+            for (name, path, what) in [
+                ("bootmgr", bootmgr, "boot manager"),
+                ("BCD", bcd, "boot configuration data"),
+                ("boot.sdi", boot_sdi, "boot.sdi"),
+                ("boot.wim", boot_wim, "boot.wim"),
+            ] {
+                entries.push((name.into(), lookup(path, what)?.clone()));
+            }
+            notes.push(format!(
+                "wimboot is not included (not packaged in Debian): download it from \
+                 https://github.com/ipxe/wimboot/releases (see https://ipxe.org/wimboot) and \
+                 put it at {root_text}/wimboot"
+            ));
+            (
+                "#!ipxe\n# tsforge: Windows PE through wimboot (put wimboot next to this file)\n\
+                 kernel wimboot\n\
+                 initrd -n bootmgr bootmgr\n\
+                 initrd -n BCD BCD\n\
+                 initrd -n boot.sdi boot.sdi\n\
+                 initrd -n boot.wim boot.wim\n\
+                 boot\n"
+                    .to_string(),
+                "boot.ipxe starts wimboot, which loads bootmgr, BCD, boot.sdi and boot.wim.\n\
+                 wimboot is NOT included: it is not packaged in Debian. Download it from\n\
+                 https://github.com/ipxe/wimboot/releases (documentation: https://ipxe.org/wimboot)\n\
+                 and put it in this folder as `wimboot`.\n"
+                    .to_string(),
+            )
+        }
+    };
+    let prefix = format!("{PAYLOAD}/");
+    let payload: Vec<&PlannedFile<'_>> = planned
+        .iter()
+        .filter(|f| {
+            f.path.len() > prefix.len() && f.path[..prefix.len()].eq_ignore_ascii_case(&prefix)
+        })
+        .collect();
+    if payload.is_empty() {
+        bail!("the medium has no {PAYLOAD}/ folder (runner, sequences): nothing for the booted machine to run");
+    }
+    for f in &payload {
+        entries.push((f.path.to_string(), f.source.clone()));
+    }
+    entries.push(("boot.ipxe".into(), Source::bytes(script.into_bytes())));
+    entries.push((
+        "dnsmasq.conf.snippet".into(),
+        Source::bytes(dnsmasq_snippet(&root_text).into_bytes()),
+    ));
+    entries.push((
+        "README.txt".into(),
+        Source::bytes(readme(&root_text, &readme_boot, opts.zip).into_bytes()),
+    ));
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+
+    let sized: Vec<(String, Source, u64)> = entries
+        .into_iter()
+        .map(|(name, s)| {
+            let size = s
+                .size()
+                .with_context(|| format!("{name}: cannot read {}", s.describe()))?;
+            Ok((name, s, size))
+        })
+        .collect::<Result<_>>()?;
+    let total: u64 = sized.iter().map(|e| e.2).sum();
+    let files: Vec<PlannedFile<'_>> = sized
+        .iter()
+        .map(|(name, source, size)| PlannedFile {
+            path: name,
+            source,
+            size: *size,
+        })
+        .collect();
+
+    let tmp = TempOutput::new(out, opts.force, !opts.zip)?;
+    let mut buf = copy_buffer();
+    let mut done = 0u64;
+    progress(0, total);
+    let bytes = if opts.zip {
+        write_zip(tmp.path(), &files, opts.epoch, &mut buf, &mut |n| {
+            done += n;
+            progress(done, total);
+        })?
+    } else {
+        std::fs::create_dir(tmp.path())
+            .with_context(|| format!("creating {}", tmp.path().display()))?;
+        for f in &files {
+            copy_to_file(
+                f,
+                &tmp.path().join(f.path),
+                opts.epoch,
+                &mut buf,
+                &mut |n| {
+                    done += n;
+                    progress(done, total);
+                },
+            )?;
+        }
+        total
+    };
+    let path = tmp.commit()?;
+    let placed = files
+        .iter()
+        .filter(|f| !f.path.contains('/'))
+        .map(|f| Placed {
+            what: f.path.to_string(),
+            offset: None,
+            bytes: f.size,
+        })
+        .chain(std::iter::once(Placed {
+            what: format!("{PAYLOAD}/ ({} files)", payload.len()),
+            offset: None,
+            bytes: payload.iter().map(|f| f.size).sum(),
+        }))
+        .collect();
+    notes.push(
+        "the PXE ROM must first load iPXE: put undionly.kpxe (BIOS) and ipxe.efi (UEFI) from \
+         Debian's `ipxe` package (/usr/lib/ipxe/) into the root, see dnsmasq.conf.snippet"
+            .into(),
+    );
+    Ok(OutputSummary {
+        kind: if opts.zip {
+            OutputKind::PxeZip
+        } else {
+            OutputKind::Pxe
+        },
+        path,
+        bytes,
+        files: files.len() as u64,
+        content_bytes: total,
+        placed,
+        notes,
+    })
+}
+
+fn absolute(p: &Path) -> Result<std::path::PathBuf> {
+    std::path::absolute(p).with_context(|| format!("resolving {}", p.display()))
+}
+
+fn dnsmasq_snippet(root: &str) -> String {
+    format!(
+        "# tsforge PXE root: add to dnsmasq's configuration (e.g. /etc/dnsmasq.d/tsforge.conf).\n\
+         # dnsmasq serves the files by TFTP; clients' PXE ROMs load iPXE, iPXE runs boot.ipxe.\n\
+         enable-tftp\n\
+         tftp-root={root}\n\
+         # iPXE announces itself with DHCP option 175: those clients get the script.\n\
+         dhcp-match=set:ipxe,175\n\
+         # UEFI x86-64 PXE clients (client architecture 7 or 9).\n\
+         dhcp-match=set:efi64,option:client-arch,7\n\
+         dhcp-match=set:efi64,option:client-arch,9\n\
+         # Not yet iPXE: BIOS clients load undionly.kpxe, UEFI clients ipxe.efi (copy both\n\
+         # from Debian's `ipxe` package, /usr/lib/ipxe/, into the root).\n\
+         dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe\n\
+         dhcp-boot=tag:!ipxe,tag:efi64,ipxe.efi\n\
+         dhcp-boot=tag:ipxe,boot.ipxe\n\
+         #\n\
+         # Next to an existing DHCP server, answer as proxyDHCP only (use your subnet), and\n\
+         # offer the loaders with pxe-service (see `man dnsmasq`, pxe-service, for how BIOS\n\
+         # file names are completed):\n\
+         #dhcp-range=192.168.1.0,proxy\n\
+         #pxe-service=tag:!ipxe,x86PC,\"tsforge\",undionly.kpxe\n\
+         #pxe-service=tag:!ipxe,X86-64_EFI,\"tsforge\",ipxe.efi\n\
+         #pxe-service=tag:ipxe,x86PC,\"tsforge\",boot.ipxe\n\
+         #pxe-service=tag:ipxe,X86-64_EFI,\"tsforge\",boot.ipxe\n"
+    )
+}
+
+fn readme(root: &str, boot: &str, zip: bool) -> String {
+    let unpack = if zip {
+        format!("Unpack this archive into the server's TFTP root, e.g. {root}.\n\n")
+    } else {
+        String::new()
+    };
+    format!(
+        "tsforge network boot root\n\
+         =========================\n\n\
+         {unpack}{boot}\n\
+         Files:\n\
+         \x20 boot.ipxe             the iPXE script clients run\n\
+         \x20 tsforge/              the payload (runner, sequences, hooks); serve it over HTTP\n\
+         \x20                       as well if the boot environment fetches it from there\n\
+         \x20 dnsmasq.conf.snippet  dnsmasq settings: TFTP from {root}, iPXE chain loading\n\n\
+         The PXE ROM of a client loads iPXE first: copy undionly.kpxe (BIOS) and ipxe.efi\n\
+         (UEFI) from Debian's `ipxe` package (/usr/lib/ipxe/) into this folder. Clients\n\
+         already running iPXE can also `chain http://SERVER/PATH/boot.ipxe`: the script's\n\
+         relative names resolve against its own URL, so HTTP works as well as TFTP.\n"
+    )
+}
+
+/// The files as a zip at `path`: deflate, one fixed date, mode 0644, names sorted.
+fn write_zip(
+    path: &Path,
+    files: &[PlannedFile<'_>],
+    epoch: i64,
+    buf: &mut [u8],
+    step: &mut dyn FnMut(u64),
+) -> Result<u64> {
+    use zip::write::SimpleFileOptions;
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut z = zip::ZipWriter::new(std::io::BufWriter::with_capacity(buf.len(), file));
+    let (y, mo, d, h, mi, s) = civil(epoch);
+    let time = zip::DateTime::from_date_and_time(y, mo, d, h, mi, s)
+        .map_err(|_| anyhow!("timestamp {epoch}: a zip date runs from 1980 to 2107; set SOURCE_DATE_EPOCH to a time in that range"))?;
+    for f in files {
+        let options = SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .last_modified_time(time)
+            .unix_permissions(0o644)
+            .large_file(f.size >= u64::from(u32::MAX));
+        z.start_file(f.path, options)
+            .with_context(|| format!("{}: adding it to {}", f.path, path.display()))?;
+        copy_exact(f.source, f.size, &mut z, buf, step).map_err(|e| copy_error(f, e, path))?;
+    }
+    let mut w = z
+        .finish()
+        .with_context(|| format!("finishing {}", path.display()))?;
+    w.flush()
+        .with_context(|| format!("writing {}", path.display()))?;
+    let file = w
+        .into_inner()
+        .map_err(|e| anyhow!("writing {}: {}", path.display(), e.error()))?;
+    file.sync_all()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(file.metadata()?.len())
+}
+
+/// `epoch` as (year, month, day, hour, minute, second), UTC; years clamped to zip's range.
+fn civil(epoch: i64) -> (u16, u8, u8, u8, u8, u8) {
+    let (y, m, d) = tsforge_runtime::log::civil_from_days(epoch.div_euclid(86_400));
+    let s = epoch.rem_euclid(86_400);
+    (
+        u16::try_from(y).unwrap_or(0),
+        m as u8,
+        d as u8,
+        (s / 3600) as u8,
+        (s / 60 % 60) as u8,
+        (s % 60) as u8,
+    )
+}

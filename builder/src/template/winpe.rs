@@ -1,0 +1,1027 @@
+//! The Windows PE media template: turns a Windows ADK `copype` folder or a WinPE ISO into the
+//! medium's files, with the tsforge runner added to `sources/boot.wim`.
+//!
+//! # Sources
+//! `--source` is required and is one of:
+//! - a `copype` *media* folder (`bootmgr`, `Boot/BCD`, `sources/boot.wim`, …);
+//! - a `copype` *root* folder, the one holding `media/`. `copype` puts the El Torito images
+//!   (`etfsboot.com`, `efisys.bin`) in `fwfiles/` (newer ADKs: `bootbins/`) next to `media/`
+//!   rather than inside it, so when they are not in the media folder they are taken from there
+//!   and put at their usual paths on the medium (`Boot/`, `EFI/Microsoft/Boot/`);
+//! - a WinPE ISO, extracted with `xorriso -osirrox on` into the work folder. xorriso reads
+//!   ISO 9660 with Rock Ridge or Joliet, not UDF: an ISO whose files are only in UDF (what
+//!   `oscdimg -u2` and `MakeWinPEMedia /ISO` make) is refused with that explanation.
+//!
+//! Names are matched ignoring ASCII case, because real WinPE media mix `Boot` and `boot`,
+//! `EFI` and `efi`; two names in one folder that differ only in case are refused. Every check
+//! ([`REQUIRED_FILES`] present, `boot.wim` a single-part WIM whose header is consistent, the
+//! runner a Windows executable, a WIM tool installed) runs before anything is written to the
+//! work folder (except an ISO's extraction, which the checks read), and all missing files are
+//! named in one error.
+//!
+//! # The runner
+//! `boot.wim` is copied into the work folder and its boot image (the one the WIM header marks
+//! bootable, else image 1) gets two files:
+//! - `\Windows\System32\tsforge.exe`: the runner (`--runner`, an x86_64-pc-windows-gnu build);
+//! - `\Windows\System32\winpeshl.ini` ([`winpeshl_ini`]): Windows PE's shell starts the apps
+//!   in `[LaunchApps]` instead of `startnet.cmd`, so it lists `wpeinit.exe` first (network and
+//!   PnP initialisation, what `startnet.cmd` would have done), then `tsforge.exe boot`. An
+//!   existing `winpeshl.ini` or `tsforge.exe` in the image is replaced.
+//!
+//! On Linux (and on Windows when DISM is missing) this is one `wimlib-imagex update` with both
+//! `add` commands on standard input, run case-insensitively (`WIMLIB_IMAGEX_IGNORE_CASE=1`) so
+//! `\Windows\System32` is found however the image spells it. On Windows, DISM mounts the image,
+//! the files are copied in and the image is unmounted with `/Commit` (`/Discard` on failure).
+//! The source `boot.wim` is never modified.
+//!
+//! # Pre-execution hooks and `TsConfig.ini`
+//! tsforge reads its pre-execution hooks from `tsforge/media.toml` (`hooks.pre_execution`),
+//! which the media core writes; `tsforge boot` runs them before a sequence is chosen. The
+//! template also writes `SMS/data/TsConfig.ini` ([`tsconfig_ini`]) with the ConfigMgr
+//! `[CustomHook]` section pointing at the same command, for administrators and tools coming
+//! from ConfigMgr that look for it there; tsforge itself does not read it.
+//!
+//! # Boot
+//! BIOS ISO: `Boot/etfsboot.com` (4 sectors, no boot-info table). UEFI ISO and USB:
+//! `EFI/Microsoft/Boot/efisys.bin` as the El Torito EFI image, `EFI/Boot/bootx64.efi` on the
+//! FAT partition. PXE: wimboot with `bootmgr`, `Boot/BCD`, `Boot/boot.sdi`, `sources/boot.wim`.
+//! No BIOS boot from USB: that needs Microsoft's boot sector code (`bootsect /nt60`).
+//!
+//! Left out: 32-bit and ARM64 WinPE (the checks are for x64 media), split boot WIMs, adding
+//! drivers or optional components (do that with DISM before building), and byte-identical
+//! `boot.wim` across builds (the new files carry [`TemplateInput::epoch`] as their time, but
+//! wimlib and DISM stamp the image's modification time with the current time).
+//!
+//! `media-templates/winpe/template.toml` describes this template for readers; this module is
+//! the source of truth, and `builder/tests/winpe.rs` checks that the two agree.
+
+use super::{BootSpec, IsoBios, Prepared, PxeBoot, TemplateInput, UsbBios};
+use crate::source::Source;
+use crate::tree::MediaTree;
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use tsforge_runtime::tools::{self, Tool};
+
+/// Files a WinPE source must have, as paths in the media folder (ASCII case ignored).
+pub const REQUIRED_FILES: &[&str] = &[
+    BOOTMGR,
+    "bootmgr.efi",
+    BCD,
+    BOOT_SDI,
+    ETFSBOOT,
+    "EFI/Boot/bootx64.efi",
+    "EFI/Microsoft/Boot/BCD",
+    EFISYS,
+    BOOT_WIM,
+];
+
+const BOOTMGR: &str = "bootmgr";
+const BCD: &str = "Boot/BCD";
+const BOOT_SDI: &str = "Boot/boot.sdi";
+/// El Torito BIOS boot image.
+const ETFSBOOT: &str = "Boot/etfsboot.com";
+/// El Torito UEFI boot image (a FAT image holding `EFI/Boot/bootx64.efi`).
+const EFISYS: &str = "EFI/Microsoft/Boot/efisys.bin";
+/// The Windows PE image the runner is added to.
+pub const BOOT_WIM: &str = "sources/boot.wim";
+const BOOTX64: &str = "EFI/Boot/bootx64.efi";
+
+/// Folders of a `copype` root that may hold the El Torito images instead of the media folder.
+pub const FIRMWARE_FILE_DIRS: &[&str] = &["fwfiles", "bootbins"];
+
+const RUNNER_NAME: &str = "tsforge.exe";
+const WINPESHL_NAME: &str = "winpeshl.ini";
+
+/// Where the runner goes inside the boot image.
+pub const RUNNER_IN_WIM: &str = "Windows/System32/tsforge.exe";
+/// Where the shell configuration that starts the runner goes inside the boot image.
+pub const WINPESHL_IN_WIM: &str = "Windows/System32/winpeshl.ini";
+/// The ConfigMgr-style hook file on the medium.
+pub const TSCONFIG_PATH: &str = "SMS/data/TsConfig.ini";
+
+/// The apps Windows PE's shell starts, in order (`[LaunchApps]` lines; `, ` separates the
+/// program from its arguments).
+pub const LAUNCH_APPS: &[&str] = &[
+    r"%SYSTEMROOT%\System32\wpeinit.exe",
+    r"%SYSTEMROOT%\System32\tsforge.exe, boot",
+];
+
+/// The command that finds the medium, verifies it, runs the pre-execution hooks and the chosen
+/// sequence, as Windows PE sees it (the boot image is drive `X:`).
+pub const BOOT_COMMAND: &str = r"X:\Windows\System32\tsforge.exe boot";
+
+/// `winpeshl.ini` for the boot image (CRLF line ends, as Windows PE's own files have).
+pub fn winpeshl_ini() -> String {
+    let mut s = String::from("[LaunchApps]\r\n");
+    for app in LAUNCH_APPS {
+        s.push_str(app);
+        s.push_str("\r\n");
+    }
+    s
+}
+
+/// `SMS/data/TsConfig.ini` for the medium: ConfigMgr's `[CustomHook]` section, for
+/// administrators coming from ConfigMgr. tsforge reads its hooks from `tsforge/media.toml`.
+pub fn tsconfig_ini() -> String {
+    [
+        "; Written by tsforge. tsforge does not read this file: the runner takes its",
+        "; pre-execution hooks from tsforge\\media.toml (hooks.pre_execution) and runs them",
+        "; in the command below, which winpeshl.ini starts when Windows PE boots.",
+        "[CustomHook]",
+        &format!("Program = \"{BOOT_COMMAND}\""),
+        "",
+    ]
+    .join("\r\n")
+}
+
+/// Prepares a Windows PE medium from `input.source` (see the module documentation).
+pub fn prepare(input: &TemplateInput) -> Result<Prepared> {
+    let Some(source) = input.source.as_deref() else {
+        bail!(
+            "the winpe template needs a source: pass --source with a Windows ADK copype folder \
+             (its media folder or the folder holding media/) or a WinPE ISO"
+        );
+    };
+    check_runner(&input.runner)?;
+    let work = input.work.join("winpe");
+    make_empty_dir(&work)?;
+    let found = locate(source, &work)?;
+    let media = scan(&found.media)?;
+    let files = resolve_required(&found, &media)?;
+    let wim_src = &files[BOOT_WIM];
+    let header = WimHeader::read(wim_src)?;
+    let index = header.boot_image();
+    let backend = WimBackend::find()?;
+
+    // The tree: every source file at its path (boot.wim is replaced below by the updated
+    // copy). Planned before anything is written, so a name no medium can hold stops here.
+    let mut tree = MediaTree::new();
+    for (rel, host) in media.files.values() {
+        tree.add(rel, Source::path(host))
+            .with_context(|| format!("{}: {rel}", found.media.display()))?;
+    }
+    let mut paths = BTreeMap::new();
+    for req in REQUIRED_FILES {
+        let path = match media.get(req) {
+            Some(rel) => rel.to_string(),
+            None => {
+                // An El Torito image from fwfiles/ or bootbins/: put it where the media
+                // folder's own files would have it.
+                let p = place(&tree, req);
+                tree.add(&p, Source::path(&files[req]))?;
+                p
+            }
+        };
+        paths.insert(*req, path);
+    }
+    tree.add(TSCONFIG_PATH, tsconfig_ini().into_bytes())?;
+
+    // Everything is checked: from here on, write into the work folder.
+    let wim = work.join("boot.wim");
+    copy_file(wim_src, &wim)?;
+    let stage = work.join("stage");
+    let runner_copy = stage.join(RUNNER_NAME);
+    let ini = stage.join(WINPESHL_NAME);
+    copy_file(&input.runner, &runner_copy)?;
+    std::fs::write(&ini, winpeshl_ini()).with_context(|| format!("writing {}", ini.display()))?;
+    for f in [&runner_copy, &ini] {
+        set_times(f, input.epoch)?;
+    }
+    backend
+        .add_files(
+            &wim,
+            index,
+            &stage,
+            &[
+                (RUNNER_NAME, RUNNER_IN_WIM),
+                (WINPESHL_NAME, WINPESHL_IN_WIM),
+            ],
+            &work,
+        )
+        .with_context(|| {
+            format!(
+                "adding the runner to image {index} of {} (a copy of {})",
+                wim.display(),
+                wim_src.display()
+            )
+        })?;
+    WimHeader::read(&wim).context("checking the updated boot.wim")?;
+    tree.add(&paths[BOOT_WIM], Source::path(&wim))?;
+
+    let boot = BootSpec {
+        iso_bios: Some(IsoBios {
+            image: paths[ETFSBOOT].clone(),
+            isolinux: false,
+        }),
+        iso_uefi_image: Some(paths[EFISYS].clone()),
+        iso_hybrid_mbr: None,
+        usb_bios: Some(UsbBios::None {
+            why: "BIOS boot of Windows PE from USB needs Microsoft's boot sector code \
+                  (bootsect /nt60); the stick boots under UEFI"
+                .to_string(),
+        }),
+        uefi_removable_path: tree.contains(BOOTX64),
+        pxe: Some(PxeBoot::WinPe {
+            bootmgr: paths[BOOTMGR].clone(),
+            bcd: paths[BCD].clone(),
+            boot_sdi: paths[BOOT_SDI].clone(),
+            boot_wim: paths[BOOT_WIM].clone(),
+        }),
+    };
+    let new_size = file_size(&wim)?;
+    let runner_size = file_size(&input.runner)?;
+    let summary = vec![
+        format!(
+            "source: {} {} ({} files)",
+            found.kind,
+            source.display(),
+            media.files.len()
+        ),
+        format!(
+            "boot.wim: image {index} of {} ({}), {} → {} with the runner",
+            header.image_count,
+            if header.boot_index == 0 {
+                "no boot index set, using the first"
+            } else {
+                "marked bootable"
+            },
+            size_text(header.file_size),
+            size_text(new_size)
+        ),
+        format!(
+            "runner: {} ({}) added as X:\\{}, started by winpeshl.ini after wpeinit ({})",
+            input.runner.display(),
+            size_text(runner_size),
+            RUNNER_IN_WIM.replace('/', "\\"),
+            backend.name()
+        ),
+    ];
+    Ok(Prepared {
+        tree,
+        boot,
+        summary,
+    })
+}
+
+/// Where the source's media folder is, and what kind of source it was.
+struct Located {
+    kind: &'static str,
+    /// The media folder (for an ISO: where it was extracted).
+    media: PathBuf,
+    /// The `copype` root, when the source was one (for `fwfiles/`, `bootbins/`).
+    root: Option<PathBuf>,
+    /// The ISO, when the source was one (for the UDF hint).
+    iso: Option<PathBuf>,
+}
+
+fn locate(source: &Path, work: &Path) -> Result<Located> {
+    let meta = std::fs::metadata(source).with_context(|| {
+        format!(
+            "--source {}: cannot read it; pass a copype folder or a WinPE ISO",
+            source.display()
+        )
+    })?;
+    if meta.is_file() {
+        if !is_iso9660(source)? {
+            bail!(
+                "--source {}: not an ISO image (no ISO 9660 volume descriptor at byte 32768) \
+                 and not a folder; pass a copype folder or a WinPE ISO",
+                source.display()
+            );
+        }
+        let dir = work.join("iso");
+        make_empty_dir(&dir)?;
+        extract_iso(source, &dir)?;
+        return Ok(Located {
+            kind: "WinPE ISO",
+            media: dir,
+            root: None,
+            iso: Some(source.to_path_buf()),
+        });
+    }
+    if !meta.is_dir() {
+        bail!("--source {}: neither a folder nor a file", source.display());
+    }
+    let has = |name: &str| child_ignoring_case(source, name).is_some();
+    if !has(BOOTMGR) && !has("sources") {
+        if let Some(media) = child_ignoring_case(source, "media").filter(|m| m.is_dir()) {
+            return Ok(Located {
+                kind: "copype folder",
+                media,
+                root: Some(source.to_path_buf()),
+                iso: None,
+            });
+        }
+    }
+    Ok(Located {
+        kind: "WinPE media folder",
+        media: source.to_path_buf(),
+        root: None,
+        iso: None,
+    })
+}
+
+/// The entry of `dir` called `name` (ASCII case ignored).
+fn child_ignoring_case(dir: &Path, name: &str) -> Option<PathBuf> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .find(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        })
+        .map(|e| e.path())
+}
+
+/// The files of a media folder: lower-cased path → (path as spelled, host path).
+struct MediaFiles {
+    files: BTreeMap<String, (String, PathBuf)>,
+}
+
+impl MediaFiles {
+    fn get(&self, path: &str) -> Option<&str> {
+        self.files
+            .get(&path.to_ascii_lowercase())
+            .map(|(rel, _)| rel.as_str())
+    }
+
+    fn host(&self, path: &str) -> Option<&Path> {
+        self.files
+            .get(&path.to_ascii_lowercase())
+            .map(|(_, host)| host.as_path())
+    }
+}
+
+fn scan(media: &Path) -> Result<MediaFiles> {
+    let mut files = BTreeMap::new();
+    scan_dir(media, media, "", &mut files)?;
+    Ok(MediaFiles { files })
+}
+
+fn scan_dir(
+    top: &Path,
+    dir: &Path,
+    prefix: &str,
+    files: &mut BTreeMap<String, (String, PathBuf)>,
+) -> Result<()> {
+    let rd = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+    let mut entries = rd
+        .collect::<std::io::Result<Vec<_>>>()
+        .with_context(|| format!("reading {}", dir.display()))?;
+    entries.sort_by_key(|e| e.file_name());
+    // Names in one folder must differ ignoring case (files and folders alike), so paths on
+    // the medium, which FAT and ISO 9660 compare ignoring case, stay unique.
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    for e in entries {
+        let name = e
+            .file_name()
+            .into_string()
+            .map_err(|n| anyhow::anyhow!("{}: the name {n:?} is not UTF-8", dir.display()))?;
+        let rel = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        if let Some(other) = seen.insert(name.to_ascii_lowercase(), rel.clone()) {
+            bail!(
+                "{}: {other} and {rel} differ only in case; a WinPE medium (FAT, ISO 9660) \
+                 cannot hold both, remove one",
+                top.display()
+            );
+        }
+        let host = e.path();
+        let meta =
+            std::fs::metadata(&host).with_context(|| format!("reading {}", host.display()))?;
+        if meta.is_dir() {
+            scan_dir(top, &host, &rel, files)?;
+        } else if meta.is_file() {
+            files.insert(rel.to_ascii_lowercase(), (rel, host));
+        }
+    }
+    Ok(())
+}
+
+/// The host file of every required file, or one error naming all missing ones.
+fn resolve_required(
+    found: &Located,
+    media: &MediaFiles,
+) -> Result<BTreeMap<&'static str, PathBuf>> {
+    let mut out = BTreeMap::new();
+    let mut missing = Vec::new();
+    for req in REQUIRED_FILES {
+        if let Some(host) = media.host(req) {
+            out.insert(*req, host.to_path_buf());
+            continue;
+        }
+        let fallback = if matches!(*req, ETFSBOOT | EFISYS) {
+            found
+                .root
+                .as_deref()
+                .and_then(|root| firmware_file(root, req))
+        } else {
+            None
+        };
+        match fallback {
+            Some(host) => {
+                out.insert(*req, host);
+            }
+            None => missing.push(*req),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(out);
+    }
+    let mut msg = format!(
+        "{} ({}) is not a complete Windows PE source: missing {}",
+        found.media.display(),
+        found.kind,
+        missing.join(", ")
+    );
+    if found.root.is_some() && missing.iter().any(|m| matches!(*m, ETFSBOOT | EFISYS)) {
+        msg.push_str(&format!(
+            " (etfsboot.com and efisys.bin were also looked for in {})",
+            FIRMWARE_FILE_DIRS.join("/ and ") + "/"
+        ));
+    }
+    if let Some(iso) = &found.iso {
+        if has_udf(iso).unwrap_or(false) {
+            msg.push_str(&format!(
+                ". {} also has a UDF file system: ISOs made by oscdimg -u2 or MakeWinPEMedia \
+                 /ISO keep their files only in UDF, which xorriso cannot read; pass the copype \
+                 folder instead, or a folder the ISO was extracted to with 7-Zip",
+                iso.display()
+            ));
+        }
+    } else {
+        msg.push_str(
+            "; pass --source with a copype media folder (or the folder holding media/) or a \
+             WinPE ISO",
+        );
+    }
+    bail!(msg)
+}
+
+/// `etfsboot.com` / `efisys.bin` from a copype root's `fwfiles/` or `bootbins/`.
+fn firmware_file(root: &Path, req: &str) -> Option<PathBuf> {
+    let name = req.rsplit('/').next()?;
+    FIRMWARE_FILE_DIRS.iter().find_map(|d| {
+        let dir = child_ignoring_case(root, d)?;
+        child_ignoring_case(&dir, name).filter(|p| p.is_file())
+    })
+}
+
+/// `canonical` with each folder spelled as the tree already spells it (so a source with
+/// `boot/BCD` gets `boot/etfsboot.com`, not a second `Boot` folder).
+fn place(tree: &MediaTree, canonical: &str) -> String {
+    let parts: Vec<&str> = canonical.split('/').collect();
+    let mut out: Vec<String> = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        let spelled = if last {
+            None
+        } else {
+            tree.iter().find_map(|(p, _)| {
+                let comps: Vec<&str> = p.split('/').collect();
+                (comps.len() > i + 1
+                    && comps[..i]
+                        .iter()
+                        .zip(&out)
+                        .all(|(a, b)| a.eq_ignore_ascii_case(b))
+                    && comps[i].eq_ignore_ascii_case(part))
+                .then(|| comps[i].to_string())
+            })
+        };
+        out.push(spelled.unwrap_or_else(|| part.to_string()));
+    }
+    out.join("/")
+}
+
+/// What tsforge needs from a WIM header (Microsoft's WIM format: a 208-byte header).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WimHeader {
+    pub image_count: u32,
+    /// The bootable image (1-based), 0 when none is marked.
+    pub boot_index: u32,
+    pub part_number: u16,
+    pub total_parts: u16,
+    pub file_size: u64,
+}
+
+const WIM_MAGIC: &[u8; 8] = b"MSWIM\0\0\0";
+const WIM_PIPABLE_MAGIC: &[u8; 8] = b"WLPWM\0\0\0";
+const WIM_HEADER_SIZE: usize = 208;
+
+impl WimHeader {
+    /// Reads and checks the header of `path`; errors name the file and what is wrong.
+    pub fn read(path: &Path) -> Result<WimHeader> {
+        let mut f =
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let file_size = f
+            .metadata()
+            .with_context(|| format!("reading {}", path.display()))?
+            .len();
+        let mut buf = Vec::with_capacity(WIM_HEADER_SIZE);
+        (&mut f)
+            .take(WIM_HEADER_SIZE as u64)
+            .read_to_end(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
+        Self::parse(&buf, file_size).with_context(|| format!("{}", path.display()))
+    }
+
+    /// Checks a header read from a file of `file_size` bytes.
+    pub fn parse(buf: &[u8], file_size: u64) -> Result<WimHeader> {
+        if buf.len() >= 8 && &buf[..8] == WIM_PIPABLE_MAGIC {
+            bail!(
+                "a pipable WIM, which Windows cannot boot; convert it with \
+                 wimlib-imagex optimize --not-pipable"
+            );
+        }
+        if buf.len() < 8 || &buf[..8] != WIM_MAGIC {
+            bail!("not a WIM file (it does not start with MSWIM)");
+        }
+        if buf.len() < WIM_HEADER_SIZE {
+            bail!(
+                "a truncated WIM file ({} bytes, the header alone is {WIM_HEADER_SIZE})",
+                buf.len()
+            );
+        }
+        let u32_at = |o: usize| u32::from_le_bytes([buf[o], buf[o + 1], buf[o + 2], buf[o + 3]]);
+        let u16_at = |o: usize| u16::from_le_bytes([buf[o], buf[o + 1]]);
+        let header_size = u32_at(0x08);
+        if header_size as usize != WIM_HEADER_SIZE {
+            bail!("a WIM header size of {header_size}, not {WIM_HEADER_SIZE}: corrupt or an unknown WIM version");
+        }
+        let h = WimHeader {
+            part_number: u16_at(0x28),
+            total_parts: u16_at(0x2A),
+            image_count: u32_at(0x2C),
+            boot_index: u32_at(0x78),
+            file_size,
+        };
+        if h.total_parts != 1 || h.part_number != 1 {
+            bail!(
+                "part {} of a split WIM of {} parts; Windows PE boots only from a \
+                 single-part WIM (join it with wimlib-imagex join or dism /Export-Image)",
+                h.part_number,
+                h.total_parts
+            );
+        }
+        if h.image_count == 0 {
+            bail!("a WIM file without images");
+        }
+        if h.boot_index > h.image_count {
+            bail!(
+                "marks image {} bootable but holds {} image(s): corrupt WIM header",
+                h.boot_index,
+                h.image_count
+            );
+        }
+        Ok(h)
+    }
+
+    /// The image Windows PE boots: the bootable one, or image 1 when none is marked.
+    pub fn boot_image(&self) -> u32 {
+        if self.boot_index == 0 {
+            1
+        } else {
+            self.boot_index
+        }
+    }
+}
+
+/// Whether the Windows executable check passes: a PE image starts with `MZ`.
+fn check_runner(runner: &Path) -> Result<()> {
+    let mut head = [0u8; 2];
+    let mut f = std::fs::File::open(runner).with_context(|| {
+        format!(
+            "--runner {}: cannot open it; pass an x86_64-pc-windows-gnu build of tsforge",
+            runner.display()
+        )
+    })?;
+    let n = f
+        .read(&mut head)
+        .with_context(|| format!("reading --runner {}", runner.display()))?;
+    if n < 2 || &head != b"MZ" {
+        bail!(
+            "--runner {}: not a Windows executable (no MZ header); the winpe template needs an \
+             x86_64-pc-windows-gnu build of tsforge (cargo build --release --target \
+             x86_64-pc-windows-gnu)",
+            runner.display()
+        );
+    }
+    Ok(())
+}
+
+fn is_iso9660(path: &Path) -> Result<bool> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut buf = vec![0u8; 32768 + 6];
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read(&mut buf[got..]) {
+            Ok(0) => return Ok(false),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+    Ok(&buf[32769..32774] == b"CD001")
+}
+
+/// Whether the ISO has a UDF volume recognition sequence (`NSR02`/`NSR03` among the volume
+/// descriptors from sector 16, ECMA-167 part 2).
+fn has_udf(path: &Path) -> Result<bool> {
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 2048 * 32];
+    let mut got = 0;
+    let start = 16 * 2048;
+    std::io::copy(&mut (&mut f).take(start as u64), &mut std::io::sink())?;
+    while got < buf.len() {
+        match f.read(&mut buf[got..])? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    Ok(buf[..got]
+        .chunks(2048)
+        .any(|s| s.len() >= 6 && (&s[1..6] == b"NSR02" || &s[1..6] == b"NSR03")))
+}
+
+fn extract_iso(iso: &Path, dir: &Path) -> Result<()> {
+    let what = format!("extracting the WinPE ISO {}", iso.display());
+    let Some(xorriso) = tools::which("xorriso") else {
+        bail!(
+            "{what}: xorriso is not installed (not found on PATH); reading a WinPE ISO needs \
+             it. On Debian: apt-get install xorriso; or pass the copype folder as --source"
+        );
+    };
+    let args: Vec<OsString> = vec![
+        "-osirrox".into(),
+        "on".into(),
+        "-indev".into(),
+        iso.into(),
+        "-extract".into(),
+        "/".into(),
+        dir.into(),
+    ];
+    tools::run_program(&xorriso, &args, &what)?;
+    Ok(())
+}
+
+fn make_empty_dir(dir: &Path) -> Result<()> {
+    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+        bail!(
+            "{} already exists and is not empty; the winpe template needs a fresh work folder",
+            dir.display()
+        );
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
+}
+
+fn copy_file(from: &Path, to: &Path) -> Result<()> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    if to.exists() {
+        bail!(
+            "{} already exists; the winpe template needs a fresh work folder",
+            to.display()
+        );
+    }
+    std::fs::copy(from, to)
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    // A copy keeps the source's permissions, and a read-only boot.wim (from an ISO, or
+    // a read-only share) must become writable for the WIM tool.
+    make_writable(to).with_context(|| format!("making {} writable", to.display()))
+}
+
+#[cfg(unix)]
+fn make_writable(p: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(p)?.permissions().mode();
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode | 0o600))
+}
+
+#[cfg(not(unix))]
+fn make_writable(p: &Path) -> std::io::Result<()> {
+    let mut perms = std::fs::metadata(p)?.permissions();
+    if perms.readonly() {
+        // Only the owner's work copy; on Windows this clears the read-only attribute.
+        #[allow(clippy::permissions_set_readonly_false)]
+        perms.set_readonly(false);
+        std::fs::set_permissions(p, perms)?;
+    }
+    Ok(())
+}
+
+/// Sets the modification and access times of a file the builder made to `epoch`, so what
+/// the WIM records for it does not depend on when the build ran.
+fn set_times(path: &Path, epoch: i64) -> Result<()> {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch.max(0) as u64);
+    let f = std::fs::File::options()
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    f.set_times(std::fs::FileTimes::new().set_accessed(t).set_modified(t))
+        .with_context(|| format!("setting the times of {}", path.display()))
+}
+
+fn file_size(p: &Path) -> Result<u64> {
+    Ok(std::fs::metadata(p)
+        .with_context(|| format!("reading {}", p.display()))?
+        .len())
+}
+
+/// A size for the summary: bytes, KiB or MiB.
+fn size_text(n: u64) -> String {
+    match n {
+        0..1024 => format!("{n} bytes"),
+        1024..1_048_576 => format!("{:.1} KiB", n as f64 / 1024.0),
+        _ => format!("{:.1} MiB", n as f64 / 1_048_576.0),
+    }
+}
+
+/// The program that adds files to a WIM image.
+enum WimBackend {
+    /// `wimlib-imagex update` (Linux, or Windows with wimlib installed).
+    Wimlib(PathBuf),
+    /// DISM mount, copy, unmount (Windows).
+    #[cfg(windows)]
+    Dism(PathBuf),
+}
+
+impl WimBackend {
+    fn find() -> Result<WimBackend> {
+        Self::find_in(&std::env::var_os("PATH").unwrap_or_default())
+    }
+
+    /// [`WimBackend::find`] with an explicit search path (`PATH` syntax).
+    fn find_in(path: &std::ffi::OsStr) -> Result<WimBackend> {
+        #[cfg(windows)]
+        if let Some(p) = tools::which_in(Tool::Dism.program(), path) {
+            return Ok(WimBackend::Dism(p));
+        }
+        if let Some(p) = tools::which_in(Tool::WimlibImagex.program(), path) {
+            return Ok(WimBackend::Wimlib(p));
+        }
+        bail!(
+            "adding the runner to boot.wim needs wimlib-imagex or DISM, and neither was found \
+             on PATH. wimlib-imagex: {} DISM: {}",
+            Tool::WimlibImagex.how_to_get(),
+            Tool::Dism.how_to_get()
+        )
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            WimBackend::Wimlib(_) => "wimlib-imagex update",
+            #[cfg(windows)]
+            WimBackend::Dism(_) => "DISM",
+        }
+    }
+
+    /// Adds each `(file name in stage, path in the image)` to image `index` of `wim`,
+    /// replacing files already there. `work` is a scratch folder.
+    fn add_files(
+        &self,
+        wim: &Path,
+        index: u32,
+        stage: &Path,
+        files: &[(&str, &str)],
+        work: &Path,
+    ) -> Result<()> {
+        match self {
+            WimBackend::Wimlib(p) => wimlib_add(p, wim, index, stage, files, work),
+            #[cfg(windows)]
+            WimBackend::Dism(p) => dism_add(p, wim, index, stage, files, work),
+        }
+    }
+}
+
+/// One `wimlib-imagex update` with an `add` command per file on standard input, run in
+/// `stage` so the commands name the files without host paths that would need quoting.
+fn wimlib_add(
+    program: &Path,
+    wim: &Path,
+    index: u32,
+    stage: &Path,
+    files: &[(&str, &str)],
+    work: &Path,
+) -> Result<()> {
+    let mut commands = String::new();
+    for (name, in_wim) in files {
+        debug_assert!(name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)));
+        commands.push_str(&format!("add {name} /{in_wim}\n"));
+    }
+    let cmd_file = work.join("wimlib-update.txt");
+    std::fs::write(&cmd_file, &commands)
+        .with_context(|| format!("writing {}", cmd_file.display()))?;
+    let stdin = std::fs::File::open(&cmd_file)
+        .with_context(|| format!("opening {}", cmd_file.display()))?;
+    let args: Vec<OsString> = vec!["update".into(), wim.into(), index.to_string().into()];
+    let cmdline = format!(
+        "cd {} && WIMLIB_IMAGEX_IGNORE_CASE=1 {} < {}",
+        stage.display(),
+        tools::command_line(program, &args),
+        cmd_file.display()
+    );
+    let out = std::process::Command::new(program)
+        .args(&args)
+        .current_dir(stage)
+        .env("WIMLIB_IMAGEX_IGNORE_CASE", "1")
+        .stdin(stdin)
+        .output()
+        .with_context(|| format!("starting `{cmdline}`"))?;
+    if !out.status.success() {
+        bail!(
+            "`{cmdline}` failed ({}):\n{}",
+            out.status,
+            tail(&out.stderr, 1024)
+        );
+    }
+    Ok(())
+}
+
+/// The last `max` bytes of a program's output, as text.
+fn tail(bytes: &[u8], max: usize) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim_end();
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text[start..].to_string()
+}
+
+/// DISM: mount image `index` of `wim`, copy the files in, unmount with `/Commit`; on any
+/// failure after mounting, unmount with `/Discard` so no mount is left behind.
+#[cfg(windows)]
+fn dism_add(
+    program: &Path,
+    wim: &Path,
+    index: u32,
+    stage: &Path,
+    files: &[(&str, &str)],
+    work: &Path,
+) -> Result<()> {
+    let mount = work.join("mount");
+    std::fs::create_dir_all(&mount).with_context(|| format!("creating {}", mount.display()))?;
+    let arg = |prefix: &str, p: &Path| {
+        let mut s = OsString::from(prefix);
+        s.push(p.as_os_str());
+        s
+    };
+    let mount_args = vec![
+        OsString::from("/English"),
+        "/Mount-Image".into(),
+        arg("/ImageFile:", wim),
+        format!("/Index:{index}").into(),
+        arg("/MountDir:", &mount),
+    ];
+    tools::run_program(program, &mount_args, "mounting boot.wim with DISM")?;
+    let copied = (|| -> Result<()> {
+        for (name, in_wim) in files {
+            let host = stage.join(name);
+            let dest = mount.join(in_wim.replace('/', "\\"));
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            std::fs::copy(&host, &dest)
+                .with_context(|| format!("copying {} to {}", host.display(), dest.display()))?;
+        }
+        Ok(())
+    })();
+    let unmount = |how: &str| {
+        let args = vec![
+            OsString::from("/English"),
+            "/Unmount-Image".into(),
+            arg("/MountDir:", &mount),
+            how.into(),
+        ];
+        tools::run_program(program, &args, "unmounting boot.wim with DISM")
+    };
+    match copied {
+        Ok(()) => {
+            unmount("/Commit")?;
+            Ok(())
+        }
+        Err(e) => {
+            if let Err(u) = unmount("/Discard") {
+                return Err(e.context(format!(
+                    "and discarding the mounted image failed too ({u:#}); run dism \
+                     /Cleanup-Mountpoints"
+                )));
+            }
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(image_count: u32, boot_index: u32, parts: (u16, u16)) -> Vec<u8> {
+        let mut h = vec![0u8; WIM_HEADER_SIZE];
+        h[..8].copy_from_slice(WIM_MAGIC);
+        h[8..12].copy_from_slice(&(WIM_HEADER_SIZE as u32).to_le_bytes());
+        h[0x28..0x2A].copy_from_slice(&parts.0.to_le_bytes());
+        h[0x2A..0x2C].copy_from_slice(&parts.1.to_le_bytes());
+        h[0x2C..0x30].copy_from_slice(&image_count.to_le_bytes());
+        h[0x78..0x7C].copy_from_slice(&boot_index.to_le_bytes());
+        h
+    }
+
+    #[test]
+    fn wim_header_checks() {
+        let h = WimHeader::parse(&header(2, 2, (1, 1)), 1000).unwrap();
+        assert_eq!((h.image_count, h.boot_image()), (2, 2));
+        assert_eq!(
+            WimHeader::parse(&header(1, 0, (1, 1)), 1)
+                .unwrap()
+                .boot_image(),
+            1
+        );
+        for (name, bytes, want) in [
+            ("not a WIM", b"PK\x03\x04".to_vec(), "not a WIM"),
+            (
+                "truncated",
+                header(1, 1, (1, 1))[..100].to_vec(),
+                "truncated",
+            ),
+            ("split", header(1, 1, (1, 2)), "split WIM"),
+            ("no images", header(0, 0, (1, 1)), "without images"),
+            ("bad boot index", header(1, 3, (1, 1)), "marks image 3"),
+            ("pipable", b"WLPWM\0\0\0rest".to_vec(), "pipable"),
+        ] {
+            let e = WimHeader::parse(&bytes, 1).unwrap_err().to_string();
+            assert!(e.contains(want), "{name}: {e}");
+        }
+    }
+
+    #[test]
+    fn generated_files() {
+        assert_eq!(
+            winpeshl_ini(),
+            "[LaunchApps]\r\n%SYSTEMROOT%\\System32\\wpeinit.exe\r\n\
+             %SYSTEMROOT%\\System32\\tsforge.exe, boot\r\n"
+        );
+        let ts = tsconfig_ini();
+        assert!(
+            ts.contains(
+                "\r\n[CustomHook]\r\nProgram = \"X:\\Windows\\System32\\tsforge.exe boot\"\r\n"
+            ),
+            "{ts}"
+        );
+    }
+
+    #[test]
+    fn udf_is_recognised_among_the_volume_descriptors() {
+        let dir = tempfile::tempdir().unwrap();
+        let iso = dir.path().join("x.iso");
+        let mut img = vec![0u8; 2048 * 20];
+        img[16 * 2048 + 1..16 * 2048 + 6].copy_from_slice(b"CD001");
+        img[17 * 2048 + 1..17 * 2048 + 6].copy_from_slice(b"BEA01");
+        std::fs::write(&iso, &img).unwrap();
+        assert!(is_iso9660(&iso).unwrap());
+        assert!(!has_udf(&iso).unwrap());
+        img[18 * 2048 + 1..18 * 2048 + 6].copy_from_slice(b"NSR02");
+        std::fs::write(&iso, &img).unwrap();
+        assert!(has_udf(&iso).unwrap());
+        std::fs::write(&iso, b"short").unwrap();
+        assert!(!is_iso9660(&iso).unwrap());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_missing_wim_tool_names_both() {
+        let empty = tempfile::tempdir().unwrap();
+        match WimBackend::find_in(empty.path().as_os_str()) {
+            // Installed in an sbin folder, which is always searched: nothing to check.
+            Ok(_) => eprintln!("SKIP wimlib-imagex is in an sbin folder"),
+            Err(e) => {
+                let e = e.to_string();
+                assert!(e.contains("wimlib-imagex or DISM"), "{e}");
+                assert!(e.contains("apt-get install wimtools"), "{e}");
+                assert!(e.contains("dism is a Windows program"), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn place_follows_the_tree_spelling() {
+        let mut t = MediaTree::new();
+        t.add("boot/bcd", b"x".to_vec()).unwrap();
+        t.add("efi/microsoft/Boot/BCD", b"x".to_vec()).unwrap();
+        assert_eq!(place(&t, ETFSBOOT), "boot/etfsboot.com");
+        assert_eq!(place(&t, EFISYS), "efi/microsoft/Boot/efisys.bin");
+        assert_eq!(place(&MediaTree::new(), EFISYS), EFISYS);
+    }
+}

@@ -1,0 +1,588 @@
+//! `tsforge boot`: what the runner does when a tsforge medium starts it (`docs/media.md`).
+//!
+//! 1. Find the medium (`--medium`, else every mounted volume / drive letter with
+//!    `tsforge/media.toml`). 2. Verify it: the signature when the medium (or `--public-key`)
+//!    names a key, every file's sha256, no file added to `tsforge/`; refuse to run anything
+//!    otherwise. 3. Ask for the media password when there is one; decrypt the secret media
+//!    variables. 4. Run the pre-execution hooks in the medium's order (template's, then the
+//!    medium's), with the console, the boot facts and the media variables; they set variables
+//!    with `tsforge env set`. 5. Select the sequence: `TSForgeSequence` (or ConfigMgr's
+//!    `SMSTSPreferredAdvertID`) set by a hook or the medium, else the medium's default, else a
+//!    menu. 6. Run it, with the medium's `tsforge/packages` as a distribution point.
+
+use crate::engine::{self, RunOptions, RunOutcome};
+use crate::log::{Console, Level, Logger};
+use crate::media::{self, MediaConfig};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Args)]
+pub struct BootConfig {
+    /// The medium's root (default: search the mounted volumes for tsforge/media.toml)
+    #[arg(long, value_name = "DIR")]
+    pub medium: Option<PathBuf>,
+    /// State directory of the run (default: a folder in the boot environment's RAM disk)
+    #[arg(long, value_name = "DIR", env = "TSFORGE_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Start this sequence (by name) without asking
+    #[arg(long, value_name = "NAME")]
+    pub sequence: Option<String>,
+    /// Read the media password from this file instead of asking on the console
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// The ed25519 public key (hex, or a .pub file) the medium must be signed with
+    #[arg(long, value_name = "KEY")]
+    pub public_key: Option<String>,
+    /// On a Restart Computer step, exit with code 3 instead of restarting the machine
+    #[arg(long)]
+    pub no_reboot: bool,
+    /// Set a variable (after the media variables, before the hooks); repeatable
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = crate::cli::parse_var)]
+    pub vars: Vec<(String, String)>,
+}
+
+/// Volumes that may hold the medium.
+fn candidates() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if cfg!(windows) {
+        for l in b'C'..=b'Z' {
+            out.push(PathBuf::from(format!("{}:\\", l as char)));
+        }
+    } else {
+        out.push(PathBuf::from("/medium"));
+        if let Ok(m) = std::fs::read_to_string("/proc/mounts") {
+            for line in m.lines() {
+                if let Some(mp) = line.split_whitespace().nth(1) {
+                    out.push(PathBuf::from(mp.replace("\\040", " ")));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn find_medium() -> Result<PathBuf> {
+    for c in candidates() {
+        if media::find_ci(&c, media::CONFIG_FILE).is_some() {
+            return Ok(c);
+        }
+    }
+    bail!("no tsforge medium found (no mounted volume holds tsforge/media.toml); give one with --medium DIR")
+}
+
+fn default_state_dir() -> PathBuf {
+    if cfg!(windows) {
+        // X: is Windows PE's RAM disk.
+        PathBuf::from(std::env::var("TEMP").unwrap_or_else(|_| "X:\\Windows\\Temp".into()))
+            .join("tsforge")
+    } else {
+        PathBuf::from("/run/tsforge")
+    }
+}
+
+/// Reads one line from standard input (the console); `None` at end of input. Reads byte by
+/// byte from a duplicate of the descriptor, bypassing std's buffered stdin, so whatever
+/// follows the line stays in the pipe for the hooks that read the console next.
+fn read_line(prompt: &str) -> Option<String> {
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    let mut f = raw_stdin()?;
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    loop {
+        match f.read(&mut b) {
+            Ok(0) if line.is_empty() => return None,
+            Ok(0) => break,
+            Ok(_) if b[0] == b'\n' => break,
+            Ok(_) => line.push(b[0]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    Some(
+        String::from_utf8_lossy(&line)
+            .trim_end_matches('\r')
+            .to_string(),
+    )
+}
+
+#[cfg(unix)]
+fn raw_stdin() -> Option<std::fs::File> {
+    use std::os::fd::AsFd;
+    let fd = std::io::stdin().as_fd().try_clone_to_owned().ok()?;
+    Some(std::fs::File::from(fd))
+}
+
+#[cfg(windows)]
+fn raw_stdin() -> Option<std::fs::File> {
+    use std::os::windows::io::AsHandle;
+    let h = std::io::stdin().as_handle().try_clone_to_owned().ok()?;
+    Some(std::fs::File::from(h))
+}
+
+pub fn boot_cmd(c: BootConfig) -> Result<u8> {
+    let root = match &c.medium {
+        Some(m) => m.clone(),
+        None => find_medium()?,
+    };
+    let root = std::path::absolute(&root).unwrap_or(root);
+    let state_dir = c.state_dir.clone().unwrap_or_else(default_state_dir);
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("creating {}", state_dir.display()))?;
+    let mut log = Logger::open(
+        &state_dir,
+        crate::log::cmtrace::DEFAULT_MAX_SIZE,
+        Console::detect(),
+    )
+    .with_context(|| format!("opening the log in {}", state_dir.display()))?;
+    const C: &str = "TSBoot";
+    log.log(
+        Level::Info,
+        C,
+        &format!(
+            "tsforge {} boot: medium {}",
+            env!("CARGO_PKG_VERSION"),
+            root.display()
+        ),
+    );
+
+    // 2. Verify.
+    let pinned = match &c.public_key {
+        Some(k) if Path::new(k).is_file() => Some(
+            std::fs::read_to_string(k)
+                .with_context(|| format!("reading {k}"))?
+                .split_whitespace()
+                .find(|w| !w.starts_with('#'))
+                .unwrap_or("")
+                .to_string(),
+        ),
+        Some(k) => Some(k.clone()),
+        None => None,
+    };
+    let v = media::verify_dir(&root, pinned.as_deref())?;
+    if !v.problems.is_empty() {
+        for p in &v.problems {
+            log.log(Level::Error, C, &format!("Medium check failed: {p}"));
+        }
+        log.say(&format!(
+            "The medium at {} failed its check ({} problem{}); refusing to run it. See {}.",
+            root.display(),
+            v.problems.len(),
+            if v.problems.len() == 1 { "" } else { "s" },
+            state_dir.join("smsts.log").display()
+        ));
+        for p in &v.problems {
+            log.say(&format!("  {p}"));
+        }
+        return Ok(crate::cli::EXIT_ERROR);
+    }
+    log.log(
+        Level::Info,
+        C,
+        &format!(
+            "Medium verified: {} files, {} bytes{}",
+            v.files,
+            v.bytes,
+            v.signed_by
+                .as_deref()
+                .map(|k| format!(", signed by {k}"))
+                .unwrap_or_else(|| ", not signed".into())
+        ),
+    );
+    let cfg_path = media::find_ci(&root, media::CONFIG_FILE).expect("verified above");
+    let cfg = MediaConfig::parse(
+        &std::fs::read_to_string(&cfg_path)?,
+        &cfg_path.display().to_string(),
+    )?;
+
+    // 3. Password and secrets.
+    let mut vars: Vec<(String, String)> = cfg
+        .variables
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut secret_names = Vec::new();
+    if let Some(pv) = &cfg.password {
+        let mut key = None;
+        for attempt in 1..=3 {
+            let pw = match &c.password_file {
+                Some(f) => std::fs::read_to_string(f)
+                    .with_context(|| format!("reading {}", f.display()))?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string(),
+                None => match read_line("Media password: ") {
+                    Some(p) => p,
+                    None => break,
+                },
+            };
+            if let Some(k) = media::check_password(pv, &pw)? {
+                key = Some(k);
+                break;
+            }
+            log.log(
+                Level::Warning,
+                C,
+                &format!("Wrong media password (attempt {attempt} of 3)"),
+            );
+            log.say("Wrong media password.");
+            if c.password_file.is_some() {
+                break;
+            }
+        }
+        let Some(key) = key else {
+            log.log(
+                Level::Error,
+                C,
+                "The media password was not given; stopping",
+            );
+            log.say("The media password is wrong; nothing was run.");
+            return Ok(crate::cli::EXIT_ERROR);
+        };
+        for (name, sealed) in &cfg.secrets {
+            let value = media::open(&key, name, sealed)?;
+            vars.push((name.clone(), value));
+            secret_names.push(name.clone());
+        }
+        log.log(
+            Level::Info,
+            C,
+            &format!(
+                "Media password accepted; {} secret variable(s) decrypted",
+                cfg.secrets.len()
+            ),
+        );
+    }
+    let secret_values: Vec<String> = vars
+        .iter()
+        .filter(|(k, _)| secret_names.contains(k) || crate::vars::is_known_secret(k))
+        .map(|(_, v)| v.clone())
+        .filter(|v| !v.is_empty())
+        .collect();
+    log.set_secrets(secret_values);
+    vars.extend(c.vars.iter().cloned());
+
+    // Boot facts for the hooks.
+    let mut facts = boot_facts(&root);
+    facts.push(("_TSForgeSequences".into(), names(&cfg).replace(", ", ",")));
+    let packages = media::find_ci(&root, "tsforge/packages");
+
+    // 4. Hooks.
+    for (i, h) in cfg.hooks.iter().enumerate() {
+        let path = media::find_ci(&root, &format!("tsforge/{}", h.file))
+            .with_context(|| format!("hook tsforge/{} is missing", h.file))?;
+        log.log(
+            Level::Info,
+            C,
+            &format!(
+                "Running pre-execution hook {} of {}: {} (from the {}; media.toml hooks run in order: template hooks, then the medium's)",
+                i + 1,
+                cfg.hooks.len(),
+                h.file,
+                h.from
+            ),
+        );
+        let env_file = state_dir.join(format!("hook-{}.env", i + 1));
+        let _ = std::fs::remove_file(&env_file);
+        let (code, output) = run_hook(&path, &vars, &facts, &env_file)?;
+        log.log(
+            Level::Info,
+            C,
+            &format!("Hook {} output:\n{}", h.file, output.trim_end()),
+        );
+        if let Ok(text) = std::fs::read_to_string(&env_file) {
+            let (assignments, errors) = crate::envfile::parse(&text);
+            for e in errors {
+                log.log(Level::Warning, C, &format!("{}: {e:?}", env_file.display()));
+            }
+            for (k, v) in assignments {
+                let shown = if crate::vars::is_known_secret(&k) {
+                    crate::vars::MASK.to_string()
+                } else {
+                    v.clone()
+                };
+                log.log(
+                    Level::Info,
+                    C,
+                    &format!("Hook {} set {k} = {shown}", h.file),
+                );
+                vars.retain(|(n, _)| !n.eq_ignore_ascii_case(&k));
+                vars.push((k, v));
+            }
+        }
+        if code != 0 {
+            if h.continue_on_error {
+                log.log(
+                    Level::Warning,
+                    C,
+                    &format!(
+                        "Hook {} exited with {code}; continuing (continue_on_error)",
+                        h.file
+                    ),
+                );
+            } else {
+                log.log(
+                    Level::Error,
+                    C,
+                    &format!("Hook {} exited with {code}; the boot stops", h.file),
+                );
+                log.say(&format!(
+                    "Pre-execution hook {} failed with exit code {code}; nothing else was run.",
+                    h.file
+                ));
+                return Ok(u8::try_from(code)
+                    .ok()
+                    .filter(|c| *c != 0)
+                    .unwrap_or(crate::cli::EXIT_NO));
+            }
+        }
+    }
+
+    // 5. Select.
+    let chosen_var = |name: &str| {
+        vars.iter()
+            .rev()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .filter(|v| !v.is_empty())
+    };
+    let wanted = c
+        .sequence
+        .clone()
+        .or_else(|| chosen_var("TSForgeSequence"))
+        .or_else(|| chosen_var("SMSTSPreferredAdvertID"));
+    let entry = match wanted {
+        Some(w) => cfg
+            .sequences
+            .iter()
+            .find(|s| s.name.eq_ignore_ascii_case(&w))
+            .with_context(|| {
+                format!(
+                    "sequence {w:?} is not on the medium (it has: {})",
+                    names(&cfg)
+                )
+            })?,
+        None => match cfg.default.as_deref().and_then(|d| {
+            cfg.sequences
+                .iter()
+                .find(|s| s.name.eq_ignore_ascii_case(d))
+        }) {
+            Some(e) => e,
+            None => menu(&cfg)?,
+        },
+    };
+    let seq_path = media::find_ci(&root, &format!("tsforge/{}", entry.file))
+        .with_context(|| format!("tsforge/{} is missing", entry.file))?;
+    log.log(
+        Level::Info,
+        C,
+        &format!("Starting task sequence {} ({})", entry.name, entry.file),
+    );
+    log.sync();
+    drop(log);
+
+    // 6. Run.
+    let mut opts = RunOptions::new(&state_dir);
+    opts.vars = vars;
+    opts.vars
+        .push(("_TSForgeMedium".into(), root.display().to_string()));
+    opts.secret_vars = secret_names;
+    opts.no_reboot = c.no_reboot;
+    opts.console = Console::detect();
+    if let Some(p) = packages {
+        opts.targets.content.push(p.display().to_string());
+    }
+    Ok(match engine::run(&seq_path, &opts)? {
+        RunOutcome::Succeeded => crate::cli::EXIT_OK,
+        RunOutcome::Failed => crate::cli::EXIT_NO,
+        RunOutcome::RestartRequested => engine::EXIT_RESTART,
+    })
+}
+
+fn names(cfg: &MediaConfig) -> String {
+    cfg.sequences
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn menu(cfg: &MediaConfig) -> Result<&media::SequenceEntry> {
+    if cfg.sequences.is_empty() {
+        bail!("the medium holds no task sequence");
+    }
+    eprintln!("Task sequences on this medium:");
+    for (i, s) in cfg.sequences.iter().enumerate() {
+        eprintln!("  {}. {}", i + 1, s.name);
+    }
+    for _ in 0..5 {
+        let Some(line) = read_line("Start which one (number or name)? ") else {
+            break;
+        };
+        let t = line.trim();
+        if let Ok(n) = t.parse::<usize>() {
+            if (1..=cfg.sequences.len()).contains(&n) {
+                return Ok(&cfg.sequences[n - 1]);
+            }
+        }
+        if let Some(s) = cfg
+            .sequences
+            .iter()
+            .find(|s| s.name.eq_ignore_ascii_case(t))
+        {
+            return Ok(s);
+        }
+        eprintln!("{t:?} is not one of them.");
+    }
+    bail!("no task sequence was chosen")
+}
+
+/// What hooks know about the machine before they run.
+fn boot_facts(root: &Path) -> Vec<(String, String)> {
+    let uefi = if cfg!(windows) {
+        // Windows PE records the firmware in PEFirmwareType: 1 BIOS, 2 UEFI.
+        std::process::Command::new("reg")
+            .args([
+                "query",
+                r"HKLM\System\CurrentControlSet\Control",
+                "/v",
+                "PEFirmwareType",
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains("0x2"))
+            .unwrap_or(false)
+    } else {
+        Path::new("/sys/firmware/efi").exists()
+    };
+    let disks = crate::disk::select::enumerate()
+        .map(|d| d.len())
+        .unwrap_or(0);
+    let (macs, ips) = network_facts();
+    vec![
+        ("_TSForgeMACAddresses".into(), macs.join(",")),
+        ("_TSForgeIPAddresses".into(), ips.join(",")),
+        (
+            "_SMSTSInWinPE".into(),
+            crate::machine::in_boot_environment().to_string(),
+        ),
+        ("_SMSTSBootUEFI".into(), uefi.to_string()),
+        ("_SMSTSClientGuid".into(), crate::machine::client_guid()),
+        ("_TSForgeMedium".into(), root.display().to_string()),
+        ("_TSForgeDiskCount".into(), disks.to_string()),
+    ]
+}
+
+/// MAC addresses of the network adapters and the machine's IPv4 addresses (loopback left
+/// out), from /sys/class/net and /proc/net/fib_trie on Linux. Windows PE: empty (hooks there
+/// ask `ipconfig`).
+fn network_facts() -> (Vec<String>, Vec<String>) {
+    let mut macs = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/sys/class/net") {
+        let mut names: Vec<_> = rd.flatten().map(|e| e.path()).collect();
+        names.sort();
+        for n in names {
+            if let Ok(m) = std::fs::read_to_string(n.join("address")) {
+                let m = m.trim().to_ascii_uppercase();
+                if m.len() == 17 && m != "00:00:00:00:00:00" && !macs.contains(&m) {
+                    macs.push(m);
+                }
+            }
+        }
+    }
+    let mut ips = Vec::new();
+    if let Ok(t) = std::fs::read_to_string("/proc/net/fib_trie") {
+        let mut last = "";
+        for line in t.lines() {
+            let l = line.trim();
+            if let Some(a) = l.strip_prefix("|-- ") {
+                last = a;
+            } else if l.contains("/32 host LOCAL")
+                && !last.starts_with("127.")
+                && !ips.iter().any(|i| i == last)
+            {
+                ips.push(last.to_string());
+            }
+        }
+    }
+    (macs, ips)
+}
+
+/// Runs one hook with the console as its input; its output is shown and also returned.
+fn run_hook(
+    path: &Path,
+    vars: &[(String, String)],
+    facts: &[(String, String)],
+    env_file: &Path,
+) -> Result<(i64, String)> {
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let mut cmd = match ext.as_str() {
+        "sh" => {
+            let mut c = std::process::Command::new("sh");
+            c.arg(path);
+            c
+        }
+        "cmd" | "bat" => {
+            let mut c = std::process::Command::new("cmd");
+            c.arg("/c").arg(path);
+            c
+        }
+        "ps1" => {
+            let mut c = std::process::Command::new("powershell");
+            c.args(["-NoProfile", "-ExecutionPolicy", "Bypass", "-File"])
+                .arg(path);
+            c
+        }
+        _ => std::process::Command::new(path),
+    };
+    let mut names = Vec::new();
+    for (k, v) in facts.iter().chain(vars.iter()) {
+        cmd.env(k, v);
+        names.push(k.clone());
+    }
+    cmd.env(crate::envfile::ENV_FILE, env_file);
+    cmd.env(crate::envfile::VAR_NAMES, names.join("\n"));
+    if let Some(dir) = crate::actions::exe_dir() {
+        let path_var = std::env::var_os("PATH").unwrap_or_default();
+        let mut paths = vec![dir];
+        paths.extend(std::env::split_paths(&path_var));
+        if let Ok(p) = std::env::join_paths(paths) {
+            cmd.env("PATH", p);
+        }
+    }
+    cmd.stdin(std::process::Stdio::inherit())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting hook {}", path.display()))?;
+    let out = child.stdout.take().expect("piped");
+    let err = child.stderr.take().expect("piped");
+    let t1 = std::thread::spawn(move || tee(out, &mut std::io::stdout()));
+    let t2 = std::thread::spawn(move || tee(err, &mut std::io::stderr()));
+    let status = child.wait()?;
+    let mut text = t1.join().unwrap_or_default();
+    text.push_str(&t2.join().unwrap_or_default());
+    let code = status.code().map(i64::from).unwrap_or(-1);
+    Ok((code, text))
+}
+
+/// Copies `r` to `w` as it arrives (prompts without a newline show at once) and returns it.
+fn tee(mut r: impl Read, w: &mut dyn Write) -> String {
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let _ = w.write_all(&buf[..n]);
+                let _ = w.flush();
+                all.extend_from_slice(&buf[..n]);
+            }
+        }
+    }
+    String::from_utf8_lossy(&all).into_owned()
+}

@@ -1,0 +1,564 @@
+//! The `tsforge/` folder of a boot medium: `media.toml` (sequences, default selection, hooks,
+//! media variables, password verifier, secret variables, signing key), `manifest` (sha256 of
+//! every file on the medium, in `sha256sum` format so `sha256sum -c` checks a medium too) and
+//! `manifest.sig` (ed25519 over the manifest). The builder writes these; the runner's boot flow
+//! and `tsforge media verify` read them. Specification: `docs/media.md`.
+//!
+//! Password: PBKDF2-HMAC-SHA256 (600,000 iterations, 16-byte random salt) derives a 32-byte
+//! key; the medium stores only the salt and sha256("tsforge-verifier" ‖ key), so checking a
+//! guess costs an attacker the full PBKDF2 work. Secret media variables are encrypted with
+//! ChaCha20-Poly1305 under that key (random 12-byte nonce each), never stored in clear.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The folder on every medium.
+pub const MEDIA_DIR: &str = "tsforge";
+pub const CONFIG_FILE: &str = "tsforge/media.toml";
+pub const MANIFEST_FILE: &str = "tsforge/manifest";
+pub const SIGNATURE_FILE: &str = "tsforge/manifest.sig";
+pub const FORMAT: u32 = 1;
+/// PBKDF2 iterations (OWASP's 2023 figure for PBKDF2-HMAC-SHA256).
+pub const PBKDF2_ITERATIONS: u32 = 600_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct MediaConfig {
+    pub format: u32,
+    /// The medium's label.
+    pub name: String,
+    /// Seconds since 1970.
+    pub created: i64,
+    /// The sequence started without a menu (by name), unless a hook chooses another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+    #[serde(default)]
+    pub sequences: Vec<SequenceEntry>,
+    /// Pre-execution hooks, in the order they run: the template's first, then the medium's.
+    #[serde(default)]
+    pub hooks: Vec<HookEntry>,
+    /// Media variables (`--var`), set before the hooks run.
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+    /// Secret media variables: base64 of nonce ‖ ChaCha20-Poly1305 ciphertext.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<PasswordVerifier>,
+    /// The ed25519 public key (hex) the manifest is signed with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SequenceEntry {
+    pub name: String,
+    /// Path on the medium, under `tsforge/`.
+    pub file: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookEntry {
+    /// Path on the medium, under `tsforge/`.
+    pub file: String,
+    /// `template` or `medium`: where the hook came from (logged).
+    pub from: String,
+    #[serde(default)]
+    pub continue_on_error: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordVerifier {
+    pub algorithm: String,
+    pub iterations: u32,
+    /// hex
+    pub salt: String,
+    /// hex of sha256("tsforge-verifier" ‖ key)
+    pub verifier: String,
+}
+
+impl MediaConfig {
+    pub fn parse(text: &str, origin: &str) -> Result<Self> {
+        let c: MediaConfig =
+            toml::from_str(text).with_context(|| format!("{origin} is not a valid media.toml"))?;
+        if c.format > FORMAT {
+            bail!(
+                "{origin}: media format {} is newer than this tsforge reads",
+                c.format
+            );
+        }
+        Ok(c)
+    }
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("media config serializes")
+    }
+}
+
+fn key_from(password: &str, salt: &[u8], iterations: u32) -> [u8; 32] {
+    let mut key = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), salt, iterations, &mut key);
+    key
+}
+
+fn verifier_of(key: &[u8; 32]) -> String {
+    let mut h = Sha256::new();
+    h.update(b"tsforge-verifier");
+    h.update(key);
+    hex(&h.finalize())
+}
+
+/// A new verifier for `password` and the key secrets are encrypted with.
+pub fn new_password(password: &str, iterations: u32) -> Result<(PasswordVerifier, [u8; 32])> {
+    if password.is_empty() {
+        bail!("the media password is empty");
+    }
+    let mut salt = [0u8; 16];
+    getrandom::getrandom(&mut salt).map_err(|e| anyhow::anyhow!("no random numbers: {e}"))?;
+    let key = key_from(password, &salt, iterations);
+    Ok((
+        PasswordVerifier {
+            algorithm: "pbkdf2-sha256".into(),
+            iterations,
+            salt: hex(&salt),
+            verifier: verifier_of(&key),
+        },
+        key,
+    ))
+}
+
+/// The key when `password` is right, `None` when it is wrong.
+pub fn check_password(v: &PasswordVerifier, password: &str) -> Result<Option<[u8; 32]>> {
+    if v.algorithm != "pbkdf2-sha256" {
+        bail!(
+            "media password algorithm {:?} is not supported",
+            v.algorithm
+        );
+    }
+    let salt = unhex(&v.salt).context("media.toml: password salt is not hex")?;
+    let key = key_from(password, &salt, v.iterations);
+    let got = verifier_of(&key);
+    // Constant-time comparison of the verifiers.
+    let same = got.len() == v.verifier.len()
+        && got
+            .bytes()
+            .zip(v.verifier.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    Ok(same.then_some(key))
+}
+
+/// Encrypts a secret variable's value.
+pub fn seal(key: &[u8; 32], name: &str, value: &str) -> Result<String> {
+    use base64::Engine;
+    use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+    let cipher = chacha20poly1305::ChaCha20Poly1305::new(key.into());
+    let mut nonce = [0u8; 12];
+    getrandom::getrandom(&mut nonce).map_err(|e| anyhow::anyhow!("no random numbers: {e}"))?;
+    let ct = cipher
+        .encrypt(
+            (&nonce).into(),
+            Payload {
+                msg: value.as_bytes(),
+                aad: name.as_bytes(),
+            },
+        )
+        .map_err(|_| anyhow::anyhow!("encrypting {name}"))?;
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&ct);
+    Ok(base64::engine::general_purpose::STANDARD.encode(out))
+}
+
+/// Decrypts a secret variable's value (bound to its name).
+pub fn open(key: &[u8; 32], name: &str, sealed: &str) -> Result<String> {
+    use base64::Engine;
+    use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(sealed.trim())
+        .with_context(|| format!("secret variable {name} is not base64"))?;
+    if raw.len() < 12 + 16 {
+        bail!("secret variable {name} is too short to be encrypted data");
+    }
+    let cipher = chacha20poly1305::ChaCha20Poly1305::new(key.into());
+    let pt = cipher
+        .decrypt(
+            raw[..12].into(),
+            Payload {
+                msg: &raw[12..],
+                aad: name.as_bytes(),
+            },
+        )
+        .map_err(|_| {
+            anyhow::anyhow!("secret variable {name} does not decrypt with this password (altered?)")
+        })?;
+    String::from_utf8(pt).with_context(|| format!("secret variable {name} is not UTF-8"))
+}
+
+/// A new ed25519 key pair: (secret key hex, public key hex).
+pub fn keygen() -> Result<(String, String)> {
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed).map_err(|e| anyhow::anyhow!("no random numbers: {e}"))?;
+    let sk = ed25519_dalek::SigningKey::from_bytes(&seed);
+    Ok((hex(&seed), hex(sk.verifying_key().as_bytes())))
+}
+
+/// Reads a key file written by `tsforge keygen` (hex, whitespace and `#` comments ignored).
+pub fn read_key_file(path: &Path) -> Result<[u8; 32]> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let hexpart: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect::<String>()
+        .split_whitespace()
+        .collect();
+    let bytes = unhex(&hexpart)
+        .ok()
+        .filter(|b| b.len() == 32)
+        .with_context(|| format!("{} is not a tsforge key (64 hex digits)", path.display()))?;
+    Ok(bytes.try_into().expect("32 bytes"))
+}
+
+/// Signs `manifest` with the secret key `seed`: (signature, public key hex).
+pub fn sign(seed: &[u8; 32], manifest: &[u8]) -> (Vec<u8>, String) {
+    use ed25519_dalek::Signer;
+    let sk = ed25519_dalek::SigningKey::from_bytes(seed);
+    let sig = sk.sign(manifest);
+    (sig.to_bytes().to_vec(), hex(sk.verifying_key().as_bytes()))
+}
+
+/// Checks `sig` over `manifest` with the public key `public_hex`.
+pub fn verify_signature(public_hex: &str, manifest: &[u8], sig: &[u8]) -> Result<()> {
+    use ed25519_dalek::Verifier;
+    let pk: [u8; 32] = unhex(public_hex.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .context("the public key is not 64 hex digits")?;
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&pk).context("not an ed25519 public key")?;
+    let sig: [u8; 64] = sig
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("{SIGNATURE_FILE} is not a 64-byte ed25519 signature"))?;
+    key.verify(manifest, &ed25519_dalek::Signature::from_bytes(&sig))
+        .map_err(|_| anyhow::anyhow!("{SIGNATURE_FILE} does not match {MANIFEST_FILE} (the manifest was changed, or signed with another key)"))
+}
+
+/// One manifest line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestEntry {
+    pub sha256: String,
+    pub path: String,
+}
+
+/// `sha256  path` lines (sha256sum's format), sorted by path.
+pub fn format_manifest(entries: &[ManifestEntry]) -> Vec<u8> {
+    let mut sorted = entries.to_vec();
+    sorted.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut out = String::new();
+    for e in sorted {
+        out.push_str(&e.sha256);
+        out.push_str("  ");
+        out.push_str(&e.path);
+        out.push('\n');
+    }
+    out.into_bytes()
+}
+
+pub fn parse_manifest(bytes: &[u8]) -> Result<Vec<ManifestEntry>> {
+    let text = std::str::from_utf8(bytes).context("tsforge/manifest is not UTF-8")?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        let (h, p) = line
+            .split_once("  ")
+            .with_context(|| format!("tsforge/manifest line {}: expected `SHA256  PATH`", i + 1))?;
+        if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!("tsforge/manifest line {}: {h:?} is not a sha256", i + 1);
+        }
+        if p.is_empty() || p.starts_with('/') || p.split('/').any(|c| c == ".." || c.is_empty()) {
+            bail!(
+                "tsforge/manifest line {}: {p:?} is not a path on the medium",
+                i + 1
+            );
+        }
+        out.push(ManifestEntry {
+            sha256: h.to_ascii_lowercase(),
+            path: p.to_string(),
+        });
+    }
+    Ok(out)
+}
+
+/// The outcome of [`verify_dir`].
+#[derive(Debug, Clone, Default)]
+pub struct Verified {
+    pub files: usize,
+    pub bytes: u64,
+    pub signed_by: Option<String>,
+    /// Problems, each naming the file; empty when the medium is intact.
+    pub problems: Vec<String>,
+}
+
+/// Checks a medium mounted or copied at `root`: the signature (when media.toml names a key,
+/// or `pinned_key` is given — then it must match), every manifest file's sha256, and that
+/// `tsforge/` holds no file the manifest does not list.
+pub fn verify_dir(root: &Path, pinned_key: Option<&str>) -> Result<Verified> {
+    let cfg_path = find_ci(root, CONFIG_FILE).with_context(|| {
+        format!(
+            "{} has no {CONFIG_FILE}: not a tsforge medium",
+            root.display()
+        )
+    })?;
+    let cfg = MediaConfig::parse(
+        &std::fs::read_to_string(&cfg_path)
+            .with_context(|| format!("reading {}", cfg_path.display()))?,
+        &cfg_path.display().to_string(),
+    )?;
+    let man_path = find_ci(root, MANIFEST_FILE)
+        .with_context(|| format!("{} has no {MANIFEST_FILE}", root.display()))?;
+    let manifest = std::fs::read(&man_path)?;
+    let mut v = Verified::default();
+    let key = match (pinned_key, cfg.public_key.as_deref()) {
+        (Some(p), Some(c)) if !p.trim().eq_ignore_ascii_case(c.trim()) => {
+            v.problems.push(format!(
+                "{CONFIG_FILE} names public key {c}, not the expected {}",
+                p.trim()
+            ));
+            Some(p.trim().to_string())
+        }
+        (Some(p), _) => Some(p.trim().to_string()),
+        (None, c) => c.map(str::to_string),
+    };
+    if let Some(k) = &key {
+        match find_ci(root, SIGNATURE_FILE) {
+            None => v.problems.push(format!(
+                "{SIGNATURE_FILE} is missing (the medium must be signed)"
+            )),
+            Some(sp) => {
+                let sig = std::fs::read(&sp)?;
+                match verify_signature(k, &manifest, &sig) {
+                    Ok(()) => v.signed_by = Some(k.clone()),
+                    Err(e) => v.problems.push(format!("{e:#}")),
+                }
+            }
+        }
+    }
+    let entries = parse_manifest(&manifest)?;
+    let mut listed = std::collections::HashSet::new();
+    for e in &entries {
+        listed.insert(e.path.to_ascii_lowercase());
+        let Some(p) = find_ci(root, &e.path) else {
+            v.problems.push(format!("{}: missing", e.path));
+            continue;
+        };
+        match sha256_file(&p) {
+            Ok((h, n)) => {
+                v.files += 1;
+                v.bytes += n;
+                if h != e.sha256 {
+                    v.problems.push(format!(
+                        "{}: sha256 {h} does not match the manifest ({})",
+                        e.path, e.sha256
+                    ));
+                }
+            }
+            Err(err) => v.problems.push(format!("{}: {err}", e.path)),
+        }
+    }
+    // Files added to tsforge/ after the build.
+    let own = [MANIFEST_FILE, SIGNATURE_FILE];
+    if let Some(dir) = find_ci(root, MEDIA_DIR) {
+        let mut found = Vec::new();
+        walk_rel(&dir, MEDIA_DIR, &mut found);
+        for f in found {
+            let l = f.to_ascii_lowercase();
+            if !listed.contains(&l) && !own.iter().any(|o| o.eq_ignore_ascii_case(&f)) {
+                v.problems
+                    .push(format!("{f}: not in the manifest (added after the build)"));
+            }
+        }
+    }
+    Ok(v)
+}
+
+fn walk_rel(dir: &Path, rel: &str, out: &mut Vec<String>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let r = format!("{rel}/{name}");
+        if e.path().is_dir() {
+            walk_rel(&e.path(), &r, out);
+        } else {
+            out.push(r);
+        }
+    }
+}
+
+/// `rel` under `root`, matching each component ignoring ASCII case (FAT and ISO media).
+pub fn find_ci(root: &Path, rel: &str) -> Option<PathBuf> {
+    let mut cur = root.to_path_buf();
+    for comp in rel.split('/') {
+        let direct = cur.join(comp);
+        if direct.exists() {
+            cur = direct;
+            continue;
+        }
+        let rd = std::fs::read_dir(&cur).ok()?;
+        cur = rd
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().eq_ignore_ascii_case(comp))?
+            .path();
+    }
+    Some(cur)
+}
+
+/// sha256 (hex) and size of a file.
+pub fn sha256_file(p: &Path) -> std::io::Result<(String, u64)> {
+    let mut f = std::fs::File::open(p)?;
+    let mut h = Sha256::new();
+    let n = std::io::copy(&mut f, &mut h)?;
+    Ok((hex(&h.finalize()), n))
+}
+
+fn hex(d: &[u8]) -> String {
+    crate::content::manifest::hex(d)
+}
+
+fn unhex(s: &str) -> Result<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        bail!("odd number of hex digits");
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|_| anyhow::anyhow!("not hex")))
+        .collect()
+}
+
+/// A folder holding the medium's files: `medium` itself when it is a folder; for an ISO, its
+/// files extracted into `scratch` with `xorriso`; for a USB disk image (MBR, GPT or a bare FAT
+/// file system), the files of the FAT partition that holds `tsforge/media.toml`, read with
+/// tsforge's own FAT reader into `scratch`.
+pub fn materialize(medium: &Path, scratch: &Path) -> Result<PathBuf> {
+    let meta =
+        std::fs::metadata(medium).with_context(|| format!("reading {}", medium.display()))?;
+    if meta.is_dir() {
+        return Ok(medium.to_path_buf());
+    }
+    let mut head = vec![0u8; 32774];
+    {
+        use std::io::Read;
+        let mut f = std::fs::File::open(medium)?;
+        let mut n = 0;
+        while n < head.len() {
+            match f.read(&mut head[n..])? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        head.truncate(n);
+    }
+    if head.get(32769..32774) == Some(b"CD001") {
+        let xorriso = crate::tools::which("xorriso").with_context(|| {
+            format!(
+                "{} is an ISO image; reading it needs xorriso (apt-get install xorriso)",
+                medium.display()
+            )
+        })?;
+        let out = std::process::Command::new(xorriso)
+            .args(["-osirrox", "on", "-indev"])
+            .arg(medium)
+            .args(["-extract", "/"])
+            .arg(scratch)
+            .output()
+            .context("running xorriso")?;
+        if !out.status.success() {
+            bail!(
+                "xorriso could not read {}: {}",
+                medium.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        return Ok(scratch.to_path_buf());
+    }
+    let disk = crate::disk::Disk::open(medium, false)?;
+    let mut ranges = Vec::new();
+    if let Ok(Some(t)) = crate::disk::layout::read_table(&disk) {
+        for p in t.partitions {
+            ranges.push((
+                format!("partition {}", p.number),
+                disk.range(p.start, p.len)?,
+            ));
+        }
+    }
+    ranges.push(("the whole image".to_string(), disk.whole()?));
+    for (what, r) in ranges {
+        let Ok(fs) = crate::disk::fat::open(r) else {
+            continue;
+        };
+        if fs.open_file(CONFIG_FILE).is_ok() {
+            crate::image::fat::extract_to_dir(&fs, scratch)
+                .with_context(|| format!("reading {what} of {}", medium.display()))?;
+            return Ok(scratch.to_path_buf());
+        }
+    }
+    bail!(
+        "{} is neither a folder, an ISO, nor a disk image with a FAT file system holding {CONFIG_FILE}",
+        medium.display()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_and_secrets() {
+        let (v, key) = new_password("correct horse", 1000).unwrap();
+        assert!(check_password(&v, "wrong").unwrap().is_none());
+        let k2 = check_password(&v, "correct horse").unwrap().unwrap();
+        assert_eq!(k2, key);
+        let sealed = seal(&key, "DomainJoinPassword", "s3cret!").unwrap();
+        assert!(!sealed.contains("s3cret"));
+        assert_eq!(
+            open(&key, "DomainJoinPassword", &sealed).unwrap(),
+            "s3cret!"
+        );
+        // Bound to the name: moving a secret to another variable fails.
+        assert!(open(&key, "Other", &sealed).is_err());
+        let (_, other) = new_password("x", 1000).unwrap();
+        assert!(open(&other, "DomainJoinPassword", &sealed).is_err());
+    }
+
+    #[test]
+    fn signatures() {
+        let (sk, pk) = keygen().unwrap();
+        let seed: [u8; 32] = unhex(&sk).unwrap().try_into().unwrap();
+        let (sig, pk2) = sign(&seed, b"abc  x\n");
+        assert_eq!(pk, pk2);
+        verify_signature(&pk, b"abc  x\n", &sig).unwrap();
+        assert!(verify_signature(&pk, b"abd  x\n", &sig).is_err());
+    }
+
+    #[test]
+    fn manifest_roundtrip() {
+        let e = vec![
+            ManifestEntry {
+                sha256: "b".repeat(64),
+                path: "z/y".into(),
+            },
+            ManifestEntry {
+                sha256: "a".repeat(64),
+                path: "a b/c".into(),
+            },
+        ];
+        let bytes = format_manifest(&e);
+        assert!(bytes.starts_with(format!("{}  a b/c\n", "a".repeat(64)).as_bytes()));
+        assert_eq!(parse_manifest(&bytes).unwrap().len(), 2);
+        assert!(parse_manifest(b"xyz  a\n").is_err());
+        assert!(parse_manifest(format!("{}  ../x\n", "a".repeat(64)).as_bytes()).is_err());
+    }
+}

@@ -1,0 +1,250 @@
+//! `tsforge boot` without a machine: a folder medium assembled by the builder's media core,
+//! with a pre-execution hook that reads the console, a media password and a secret variable,
+//! a signature; tampering and a wrong password stop it before anything runs.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use tsforge_builder::media::{assemble, MediaOptions};
+use tsforge_builder::tree::MediaTree;
+
+mod common;
+use common::tool;
+
+const DEPLOY: &str = r#"
+name: Deploy
+steps:
+  - name: Record the name and the join account
+    run: echo "%OSDComputerName% %DomainJoinPassword% %Site%" > "%OUT%/deploy.txt"
+"#;
+
+const CAPTURE: &str = r#"
+name: Capture
+steps:
+  - name: Record
+    run: echo capture > "%OUT%/capture.txt"
+"#;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A folder medium with two sequences, the sample computer-name hook, a password and a secret.
+fn make_medium(d: &Path, sign: Option<[u8; 32]>) -> PathBuf {
+    std::fs::write(d.join("deploy.yaml"), DEPLOY).unwrap();
+    std::fs::write(d.join("capture.yaml"), CAPTURE).unwrap();
+    let mut tree = MediaTree::new();
+    tree.add("boot/placeholder.txt", b"template file".to_vec())
+        .unwrap();
+    let opts = MediaOptions {
+        name: "Test medium".into(),
+        sequences: vec![d.join("deploy.yaml"), d.join("capture.yaml")],
+        default: None,
+        hooks: vec![repo().join("hooks/ask-computer-name.sh")],
+        vars: vec![
+            ("Site".into(), "LAB".into()),
+            ("OUT".into(), d.join("out").display().to_string()),
+        ],
+        secrets: vec![("DomainJoinPassword".into(), "Pa55-w0rd!".into())],
+        password: Some("open sesame".into()),
+        signing_key: sign,
+        epoch: 1_700_000_000,
+        iterations: 1000,
+        ..Default::default()
+    };
+    let cfg = assemble(&mut tree, &opts).unwrap();
+    assert!(cfg.password.is_some());
+    let medium = d.join("medium");
+    tree.write_to_dir(&medium).unwrap();
+    std::fs::create_dir_all(d.join("out")).unwrap();
+    medium
+}
+
+fn boot(d: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tsforge"))
+        .arg("boot")
+        .args(args)
+        .current_dir(d)
+        .env("TSFORGE_MACHINE_DIR", d.join("machine"))
+        .env_remove("TSFORGE_STATE_DIR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn tsforge(d: &Path, args: &[&str]) -> (i32, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_tsforge"))
+        .args(args)
+        .current_dir(d)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+#[test]
+fn boot_asks_password_runs_the_hook_and_the_chosen_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let medium = make_medium(d, None);
+    // The medium stores no secret in clear.
+    let toml = std::fs::read_to_string(medium.join("tsforge/media.toml")).unwrap();
+    assert!(
+        !toml.contains("Pa55-w0rd!") && !toml.contains("open sesame"),
+        "{toml}"
+    );
+    // An independent check of the manifest.
+    if let Some(sha) = tool("sha256sum") {
+        let o = Command::new(sha)
+            .args(["-c", "--quiet", "tsforge/manifest"])
+            .current_dir(&medium)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    }
+    let (code, out) = tsforge(d, &["media", "verify", "medium"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = tsforge(d, &["media", "inspect", "medium"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("sequence deploy")
+            && out.contains("secret variable DomainJoinPassword (encrypted)"),
+        "{out}"
+    );
+
+    // Console: the password, the hook's computer name, then the menu's choice.
+    let (code, out, err) = boot(
+        d,
+        &["--medium", "medium", "--state-dir", "state"],
+        "open sesame\nPC-042\n1\n",
+    );
+    let log = std::fs::read_to_string(d.join("state/smsts.log")).unwrap_or_default();
+    assert_eq!(code, 0, "{out}\n{err}\n{log}");
+    assert_eq!(
+        std::fs::read_to_string(d.join("out/deploy.txt"))
+            .unwrap()
+            .trim(),
+        "PC-042 Pa55-w0rd! LAB"
+    );
+    assert!(!d.join("out/capture.txt").exists());
+    assert!(err.contains("Computer name: "), "{err}");
+    assert!(
+        err.contains("1. deploy") && err.contains("2. capture"),
+        "{err}"
+    );
+    // The log says which hook ran, from where; the secret never appears.
+    assert!(
+        log.contains("hooks/01-ask-computer-name.sh (from the medium"),
+        "{log}"
+    );
+    assert!(
+        log.contains("Hook hooks/01-ask-computer-name.sh set OSDComputerName = PC-042"),
+        "{log}"
+    );
+    assert!(!log.contains("Pa55-w0rd!"), "{log}");
+    assert!(!log.contains("open sesame"), "{log}");
+}
+
+#[test]
+fn boot_refuses_a_tampered_medium_and_a_wrong_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let medium = make_medium(d, None);
+    // Wrong password three times: nothing runs.
+    let (code, _, err) = boot(
+        d,
+        &["--medium", "medium", "--state-dir", "s1"],
+        "no\nnope\nstill no\nPC-042\n1\n",
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("Wrong media password") && err.contains("nothing was run"),
+        "{err}"
+    );
+    assert!(!d.join("out/deploy.txt").exists());
+
+    // One changed byte in a sequence: named, refused, nothing runs.
+    let seq = medium.join("tsforge/sequences/deploy.yaml");
+    let text = std::fs::read_to_string(&seq)
+        .unwrap()
+        .replace("Record", "Rekord");
+    std::fs::write(&seq, text).unwrap();
+    let (code, out) = tsforge(d, &["media", "verify", "medium"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("tsforge/sequences/deploy.yaml: sha256"),
+        "{out}"
+    );
+    let (code, _, err) = boot(
+        d,
+        &["--medium", "medium", "--state-dir", "s2"],
+        "open sesame\nPC-042\n1\n",
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("refusing to run it") && err.contains("deploy.yaml"),
+        "{err}"
+    );
+    assert!(!d.join("out/deploy.txt").exists());
+
+    // A file added to tsforge/ is named too.
+    std::fs::write(medium.join("tsforge/hooks/evil.sh"), "echo hi").unwrap();
+    let (code, out) = tsforge(d, &["media", "verify", "medium"]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("tsforge/hooks/evil.sh: not in the manifest"),
+        "{out}"
+    );
+}
+
+#[test]
+fn signed_medium_verifies_and_a_pinned_key_must_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (code, out) = tsforge(d, &["keygen", "-o", "media"]);
+    assert_eq!(code, 0, "{out}");
+    let key = tsforge_builder::runtime::media::read_key_file(&d.join("media.key")).unwrap();
+    let medium = make_medium(d, Some(key));
+    assert!(medium.join("tsforge/manifest.sig").exists());
+    let (code, out) = tsforge(
+        d,
+        &["media", "verify", "medium", "--public-key", "media.pub"],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("signed by"), "{out}");
+    // Another key pair: refused.
+    tsforge(d, &["keygen", "-o", "other"]);
+    let (code, out) = tsforge(
+        d,
+        &["media", "verify", "medium", "--public-key", "other.pub"],
+    );
+    assert_eq!(code, 1, "{out}");
+    // A re-written manifest (files changed, manifest recomputed) fails the signature.
+    let man = medium.join("tsforge/manifest");
+    let mut m = std::fs::read(&man).unwrap();
+    m.extend_from_slice(format!("{}  extra.txt\n", "0".repeat(64)).as_bytes());
+    std::fs::write(&man, m).unwrap();
+    let (code, out) = tsforge(d, &["media", "verify", "medium"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("does not match tsforge/manifest"), "{out}");
+}
