@@ -35,6 +35,8 @@ set -euo pipefail
 #   syslinux         the syslinux installer that makes linux USB media boot on BIOS
 #   isolinux         isolinux.bin and isohdpfx.bin: BIOS boot of linux ISOs (and isohybrid)
 #   syslinux-common  ldlinux.c32 and mbr.bin/gptmbr.bin for syslinux and isolinux
+#   qemu-system-x86 ovmf   the opt-in boot tests of linux media (builder/tests/linux_template.rs,
+#                    `-- --ignored`): direct kernel, OVMF + systemd-boot, ISO by BIOS and UEFI
 DEBIAN_PACKAGES=(
     mingw-w64
     wine
@@ -64,6 +66,9 @@ DEBIAN_PACKAGES=(
     linux-image-amd64
     busybox-static
     systemd-boot-efi
+    # The opt-in boot tests of linux media (builder/tests/linux_template.rs, `-- --ignored`).
+    qemu-system-x86
+    ovmf
 )
 RUST_TARGETS=(x86_64-pc-windows-gnu)
 RUST_COMPONENTS=(clippy rustfmt)

@@ -414,8 +414,16 @@ fn bad_sources_name_what_is_missing() {
 
     assert!(err(&tmp.path().join("nope")).contains("nope"));
 
-    // Through prepare, with a runner that is not a Linux executable.
+    // Through prepare: a source without a kernel, then a runner that is not a Linux executable.
     if host_ready().is_some() {
+        let empty = tmp.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        let Err(e) = linux::prepare(&input(&tmp.path().join("work0"), Some(empty))) else {
+            panic!("a source without a kernel was accepted")
+        };
+        let e = format!("{e:#}");
+        assert!(e.contains("empty") && e.contains("holds no kernel"), "{e}");
+
         std::fs::create_dir_all(tmp.path().join("lib/modules/1.2.3")).unwrap();
         std::fs::write(tmp.path().join("lib/modules/1.2.3/modules.dep"), "").unwrap();
         let mut inp = input(&tmp.path().join("work"), Some(tmp.path().to_path_buf()));
@@ -476,4 +484,235 @@ fn template_toml_matches_the_code() {
     let cmd = start.split(" /medium").next().unwrap();
     assert!(linux::INIT.contains(cmd), "/init does not run {cmd:?}");
     assert!(linux::INIT.contains("tsforge/media.toml"));
+}
+
+/// Opt-in boot test (`cargo test -p tsforge-builder --test linux_template -- --ignored`):
+/// QEMU boots the kernel and initramfs with a virtio disk holding a FAT medium
+/// (`tsforge/media.toml`). The runner is `/usr/bin/echo` (a dynamic glibc program, like a
+/// `cargo build` of tsforge), so the console shows the command `/init` ran, its exit code, and
+/// then QEMU ends because `/init` powered off.
+#[test]
+#[ignore = "boots QEMU (about a minute without KVM); run with --ignored"]
+fn qemu_boots_to_the_runner() {
+    if host_ready().is_none() {
+        return;
+    }
+    let Some(qemu) = tool("qemu-system-x86_64") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (work, medium) = echo_runner_and_medium(tmp.path());
+
+    let mut cmd = Command::new("timeout");
+    cmd.arg("300").arg(qemu);
+    cmd.args(["-m", "512", "-nographic", "-no-reboot", "-kernel"])
+        .arg(linux::find_kernel_in(Path::new("/")).unwrap().image)
+        .arg("-initrd")
+        .arg(work.join("initrd.img"))
+        .args(["-append", "console=ttyS0,115200", "-drive"])
+        .arg(format!("file={},if=virtio,format=raw", medium.display()));
+    // Plain emulation (TCG), not KVM: on the nested-virtualization machines this was written
+    // on, KVM guests hang right after the boot loader, and TCG boots in well under a minute.
+    let out = run(&mut cmd);
+    eprintln!("{out}");
+    assert!(out.contains("tsforge: medium found on /dev/vda"), "{out}");
+    assert!(out.contains("boot --medium /medium"), "{out}");
+    assert!(
+        out.contains("tsforge: the runner exited with code 0"),
+        "{out}"
+    );
+}
+
+/// Prepare with `/usr/bin/echo` as the runner into `dir/work`, and make a FAT disk image
+/// holding `tsforge/media.toml`: (work folder, medium image).
+fn echo_runner_and_medium(dir: &Path) -> (PathBuf, PathBuf) {
+    let work = dir.join("work");
+    let mut inp = input(&work, None);
+    inp.runner = PathBuf::from("/usr/bin/echo");
+    linux::prepare(&inp).unwrap();
+    let medium_dir = dir.join("medium");
+    std::fs::create_dir_all(medium_dir.join("tsforge")).unwrap();
+    std::fs::write(medium_dir.join("tsforge/media.toml"), "# test medium\n").unwrap();
+    let medium = dir.join("medium.img");
+    let disk = tsforge_runtime::disk::Disk::create_image(&medium, 8 << 20).unwrap();
+    tsforge_runtime::disk::fatbuild::build(disk.whole().unwrap(), &medium_dir, "TSFORGE", None)
+        .unwrap();
+    drop(disk);
+    (work, medium)
+}
+
+/// Opt-in UEFI boot test: OVMF boots `tsforge/boot/efi.img` as a disk, so the firmware starts
+/// `EFI/BOOT/BOOTX64.EFI` (systemd-boot), which reads `loader/` and loads kernel and initrd from
+/// the image. The entry's options are first replaced (with mtools, in a copy) by a serial-only
+/// console, because the template's `console=tty0` (last, so the screen) sends `/init`'s output
+/// where `-nographic` cannot show it.
+#[test]
+#[ignore = "boots QEMU with OVMF; run with --ignored"]
+fn qemu_uefi_boots_the_efi_image() {
+    if host_ready().is_none() {
+        return;
+    }
+    let (Some(qemu), Some(mcopy)) = (tool("qemu-system-x86_64"), tool("mcopy")) else {
+        return;
+    };
+    let ovmf = Path::new("/usr/share/OVMF/OVMF_CODE.fd");
+    if !ovmf.is_file() {
+        if std::env::var("TSFORGE_REQUIRE_TOOLS").is_ok_and(|v| v == "1") {
+            panic!("{} is missing: apt-get install ovmf", ovmf.display());
+        }
+        eprintln!(
+            "SKIP {}: not installed (apt-get install ovmf)",
+            ovmf.display()
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (work, medium) = echo_runner_and_medium(tmp.path());
+    let efi = tmp.path().join("efi-copy.img");
+    std::fs::copy(work.join("efi.img"), &efi).unwrap();
+    let entry = tmp.path().join("tsforge.conf");
+    std::fs::write(
+        &entry,
+        "title tsforge\nlinux /tsforge/boot/vmlinuz\ninitrd /tsforge/boot/initrd.img\noptions console=ttyS0,115200\n",
+    )
+    .unwrap();
+    run(Command::new(mcopy)
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-o", "-i"])
+        .arg(&efi)
+        .arg(&entry)
+        .arg("::/loader/entries/tsforge.conf"));
+    let vars = tmp.path().join("OVMF_VARS.fd");
+    std::fs::copy("/usr/share/OVMF/OVMF_VARS.fd", &vars).unwrap();
+
+    let mut cmd = Command::new("timeout");
+    cmd.arg("300").arg(qemu);
+    cmd.args(["-m", "512", "-nographic", "-no-reboot", "-drive"])
+        .arg(format!(
+            "if=pflash,format=raw,readonly=on,file={}",
+            ovmf.display()
+        ))
+        .arg("-drive")
+        .arg(format!("if=pflash,format=raw,file={}", vars.display()))
+        .arg("-drive")
+        .arg(format!("file={},if=virtio,format=raw", efi.display()))
+        .arg("-drive")
+        .arg(format!("file={},if=virtio,format=raw", medium.display()));
+    let out = run(&mut cmd);
+    eprintln!("{out}");
+    assert!(out.contains("tsforge: medium found on /dev/vd"), "{out}");
+    assert!(
+        out.contains("tsforge: the runner exited with code 0"),
+        "{out}"
+    );
+}
+
+/// Opt-in ISO boot test: the prepared tree plus `tsforge/media.toml`, written by
+/// `tsforge_builder::iso` with the El Torito entries and hybrid MBR the [`BootSpec`] names,
+/// boots in QEMU from a CD-ROM under BIOS (isolinux) and, with OVMF, under UEFI (systemd-boot
+/// in `efi.img`), and `/init` finds the medium on the CD (sr_mod, cdrom, isofs). As in the
+/// UEFI test, the boot configurations get a serial-only console first (isolinux.cfg in the
+/// tree; the entry inside a copy of efi.img, with mtools).
+///
+/// [`BootSpec`]: tsforge_builder::template::BootSpec
+#[test]
+#[ignore = "boots QEMU twice; run with --ignored"]
+fn qemu_iso_boots_bios_and_uefi() {
+    use tsforge_builder::iso::{BiosBoot, Hybrid, IsoBuilder, IsoOptions, UefiBoot};
+    if host_ready().is_none() {
+        return;
+    }
+    let (Some(qemu), Some(mcopy)) = (tool("qemu-system-x86_64"), tool("mcopy")) else {
+        return;
+    };
+    let ovmf = Path::new("/usr/share/OVMF/OVMF_CODE.fd");
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    let mut inp = input(&work, None);
+    inp.runner = PathBuf::from("/usr/bin/echo");
+    let mut prepared = linux::prepare(&inp).unwrap();
+
+    let serial = "console=ttyS0,115200";
+    let cfg = format!(
+        "DEFAULT tsforge\nPROMPT 0\nTIMEOUT 0\nLABEL tsforge\n  KERNEL /tsforge/boot/vmlinuz\n  APPEND initrd=/tsforge/boot/initrd.img {serial}\n"
+    );
+    prepared
+        .tree
+        .add("isolinux/isolinux.cfg", cfg.into_bytes())
+        .unwrap();
+    let efi = tmp.path().join("efi-copy.img");
+    std::fs::copy(work.join("efi.img"), &efi).unwrap();
+    let entry = tmp.path().join("tsforge.conf");
+    std::fs::write(
+        &entry,
+        format!("title tsforge\nlinux /tsforge/boot/vmlinuz\ninitrd /tsforge/boot/initrd.img\noptions {serial}\n"),
+    )
+    .unwrap();
+    run(Command::new(mcopy)
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-o", "-i"])
+        .arg(&efi)
+        .arg(&entry)
+        .arg("::/loader/entries/tsforge.conf"));
+    let boot = &prepared.boot;
+    prepared
+        .tree
+        .add(boot.iso_uefi_image.as_deref().unwrap(), efi.as_path())
+        .unwrap();
+    prepared
+        .tree
+        .add("tsforge/media.toml", b"# test medium\n".to_vec())
+        .unwrap();
+
+    let mut options = IsoOptions::new("TSFORGE", T0);
+    let bios = boot.iso_bios.as_ref().unwrap();
+    assert!(bios.isolinux);
+    options.bios_boot = Some(BiosBoot::isolinux(bios.image.clone()));
+    options.uefi_boot = Some(UefiBoot::new(boot.iso_uefi_image.clone().unwrap()));
+    options.hybrid = Some(Hybrid {
+        boot_code: Some(std::fs::read(boot.iso_hybrid_mbr.as_ref().unwrap()).unwrap()),
+    });
+    let mut iso = IsoBuilder::new(options);
+    for (path, source) in prepared.tree.iter() {
+        iso.add_file(path, source.clone()).unwrap();
+    }
+    let iso_path = tmp.path().join("tsforge.iso");
+    iso.plan()
+        .unwrap()
+        .write(std::fs::File::create(&iso_path).unwrap(), |_, _| {})
+        .unwrap();
+
+    let boot_cd = |uefi: bool| {
+        let mut cmd = Command::new("timeout");
+        cmd.arg("300").arg(&qemu);
+        cmd.args(["-m", "512", "-nographic", "-no-reboot", "-cdrom"])
+            .arg(&iso_path);
+        if uefi {
+            let vars = tmp.path().join("OVMF_VARS.fd");
+            std::fs::copy("/usr/share/OVMF/OVMF_VARS.fd", &vars).unwrap();
+            cmd.arg("-drive")
+                .arg(format!(
+                    "if=pflash,format=raw,readonly=on,file={}",
+                    ovmf.display()
+                ))
+                .arg("-drive")
+                .arg(format!("if=pflash,format=raw,file={}", vars.display()));
+        }
+        let out = run(&mut cmd);
+        eprintln!("{out}");
+        assert!(out.contains("tsforge: medium found on /dev/sr0"), "{out}");
+        assert!(
+            out.contains("tsforge: the runner exited with code 0"),
+            "{out}"
+        );
+    };
+    boot_cd(false);
+    if ovmf.is_file() {
+        boot_cd(true);
+    } else {
+        eprintln!(
+            "SKIP UEFI: {} is missing (apt-get install ovmf)",
+            ovmf.display()
+        );
+    }
 }

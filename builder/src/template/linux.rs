@@ -11,15 +11,16 @@
 //! modules.dep`, which is not necessarily the running kernel. Versions compare by their
 //! numeric parts (`6.10` after `6.9`).
 //!
-//! **Drivers.** [`MODULES`] (virtio, SATA/AHCI, SCSI disks and CD-ROMs, USB storage, common
-//! network cards, FAT and ISO 9660 with their code pages) and everything `modules.dep` says
-//! they need go into `/lib/modules/<version>/…`, listed in load order (every module after its
-//! dependencies) in `/etc/tsforge/modules`, which `/init` feeds to `insmod`. A module that is
-//! built into the kernel (`modules.builtin`) or missing from it is skipped, not an error.
-//! Compressed modules (`.ko.xz`, `.ko.zst`, `.ko.gz`) are decompressed at build time: busybox
-//! `insmod` passes the file to `init_module` as it is, and the kernel only decompresses
-//! modules itself when built with `CONFIG_MODULE_DECOMPRESS`. Debian 12 ships plain `.ko`;
-//! Debian 13 ships `.ko.xz`.
+//! **Drivers.** [`MODULES`] (virtio, SATA/AHCI/IDE, NVMe, SCSI disks and CD-ROMs, USB storage
+//! and keyboards, common network cards, FAT and ISO 9660 with their code pages and character
+//! sets) and everything `modules.dep` says they need go into `/lib/modules/<version>/…`,
+//! listed in load order (every module after its dependencies) in `/etc/tsforge/modules`,
+//! which `/init` feeds to `insmod`. A module that is built into the kernel (`modules.builtin`)
+//! or missing from it is skipped, not an error. Compressed modules (`.ko.xz`, `.ko.zst`,
+//! `.ko.gz`) are decompressed at build time, so loading them depends neither on the kernel
+//! decompressing modules itself (`CONFIG_MODULE_DECOMPRESS`) nor on the formats busybox
+//! `insmod` was built with. Debian 12's kernels ship plain `.ko` files; other distributions'
+//! and newer kernels often ship `.ko.xz` or `.ko.zst`.
 //!
 //! **Runner.** Any Linux x86-64 ELF executable, static or dynamic. A static (musl) build is
 //! copied as it is. A dynamic (glibc) build, which is what `cargo build` makes and what the
@@ -28,8 +29,9 @@
 //! build machine, where the loader's built-in search path finds them. Requiring a static
 //! runner would be simpler, but would make every Linux medium depend on a musl toolchain the
 //! build machine may not have; accepting both always works, and the tests check the dynamic
-//! case. Libraries a runner opens with `dlopen` are not seen by `ldd` and are not included
-//! (tsforge opens none; glibc 2.34 and later has the `files` and `dns` NSS modules built in).
+//! case. Libraries a runner opens with `dlopen` are not seen by `ldd` and are not included;
+//! name lookups need none, since glibc 2.34 and later has the `files` and `dns` NSS modules
+//! built in (and the initramfs has no `nsswitch.conf` asking for others).
 //!
 //! **initramfs** (`tsforge/boot/initrd.img`): busybox from Debian's `busybox-static` as
 //! `/bin/busybox` with links for the [`APPLETS`] `/init` uses, `/init` (the shell script in
@@ -48,6 +50,11 @@
 //! file times are `input.epoch`; its volume serial and label time, which the FAT code takes
 //! from `SOURCE_DATE_EPOCH` (or makes random), are then set from `input.epoch` too, so it is
 //! reproducible like the initramfs. PXE: kernel, initramfs and [`CMDLINE`] for iPXE.
+//!
+//! **Tested** (`builder/tests/linux_template.rs`): the initramfs unpacked by GNU cpio, the EFI
+//! image read by dosfstools and mtools, reproducibility; opt-in QEMU tests boot the kernel
+//! directly, `efi.img` through OVMF and systemd-boot, and an ISO by BIOS (isolinux) and UEFI,
+//! each to the runner and a power-off.
 //!
 //! **Host.** Building needs Linux (busybox-static, syslinux, systemd-boot-efi, `ldd`); on other
 //! hosts [`prepare`] says so.
@@ -77,7 +84,8 @@ pub const INITRD_PATH: &str = "tsforge/boot/initrd.img";
 /// The EFI System Partition image for UEFI boot from an ISO.
 pub const EFI_IMAGE_PATH: &str = "tsforge/boot/efi.img";
 /// The kernel command line: serial console first (QEMU, servers), the screen last, so the
-/// screen is `/dev/console` and gets the runner's output.
+/// screen is `/dev/console` and gets the runner's output; the serial line shows the kernel's
+/// messages only (the QEMU tests boot with `console=ttyS0` alone to see `/init`).
 pub const CMDLINE: &str = "console=ttyS0,115200 console=tty0 quiet";
 /// Where the runner goes in the initramfs.
 pub const RUNNER_PATH: &str = "bin/tsforge";
@@ -93,6 +101,10 @@ pub const MODULES: &[&str] = &[
     "virtio_net",
     "ahci",
     "libahci",
+    // IDE/SATA in legacy mode: QEMU's default PC machine (its CD-ROM), VirtualBox, older Intel.
+    "ata_piix",
+    // NVMe disks: the usual deployment target today.
+    "nvme",
     "sd_mod",
     "sr_mod",
     "cdrom",
@@ -102,6 +114,11 @@ pub const MODULES: &[&str] = &[
     "xhci_pci",
     "ehci_hcd",
     "ehci_pci",
+    "uhci_hcd",
+    "ohci_pci",
+    // USB keyboards, for prompts (media password, pre-execution hooks).
+    "usbhid",
+    "hid_generic",
     "e1000",
     "e1000e",
     "fat",
@@ -110,6 +127,9 @@ pub const MODULES: &[&str] = &[
     "nls_cp437",
     "nls_iso8859_1",
     "nls_utf8",
+    // Debian's FAT default iocharset (CONFIG_FAT_DEFAULT_IOCHARSET="ascii"): without it a
+    // vfat mount fails with "IO charset ascii not found".
+    "nls_ascii",
 ];
 /// busybox applets `/init` calls, linked to `/bin/busybox`.
 pub const APPLETS: &[&str] = &[
@@ -821,7 +841,10 @@ fn set_fat_identity(path: &Path, epoch: i64) -> Result<()> {
     let fat_size = if fat32 { le32(36) } else { le16(22) };
     let data = le16(14) + u64::from(bs[16]) * fat_size;
     let (id_at, root) = if fat32 {
-        (67, (data + (le32(44) - 2) * u64::from(bs[13])) * bps)
+        (
+            67,
+            (data + le32(44).saturating_sub(2) * u64::from(bs[13])) * bps,
+        )
     } else {
         (39, data * bps)
     };
@@ -834,13 +857,8 @@ fn set_fat_identity(path: &Path, epoch: i64) -> Result<()> {
     if fat32 {
         sectors.push(le16(50));
     }
-    let mut io = |at: u64, bytes: &[u8]| -> Result<()> {
-        f.seek(SeekFrom::Start(at))
-            .and_then(|_| f.write_all(bytes))
-            .with_context(|| format!("writing {}", path.display()))
-    };
     for s in sectors {
-        io(s * bps + id_at, &h.to_le_bytes())?;
+        write_at(&mut f, path, s * bps + id_at, &h.to_le_bytes())?;
     }
     let (date, time) = fat::dos_date_time(epoch);
     let mut entry = [0u8; 32];
@@ -853,16 +871,17 @@ fn set_fat_identity(path: &Path, epoch: i64) -> Result<()> {
             path.display()
         );
     }
-    let mut io = |at: u64, bytes: &[u8]| -> Result<()> {
-        f.seek(SeekFrom::Start(at))
-            .and_then(|_| f.write_all(bytes))
-            .with_context(|| format!("writing {}", path.display()))
-    };
-    io(root + 22, &time.to_le_bytes())?;
-    io(root + 24, &date.to_le_bytes())?;
+    write_at(&mut f, path, root + 22, &time.to_le_bytes())?;
+    write_at(&mut f, path, root + 24, &date.to_le_bytes())?;
     f.sync_all()
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+fn write_at(f: &mut std::fs::File, path: &Path, at: u64, bytes: &[u8]) -> Result<()> {
+    f.seek(SeekFrom::Start(at))
+        .and_then(|_| f.write_all(bytes))
+        .with_context(|| format!("writing {} at byte {at}", path.display()))
 }
 
 #[cfg(test)]
