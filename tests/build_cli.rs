@@ -313,3 +313,69 @@ fn winpe_iso_usb_pxe_dir() {
     assert!(out.contains("bootmgr"), "{out}");
     assert!(!d.join("never").exists());
 }
+
+/// `build usb --device` refuses what is not a removable disk before building anything.
+#[test]
+fn usb_device_is_checked_before_building() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("not-a-disk"), vec![0u8; 1 << 20]).unwrap();
+    let seq = repo("examples/minimal.yaml");
+    let (code, out) = tsforge(
+        d,
+        &[
+            "build",
+            "usb",
+            "--template",
+            "linux",
+            "--sequence",
+            &seq,
+            "--device",
+            "not-a-disk",
+            "-o",
+            "usb.img",
+        ],
+    );
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("not-a-disk: not a block device"), "{out}");
+    assert!(!d.join("usb.img").exists());
+    // A loop device is a disk, but not a removable one.
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    if let (true, Some(losetup)) = (root, tool("losetup")) {
+        let o = Command::new(&losetup)
+            .args(["--find", "--show"])
+            .arg(d.join("not-a-disk"))
+            .output()
+            .unwrap();
+        if o.status.success() {
+            let loopdev = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            let (code, out) = tsforge(
+                d,
+                &[
+                    "build",
+                    "usb",
+                    "--template",
+                    "linux",
+                    "--sequence",
+                    &seq,
+                    "--device",
+                    &loopdev,
+                    "-o",
+                    "usb.img",
+                ],
+            );
+            let _ = Command::new(&losetup).args(["-d", &loopdev]).output();
+            assert_eq!(code, 2, "{out}");
+            assert!(
+                out.contains("is not a removable or USB disk")
+                    || out.contains("not one of the machine's disks"),
+                "{out}"
+            );
+            assert!(!d.join("usb.img").exists());
+        }
+    }
+}

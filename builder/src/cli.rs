@@ -74,6 +74,13 @@ pub struct BuildUsb {
     /// mbr (FAT32 partition, BIOS and UEFI) or gpt (EFI System partition, UEFI)
     #[arg(long, default_value = "mbr", value_name = "mbr|gpt")]
     pub partition_table: String,
+    /// Also write the image onto this removable device (a USB stick: /dev/sdX,
+    /// \\.\PhysicalDriveN), after checking it and asking for confirmation
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Option<PathBuf>,
+    /// Do not ask before writing --device
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]
@@ -208,6 +215,14 @@ pub fn dispatch(cmd: BuildCmd) -> Result<u8> {
         BuildCmd::Dir(d) => (&d.common, "dir"),
     };
     let started = std::time::Instant::now();
+    // A device is checked before anything is built, so a wrong path costs nothing.
+    let device = match &cmd {
+        BuildCmd::Usb(u) => match &u.device {
+            Some(d) => Some(check_device(d)?),
+            None => None,
+        },
+        _ => None,
+    };
     let epoch = epoch()?;
     let work = tempfile::tempdir().context("creating a work folder")?;
     let password = match &a.password_file {
@@ -251,7 +266,10 @@ pub fn dispatch(cmd: BuildCmd) -> Result<u8> {
         prepared.tree.len(),
         total >> 20
     );
-    let lines = write_output(&cmd, &prepared, epoch, work.path(), signing_key)?;
+    let mut lines = write_output(&cmd, &prepared, epoch, work.path(), signing_key)?;
+    if let (Some(info), BuildCmd::Usb(u)) = (device, &cmd) {
+        lines.push(write_device(&u.common.out, &info, u.yes)?);
+    }
     println!("{kind} medium {}:", a.out.display());
     for l in prepared.summary.iter().chain(lines.iter()) {
         println!("  {l}");
@@ -385,4 +403,87 @@ impl Bar {
             eprintln!();
         }
     }
+}
+
+/// The device `--device` names, when it is a removable disk that is not the running system's,
+/// has nothing mounted, and is large enough is checked later.
+fn check_device(path: &Path) -> Result<tsforge_runtime::disk::select::DiskInfo> {
+    use tsforge_runtime::disk::select;
+    let meta = std::fs::metadata(path).with_context(|| format!("--device {}", path.display()))?;
+    if meta.is_file() || meta.is_dir() {
+        bail!(
+            "--device {}: not a block device (give the whole disk, e.g. /dev/sdb; to make an \
+             image file, use -o alone)",
+            path.display()
+        );
+    }
+    let Some(info) = select::info_for_path(path)? else {
+        bail!(
+            "--device {}: not one of the machine's disks (see `tsforge disk list`); give a whole \
+             removable disk, not a partition or a virtual device",
+            path.display()
+        );
+    };
+    if !info.removable && info.transport != "usb" {
+        bail!(
+            "--device {}: {} is not a removable or USB disk; refusing to overwrite it",
+            path.display(),
+            info.describe()
+        );
+    }
+    select::check_safe(&info, false, false)?;
+    Ok(info)
+}
+
+/// Copies the built image onto the device after the operator confirms.
+fn write_device(
+    image: &Path,
+    info: &tsforge_runtime::disk::select::DiskInfo,
+    yes: bool,
+) -> Result<String> {
+    use std::io::{Read, Write};
+    let size = std::fs::metadata(image)?.len();
+    if size > info.size {
+        bail!(
+            "the image ({} bytes) does not fit on {} ({} bytes)",
+            size,
+            info.describe(),
+            info.size
+        );
+    }
+    if !yes {
+        eprint!(
+            "Everything on {} will be erased. Type YES to write the medium: ",
+            info.describe()
+        );
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if answer.trim() != "YES" {
+            bail!("not confirmed; {} was not written", info.path.display());
+        }
+    }
+    let disk = tsforge_runtime::disk::Disk::open(&info.path, true)?;
+    let mut range = disk.whole()?;
+    let mut src = std::fs::File::open(image)?;
+    let mut buf = vec![0u8; 4 << 20];
+    let mut bar = Bar::new();
+    let mut done = 0u64;
+    loop {
+        let n = src.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        range
+            .write_all(&buf[..n])
+            .with_context(|| format!("writing {}", info.path.display()))?;
+        done += n as u64;
+        bar.update(done, size);
+    }
+    range.finish()?;
+    disk.sync()?;
+    bar.done();
+    // Let the kernel see the new partition table (best effort: the stick is ready either way).
+    let _ = tsforge_runtime::disk::reread::reread(&disk, 1);
+    Ok(format!("written to {} ({} bytes)", info.describe(), size))
 }
