@@ -128,9 +128,19 @@ pub fn boot_cmd(c: BootConfig) -> Result<u8> {
         None => find_medium()?,
     };
     let root = std::path::absolute(&root).unwrap_or(root);
+    // The boot environment's own state folder (in RAM) moves to the deployed disk once there
+    // is one (engine::home); an explicit --state-dir stays where it is.
+    let state_on_disk = c.state_dir.is_none();
     let state_dir = c.state_dir.clone().unwrap_or_else(default_state_dir);
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("creating {}", state_dir.display()))?;
+    // A run interrupted by a restart or a power cut left its state on a disk: bring it back
+    // before the log opens, so this boot's lines follow the run's earlier ones.
+    let home = if state_on_disk {
+        engine::home::resume_into(&state_dir, &Default::default())?
+    } else {
+        None
+    };
     let mut log = Logger::open(
         &state_dir,
         crate::log::cmtrace::DEFAULT_MAX_SIZE,
@@ -263,10 +273,54 @@ pub fn boot_cmd(c: BootConfig) -> Result<u8> {
     log.set_secrets(secret_values);
     vars.extend(c.vars.iter().cloned());
 
+    // A run found on a disk goes on where it stopped: no hooks, no selection.
+    if let Some(h) = home {
+        let boot_json = state_dir.join(BOOT_FILE);
+        let saved: SavedBoot = std::fs::read(&boot_json)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .with_context(|| {
+                format!(
+                    "{h} holds a run without {BOOT_FILE}: it was not started by tsforge boot; \
+                     remove {} from it to start over",
+                    engine::home::FOLDER
+                )
+            })?;
+        log.log(
+            Level::Info,
+            C,
+            &format!(
+                "Found the unfinished run of {} on {h}: resuming it (pre-execution hooks and the sequence menu are skipped)",
+                saved.name
+            ),
+        );
+        log.say(&format!(
+            "tsforge: resuming task sequence {} from {h}",
+            saved.name
+        ));
+        let seq_path =
+            media::find_ci(&root, &format!("tsforge/{}", saved.file)).with_context(|| {
+                format!(
+                    "the run on {h} is of tsforge/{}, which this medium does not have",
+                    saved.file
+                )
+            })?;
+        log.sync();
+        drop(log);
+        return run_sequence(
+            &c,
+            &state_dir,
+            &seq_path,
+            vars,
+            secret_names,
+            &root,
+            Some(h),
+        );
+    }
+
     // Boot facts for the hooks.
     let mut facts = boot_facts(&root);
     facts.push(("_TSForgeSequences".into(), names(&cfg).replace(", ", ",")));
-    let packages = media::find_ci(&root, "tsforge/packages");
 
     // 4. Hooks.
     for (i, h) in cfg.hooks.iter().enumerate() {
@@ -381,19 +435,51 @@ pub fn boot_cmd(c: BootConfig) -> Result<u8> {
     );
     log.sync();
     drop(log);
+    let saved = SavedBoot {
+        name: entry.name.clone(),
+        file: entry.file.clone(),
+    };
+    std::fs::write(
+        state_dir.join(BOOT_FILE),
+        serde_json::to_vec(&saved).context("serializing boot.json")?,
+    )
+    .with_context(|| format!("writing {}", state_dir.join(BOOT_FILE).display()))?;
+    run_sequence(&c, &state_dir, &seq_path, vars, secret_names, &root, None)
+}
 
-    // 6. Run.
-    let mut opts = RunOptions::new(&state_dir);
+/// `boot.json` in the state directory: which sequence of the medium the run is.
+const BOOT_FILE: &str = "boot.json";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedBoot {
+    name: String,
+    file: String,
+}
+
+/// Step 6: run the selected (or resumed) sequence, with the medium's packages as a
+/// distribution point.
+fn run_sequence(
+    c: &BootConfig,
+    state_dir: &Path,
+    seq_path: &Path,
+    vars: Vec<(String, String)>,
+    secret_names: Vec<String>,
+    root: &Path,
+    home: Option<engine::home::Home>,
+) -> Result<u8> {
+    let mut opts = RunOptions::new(state_dir);
     opts.vars = vars;
     opts.vars
         .push(("_TSForgeMedium".into(), root.display().to_string()));
     opts.secret_vars = secret_names;
     opts.no_reboot = c.no_reboot;
     opts.console = Console::detect();
-    if let Some(p) = packages {
+    opts.state_on_disk = c.state_dir.is_none();
+    opts.home = home;
+    if let Some(p) = media::find_ci(root, "tsforge/packages") {
         opts.targets.content.push(p.display().to_string());
     }
-    Ok(match engine::run(&seq_path, &opts)? {
+    Ok(match engine::run(seq_path, &opts)? {
         RunOutcome::Succeeded => crate::cli::EXIT_OK,
         RunOutcome::Failed => crate::cli::EXIT_NO,
         RunOutcome::RestartRequested => engine::EXIT_RESTART,

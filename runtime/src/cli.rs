@@ -268,6 +268,11 @@ pub struct RunConfig {
     /// Let disk steps write to a disk that has a mounted file system
     #[arg(long)]
     pub allow_mounted: bool,
+    /// Keep the run's state on the deployed disk once a Format and Partition Disk step made
+    /// one (_SMSTaskSequence on its FAT partition, as `tsforge boot` does), and, when
+    /// --state-dir holds no run, resume the run found there on the sequence's disks
+    #[arg(long)]
+    pub state_on_disk: bool,
     /// Rotate smsts.log when it would exceed this many bytes
     #[arg(long, hide = true, default_value_t = crate::log::cmtrace::DEFAULT_MAX_SIZE)]
     pub max_log_size: u64,
@@ -407,6 +412,16 @@ pub fn run_cmd(mut c: RunConfig) -> Result<u8> {
         }
         return Ok(EXIT_OK);
     }
+    let targets = crate::actions::RunTargets {
+        disks: c.disks,
+        content: c.content,
+        allow_mounted: c.allow_mounted,
+    };
+    let home = if c.state_on_disk {
+        engine::home::resume_into(&c.state_dir, &targets)?
+    } else {
+        None
+    };
     let opts = RunOptions {
         state_dir: c.state_dir,
         log_dir: c.log_dir,
@@ -418,11 +433,9 @@ pub fn run_cmd(mut c: RunConfig) -> Result<u8> {
         resolver,
         console: Console::detect(),
         max_log_size: c.max_log_size,
-        targets: crate::actions::RunTargets {
-            disks: c.disks,
-            content: c.content,
-            allow_mounted: c.allow_mounted,
-        },
+        targets,
+        state_on_disk: c.state_on_disk,
+        home,
     };
     Ok(match engine::run(&c.file, &opts)? {
         RunOutcome::Succeeded => EXIT_OK,

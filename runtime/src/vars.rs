@@ -153,6 +153,25 @@ impl Vars {
         self.map.values()
     }
 
+    /// A copy with every secret value emptied (the flags kept): what may be written to disk.
+    pub fn without_secret_values(&self) -> Vars {
+        let mut out = self.clone();
+        for v in out.map.values_mut().filter(|v| v.secret) {
+            v.value.clear();
+        }
+        out
+    }
+
+    /// Names of secret variables whose value is empty (lost when a run was resumed from a
+    /// copy of its state without secret values).
+    pub fn empty_secrets(&self) -> Vec<String> {
+        self.map
+            .values()
+            .filter(|v| v.secret && v.value.is_empty())
+            .map(|v| v.name.clone())
+            .collect()
+    }
+
     /// The non-empty values of every secret variable (what the log must mask).
     pub fn secret_values(&self) -> Vec<String> {
         self.map

@@ -26,6 +26,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Resolve disk number `index` to a path: `--disk` first, then the machine's disks.
+/// Set by *Format and Partition Disk* to the disk it partitioned.
+pub const PARTITIONED_DISK_VAR: &str = "_TSForgePartitionedDisk";
+
 pub fn resolve_disk(index: u32, ctx: &Ctx) -> Result<PathBuf, String> {
     resolve_disk_in(index, ctx.targets)
 }
@@ -291,6 +294,9 @@ pub fn partition(step: &Step, ctx: &mut Ctx) -> ActionResult {
                     return ActionResult::failed(e.to_string());
                 }
             }
+            // Where the engine looks for a partition to keep the run's state on.
+            ctx.vars
+                .set(PARTITIONED_DISK_VAR, path.display().to_string());
             ActionResult::ok()
         }
         Err(e) => ActionResult::failed(format!("partitioning {}: {e:#}", path.display())),

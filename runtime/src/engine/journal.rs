@@ -12,10 +12,12 @@
 //! A `state.json` that cannot be read or parsed is an error that names the file and says what
 //! to do; it never silently restarts the sequence.
 
+use super::home::{Home, Mirror};
 use super::program::Program;
 use crate::vars::Vars;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -82,6 +84,10 @@ pub struct StepRecord {
 pub struct Journal {
     dir: PathBuf,
     fsync: bool,
+    /// The copy on the deployed disk (`super::home`), once there is one.
+    home: RefCell<Option<(Home, Mirror)>>,
+    /// Why the home was given up (taken by the engine to log it).
+    home_lost: RefCell<Option<String>>,
 }
 
 impl Journal {
@@ -93,11 +99,56 @@ impl Journal {
         Ok(Journal {
             dir: dir.to_path_buf(),
             fsync,
+            home: RefCell::new(None),
+            home_lost: RefCell::new(None),
         })
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Keep a copy of every checkpoint on `home` from now on (`None`: RAM only again), and
+    /// write the current one there at once.
+    pub fn set_home(&self, home: Option<Home>) -> Result<()> {
+        *self.home.borrow_mut() = home.map(|h| (h, Mirror::default()));
+        if self.home.borrow().is_some() && self.exists() {
+            let state = self.load_state()?;
+            self.mirror(&state);
+        }
+        Ok(())
+    }
+
+    pub fn home(&self) -> Option<Home> {
+        self.home.borrow().as_ref().map(|(h, _)| h.clone())
+    }
+
+    /// Why the copy on the deployed disk was given up since the last call, if it was.
+    pub fn take_home_lost(&self) -> Option<String> {
+        self.home_lost.borrow_mut().take()
+    }
+
+    /// The run ended: remove its folder from the home (and stop copying).
+    pub fn finish_home(&self) -> Option<Result<Home>> {
+        let (home, _) = self.home.borrow_mut().take()?;
+        Some(home.remove().map(|_| home))
+    }
+
+    fn mirror(&self, state: &State) {
+        let mut slot = self.home.borrow_mut();
+        let Some((home, mirror)) = slot.as_mut() else {
+            return;
+        };
+        let result = serde_json::to_vec(&super::home::redact(state))
+            .context("serializing the run state")
+            .and_then(|json| home.write(&self.dir, &json, mirror));
+        if let Err(e) = result {
+            *self.home_lost.borrow_mut() = Some(format!(
+                "the state can no longer be kept on {home} ({e:#}); it stays in RAM, so a \
+                 restart from now on starts the sequence over"
+            ));
+            *slot = None;
+        }
     }
 
     fn state_path(&self) -> PathBuf {
@@ -156,7 +207,9 @@ impl Journal {
 
     pub fn save_state(&self, state: &State) -> Result<()> {
         let json = serde_json::to_vec(state).context("serializing the run state")?;
-        self.atomic_write("state.json", &json)
+        self.atomic_write("state.json", &json)?;
+        self.mirror(state);
+        Ok(())
     }
 
     pub fn append_step(&self, record: &StepRecord) -> Result<()> {

@@ -14,6 +14,7 @@
 //!   ConfigMgr: an error handler that wants the run to fail ends with a failing step.
 //! - A group whose condition cannot be evaluated fails like a failed step in its parent.
 
+pub mod home;
 pub mod journal;
 pub mod plan;
 pub mod program;
@@ -64,6 +65,11 @@ pub struct RunOptions {
     pub max_log_size: u64,
     /// `--disk`, `--content`, `--allow-mounted` (fresh runs; a resumed run keeps its own).
     pub targets: crate::actions::RunTargets,
+    /// Keep the state on the deployed disk once a *Format and Partition Disk* step made one
+    /// (`home`): `tsforge boot`, whose state directory is in RAM.
+    pub state_on_disk: bool,
+    /// The state directory was restored from this home (`home::restore`): keep it up to date.
+    pub home: Option<home::Home>,
 }
 
 impl RunOptions {
@@ -80,6 +86,8 @@ impl RunOptions {
             console: Console::Quiet,
             max_log_size: log::cmtrace::DEFAULT_MAX_SIZE,
             targets: Default::default(),
+            state_on_disk: false,
+            home: None,
         }
     }
 }
@@ -208,6 +216,36 @@ pub fn run(path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
 
     let mut logger = Logger::open(&log_dir, opts.max_log_size, opts.console)
         .with_context(|| format!("opening the logs in {}", log_dir.display()))?;
+    if let Some(h) = &opts.home {
+        logger.log(
+            Level::Info,
+            COMPONENT,
+            &format!(
+                "The run's state was found on {h} ({}); it is kept there",
+                home::FOLDER
+            ),
+        );
+        // The copy on disk has no secret values: the medium's come back from the options.
+        for (k, v) in &opts.vars {
+            if opts.secret_vars.iter().any(|s| s.eq_ignore_ascii_case(k))
+                && state.vars.get(k) == Some("")
+            {
+                state.vars.set(k, v.clone());
+            }
+        }
+        let lost = state.vars.empty_secrets();
+        if !lost.is_empty() {
+            logger.log(
+                Level::Warning,
+                COMPONENT,
+                &format!(
+                    "Secret variables are not written to disk; these are empty after the restart: {}",
+                    lost.join(", ")
+                ),
+            );
+        }
+        journal.set_home(Some(h.clone()))?;
+    }
     let static_secrets = hidden_property_values(&program);
     let update_secrets = |logger: &mut Logger, vars: &Vars| {
         let mut s = vars.secret_values();
@@ -327,6 +365,23 @@ impl Walker<'_> {
     fn finish(&mut self, state: &mut State, succeeded: bool) -> Result<RunOutcome> {
         state.phase = Phase::Finished { succeeded };
         self.journal.save_state(state)?;
+        self.log_home_lost();
+        match self.journal.finish_home() {
+            Some(Ok(h)) => self.logger.log(
+                Level::Info,
+                COMPONENT,
+                &format!("Removed {} from {h}: the run ended", home::FOLDER),
+            ),
+            Some(Err(e)) => self.logger.log(
+                Level::Warning,
+                COMPONENT,
+                &format!(
+                    "Could not remove {} from the deployed disk: {e:#}",
+                    home::FOLDER
+                ),
+            ),
+            None => {}
+        }
         let msg = format!(
             "Task sequence {:?} {} ({} steps run)",
             self.program.name,
@@ -583,14 +638,77 @@ impl Walker<'_> {
                 _ => break r,
             }
         };
-        self.after_step(
+        let out = self.after_step(
             state,
             step,
             number,
             result,
             attempt,
             t0.elapsed().as_secs_f64(),
-        )
+        )?;
+        if out.is_none()
+            && self.opts.state_on_disk
+            && actions::classify(step, &self.opts.custom) == actions::Kind::PartitionDisk
+        {
+            self.place_home(state)?;
+        }
+        self.log_home_lost();
+        Ok(out)
+    }
+
+    /// After *Format and Partition Disk*: keep the state on the disk it partitioned (or stay in
+    /// RAM, saying why).
+    fn place_home(&mut self, state: &mut State) -> Result<()> {
+        let Some(disk) = state
+            .vars
+            .get(actions::disk_steps::PARTITIONED_DISK_VAR)
+            .map(PathBuf::from)
+        else {
+            return Ok(());
+        };
+        let old = self.journal.home();
+        if old
+            .as_ref()
+            .is_some_and(|h| h.disk != disk && h.holds_state())
+        {
+            return Ok(()); // already on another disk, which this step did not touch
+        }
+        match home::choose(&disk, &state.vars) {
+            Ok(h) => {
+                state
+                    .vars
+                    .set("_SMSTSMDataPath", format!("{h}/{}", home::FOLDER));
+                self.journal.save_state(state)?;
+                self.journal.set_home(Some(h.clone()))?;
+                if self.journal.home().is_some() {
+                    self.logger.log(
+                        Level::Info,
+                        COMPONENT,
+                        &format!(
+                            "The run's state is now kept on {h} in {} (a restart resumes from there)",
+                            home::FOLDER
+                        ),
+                    );
+                }
+            }
+            Err(why) => {
+                self.journal.set_home(None)?;
+                self.logger.log(
+                    Level::Warning,
+                    COMPONENT,
+                    &format!(
+                        "The run's state stays in RAM, so a restart starts the sequence over: {why}"
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn log_home_lost(&mut self) {
+        if let Some(why) = self.journal.take_home_lost() {
+            self.logger.log(Level::Warning, COMPONENT, &why);
+        }
     }
 
     /// Record a step's result, decide where to go next and journal it.

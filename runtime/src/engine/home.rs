@@ -1,0 +1,253 @@
+//! The run's state on the deployed disk (ConfigMgr's `_SMSTaskSequence` folder), so that a
+//! restart or a power cut of the boot environment, whose RAM disk holds the state directory,
+//! does not lose the run.
+//!
+//! How it works (`docs/media.md`, "State on the deployed disk"):
+//! - A run started by `tsforge boot` keeps its state directory in RAM until a *Format and
+//!   Partition Disk* step succeeds. The engine then picks the *home*: the partition named by
+//!   `OSDisk` when it is a FAT partition of the disk just partitioned, else that disk's largest
+//!   FAT partition. From then on every checkpoint is also written to `_SMSTaskSequence/` on the
+//!   home, through `fatfs` (no mount: the same way image steps write FAT partitions, so the two
+//!   never see different views of the file system; steps run one at a time).
+//! - On the home, `state.json` is replaced atomically enough for a power cut: it is written as
+//!   `state.json.tmp`, flushed, then renamed over the old one; a cut between removing the old
+//!   file and the rename leaves `state.json.tmp`, which [`restore`] takes. `program.json`,
+//!   `steps.jsonl`, `boot.json` and `smsts.log` are copied when they changed.
+//! - Secret variable values never reach the disk: the copy of the state has them emptied. A
+//!   resumed run gets the medium's secret variables back from the medium (decrypted with the
+//!   media password again); secrets set by steps or hooks are gone and the log names them.
+//! - When the sequence ends the folder is removed, as ConfigMgr removes `_SMSTaskSequence`.
+//! - When the home cannot be written any more (a later step wrote a raw image over it, or
+//!   re-partitioned its disk without a FAT partition) the state stays in RAM and the log says
+//!   so; the run goes on.
+//!
+//! Only FAT homes are supported: NTFS and ext4 partitions would need the kernel to mount them,
+//! and image steps write FAT directly, so a mounted home would have two writers.
+
+use crate::disk::{fat, Disk};
+use crate::vars::Vars;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// The folder on the home partition.
+pub const FOLDER: &str = "_SMSTaskSequence";
+/// Files of the state directory copied to the home besides `state.json`.
+const MIRRORED: &[&str] = &["program.json", "steps.jsonl", "boot.json", "smsts.log"];
+
+/// A FAT partition that holds (or will hold) the run's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Home {
+    pub disk: PathBuf,
+    pub partition: u32,
+}
+
+impl std::fmt::Display for Home {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.disk.display(), self.partition)
+    }
+}
+
+/// What was last copied to the home, so unchanged files are not copied again.
+#[derive(Debug, Default)]
+pub struct Mirror {
+    copied: HashMap<&'static str, u64>,
+}
+
+impl Home {
+    fn open(&self) -> Result<(Disk, fat::FatFs)> {
+        let disk = Disk::open(&self.disk, true)?;
+        let (range, _) = crate::volume::partition_range(&disk, self.partition)?;
+        let fs = fat::open(range)?;
+        Ok((disk, fs))
+    }
+
+    /// Write `state_json` (already without secret values) and the changed files of `local`
+    /// into `_SMSTaskSequence/`, then flush the file system and the disk.
+    pub fn write(&self, local: &Path, state_json: &[u8], mirror: &mut Mirror) -> Result<()> {
+        let (disk, fs) = self.open()?;
+        fs.create_dir_all(FOLDER)?;
+        for name in MIRRORED {
+            let path = local.join(name);
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            // Files only grow (steps.jsonl, smsts.log until it rolls over) or are written
+            // once (program.json, boot.json): a different length means it changed.
+            if mirror.copied.get(name) == Some(&meta.len()) {
+                continue;
+            }
+            let mut f = std::fs::File::open(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            fs.write_file(&format!("{FOLDER}/{name}"), &mut f, None)?;
+            mirror.copied.insert(name, meta.len());
+        }
+        let tmp = format!("{FOLDER}/state.json.tmp");
+        fs.write_file(&tmp, &mut &state_json[..], None)?;
+        let dir = fs.dir(FOLDER)?;
+        match dir.remove("state.json") {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("replacing {FOLDER}/state.json")),
+        }
+        dir.rename("state.json.tmp", &dir, "state.json")
+            .with_context(|| format!("renaming {tmp} to {FOLDER}/state.json"))?;
+        drop(dir);
+        fs.close()?;
+        disk.sync()?;
+        Ok(())
+    }
+
+    /// Remove `_SMSTaskSequence/` (the run ended).
+    pub fn remove(&self) -> Result<()> {
+        let (disk, fs) = self.open()?;
+        if let Ok(entries) = fs.list(FOLDER) {
+            for e in entries {
+                fs.remove(&format!("{FOLDER}/{}", e.name))?;
+            }
+            fs.remove(FOLDER)?;
+        }
+        fs.close()?;
+        disk.sync()?;
+        Ok(())
+    }
+
+    /// Whether this partition holds a saved run.
+    pub fn holds_state(&self) -> bool {
+        let Ok((_, fs)) = self.open() else {
+            return false;
+        };
+        let found = fs.open_file(&format!("{FOLDER}/state.json")).is_ok()
+            || fs.open_file(&format!("{FOLDER}/state.json.tmp")).is_ok();
+        found
+    }
+}
+
+/// The state as it goes to the disk: secret values emptied.
+pub fn redact(state: &super::journal::State) -> super::journal::State {
+    let mut s = state.clone();
+    s.vars = s.vars.without_secret_values();
+    s
+}
+
+/// The home for a run after a *Format and Partition Disk* step on `disk`: the partition in
+/// `OSDisk` when it is a FAT partition of `disk`, else the largest FAT partition of `disk`.
+/// `Err` says why there is none.
+pub fn choose(disk: &Path, vars: &Vars) -> std::result::Result<Home, String> {
+    let d = Disk::open(disk, false).map_err(|e| format!("{e:#}"))?;
+    let table = crate::disk::layout::read_table(&d)
+        .map_err(|e| format!("{e:#}"))?
+        .ok_or_else(|| format!("{} has no partition table", disk.display()))?;
+    let is_fat = |number: u32| {
+        crate::volume::partition_range(&d, number)
+            .ok()
+            .and_then(|(r, _)| fat::open(r).ok())
+            .is_some()
+    };
+    if let Some(crate::actions::location::Location::Partition { disk: od, number }) = vars
+        .get("OSDisk")
+        .filter(|v| !v.is_empty())
+        .map(crate::actions::location::Location::parse)
+    {
+        if od == disk && is_fat(number) {
+            return Ok(Home {
+                disk: disk.to_path_buf(),
+                partition: number,
+            });
+        }
+    }
+    let mut parts = table.partitions;
+    parts.sort_by(|a, b| b.len.cmp(&a.len).then(a.number.cmp(&b.number)));
+    parts
+        .iter()
+        .find(|p| is_fat(p.number))
+        .map(|p| Home {
+            disk: disk.to_path_buf(),
+            partition: p.number,
+        })
+        .ok_or_else(|| {
+            format!(
+                "{} has no FAT partition (the state can live on FAT only)",
+                disk.display()
+            )
+        })
+}
+
+/// The first partition of `disks` that holds a saved run.
+pub fn find(disks: &[PathBuf]) -> Option<Home> {
+    for disk in disks {
+        let Ok(d) = Disk::open(disk, false) else {
+            continue;
+        };
+        let Ok(Some(table)) = crate::disk::layout::read_table(&d) else {
+            continue;
+        };
+        drop(d);
+        for p in table.partitions {
+            let h = Home {
+                disk: disk.clone(),
+                partition: p.number,
+            };
+            if h.holds_state() {
+                return Some(h);
+            }
+        }
+    }
+    None
+}
+
+/// Copy the saved run on `home` into the (empty) local state directory `local`.
+pub fn restore(home: &Home, local: &Path) -> Result<()> {
+    let (_, fs) = home.open()?;
+    std::fs::create_dir_all(local).with_context(|| format!("creating {}", local.display()))?;
+    let state = fs
+        .read_file(&format!("{FOLDER}/state.json"))
+        .or_else(|_| fs.read_file(&format!("{FOLDER}/state.json.tmp")))
+        .with_context(|| format!("{home} has no {FOLDER}/state.json"))?;
+    for name in MIRRORED {
+        if let Ok(mut f) = fs.open_file(&format!("{FOLDER}/{name}")) {
+            let mut data = Vec::new();
+            f.read_to_end(&mut data)
+                .with_context(|| format!("reading {FOLDER}/{name} on {home}"))?;
+            write_new(&local.join(name), &data)?;
+        }
+    }
+    write_new(&local.join("state.json"), &state)?;
+    Ok(())
+}
+
+fn write_new(path: &Path, data: &[u8]) -> Result<()> {
+    let mut f =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(data)
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Before a run with its state on disk starts: when `state_dir` holds no run, look for one on
+/// the run's disks (the `--disk` mappings, else the machine's disks) and copy it into
+/// `state_dir`. Returns the home it came from.
+pub fn resume_into(state_dir: &Path, targets: &crate::actions::RunTargets) -> Result<Option<Home>> {
+    if state_dir.join("state.json").exists() {
+        return Ok(None);
+    }
+    let disks: Vec<PathBuf> = if targets.disks.is_empty() {
+        crate::disk::select::enumerate()
+            .map(|ds| ds.into_iter().map(|d| d.path).collect())
+            .unwrap_or_default()
+    } else {
+        targets.disks.iter().map(|(_, p)| p.clone()).collect()
+    };
+    let Some(home) = find(&disks) else {
+        return Ok(None);
+    };
+    restore(&home, state_dir).with_context(|| {
+        format!(
+            "restoring the run saved on {home} into {}",
+            state_dir.display()
+        )
+    })?;
+    Ok(Some(home))
+}

@@ -1,0 +1,273 @@
+//! The run's state moves from the boot environment's RAM to `_SMSTaskSequence` on the deployed
+//! disk once a *Format and Partition Disk* step made it, so a restart (or a power cut) that
+//! loses the RAM disk resumes there: `tsforge run --state-on-disk`, the engine path
+//! `tsforge boot` takes. The folder on the disk image is read with mtools and the file system
+//! checked with fsck.fat, not only with our own reader.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use tsforge_runtime::disk::{layout, Disk};
+
+mod common;
+use common::tool;
+
+fn tsforge(dir: &Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tsforge"))
+        .args(args)
+        .current_dir(dir)
+        .env("TSFORGE_MACHINE_DIR", dir.join("machine"))
+        .env_remove("TSFORGE_STATE_DIR")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+const SEQUENCE: &str = r#"
+name: Restart in the middle
+steps:
+  - name: Partition disk 0
+    type: partition-disk
+    properties:
+      DiskIndex: "0"
+      PartitionStyle: GPT
+      Partitions0Type: EFI
+      Partitions0FileSystem: FAT32
+      Partitions0Size: "40"
+      Partitions0SizeUnits: MB
+      Partitions0VolumeName: SYSTEM
+      Partitions1Type: Primary
+      Partitions1FileSystem: FAT32
+      Partitions1Size: "100"
+      Partitions1SizeUnits: "%"
+      Partitions1VolumeName: DATA
+      Partitions1VolumeVariable: OSDisk
+      Partitions: "2"
+  - name: Before the restart
+    run: echo before >> ran.txt
+  - name: Restart
+    type: restart
+    properties:
+      SMSRebootTimeout: "0"
+  - name: After the restart
+    run: echo "after %OSDisk%" >> ran.txt
+"#;
+
+/// (offset, FAT label) of each partition of `disk`.
+fn partitions(disk: &Path) -> Vec<(u64, String)> {
+    let d = Disk::open(disk, false).unwrap();
+    let t = layout::read_table(&d).unwrap().unwrap();
+    t.partitions
+        .iter()
+        .map(|p| (p.start, p.name.clone()))
+        .collect()
+}
+
+fn mtools(prog: &str, image_at: &str, path: &str) -> Option<(bool, String)> {
+    let bin = tool(prog)?;
+    let out = Command::new(bin)
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-i", image_at, path])
+        .output()
+        .unwrap();
+    Some((
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    ))
+}
+
+/// fsck.fat -n on a copy of the partition at `offset` (fsck.fat reads whole devices/files).
+fn fsck_partition(disk: &Path, offset: u64, len: u64, scratch: &Path) {
+    let Some(fsck) = tool("fsck.fat") else {
+        return;
+    };
+    let data = std::fs::read(disk).unwrap();
+    std::fs::write(scratch, &data[offset as usize..(offset + len) as usize]).unwrap();
+    let out = Command::new(fsck).arg("-n").arg(scratch).output().unwrap();
+    assert!(
+        out.status.success(),
+        "fsck.fat -n: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_restart_that_loses_the_ram_state_resumes_from_the_deployed_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::write(d.join("ts.yaml"), SEQUENCE).unwrap();
+    Disk::create_image(&d.join("disk.img"), 128 << 20).unwrap();
+
+    // First boot: runs up to the restart (--no-reboot: exit code 3 instead of rebooting).
+    let (code, out) = tsforge(
+        d,
+        &[
+            "run",
+            "ts.yaml",
+            "--state-dir",
+            "ram1",
+            "--disk",
+            "0=disk.img",
+            "--state-on-disk",
+            "--no-reboot",
+            "--var",
+            "OSDJoinPassword=hunter2-secret",
+        ],
+    );
+    assert_eq!(code, 3, "{out}");
+    let log = std::fs::read_to_string(d.join("ram1/smsts.log")).unwrap();
+    assert!(
+        log.contains("disk.img:2 in _SMSTaskSequence (a restart resumes from there)"),
+        "{log}"
+    );
+
+    // The state is on the DATA partition (the OSDisk one, not the larger-numbered ESP rule).
+    let parts = partitions(&d.join("disk.img"));
+    let data_at = format!("{}@@{}", d.join("disk.img").display(), parts[1].0);
+    let esp_at = format!("{}@@{}", d.join("disk.img").display(), parts[0].0);
+    if let Some((ok, listing)) = mtools("mdir", &data_at, "::/_SMSTaskSequence") {
+        assert!(ok, "{listing}");
+        for f in [
+            "STATE    JSON",
+            "PROGRAM  JSON",
+            "STEPS    JSONL",
+            "SMSTS    LOG",
+        ] {
+            let short = f.split_whitespace().next().unwrap().to_ascii_lowercase();
+            assert!(
+                listing.to_ascii_lowercase().contains(&short),
+                "{short} missing in {listing}"
+            );
+        }
+        let (ok, state) = mtools("mtype", &data_at, "::/_SMSTaskSequence/state.json").unwrap();
+        assert!(ok, "{state}");
+        assert!(state.contains("\"phase\":\"restarting\""), "{state}");
+        assert!(state.contains("OSDJoinPassword"), "{state}");
+        assert!(
+            !state.contains("hunter2-secret"),
+            "a secret reached the disk: {state}"
+        );
+        let (ok, esp) = mtools("mdir", &esp_at, "::/").unwrap();
+        assert!(ok, "{esp}");
+        assert!(!esp.contains("_SMSTas"), "state on the ESP too: {esp}");
+    }
+
+    // The RAM disk is gone after the restart; a new state directory finds the run on disk.
+    std::fs::remove_dir_all(d.join("ram1")).unwrap();
+    let (code, out) = tsforge(
+        d,
+        &[
+            "run",
+            "ts.yaml",
+            "--state-dir",
+            "ram2",
+            "--disk",
+            "0=disk.img",
+            "--state-on-disk",
+            "--no-reboot",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    let ran = std::fs::read_to_string(d.join("ran.txt")).unwrap();
+    let lines: Vec<&str> = ran.lines().collect();
+    assert_eq!(lines.len(), 2, "every step runs exactly once: {ran}");
+    assert_eq!(lines[0], "before");
+    assert!(
+        lines[1].starts_with("after /") && lines[1].ends_with("/disk.img:2"),
+        "OSDisk survived the restart: {ran}"
+    );
+    let log = std::fs::read_to_string(d.join("ram2/smsts.log")).unwrap();
+    assert!(
+        log.contains("disk.img:2 (_SMSTaskSequence); it is kept there"),
+        "{log}"
+    );
+    assert!(log.contains("OSDJoinPassword"), "{log}");
+    assert!(log.contains("/disk.img:2: the run ended"), "{log}");
+    // The earlier boot's lines came back with the state: one log for the whole run.
+    assert!(log.contains("Before the restart"), "{log}");
+
+    if let Some((ok, listing)) = mtools("mdir", &data_at, "::/") {
+        assert!(ok, "{listing}");
+        assert!(
+            !listing.contains("_SMSTas"),
+            "_SMSTaskSequence left behind: {listing}"
+        );
+    }
+    let d2 = Disk::open(&d.join("disk.img"), false).unwrap();
+    let t = layout::read_table(&d2).unwrap().unwrap();
+    for p in &t.partitions {
+        fsck_partition(&d.join("disk.img"), p.start, p.len, &d.join("part.img"));
+    }
+
+    // A third run with a fresh state directory finds nothing on the disk: it starts over.
+    let (code, out) = tsforge(
+        d,
+        &[
+            "run",
+            "ts.yaml",
+            "--state-dir",
+            "ram3",
+            "--disk",
+            "0=disk.img",
+            "--state-on-disk",
+            "--no-reboot",
+        ],
+    );
+    assert_eq!(code, 3, "{out}");
+}
+
+/// Without a FAT partition the state stays in RAM and the log says why.
+#[test]
+fn no_fat_partition_keeps_the_state_in_ram_and_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::write(
+        d.join("ts.yaml"),
+        r#"
+name: Unformatted
+steps:
+  - name: Partition disk 0
+    type: partition-disk
+    properties:
+      DiskIndex: "0"
+      PartitionStyle: MBR
+      Partitions0Type: Primary
+      Partitions0Size: "100"
+      Partitions0SizeUnits: "%"
+      Partitions: "1"
+"#,
+    )
+    .unwrap();
+    Disk::create_image(&d.join("disk.img"), 16 << 20).unwrap();
+    let (code, out) = tsforge(
+        d,
+        &[
+            "run",
+            "ts.yaml",
+            "--state-dir",
+            "s",
+            "--disk",
+            "0=disk.img",
+            "--state-on-disk",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    let log = std::fs::read_to_string(d.join("s/smsts.log")).unwrap();
+    assert!(
+        log.contains("The run's state stays in RAM, so a restart starts the sequence over: ")
+            && log.contains("disk.img has no FAT partition"),
+        "{log}"
+    );
+}
