@@ -271,3 +271,165 @@ steps:
         "{log}"
     );
 }
+
+/// Files of pseudo-random data (incompressible, so applying them takes a while).
+fn random_tree(root: &Path, files: usize, size: usize) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut x: u32 = 2463534242;
+    for i in 0..files {
+        let mut data = vec![0u8; size];
+        for b in data.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            *b = x as u8;
+        }
+        let rel = format!("Data/part{:02}/file{i:03}.bin", i % 7);
+        let full = root.join(&rel);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(&full, &data).unwrap();
+        out.push((rel, data));
+    }
+    out
+}
+
+/// A runner killed in the middle of applying an image onto the partition that holds its state
+/// (what a power cut does to the runner): a fresh state directory finds the run on the disk,
+/// the apply step runs again on a FAT file system made again, and the disk ends up with every
+/// file of the image and a clean file system (fsck.fat -n, and mtools reading every file).
+#[test]
+fn a_runner_killed_while_applying_resumes_from_the_disk_and_ends_clean() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let files = random_tree(&d.join("src"), 48, 2 << 20);
+    let (code, out) = tsforge(
+        d,
+        &[
+            "capture",
+            "src",
+            "big.tsimg",
+            "--name",
+            "Big",
+            "--compression",
+            "none",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    std::fs::write(
+        d.join("ts.yaml"),
+        r#"
+name: Apply a large image
+steps:
+  - name: Partition disk 0
+    type: partition-disk
+    properties:
+      DiskIndex: "0"
+      PartitionStyle: MBR
+      Partitions0Type: Primary
+      Partitions0FileSystem: FAT32
+      Partitions0Size: "100"
+      Partitions0SizeUnits: "%"
+      Partitions0VolumeName: DATA
+      Partitions0VolumeVariable: OSDisk
+      Partitions: "1"
+  - name: Apply the image
+    type: apply-image
+    properties:
+      ImagePath: big.tsimg
+      DestinationVariable: OSDisk
+  - name: Done
+    run: echo done >> ran.txt
+"#,
+    )
+    .unwrap();
+    Disk::create_image(&d.join("disk.img"), 256 << 20).unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tsforge"))
+        .args([
+            "run",
+            "ts.yaml",
+            "--state-dir",
+            "ram1",
+            "--disk",
+            "0=disk.img",
+            "--state-on-disk",
+        ])
+        .current_dir(d)
+        .env("TSFORGE_MACHINE_DIR", d.join("machine"))
+        .env_remove("TSFORGE_STATE_DIR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once the apply has written part of the image (the log reports progress).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let killed_mid_apply = loop {
+        let log = std::fs::read_to_string(d.join("ram1/smsts.log")).unwrap_or_default();
+        if log.contains("Applying big.tsimg") {
+            std::thread::sleep(std::time::Duration::from_millis(150));
+            let log = std::fs::read_to_string(d.join("ram1/smsts.log")).unwrap_or_default();
+            let mid = !log.contains("Applied big.tsimg");
+            child.kill().unwrap();
+            break mid;
+        }
+        if child.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {
+            panic!("the runner ended before the apply started: {log}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    child.wait().unwrap();
+    assert!(
+        killed_mid_apply,
+        "the apply finished before the kill: make the image larger"
+    );
+    std::fs::remove_dir_all(d.join("ram1")).unwrap();
+
+    let (code, out) = tsforge(
+        d,
+        &[
+            "run",
+            "ts.yaml",
+            "--state-dir",
+            "ram2",
+            "--disk",
+            "0=disk.img",
+            "--state-on-disk",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    let log = std::fs::read_to_string(d.join("ram2/smsts.log")).unwrap();
+    assert!(
+        log.contains("the step that was running when it stopped runs again"),
+        "{log}"
+    );
+    assert!(log.contains("was made again (label \"DATA\")"), "{log}");
+    assert_eq!(
+        std::fs::read_to_string(d.join("ran.txt")).unwrap(),
+        "done\n"
+    );
+
+    let disk = d.join("disk.img");
+    let dd = Disk::open(&disk, false).unwrap();
+    let t = layout::read_table(&dd).unwrap().unwrap();
+    let p = &t.partitions[0];
+    fsck_partition(&disk, p.start, p.len, &d.join("part.img"));
+    let at = format!("{}@@{}", disk.display(), p.start);
+    if tool("mcopy").is_some() {
+        let out_dir = d.join("out");
+        std::fs::create_dir_all(&out_dir).unwrap();
+        let st = Command::new(tool("mcopy").unwrap())
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .args(["-s", "-n", "-i", &at, "::/Data"])
+            .arg(&out_dir)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        for (rel, data) in &files {
+            let got = std::fs::read(out_dir.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+            assert!(got == *data, "{rel} differs after the resumed apply");
+        }
+        let (ok, root) = mtools("mdir", &at, "::/").unwrap();
+        assert!(ok && !root.contains("_SMSTas"), "{root}");
+    }
+}

@@ -26,6 +26,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Resolve disk number `index` to a path: `--disk` first, then the machine's disks.
+/// The partitions (`DISK:N`, `;`-separated) whose file system a *Format and Partition Disk*
+/// step of this run made.
+pub const FORMATTED_VAR: &str = "_TSForgeFormattedVolumes";
+
 /// Set by *Format and Partition Disk* to the disk it partitioned.
 pub const PARTITIONED_DISK_VAR: &str = "_TSForgePartitionedDisk";
 
@@ -223,7 +227,9 @@ pub fn partition(step: &Step, ctx: &mut Ctx) -> ActionResult {
     if let Err(e) = check_disk(&path, ctx, C) {
         return ActionResult::failed(e);
     }
-    let result = (|| -> anyhow::Result<Vec<(String, String)>> {
+    // (variables to set, partitions formatted as DISK:N)
+    type Made = (Vec<(String, String)>, Vec<String>);
+    let result = (|| -> anyhow::Result<Made> {
         let mut disk = Disk::open(&path, true)?;
         let table = match req.style {
             Style::Gpt => layout::TableKind::Gpt,
@@ -250,6 +256,7 @@ pub fn partition(step: &Step, ctx: &mut Ctx) -> ActionResult {
             crate::disk::reread::reread(&disk, planned.len() as u32)?;
         }
         let mut vars = Vec::new();
+        let mut formatted = Vec::new();
         for (p, r) in planned.iter().zip(&req.partitions) {
             match r.fs.as_deref() {
                 None => {}
@@ -280,15 +287,18 @@ pub fn partition(step: &Step, ctx: &mut Ctx) -> ActionResult {
                     );
                 }
             }
+            if r.fs.is_some() {
+                formatted.push(Location::partition_text(&path, p.number));
+            }
             if let Some(var) = &r.volume_variable {
                 vars.push((var.clone(), Location::partition_text(&path, p.number)));
             }
         }
         disk.sync()?;
-        Ok(vars)
+        Ok((vars, formatted))
     })();
     match result {
-        Ok(vars) => {
+        Ok((vars, formatted)) => {
             for (name, value) in vars {
                 if let Err(e) = super::set_variable(ctx, C, &name, value) {
                     return ActionResult::failed(e.to_string());
@@ -297,6 +307,17 @@ pub fn partition(step: &Step, ctx: &mut Ctx) -> ActionResult {
             // Where the engine looks for a partition to keep the run's state on.
             ctx.vars
                 .set(PARTITIONED_DISK_VAR, path.display().to_string());
+            // The file systems this run made (an interrupted apply may rebuild these).
+            let mut made: Vec<String> = ctx
+                .vars
+                .get(FORMATTED_VAR)
+                .unwrap_or("")
+                .split(';')
+                .filter(|s| !s.is_empty() && !s.starts_with(&format!("{}:", path.display())))
+                .map(str::to_string)
+                .collect();
+            made.extend(formatted);
+            ctx.vars.set(FORMATTED_VAR, made.join(";"));
             ActionResult::ok()
         }
         Err(e) => ActionResult::failed(format!("partitioning {}: {e:#}", path.display())),
@@ -461,6 +482,11 @@ pub fn apply(step: &Step, ctx: &mut Ctx) -> ActionResult {
             }
         ),
     );
+    if ctx.interrupted {
+        if let Err(e) = rebuild_interrupted(&target, ctx, C) {
+            return ActionResult::failed(e);
+        }
+    }
     let mut rep = Reporter::new(C);
     let mut last = Progress::default();
     let log = &mut *ctx.log;
@@ -490,6 +516,57 @@ pub fn apply(step: &Step, ctx: &mut Ctx) -> ActionResult {
         }
         Err(e) => ActionResult::failed(format!("applying {} to {target}: {e:#}", image.display())),
     }
+}
+
+/// An apply that stopped in the middle (power cut, killed runner) left a FAT file system with
+/// half-written files and clusters no file owns. When this run made that file system, it is
+/// made again (same label and FAT type) before the image is applied again, so the result is
+/// the one an uninterrupted run gives; the run's own `_SMSTaskSequence` copy there is written
+/// again at the next checkpoint. A file system the run did not make is left as it is (it may
+/// hold the user's files), with a warning.
+fn rebuild_interrupted(target: &Location, ctx: &mut Ctx, c: &str) -> Result<(), String> {
+    let Location::Partition { disk, number } = target else {
+        return Ok(());
+    };
+    let text = Location::partition_text(disk, *number);
+    let ours = ctx
+        .vars
+        .get(FORMATTED_VAR)
+        .unwrap_or("")
+        .split(';')
+        .any(|s| s == text);
+    let d = crate::disk::Disk::open(disk, true).map_err(|e| format!("{e:#}"))?;
+    let (range, _) = crate::volume::partition_range(&d, *number).map_err(|e| format!("{e:#}"))?;
+    let Ok(fs) = fat::open(range) else {
+        return Ok(());
+    };
+    let (label, kind) = (fs.label(), fs.kind());
+    drop(fs);
+    if !ours {
+        ctx.log.log(
+            Level::Warning,
+            c,
+            &format!(
+                "This apply was interrupted before; {target} was not formatted by this run, so \
+                 it is applied over again as it is (a half-written file from the interruption \
+                 is overwritten, clusters it held may stay lost until a file system check)"
+            ),
+        );
+        return Ok(());
+    }
+    let (range, _) = crate::volume::partition_range(&d, *number).map_err(|e| format!("{e:#}"))?;
+    fat::format(range, &label, kind).map_err(|e| format!("rebuilding {target}: {e:#}"))?;
+    d.sync().map_err(|e| format!("{e:#}"))?;
+    ctx.log.log(
+        Level::Info,
+        c,
+        &format!(
+            "This apply was interrupted before (restart, power cut or killed runner): the FAT \
+             file system of {target}, made by this run, was made again (label {label:?}) so no \
+             half-written file remains"
+        ),
+    );
+    Ok(())
 }
 
 fn read_up_to(r: &mut dyn std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {

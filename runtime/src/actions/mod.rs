@@ -51,6 +51,9 @@ pub struct Ctx<'a> {
     /// The step's 1-based number in the program.
     pub number: usize,
     pub targets: &'a RunTargets,
+    /// The step is running again because the runner stopped in the middle of it (power cut,
+    /// killed runner), not because it is retried or reached for the first time.
+    pub interrupted: bool,
 }
 
 /// What an action reports.

@@ -68,6 +68,10 @@ impl Home {
     /// into `_SMSTaskSequence/`, then flush the file system and the disk.
     pub fn write(&self, local: &Path, state_json: &[u8], mirror: &mut Mirror) -> Result<()> {
         let (disk, fs) = self.open()?;
+        if fs.dir(FOLDER).is_err() {
+            // New, or removed since (a step made the file system again): copy everything.
+            mirror.copied.clear();
+        }
         fs.create_dir_all(FOLDER)?;
         for name in MIRRORED {
             let path = local.join(name);

@@ -584,6 +584,7 @@ impl Walker<'_> {
         let name = step.name().to_string();
         let kind = step.kind().unwrap_or("(command line)").to_string();
         state.vars.set("_SMSTSCurrentActionName", name.clone());
+        let interrupted = matches!(state.phase, Phase::InStep { .. });
         state.phase = Phase::InStep { attempt: 1 };
         self.journal.save_state(state)?;
         self.logger.progress(
@@ -616,6 +617,7 @@ impl Walker<'_> {
                 custom: &self.opts.custom,
                 number,
                 targets: &targets,
+                interrupted,
             };
             let r = actions::execute(step, &mut ctx);
             update_secrets(self.logger, &state.vars);
