@@ -10,6 +10,8 @@ use tsforge_runtime::disk::{layout, Disk};
 
 mod common;
 use common::tool;
+#[path = "common/data.rs"]
+mod data;
 
 fn tsforge(dir: &Path, args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_tsforge"))
@@ -28,6 +30,21 @@ fn tsforge(dir: &Path, args: &[&str]) -> (i32, String) {
             String::from_utf8_lossy(&out.stderr)
         ),
     )
+}
+
+/// `tsforge run ts.yaml --state-on-disk` on disk 0 = disk.img with the state in `state`.
+fn run_on_disk(d: &Path, state: &str, extra: &[&str]) -> (i32, String) {
+    let mut args = vec![
+        "run",
+        "ts.yaml",
+        "--state-dir",
+        state,
+        "--disk",
+        "0=disk.img",
+        "--state-on-disk",
+    ];
+    args.extend_from_slice(extra);
+    tsforge(d, &args)
 }
 
 const SEQUENCE: &str = r#"
@@ -111,20 +128,10 @@ fn a_restart_that_loses_the_ram_state_resumes_from_the_deployed_disk() {
     Disk::create_image(&d.join("disk.img"), 128 << 20).unwrap();
 
     // First boot: runs up to the restart (--no-reboot: exit code 3 instead of rebooting).
-    let (code, out) = tsforge(
+    let (code, out) = run_on_disk(
         d,
-        &[
-            "run",
-            "ts.yaml",
-            "--state-dir",
-            "ram1",
-            "--disk",
-            "0=disk.img",
-            "--state-on-disk",
-            "--no-reboot",
-            "--var",
-            "OSDJoinPassword=hunter2-secret",
-        ],
+        "ram1",
+        &["--no-reboot", "--var", "OSDJoinPassword=hunter2-secret"],
     );
     assert_eq!(code, 3, "{out}");
     let log = std::fs::read_to_string(d.join("ram1/smsts.log")).unwrap();
@@ -166,19 +173,7 @@ fn a_restart_that_loses_the_ram_state_resumes_from_the_deployed_disk() {
 
     // The RAM disk is gone after the restart; a new state directory finds the run on disk.
     std::fs::remove_dir_all(d.join("ram1")).unwrap();
-    let (code, out) = tsforge(
-        d,
-        &[
-            "run",
-            "ts.yaml",
-            "--state-dir",
-            "ram2",
-            "--disk",
-            "0=disk.img",
-            "--state-on-disk",
-            "--no-reboot",
-        ],
-    );
+    let (code, out) = run_on_disk(d, "ram2", &["--no-reboot"]);
     assert_eq!(code, 0, "{out}");
     let ran = std::fs::read_to_string(d.join("ran.txt")).unwrap();
     let lines: Vec<&str> = ran.lines().collect();
@@ -212,19 +207,7 @@ fn a_restart_that_loses_the_ram_state_resumes_from_the_deployed_disk() {
     }
 
     // A third run with a fresh state directory finds nothing on the disk: it starts over.
-    let (code, out) = tsforge(
-        d,
-        &[
-            "run",
-            "ts.yaml",
-            "--state-dir",
-            "ram3",
-            "--disk",
-            "0=disk.img",
-            "--state-on-disk",
-            "--no-reboot",
-        ],
-    );
+    let (code, out) = run_on_disk(d, "ram3", &["--no-reboot"]);
     assert_eq!(code, 3, "{out}");
 }
 
@@ -251,18 +234,7 @@ steps:
     )
     .unwrap();
     Disk::create_image(&d.join("disk.img"), 16 << 20).unwrap();
-    let (code, out) = tsforge(
-        d,
-        &[
-            "run",
-            "ts.yaml",
-            "--state-dir",
-            "s",
-            "--disk",
-            "0=disk.img",
-            "--state-on-disk",
-        ],
-    );
+    let (code, out) = run_on_disk(d, "s", &[]);
     assert_eq!(code, 0, "{out}");
     let log = std::fs::read_to_string(d.join("s/smsts.log")).unwrap();
     assert!(
@@ -275,15 +247,8 @@ steps:
 /// Files of pseudo-random data (incompressible, so applying them takes a while).
 fn random_tree(root: &Path, files: usize, size: usize) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
-    let mut x: u32 = 2463534242;
     for i in 0..files {
-        let mut data = vec![0u8; size];
-        for b in data.iter_mut() {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            *b = x as u8;
-        }
+        let data = data::random(size, 2463534242 + i as u32);
         let rel = format!("Data/part{:02}/file{i:03}.bin", i % 7);
         let full = root.join(&rel);
         std::fs::create_dir_all(full.parent().unwrap()).unwrap();
@@ -385,18 +350,7 @@ steps:
     );
     std::fs::remove_dir_all(d.join("ram1")).unwrap();
 
-    let (code, out) = tsforge(
-        d,
-        &[
-            "run",
-            "ts.yaml",
-            "--state-dir",
-            "ram2",
-            "--disk",
-            "0=disk.img",
-            "--state-on-disk",
-        ],
-    );
+    let (code, out) = run_on_disk(d, "ram2", &[]);
     assert_eq!(code, 0, "{out}");
     let log = std::fs::read_to_string(d.join("ram2/smsts.log")).unwrap();
     assert!(
