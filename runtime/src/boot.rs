@@ -128,6 +128,8 @@ pub fn boot_cmd(c: BootConfig) -> Result<u8> {
         None => find_medium()?,
     };
     let root = std::path::absolute(&root).unwrap_or(root);
+    // The medium's disk is never a target, and is listed last.
+    crate::disk::select::set_medium_dir(&root);
     // The boot environment's own state folder (in RAM) moves to the deployed disk once there
     // is one (engine::home); an explicit --state-dir stays where it is.
     let state_on_disk = c.state_dir.is_none();

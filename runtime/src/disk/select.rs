@@ -248,16 +248,26 @@ pub fn enumerate() -> Result<Vec<DiskInfo>> {
     bail!("listing disks is implemented for Linux and Windows only; give the disk's path")
 }
 
-/// The disk holding the runner's medium: the mount that contains `TSFORGE_MEDIA_DIR` (or the
+static MEDIUM_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Tell [`boot_medium`] where the medium is (`tsforge boot` found it there; the runner
+/// itself may live elsewhere, such as in an initramfs).
+pub fn set_medium_dir(dir: &Path) {
+    let _ = MEDIUM_DIR.set(dir.to_path_buf());
+}
+
+/// The disk holding the runner's medium: the mount that contains the directory given to
+/// [`set_medium_dir`], else that contains `TSFORGE_MEDIA_DIR` (or the
 /// running executable), its device number from `/proc/self/mountinfo`, then
 /// `/sys/dev/block/MAJ:MIN` up to the whole disk. `None` when it is not on a disk (network,
 /// tmpfs, overlay, loop devices of a live system whose backing disk cannot be told).
 pub fn boot_medium() -> Option<PathBuf> {
     #[cfg(target_os = "linux")]
     {
-        let start = match std::env::var_os("TSFORGE_MEDIA_DIR") {
-            Some(d) => PathBuf::from(d),
-            None => std::env::current_exe().ok()?,
+        let start = match (MEDIUM_DIR.get(), std::env::var_os("TSFORGE_MEDIA_DIR")) {
+            (Some(d), _) => d.clone(),
+            (None, Some(d)) => PathBuf::from(d),
+            (None, None) => std::env::current_exe().ok()?,
         };
         let start = std::fs::canonicalize(&start).ok()?;
         let best = mounts()
