@@ -9,7 +9,7 @@
 //! | raw `.img` (`.zst`, `.gz`) | refused | written over the partition | written over the partition | written over the disk |
 //!
 //! Capture reads a folder, a FAT partition (extracted to a scratch folder first, see
-//! `image::fat`) or, on Linux, any other partition the kernel can mount (read-only, through
+//! `image::fat`, leaving out the `_SMSTaskSequence` folder of a run kept there) or, on Linux, any other partition the kernel can mount (read-only, through
 //! `mount`; image files through a loop device with the partition's offset) into a tsforge
 //! image, or into a WIM when the output ends in `.wim`.
 
@@ -274,6 +274,12 @@ pub fn capture(
                 .tempdir_in(scratch)
                 .with_context(|| format!("creating a scratch folder in {}", scratch.display()))?;
             image::fat::extract_to_dir(&fs, tmp.path())?;
+            // The running sequence's own state (engine::home) is not part of what is captured.
+            let state = tmp.path().join(crate::engine::home::FOLDER);
+            if state.is_dir() {
+                std::fs::remove_dir_all(&state)
+                    .with_context(|| format!("leaving {} out", state.display()))?;
+            }
             (tmp.path().to_path_buf(), Some(tmp))
         }
         Location::Disk(_) => {

@@ -55,7 +55,9 @@ pub fn reboot_machine() -> std::io::Result<()> {
             Command::new("shutdown").args(["/r", "/t", "0"]).status()
         }
     } else {
-        // `reboot -f` works under busybox init and systemd alike.
+        // Written files first (the share a step wrote to, the deployed disk), then
+        // `reboot -f`, which works under busybox init and systemd alike.
+        let _ = Command::new("sync").status();
         Command::new("reboot").arg("-f").status()
     }?;
     if status.success() {
