@@ -30,6 +30,8 @@ set -euo pipefail
 #   openssl          makes the test CA and server certificate for the HTTPS test
 #   linux-image-amd64 the kernel and modules the linux media template puts on media
 #                    (builder/src/template/linux.rs) and builder/tests/linux_template.rs uses
+#   binutils         objcopy --strip-debug: the runner goes onto linux media without its debug
+#                    information (builder/src/template/linux.rs)
 #   busybox-static   the static busybox that is the linux template initramfs' shell and tools
 #   systemd-boot-efi systemd-bootx64.efi, the UEFI boot loader of linux media
 #   syslinux         the syslinux installer that makes linux USB media boot on BIOS
@@ -64,6 +66,7 @@ DEBIAN_PACKAGES=(
     isolinux
     # The linux media template: kernel + modules, busybox for the initramfs, systemd-boot.
     linux-image-amd64
+    binutils
     busybox-static
     systemd-boot-efi
     # The opt-in boot tests of linux media (builder/tests/linux_template.rs, `-- --ignored`).

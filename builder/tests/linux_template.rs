@@ -256,8 +256,19 @@ fn check_initramfs(root: &Path, kernel: &Kernel) {
     run(Command::new(&busybox).args(["sh", "-n"]).arg(&init));
 
     // The runner, its ELF interpreter at its absolute path, and libc.
+    // The runner is the test executable without its debug information (objcopy --strip-debug).
     let exe = std::env::current_exe().unwrap();
-    assert!(std::fs::read(root.join(linux::RUNNER_PATH)).unwrap() == std::fs::read(&exe).unwrap());
+    let stripped = root.parent().unwrap().join("expected-runner");
+    run(Command::new("objcopy")
+        .arg("--strip-debug")
+        .arg(&exe)
+        .arg(&stripped));
+    let shipped = std::fs::read(root.join(linux::RUNNER_PATH)).unwrap();
+    assert!(shipped == std::fs::read(&stripped).unwrap());
+    assert!(
+        (shipped.len() as u64) < std::fs::metadata(&exe).unwrap().len(),
+        "the runner was not stripped"
+    );
     let interp = linux::elf_interpreter(&exe)
         .unwrap()
         .expect("a dynamic test executable");
