@@ -20,6 +20,8 @@ pub enum Cmd {
     /// Build boot media: usb, iso, pxe or dir, from the winpe or linux template
     #[command(subcommand)]
     Build(tsforge_builder::cli::BuildCmd),
+    /// Try a medium in a virtual machine (QEMU) with blank disks before a real machine
+    Try(tsforge_builder::try_cmd::TryCmd),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +35,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Runner(c) => runner::dispatch(c),
         Cmd::Build(c) => tsforge_builder::cli::dispatch(c),
+        Cmd::Try(c) => tsforge_builder::try_cmd::dispatch(c),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -8,9 +8,11 @@ pub mod cpio;
 pub mod iso;
 pub mod media;
 pub mod output;
+pub mod qemu;
 pub mod source;
 pub mod template;
 pub mod tree;
+pub mod try_cmd;
 
 /// The runtime this builder packages, re-exported for the thin `tsforge` binary.
 pub use tsforge_runtime as runtime;

@@ -34,7 +34,7 @@
 //! built in (and the initramfs has no `nsswitch.conf` asking for others).
 //!
 //! **initramfs** (`tsforge/boot/initrd.img`): busybox from Debian's `busybox-static` as
-//! `/bin/busybox` with links for the [`APPLETS`] `/init` uses, `/init` (the shell script in
+//! `/bin/busybox` with links for the [`APPLETS`] `/init` and the sample hooks use, `/init` (the shell script in
 //! `media-templates/linux/init`, embedded), the runner as `/bin/tsforge`, its libraries, and
 //! the drivers. zstd-compressed when the kernel's `config-<version>` says `CONFIG_RD_ZSTD=y`,
 //! gzip otherwise (every kernel reads gzip). Written by [`crate::cpio`] with `input.epoch` for
@@ -133,8 +133,56 @@ pub const MODULES: &[&str] = &[
 ];
 /// busybox applets `/init` calls, linked to `/bin/busybox`.
 pub const APPLETS: &[&str] = &[
-    "sh", "mount", "umount", "insmod", "mkdir", "sleep", "poweroff", "reboot", "cat", "ls",
-    "findfs", "blkid", "sync", "dmesg",
+    "sh",
+    "mount",
+    "umount",
+    "insmod",
+    "mkdir",
+    "sleep",
+    "poweroff",
+    "reboot",
+    "cat",
+    "ls",
+    "findfs",
+    "blkid",
+    "sync",
+    "dmesg",
+    "mkfifo",
+    "tee",
+    "kill",
+    "chmod",
+    "ip",
+    "udhcpc",
+    "sed",
+    "head",
+    "tail",
+    "grep",
+    "tr",
+    "cut",
+    "wc",
+    "cmp",
+    "ping",
+    "printf",
+    "echo",
+    "test",
+    "[",
+    "expr",
+    "env",
+    "stty",
+    "date",
+    "uname",
+    "hostname",
+    "cp",
+    "mv",
+    "rm",
+    "ln",
+    "touch",
+    "sort",
+    "awk",
+    "dd",
+    "sha256sum",
+    "mdev",
+    "lsmod",
 ];
 
 /// Files taken from the build machine's Debian packages.
