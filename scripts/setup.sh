@@ -7,7 +7,7 @@
 # Needs rustup (the Rust toolchain itself is not installed here).
 set -euo pipefail
 
-# Debian packages. Later work adds to this list (qemu-system-x86 ovmf xorriso wimtools …).
+# Debian packages.
 #   mingw-w64        cross-linker for the Windows runner (x86_64-pc-windows-gnu), and the
 #                    ProcessPrng shim tests/wine.rs builds
 #   wine wine64      runs tsforge.exe in tests/wine.rs (`wine` is the launcher script,
@@ -37,8 +37,8 @@ set -euo pipefail
 #   syslinux         the syslinux installer that makes linux USB media boot on BIOS
 #   isolinux         isolinux.bin and isohdpfx.bin: BIOS boot of linux ISOs (and isohybrid)
 #   syslinux-common  ldlinux.c32 and mbr.bin/gptmbr.bin for syslinux and isolinux
-#   qemu-system-x86 ovmf   the opt-in boot tests of linux media (builder/tests/linux_template.rs,
-#                    `-- --ignored`): direct kernel, OVMF + systemd-boot, ISO by BIOS and UEFI
+#   qemu-system-x86 ovmf ipxe-qemu   `tsforge try` and the end-to-end tests (tests/e2e_qemu.rs):
+#                    SeaBIOS, OVMF (UEFI) and the NICs' iPXE ROMs for PXE boots
 DEBIAN_PACKAGES=(
     mingw-w64
     wine
@@ -69,9 +69,10 @@ DEBIAN_PACKAGES=(
     binutils
     busybox-static
     systemd-boot-efi
-    # The opt-in boot tests of linux media (builder/tests/linux_template.rs, `-- --ignored`).
+    # `tsforge try` and the end-to-end tests (tests/e2e_qemu.rs).
     qemu-system-x86
     ovmf
+    ipxe-qemu
 )
 RUST_TARGETS=(x86_64-pc-windows-gnu)
 RUST_COMPONENTS=(clippy rustfmt)

@@ -35,7 +35,14 @@ export TSFORGE_WINDOWS_EXE="$exe"
 echo "TSFORGE_WINDOWS_EXE=$exe"
 
 phase "cargo test --workspace"
+# The end-to-end tests (tests/e2e_qemu.rs) append their boot times here.
+e2e_times=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/tmp/e2e/times.txt
+rm -f "$e2e_times"
 cargo test --workspace
+if [ -f "$e2e_times" ]; then
+    phase "QEMU end-to-end times (tests/e2e_qemu.rs, TCG)"
+    cat "$e2e_times"
+fi
 
 if [ -f fuzz/Cargo.toml ]; then
     phase "cargo check (fuzz/)"

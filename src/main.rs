@@ -22,6 +22,9 @@ pub enum Cmd {
     Build(tsforge_builder::cli::BuildCmd),
     /// Try a medium in a virtual machine (QEMU) with blank disks before a real machine
     Try(tsforge_builder::try_cmd::TryCmd),
+    /// Carry one forwarded guest connection to ADDR (run by QEMU for `tsforge try --forward`)
+    #[command(hide = true)]
+    QemuRelay { addr: std::net::SocketAddr },
 }
 
 fn main() -> ExitCode {
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
         Cmd::Runner(c) => runner::dispatch(c),
         Cmd::Build(c) => tsforge_builder::cli::dispatch(c),
         Cmd::Try(c) => tsforge_builder::try_cmd::dispatch(c),
+        Cmd::QemuRelay { addr } => tsforge_builder::qemu::relay(addr),
     };
     match result {
         Ok(code) => ExitCode::from(code),

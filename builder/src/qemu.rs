@@ -46,7 +46,10 @@ pub enum BootFrom {
 }
 
 /// A guest TCP port forwarded to a host socket (`guestfwd`): the guest reaches
-/// `10.0.2.100:guest_port`, QEMU connects to `host`.
+/// `10.0.2.100:guest_port`. QEMU's `guestfwd=…-tcp:HOST` connects once, at start, and carries
+/// a single connection; so each guest connection instead starts `tsforge qemu-relay HOST`
+/// (`guestfwd=…-cmd:…`, [`relay`]), which joins its standard input and output to a new
+/// connection to `host`.
 #[derive(Debug, Clone)]
 pub struct Forward {
     pub guest_port: u16,
@@ -83,6 +86,8 @@ pub struct MachineConfig {
     pub accel: Option<String>,
     /// Copy the console to our standard output as it arrives (`tsforge try`).
     pub echo: bool,
+    /// The tsforge binary that runs `qemu-relay` for [`Forward`]s (default: this program).
+    pub relay_program: Option<PathBuf>,
 }
 
 impl MachineConfig {
@@ -99,6 +104,7 @@ impl MachineConfig {
             work_dir,
             accel: None,
             echo: false,
+            relay_program: None,
         }
     }
 
@@ -180,11 +186,21 @@ impl MachineConfig {
                     tftp_root.display()
                 ));
             }
-            for f in &self.forwards {
-                netdev.push_str(&format!(
-                    ",guestfwd=tcp:{GUEST_FORWARD_ADDR}:{}-tcp:{}",
-                    f.guest_port, f.host
-                ));
+            if !self.forwards.is_empty() {
+                let relay = match &self.relay_program {
+                    Some(p) => p.clone(),
+                    None => std::env::current_exe().context("finding the tsforge program")?,
+                };
+                let relay = relay.display().to_string();
+                if relay.contains([',', ' ', '\'', '"']) {
+                    bail!("{relay}: a path with commas, spaces or quotes cannot be given to QEMU's guestfwd");
+                }
+                for f in &self.forwards {
+                    netdev.push_str(&format!(
+                        ",guestfwd=tcp:{GUEST_FORWARD_ADDR}:{}-cmd:{relay} qemu-relay {}",
+                        f.guest_port, f.host
+                    ));
+                }
             }
             a.push("-netdev".into());
             a.push(netdev);
@@ -196,6 +212,33 @@ impl MachineConfig {
         }
         Ok(a)
     }
+}
+
+/// `tsforge qemu-relay ADDR`: joins standard input and output to a new TCP connection to
+/// `addr`, until either side ends (one guest connection of a [`Forward`]).
+pub fn relay(addr: SocketAddr) -> Result<u8> {
+    let sock = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+        .with_context(|| format!("connecting to {addr}"))?;
+    let mut to_host = sock.try_clone()?;
+    let up = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut to_host);
+        let _ = to_host.shutdown(std::net::Shutdown::Write);
+    });
+    let mut from_host = sock;
+    let mut out = std::io::stdout().lock();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match from_host.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if out.write_all(&buf[..n]).and_then(|_| out.flush()).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    drop(up);
+    Ok(0)
 }
 
 /// `qemu-system-x86_64` on PATH, if any.
@@ -495,8 +538,9 @@ mod tests {
             host: "127.0.0.1:8080".parse().unwrap(),
         });
         cfg.accel = Some("tcg".into());
+        cfg.relay_program = Some("/usr/bin/tsforge".into());
         let a = cfg.args().unwrap().join(" ");
-        assert!(a.contains("-netdev user,id=n0,restrict=on,tftp=/srv/tftp,bootfile=boot.ipxe,guestfwd=tcp:10.0.2.100:80-tcp:127.0.0.1:8080"), "{a}");
+        assert!(a.contains("-netdev user,id=n0,restrict=on,tftp=/srv/tftp,bootfile=boot.ipxe,guestfwd=tcp:10.0.2.100:80-cmd:/usr/bin/tsforge qemu-relay 127.0.0.1:8080"), "{a}");
         assert!(
             a.contains("-boot n") && a.contains("-no-reboot") && a.contains("-accel tcg"),
             "{a}"

@@ -299,6 +299,20 @@ pub struct Verified {
     pub signed_by: Option<String>,
     /// Problems, each naming the file; empty when the medium is intact.
     pub problems: Vec<String>,
+    /// Boot-loader files of the manifest that a PXE tree or payload does not carry.
+    pub not_carried: usize,
+}
+
+/// At the root of a PXE tree (`tsforge build pxe`) and of the payload a PXE-booted machine
+/// unpacks under /pxe: the boot-loader files are not carried (the network boot loaded the
+/// kernel and initramfs), so their absence is not tampering. Every file that is there is
+/// still checked, and `tsforge/` may still hold nothing unlisted.
+pub const PXE_MARKER: &str = "tsforge-pxe.txt";
+
+/// A boot-loader file of a medium: outside `tsforge/`, or under `tsforge/boot/`.
+fn is_boot_file(path: &str) -> bool {
+    let l = path.to_ascii_lowercase();
+    !l.starts_with("tsforge/") || l.starts_with("tsforge/boot/")
 }
 
 /// Checks a medium mounted or copied at `root`: the signature (when media.toml names a key,
@@ -346,11 +360,16 @@ pub fn verify_dir(root: &Path, pinned_key: Option<&str>) -> Result<Verified> {
         }
     }
     let entries = parse_manifest(&manifest)?;
+    let pxe = root.join(PXE_MARKER).is_file();
     let mut listed = std::collections::HashSet::new();
     for e in &entries {
         listed.insert(e.path.to_ascii_lowercase());
         let Some(p) = find_ci(root, &e.path) else {
-            v.problems.push(format!("{}: missing", e.path));
+            if pxe && is_boot_file(&e.path) {
+                v.not_carried += 1;
+            } else {
+                v.problems.push(format!("{}: missing", e.path));
+            }
             continue;
         };
         match sha256_file(&p) {

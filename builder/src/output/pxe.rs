@@ -50,6 +50,14 @@ impl PxeOptions {
 
 /// The payload folder of every medium.
 const PAYLOAD: &str = "tsforge";
+/// The Linux payload as an initrd (`pxe/tsforge/…` in a cpio archive).
+pub const PAYLOAD_INITRD: &str = "payload.img";
+/// At the root of a PXE tree and of the unpacked payload: the medium's boot-loader files
+/// (EFI/, syslinux/, tsforge/boot/, …) are listed in the manifest but not carried, and
+/// [`tsforge_runtime::media::verify_dir`] accepts their absence.
+pub const PXE_MARKER: &str = tsforge_runtime::media::PXE_MARKER;
+const PXE_MARKER_TEXT: &str =
+    "A tsforge PXE tree: the medium's boot-loader files are not part of it.\n";
 /// Where the snippet says the zip was unpacked (a zip cannot know its server's path).
 const ZIP_ROOT_PLACEHOLDER: &str = "/srv/tftp/tsforge";
 
@@ -94,10 +102,13 @@ pub fn write_pxe(
             };
             (
                 format!(
-                    "#!ipxe\n# tsforge: Linux boot environment\nkernel vmlinuz{args} initrd=initrd.img\ninitrd initrd.img\nboot\n"
+                    "#!ipxe\n# tsforge: Linux boot environment\nkernel vmlinuz{args} initrd=initrd.img initrd={PAYLOAD_INITRD}\ninitrd initrd.img\ninitrd {PAYLOAD_INITRD}\nboot\n"
                 ),
-                "boot.ipxe loads vmlinuz and initrd.img (the template's kernel and initramfs).\n"
-                    .to_string(),
+                format!(
+                    "boot.ipxe loads vmlinuz and initrd.img (the template's kernel and initramfs), and\n\
+                     {PAYLOAD_INITRD}: the tsforge/ folder below as a second initrd, unpacked under /pxe\n\
+                     (without tsforge/boot/, which the network boot has already loaded).\n"
+                ),
             )
         }
         PxeBoot::WinPe {
@@ -149,6 +160,37 @@ pub fn write_pxe(
     for f in &payload {
         entries.push((f.path.to_string(), f.source.clone()));
     }
+    entries.push((PXE_MARKER.into(), Source::bytes(PXE_MARKER_TEXT.as_bytes())));
+    // Linux: the payload also goes to the machine as a second initrd (the kernel unpacks every
+    // initrd it is given into the same root), so the booted system has it without a network
+    // file system. Written to a temporary file first: packages can be large.
+    let payload_initrd = match pxe {
+        PxeBoot::Linux { .. } => {
+            let mut cpio = crate::cpio::CpioBuilder::new(opts.epoch);
+            let boot_dir = format!("{PAYLOAD}/boot/");
+            for f in payload.iter().filter(|f| {
+                !(f.path.len() > boot_dir.len()
+                    && f.path[..boot_dir.len()].eq_ignore_ascii_case(&boot_dir))
+            }) {
+                cpio.add_file(&format!("pxe/{}", f.path), f.source.clone(), 0o644)
+                    .with_context(|| format!("adding {} to {PAYLOAD_INITRD}", f.path))?;
+            }
+            cpio.add_file(
+                &format!("pxe/{PXE_MARKER}"),
+                Source::bytes(PXE_MARKER_TEXT.as_bytes()),
+                0o644,
+            )?;
+            let tmp = tempfile::NamedTempFile::new().context("creating a temporary file")?;
+            cpio.write(
+                std::io::BufWriter::new(tmp.as_file()),
+                crate::cpio::Compression::None,
+            )
+            .with_context(|| format!("writing {PAYLOAD_INITRD}"))?;
+            entries.push((PAYLOAD_INITRD.into(), Source::path(tmp.path())));
+            Some(tmp)
+        }
+        PxeBoot::WinPe { .. } => None,
+    };
     entries.push(("boot.ipxe".into(), Source::bytes(script.into_bytes())));
     entries.push((
         "dnsmasq.conf.snippet".into(),
@@ -206,6 +248,7 @@ pub fn write_pxe(
         total
     };
     let path = tmp.commit()?;
+    drop(payload_initrd);
     let placed = files
         .iter()
         .filter(|f| !f.path.contains('/'))

@@ -183,6 +183,7 @@ pub const APPLETS: &[&str] = &[
     "sha256sum",
     "mdev",
     "lsmod",
+    "blockdev",
 ];
 
 /// Files taken from the build machine's Debian packages.

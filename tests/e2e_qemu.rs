@@ -1,0 +1,941 @@
+//! Proof on a (virtual) machine: media built by `tsforge build` boot in QEMU (TCG, with
+//! Debian's kernel, busybox, systemd-boot, syslinux, OVMF and iPXE) and the runner deploys the
+//! machine's blank disks; the host then checks those disks with independent tools (`sgdisk -v`,
+//! `fsck.fat -n`, mtools) and every applied file against the image's source.
+//!
+//! Every scenario talks to the machine through `tsforge_builder::qemu` (the code `tsforge try`
+//! uses): a deadline per wait and an expect loop on the serial console, no fixed sleeps. The
+//! console of each run is written to `target/tmp/e2e/<scenario>/console*.log` and kept; the
+//! disk images are removed when the scenario passes. Each scenario prints its boot-to-first-step
+//! and total times (`E2E <scenario>: …`), the figures the README quotes.
+//!
+//! Disks, as the guest numbers them (`docs/disks.md`: the boot medium is listed last): disk 0
+//! is the target (`/dev/vdb` when the medium is a USB image attached as the first virtio disk,
+//! `/dev/vda` for ISO and PXE boots), disk 1 the "share" (a FAT disk the host made).
+//!
+//! Needs qemu-system-x86, ovmf, ipxe-qemu and the linux template's packages (scripts/setup.sh):
+//! without them each test prints `SKIP …` and passes, unless `TSFORGE_REQUIRE_TOOLS=1` (CI).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use tsforge_builder::qemu::{self, BootFrom, Firmware, Forward, Machine, MachineConfig};
+use tsforge_runtime::disk::{fat, layout, Disk};
+
+mod common;
+use common::tool;
+#[path = "common/data.rs"]
+mod data;
+#[path = "common/httpd.rs"]
+#[allow(dead_code)]
+mod httpd;
+
+/// A boot under TCG takes 10–20 s; applying and checking adds to it. Generous, so a loaded CI
+/// machine does not fail a good run, but a hung guest still ends.
+const BOOT: Duration = Duration::from_secs(240);
+const RUN: Duration = Duration::from_secs(600);
+const COMPUTER_NAME: &str = "LAB-PC07";
+
+fn require() -> bool {
+    std::env::var("TSFORGE_REQUIRE_TOOLS").is_ok_and(|v| v == "1")
+}
+
+/// Whether this machine can run the scenarios (QEMU, OVMF, a kernel for the linux template).
+fn ready(uefi: bool) -> bool {
+    let mut missing = Vec::new();
+    if qemu::qemu_available().is_none() {
+        missing.push("qemu-system-x86_64 (apt-get install qemu-system-x86)");
+    }
+    if uefi && !Path::new("/usr/share/OVMF/OVMF_CODE.fd").is_file() {
+        missing.push("/usr/share/OVMF/OVMF_CODE.fd (apt-get install ovmf)");
+    }
+    if tsforge_builder::template::linux::find_kernel_in(Path::new("/")).is_err() {
+        missing.push("a kernel in /boot (apt-get install linux-image-amd64)");
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    if require() {
+        panic!("missing (TSFORGE_REQUIRE_TOOLS=1): {}", missing.join(", "));
+    }
+    eprintln!("SKIP e2e: missing {}", missing.join(", "));
+    false
+}
+
+/// A scenario's folder under target/tmp/e2e, emptied first.
+fn scenario_dir(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("e2e")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn tsforge(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_tsforge"))
+        .args(args)
+        .current_dir(dir)
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .env_remove("TSFORGE_STATE_DIR")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "tsforge {}: {text}", args.join(" "));
+    text
+}
+
+/// The image the sequences apply: a tree of text and incompressible files of `mib` MiB in
+/// all, captured and built into the distribution point `dp` as package IMG00001. Returns the
+/// tree (relative path, content).
+fn image_package(d: &Path, mib: usize) -> Vec<(String, Vec<u8>)> {
+    let src = d.join("src");
+    let mut files = vec![
+        (
+            "Windows/System32/config.txt".to_string(),
+            b"tsforge e2e\n".repeat(300),
+        ),
+        ("Users/Public/readme.txt".to_string(), b"hello\n".to_vec()),
+        ("empty.txt".to_string(), Vec::new()),
+    ];
+    let chunk = 2 << 20;
+    for i in 0..(mib * (1 << 20)).div_ceil(chunk) {
+        files.push((
+            format!("Data/blob{i:03}.bin"),
+            data::random(chunk, 7 + i as u32),
+        ));
+    }
+    for (p, bytes) in &files {
+        let full = src.join(p);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, bytes).unwrap();
+    }
+    tsforge(
+        d,
+        &[
+            "capture",
+            "src",
+            "image.tsimg",
+            "--name",
+            "E2E",
+            "--compression",
+            "none",
+        ],
+    );
+    tsforge(
+        d,
+        &[
+            "package",
+            "build",
+            "image.tsimg",
+            "--id",
+            "IMG00001",
+            "--out",
+            "dp",
+        ],
+    );
+    files
+}
+
+/// A sparse blank disk image.
+fn blank(path: &Path, size: u64) -> PathBuf {
+    std::fs::File::create(path).unwrap().set_len(size).unwrap();
+    path.to_path_buf()
+}
+
+/// The "share": a 64 MiB disk holding one FAT file system (no partition table, like a
+/// superfloppy), which sequences mount and write to.
+fn share_disk(path: &Path) -> PathBuf {
+    let disk = Disk::create_image(path, 64 << 20).unwrap();
+    fat::format(disk.whole().unwrap(), "SHARE", None).unwrap();
+    drop(disk);
+    path.to_path_buf()
+}
+
+/// The deployment sequence of scenarios 1–3: partition the target as GPT (ESP + data, both
+/// FAT32), apply IMG00001 to the data partition, write the computer name the hook asked for.
+const DEPLOY: &str = r#"
+name: Deploy
+steps:
+  - name: List the disks
+    run: tsforge disk list
+  - name: Partition the target disk
+    type: partition-disk
+    properties:
+      DiskIndex: "0"
+      PartitionStyle: GPT
+      Partitions0Type: EFI
+      Partitions0FileSystem: FAT32
+      Partitions0Size: "64"
+      Partitions0SizeUnits: MB
+      Partitions0VolumeName: SYSTEM
+      Partitions1Type: Primary
+      Partitions1FileSystem: FAT32
+      Partitions1Size: "100"
+      Partitions1SizeUnits: "%"
+      Partitions1VolumeName: DATA
+      Partitions1VolumeVariable: OSDisk
+      Partitions: "2"
+  - name: Apply the image
+    type: apply-image
+    properties:
+      ImagePackageID: IMG00001
+      DestinationVariable: OSDisk
+  - name: Write the computer name
+    run: mkdir -p /mnt/os && mount -t vfat %TargetDevice%2 /mnt/os && echo %OSDComputerName% > /mnt/os/computername.txt && umount /mnt/os
+"#;
+
+/// Build a medium of `kind` (usb, iso, pxe) with `sequence`, the sample computer-name hook,
+/// `extra` builder arguments; returns the output path.
+fn build(d: &Path, kind: &str, sequence: &str, extra: &[&str]) -> PathBuf {
+    std::fs::write(d.join("ts.yaml"), sequence).unwrap();
+    let hook = Path::new(env!("CARGO_MANIFEST_DIR")).join("hooks/ask-computer-name.sh");
+    let out = d.join(match kind {
+        "usb" => "medium.img",
+        "iso" => "medium.iso",
+        _ => "pxe",
+    });
+    let out_s = out.display().to_string();
+    let hook_s = hook.display().to_string();
+    let mut args = vec![
+        "build",
+        kind,
+        "--template",
+        "linux",
+        "--sequence",
+        "ts.yaml",
+        "--hook",
+        &hook_s,
+        "--force",
+        "-o",
+        &out_s,
+    ];
+    args.extend_from_slice(extra);
+    tsforge(d, &args);
+    out
+}
+
+/// Times of one boot, printed for the README.
+struct Times {
+    started: Instant,
+    first_step: Option<Duration>,
+}
+
+impl Times {
+    fn report(&self, scenario: &str) {
+        let first = self
+            .first_step
+            .map(|t| format!("{:.1} s", t.as_secs_f64()))
+            .unwrap_or_else(|| "-".into());
+        let line = format!(
+            "E2E {scenario}: boot to first step {first}, total {:.1} s",
+            self.started.elapsed().as_secs_f64()
+        );
+        eprintln!("{line}");
+        // Also kept in target/tmp/e2e/times.txt, which scripts/test.sh prints after the tests.
+        use std::io::Write;
+        let times = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e/times.txt");
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(times)
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
+
+/// Answer the hook, wait for the first step, then for the runner's exit code and the power-off.
+fn drive(m: &mut Machine, times: &mut Times) -> i32 {
+    m.expect("Computer name:", BOOT).unwrap();
+    m.send_line(COMPUTER_NAME).unwrap();
+    m.expect("[1/", BOOT).unwrap();
+    times.first_step = Some(times.started.elapsed());
+    m.expect("the runner exited with code", RUN).unwrap();
+    m.wait_exit(BOOT).unwrap();
+    qemu::runner_exit_code(&m.console()).expect("the runner's exit code on the console")
+}
+
+fn start(cfg: &MachineConfig) -> (Machine, Times) {
+    let m = Machine::start(cfg).unwrap();
+    let t = Times {
+        started: m.started(),
+        first_step: None,
+    };
+    (m, t)
+}
+
+fn config(d: &Path, fw: Firmware, boot: BootFrom, disks: Vec<PathBuf>, log: &str) -> MachineConfig {
+    let mut cfg = MachineConfig::new(fw, boot, d.to_path_buf());
+    cfg.disks = disks;
+    cfg.console_log = d.join(log);
+    cfg
+}
+
+/// Host-side checks of a deployed target: a valid GPT (sgdisk -v), two clean FAT file systems
+/// (fsck.fat -n on each), the computer name and every file of the image (mtools).
+fn check_target(disk: &Path, files: &[(String, Vec<u8>)], scratch: &Path) {
+    if let Some(sgdisk) = tool("sgdisk") {
+        let out = Command::new(sgdisk).arg("-v").arg(disk).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("No problems found"),
+            "sgdisk -v: {text}"
+        );
+    }
+    let d = Disk::open(disk, false).unwrap();
+    let table = layout::read_table(&d).unwrap().expect("a partition table");
+    assert_eq!(table.partitions.len(), 2, "{table:?}");
+    let data = std::fs::read(disk).unwrap();
+    for p in &table.partitions {
+        let part = scratch.join(format!("part{}.img", p.number));
+        std::fs::write(&part, &data[p.start as usize..(p.start + p.len) as usize]).unwrap();
+        if let Some(fsck) = tool("fsck.fat") {
+            let out = Command::new(fsck).arg("-n").arg(&part).output().unwrap();
+            assert!(
+                out.status.success(),
+                "fsck.fat -n partition {}: {}{}",
+                p.number,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    let part2 = scratch.join("part2.img");
+    if let Some(mcopy) = tool("mcopy") {
+        let out_dir = scratch.join("applied");
+        let _ = std::fs::remove_dir_all(&out_dir);
+        std::fs::create_dir_all(&out_dir).unwrap();
+        let st = Command::new(&mcopy)
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .args(["-s", "-n", "-i"])
+            .arg(&part2)
+            .arg("::/*")
+            .arg(&out_dir)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mcopy from the data partition");
+        for (rel, bytes) in files {
+            let got = std::fs::read(out_dir.join(rel))
+                .unwrap_or_else(|e| panic!("{rel} is not on the data partition: {e}"));
+            assert!(got == *bytes, "{rel} differs from the image");
+        }
+        let name = std::fs::read_to_string(out_dir.join("computername.txt")).unwrap();
+        assert_eq!(name.trim(), COMPUTER_NAME);
+        assert!(
+            !out_dir.join("_SMSTaskSequence").exists(),
+            "the run's state folder is left on the deployed disk"
+        );
+    }
+    let _ = std::fs::remove_file(scratch.join("part1.img"));
+    let _ = std::fs::remove_file(part2);
+}
+
+/// What a passing scenario leaves: its console logs only.
+fn clean(d: &Path) {
+    for e in std::fs::read_dir(d).unwrap().flatten() {
+        let p = e.path();
+        let keep = p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("console"));
+        if !keep {
+            if p.is_dir() {
+                let _ = std::fs::remove_dir_all(&p);
+            } else {
+                let _ = std::fs::remove_file(&p);
+            }
+        }
+    }
+}
+
+/// Scenario 1: A USB image (GPT + ESP, systemd-boot) on OVMF deploys the machine's second disk.
+#[test]
+fn usb_image_uefi_deploys_the_second_disk() {
+    if !ready(true) {
+        return;
+    }
+    let d = scenario_dir("usb-uefi");
+    let files = image_package(&d, 8);
+    let medium = build(
+        &d,
+        "usb",
+        DEPLOY,
+        &[
+            "--partition-table",
+            "gpt",
+            "--package",
+            "dp",
+            "--var",
+            "TargetDevice=/dev/vdb",
+        ],
+    );
+    let target = blank(&d.join("target.img"), 512 << 20);
+    let cfg = config(
+        &d,
+        Firmware::Uefi,
+        BootFrom::Disk(medium),
+        vec![target.clone()],
+        "console.log",
+    );
+    let (mut m, mut times) = start(&cfg);
+    let code = drive(&mut m, &mut times);
+    times.report("usb-uefi");
+    assert_eq!(code, 0, "{}", m.console());
+    check_target(&target, &files, &d);
+    clean(&d);
+}
+
+/// Scenario 2: The same sequence from a hybrid ISO as a CD-ROM, under SeaBIOS and under OVMF.
+#[test]
+fn iso_bios_and_uefi_deploy_the_disk() {
+    if !ready(true) {
+        return;
+    }
+    let d = scenario_dir("iso");
+    let files = image_package(&d, 8);
+    let medium = build(
+        &d,
+        "iso",
+        DEPLOY,
+        &["--package", "dp", "--var", "TargetDevice=/dev/vda"],
+    );
+    for (fw, name) in [(Firmware::Bios, "bios"), (Firmware::Uefi, "uefi")] {
+        let target = blank(&d.join(format!("target-{name}.img")), 512 << 20);
+        let cfg = config(
+            &d,
+            fw,
+            BootFrom::Cdrom(medium.clone()),
+            vec![target.clone()],
+            &format!("console-{name}.log"),
+        );
+        let (mut m, mut times) = start(&cfg);
+        let code = drive(&mut m, &mut times);
+        times.report(&format!("iso-{name}"));
+        assert_eq!(code, 0, "{}", m.console());
+        check_target(&target, &files, &d);
+    }
+    clean(&d);
+}
+
+/// Scenario 3: PXE: QEMU's TFTP serves `tsforge build pxe`; the image comes from a distribution point on
+/// the host's loopback (a real HTTP server), reached only through `guestfwd` (`restrict=on`).
+#[test]
+fn pxe_boot_deploys_from_an_http_distribution_point() {
+    if !ready(false) {
+        return;
+    }
+    let d = scenario_dir("pxe");
+    let files = image_package(&d, 8);
+    let server = httpd::Server::start(&d.join("dp"));
+    let host: std::net::SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
+    let tree = build(
+        &d,
+        "pxe",
+        DEPLOY,
+        &[
+            "--var",
+            "TargetDevice=/dev/vda",
+            "--var",
+            "SMSTSContentLocations=http://10.0.2.100/",
+        ],
+    );
+    // The tree carries the payload but not the boot-loader files: it verifies all the same.
+    tsforge(&d, &["media", "verify", &tree.display().to_string()]);
+    let target = blank(&d.join("target.img"), 512 << 20);
+    let bootfile = pxe_bootfile(&tree);
+    let mut cfg = config(
+        &d,
+        Firmware::Bios,
+        BootFrom::Pxe {
+            tftp_root: tree,
+            bootfile,
+        },
+        vec![target.clone()],
+        "console.log",
+    );
+    cfg.forwards = vec![Forward {
+        guest_port: 80,
+        host,
+    }];
+    cfg.relay_program = Some(env!("CARGO_BIN_EXE_tsforge").into());
+    let (mut m, mut times) = start(&cfg);
+    let code = drive(&mut m, &mut times);
+    times.report("pxe");
+    assert_eq!(code, 0, "{}", m.console());
+    assert!(
+        server.sent("IMG00001") > 0 || server.requests().iter().any(|r| r.sent > 0),
+        "the image did not come from the HTTP distribution point: {:?}",
+        server.requests()
+    );
+    check_target(&target, &files, &d);
+    clean(&d);
+}
+
+/// The iPXE script of a `tsforge build pxe` tree.
+fn pxe_bootfile(tree: &Path) -> String {
+    for name in ["boot.ipxe", "tsforge.ipxe"] {
+        if tree.join(name).is_file() {
+            return name.to_string();
+        }
+    }
+    panic!("no iPXE script in {}", tree.display());
+}
+
+/// A hook that mounts the share (disk 1) where `SHARE` points, as administrators map a
+/// network share in a pre-execution hook.
+const MOUNT_SHARE: &str = "#!/bin/sh\nset -e\nmkdir -p \"$SHARE\"\nmount -t vfat \"$ShareDevice\" \"$SHARE\"\necho \"share mounted on $SHARE\"\n";
+
+/// Build a USB medium (MBR, BIOS) with `sequence` and the share-mounting hook.
+fn build_with_share(d: &Path, sequence: &str, extra: &[&str]) -> PathBuf {
+    std::fs::write(d.join("mount-share.sh"), MOUNT_SHARE).unwrap();
+    let mut args = vec![
+        "--hook",
+        "mount-share.sh",
+        "--var",
+        "SHARE=/mnt/share",
+        "--var",
+        "ShareDevice=/dev/vdc",
+        "--var",
+        "TargetDevice=/dev/vdb",
+    ];
+    args.extend_from_slice(extra);
+    build(d, "usb", sequence, &args)
+}
+
+/// A file of a FAT disk without partition table (the share), through mtools.
+fn share_file(share: &Path, name: &str) -> Option<Vec<u8>> {
+    let mcopy = tool("mcopy")?;
+    let out = Command::new(mcopy)
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .arg("-i")
+        .arg(share)
+        .arg(format!("::/{name}"))
+        .arg("-")
+        .output()
+        .unwrap();
+    out.status.success().then_some(out.stdout)
+}
+
+fn share_listing(share: &Path) -> String {
+    let Some(mdir) = tool("mdir") else {
+        return String::new();
+    };
+    let out = Command::new(mdir)
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-b", "-i"])
+        .arg(share)
+        .arg("::/")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Scenario 4: The seed's error handler, unchanged (`examples/error-handler.yaml`): a step fails in the
+/// continue-on-error group; the handler copies smsts.log to the share as
+/// `<_SMSTSClientGuid>-smsts.log`; the host finds it there, in CMTrace format.
+#[test]
+fn error_handler_copies_the_log_to_the_share() {
+    if !ready(false) {
+        return;
+    }
+    let d = scenario_dir("error-handler");
+    let seq = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/error-handler.yaml"),
+    )
+    .unwrap();
+    let medium = build_with_share(&d, &seq, &[]);
+    let target = blank(&d.join("target.img"), 64 << 20);
+    let share = share_disk(&d.join("share.img"));
+    let cfg = config(
+        &d,
+        Firmware::Bios,
+        BootFrom::Disk(medium),
+        vec![target, share.clone()],
+        "console.log",
+    );
+    let (mut m, mut times) = start(&cfg);
+    let code = drive(&mut m, &mut times);
+    times.report("error-handler");
+    assert!(m.console().contains("share mounted on /mnt/share"));
+    // Every failure was absorbed by continue-on-error: the sequence succeeds (ConfigMgr).
+    assert_eq!(code, 0, "{}", m.console());
+    let listing = share_listing(&share);
+    let name = listing
+        .lines()
+        .map(|l| l.trim().trim_start_matches("::/").to_string())
+        .find(|l| l.to_ascii_lowercase().ends_with("-smsts.log"))
+        .unwrap_or_else(|| panic!("no <guid>-smsts.log on the share: {listing}"));
+    let guid = name.trim_end_matches("-smsts.log");
+    assert!(
+        guid.len() == 36 && guid.matches('-').count() == 4,
+        "{name} is not named by a GUID"
+    );
+    let log = String::from_utf8(share_file(&share, &name).unwrap()).unwrap();
+    let entries = tsforge_runtime::log::cmtrace::parse(&log)
+        .unwrap_or_else(|line| panic!("{name} is not CMTrace (line {line}): {log}"));
+    assert!(!entries.is_empty(), "{name} is empty");
+    assert!(
+        log.contains("Step \"Fail on purpose\" failed"),
+        "the failure is not in the copied log: {log}"
+    );
+    assert!(log.contains(guid), "{log}");
+    clean(&d);
+}
+
+/// Steps of the restart scenario: partition, a marker, restart, another marker, copy the log.
+const RESTART: &str = r#"
+name: Restart in the middle
+steps:
+  - name: Partition the target disk
+    type: partition-disk
+    properties:
+      DiskIndex: "0"
+      PartitionStyle: GPT
+      Partitions0Type: Primary
+      Partitions0FileSystem: FAT32
+      Partitions0Size: "100"
+      Partitions0SizeUnits: "%"
+      Partitions0VolumeName: DATA
+      Partitions0VolumeVariable: OSDisk
+      Partitions: "1"
+  - name: Before the restart
+    run: echo "before restart" >> %SHARE%/ran.txt
+  - name: Restart the computer
+    type: restart
+    properties:
+      SMSRebootTimeout: "0"
+  - name: Mount the share again
+    run: mkdir -p %SHARE% && mount -t vfat %ShareDevice% %SHARE%
+  - name: After the restart
+    run: echo "after restart %_SMSTSMDataPath%" >> %SHARE%/ran.txt
+  - name: Copy the log
+    run: cp "%_SMSTSLogPath%/smsts.log" "%SHARE%/smsts.log"
+"#;
+
+/// Scenario 5: A *Restart Computer* step reboots the machine; the runner comes back, finds its state on
+/// the deployed disk, and finishes: no step runs twice.
+#[test]
+fn restart_resumes_from_the_deployed_disk() {
+    if !ready(false) {
+        return;
+    }
+    let d = scenario_dir("restart");
+    let medium = build_with_share(&d, RESTART, &[]);
+    let target = blank(&d.join("target.img"), 128 << 20);
+    let share = share_disk(&d.join("share.img"));
+    let mut cfg = config(
+        &d,
+        Firmware::Bios,
+        BootFrom::Disk(medium),
+        vec![target, share.clone()],
+        "console.log",
+    );
+    cfg.reboot = true;
+    let (mut m, mut times) = start(&cfg);
+    m.expect("Computer name:", BOOT).unwrap();
+    m.send_line(COMPUTER_NAME).unwrap();
+    m.expect("[1/", BOOT).unwrap();
+    times.first_step = Some(times.started.elapsed());
+    m.expect("Restarting in 0 s", RUN).unwrap();
+    // The second boot skips the hooks (the sequence mounts the share again itself).
+    m.expect("resuming task sequence", BOOT).unwrap();
+    m.expect("the runner exited with code", RUN).unwrap();
+    m.wait_exit(BOOT).unwrap();
+    times.report("restart");
+    let console = m.console();
+    assert_eq!(qemu::runner_exit_code(&console), Some(0), "{console}");
+    assert_eq!(
+        console.matches("Computer name:").count(),
+        1,
+        "the hook ran again after the restart: {console}"
+    );
+    let ran = String::from_utf8(share_file(&share, "ran.txt").unwrap()).unwrap();
+    let lines: Vec<&str> = ran.lines().collect();
+    assert_eq!(lines.len(), 2, "a step ran twice or not at all: {ran}");
+    assert_eq!(lines[0], "before restart");
+    assert!(
+        lines[1].starts_with("after restart /dev/vdb:1/_SMSTaskSequence"),
+        "{ran}"
+    );
+    let log = String::from_utf8(share_file(&share, "smsts.log").unwrap()).unwrap();
+    assert!(
+        log.contains("Found the unfinished run of") && log.contains("on /dev/vdb:1"),
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("Start executing step 2 of").count(),
+        1,
+        "step 2 ran twice: {log}"
+    );
+    clean(&d);
+}
+
+/// Every file of `files` is on FAT partition `number` of `disk`, with the same bytes, and
+/// nothing else is (besides `extra`); the file system is clean (fsck.fat -n).
+fn check_partition(
+    disk: &Path,
+    number: u32,
+    files: &[(String, Vec<u8>)],
+    extra: &[&str],
+    scratch: &Path,
+) {
+    let d = Disk::open(disk, false).unwrap();
+    let table = layout::read_table(&d).unwrap().expect("a partition table");
+    let p = table
+        .partitions
+        .iter()
+        .find(|p| p.number == number)
+        .expect("the partition");
+    let data = std::fs::read(disk).unwrap();
+    let part = scratch.join("part.img");
+    std::fs::write(&part, &data[p.start as usize..(p.start + p.len) as usize]).unwrap();
+    drop(data);
+    if let Some(fsck) = tool("fsck.fat") {
+        let out = Command::new(fsck).arg("-n").arg(&part).output().unwrap();
+        assert!(
+            out.status.success(),
+            "fsck.fat -n: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    if let Some(mcopy) = tool("mcopy") {
+        let out_dir = scratch.join("applied");
+        let _ = std::fs::remove_dir_all(&out_dir);
+        std::fs::create_dir_all(&out_dir).unwrap();
+        let st = Command::new(&mcopy)
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .args(["-s", "-n", "-i"])
+            .arg(&part)
+            .arg("::/*")
+            .arg(&out_dir)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mcopy from partition {number}");
+        let mut found: Vec<String> = walk(&out_dir)
+            .into_iter()
+            .map(|p| {
+                p.strip_prefix(&out_dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        found.sort();
+        let mut want: Vec<String> = files
+            .iter()
+            .map(|(r, _)| r.clone())
+            .chain(extra.iter().map(|s| s.to_string()))
+            .collect();
+        want.sort();
+        assert_eq!(found, want, "the files on partition {number}");
+        for (rel, bytes) in files {
+            let got = std::fs::read(out_dir.join(rel)).unwrap();
+            assert!(got == *bytes, "{rel} differs from the image");
+        }
+        let _ = std::fs::remove_dir_all(&out_dir);
+    }
+    let _ = std::fs::remove_file(part);
+}
+
+/// Files (not folders) under `dir`, recursively.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Bytes the host has allocated for a sparse image (grows as the guest writes).
+fn allocated(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .map(|m| m.blocks() * 512)
+        .unwrap_or(0)
+}
+
+const APPLY_LARGE: &str = r#"
+name: Apply a large image
+steps:
+  - name: Partition the target disk
+    type: partition-disk
+    properties:
+      DiskIndex: "0"
+      PartitionStyle: GPT
+      Partitions0Type: Primary
+      Partitions0FileSystem: FAT32
+      Partitions0Size: "100"
+      Partitions0SizeUnits: "%"
+      Partitions0VolumeName: DATA
+      Partitions0VolumeVariable: OSDisk
+      Partitions: "1"
+  - name: Apply the image
+    type: apply-image
+    properties:
+      ImagePackageID: IMG00001
+      DestinationVariable: OSDisk
+  - name: Done
+    run: echo done
+"#;
+
+/// Scenario 6: Power cut: the host kills QEMU while the image is being applied; the next boot finds
+/// the run on the disk, applies again, and the disk ends up as a clean run leaves it: the
+/// image's files and nothing else, on a clean file system.
+#[test]
+fn power_cut_while_applying_resumes_and_ends_like_a_clean_run() {
+    if !ready(false) {
+        return;
+    }
+    let d = scenario_dir("power-cut");
+    let files = image_package(&d, 96);
+    let medium = build(
+        &d,
+        "usb",
+        APPLY_LARGE,
+        &["--package", "dp", "--var", "TargetDevice=/dev/vdb"],
+    );
+    let target = blank(&d.join("target.img"), 512 << 20);
+    let cfg = config(
+        &d,
+        Firmware::Bios,
+        BootFrom::Disk(medium.clone()),
+        vec![target.clone()],
+        "console-1.log",
+    );
+    let (mut m, mut times) = start(&cfg);
+    m.expect("Computer name:", BOOT).unwrap();
+    m.send_line(COMPUTER_NAME).unwrap();
+    m.expect("[2/", RUN).unwrap();
+    times.first_step = Some(times.started.elapsed());
+    // Cut the power once a part of the image reached the disk, well before all of it.
+    let before = allocated(&target);
+    let deadline = Instant::now() + RUN;
+    while allocated(&target) < before + (24 << 20) {
+        assert!(
+            Instant::now() < deadline,
+            "the apply wrote nothing: {}",
+            m.console()
+        );
+        assert!(
+            !m.console().contains("[3/"),
+            "the apply ended before the power cut (make the image larger)"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    m.kill();
+    times.report("power-cut (first boot, killed)");
+    assert!(
+        !m.console().contains("[3/"),
+        "the apply ended before the power cut"
+    );
+
+    let cfg = config(
+        &d,
+        Firmware::Bios,
+        BootFrom::Disk(medium),
+        vec![target.clone()],
+        "console-2.log",
+    );
+    let (mut m, times) = start(&cfg);
+    m.expect("resuming task sequence", BOOT).unwrap();
+    m.expect("the runner exited with code", RUN).unwrap();
+    m.wait_exit(BOOT).unwrap();
+    times.report("power-cut (second boot)");
+    let console = m.console();
+    assert_eq!(qemu::runner_exit_code(&console), Some(0), "{console}");
+    assert!(
+        !console.contains("Computer name:"),
+        "the resumed boot ran the hooks: {console}"
+    );
+    check_partition(&target, 1, &files, &[], &d);
+    clean(&d);
+}
+
+const CAPTURE: &str = r#"
+name: Deploy and capture
+steps:
+  - name: Partition the target disk
+    type: partition-disk
+    properties:
+      DiskIndex: "0"
+      PartitionStyle: MBR
+      Partitions0Type: Primary
+      Partitions0FileSystem: FAT32
+      Partitions0Size: "100"
+      Partitions0SizeUnits: "%"
+      Partitions0VolumeName: DATA
+      Partitions0VolumeVariable: OSDisk
+      Partitions: "1"
+  - name: Apply the image
+    type: apply-image
+    properties:
+      ImagePackageID: IMG00001
+      DestinationVariable: OSDisk
+  - name: Capture the data partition to the share
+    type: capture-image
+    properties:
+      CaptureSource: "%OSDisk%"
+      CaptureDestination: "%SHARE%/captured.tsimg"
+      ImageName: Captured
+      ImageDescription: captured in QEMU
+"#;
+
+/// Scenario 7: Capture: the deployed partition is captured to an image on the share; applying that
+/// image on the host gives the same files.
+#[test]
+fn capture_to_the_share_gives_back_the_same_files() {
+    if !ready(false) {
+        return;
+    }
+    let d = scenario_dir("capture");
+    let files = image_package(&d, 8);
+    let medium = build_with_share(&d, CAPTURE, &["--package", "dp"]);
+    let target = blank(&d.join("target.img"), 128 << 20);
+    let share = share_disk(&d.join("share.img"));
+    let cfg = config(
+        &d,
+        Firmware::Bios,
+        BootFrom::Disk(medium),
+        vec![target, share.clone()],
+        "console.log",
+    );
+    let (mut m, mut times) = start(&cfg);
+    let code = drive(&mut m, &mut times);
+    times.report("capture");
+    assert_eq!(code, 0, "{}", m.console());
+    let image = share_file(&share, "captured.tsimg").expect("captured.tsimg on the share");
+    std::fs::write(d.join("captured.tsimg"), image).unwrap();
+    tsforge(&d, &["apply", "captured.tsimg", "back"]);
+    let back = d.join("back");
+    let mut found: Vec<String> = walk(&back)
+        .into_iter()
+        .map(|p| {
+            p.strip_prefix(&back)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    found.sort();
+    let mut want: Vec<String> = files.iter().map(|(r, _)| r.clone()).collect();
+    want.sort();
+    assert_eq!(found, want);
+    for (rel, bytes) in &files {
+        assert!(
+            std::fs::read(back.join(rel)).unwrap() == *bytes,
+            "{rel} differs after capture and apply"
+        );
+    }
+    clean(&d);
+}
