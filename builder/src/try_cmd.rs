@@ -125,7 +125,7 @@ pub fn describe_disk(path: &Path) -> Result<String> {
     match layout::read_table(&disk)? {
         None => out.push_str(": no partition table (blank)"),
         Some(t) => {
-            out.push_str(&format!(": {:?}", t.kind));
+            out.push_str(&format!(": {}", format!("{:?}", t.kind).to_uppercase()));
             for p in &t.partitions {
                 out.push_str(&format!(
                     "\n  {}: {} at {}, {}{}{}",
