@@ -939,3 +939,74 @@ fn capture_to_the_share_gives_back_the_same_files() {
     }
     clean(&d);
 }
+
+/// `tsforge try`, as administrators run it: the answer to the hook comes on standard input; it
+/// reports the runner's outcome and the disk's new layout, and its exit code says whether the
+/// sequence succeeded (0) or not.
+#[test]
+fn tsforge_try_reports_the_outcome_and_the_layout() {
+    if !ready(false) {
+        return;
+    }
+    let d = scenario_dir("try");
+    let files = image_package(&d, 1);
+    let medium = build(
+        &d,
+        "usb",
+        DEPLOY,
+        &["--package", "dp", "--var", "TargetDevice=/dev/vdb"],
+    );
+    let try_it = |medium: &Path, work: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tsforge"))
+            .args([
+                "try",
+                "--bios",
+                "--disk",
+                "256M",
+                "--timeout",
+                "600",
+                "--work",
+                work,
+            ])
+            .arg(medium)
+            .current_dir(&d)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        writeln!(child.stdin.take().unwrap(), "{COMPUTER_NAME}").unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    let (code, out) = try_it(&medium, "ok");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("the sequence succeeded (runner exit code 0)"),
+        "{out}"
+    );
+    assert!(out.contains("(256.0 MiB): GPT"), "{out}");
+    assert!(out.contains("1: 64.0 MiB at 1.0 MiB, EFI system"), "{out}");
+    check_target(&d.join("ok/disk0.img"), &files, &d);
+
+    let failing = build(
+        &d,
+        "usb",
+        "name: Fails\nsteps:\n  - name: Fail\n    run: exit 5\n",
+        &[],
+    );
+    let (code, out) = try_it(&failing, "fail");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("the sequence failed: runner exit code 1"),
+        "{out}"
+    );
+    assert!(out.contains("no partition table (blank)"), "{out}");
+    clean(&d);
+}
