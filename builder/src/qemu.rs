@@ -88,6 +88,9 @@ pub struct MachineConfig {
     pub echo: bool,
     /// The tsforge binary that runs `qemu-relay` for [`Forward`]s (default: this program).
     pub relay_program: Option<PathBuf>,
+    /// QEMU's `-display` (`gtk`, `sdl`, `vnc=:1`, …) to see the screen too; `None`: no screen
+    /// (the serial console only, all the linux template needs).
+    pub display: Option<String>,
 }
 
 impl MachineConfig {
@@ -105,6 +108,7 @@ impl MachineConfig {
             accel: None,
             echo: false,
             relay_program: None,
+            display: None,
         }
     }
 
@@ -122,7 +126,7 @@ impl MachineConfig {
             "-m".into(),
             self.memory_mib.to_string(),
             "-display".into(),
-            "none".into(),
+            self.display.clone().unwrap_or_else(|| "none".into()),
             "-serial".into(),
             "stdio".into(),
             "-monitor".into(),

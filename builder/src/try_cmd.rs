@@ -48,9 +48,14 @@ pub struct TryCmd {
     /// default: a temporary folder removed at the end
     #[arg(long)]
     pub work: Option<PathBuf>,
-    /// Let a Restart Computer step reboot the machine (default: on; --no-reboot powers off)
+    /// A guest restart ends the trial instead of rebooting (by default a Restart Computer
+    /// step reboots the machine and the run resumes)
     #[arg(long)]
     pub no_reboot: bool,
+    /// Show the machine's screen too: QEMU's -display (gtk, sdl, vnc=:1); Windows PE media
+    /// show their console only there
+    #[arg(long, value_name = "KIND")]
+    pub display: Option<String>,
 }
 
 /// How a medium path is booted.
@@ -220,6 +225,7 @@ pub fn dispatch(c: TryCmd) -> Result<u8> {
     cfg.network = c.network;
     cfg.forwards = forwards;
     cfg.echo = true;
+    cfg.display = c.display.clone();
     let what = match &boot {
         BootFrom::Disk(p) => format!("USB disk image {}", p.display()),
         BootFrom::Cdrom(p) => format!("ISO {} as a CD-ROM", p.display()),
@@ -282,7 +288,7 @@ pub fn dispatch(c: TryCmd) -> Result<u8> {
             Ok(u8::try_from(code).unwrap_or(1).max(1))
         }
         None => bail!(
-            "the machine powered off without the runner's exit code on the console (did the medium boot? see the console above)"
+            "the machine powered off without the runner's exit code on the serial console: the medium did not boot to the linux template's /init (see the console above); Windows PE media do not report on the serial line: watch them with --display gtk"
         ),
     }
 }
