@@ -449,7 +449,9 @@ fn pxe_linux_folder_and_zip() {
             "boot.ipxe",
             "dnsmasq.conf.snippet",
             "initrd.img",
+            "payload.img",
             "tsforge",
+            "tsforge-pxe.txt",
             "vmlinuz"
         ]
     );
@@ -467,8 +469,34 @@ fn pxe_linux_folder_and_zip() {
     assert_eq!(
         std::fs::read_to_string(out.join("boot.ipxe")).unwrap(),
         "#!ipxe\n# tsforge: Linux boot environment\n\
-         kernel vmlinuz console=ttyS0 quiet initrd=initrd.img\ninitrd initrd.img\nboot\n"
+         kernel vmlinuz console=ttyS0 quiet initrd=initrd.img initrd=payload.img\n\
+         initrd initrd.img\ninitrd payload.img\nboot\n"
     );
+    // The payload initrd: the medium's tsforge/ folder but tsforge/boot/, under pxe/, as the
+    // cpio tool lists and unpacks it.
+    if let Some(cpio) = tool("cpio") {
+        let unpacked = dir.path().join("payload");
+        std::fs::create_dir_all(&unpacked).unwrap();
+        let st = Command::new(cpio)
+            .args(["-idm", "--quiet", "-F"])
+            .arg(out.join("payload.img"))
+            .current_dir(&unpacked)
+            .status()
+            .unwrap();
+        assert!(st.success(), "cpio -id payload.img");
+        let mut want = 0;
+        for (p, data) in expect.iter().filter(|(p, _)| p.starts_with("tsforge/")) {
+            let got = std::fs::read(unpacked.join("pxe").join(p));
+            if p.starts_with("tsforge/boot/") {
+                assert!(got.is_err(), "{p} is in the payload");
+            } else {
+                assert!(got.unwrap() == *data, "{p}");
+                want += 1;
+            }
+        }
+        assert!(want > 0);
+        assert!(unpacked.join("pxe/tsforge-pxe.txt").is_file());
+    }
     let snippet = std::fs::read_to_string(out.join("dnsmasq.conf.snippet")).unwrap();
     for want in [
         "enable-tftp\n".to_string(),
@@ -549,7 +577,8 @@ fn pxe_winpe_uses_wimboot_and_says_where_it_goes() {
             "boot.wim",
             "bootmgr",
             "dnsmasq.conf.snippet",
-            "tsforge"
+            "tsforge",
+            "tsforge-pxe.txt"
         ]
     );
     let script = std::fs::read_to_string(out.join("boot.ipxe")).unwrap();
