@@ -15,6 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "common/wine_tools.rs"]
+mod wine_tools;
+use wine_tools::{wine_path, WineTools};
+
 const HOOKS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/hooks");
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hooks");
 const BUSYBOX: &str = "/bin/busybox";
@@ -476,34 +480,6 @@ fn readme_lists_every_hook() {
 
 // ---- The .cmd hooks under Wine ----
 
-fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-/// The first of `candidates` found: a name is looked up on PATH, an absolute path taken as is.
-fn find_tool(env: &str, candidates: &[&str]) -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os(env).filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(p));
-    }
-    candidates.iter().find_map(|c| {
-        let p = Path::new(c);
-        if p.is_absolute() {
-            p.is_file().then(|| p.to_path_buf())
-        } else {
-            which(c)
-        }
-    })
-}
-
-/// `/tmp/x/y` → `Z:\tmp\x\y` (a fresh Wine prefix maps `Z:` to `/`).
-fn wine_path(p: &Path) -> String {
-    assert!(p.is_absolute(), "{} is not absolute", p.display());
-    format!("Z:{}", p.display().to_string().replace('/', "\\"))
-}
-
 struct Wine {
     wine: PathBuf,
     wineserver: PathBuf,
@@ -614,39 +590,18 @@ impl Drop for Wine {
 
 /// Wine and the Windows build of tsforge, or `None` after printing what is missing.
 fn wine() -> Option<(Wine, tempfile::TempDir)> {
-    let mut missing = Vec::new();
-    let exe = std::env::var_os("TSFORGE_WINDOWS_EXE")
-        .filter(|p| !p.is_empty() && Path::new(p).is_file())
-        .map(PathBuf::from);
-    if exe.is_none() {
-        missing.push(
-            "TSFORGE_WINDOWS_EXE is not set or not a file (scripts/test.sh builds tsforge.exe)",
-        );
-    }
-    let wine = find_tool("TSFORGE_WINE", &["wine", "/usr/lib/wine/wine64"]);
-    let wineserver = find_tool(
-        "TSFORGE_WINESERVER",
-        &[
-            "wineserver",
-            "/usr/lib/wine/wineserver64",
-            "/usr/lib/wine/wineserver",
-        ],
-    );
-    if wine.is_none() || wineserver.is_none() {
-        missing.push("wine or wineserver not found (apt-get install wine wine64)");
-    }
-    let gcc = which("x86_64-w64-mingw32-gcc");
-    if gcc.is_none() {
-        missing.push("x86_64-w64-mingw32-gcc not found (apt-get install mingw-w64)");
-    }
-    if !missing.is_empty() {
-        let what = missing.join("; ");
-        if require_tools() {
-            panic!("cmd hooks under Wine: {what} (TSFORGE_REQUIRE_TOOLS=1, so this is a failure)");
+    let tools = match WineTools::find() {
+        Ok(t) => t,
+        Err(what) => {
+            if require_tools() {
+                panic!(
+                    "cmd hooks under Wine: {what} (TSFORGE_REQUIRE_TOOLS=1, so this is a failure)"
+                );
+            }
+            note(&format!("SKIP cmd hooks under Wine: {what}"));
+            return None;
         }
-        note(&format!("SKIP cmd hooks under Wine: {what}"));
-        return None;
-    }
+    };
     let tmp = tempfile::Builder::new()
         .prefix("tsforge-hooks-wine-")
         .tempdir()
@@ -657,25 +612,10 @@ fn wine() -> Option<(Wine, tempfile::TempDir)> {
         std::fs::create_dir(&p).unwrap();
         p
     });
-    let shim_src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/wine");
-    let built = Command::new(gcc?)
-        .args(["-shared", "-O2", "-s", "-o"])
-        .arg(app.join("bcryptprimitives.dll"))
-        .arg(shim_src.join("processprng.c"))
-        .arg(shim_src.join("processprng.def"))
-        .arg("-ladvapi32")
-        .stdin(Stdio::null())
-        .output()
-        .expect("running mingw gcc");
-    assert!(
-        built.status.success(),
-        "building the ProcessPrng shim failed:\n{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    std::fs::copy(exe?, app.join("tsforge.exe")).unwrap();
+    tools.install_app(&app);
     let w = Wine {
-        wine: wine?,
-        wineserver: wineserver?,
+        wine: tools.wine.clone(),
+        wineserver: tools.wineserver.clone(),
         prefix,
         app,
         work,

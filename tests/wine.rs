@@ -7,9 +7,8 @@
 //! When something is missing the test prints `SKIP wine test: …` and passes, unless
 //! `TSFORGE_REQUIRE_TOOLS=1` (CI), where it fails.
 //!
-//! Wine 8 (Debian 12) has no `bcryptprimitives.dll`, whose `ProcessPrng` Rust's standard library
-//! imports, so the test builds a small stand-in from `tests/wine/processprng.c` with mingw and
-//! puts it beside the exe (never shipped). Each run uses a fresh `WINEPREFIX` in a temporary
+//! The exe runs with the ProcessPrng shim beside it (`tests/common/wine_tools.rs` says why).
+//! Each run uses a fresh `WINEPREFIX` in a temporary
 //! folder and stops its wineserver at the end. `error-handler.yaml` is the same sequence in
 //! YAML, checked to match without Wine.
 
@@ -19,43 +18,18 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use tsforge_runtime::log::cmtrace;
 
+#[path = "common/wine_tools.rs"]
+mod wine_tools;
+use wine_tools::{wine_path, WineTools};
+
 /// The sequence the test runs, from `tests/wine/`.
 const FIXTURE: &str = "error-handler.xml";
 /// Per Wine command; the first one also creates the prefix (a few seconds on an idle machine).
 const TIMEOUT: Duration = Duration::from_secs(120);
-const MINGW_GCC: &str = "x86_64-w64-mingw32-gcc";
 
 /// Write to the real stderr, past libtest's capture, so a skip or the timing is always visible.
 fn note(msg: &str) {
     let _ = writeln!(std::io::stderr(), "{msg}");
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-/// The first of `candidates` found: a name is looked up on PATH, an absolute path taken as is.
-fn find_tool(env: &str, candidates: &[&str]) -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os(env).filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(p));
-    }
-    candidates.iter().find_map(|c| {
-        let p = Path::new(c);
-        if p.is_absolute() {
-            p.is_file().then(|| p.to_path_buf())
-        } else {
-            which(c)
-        }
-    })
-}
-
-/// `/tmp/x/y` → `Z:\tmp\x\y` (a fresh Wine prefix maps `Z:` to `/`).
-fn wine_path(p: &Path) -> String {
-    assert!(p.is_absolute(), "{} is not absolute", p.display());
-    format!("Z:{}", p.display().to_string().replace('/', "\\"))
 }
 
 fn is_guid(s: &str) -> bool {
@@ -66,66 +40,18 @@ fn is_guid(s: &str) -> bool {
         })
 }
 
-struct Tools {
-    exe: PathBuf,
-    wine: PathBuf,
-    wineserver: PathBuf,
-    gcc: PathBuf,
-}
-
 /// The tools, or `None` after printing what is missing (a failure under TSFORGE_REQUIRE_TOOLS=1).
-fn tools() -> Option<Tools> {
-    let mut missing = Vec::new();
-    let exe = match std::env::var_os("TSFORGE_WINDOWS_EXE").filter(|p| !p.is_empty()) {
-        None => {
-            missing.push(
-                "TSFORGE_WINDOWS_EXE is not set (scripts/test.sh builds tsforge.exe and sets it)"
-                    .to_string(),
-            );
+fn tools() -> Option<WineTools> {
+    match WineTools::find() {
+        Ok(t) => Some(t),
+        Err(what) => {
+            if std::env::var("TSFORGE_REQUIRE_TOOLS").is_ok_and(|v| v == "1") {
+                panic!("wine test: {what} (TSFORGE_REQUIRE_TOOLS=1, so this is a failure)");
+            }
+            note(&format!("SKIP wine test: {what}"));
             None
         }
-        Some(p) if !Path::new(&p).is_file() => {
-            missing.push(format!(
-                "TSFORGE_WINDOWS_EXE={} is not a file",
-                Path::new(&p).display()
-            ));
-            None
-        }
-        Some(p) => Some(PathBuf::from(p)),
-    };
-    let wine = find_tool("TSFORGE_WINE", &["wine", "/usr/lib/wine/wine64"]);
-    if wine.is_none() {
-        missing.push("wine not found (apt-get install wine wine64)".into());
     }
-    let wineserver = find_tool(
-        "TSFORGE_WINESERVER",
-        &[
-            "wineserver",
-            "/usr/lib/wine/wineserver64",
-            "/usr/lib/wine/wineserver",
-        ],
-    );
-    if wineserver.is_none() {
-        missing.push("wineserver not found (apt-get install wine wine64)".into());
-    }
-    let gcc = which(MINGW_GCC);
-    if gcc.is_none() {
-        missing.push(format!("{MINGW_GCC} not found (apt-get install mingw-w64)"));
-    }
-    if !missing.is_empty() {
-        let what = missing.join("; ");
-        if std::env::var("TSFORGE_REQUIRE_TOOLS").is_ok_and(|v| v == "1") {
-            panic!("wine test: {what} (TSFORGE_REQUIRE_TOOLS=1, so this is a failure)");
-        }
-        note(&format!("SKIP wine test: {what}"));
-        return None;
-    }
-    Some(Tools {
-        exe: exe?,
-        wine: wine?,
-        wineserver: wineserver?,
-        gcc: gcc?,
-    })
 }
 
 /// One Wine prefix; dropping it stops the prefix's wineserver and every process in it.
@@ -249,22 +175,7 @@ fn windows_runner_runs_the_error_handler_pattern_under_wine() {
         });
 
     // The runner, the ProcessPrng shim beside it, and the sequence.
-    let shim = app.join("bcryptprimitives.dll");
-    let gcc = Command::new(&tools.gcc)
-        .args(["-shared", "-O2", "-s", "-o"])
-        .arg(&shim)
-        .arg(fixtures.join("processprng.c"))
-        .arg(fixtures.join("processprng.def"))
-        .arg("-ladvapi32")
-        .stdin(Stdio::null())
-        .output()
-        .expect("running mingw gcc");
-    assert!(
-        gcc.status.success(),
-        "building the ProcessPrng shim failed:\n{}",
-        String::from_utf8_lossy(&gcc.stderr)
-    );
-    std::fs::copy(&tools.exe, app.join("tsforge.exe")).unwrap();
+    tools.install_app(&app);
     std::fs::copy(fixtures.join(FIXTURE), app.join(FIXTURE)).unwrap();
 
     let wine = Wine {
