@@ -288,38 +288,18 @@ fn check_target(disk: &Path, files: &[(String, Vec<u8>)], scratch: &Path) {
             "sgdisk -v: {text}"
         );
     }
-    let d = Disk::open(disk, false).unwrap();
-    let table = layout::read_table(&d).unwrap().expect("a partition table");
-    assert_eq!(table.partitions.len(), 2, "{table:?}");
-    let data = std::fs::read(disk).unwrap();
-    for p in &table.partitions {
-        let part = scratch.join(format!("part{}.img", p.number));
-        std::fs::write(&part, &data[p.start as usize..(p.start + p.len) as usize]).unwrap();
-        if let Some(fsck) = tool("fsck.fat") {
-            let out = Command::new(fsck).arg("-n").arg(&part).output().unwrap();
-            assert!(
-                out.status.success(),
-                "fsck.fat -n partition {}: {}{}",
-                p.number,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
+    let partitions = layout::read_table(&Disk::open(disk, false).unwrap())
+        .unwrap()
+        .expect("a partition table")
+        .partitions;
+    assert_eq!(partitions.len(), 2, "{partitions:?}");
+    let part1 = scratch.join("part1.img");
+    partition_copy(disk, 1, &part1);
+    let _ = std::fs::remove_file(part1);
     let part2 = scratch.join("part2.img");
-    if let Some(mcopy) = tool("mcopy") {
-        let out_dir = scratch.join("applied");
-        let _ = std::fs::remove_dir_all(&out_dir);
-        std::fs::create_dir_all(&out_dir).unwrap();
-        let st = Command::new(&mcopy)
-            .env("MTOOLS_SKIP_CHECK", "1")
-            .args(["-s", "-n", "-i"])
-            .arg(&part2)
-            .arg("::/*")
-            .arg(&out_dir)
-            .status()
-            .unwrap();
-        assert!(st.success(), "mcopy from the data partition");
+    partition_copy(disk, 2, &part2);
+    let out_dir = scratch.join("applied");
+    if mcopy_all(&part2, &out_dir) {
         for (rel, bytes) in files {
             let got = std::fs::read(out_dir.join(rel))
                 .unwrap_or_else(|e| panic!("{rel} is not on the data partition: {e}"));
@@ -332,8 +312,53 @@ fn check_target(disk: &Path, files: &[(String, Vec<u8>)], scratch: &Path) {
             "the run's state folder is left on the deployed disk"
         );
     }
-    let _ = std::fs::remove_file(scratch.join("part1.img"));
     let _ = std::fs::remove_file(part2);
+}
+
+/// Partition `number` of `disk` copied to `path`, which fsck.fat -n must find clean.
+fn partition_copy(disk: &Path, number: u32, path: &Path) {
+    let table = layout::read_table(&Disk::open(disk, false).unwrap())
+        .unwrap()
+        .expect("a partition table");
+    let p = table
+        .partitions
+        .iter()
+        .find(|p| p.number == number)
+        .unwrap_or_else(|| panic!("no partition {number}: {table:?}"));
+    let mut f = std::fs::File::open(disk).unwrap();
+    use std::io::{Read, Seek};
+    f.seek(std::io::SeekFrom::Start(p.start)).unwrap();
+    let mut out = std::fs::File::create(path).unwrap();
+    std::io::copy(&mut f.take(p.len), &mut out).unwrap();
+    if let Some(fsck) = tool("fsck.fat") {
+        let out = Command::new(fsck).arg("-n").arg(path).output().unwrap();
+        assert!(
+            out.status.success(),
+            "fsck.fat -n partition {number}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Every file of the FAT image `part` copied into `out_dir` (emptied first) with mtools;
+/// `false` when mtools is missing.
+fn mcopy_all(part: &Path, out_dir: &Path) -> bool {
+    let Some(mcopy) = tool("mcopy") else {
+        return false;
+    };
+    let _ = std::fs::remove_dir_all(out_dir);
+    std::fs::create_dir_all(out_dir).unwrap();
+    let st = Command::new(&mcopy)
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-s", "-n", "-i"])
+        .arg(part)
+        .arg("::/*")
+        .arg(out_dir)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mcopy from {}", part.display());
+    true
 }
 
 /// What a passing scenario leaves: its console logs only.
@@ -684,56 +709,21 @@ fn check_partition(
     extra: &[&str],
     scratch: &Path,
 ) {
-    let d = Disk::open(disk, false).unwrap();
-    let table = layout::read_table(&d).unwrap().expect("a partition table");
-    let p = table
-        .partitions
-        .iter()
-        .find(|p| p.number == number)
-        .expect("the partition");
-    let data = std::fs::read(disk).unwrap();
     let part = scratch.join("part.img");
-    std::fs::write(&part, &data[p.start as usize..(p.start + p.len) as usize]).unwrap();
-    drop(data);
-    if let Some(fsck) = tool("fsck.fat") {
-        let out = Command::new(fsck).arg("-n").arg(&part).output().unwrap();
-        assert!(
-            out.status.success(),
-            "fsck.fat -n: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    if let Some(mcopy) = tool("mcopy") {
-        let out_dir = scratch.join("applied");
-        let _ = std::fs::remove_dir_all(&out_dir);
-        std::fs::create_dir_all(&out_dir).unwrap();
-        let st = Command::new(&mcopy)
-            .env("MTOOLS_SKIP_CHECK", "1")
-            .args(["-s", "-n", "-i"])
-            .arg(&part)
-            .arg("::/*")
-            .arg(&out_dir)
-            .status()
-            .unwrap();
-        assert!(st.success(), "mcopy from partition {number}");
-        let mut found: Vec<String> = walk(&out_dir)
-            .into_iter()
-            .map(|p| {
-                p.strip_prefix(&out_dir)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect();
-        found.sort();
+    partition_copy(disk, number, &part);
+    let out_dir = scratch.join("applied");
+    if mcopy_all(&part, &out_dir) {
         let mut want: Vec<String> = files
             .iter()
             .map(|(r, _)| r.clone())
             .chain(extra.iter().map(|s| s.to_string()))
             .collect();
         want.sort();
-        assert_eq!(found, want, "the files on partition {number}");
+        assert_eq!(
+            relative_files(&out_dir),
+            want,
+            "the files on partition {number}"
+        );
         for (rel, bytes) in files {
             let got = std::fs::read(out_dir.join(rel)).unwrap();
             assert!(got == *bytes, "{rel} differs from the image");
@@ -741,6 +731,16 @@ fn check_partition(
         let _ = std::fs::remove_dir_all(&out_dir);
     }
     let _ = std::fs::remove_file(part);
+}
+
+/// The files (not folders) under `dir`, as sorted paths relative to it.
+fn relative_files(dir: &Path) -> Vec<String> {
+    let mut found: Vec<String> = walk(dir)
+        .into_iter()
+        .map(|p| p.strip_prefix(dir).unwrap().to_string_lossy().into_owned())
+        .collect();
+    found.sort();
+    found
 }
 
 /// Files (not folders) under `dir`, recursively.
@@ -918,19 +918,9 @@ fn capture_to_the_share_gives_back_the_same_files() {
     std::fs::write(d.join("captured.tsimg"), image).unwrap();
     tsforge(&d, &["apply", "captured.tsimg", "back"]);
     let back = d.join("back");
-    let mut found: Vec<String> = walk(&back)
-        .into_iter()
-        .map(|p| {
-            p.strip_prefix(&back)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    found.sort();
     let mut want: Vec<String> = files.iter().map(|(r, _)| r.clone()).collect();
     want.sort();
-    assert_eq!(found, want);
+    assert_eq!(relative_files(&back), want);
     for (rel, bytes) in &files {
         assert!(
             std::fs::read(back.join(rel)).unwrap() == *bytes,
