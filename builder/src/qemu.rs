@@ -306,20 +306,14 @@ impl Machine {
             std::thread::spawn(move || pump(stream, &shared, &mut log, echo, is_err));
         }
         Ok(Machine {
+            stdin: child.stdin.take(),
             child,
-            stdin: None,
             shared,
             cursor: 0,
             started: Instant::now(),
             log: cfg.console_log.clone(),
             exit: None,
-        }
-        .with_stdin())
-    }
-
-    fn with_stdin(mut self) -> Machine {
-        self.stdin = self.child.stdin.take();
-        self
+        })
     }
 
     /// When QEMU was started.
