@@ -174,12 +174,15 @@ pub fn apply_tsforge_stream(
                     return Ok(info);
                 }
             };
-            let info = {
+            let (info, written) = {
                 let mut sink = image::fat::FatSink::new(&fs);
-                image::apply(image, &mut sink, progress)?
+                let info = image::apply(image, &mut sink, progress)?;
+                (info, sink.into_written())
             };
             fs.close()?;
             d.sync()?;
+            check_fat_apply(disk, *number, &written)
+                .with_context(|| format!("checking what was applied to {target}"))?;
             Ok(info)
         }
         Location::Disk(_) => bail!(
@@ -187,6 +190,22 @@ pub fn apply_tsforge_stream(
              to the whole disk {target}"
         ),
     }
+}
+
+/// After an apply onto FAT: the file system is consistent ([`fat`]'s raw check, what
+/// `fsck.fat -n` checks first) and every file reads back with the size and sha256 written.
+fn check_fat_apply(disk: &Path, number: u32, written: &image::fat::Written) -> Result<()> {
+    let d = Disk::open(disk, false)?;
+    let (mut range, _) = partition_range(&d, number)?;
+    let report = crate::disk::fatcheck::check(&mut range).context("checking the file system")?;
+    if !report.is_clean() {
+        bail!(
+            "the FAT file system is damaged after the apply:\n  {}",
+            report.problems.join("\n  ")
+        );
+    }
+    let fs = fat::open(range)?;
+    written.read_back(&fs)
 }
 
 fn open_image(path: &Path) -> Result<std::io::BufReader<std::fs::File>> {

@@ -153,6 +153,11 @@ pub struct Geometry {
 }
 
 impl Geometry {
+    /// The layout a FAT boot sector (its first 512 bytes) describes.
+    pub fn parse_boot_sector(bs: &[u8; 512]) -> Result<Geometry> {
+        Geometry::parse(bs)
+    }
+
     fn parse(bs: &[u8]) -> Result<Geometry> {
         let fat16_size = le16(bs, 22);
         let kind = if fat16_size == 0 {
@@ -495,9 +500,96 @@ impl fatfs::TimeProvider for Clock {
 static CLOCK: Clock = Clock;
 
 /// The stream `fatfs` works on: the range, shared so [`FatFs::close`] can flush and sync it
-/// after unmounting (`fatfs` keeps its device until it is dropped).
+/// after unmounting (`fatfs` keeps its device until it is dropped), and the FAT32 root
+/// directory's chain (see [`RootChain`]).
 #[derive(Debug, Clone)]
-pub struct FatIo(Rc<RefCell<DiskRange>>);
+pub struct FatIo(Rc<RefCell<DiskRange>>, Rc<RefCell<Option<RootChain>>>);
+
+/// Works around a `fatfs` 0.3.6 bug that corrupts FAT32 volumes on used disks: when the root
+/// directory grows past its clusters, `fatfs` links a new cluster to it without zeroing it (it
+/// zeroes new clusters only for streams that have a directory entry, and FAT32's root has
+/// none), so whatever the disk held there before reads as directory entries: garbage names,
+/// lost files, `fsck.fat` errors. On a zero-filled disk the bug is invisible.
+///
+/// This follows the root's chain and watches writes to the first FAT: when the entry of the
+/// chain's last cluster is written with a link to a new cluster, the new cluster is zeroed
+/// right then, before `fatfs` writes the first entry into it (it allocates, then writes).
+#[derive(Debug, Clone, Copy)]
+pub struct RootChain {
+    /// Byte offset of the first FAT in the range.
+    fat_start: u64,
+    fat_bytes: u64,
+    data_start: u64,
+    cluster_bytes: u64,
+    max_cluster: u64,
+    /// The root directory's last cluster.
+    tail: u64,
+}
+
+impl RootChain {
+    /// For a FAT32 range (`None` for FAT16, whose root has a fixed size and is zeroed by the
+    /// formatter), following the root's chain from its first cluster.
+    fn find(range: &mut DiskRange) -> io::Result<Option<RootChain>> {
+        let mut bs = [0u8; 512];
+        range.seek(SeekFrom::Start(0))?;
+        range.read_exact(&mut bs)?;
+        let g = match Geometry::parse(&bs) {
+            Ok(g) if g.kind == FatKind::Fat32 => g,
+            _ => return Ok(None),
+        };
+        let mut chain = RootChain {
+            fat_start: g.fat_start(),
+            fat_bytes: g.fat_bytes(),
+            data_start: g.data_start(),
+            cluster_bytes: g.cluster_bytes(),
+            max_cluster: g.clusters() + 1,
+            tail: g.root_cluster,
+        };
+        // Bounded: a loop in a damaged chain stops after as many steps as there are clusters.
+        for _ in 0..=g.clusters() {
+            match chain.next(range, chain.tail)? {
+                Some(n) => chain.tail = n,
+                None => break,
+            }
+        }
+        Ok(Some(chain))
+    }
+
+    /// The cluster the FAT links `cluster` to, if it is a data cluster.
+    fn next(&self, range: &mut DiskRange, cluster: u64) -> io::Result<Option<u64>> {
+        let mut b = [0u8; 4];
+        range.seek(SeekFrom::Start(self.fat_start + cluster * 4))?;
+        range.read_exact(&mut b)?;
+        let n = u64::from(u32::from_le_bytes(b) & 0x0fff_ffff);
+        Ok((2..=self.max_cluster).contains(&n).then_some(n))
+    }
+
+    /// After a write of `len` bytes at `at`: zero every cluster newly linked to the root.
+    fn after_write(&mut self, range: &mut DiskRange, at: u64, len: u64) -> io::Result<()> {
+        let entry = self.fat_start + self.tail * 4;
+        if at >= entry + 4 || at + len <= entry || at >= self.fat_start + self.fat_bytes {
+            return Ok(());
+        }
+        let back = range.stream_position()?;
+        let mut steps = 0;
+        while let Some(n) = self.next(range, self.tail)? {
+            steps += 1;
+            if steps > self.max_cluster {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the root directory's cluster chain loops",
+                ));
+            }
+            range.write_zeros(
+                self.data_start + (n - 2) * self.cluster_bytes,
+                self.cluster_bytes,
+            )?;
+            self.tail = n;
+        }
+        range.seek(SeekFrom::Start(back))?;
+        Ok(())
+    }
+}
 
 impl Read for FatIo {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -506,7 +598,13 @@ impl Read for FatIo {
 }
 impl Write for FatIo {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.borrow_mut().write(buf)
+        let mut range = self.0.borrow_mut();
+        let at = range.stream_position()?;
+        let n = range.write(buf)?;
+        if let Some(root) = self.1.borrow_mut().as_mut() {
+            root.after_write(&mut range, at, n as u64)?;
+        }
+        Ok(n)
     }
     /// Nothing: `fatfs` flushes its device after every file, which would write the cache out
     /// 15,000 times for 15,000 files. The cache is written by [`FatFs::close`].
@@ -547,13 +645,17 @@ pub struct FatFs {
 /// Mount the FAT file system in `range`.
 pub fn open(range: DiskRange) -> Result<FatFs> {
     let name = range.name().to_string();
-    let io = FatIo(Rc::new(RefCell::new(range)));
+    let io = FatIo(Rc::new(RefCell::new(range)), Rc::new(RefCell::new(None)));
     io.0.borrow_mut().seek(SeekFrom::Start(0))?;
     let opts = fatfs::FsOptions::new()
         .update_accessed_date(false)
         .time_provider(&CLOCK);
     let fs = fatfs::FileSystem::new(io.clone(), opts)
         .with_context(|| format!("{name} does not hold a readable FAT file system"))?;
+    // Only once `fatfs` accepted the boot sector: the chain is followed on a real FAT.
+    let root = RootChain::find(&mut io.0.borrow_mut())
+        .with_context(|| format!("reading the root directory of {name}"))?;
+    *io.1.borrow_mut() = root;
     Ok(FatFs {
         fs,
         io,

@@ -8,6 +8,8 @@
 //!   write), write it (old signatures wiped first, the table last) and read it back. GPT follows
 //!   UEFI 2.10 chapter 5 through the `gpt` crate; MBR through `mbrman` (primary partitions only).
 //! - [`fat`]: FAT16/FAT32 format and file access through the `fatfs` crate.
+//! - [`fatcheck`]: a read-only consistency check of a FAT file system (what `fsck.fat -n`
+//!   checks first), run after every apply onto FAT.
 //! - [`fatbuild`]: a FAT file system holding a host directory tree, built in one pass.
 //! - [`select`]: enumerate disks (Linux `/sys/block`; `\\.\PhysicalDriveN` on Windows), find
 //!   the disk the runner booted from, parse disk selectors and refuse unsafe targets.
@@ -21,6 +23,7 @@
 pub mod cli;
 pub mod fat;
 pub mod fatbuild;
+pub mod fatcheck;
 pub mod layout;
 pub mod reread;
 pub mod select;

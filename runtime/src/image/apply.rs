@@ -251,6 +251,7 @@ pub fn apply(
         pos: 0,
     };
     let plan = read_manifest(&mut r)?;
+    sink.check_paths(&plan.items.iter().map(|i| &i.path).collect::<Vec<_>>())?;
     let mut info = plan.info();
     let mut p = Progress {
         bytes_done: 0,

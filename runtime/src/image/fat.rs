@@ -9,19 +9,134 @@
 use super::tree::{Meta, RelPath, TreeSink};
 use crate::disk::fat::{fat_time, FatFs, TimeOverride};
 use anyhow::{bail, Context, Result};
-use std::io::Write;
+use sha2::{Digest, Sha256};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::{Read, Write};
 use std::path::Path;
+use std::rc::Rc;
 
-/// A [`TreeSink`] writing into a mounted FAT file system. Call [`FatFs::close`] afterwards.
+/// What a [`FatSink`] wrote: every file's size and sha256 as written, and every directory,
+/// so [`FatSink::read_back`] can compare the file system with them once it is closed.
+#[derive(Debug, Default, Clone)]
+pub struct Written {
+    files: Vec<(String, u64, [u8; 32])>,
+    dirs: Vec<String>,
+}
+
+impl Written {
+    pub fn files(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Reads every written file back from `fs` and compares its size and sha256, and checks
+    /// every directory exists. Errors name the first paths that differ.
+    pub fn read_back(&self, fs: &FatFs) -> Result<()> {
+        let mut wrong = Vec::new();
+        let mut buf = vec![0u8; super::BUFFER_SIZE];
+        for (path, size, sum) in &self.files {
+            let got = (|| -> Result<(u64, [u8; 32])> {
+                let mut f = fs.open_file(path)?;
+                let mut h = Sha256::new();
+                let mut n = 0u64;
+                loop {
+                    let k = f
+                        .read(&mut buf)
+                        .with_context(|| format!("reading {path}"))?;
+                    if k == 0 {
+                        break;
+                    }
+                    h.update(&buf[..k]);
+                    n += k as u64;
+                }
+                Ok((n, h.finalize().into()))
+            })();
+            match got {
+                Ok((n, h)) if n == *size && h == *sum => {}
+                Ok((n, _)) if n != *size => {
+                    wrong.push(format!("{path}: {n} bytes read back, {size} written"))
+                }
+                Ok(_) => wrong.push(format!("{path}: the content read back differs")),
+                Err(e) => wrong.push(format!("{path}: {e:#}")),
+            }
+            if wrong.len() >= 10 {
+                break;
+            }
+        }
+        for d in &self.dirs {
+            if wrong.len() >= 10 {
+                break;
+            }
+            if let Err(e) = fs.dir(d) {
+                wrong.push(format!("{d}/: {e:#}"));
+            }
+        }
+        if !wrong.is_empty() {
+            bail!(
+                "the files read back from the FAT file system differ from what was written:\n  {}",
+                wrong.join("\n  ")
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A [`TreeSink`] writing into a mounted FAT file system. Call [`FatFs::close`] afterwards,
+/// then check the result with [`Written::read_back`] on [`FatSink::into_written`].
+///
+/// FAT matches names without regard to case (and ignores trailing dots and spaces), so two
+/// image paths such as `readme.txt` and `README.TXT` would land in one file: the sink refuses
+/// such an image, naming both paths, before anything is written (`check_paths`).
 pub struct FatSink<'a> {
     fs: &'a FatFs,
     /// Stamps the file being written with its image time until `finish_file`.
     time: Option<TimeOverride>,
+    /// The file being written: its hash and size so far.
+    current: Rc<RefCell<(Sha256, u64)>>,
+    written: Written,
 }
 
 impl<'a> FatSink<'a> {
     pub fn new(fs: &'a FatFs) -> Self {
-        FatSink { fs, time: None }
+        FatSink {
+            fs,
+            time: None,
+            current: Rc::new(RefCell::new((Sha256::new(), 0))),
+            written: Written::default(),
+        }
+    }
+
+    /// What was written, for [`Written::read_back`] once the file system is closed.
+    pub fn into_written(self) -> Written {
+        self.written
+    }
+}
+
+/// How FAT compares a path: each part upper-cased (Unicode simple case), without trailing dots
+/// and spaces (Windows and `fatfs` drop them: `x.` is `x`).
+pub fn fold(path: &str) -> String {
+    path.split('/')
+        .map(|p| p.trim_end_matches(['.', ' ']).to_uppercase())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Hashes what passes through to the file.
+struct Hashing<W> {
+    inner: W,
+    state: Rc<RefCell<(Sha256, u64)>>,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        let mut s = self.state.borrow_mut();
+        s.0.update(&buf[..n]);
+        s.1 += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -31,23 +146,59 @@ fn fat_stamp(meta: &Meta) -> Option<crate::disk::fat::DateTime> {
 }
 
 impl TreeSink for FatSink<'_> {
+    fn check_paths(&mut self, paths: &[&RelPath]) -> Result<()> {
+        let mut seen: HashMap<String, &RelPath> = HashMap::with_capacity(paths.len());
+        for p in paths {
+            if let Some(first) = seen.insert(fold(p.as_str()), p) {
+                bail!(
+                    "{p} and {first} are the same name on FAT (names are matched without regard \
+                     to case, trailing dots and spaces); nothing was written. Rename one of them \
+                     in the image, or apply it to a file system that keeps both (ext4, NTFS, a \
+                     folder)"
+                );
+            }
+        }
+        Ok(())
+    }
     fn create_dir(&mut self, path: &RelPath, _meta: &Meta) -> Result<()> {
-        self.fs.create_dir_all(path.as_str()).map(|_| ())
+        self.fs.create_dir_all(path.as_str())?;
+        self.written.dirs.push(path.as_str().to_string());
+        Ok(())
     }
     fn create_file(&mut self, path: &RelPath, meta: &Meta) -> Result<Box<dyn Write + '_>> {
         self.time = Some(TimeOverride::set(fat_stamp(meta)));
-        Ok(Box::new(self.fs.create_file(path.as_str())?))
+        *self.current.borrow_mut() = (Sha256::new(), 0);
+        Ok(Box::new(Hashing {
+            inner: self.fs.create_file(path.as_str())?,
+            state: self.current.clone(),
+        }))
     }
-    fn finish_file(&mut self, _path: &RelPath, _meta: &Meta) -> Result<()> {
+    fn finish_file(&mut self, path: &RelPath, _meta: &Meta) -> Result<()> {
         self.time = None;
+        let (h, n) = std::mem::replace(&mut *self.current.borrow_mut(), (Sha256::new(), 0));
+        self.written
+            .files
+            .push((path.as_str().to_string(), n, h.finalize().into()));
         Ok(())
     }
     fn copy_file(&mut self, from: &RelPath, to: &RelPath, meta: &Meta) -> Result<()> {
         let _t = TimeOverride::set(fat_stamp(meta));
-        self.fs.copy_within(from.as_str(), to.as_str()).map(|_| ())
+        self.fs.copy_within(from.as_str(), to.as_str())?;
+        let src = self
+            .written
+            .files
+            .iter()
+            .rev()
+            .find(|f| f.0 == from.as_str())
+            .map(|f| (f.1, f.2));
+        if let Some((n, h)) = src {
+            self.written.files.push((to.as_str().to_string(), n, h));
+        }
+        Ok(())
     }
     fn remove_file(&mut self, path: &RelPath) -> Result<()> {
         self.time = None;
+        self.written.files.retain(|f| f.0 != path.as_str());
         self.fs.remove(path.as_str())
     }
     fn symlink(&mut self, path: &RelPath, target: &str, _meta: &Meta) -> Result<()> {

@@ -184,6 +184,11 @@ pub trait TreeSink {
     fn symlink(&mut self, path: &RelPath, target: &str, meta: &Meta) -> Result<()>;
     /// Sets a directory's mode and times once everything inside it exists.
     fn set_times(&mut self, path: &RelPath, meta: &Meta) -> Result<()>;
+    /// Called with every path of the image before anything is written: a sink refuses here
+    /// what it cannot hold (FAT: two names that differ only in case).
+    fn check_paths(&mut self, _paths: &[&RelPath]) -> Result<()> {
+        Ok(())
+    }
     /// Everything was written.
     fn finish(&mut self) -> Result<()> {
         Ok(())

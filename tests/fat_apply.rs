@@ -1,0 +1,180 @@
+//! Applying tsforge images onto FAT partitions of used disks (image files filled with random
+//! bytes first, as real disks are never blank), checked by `fsck.fat -n` and `mcopy`: the file
+//! system is consistent and every file reads back, after one apply and after partitioning and
+//! applying again on the same disk. Names FAT cannot keep apart are refused before writing.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use tsforge_runtime::disk::{layout, Disk};
+
+mod common;
+#[path = "common/data.rs"]
+mod data;
+#[path = "common/used_disk.rs"]
+mod used_disk;
+
+fn tsforge(dir: &Path, args: &[&str]) -> (i32, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_tsforge"))
+        .args(args)
+        .current_dir(dir)
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// About 700 files: 60 with long names in the root (the FAT32 root directory grows past its
+/// first clusters, where the disk's old bytes are), the rest in nested folders.
+fn tree(root: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    for i in 0..60u32 {
+        let size = (i as usize * 977) % 20_000;
+        files.push((
+            format!("Root file with a long name {i:03}.txt"),
+            data::random(size, 1000 + i),
+        ));
+    }
+    for d in 0..8u32 {
+        for i in 0..80u32 {
+            let size = ((d * 80 + i) as usize * 1543) % 40_000;
+            files.push((
+                format!("Folder {d}/Sub folder/file number {i:03}.bin"),
+                data::random(size, 5000 + d * 100 + i),
+            ));
+        }
+    }
+    for (p, bytes) in &files {
+        let full = root.join(p);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, bytes).unwrap();
+    }
+    files
+}
+
+fn partitions(disk: &Path) -> Vec<layout::PartitionInfo> {
+    let d = Disk::open(disk, false).unwrap();
+    layout::read_table(&d).unwrap().unwrap().partitions
+}
+
+/// fsck.fat and mcopy agree with what was applied, on every partition given.
+fn check(disk: &Path, parts: &[layout::PartitionInfo], files: &[(String, Vec<u8>)]) {
+    for p in parts {
+        if let Some(r) = used_disk::fsck_fat(disk, p.start, p.len) {
+            r.unwrap_or_else(|e| panic!("fsck.fat -n on partition {}: {e}", p.number));
+        }
+        for (path, bytes) in files {
+            let Some(r) = used_disk::mcopy(disk, p.start, path) else {
+                return;
+            };
+            let got = r.unwrap_or_else(|e| panic!("mcopy {path} (partition {}): {e}", p.number));
+            assert!(
+                &got == bytes,
+                "{path} on partition {} reads back differently",
+                p.number
+            );
+        }
+    }
+}
+
+#[test]
+fn apply_onto_used_disks_gives_clean_fat_file_systems() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let files = tree(&d.join("src"));
+    let (code, err) = tsforge(d, &["capture", "src", "x.tsimg"]);
+    assert_eq!(code, 0, "{err}");
+    let disk = d.join("d.img");
+    used_disk::random_disk(&disk, 160 << 20);
+    for round in 1..=2 {
+        // The second round partitions and applies again over the first one's file systems.
+        let (code, err) = tsforge(
+            d,
+            &[
+                "disk",
+                "partition",
+                "d.img",
+                "--table",
+                "mbr",
+                "--part",
+                "type=basic,size=48MiB,fs=fat16",
+                "--part",
+                "type=basic,size=rest,fs=fat32",
+                "--yes",
+            ],
+        );
+        assert_eq!(code, 0, "round {round}: {err}");
+        for n in ["1", "2"] {
+            let (code, err) = tsforge(d, &["apply", "x.tsimg", &format!("d.img:{n}")]);
+            assert_eq!(code, 0, "round {round}, partition {n}: {err}");
+        }
+        check(&disk, &partitions(&disk), &files);
+    }
+}
+
+fn sha(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap()
+}
+
+#[test]
+fn names_that_are_one_name_on_fat_are_refused_before_writing() {
+    let cases: [(&str, &str, &[&str]); 3] = [
+        (
+            "case",
+            "readme.txt and README.TXT",
+            &["readme.txt", "README.TXT"],
+        ),
+        ("dirs", "d/a.txt and D/b.txt", &["d/a.txt", "D/b.txt"]),
+        ("dot", "x. and x", &["x.", "x"]),
+    ];
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let disk = d.join("d.img");
+    used_disk::random_disk(&disk, 64 << 20);
+    let (code, err) = tsforge(
+        d,
+        &[
+            "disk",
+            "partition",
+            "d.img",
+            "--table",
+            "mbr",
+            "--part",
+            "type=basic,size=rest,fs=fat16",
+            "--yes",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let before = sha(&disk);
+    for (name, what, paths) in cases {
+        let src = d.join(name);
+        for p in paths {
+            let full = src.join(p);
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::fs::write(full, p.as_bytes()).unwrap();
+        }
+        let img = format!("{name}.tsimg");
+        let (code, err) = tsforge(d, &["capture", name, &img]);
+        assert_eq!(code, 0, "{what}: {err}");
+        let (code, err) = tsforge(d, &["apply", &img, "d.img:1"]);
+        assert_eq!(code, 2, "{what}: {err}");
+        // Both paths named (directories by their folded parent: d and D).
+        let first = paths[0].split('/').next().unwrap();
+        let second = paths[1].split('/').next().unwrap();
+        assert!(
+            err.contains("same name on FAT") && err.contains(first) && err.contains(second),
+            "{what}: {err}"
+        );
+        assert!(sha(&disk) == before, "{what}: the disk changed");
+        // A folder keeps both.
+        let (code, err) = tsforge(d, &["apply", &img, &format!("out-{name}")]);
+        assert_eq!(code, 0, "{what}: {err}");
+    }
+    let parts = partitions(&disk);
+    if let Some(r) = used_disk::fsck_fat(&disk, parts[0].start, parts[0].len) {
+        r.unwrap();
+    }
+}
