@@ -8,6 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
+#[path = "common/used_disk.rs"]
+mod used_disk;
 use common::tool;
 #[path = "common/data.rs"]
 mod data;
@@ -678,10 +680,7 @@ fn image_package_streams_from_http_onto_a_partition() {
     // The connection drops once in the middle of the image; the stream resumes.
     server.faults(|f| f.drop_after.push(("base.tsimg".into(), (6 << 20) + 17)));
     let disk = d.join("disk.img");
-    std::fs::File::create(&disk)
-        .unwrap()
-        .set_len(100 << 20)
-        .unwrap();
+    used_disk::random_disk(&disk, 100 << 20);
     let (code, out, err) = tsforge(
         d,
         &[

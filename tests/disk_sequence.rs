@@ -7,6 +7,8 @@ use std::process::{Command, Stdio};
 use tsforge_runtime::disk::{layout, Disk};
 
 mod common;
+#[path = "common/used_disk.rs"]
+mod used_disk;
 use common::tool;
 
 fn tsforge(dir: &Path, args: &[&str]) -> (i32, String, String) {
@@ -114,12 +116,9 @@ fn sequence_partitions_formats_applies_and_captures_a_disk_image() {
         ],
     );
     assert_eq!(code, 0, "{err}");
-    // A 1 GiB sparse disk image.
+    // A 1 GiB disk image that held data before.
     let disk = d.join("disk.img");
-    std::fs::File::create(&disk)
-        .unwrap()
-        .set_len(1 << 30)
-        .unwrap();
+    used_disk::random_disk(&disk, 1 << 30);
     std::fs::write(d.join("ts.yaml"), SEQUENCE).unwrap();
 
     let (code, out, err) = tsforge(
@@ -297,10 +296,7 @@ fn cli_apply_and_capture_on_partitions() {
     let d = dir.path();
     let files = make_tree(&d.join("src"));
     let disk = d.join("disk.img");
-    std::fs::File::create(&disk)
-        .unwrap()
-        .set_len(700 << 20)
-        .unwrap();
+    used_disk::random_disk(&disk, 700 << 20);
     let (code, _, err) = tsforge(
         d,
         &[
@@ -383,10 +379,7 @@ fn partition_step_formats_ntfs_and_ext4_through_the_platform_tools() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::File::create(d.join("disk.img"))
-        .unwrap()
-        .set_len(300 << 20)
-        .unwrap();
+    used_disk::random_disk(&d.join("disk.img"), 300 << 20);
     std::fs::write(
         d.join("ts.yaml"),
         r#"
@@ -460,10 +453,7 @@ fn apply_and_capture_an_ext4_partition_through_a_mount() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let files = make_tree(&d.join("src"));
-    std::fs::File::create(d.join("disk.img"))
-        .unwrap()
-        .set_len(200 << 20)
-        .unwrap();
+    used_disk::random_disk(&d.join("disk.img"), 200 << 20);
     std::fs::write(
         d.join("ts.yaml"),
         "steps:\n  - name: Partition\n    type: partition-disk\n    properties:\n      DiskIndex: \"0\"\n      PartitionStyle: GPT\n      Partitions0Type: Primary\n      Partitions0FileSystem: ext4\n      Partitions0Size: \"100\"\n      Partitions0SizeUnits: \"%\"\n",

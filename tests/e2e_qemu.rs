@@ -23,6 +23,8 @@ use tsforge_builder::qemu::{self, BootFrom, Firmware, Forward, Machine, MachineC
 use tsforge_runtime::disk::{fat, layout, Disk};
 
 mod common;
+#[path = "common/used_disk.rs"]
+mod used_disk;
 use common::tool;
 #[path = "common/data.rs"]
 mod data;
@@ -142,9 +144,9 @@ fn image_package(d: &Path, mib: usize) -> Vec<(String, Vec<u8>)> {
     files
 }
 
-/// A sparse blank disk image.
+/// A target disk image, filled with random bytes as a used disk is.
 fn blank(path: &Path, size: u64) -> PathBuf {
-    std::fs::File::create(path).unwrap().set_len(size).unwrap();
+    used_disk::random_disk(path, size);
     path.to_path_buf()
 }
 

@@ -9,6 +9,8 @@ use std::process::{Command, Stdio};
 use tsforge_runtime::disk::{layout, Disk};
 
 mod common;
+#[path = "common/used_disk.rs"]
+mod used_disk;
 use common::tool;
 #[path = "common/data.rs"]
 mod data;
@@ -125,7 +127,7 @@ fn a_restart_that_loses_the_ram_state_resumes_from_the_deployed_disk() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     std::fs::write(d.join("ts.yaml"), SEQUENCE).unwrap();
-    Disk::create_image(&d.join("disk.img"), 128 << 20).unwrap();
+    used_disk::random_disk(&d.join("disk.img"), 128 << 20);
 
     // First boot: runs up to the restart (--no-reboot: exit code 3 instead of rebooting).
     let (code, out) = run_on_disk(
@@ -233,7 +235,7 @@ steps:
 "#,
     )
     .unwrap();
-    Disk::create_image(&d.join("disk.img"), 16 << 20).unwrap();
+    used_disk::random_disk(&d.join("disk.img"), 16 << 20);
     let (code, out) = run_on_disk(d, "s", &[]);
     assert_eq!(code, 0, "{out}");
     let log = std::fs::read_to_string(d.join("s/smsts.log")).unwrap();
@@ -307,7 +309,7 @@ steps:
 "#,
     )
     .unwrap();
-    Disk::create_image(&d.join("disk.img"), 256 << 20).unwrap();
+    used_disk::random_disk(&d.join("disk.img"), 256 << 20);
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_tsforge"))
         .args([

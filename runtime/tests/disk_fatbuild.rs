@@ -11,6 +11,9 @@ use tsforge_runtime::disk::fat::{self, FatKind};
 use tsforge_runtime::disk::fatbuild::{self, BuildStats};
 use tsforge_runtime::disk::{Disk, MIB};
 
+#[path = "common/used.rs"]
+mod used;
+use used::used_image;
 mod common;
 use common::tool;
 
@@ -97,7 +100,7 @@ fn check_built(kind: Option<FatKind>, part_len: u64, want_kind: FatKind) {
     let src = dir.path().join("tree");
     let files = make_tree(&src);
     let img = dir.path().join("d.img");
-    let disk = Disk::create_image(&img, part_len + 2 * MIB).unwrap();
+    let disk = used_image(&img, part_len + 2 * MIB).unwrap();
     let stats = fatbuild::build(disk.range(MIB, part_len).unwrap(), &src, "Built", kind).unwrap();
     let bytes: u64 = files.values().map(|d| d.len() as u64).sum();
     assert_eq!(

@@ -12,6 +12,9 @@ use tsforge_runtime::disk::layout::{
 };
 use tsforge_runtime::disk::{Disk, GIB, MIB};
 
+#[path = "common/used.rs"]
+mod used;
+use used::used_image;
 mod common;
 use common::tool;
 
@@ -73,7 +76,7 @@ fn mimg(img: &Path, p: &PlannedPartition) -> String {
 fn gpt_windows_layout_passes_sgdisk_fdisk_fsck_and_mtools() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("disk.img");
-    let mut disk = Disk::create_image(&img, 4 * GIB).unwrap();
+    let mut disk = used_image(&img, 4 * GIB).unwrap();
     let parts = [
         spec(
             "EFI system partition",
@@ -240,7 +243,7 @@ fn gpt_windows_layout_passes_sgdisk_fdisk_fsck_and_mtools() {
 fn mbr_layout_with_active_flag_passes_fdisk_sfdisk_fsck() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("mbr.img");
-    let mut disk = Disk::create_image(&img, GIB).unwrap();
+    let mut disk = used_image(&img, GIB).unwrap();
     let mut boot = spec("", PartKind::MbrType(0x0e), SizeSpec::Bytes(100 * MIB));
     boot.active = true;
     let parts = [boot, spec("", PartKind::MbrType(0x0c), SizeSpec::Rest)];
@@ -356,7 +359,7 @@ fn write_table_refuses_a_plan_outside_the_disk() {
 
 fn gpt_image(dir: &Path, size: u64) -> PathBuf {
     let img = dir.join("gpt.img");
-    let mut disk = Disk::create_image(&img, size).unwrap();
+    let mut disk = used_image(&img, size).unwrap();
     let parts = [spec("a", PartKind::BasicData, SizeSpec::Rest)];
     let plan = layout::plan(size, 512, TableKind::Gpt, &parts).unwrap();
     layout::write_table(&mut disk, TableKind::Gpt, &plan).unwrap();
@@ -454,7 +457,7 @@ fn corrupt_tables_give_errors_not_panics() {
 fn gpt_on_4k_sectors_passes_sgdisk() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("4k.img");
-    let mut disk = Disk::create_image(&img, GIB)
+    let mut disk = used_image(&img, GIB)
         .unwrap()
         .with_sector_size(4096)
         .unwrap();
@@ -484,7 +487,7 @@ fn fatfs_dot_entries_are_repaired_for_fsck() {
     let dir = tempfile::tempdir().unwrap();
     for (kind, size) in [(FatKind::Fat16, 64 * MIB), (FatKind::Fat32, 100 * MIB)] {
         let img = dir.path().join(format!("{kind}.img"));
-        let disk = Disk::create_image(&img, size).unwrap();
+        let disk = used_image(&img, size).unwrap();
         fat::format(disk.range(0, size).unwrap(), "T", Some(kind)).unwrap();
         let fs = fat::open(disk.range(0, size).unwrap()).unwrap();
         fs.create_dir_all("a/b/c").unwrap();

@@ -2,6 +2,9 @@
 //! partitions and formats them, and checks of what it wrote with the independent tools
 //! (`fsck.fat -n`, `mcopy`).
 
+// Each test file uses the part it needs.
+#![allow(dead_code)]
+
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::process::Command;
