@@ -178,3 +178,56 @@ fn names_that_are_one_name_on_fat_are_refused_before_writing() {
         r.unwrap();
     }
 }
+
+#[test]
+fn a_damaged_fat_is_not_written_into() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let disk = d.join("d.img");
+    used_disk::random_disk(&disk, 64 << 20);
+    let (code, err) = tsforge(
+        d,
+        &[
+            "disk",
+            "partition",
+            "d.img",
+            "--table",
+            "mbr",
+            "--part",
+            "type=basic,size=rest,fs=fat16",
+            "--yes",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    std::fs::create_dir_all(d.join("src")).unwrap();
+    std::fs::write(d.join("src/a.txt"), b"a").unwrap();
+    let (code, err) = tsforge(d, &["capture", "src", "x.tsimg"]);
+    assert_eq!(code, 0, "{err}");
+    // Old bytes where the root directory's second entry is: a name FAT forbids.
+    let part = &partitions(&disk)[0];
+    let mut bs = [0u8; 512];
+    {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open(&disk).unwrap();
+        f.seek(SeekFrom::Start(part.start)).unwrap();
+        f.read_exact(&mut bs).unwrap();
+    }
+    let g = tsforge_runtime::disk::fat::Geometry::parse_boot_sector(&bs).unwrap();
+    let mut entry = [0u8; 32];
+    entry[..11].copy_from_slice(b"A*?<>   TXT");
+    entry[11] = 0x20;
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&disk).unwrap();
+        f.write_all_at(&entry, part.start + g.root_dir_start() + 32)
+            .unwrap();
+    }
+    let before = sha(&disk);
+    let (code, err) = tsforge(d, &["apply", "x.tsimg", "d.img:1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("damaged FAT file system") && err.contains("invalid short name"),
+        "{err}"
+    );
+    assert!(sha(&disk) == before, "the damaged partition was written to");
+}

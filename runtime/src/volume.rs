@@ -162,7 +162,21 @@ pub fn apply_tsforge_stream(
             let d = Disk::open(disk, true)?;
             let (range, _) = partition_range(&d, *number)?;
             let fs = match fat::open(range) {
-                Ok(fs) => fs,
+                Ok(fs) => {
+                    // Never write into a damaged FAT: `fatfs` trusts what it reads.
+                    let (mut check_range, _) = partition_range(&d, *number)?;
+                    let report = crate::disk::fatcheck::check(&mut check_range)
+                        .with_context(|| format!("checking the FAT file system on {target}"))?;
+                    if !report.is_clean() {
+                        bail!(
+                            "{target} holds a damaged FAT file system; nothing was written. \
+                             Format it first (a Format and Partition Disk step, or `tsforge disk \
+                             partition`):\n  {}",
+                            report.problems.join("\n  ")
+                        );
+                    }
+                    fs
+                }
                 Err(fat_err) => {
                     let (range, _) = partition_range(&d, *number)?;
                     let m = Mount::new(disk, &d, &range, false).with_context(|| {

@@ -199,6 +199,11 @@ pub fn check(range: &mut DiskRange) -> io::Result<Report> {
     let data_start = root_start + (root_entries * 32).div_ceil(bps) * bps;
     let cluster_bytes = spc * bps;
     let clusters = (total * bps).saturating_sub(data_start) / cluster_bytes;
+    if !fat32 && clusters < 4085 {
+        return Err(bad(
+            "a FAT12 volume (fewer than 4,085 clusters): tsforge checks FAT16 and FAT32",
+        ));
+    }
     let fat_entries = fat_size * bps / if fat32 { 4 } else { 2 };
     if clusters + 2 > fat_entries {
         return Err(bad("the FAT is too small for the volume's clusters"));
