@@ -827,7 +827,10 @@ impl Walker<'_> {
                     "Restarting in {} s (the sequence resumes after the restart)",
                     req.timeout_secs
                 ));
-                std::thread::sleep(std::time::Duration::from_secs(req.timeout_secs.min(3600)));
+                std::thread::sleep(std::time::Duration::from_secs(
+                    req.timeout_secs
+                        .min(crate::sequence::model::limits::MAX_REBOOT_TIMEOUT_SECS),
+                ));
                 let e = actions::restart::reboot_machine().unwrap_err();
                 self.logger
                     .log(Level::Error, COMPONENT, &format!("Could not restart: {e}"));

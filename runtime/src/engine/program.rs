@@ -8,9 +8,13 @@
 //! The compiled program is saved in the state directory when a run starts, so a resumed run
 //! executes exactly what the interrupted one was executing.
 
-use crate::sequence::model::{attr, step_type, Condition, Node, Pos, Sequence, Step, Variable};
+use crate::sequence::model::{
+    attr, limits, step_type, Condition, Node, Pos, Sequence, Step, Variable,
+};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Instr {
@@ -59,8 +63,44 @@ pub enum CompileError {
         step: String,
         message: String,
     },
+    /// A value out of range, or a limit of `sequence::model::limits` reached, at a node.
+    #[error("{file}:{line}:{column}: {message}")]
+    At {
+        file: String,
+        line: u32,
+        column: u32,
+        message: String,
+    },
     #[error(transparent)]
     Parse(#[from] crate::error::ParseError),
+}
+
+impl CompileError {
+    /// The error as a positioned finding (for `validate`).
+    pub fn into_parse_error(self) -> crate::error::ParseError {
+        use crate::error::ParseError;
+        match self {
+            CompileError::Child {
+                file,
+                line,
+                column,
+                ref step,
+                ref message,
+            } => ParseError::new(
+                file.clone(),
+                line,
+                column,
+                format!("Run Task Sequence step {step:?}: {message}"),
+            ),
+            CompileError::At {
+                file,
+                line,
+                column,
+                message,
+            } => ParseError::new(file, line, column, message),
+            CompileError::Parse(e) => e,
+        }
+    }
 }
 
 /// Where child sequences are looked up: next to the parent file, then in each directory given.
@@ -137,105 +177,197 @@ pub fn sequence_name(seq: &Sequence, path: &Path) -> String {
 }
 
 /// Flatten `seq` (read from `path`) into a program.
+///
+/// Refused with an error positioned at the node: a number out of range
+/// ([`Step::check_numbers`]), child sequences that include each other, and the limits of
+/// [`limits`]: *Run Task Sequence* levels, nesting, and the size of the expanded program. The
+/// limits are checked before going deeper, so neither a long chain of files nor files that
+/// include the next one several times can exhaust the stack, the memory or the time.
 pub fn compile(seq: &Sequence, path: &Path, resolver: &Resolver) -> Result<Program, CompileError> {
-    let mut instrs = Vec::new();
-    let mut number = 0;
     let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-    let mut stack = vec![canonical];
-    emit(
-        &seq.items,
-        path,
+    let mut c = Compiler {
         resolver,
-        &mut stack,
-        &mut instrs,
-        &mut number,
-    )?;
+        top: path,
+        stack: vec![canonical],
+        loaded: HashMap::new(),
+        out: Vec::new(),
+        number: 0,
+        items: 0,
+    };
+    c.emit(&seq.items, path, 0)?;
     Ok(Program {
         name: sequence_name(seq, path),
         global_vars: seq.global_vars.clone(),
-        instrs,
-        step_total: number,
+        instrs: c.out,
+        step_total: c.number,
     })
 }
 
-fn emit(
-    nodes: &[Node],
-    file: &Path,
-    resolver: &Resolver,
-    stack: &mut Vec<PathBuf>,
-    out: &mut Vec<Instr>,
-    number: &mut usize,
-) -> Result<(), CompileError> {
-    let file_s = file.display().to_string();
-    for node in nodes {
-        match node {
-            Node::Group(g) => {
-                let enter = out.len();
-                out.push(Instr::Enter {
-                    name: g.name().to_string(),
-                    disabled: node.disabled(),
-                    continue_on_error: node.continue_on_error(),
-                    condition: g.condition.clone(),
-                    defaults: Vec::new(),
-                    exit: 0,
-                    file: file_s.clone(),
-                    pos: g.pos,
-                });
-                emit(&g.children, file, resolver, stack, out, number)?;
-                close(out, enter, g.name());
-            }
-            Node::Step(s) if is_sub_sequence(s) => {
-                let child_err = |message: String| CompileError::Child {
-                    file: file_s.clone(),
-                    line: s.pos.line,
-                    column: s.pos.column,
-                    step: s.name().to_string(),
-                    message,
-                };
-                let reference = child_reference(s).ok_or_else(|| {
-                    child_err("has no TsPackageID property naming the child sequence".into())
-                })?;
-                let child_path = resolver.resolve(reference, file).map_err(child_err)?;
-                let canonical = child_path.canonicalize().unwrap_or(child_path.clone());
-                if let Some(i) = stack.iter().position(|p| *p == canonical) {
-                    let chain: Vec<String> = stack[i..]
-                        .iter()
-                        .chain(std::iter::once(&canonical))
-                        .map(|p| p.display().to_string())
-                        .collect();
-                    return Err(child_err(format!(
-                        "sequences include each other in a cycle: {}",
-                        chain.join(" -> ")
-                    )));
+struct Compiler<'a> {
+    resolver: &'a Resolver,
+    /// The sequence being compiled, for messages.
+    top: &'a Path,
+    /// The files being expanded, the top one first (canonical paths).
+    stack: Vec<PathBuf>,
+    /// Child sequences read so far: a file included many times is read once.
+    loaded: HashMap<PathBuf, Rc<Sequence>>,
+    out: Vec<Instr>,
+    /// Steps emitted (for their numbers).
+    number: usize,
+    /// Steps and groups emitted (for [`limits::MAX_EXPANDED`]).
+    items: usize,
+}
+
+impl Compiler<'_> {
+    /// Count one more step or group at `pos`, refusing past [`limits::MAX_EXPANDED`].
+    fn count(&mut self, file: &str, pos: Pos) -> Result<(), CompileError> {
+        self.items += 1;
+        if self.items > limits::MAX_EXPANDED {
+            return Err(CompileError::At {
+                file: file.to_string(),
+                line: pos.line,
+                column: pos.column,
+                message: format!(
+                    "with its child sequences expanded, {} has more than {} steps and groups, \
+                     tsforge's limit (does a child sequence include the next one several times \
+                     at each level?)",
+                    self.top.display(),
+                    limits::MAX_EXPANDED
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuse a group (or child sequence) at `pos` that would be nested `depth` levels deep.
+    fn nest(file: &str, pos: Pos, depth: usize) -> Result<(), CompileError> {
+        if depth > limits::MAX_NESTING {
+            return Err(CompileError::At {
+                file: file.to_string(),
+                line: pos.line,
+                column: pos.column,
+                message: format!(
+                    "groups and child sequences are nested more than {} levels deep, tsforge's \
+                     limit",
+                    limits::MAX_NESTING
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Emit `nodes` of `file`, which sit inside `depth` groups.
+    fn emit(&mut self, nodes: &[Node], file: &Path, depth: usize) -> Result<(), CompileError> {
+        let file_s = file.display().to_string();
+        for node in nodes {
+            match node {
+                Node::Group(g) => {
+                    Self::nest(&file_s, g.pos, depth + 1)?;
+                    self.count(&file_s, g.pos)?;
+                    let enter = self.out.len();
+                    self.out.push(Instr::Enter {
+                        name: g.name().to_string(),
+                        disabled: node.disabled(),
+                        continue_on_error: node.continue_on_error(),
+                        condition: g.condition.clone(),
+                        defaults: Vec::new(),
+                        exit: 0,
+                        file: file_s.clone(),
+                        pos: g.pos,
+                    });
+                    self.emit(&g.children, file, depth + 1)?;
+                    close(&mut self.out, enter, g.name());
                 }
-                let (child, _) = crate::sequence::load(&child_path)?;
-                let enter = out.len();
-                out.push(Instr::Enter {
-                    name: s.name().to_string(),
-                    disabled: node.disabled(),
-                    continue_on_error: node.continue_on_error(),
-                    condition: s.condition.clone(),
-                    defaults: child.global_vars.clone(),
-                    exit: 0,
-                    file: file_s.clone(),
-                    pos: s.pos,
-                });
-                stack.push(canonical);
-                emit(&child.items, &child_path, resolver, stack, out, number)?;
-                stack.pop();
-                close(out, enter, s.name());
-            }
-            Node::Step(s) => {
-                *number += 1;
-                out.push(Instr::Step {
-                    step: s.clone(),
-                    number: *number,
-                    file: file_s.clone(),
-                });
+                Node::Step(s) if is_sub_sequence(s) => {
+                    let child_err = |message: String| CompileError::Child {
+                        file: file_s.clone(),
+                        line: s.pos.line,
+                        column: s.pos.column,
+                        step: s.name().to_string(),
+                        message,
+                    };
+                    if let Some(problem) = s.check_numbers().into_iter().next() {
+                        return Err(CompileError::At {
+                            file: file_s.clone(),
+                            line: s.pos.line,
+                            column: s.pos.column,
+                            message: problem,
+                        });
+                    }
+                    let reference = child_reference(s).ok_or_else(|| {
+                        child_err("has no TsPackageID property naming the child sequence".into())
+                    })?;
+                    let child_path = self.resolver.resolve(reference, file).map_err(child_err)?;
+                    let canonical = child_path.canonicalize().unwrap_or(child_path.clone());
+                    if let Some(i) = self.stack.iter().position(|p| *p == canonical) {
+                        let chain: Vec<String> = self.stack[i..]
+                            .iter()
+                            .chain(std::iter::once(&canonical))
+                            .map(|p| p.display().to_string())
+                            .collect();
+                        return Err(child_err(format!(
+                            "sequences include each other in a cycle: {}",
+                            chain.join(" -> ")
+                        )));
+                    }
+                    // The child would be at level `stack.len()` of Run Task Sequence steps.
+                    if self.stack.len() > limits::MAX_CHILD_DEPTH {
+                        return Err(child_err(format!(
+                            "including {} would nest child sequences {} levels deep; tsforge's \
+                             limit is {} levels",
+                            child_path.display(),
+                            self.stack.len(),
+                            limits::MAX_CHILD_DEPTH
+                        )));
+                    }
+                    Self::nest(&file_s, s.pos, depth + 1)?;
+                    self.count(&file_s, s.pos)?;
+                    let child = match self.loaded.get(&canonical) {
+                        Some(c) => c.clone(),
+                        None => {
+                            let (child, _) = crate::sequence::load(&child_path)?;
+                            let child = Rc::new(child);
+                            self.loaded.insert(canonical.clone(), child.clone());
+                            child
+                        }
+                    };
+                    let enter = self.out.len();
+                    self.out.push(Instr::Enter {
+                        name: s.name().to_string(),
+                        disabled: node.disabled(),
+                        continue_on_error: node.continue_on_error(),
+                        condition: s.condition.clone(),
+                        defaults: child.global_vars.clone(),
+                        exit: 0,
+                        file: file_s.clone(),
+                        pos: s.pos,
+                    });
+                    self.stack.push(canonical);
+                    self.emit(&child.items, &child_path, depth + 1)?;
+                    self.stack.pop();
+                    close(&mut self.out, enter, s.name());
+                }
+                Node::Step(s) => {
+                    if let Some(problem) = s.check_numbers().into_iter().next() {
+                        return Err(CompileError::At {
+                            file: file_s.clone(),
+                            line: s.pos.line,
+                            column: s.pos.column,
+                            message: problem,
+                        });
+                    }
+                    self.count(&file_s, s.pos)?;
+                    self.number += 1;
+                    self.out.push(Instr::Step {
+                        step: s.clone(),
+                        number: self.number,
+                        file: file_s.clone(),
+                    });
+                }
             }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 fn close(out: &mut Vec<Instr>, enter: usize, name: &str) {
