@@ -332,3 +332,51 @@ fn groups_nested_across_child_sequences_are_limited_too() {
     }
     fails_fast(&e, &e.path("n0.yaml"), &["nested more than 256 levels"]);
 }
+
+/// A restart, then a step whose condition nests `depth` `and` operators.
+fn deep_condition_xml(depth: usize) -> String {
+    format!(
+        r#"<sequence>
+  <step type="SMS_TaskSequence_RebootAction" name="restart">
+    <defaultVarList><variable name="SMSRebootTimeout" property="MessageTimeout">0</variable></defaultVarList>
+  </step>
+  <step type="SMS_TaskSequence_RunCommandLineAction" name="after">
+    <condition>{}<expression type="SMS_TaskSequence_VariableConditionExpression"><variable name="Variable">X</variable><variable name="Operator">notExists</variable><variable name="Value"/></expression>{}</condition>
+    <action>echo after &gt;&gt; runs</action>
+  </step>
+</sequence>
+"#,
+        "<operator type=\"and\">".repeat(depth),
+        "</operator>".repeat(depth)
+    )
+}
+
+#[test]
+fn conditions_nested_deeper_than_program_json_can_hold_are_refused_before_the_run() {
+    let e = Env::new();
+    // 60 operators deep used to run until the restart, then fail to resume: program.json
+    // could not be read back.
+    let f = e.write("deep.xml", &deep_condition_xml(60));
+    let (code, out) = e.validate(&f);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("deep.xml:5:3: step \"after\": the condition nests operators 60 deep; tsforge's limit is 32"),
+        "{out}"
+    );
+    let (code, err) = e.run_seq(&f, &["--no-reboot"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("deep.xml:5:3"), "{err}");
+    assert!(
+        !e.path("state").join("state.json").exists(),
+        "nothing started"
+    );
+
+    // At the limit, the run restarts and resumes.
+    let e = Env::new();
+    let f = e.write("deep.xml", &deep_condition_xml(32));
+    assert_eq!(e.validate(&f).0, 0);
+    assert_eq!(e.run_seq(&f, &["--no-reboot"]).0, 3);
+    let (code, err) = e.run_seq(&f, &["--no-reboot"]);
+    assert_eq!(code, 0, "resumes: {err}");
+    assert_eq!(std::fs::read_to_string(e.path("runs")).unwrap(), "after\n");
+}

@@ -334,6 +334,34 @@ pub mod limits {
     pub const MAX_NESTING: usize = 256;
     /// Steps and groups of a sequence with its child sequences expanded.
     pub const MAX_EXPANDED: usize = 100_000;
+    /// `and`/`or`/`not` operators inside each other in one condition: the compiled program,
+    /// conditions included, must read back from the state directory's `program.json`, whose
+    /// JSON reader nests at most 128 levels (each operator takes three).
+    pub const MAX_CONDITION_DEPTH: usize = 32;
+}
+
+/// How many operators deep `conds` nest (0 for plain expressions).
+pub fn condition_depth(conds: &[Condition]) -> usize {
+    conds
+        .iter()
+        .map(|c| match c {
+            Condition::Operator { children, .. } => 1 + condition_depth(children),
+            Condition::Expression(_) => 0,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// `Err` when `conds` nest deeper than [`limits::MAX_CONDITION_DEPTH`].
+pub fn check_condition_depth(conds: &[Condition]) -> Result<(), String> {
+    let depth = condition_depth(conds);
+    if depth > limits::MAX_CONDITION_DEPTH {
+        return Err(format!(
+            "the condition nests operators {depth} deep; tsforge's limit is {}",
+            limits::MAX_CONDITION_DEPTH
+        ));
+    }
+    Ok(())
 }
 
 /// A whole number in `min..=max` written in a sequence: `Err` says what is wrong and the range.

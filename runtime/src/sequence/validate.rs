@@ -9,7 +9,8 @@
 //! Windows-only conditions (registry, WMI, software, OS), which fail on other platforms.
 
 use super::model::{
-    attr, expr_type, limits, parse_bool, step_type, Condition, Node, Pos, Sequence, Step,
+    attr, check_condition_depth, expr_type, limits, parse_bool, step_type, Condition, Node, Pos,
+    Sequence, Step,
 };
 use crate::actions::custom::CustomActions;
 use crate::condition::VARIABLE_OPERATORS;
@@ -199,6 +200,9 @@ fn nodes(v: &mut V, items: &[Node], file: &Path, files: &mut Files, depth: usize
                 check_bool(v, &g.attrs, "disable", g.pos, "group");
                 check_bool(v, &g.attrs, "continueOnError", g.pos, "group");
                 conditions(v, &g.condition);
+                if let Err(e) = check_condition_depth(&g.condition) {
+                    v.error(g.pos, format!("group {:?}: {e}", g.name()));
+                }
                 if depth + 1 > limits::MAX_NESTING {
                     v.error(g.pos, too_deep());
                 } else {
@@ -237,6 +241,9 @@ fn step(v: &mut V, s: &Step, file: &Path, files: &mut Files, depth: usize) {
         }
     }
     conditions(v, &s.condition);
+    if let Err(e) = check_condition_depth(&s.condition) {
+        v.error(pos, format!("step {name:?}: {e}"));
+    }
     let Some(kind) = s.kind() else {
         if s.action.as_deref().is_none_or(|a| a.trim().is_empty()) {
             v.error(
