@@ -5,6 +5,8 @@
 //! (`SMS_TaskSequence_SubTasksequence`) is expanded here, at compile time, into a group holding
 //! the child sequence's items: the journal then records one flat instruction pointer for parent
 //! and child alike, and a child that includes itself (directly or not) is reported as a cycle.
+//! Child sequences, nesting and the expanded size are limited (`sequence::model::limits`), and
+//! every step's numbers are checked, so a run never starts on a program it would misread.
 //! The compiled program is saved in the state directory when a run starts, so a resumed run
 //! executes exactly what the interrupted one was executing.
 

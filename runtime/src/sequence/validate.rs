@@ -3,8 +3,11 @@
 //! Errors make `tsforge validate` exit 1: values the engine cannot interpret (`disable="maybe"`,
 //! `timeout="ten"`, bad success codes), conditions of unknown types or with unknown operators
 //! or missing properties, steps of the native types without the properties they need, bad
-//! variable names, steps that set read-only `_SMSTS*` variables, and *Run Task Sequence* steps
-//! whose child cannot be found or that form a cycle. Warnings: step types tsforge does not
+//! variable names, steps that set read-only `_SMSTS*` variables, numbers outside their range
+//! (`model::limits`), and *Run Task Sequence* steps whose child cannot be found, that form a
+//! cycle, or that go past the limits on depth, nesting and expanded size (each child file is
+//! validated once; when nothing else is wrong, the whole expansion is checked as `run` checks
+//! it). Warnings: step types tsforge does not
 //! implement natively (they run their `<action>` command line, as in ConfigMgr), and
 //! Windows-only conditions (registry, WMI, software, OS), which fail on other platforms.
 
