@@ -380,3 +380,20 @@ fn conditions_nested_deeper_than_program_json_can_hold_are_refused_before_the_ru
     assert_eq!(code, 0, "resumes: {err}");
     assert_eq!(std::fs::read_to_string(e.path("runs")).unwrap(), "after\n");
 }
+
+#[test]
+fn a_number_from_a_variable_is_checked_when_the_step_runs() {
+    let e = Env::new();
+    let f = e.write(
+        "t.yaml",
+        "variables:\n  T: \"99999999999\"\nsteps:\n  - name: restart\n    type: restart\n    properties: {SMSRebootTimeout: \"%T%\"}\n",
+    );
+    assert_eq!(e.validate(&f).0, 0, "known only at run time");
+    let (code, err) = e.run_seq(&f, &["--no-reboot"]);
+    assert_eq!(code, 1, "the step fails, no restart: {err}");
+    let log = std::fs::read_to_string(e.path("state/smsts.log")).unwrap();
+    assert!(
+        log.contains("SMSRebootTimeout=\"99999999999\" is out of range: it must be a whole number from 0 to 86400 (seconds)"),
+        "{log}"
+    );
+}
