@@ -315,7 +315,7 @@ fn groups_nested_across_child_sequences_are_limited_too() {
     // 30 files, each nesting its steps and the next file 9 groups deep: 30 × 10 > 256 levels.
     let n = 30;
     for i in 0..n {
-        let mut text = format!("steps:\n");
+        let mut text = String::from("steps:\n");
         let mut indent = String::from("  ");
         for _ in 0..9 {
             text += &format!("{indent}- group: g\n{indent}  steps:\n");
