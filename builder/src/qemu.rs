@@ -220,6 +220,15 @@ impl MachineConfig {
 
 /// `tsforge qemu-relay ADDR`: joins standard input and output to a new TCP connection to
 /// `addr`, until either side ends (one guest connection of a [`Forward`]).
+/// `timeout` from now; a time-out too far away for an `Instant` (only a caller passing an
+/// absurd value) waits about 136 years instead of overflowing.
+fn far_deadline(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(Duration::from_secs(u32::MAX.into())))
+        .unwrap_or(now)
+}
+
 pub fn relay(addr: SocketAddr) -> Result<u8> {
     let sock = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10))
         .with_context(|| format!("connecting to {addr}"))?;
@@ -330,7 +339,7 @@ impl Machine {
     /// console up to the end of the match; an error, with the console's last lines, when the
     /// deadline passes or the machine stops first.
     pub fn expect(&mut self, needle: &str, timeout: Duration) -> Result<String> {
-        let deadline = Instant::now() + timeout;
+        let deadline = far_deadline(timeout);
         let (lock, cv) = &*self.shared;
         let mut s = lock.lock().expect("console lock");
         loop {
@@ -416,7 +425,7 @@ impl Machine {
     /// Waits for QEMU to exit (the guest powered off) within `timeout`; kills it and fails
     /// after that.
     pub fn wait_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
+        let deadline = far_deadline(timeout);
         loop {
             if let Some(st) = self.child.try_wait()? {
                 self.exit = Some(st);

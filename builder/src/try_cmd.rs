@@ -14,6 +14,10 @@ use tsforge_runtime::disk::{layout, Disk};
 /// What the linux template's `/init` prints just before it starts the runner.
 pub const RUNNER_STARTED: &str = "tsforge: starting the runner";
 
+/// The longest `--timeout` (30 days, the same limit as a step's time-out); larger values
+/// are refused when the command line is read.
+pub const MAX_TIMEOUT_SECS: u64 = tsforge_runtime::sequence::model::limits::MAX_TIMEOUT_SECS;
+
 #[derive(Debug, Args)]
 pub struct TryCmd {
     /// The medium: a USB image (`tsforge build usb`), an ISO, or a PXE tree (`tsforge build pxe`)
@@ -38,8 +42,8 @@ pub struct TryCmd {
     /// Give the machine a network card (QEMU user networking, restricted to the forwards)
     #[arg(long)]
     pub network: bool,
-    /// Stop the machine after this many seconds
-    #[arg(long, default_value_t = 1800)]
+    /// Stop the machine after this many seconds (1 to 2592000, 30 days)
+    #[arg(long, default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
     pub timeout: u64,
     /// Memory of the virtual machine, in MiB
     #[arg(long, default_value_t = 1024)]

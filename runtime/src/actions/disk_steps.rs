@@ -426,11 +426,20 @@ pub fn apply(step: &Step, ctx: &mut Ctx) -> ActionResult {
             return ActionResult::failed(e);
         }
     }
-    let index = step
+    let index = match step
         .property("ImageIndex")
         .map(|v| ctx.vars.expand(v))
-        .and_then(|v| v.trim().parse::<u32>().ok())
-        .unwrap_or(1);
+        .filter(|v| !v.trim().is_empty())
+    {
+        None => 1,
+        Some(v) => {
+            use crate::sequence::model::{limits, parse_in_range};
+            match parse_in_range("ImageIndex", &v, 1, limits::MAX_INDEX, "") {
+                Ok(n) => n as u32,
+                Err(e) => return ActionResult::failed(e),
+            }
+        }
+    };
     // Data images may land on a partition that already holds files.
     let force = true;
     let (image, stream) = match source {

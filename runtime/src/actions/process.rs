@@ -98,7 +98,8 @@ pub fn run(spec: &Spec, on_line: &mut dyn FnMut(Stream, &str)) -> std::io::Resul
     }
     drop(tx);
 
-    let deadline = spec.timeout.map(|t| Instant::now() + t);
+    // A time-out too far away to be an Instant is no time-out (checked, never a panic).
+    let deadline = spec.timeout.and_then(|t| Instant::now().checked_add(t));
     let mut stdout = String::new();
     let mut open_streams = 2;
     let mut status: Option<ExitStatus> = None;

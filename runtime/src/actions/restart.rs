@@ -25,10 +25,24 @@ pub fn execute(step: &Step, ctx: &mut Ctx) -> ActionResult {
     let message = ctx
         .vars
         .expand(step.property("SMSRebootMessage").unwrap_or_default());
-    let timeout_secs = step
+    use crate::sequence::model::{limits, parse_in_range};
+    let timeout_secs = match step
         .property("SMSRebootTimeout")
-        .and_then(|t| t.trim().parse::<u64>().ok())
-        .unwrap_or(DEFAULT_TIMEOUT_SECS);
+        .map(|t| ctx.vars.expand(t))
+        .filter(|t| !t.trim().is_empty())
+    {
+        None => DEFAULT_TIMEOUT_SECS,
+        Some(t) => match parse_in_range(
+            "SMSRebootTimeout",
+            &t,
+            0,
+            limits::MAX_REBOOT_TIMEOUT_SECS,
+            "seconds",
+        ) {
+            Ok(n) => n,
+            Err(e) => return ActionResult::failed(e),
+        },
+    };
     let target = step
         .property("SMSRebootTarget")
         .map(|t| ctx.vars.expand(t))

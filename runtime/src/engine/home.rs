@@ -12,7 +12,9 @@
 //! - On the home, `state.json` is replaced atomically enough for a power cut: it is written as
 //!   `state.json.tmp`, flushed, then renamed over the old one; a cut between removing the old
 //!   file and the rename leaves `state.json.tmp`, which [`restore`] takes. `program.json`,
-//!   `steps.jsonl`, `boot.json` and `smsts.log` are copied when they changed.
+//!   `steps.jsonl`, `boot.json` and `smsts.log` are copied the same way, before `state.json`,
+//!   when they changed: so the journal on the home never holds fewer steps than its state
+//!   counts, which a resumed run checks.
 //! - Secret variable values never reach the disk: the copy of the state has them emptied. A
 //!   resumed run gets the medium's secret variables back from the medium (decrypted with the
 //!   media password again); secrets set by steps or hooks are gone and the log names them.
@@ -56,6 +58,24 @@ pub struct Mirror {
     copied: HashMap<&'static str, u64>,
 }
 
+/// Replace `_SMSTaskSequence/NAME` with `data`: written as `NAME.tmp`, then renamed over the
+/// old file (FAT cannot rename over a file, so the old one is removed first; a power cut in
+/// between leaves `NAME.tmp`, which [`restore`] takes). A cut while the new copy is written
+/// leaves the old one whole: `steps.jsonl` never shrinks below what `state.json` counts.
+fn replace(fs: &fat::FatFs, name: &str, data: &mut dyn Read) -> Result<()> {
+    let tmp = format!("{name}.tmp");
+    fs.write_file(&format!("{FOLDER}/{tmp}"), data, None)?;
+    let dir = fs.dir(FOLDER)?;
+    match dir.remove(name) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("replacing {FOLDER}/{name}")),
+    }
+    dir.rename(&tmp, &dir, name)
+        .with_context(|| format!("renaming {FOLDER}/{tmp} to {FOLDER}/{name}"))?;
+    Ok(())
+}
+
 impl Home {
     fn open(&self) -> Result<(Disk, fat::FatFs)> {
         let disk = Disk::open(&self.disk, true)?;
@@ -85,20 +105,10 @@ impl Home {
             }
             let mut f = std::fs::File::open(&path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            fs.write_file(&format!("{FOLDER}/{name}"), &mut f, None)?;
+            replace(&fs, name, &mut f)?;
             mirror.copied.insert(name, meta.len());
         }
-        let tmp = format!("{FOLDER}/state.json.tmp");
-        fs.write_file(&tmp, &mut &state_json[..], None)?;
-        let dir = fs.dir(FOLDER)?;
-        match dir.remove("state.json") {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("replacing {FOLDER}/state.json")),
-        }
-        dir.rename("state.json.tmp", &dir, "state.json")
-            .with_context(|| format!("renaming {tmp} to {FOLDER}/state.json"))?;
-        drop(dir);
+        replace(&fs, "state.json", &mut &state_json[..])?;
         fs.close()?;
         disk.sync()?;
         Ok(())
@@ -211,7 +221,10 @@ pub fn restore(home: &Home, local: &Path) -> Result<()> {
         .or_else(|_| fs.read_file(&format!("{FOLDER}/state.json.tmp")))
         .with_context(|| format!("{home} has no {FOLDER}/state.json"))?;
     for name in MIRRORED {
-        if let Ok(mut f) = fs.open_file(&format!("{FOLDER}/{name}")) {
+        let found = fs
+            .open_file(&format!("{FOLDER}/{name}"))
+            .or_else(|_| fs.open_file(&format!("{FOLDER}/{name}.tmp")));
+        if let Ok(mut f) = found {
             let mut data = Vec::new();
             f.read_to_end(&mut data)
                 .with_context(|| format!("reading {FOLDER}/{name} on {home}"))?;

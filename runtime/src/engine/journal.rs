@@ -10,10 +10,20 @@
 //! - `steps.jsonl`: one line per finished step (append-only history for people and tests).
 //!
 //! A `state.json` that cannot be read or parsed is an error that names the file and says what
-//! to do; it never silently restarts the sequence.
+//! to do; it never silently restarts the sequence. So is one that does not fit the run
+//! ([`Journal::check`]): an instruction pointer outside the program or not where its phase
+//! says, open groups that are not the ones around it, fewer finished steps in `steps.jsonl`
+//! than it counts, or a journal that records steps the program does not have or goes past
+//! the instruction pointer. A state directory holding `program.json` or `steps.jsonl` without
+//! `state.json` is damaged too, not new ([`Journal::leftover`]).
+//!
+//! The one damage a power cut may legitimately cause is an incomplete last line of
+//! `steps.jsonl` (the record of a step being written when the power went; `state.json` still
+//! says the step was running, so it runs again): it is not counted, and cut off before the run
+//! goes on ([`Journal::cut_torn_tail`]), so the next record starts on a line of its own.
 
 use super::home::{Home, Mirror};
-use super::program::Program;
+use super::program::{Instr, Program};
 use crate::vars::Vars;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -160,6 +170,124 @@ impl Journal {
         self.state_path().exists()
     }
 
+    /// A file of a run in a directory without `state.json`: the path of `program.json` or
+    /// `steps.jsonl`, whichever is there. Such a directory is damaged, not new: starting over
+    /// would run finished steps again.
+    pub fn leftover(&self) -> Option<PathBuf> {
+        if self.exists() {
+            return None;
+        }
+        ["program.json", STEPS]
+            .iter()
+            .map(|n| self.dir.join(n))
+            .find(|p| p.exists())
+    }
+
+    /// Check a loaded `state` against its `program` and `steps.jsonl` (see the module
+    /// documentation). Errors name the file at fault and what does not fit.
+    pub fn check(&self, state: &State, program: &Program) -> Result<StepsCheck> {
+        let state_path = self.state_path();
+        check_state(state, program).map_err(|why| {
+            anyhow::anyhow!(
+                "{}: {why}; the state directory was altered or damaged. Refusing to guess where \
+                 to resume: inspect it (steps.jsonl lists the finished steps), or start over \
+                 with a new --state-dir",
+                state_path.display()
+            )
+        })?;
+        let steps_path = self.dir.join(STEPS);
+        let bytes = match fs::read(&steps_path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", steps_path.display())),
+        };
+        let damaged = |line: Option<usize>, why: String| {
+            let at = line.map(|l| format!(":{l}")).unwrap_or_default();
+            anyhow::anyhow!(
+                "{}{at}: {why}; the state directory was altered or damaged. Refusing to guess \
+                 where to resume: inspect it, or start over with a new --state-dir",
+                steps_path.display()
+            )
+        };
+        let check = read_steps(&bytes);
+        let records = &check.records;
+        for (i, (line, r)) in records.iter().enumerate() {
+            match program.instrs.get(r.pc) {
+                Some(Instr::Step { number, .. }) if *number == r.number => {}
+                _ => {
+                    return Err(damaged(
+                        Some(*line),
+                        format!(
+                            "records step {} at instruction {}, which is not where program.json \
+                             has that step",
+                            r.number, r.pc
+                        ),
+                    ))
+                }
+            }
+            if i > 0 && r.pc < records[i - 1].1.pc {
+                return Err(damaged(
+                    Some(*line),
+                    format!(
+                        "records instruction {} after instruction {}, but a run only moves forward",
+                        r.pc,
+                        records[i - 1].1.pc
+                    ),
+                ));
+            }
+        }
+        if let Some(line) = check.bad_line {
+            return Err(damaged(Some(line), "not a step record".into()));
+        }
+        if records.len() < state.steps_run {
+            return Err(anyhow::anyhow!(
+                "{}: counts {} finished steps, but {} records {}; the state directory was \
+                 altered or damaged. Refusing to guess where to resume: inspect it, or start \
+                 over with a new --state-dir",
+                state_path.display(),
+                state.steps_run,
+                steps_path.display(),
+                records.len()
+            ));
+        }
+        if let Some((_, last)) = records.last() {
+            // The step at `pc` may have finished without its checkpoint (InStep: it runs again;
+            // a top-level failure ends the run at the failed step); otherwise `pc` is past it.
+            let may_equal = matches!(state.phase, Phase::InStep { .. } | Phase::Finished { .. });
+            if state.pc < last.pc || (state.pc == last.pc && !may_equal) {
+                return Err(anyhow::anyhow!(
+                    "{}: resumes at instruction {}, but {} records instruction {} as finished; \
+                     the state directory was altered or damaged. Refusing to guess where to \
+                     resume: inspect it, or start over with a new --state-dir",
+                    state_path.display(),
+                    state.pc,
+                    steps_path.display(),
+                    last.pc
+                ));
+            }
+        }
+        Ok(StepsCheck {
+            records: records.len(),
+            torn: check.torn,
+        })
+    }
+
+    /// Cut the incomplete last line `check` found off `steps.jsonl`.
+    pub fn cut_torn_tail(&self, torn: &Torn) -> Result<()> {
+        let path = self.dir.join(STEPS);
+        let f = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        f.set_len(torn.keep)
+            .with_context(|| format!("cutting the incomplete last line of {}", path.display()))?;
+        if self.fsync {
+            f.sync_all()
+                .with_context(|| format!("syncing {}", path.display()))?;
+        }
+        Ok(())
+    }
+
     pub fn load_program(&self) -> Result<Program> {
         let path = self.dir.join("program.json");
         let bytes = fs::read(&path).with_context(|| {
@@ -213,7 +341,7 @@ impl Journal {
     }
 
     pub fn append_step(&self, record: &StepRecord) -> Result<()> {
-        let path = self.dir.join("steps.jsonl");
+        let path = self.dir.join(STEPS);
         let mut f = OpenOptions::new()
             .create(true)
             .append(true)
@@ -251,6 +379,146 @@ impl Journal {
         }
         Ok(())
     }
+}
+
+/// The journal of finished steps.
+const STEPS: &str = "steps.jsonl";
+
+/// What [`Journal::check`] found in `steps.jsonl`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepsCheck {
+    /// Complete step records.
+    pub records: usize,
+    /// An incomplete last line, left by a power cut while it was written.
+    pub torn: Option<Torn>,
+}
+
+/// An incomplete last line of `steps.jsonl`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Torn {
+    /// Bytes of the file before it (the length to keep).
+    pub keep: u64,
+    /// Its length in bytes.
+    pub len: u64,
+}
+
+struct StepsRead {
+    /// (1-based line, record) of every complete record.
+    records: Vec<(usize, StepRecord)>,
+    /// The first line that is not a record and not the last line.
+    bad_line: Option<usize>,
+    torn: Option<Torn>,
+}
+
+/// Split `steps.jsonl` into records. The last line is *torn* when it has no line end or is not
+/// a record: a record is written with its line end in one write, so only a power cut in the
+/// middle of that write leaves such a line, and only as the last one.
+fn read_steps(bytes: &[u8]) -> StepsRead {
+    let mut out = StepsRead {
+        records: Vec::new(),
+        bad_line: None,
+        torn: None,
+    };
+    let mut start = 0usize;
+    let mut line = 0usize;
+    while start < bytes.len() {
+        line += 1;
+        let (end, complete) = match bytes[start..].iter().position(|b| *b == b'\n') {
+            Some(i) => (start + i + 1, true),
+            None => (bytes.len(), false),
+        };
+        let last = end == bytes.len();
+        let record = if complete {
+            serde_json::from_slice::<StepRecord>(&bytes[start..end - 1]).ok()
+        } else {
+            None
+        };
+        match record {
+            Some(r) => out.records.push((line, r)),
+            None if last => {
+                out.torn = Some(Torn {
+                    keep: start as u64,
+                    len: (end - start) as u64,
+                })
+            }
+            None => {
+                out.bad_line.get_or_insert(line);
+            }
+        }
+        start = end;
+    }
+    out
+}
+
+/// Whether `state` fits `program` (see the module documentation); `Err` says what does not.
+fn check_state(state: &State, program: &Program) -> std::result::Result<(), String> {
+    let instrs = &program.instrs;
+    let n = instrs.len();
+    if state.pc > n {
+        return Err(format!(
+            "its instruction pointer (pc) {} is past the end of the program, which has {n} \
+             instructions (program.json)",
+            state.pc
+        ));
+    }
+    let is_step = |i: usize| matches!(instrs.get(i), Some(Instr::Step { .. }));
+    match state.phase {
+        Phase::InStep { .. } if !is_step(state.pc) => {
+            return Err(format!(
+                "it says the step at instruction {} was running, but that instruction is not a \
+                 step",
+                state.pc
+            ))
+        }
+        Phase::Restarting if state.pc == 0 || !is_step(state.pc - 1) => {
+            return Err(format!(
+                "it says a Restart Computer step before instruction {} finished, but that \
+                 instruction does not follow a step",
+                state.pc
+            ))
+        }
+        Phase::Finished { .. } => {
+            if !state.frames.is_empty() {
+                return Err("it says the run finished, but lists open groups".into());
+            }
+            return Ok(());
+        }
+        _ => {}
+    }
+    // The groups open at `pc`: every Enter before it whose group has not ended before it.
+    let mut open: Vec<usize> = Vec::new();
+    for (i, instr) in instrs[..state.pc].iter().enumerate() {
+        match instr {
+            Instr::Enter { .. } => open.push(i),
+            Instr::Exit { .. } => {
+                open.pop();
+            }
+            Instr::Step { .. } => {}
+        }
+    }
+    let listed: Vec<usize> = state.frames.iter().map(|f| f.enter).collect();
+    if listed != open {
+        return Err(format!(
+            "it lists the open groups at instructions {listed:?}, but at instruction {} the \
+             groups entered at {open:?} are open",
+            state.pc
+        ));
+    }
+    for (i, f) in state.frames.iter().enumerate() {
+        let innermost = i + 1 == state.frames.len();
+        let at_exit = matches!(
+            instrs.get(f.enter),
+            Some(Instr::Enter { exit, .. }) if *exit == state.pc
+        );
+        if f.failed && !(innermost && at_exit) {
+            return Err(format!(
+                "it marks the group entered at instruction {} as failed, but a failed group is \
+                 the innermost one and the run is at its end",
+                f.enter
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(unix)]

@@ -174,7 +174,7 @@ pub fn run(path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
     // Absolute, so steps that change their working directory still find the logs.
     let log_dir = absolute(opts.log_dir.as_ref().unwrap_or(&opts.state_dir))?;
     let resuming = journal.exists();
-    let (program, mut state) = if resuming {
+    let (program, mut state, torn) = if resuming {
         let state = journal.load_state()?;
         let program = journal.load_program()?;
         if program.fingerprint() != state.program {
@@ -194,8 +194,18 @@ pub fn run(path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
                 opts.state_dir.display()
             );
         }
-        (program, state)
+        let steps = journal.check(&state, &program)?;
+        (program, state, steps.torn)
     } else {
+        if let Some(file) = journal.leftover() {
+            bail!(
+                "{}: missing, but the state directory holds {} of a run; starting over would \
+                 run its finished steps again. Refusing to guess: inspect the directory, or \
+                 start over with a new --state-dir",
+                journal.dir().join("state.json").display(),
+                file.display()
+            );
+        }
         let program = load_program(path, &opts.resolver)?;
         let vars = initial_vars(&program, opts, &log_dir);
         let state = State {
@@ -211,7 +221,7 @@ pub fn run(path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
         };
         journal.save_program(&program)?;
         journal.save_state(&state)?;
-        (program, state)
+        (program, state, None)
     };
 
     let mut logger = Logger::open(&log_dir, opts.max_log_size, opts.console)
@@ -269,6 +279,18 @@ pub fn run(path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
     }
 
     if resuming {
+        if let Some(t) = &torn {
+            journal.cut_torn_tail(t)?;
+            logger.log(
+                Level::Warning,
+                COMPONENT,
+                &format!(
+                    "steps.jsonl ended with an incomplete line ({} bytes) left when the runner \
+                     stopped while writing it; the line was removed",
+                    t.len
+                ),
+            );
+        }
         if !opts.vars.is_empty() {
             logger.log(
                 Level::Warning,
@@ -827,7 +849,10 @@ impl Walker<'_> {
                     "Restarting in {} s (the sequence resumes after the restart)",
                     req.timeout_secs
                 ));
-                std::thread::sleep(std::time::Duration::from_secs(req.timeout_secs.min(3600)));
+                std::thread::sleep(std::time::Duration::from_secs(
+                    req.timeout_secs
+                        .min(crate::sequence::model::limits::MAX_REBOOT_TIMEOUT_SECS),
+                ));
                 let e = actions::restart::reboot_machine().unwrap_err();
                 self.logger
                     .log(Level::Error, COMPONENT, &format!("Could not restart: {e}"));

@@ -5,12 +5,18 @@
 //! (`SMS_TaskSequence_SubTasksequence`) is expanded here, at compile time, into a group holding
 //! the child sequence's items: the journal then records one flat instruction pointer for parent
 //! and child alike, and a child that includes itself (directly or not) is reported as a cycle.
+//! Child sequences, nesting and the expanded size are limited (`sequence::model::limits`), and
+//! every step's numbers are checked, so a run never starts on a program it would misread.
 //! The compiled program is saved in the state directory when a run starts, so a resumed run
 //! executes exactly what the interrupted one was executing.
 
-use crate::sequence::model::{attr, step_type, Condition, Node, Pos, Sequence, Step, Variable};
+use crate::sequence::model::{
+    attr, check_condition_depth, limits, step_type, Condition, Node, Pos, Sequence, Step, Variable,
+};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Instr {
@@ -59,8 +65,44 @@ pub enum CompileError {
         step: String,
         message: String,
     },
+    /// A value out of range, or a limit of `sequence::model::limits` reached, at a node.
+    #[error("{file}:{line}:{column}: {message}")]
+    At {
+        file: String,
+        line: u32,
+        column: u32,
+        message: String,
+    },
     #[error(transparent)]
     Parse(#[from] crate::error::ParseError),
+}
+
+impl CompileError {
+    /// The error as a positioned finding (for `validate`).
+    pub fn into_parse_error(self) -> crate::error::ParseError {
+        use crate::error::ParseError;
+        match self {
+            CompileError::Child {
+                file,
+                line,
+                column,
+                ref step,
+                ref message,
+            } => ParseError::new(
+                file.clone(),
+                line,
+                column,
+                format!("Run Task Sequence step {step:?}: {message}"),
+            ),
+            CompileError::At {
+                file,
+                line,
+                column,
+                message,
+            } => ParseError::new(file, line, column, message),
+            CompileError::Parse(e) => e,
+        }
+    }
 }
 
 /// Where child sequences are looked up: next to the parent file, then in each directory given.
@@ -137,105 +179,251 @@ pub fn sequence_name(seq: &Sequence, path: &Path) -> String {
 }
 
 /// Flatten `seq` (read from `path`) into a program.
+///
+/// Refused with an error positioned at the node: a number out of range
+/// ([`Step::check_numbers`]), child sequences that include each other, and the limits of
+/// [`limits`]: *Run Task Sequence* levels, nesting, and the size of the expanded program. The
+/// limits are checked before going deeper, so neither a long chain of files nor files that
+/// include the next one several times can exhaust the stack, the memory or the time.
 pub fn compile(seq: &Sequence, path: &Path, resolver: &Resolver) -> Result<Program, CompileError> {
-    let mut instrs = Vec::new();
-    let mut number = 0;
     let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-    let mut stack = vec![canonical];
-    emit(
-        &seq.items,
-        path,
+    let mut c = Compiler {
         resolver,
-        &mut stack,
-        &mut instrs,
-        &mut number,
-    )?;
+        top: path,
+        stack: vec![canonical],
+        loaded: HashMap::new(),
+        out: Vec::new(),
+        number: 0,
+        items: 0,
+    };
+    c.emit(&seq.items, path, 0)?;
     Ok(Program {
         name: sequence_name(seq, path),
         global_vars: seq.global_vars.clone(),
-        instrs,
-        step_total: number,
+        instrs: c.out,
+        step_total: c.number,
     })
 }
 
-fn emit(
-    nodes: &[Node],
-    file: &Path,
-    resolver: &Resolver,
-    stack: &mut Vec<PathBuf>,
-    out: &mut Vec<Instr>,
-    number: &mut usize,
-) -> Result<(), CompileError> {
-    let file_s = file.display().to_string();
-    for node in nodes {
-        match node {
-            Node::Group(g) => {
-                let enter = out.len();
-                out.push(Instr::Enter {
-                    name: g.name().to_string(),
-                    disabled: node.disabled(),
-                    continue_on_error: node.continue_on_error(),
-                    condition: g.condition.clone(),
-                    defaults: Vec::new(),
-                    exit: 0,
-                    file: file_s.clone(),
-                    pos: g.pos,
-                });
-                emit(&g.children, file, resolver, stack, out, number)?;
-                close(out, enter, g.name());
-            }
-            Node::Step(s) if is_sub_sequence(s) => {
-                let child_err = |message: String| CompileError::Child {
-                    file: file_s.clone(),
-                    line: s.pos.line,
-                    column: s.pos.column,
-                    step: s.name().to_string(),
-                    message,
-                };
-                let reference = child_reference(s).ok_or_else(|| {
-                    child_err("has no TsPackageID property naming the child sequence".into())
-                })?;
-                let child_path = resolver.resolve(reference, file).map_err(child_err)?;
-                let canonical = child_path.canonicalize().unwrap_or(child_path.clone());
-                if let Some(i) = stack.iter().position(|p| *p == canonical) {
-                    let chain: Vec<String> = stack[i..]
-                        .iter()
-                        .chain(std::iter::once(&canonical))
-                        .map(|p| p.display().to_string())
-                        .collect();
-                    return Err(child_err(format!(
-                        "sequences include each other in a cycle: {}",
-                        chain.join(" -> ")
-                    )));
-                }
-                let (child, _) = crate::sequence::load(&child_path)?;
-                let enter = out.len();
-                out.push(Instr::Enter {
-                    name: s.name().to_string(),
-                    disabled: node.disabled(),
-                    continue_on_error: node.continue_on_error(),
-                    condition: s.condition.clone(),
-                    defaults: child.global_vars.clone(),
-                    exit: 0,
-                    file: file_s.clone(),
-                    pos: s.pos,
-                });
-                stack.push(canonical);
-                emit(&child.items, &child_path, resolver, stack, out, number)?;
-                stack.pop();
-                close(out, enter, s.name());
-            }
-            Node::Step(s) => {
-                *number += 1;
-                out.push(Instr::Step {
-                    step: s.clone(),
-                    number: *number,
-                    file: file_s.clone(),
-                });
-            }
+struct Compiler<'a> {
+    resolver: &'a Resolver,
+    /// The sequence being compiled, for messages.
+    top: &'a Path,
+    /// The files being expanded, the top one first (canonical paths).
+    stack: Vec<PathBuf>,
+    /// Child sequences read so far: a file included many times is read once.
+    loaded: HashMap<PathBuf, Rc<Sequence>>,
+    out: Vec<Instr>,
+    /// Steps emitted (for their numbers).
+    number: usize,
+    /// Steps and groups emitted (for [`limits::MAX_EXPANDED`]).
+    items: usize,
+}
+
+impl Compiler<'_> {
+    /// Count one more step or group at `pos`, refusing past [`limits::MAX_EXPANDED`].
+    fn count(&mut self, file: &str, pos: Pos) -> Result<(), CompileError> {
+        self.items += 1;
+        if self.items > limits::MAX_EXPANDED {
+            return Err(CompileError::At {
+                file: file.to_string(),
+                line: pos.line,
+                column: pos.column,
+                message: format!(
+                    "with its child sequences expanded, {} has more than {} steps and groups, \
+                     tsforge's limit (does a child sequence include the next one several times \
+                     at each level?)",
+                    self.top.display(),
+                    limits::MAX_EXPANDED
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuse a group (or child sequence) at `pos` that would be nested `depth` levels deep.
+    fn nest(file: &str, pos: Pos, depth: usize) -> Result<(), CompileError> {
+        if depth > limits::MAX_NESTING {
+            return Err(CompileError::At {
+                file: file.to_string(),
+                line: pos.line,
+                column: pos.column,
+                message: format!(
+                    "groups and child sequences are nested more than {} levels deep, tsforge's \
+                     limit",
+                    limits::MAX_NESTING
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuse a condition of `what` nested deeper than [`limits::MAX_CONDITION_DEPTH`].
+    fn conditions(
+        file: &str,
+        pos: Pos,
+        what: &str,
+        conds: &[Condition],
+    ) -> Result<(), CompileError> {
+        check_condition_depth(conds).map_err(|e| CompileError::At {
+            file: file.to_string(),
+            line: pos.line,
+            column: pos.column,
+            message: format!("{what}: {e}"),
+        })
+    }
+
+    /// Refuse a step with a number out of range or a condition nested too deep.
+    fn check_step(file: &str, s: &Step) -> Result<(), CompileError> {
+        let what = format!("step {:?}", s.name());
+        Self::conditions(file, s.pos, &what, &s.condition)?;
+        match s.check_numbers().into_iter().next() {
+            Some(message) => Err(CompileError::At {
+                file: file.to_string(),
+                line: s.pos.line,
+                column: s.pos.column,
+                message,
+            }),
+            None => Ok(()),
         }
     }
-    Ok(())
+
+    /// Emit `nodes` of `file`, which sit inside `depth` groups. Recursive, so its frame is kept
+    /// small: the work for each node is done by the helpers below.
+    fn emit(&mut self, nodes: &[Node], file: &Path, depth: usize) -> Result<(), CompileError> {
+        for node in nodes {
+            match node {
+                Node::Group(g) => {
+                    let enter = self.enter_group(node, g, file, depth)?;
+                    self.emit(&g.children, file, depth + 1)?;
+                    close(&mut self.out, enter, g.name());
+                }
+                Node::Step(s) if is_sub_sequence(s) => {
+                    let (enter, child, child_path) = self.enter_child(node, s, file, depth)?;
+                    self.emit(&child.items, &child_path, depth + 1)?;
+                    self.stack.pop();
+                    close(&mut self.out, enter, s.name());
+                }
+                Node::Step(s) => self.step(s, file)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Check group `g` and emit its `Enter`; returns the `Enter`'s index.
+    #[inline(never)]
+    fn enter_group(
+        &mut self,
+        node: &Node,
+        g: &crate::sequence::model::Group,
+        file: &Path,
+        depth: usize,
+    ) -> Result<usize, CompileError> {
+        let file_s = file.display().to_string();
+        let what = format!("group {:?}", g.name());
+        Self::conditions(&file_s, g.pos, &what, &g.condition)?;
+        Self::nest(&file_s, g.pos, depth + 1)?;
+        self.count(&file_s, g.pos)?;
+        let enter = self.out.len();
+        self.out.push(Instr::Enter {
+            name: g.name().to_string(),
+            disabled: node.disabled(),
+            continue_on_error: node.continue_on_error(),
+            condition: g.condition.clone(),
+            defaults: Vec::new(),
+            exit: 0,
+            file: file_s,
+            pos: g.pos,
+        });
+        Ok(enter)
+    }
+
+    /// Check *Run Task Sequence* step `s`, find and read its child, emit the `Enter` of the
+    /// group it becomes and push the child on the stack. Returns the `Enter`'s index, the
+    /// child and its path.
+    #[inline(never)]
+    fn enter_child(
+        &mut self,
+        node: &Node,
+        s: &Step,
+        file: &Path,
+        depth: usize,
+    ) -> Result<(usize, Rc<Sequence>, PathBuf), CompileError> {
+        let file_s = file.display().to_string();
+        let child_err = |message: String| CompileError::Child {
+            file: file_s.clone(),
+            line: s.pos.line,
+            column: s.pos.column,
+            step: s.name().to_string(),
+            message,
+        };
+        Self::check_step(&file_s, s)?;
+        let reference = child_reference(s).ok_or_else(|| {
+            child_err("has no TsPackageID property naming the child sequence".into())
+        })?;
+        let child_path = self.resolver.resolve(reference, file).map_err(child_err)?;
+        let canonical = child_path.canonicalize().unwrap_or(child_path.clone());
+        if let Some(i) = self.stack.iter().position(|p| *p == canonical) {
+            let chain: Vec<String> = self.stack[i..]
+                .iter()
+                .chain(std::iter::once(&canonical))
+                .map(|p| p.display().to_string())
+                .collect();
+            return Err(child_err(format!(
+                "sequences include each other in a cycle: {}",
+                chain.join(" -> ")
+            )));
+        }
+        // The child would be at level `stack.len()` of Run Task Sequence steps.
+        if self.stack.len() > limits::MAX_CHILD_DEPTH {
+            return Err(child_err(format!(
+                "including {} would nest child sequences {} levels deep; tsforge's limit is {} \
+                 levels",
+                child_path.display(),
+                self.stack.len(),
+                limits::MAX_CHILD_DEPTH
+            )));
+        }
+        Self::nest(&file_s, s.pos, depth + 1)?;
+        self.count(&file_s, s.pos)?;
+        let child = match self.loaded.get(&canonical) {
+            Some(c) => c.clone(),
+            None => {
+                let (child, _) = crate::sequence::load(&child_path)?;
+                let child = Rc::new(child);
+                self.loaded.insert(canonical.clone(), child.clone());
+                child
+            }
+        };
+        let enter = self.out.len();
+        self.out.push(Instr::Enter {
+            name: s.name().to_string(),
+            disabled: node.disabled(),
+            continue_on_error: node.continue_on_error(),
+            condition: s.condition.clone(),
+            defaults: child.global_vars.clone(),
+            exit: 0,
+            file: file_s.clone(),
+            pos: s.pos,
+        });
+        self.stack.push(canonical);
+        Ok((enter, child, child_path))
+    }
+
+    /// Check step `s` and emit it.
+    #[inline(never)]
+    fn step(&mut self, s: &Step, file: &Path) -> Result<(), CompileError> {
+        let file_s = file.display().to_string();
+        Self::check_step(&file_s, s)?;
+        self.count(&file_s, s.pos)?;
+        self.number += 1;
+        self.out.push(Instr::Step {
+            step: s.clone(),
+            number: self.number,
+            file: file_s,
+        });
+        Ok(())
+    }
 }
 
 fn close(out: &mut Vec<Instr>, enter: usize, name: &str) {
@@ -295,5 +483,112 @@ mod tests {
         }
         assert!(matches!(p.instrs[4], Instr::Exit { enter: 1, .. }));
         assert_eq!(p.name, "x");
+    }
+
+    /// `depth` groups inside each other around one step.
+    fn nested_groups(depth: usize) -> Sequence {
+        let mut node = Node::Step(Step {
+            attrs: vec![("name".into(), "inner".into())],
+            action: Some("echo inner".into()),
+            ..Default::default()
+        });
+        for _ in 0..depth {
+            node = Node::Group(Group {
+                attrs: vec![("name".into(), "g".into())],
+                children: vec![node],
+                ..Default::default()
+            });
+        }
+        Sequence {
+            items: vec![node],
+            ..Default::default()
+        }
+    }
+
+    /// Run `f` on a thread with a 1 MiB stack, the smallest main-thread stack tsforge meets
+    /// (Windows), and return its result: a stack overflow would abort the test.
+    fn small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .expect("no stack overflow")
+    }
+
+    #[test]
+    fn nesting_is_limited_before_the_stack_is() {
+        let ok = small_stack(|| {
+            let seq = nested_groups(limits::MAX_NESTING);
+            let p = compile(&seq, Path::new("x.yaml"), &Resolver::default()).map(|p| p.step_total);
+            let d =
+                crate::sequence::validate::validate(&seq, Path::new("x.yaml"), &Default::default());
+            (p.ok(), d.len())
+        });
+        assert_eq!(ok, (Some(1), 0), "the limit itself is allowed");
+        let err = small_stack(|| {
+            let seq = nested_groups(limits::MAX_NESTING + 1);
+            let e = compile(&seq, Path::new("x.yaml"), &Resolver::default()).unwrap_err();
+            let d =
+                crate::sequence::validate::validate(&seq, Path::new("x.yaml"), &Default::default());
+            (
+                e.to_string(),
+                d.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+            )
+        });
+        assert!(err.0.contains("nested more than 256 levels"), "{}", err.0);
+        assert_eq!(err.1.len(), 1, "{:?}", err.1);
+        assert!(
+            err.1[0].contains("nested more than 256 levels"),
+            "{:?}",
+            err.1
+        );
+    }
+
+    /// A condition `depth` operators deep on a step and on a group.
+    fn deep_condition(depth: usize) -> Sequence {
+        let mut cond = Condition::Expression(crate::sequence::model::Expression {
+            kind: crate::sequence::model::expr_type::VARIABLE.into(),
+            vars: vec![Variable::new("Variable", "X")],
+            ..Default::default()
+        });
+        for _ in 0..depth {
+            cond = Condition::Operator {
+                kind: crate::sequence::model::OperatorKind::And,
+                attrs: Vec::new(),
+                children: vec![cond],
+                pos: Pos::default(),
+            };
+        }
+        let Node::Step(mut s) = step("s") else {
+            unreachable!()
+        };
+        s.condition = vec![cond.clone()];
+        Sequence {
+            items: vec![Node::Group(Group {
+                attrs: vec![("name".into(), "g".into())],
+                condition: vec![cond],
+                children: vec![Node::Step(s)],
+                ..Default::default()
+            })],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_deepest_condition_allowed_reads_back_from_program_json() {
+        let seq = deep_condition(limits::MAX_CONDITION_DEPTH);
+        let p = compile(&seq, Path::new("x.yaml"), &Resolver::default()).unwrap();
+        let json = serde_json::to_vec(&p).unwrap();
+        let back: Program = serde_json::from_slice(&json).expect("program.json reads back");
+        assert_eq!(back, p);
+        let seq = deep_condition(limits::MAX_CONDITION_DEPTH + 1);
+        let e = compile(&seq, Path::new("x.yaml"), &Resolver::default()).unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "group \"g\": the condition nests operators 33 deep; tsforge's limit is 32"
+            ),
+            "{e}"
+        );
     }
 }

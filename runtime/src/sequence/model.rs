@@ -310,11 +310,111 @@ pub fn parse_bool(s: &str) -> Option<bool> {
 /// The default success codes of *Run Command Line*: 0 and 3010 (restart required).
 pub const DEFAULT_SUCCESS_CODES: &[i64] = &[0, 3010];
 
-/// Parse a space- (or comma-) separated list of exit codes. `Err` names the bad token.
+/// Ranges of the numbers a sequence holds. ConfigMgr's documentation gives none of them, so
+/// these are tsforge's choices, listed in `docs/engine.md` ("Limits"); every number is checked
+/// against its range where it is read (`Step::check_numbers`), so a run never starts with a
+/// value it would misread.
+pub mod limits {
+    /// `timeout` (seconds; 0 = no limit): at most 30 days.
+    pub const MAX_TIMEOUT_SECS: u64 = 30 * 24 * 60 * 60;
+    /// `retryCount`: at most 1,000 extra attempts.
+    pub const MAX_RETRY_COUNT: u64 = 1_000;
+    /// Exit codes in `successCodeList`/`successCodes`: a Windows exit code is a 32-bit value,
+    /// written signed (`-2147024891`) or unsigned (`2147942405`).
+    pub const MIN_EXIT_CODE: i64 = i32::MIN as i64;
+    pub const MAX_EXIT_CODE: i64 = u32::MAX as i64;
+    /// `SMSRebootTimeout` of *Restart Computer* (seconds the message is shown): at most a day.
+    pub const MAX_REBOOT_TIMEOUT_SECS: u64 = 24 * 60 * 60;
+    /// `ImageIndex` (WIM images are numbered from 1) and disk and partition numbers.
+    pub const MAX_INDEX: u64 = u32::MAX as u64;
+    /// *Run Task Sequence* levels: a child may include a grandchild, and so on, 32 levels deep.
+    pub const MAX_CHILD_DEPTH: usize = 32;
+    /// Groups inside groups, counting the group each *Run Task Sequence* step becomes, across
+    /// all the files of a run: as deep as one file may nest its elements.
+    pub const MAX_NESTING: usize = 256;
+    /// Steps and groups of a sequence with its child sequences expanded.
+    pub const MAX_EXPANDED: usize = 100_000;
+    /// `and`/`or`/`not` operators inside each other in one condition: the compiled program,
+    /// conditions included, must read back from the state directory's `program.json`, whose
+    /// JSON reader nests at most 128 levels (each operator takes three).
+    pub const MAX_CONDITION_DEPTH: usize = 32;
+}
+
+/// How many operators deep `conds` nest (0 for plain expressions).
+pub fn condition_depth(conds: &[Condition]) -> usize {
+    conds
+        .iter()
+        .map(|c| match c {
+            Condition::Operator { children, .. } => 1 + condition_depth(children),
+            Condition::Expression(_) => 0,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// `Err` when `conds` nest deeper than [`limits::MAX_CONDITION_DEPTH`].
+pub fn check_condition_depth(conds: &[Condition]) -> Result<(), String> {
+    let depth = condition_depth(conds);
+    if depth > limits::MAX_CONDITION_DEPTH {
+        return Err(format!(
+            "the condition nests operators {depth} deep; tsforge's limit is {}",
+            limits::MAX_CONDITION_DEPTH
+        ));
+    }
+    Ok(())
+}
+
+/// A whole number in `min..=max` written in a sequence: `Err` says what is wrong and the range.
+/// `unit` (e.g. `seconds`) is said in the message when not empty.
+pub fn parse_in_range(
+    what: &str,
+    value: &str,
+    min: u64,
+    max: u64,
+    unit: &str,
+) -> Result<u64, String> {
+    let t = value.trim();
+    let unit = if unit.is_empty() {
+        String::new()
+    } else {
+        format!(" ({unit})")
+    };
+    let range = format!("a whole number from {min} to {max}{unit}");
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{what}={value:?} must be {range}"));
+    }
+    match t.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{what}={value:?} is out of range: it must be {range}"
+        )),
+    }
+}
+
+/// Parse a space- (or comma-) separated list of exit codes. `Err` names the bad token and the
+/// allowed range.
 pub fn parse_codes(s: &str) -> Result<Vec<i64>, String> {
     s.split(|c: char| c.is_whitespace() || c == ',' || c == ';')
         .filter(|t| !t.is_empty())
-        .map(|t| t.parse::<i64>().map_err(|_| t.to_string()))
+        .map(|t| {
+            let range = format!(
+                "an exit code from {} to {}",
+                limits::MIN_EXIT_CODE,
+                limits::MAX_EXIT_CODE
+            );
+            match t.parse::<i64>() {
+                Ok(n) if (limits::MIN_EXIT_CODE..=limits::MAX_EXIT_CODE).contains(&n) => Ok(n),
+                Ok(_) => Err(format!("{t:?} is out of range: it must be {range}")),
+                Err(_)
+                    if t.trim_start_matches(['-', '+'])
+                        .bytes()
+                        .all(|b| b.is_ascii_digit()) =>
+                {
+                    Err(format!("{t:?} is out of range: it must be {range}"))
+                }
+                Err(_) => Err(format!("{t:?} is not {range}")),
+            }
+        })
         .collect()
 }
 
@@ -375,8 +475,8 @@ impl Step {
             .map(|v| v.value.as_str())
     }
     /// Success codes: the union of `successCodeList` and `successCodes` when either is present
-    /// (some exports carry both), else 0 and 3010. Unparsable tokens are skipped here and
-    /// reported by the validator.
+    /// (some exports carry both), else 0 and 3010. Tokens that are not exit codes are rejected
+    /// before a run starts ([`Step::check_numbers`]) and skipped here.
     pub fn success_codes(&self) -> Vec<i64> {
         let mut codes = Vec::new();
         let mut any = false;
@@ -387,7 +487,11 @@ impl Step {
                     .split(|c: char| c.is_whitespace() || c == ',' || c == ';')
                     .filter(|t| !t.is_empty())
                 {
-                    if let Ok(n) = t.parse::<i64>() {
+                    let code = t
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|n| (limits::MIN_EXIT_CODE..=limits::MAX_EXIT_CODE).contains(n));
+                    if let Some(n) = code {
                         if !codes.contains(&n) {
                             codes.push(n);
                         }
@@ -401,16 +505,97 @@ impl Step {
         codes
     }
     /// `timeout` in seconds (ConfigMgr writes the editor's minutes × 60); `None` = no limit.
+    /// Never more than [`limits::MAX_TIMEOUT_SECS`] (larger values are rejected before a run
+    /// starts by [`Step::check_numbers`]).
     pub fn timeout_secs(&self) -> Option<u64> {
         attr(&self.attrs, "timeout")
             .and_then(|t| t.trim().parse::<u64>().ok())
             .filter(|t| *t > 0)
+            .map(|t| t.min(limits::MAX_TIMEOUT_SECS))
     }
-    /// `retryCount`: extra attempts before the step counts as failed.
+    /// `retryCount`: extra attempts before the step counts as failed, never more than
+    /// [`limits::MAX_RETRY_COUNT`] (larger values are rejected by [`Step::check_numbers`]).
     pub fn retry_count(&self) -> u32 {
         attr(&self.attrs, "retryCount")
-            .and_then(|t| t.trim().parse::<u32>().ok())
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .map(|t| t.min(limits::MAX_RETRY_COUNT) as u32)
             .unwrap_or(0)
+    }
+    /// Every number of the step the engine reads, checked against its range ([`limits`]):
+    /// `timeout`, `retryCount`, the success codes, and the numeric properties of the native
+    /// step types when they are written literally (a `%VAR%` value is checked when the step
+    /// runs). Returns one message per bad value; each names the value and the allowed range.
+    pub fn check_numbers(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let name = self.name();
+        let mut check = |what: &str, value: Option<&str>, min: u64, max: u64, unit: &str| {
+            if let Some(v) = value {
+                if let Err(e) = parse_in_range(what, v, min, max, unit) {
+                    out.push(format!("step {name:?}: {e}"));
+                }
+            }
+        };
+        check(
+            "timeout",
+            attr(&self.attrs, "timeout"),
+            0,
+            limits::MAX_TIMEOUT_SECS,
+            "seconds, 0 = no limit",
+        );
+        check(
+            "retryCount",
+            attr(&self.attrs, "retryCount"),
+            0,
+            limits::MAX_RETRY_COUNT,
+            "",
+        );
+        // An empty property is an unset one (exports write `<variable … />`).
+        let literal = |key: &str| {
+            self.property(key)
+                .filter(|v| !v.contains('%') && !v.trim().is_empty())
+        };
+        let kind = self.kind().map(step_type::from_short).unwrap_or_default();
+        let is = |t: &str| kind.eq_ignore_ascii_case(t);
+        if is(step_type::REBOOT) {
+            check(
+                "SMSRebootTimeout",
+                literal("SMSRebootTimeout"),
+                0,
+                limits::MAX_REBOOT_TIMEOUT_SECS,
+                "seconds",
+            );
+        }
+        if is(step_type::APPLY_OS_IMAGE) || is(step_type::APPLY_DATA_IMAGE) {
+            check(
+                "ImageIndex",
+                literal("ImageIndex"),
+                1,
+                limits::MAX_INDEX,
+                "",
+            );
+            check(
+                "DestinationDisk",
+                literal("DestinationDisk"),
+                0,
+                limits::MAX_INDEX,
+                "",
+            );
+            check(
+                "DestinationPartition",
+                literal("DestinationPartition"),
+                1,
+                limits::MAX_INDEX,
+                "",
+            );
+        }
+        for key in ["successCodeList", "successCodes"] {
+            if let Some(val) = attr(&self.attrs, key) {
+                if let Err(e) = parse_codes(val) {
+                    out.push(format!("step {name:?}: {key}: {e}"));
+                }
+            }
+        }
+        out
     }
     /// The working directory: `startIn` attribute, else the `WorkingDirectory` property.
     pub fn start_in(&self) -> Option<&str> {

@@ -3,18 +3,23 @@
 //! Errors make `tsforge validate` exit 1: values the engine cannot interpret (`disable="maybe"`,
 //! `timeout="ten"`, bad success codes), conditions of unknown types or with unknown operators
 //! or missing properties, steps of the native types without the properties they need, bad
-//! variable names, steps that set read-only `_SMSTS*` variables, and *Run Task Sequence* steps
-//! whose child cannot be found or that form a cycle. Warnings: step types tsforge does not
+//! variable names, steps that set read-only `_SMSTS*` variables, numbers outside their range
+//! (`model::limits`), and *Run Task Sequence* steps whose child cannot be found, that form a
+//! cycle, or that go past the limits on depth, nesting and expanded size (each child file is
+//! validated once; when nothing else is wrong, the whole expansion is checked as `run` checks
+//! it). Warnings: step types tsforge does not
 //! implement natively (they run their `<action>` command line, as in ConfigMgr), and
 //! Windows-only conditions (registry, WMI, software, OS), which fail on other platforms.
 
 use super::model::{
-    attr, expr_type, parse_bool, parse_codes, step_type, Condition, Node, Pos, Sequence, Step,
+    attr, check_condition_depth, expr_type, limits, parse_bool, step_type, Condition, Node, Pos,
+    Sequence, Step,
 };
 use crate::actions::custom::CustomActions;
 use crate::condition::VARIABLE_OPERATORS;
 use crate::engine::program::{child_reference, Resolver};
 use crate::error::{Diagnostic, ParseError, Severity};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 /// What validation needs besides the sequence.
@@ -151,9 +156,30 @@ pub fn validate(seq: &Sequence, file: &Path, ctx: &Context) -> Vec<Diagnostic> {
         }
         check_attr_names(&mut v, &g.attrs, g.pos);
     }
-    let mut stack = vec![file.canonicalize().unwrap_or_else(|_| file.to_path_buf())];
-    nodes(&mut v, &seq.items, file, &mut stack);
+    let mut files = Files {
+        stack: vec![file.canonicalize().unwrap_or_else(|_| file.to_path_buf())],
+        done: HashSet::new(),
+    };
+    nodes(&mut v, &seq.items, file, &mut files, 0);
+    if !v.out.iter().any(|d| d.severity == Severity::Error) {
+        // What only the whole expansion shows (its size, how deep the child sequences nest
+        // along every path), exactly as `run` checks it.
+        if let Err(e) = crate::engine::program::compile(seq, file, &v.ctx.resolver) {
+            v.out.push(Diagnostic {
+                severity: Severity::Error,
+                error: e.into_parse_error(),
+            });
+        }
+    }
     v.out
+}
+
+/// The child sequences met while validating.
+struct Files {
+    /// The files on the way to the current one, the top one first (canonical paths).
+    stack: Vec<PathBuf>,
+    /// Child files already validated (each is validated once, however often it is included).
+    done: HashSet<PathBuf>,
 }
 
 fn check_bool(v: &mut V, attrs: &super::model::Attrs, key: &str, pos: Pos, what: &str) {
@@ -167,7 +193,8 @@ fn check_bool(v: &mut V, attrs: &super::model::Attrs, key: &str, pos: Pos, what:
     }
 }
 
-fn nodes(v: &mut V, items: &[Node], file: &Path, stack: &mut Vec<PathBuf>) {
+/// Validate `items`, which sit inside `depth` groups (counting child sequences).
+fn nodes(v: &mut V, items: &[Node], file: &Path, files: &mut Files, depth: usize) {
     for n in items {
         match n {
             Node::Group(g) => {
@@ -176,14 +203,28 @@ fn nodes(v: &mut V, items: &[Node], file: &Path, stack: &mut Vec<PathBuf>) {
                 check_bool(v, &g.attrs, "disable", g.pos, "group");
                 check_bool(v, &g.attrs, "continueOnError", g.pos, "group");
                 conditions(v, &g.condition);
-                nodes(v, &g.children, file, stack);
+                if let Err(e) = check_condition_depth(&g.condition) {
+                    v.error(g.pos, format!("group {:?}: {e}", g.name()));
+                }
+                if depth + 1 > limits::MAX_NESTING {
+                    v.error(g.pos, too_deep());
+                } else {
+                    nodes(v, &g.children, file, files, depth + 1);
+                }
             }
-            Node::Step(s) => step(v, s, file, stack),
+            Node::Step(s) => step(v, s, file, files, depth),
         }
     }
 }
 
-fn step(v: &mut V, s: &Step, file: &Path, stack: &mut Vec<PathBuf>) {
+fn too_deep() -> String {
+    format!(
+        "groups and child sequences are nested more than {} levels deep, tsforge's limit",
+        limits::MAX_NESTING
+    )
+}
+
+fn step(v: &mut V, s: &Step, file: &Path, files: &mut Files, depth: usize) {
     let pos = s.pos;
     let name = s.name().to_string();
     check_attr_names(v, &s.attrs, pos);
@@ -191,27 +232,8 @@ fn step(v: &mut V, s: &Step, file: &Path, stack: &mut Vec<PathBuf>) {
     check_bool(v, &s.attrs, "disable", pos, "step");
     check_bool(v, &s.attrs, "continueOnError", pos, "step");
     check_bool(v, &s.attrs, "runFromNet", pos, "step");
-    for key in ["successCodeList", "successCodes"] {
-        if let Some(val) = attr(&s.attrs, key) {
-            if let Err(tok) = parse_codes(val) {
-                v.error(
-                    pos,
-                    format!(
-                        "step {name:?}: {key} contains {tok:?}, which is not an integer exit code"
-                    ),
-                );
-            }
-        }
-    }
-    for key in ["timeout", "retryCount"] {
-        if let Some(val) = attr(&s.attrs, key) {
-            if val.trim().parse::<u64>().is_err() {
-                v.error(
-                    pos,
-                    format!("step {name:?}: {key}={val:?} must be a whole number"),
-                );
-            }
-        }
+    for problem in s.check_numbers() {
+        v.error(pos, problem);
     }
     for var in &s.vars {
         if var.name.is_empty() {
@@ -222,6 +244,9 @@ fn step(v: &mut V, s: &Step, file: &Path, stack: &mut Vec<PathBuf>) {
         }
     }
     conditions(v, &s.condition);
+    if let Err(e) = check_condition_depth(&s.condition) {
+        v.error(pos, format!("step {name:?}: {e}"));
+    }
     let Some(kind) = s.kind() else {
         if s.action.as_deref().is_none_or(|a| a.trim().is_empty()) {
             v.error(
@@ -280,16 +305,7 @@ fn step(v: &mut V, s: &Step, file: &Path, stack: &mut Vec<PathBuf>) {
             );
         }
     } else if is(step_type::REBOOT) {
-        if let Some(t) = s.property("SMSRebootTimeout") {
-            if t.trim().parse::<u64>().is_err() {
-                v.error(
-                    pos,
-                    format!(
-                        "step {name:?}: SMSRebootTimeout={t:?} must be a whole number of seconds"
-                    ),
-                );
-            }
-        }
+        // SMSRebootTimeout: Step::check_numbers.
     } else if is(step_type::SUB_SEQUENCE) {
         match child_reference(s) {
             None => v.error(
@@ -300,7 +316,7 @@ fn step(v: &mut V, s: &Step, file: &Path, stack: &mut Vec<PathBuf>) {
                 Err(e) => v.error(pos, format!("step {name:?}: {e}")),
                 Ok(child) => {
                     let canon = child.canonicalize().unwrap_or(child.clone());
-                    if stack.contains(&canon) {
+                    if files.stack.contains(&canon) {
                         v.error(
                             pos,
                             format!(
@@ -308,24 +324,37 @@ fn step(v: &mut V, s: &Step, file: &Path, stack: &mut Vec<PathBuf>) {
                                 child.display()
                             ),
                         );
-                    } else {
+                    } else if files.stack.len() > limits::MAX_CHILD_DEPTH {
+                        v.error(
+                            pos,
+                            format!(
+                                "step {name:?}: including {} would nest child sequences {} levels deep; tsforge's limit is {} levels",
+                                child.display(),
+                                files.stack.len(),
+                                limits::MAX_CHILD_DEPTH
+                            ),
+                        );
+                    } else if depth + 1 > limits::MAX_NESTING {
+                        v.error(pos, too_deep());
+                    } else if !files.done.contains(&canon) {
                         match super::load(&child) {
                             Err(e) => v.out.push(Diagnostic {
                                 severity: Severity::Error,
                                 error: e,
                             }),
                             Ok((seq, _)) => {
-                                stack.push(canon);
+                                files.stack.push(canon.clone());
                                 let mut sub = V {
                                     file: &child,
                                     out: Vec::new(),
                                     ctx: v.ctx,
                                 };
-                                nodes(&mut sub, &seq.items, &child, stack);
+                                nodes(&mut sub, &seq.items, &child, files, depth + 1);
                                 v.out.extend(sub.out);
-                                stack.pop();
+                                files.stack.pop();
                             }
                         }
+                        files.done.insert(canon);
                     }
                 }
             },

@@ -105,11 +105,17 @@ impl<'a> Loader<'a> {
     fn node(&mut self, ev: Event<'a>, span: Span, depth: usize) -> Result<YNode, ParseError> {
         let pos = pos_of(&span);
         if depth > MAX_DEPTH {
-            return Err(self.err(pos, "YAML nested too deeply"));
+            return Err(self.err(
+                pos,
+                format!("YAML nested more than {MAX_DEPTH} levels deep, tsforge's limit"),
+            ));
         }
         self.nodes += 1;
         if self.nodes > MAX_NODES {
-            return Err(self.err(pos, "YAML document too large"));
+            return Err(self.err(
+                pos,
+                format!("YAML document too large: more than {MAX_NODES} nodes, tsforge's limit"),
+            ));
         }
         match ev {
             Event::Scalar(text, style, anchor, tag) => {
