@@ -826,8 +826,7 @@ pub fn media_verify_cmd(c: MediaVerifyConfig, inspect: bool) -> Result<u8> {
         other => other.clone(),
     };
     let scratch = tempfile::tempdir().context("creating a scratch folder")?;
-    let root = crate::media::materialize(&c.medium, scratch.path())?;
-    let v = crate::media::verify_dir(&root, pinned.as_deref())?;
+    let (root, v) = crate::media::verify_medium(&c.medium, scratch.path(), pinned.as_deref())?;
     if inspect {
         let p = crate::media::find_ci(&root, crate::media::CONFIG_FILE).context("no media.toml")?;
         let cfg = crate::media::MediaConfig::parse(
@@ -879,12 +878,25 @@ pub fn media_verify_cmd(c: MediaVerifyConfig, inspect: bool) -> Result<u8> {
             }
         }
     }
+    if v.regions_unchecked > 0 {
+        println!(
+            "{}: note: its {} boot regions (boot code, boot sectors) were not checked: a folder \
+             does not show them; verify the image file or the device (e.g. /dev/sdb) for those",
+            c.medium.display(),
+            v.regions_unchecked
+        );
+    }
     if v.problems.is_empty() {
         println!(
-            "{}: OK ({} files, {} bytes{})",
+            "{}: OK ({} files, {} bytes{}{})",
             c.medium.display(),
             v.files,
             v.bytes,
+            if v.regions > 0 {
+                format!(", {} boot regions", v.regions)
+            } else {
+                String::new()
+            },
             v.signed_by
                 .map(|k| format!(", signed by {k}"))
                 .unwrap_or_else(|| ", not signed".into())
