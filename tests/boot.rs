@@ -248,3 +248,48 @@ fn signed_medium_verifies_and_a_pinned_key_must_match() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("does not match tsforge/manifest"), "{out}");
 }
+
+#[test]
+fn boot_refuses_a_signed_medium_with_a_file_added_outside_tsforge() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (code, out) = tsforge(d, &["keygen", "-o", "media"]);
+    assert_eq!(code, 0, "{out}");
+    let key = tsforge_builder::runtime::media::read_key_file(&d.join("media.key")).unwrap();
+    let medium = make_medium(d, Some(key));
+    // A boot loader entry added next to the template's files: the signature still matches,
+    // but the manifest does not list it.
+    std::fs::create_dir_all(medium.join("loader/entries")).unwrap();
+    std::fs::write(
+        medium.join("loader/entries/00-evil.conf"),
+        "title evil\nlinux /evil\n",
+    )
+    .unwrap();
+    let (code, out) = tsforge(
+        d,
+        &["media", "verify", "medium", "--public-key", "media.pub"],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("loader/entries/00-evil.conf: not in the manifest"),
+        "{out}"
+    );
+    let (code, _, err) = boot(
+        d,
+        &[
+            "--medium",
+            "medium",
+            "--state-dir",
+            "s",
+            "--public-key",
+            "media.pub",
+        ],
+        "open sesame\nPC-042\n1\n",
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("refusing to run it") && err.contains("loader/entries/00-evil.conf"),
+        "{err}"
+    );
+    assert!(!d.join("out/deploy.txt").exists());
+}

@@ -724,6 +724,35 @@ mod tests {
     }
 
     #[test]
+    fn regions_roundtrip_and_bad_lines_are_refused() {
+        let r = vec![
+            Region {
+                sha256: "a".repeat(64),
+                offset: 0,
+                len: 440,
+                what: "MBR boot code".into(),
+            },
+            Region {
+                sha256: "b".repeat(64),
+                offset: 1 << 20,
+                len: 65,
+                what: "partition 1 boot sector  (two spaces kept)".into(),
+            },
+        ];
+        assert_eq!(parse_regions(&format_regions(&r)).unwrap(), r);
+        let h = "c".repeat(64);
+        for bad in [
+            format!("{h}  0+440\n"),
+            format!("{h}  0+0  empty\n"),
+            format!("{h}  x+1  what\n"),
+            format!("{h}  18446744073709551615+2  overflow\n"),
+            "abc  0+1  short hash\n".to_string(),
+        ] {
+            assert!(parse_regions(bad.as_bytes()).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn manifest_roundtrip() {
         let e = vec![
             ManifestEntry {
