@@ -2,8 +2,8 @@
 //!
 //! 1. Find the medium (`--medium`, else every mounted volume / drive letter with
 //!    `tsforge/media.toml`). 2. Verify it: the signature when the medium (or `--public-key`)
-//!    names a key, every file's sha256, no file added to `tsforge/`; refuse to run anything
-//!    otherwise. 3. Ask for the media password when there is one; decrypt the secret media
+//!    names a key, every file's sha256, no file added anywhere on the medium; refuse to run
+//!    anything otherwise. 3. Ask for the media password when there is one; decrypt the secret media
 //!    variables. 4. Run the pre-execution hooks in the medium's order (template's, then the
 //!    medium's), with the console, the boot facts and the media variables; they set variables
 //!    with `tsforge env set`. 5. Select the sequence: `TSForgeSequence` (or ConfigMgr's
@@ -203,6 +203,18 @@ pub fn boot_cmd(c: BootConfig) -> Result<u8> {
                 .unwrap_or_else(|| ", not signed".into())
         ),
     );
+    if v.regions_unchecked > 0 {
+        log.log(
+            Level::Info,
+            C,
+            &format!(
+                "The medium lists {} boot regions (boot code, boot sectors); they are not checked \
+                 here: they ran before tsforge did. Check them with `tsforge media verify \
+                 IMAGE|DEVICE --public-key KEY` on a trusted machine",
+                v.regions_unchecked
+            ),
+        );
+    }
     let cfg_path = media::find_ci(&root, media::CONFIG_FILE).expect("verified above");
     let cfg = MediaConfig::parse(
         &std::fs::read_to_string(&cfg_path)?,

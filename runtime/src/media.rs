@@ -1,8 +1,9 @@
 //! The `tsforge/` folder of a boot medium: `media.toml` (sequences, default selection, hooks,
 //! media variables, password verifier, secret variables, signing key), `manifest` (sha256 of
-//! every file on the medium, in `sha256sum` format so `sha256sum -c` checks a medium too) and
-//! `manifest.sig` (ed25519 over the manifest). The builder writes these; the runner's boot flow
-//! and `tsforge media verify` read them. Specification: `docs/media.md`.
+//! every file on the medium as written, in `sha256sum` format so `sha256sum -c` checks a
+//! medium too), `boot-regions` (sha256 of an image's boot code and boot sectors, listed in the
+//! manifest) and `manifest.sig` (ed25519 over the manifest). The builder writes these; the
+//! runner's boot flow and `tsforge media verify` read them. Specification: `docs/media.md`.
 //!
 //! Password: PBKDF2-HMAC-SHA256 (600,000 iterations, 16-byte random salt) derives a 32-byte
 //! key; the medium stores only the salt and sha256("tsforge-verifier" ‖ key), so checking a
