@@ -139,16 +139,36 @@ pub fn assemble(tree: &mut MediaTree, opts: &MediaOptions) -> Result<MediaConfig
                 bail!("package {} is in more than one --package folder", p.id);
             }
             tree.add_dir(&dp.join(&p.id), &format!("tsforge/packages/{}", p.id))?;
+            // A signed medium accepts only packages signed with its key: its copies are
+            // signed with it (after checking that the manifest is whole).
+            if let Some(seed) = &opts.signing_key {
+                use tsforge_runtime::content::manifest::{
+                    PackageManifest, PACKAGE_FILE, PACKAGE_SIG_FILE,
+                };
+                let path = dp.join(&p.id).join(PACKAGE_FILE);
+                let bytes =
+                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                PackageManifest::parse(&bytes, &path.display().to_string())?;
+                tree.add(
+                    &format!("tsforge/packages/{}/{PACKAGE_SIG_FILE}", p.id),
+                    Source::bytes(media::sign(seed, &bytes).0),
+                )?;
+            }
             index.upsert(p);
         }
     }
     if !opts.packages.is_empty() {
+        use tsforge_runtime::content::manifest::{INDEX_FILE, INDEX_SIG_FILE};
+        let bytes = index.to_json();
+        if let Some(seed) = &opts.signing_key {
+            tree.add(
+                &format!("tsforge/packages/{INDEX_SIG_FILE}"),
+                Source::bytes(media::sign(seed, &bytes).0),
+            )?;
+        }
         tree.add(
-            &format!(
-                "tsforge/packages/{}",
-                tsforge_runtime::content::manifest::INDEX_FILE
-            ),
-            Source::bytes(index.to_json()),
+            &format!("tsforge/packages/{INDEX_FILE}"),
+            Source::bytes(bytes),
         )?;
     }
     for (k, v) in &opts.vars {

@@ -220,6 +220,15 @@ pub fn boot_cmd(c: BootConfig) -> Result<u8> {
         &std::fs::read_to_string(&cfg_path)?,
         &cfg_path.display().to_string(),
     )?;
+    // A signed medium accepts only packages signed with its key (docs/content.md).
+    let package_key = v.signed_by.clone();
+    if let Some(k) = &package_key {
+        log.log(
+            Level::Info,
+            C,
+            &format!("Packages must be signed with the medium's key {k}"),
+        );
+    }
 
     // 3. Password and secrets.
     let mut vars: Vec<(String, String)> = cfg
@@ -329,6 +338,7 @@ pub fn boot_cmd(c: BootConfig) -> Result<u8> {
             secret_names,
             &root,
             Some(h),
+            package_key,
         );
     }
 
@@ -458,7 +468,16 @@ pub fn boot_cmd(c: BootConfig) -> Result<u8> {
         serde_json::to_vec(&saved).context("serializing boot.json")?,
     )
     .with_context(|| format!("writing {}", state_dir.join(BOOT_FILE).display()))?;
-    run_sequence(&c, &state_dir, &seq_path, vars, secret_names, &root, None)
+    run_sequence(
+        &c,
+        &state_dir,
+        &seq_path,
+        vars,
+        secret_names,
+        &root,
+        None,
+        package_key,
+    )
 }
 
 /// `boot.json` in the state directory: which sequence of the medium the run is.
@@ -471,7 +490,8 @@ struct SavedBoot {
 }
 
 /// Step 6: run the selected (or resumed) sequence, with the medium's packages as a
-/// distribution point.
+/// distribution point; with `package_key`, every package must be signed with it.
+#[allow(clippy::too_many_arguments)]
 fn run_sequence(
     c: &BootConfig,
     state_dir: &Path,
@@ -480,6 +500,7 @@ fn run_sequence(
     secret_names: Vec<String>,
     root: &Path,
     home: Option<engine::home::Home>,
+    package_key: Option<String>,
 ) -> Result<u8> {
     let mut opts = RunOptions::new(state_dir);
     opts.vars = vars;
@@ -493,6 +514,7 @@ fn run_sequence(
     if let Some(p) = media::find_ci(root, "tsforge/packages") {
         opts.targets.content.push(p.display().to_string());
     }
+    opts.targets.package_public_key = package_key;
     Ok(match engine::run(seq_path, &opts)? {
         RunOutcome::Succeeded => crate::cli::EXIT_OK,
         RunOutcome::Failed => crate::cli::EXIT_NO,

@@ -241,6 +241,51 @@ pub fn sign(seed: &[u8; 32], manifest: &[u8]) -> (Vec<u8>, String) {
     (sig.to_bytes().to_vec(), hex(sk.verifying_key().as_bytes()))
 }
 
+/// Whether `sig` is the ed25519 signature of `msg` by the public key `public_hex`; an error
+/// only when `public_hex` is not an ed25519 public key.
+pub fn signature_valid(public_hex: &str, msg: &[u8], sig: &[u8]) -> Result<bool> {
+    use ed25519_dalek::Verifier;
+    let pk: [u8; 32] = unhex(public_hex.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .context("the public key is not 64 hex digits")?;
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&pk).context("not an ed25519 public key")?;
+    let Ok(sig) = <[u8; 64]>::try_from(sig) else {
+        return Ok(false);
+    };
+    Ok(key
+        .verify(msg, &ed25519_dalek::Signature::from_bytes(&sig))
+        .is_ok())
+}
+
+/// A public key given on the command line (`--public-key`): 64 hex digits, or a file holding
+/// them (a `.pub` file from `tsforge keygen`; `#` lines ignored). Returns the hex key.
+pub fn public_key_arg(arg: &str) -> Result<String> {
+    let text = if Path::new(arg).is_file() {
+        std::fs::read_to_string(arg).with_context(|| format!("reading {arg}"))?
+    } else {
+        arg.to_string()
+    };
+    let key = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .flat_map(str::split_whitespace)
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let ok = unhex(&key)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .is_some_and(|b| ed25519_dalek::VerifyingKey::from_bytes(&b).is_ok());
+    if !ok {
+        bail!(
+            "--public-key {arg}: neither an ed25519 public key (64 hex digits) nor a file \
+             holding one (NAME.pub from tsforge keygen)"
+        );
+    }
+    Ok(key)
+}
+
 /// Checks `sig` over `manifest` with the public key `public_hex`.
 pub fn verify_signature(public_hex: &str, manifest: &[u8], sig: &[u8]) -> Result<()> {
     use ed25519_dalek::Verifier;
