@@ -738,7 +738,7 @@ fn boot_regions(
         .into_iter()
         .chain([(reserved * SECTOR, reserved * SECTOR)])
     {
-        let end = end.min(reserved * SECTOR);
+        let (start, end) = (start.min(reserved * SECTOR), end.min(reserved * SECTOR));
         if start > at {
             out.push(region(
                 f,
