@@ -248,3 +248,153 @@ fn signed_medium_verifies_and_a_pinned_key_must_match() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("does not match tsforge/manifest"), "{out}");
 }
+
+#[test]
+fn boot_refuses_a_signed_medium_with_a_file_added_outside_tsforge() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (code, out) = tsforge(d, &["keygen", "-o", "media"]);
+    assert_eq!(code, 0, "{out}");
+    let key = tsforge_builder::runtime::media::read_key_file(&d.join("media.key")).unwrap();
+    let medium = make_medium(d, Some(key));
+    // A boot loader entry added next to the template's files: the signature still matches,
+    // but the manifest does not list it.
+    std::fs::create_dir_all(medium.join("loader/entries")).unwrap();
+    std::fs::write(
+        medium.join("loader/entries/00-evil.conf"),
+        "title evil\nlinux /evil\n",
+    )
+    .unwrap();
+    let (code, out) = tsforge(
+        d,
+        &["media", "verify", "medium", "--public-key", "media.pub"],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("loader/entries/00-evil.conf: not in the manifest"),
+        "{out}"
+    );
+    let (code, _, err) = boot(
+        d,
+        &[
+            "--medium",
+            "medium",
+            "--state-dir",
+            "s",
+            "--public-key",
+            "media.pub",
+        ],
+        "open sesame\nPC-042\n1\n",
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("refusing to run it") && err.contains("loader/entries/00-evil.conf"),
+        "{err}"
+    );
+    assert!(!d.join("out/deploy.txt").exists());
+}
+
+/// A medium whose sequence runs package TSF00001 (on the medium) and EXT00001 (from the
+/// distribution point folder `ext`, through SMSTSContentLocations), each writing
+/// `out/<id>.txt`; signed with `sign` when given.
+fn medium_with_packages(d: &Path, name: &str, sign: Option<[u8; 32]>) -> PathBuf {
+    for (id, dp) in [("TSF00001", "dp"), ("EXT00001", "ext")] {
+        let src = d.join(format!("src-{id}"));
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(
+            src.join("run.sh"),
+            format!("echo ran > \"$OUT/{id}.txt\"\n"),
+        )
+        .unwrap();
+        let (code, out) = tsforge(
+            d,
+            &[
+                "package",
+                "build",
+                src.to_str().unwrap(),
+                "--id",
+                id,
+                "--out",
+                dp,
+            ],
+        );
+        assert_eq!(code, 0, "{out}");
+    }
+    let seq = d.join("packages.yaml");
+    std::fs::write(
+        &seq,
+        "steps:\n  - name: Own package\n    type: run\n    properties:\n      PackageID: TSF00001\n      CommandLine: sh run.sh\n  - name: Package from a distribution point\n    type: run\n    properties:\n      PackageID: EXT00001\n      CommandLine: sh run.sh\n",
+    )
+    .unwrap();
+    let out = d.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut tree = MediaTree::new();
+    let opts = MediaOptions {
+        name: "Packages".into(),
+        sequences: vec![seq],
+        packages: vec![d.join("dp")],
+        vars: vec![
+            ("OUT".into(), out.display().to_string()),
+            (
+                "SMSTSContentLocations".into(),
+                d.join("ext").display().to_string(),
+            ),
+        ],
+        signing_key: sign,
+        epoch: 1_700_000_000,
+        iterations: 1000,
+        ..Default::default()
+    };
+    assemble(&mut tree, &opts).unwrap();
+    let medium = d.join(name);
+    tree.write_to_dir(&medium).unwrap();
+    medium
+}
+
+#[test]
+fn signed_medium_accepts_its_packages_and_refuses_unsigned_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (code, out) = tsforge(d, &["keygen", "-o", "media"]);
+    assert_eq!(code, 0, "{out}");
+    let key = tsforge_builder::runtime::media::read_key_file(&d.join("media.key")).unwrap();
+
+    // Unsigned medium: integrity only, both packages run.
+    medium_with_packages(d, "plain", None);
+    let (code, out, err) = boot(d, &["--medium", "plain", "--state-dir", "s1"], "");
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(d.join("out/TSF00001.txt").is_file() && d.join("out/EXT00001.txt").is_file());
+    std::fs::remove_file(d.join("out/TSF00001.txt")).unwrap();
+    std::fs::remove_file(d.join("out/EXT00001.txt")).unwrap();
+
+    // Signed medium: its own package was signed with its key by the builder; the unsigned
+    // one from the distribution point is refused, naming it and where it came from.
+    let medium = medium_with_packages(d, "signed", Some(key));
+    assert!(medium
+        .join("tsforge/packages/TSF00001/tsforge-package.json.sig")
+        .is_file());
+    let (code, out) = tsforge(
+        d,
+        &[
+            "package",
+            "verify",
+            "signed/tsforge/packages",
+            "--public-key",
+            "media.pub",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    let (code, out, err) = boot(d, &["--medium", "signed", "--state-dir", "s2"], "");
+    let log = std::fs::read_to_string(d.join("s2/smsts.log")).unwrap_or_default();
+    assert_eq!(code, 1, "{out}\n{err}\n{log}");
+    assert!(d.join("out/TSF00001.txt").is_file(), "{log}");
+    assert!(!d.join("out/EXT00001.txt").exists(), "{log}");
+    assert!(
+        log.contains(&format!(
+            "package EXT00001 from the distribution point {} is unsigned",
+            d.join("ext").display()
+        )),
+        "{log}"
+    );
+    assert!(!d.join("s2/cache/EXT00001").exists());
+}

@@ -743,3 +743,162 @@ fn image_package_streams_from_http_onto_a_partition() {
     );
     assert!(!log.contains("Applied "), "{log}");
 }
+
+/// A files package source whose `run.sh` writes `$OUT/<name>.txt`.
+fn runnable(d: &Path, name: &str) -> std::path::PathBuf {
+    let src = d.join(format!("src-{name}"));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(
+        src.join("run.sh"),
+        format!("echo {name} > \"$OUT/{name}.txt\"\n"),
+    )
+    .unwrap();
+    src
+}
+
+/// `tsforge run` of one step using package `id` from `url`, with `extra` arguments.
+fn run_package(d: &Path, id: &str, url: &str, state: &str, extra: &[&str]) -> (i32, String) {
+    std::fs::write(
+        d.join(format!("{id}.yaml")),
+        format!(
+            "steps:\n  - name: Use {id}\n    type: run\n    properties:\n      PackageID: {id}\n      CommandLine: sh run.sh\n"
+        ),
+    )
+    .unwrap();
+    let out = d.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let yaml = format!("{id}.yaml");
+    let var = format!("OUT={}", out.display());
+    let mut args = vec![
+        "run",
+        yaml.as_str(),
+        "--state-dir",
+        state,
+        "--content",
+        url,
+        "--var",
+        var.as_str(),
+    ];
+    args.extend_from_slice(extra);
+    let (code, _, err) = tsforge(d, &args);
+    (code, format!("{err}\n{}", log_of(&d.join(state))))
+}
+
+#[test]
+fn with_a_public_key_only_signed_packages_are_used() {
+    use tsforge_builder::runtime::content::manifest::PackageManifest;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["keygen", "-o", "k"]);
+    ok(d, &["keygen", "-o", "other"]);
+    let build = |id: &str, src: &Path, sign: Option<&str>| {
+        let src = src.to_str().unwrap();
+        let mut args = vec!["package", "build", src, "--id", id, "--out", "dp"];
+        if let Some(k) = sign {
+            args.extend(["--sign", k]);
+        }
+        let out = ok(d, &args);
+        assert!(
+            out.contains(if sign.is_some() {
+                "signed by"
+            } else {
+                "not signed"
+            }),
+            "{out}"
+        );
+    };
+    build("UNS00001", &runnable(d, "unsigned"), None);
+    build("OTH00001", &runnable(d, "other"), Some("other.key"));
+    build("FRG00001", &runnable(d, "forged"), Some("k.key"));
+    build("SIG00001", &runnable(d, "signed"), Some("k.key"));
+    assert!(d.join("dp/SIG00001/tsforge-package.json.sig").is_file());
+    assert!(!d.join("dp/UNS00001/tsforge-package.json.sig").exists());
+
+    // An attacker who controls the server changes a file of a signed package and rewrites the
+    // manifest to match: the file's sha256 and size, and the package hash.
+    let script = d.join("dp/FRG00001/files/run.sh");
+    std::fs::write(&script, "echo pwned > \"$OUT/pwned.txt\"\n").unwrap();
+    let (sha, size) = tsforge_builder::runtime::media::sha256_file(&script).unwrap();
+    let mpath = d.join("dp/FRG00001/tsforge-package.json");
+    let mut m = PackageManifest::parse(&std::fs::read(&mpath).unwrap(), "m").unwrap();
+    m.files[0].sha256 = sha;
+    m.files[0].size = size;
+    m.hash = m.compute_hash();
+    std::fs::write(&mpath, m.to_json()).unwrap();
+    // Consistent: without a key, the integrity checks pass.
+    ok(d, &["package", "verify", "dp", "FRG00001"]);
+
+    let server = Server::start(&d.join("dp"));
+    let url = server.url.clone();
+    let key = ["--public-key", "k.pub"];
+    let (code, text) = run_package(d, "SIG00001", &url, "s1", &key);
+    assert_eq!(code, 0, "{text}");
+    assert!(d.join("out/signed.txt").is_file(), "{text}");
+    for (id, state, why) in [
+        ("UNS00001", "s2", "is unsigned"),
+        ("OTH00001", "s3", "the signature does not match"),
+        ("FRG00001", "s4", "the signature does not match"),
+    ] {
+        let (code, text) = run_package(d, id, &url, state, &key);
+        assert_eq!(code, 1, "{id}: {text}");
+        assert!(
+            text.contains(&format!("package {id} from the distribution point {url}"))
+                && text.contains(why),
+            "{id}: {text}"
+        );
+        // Nothing of it was fetched or run.
+        assert!(!d.join(state).join("cache").join(id).exists(), "{id}");
+        assert!(
+            !server
+                .requests()
+                .iter()
+                .any(|r| r.path.contains(&format!("{id}/files/"))),
+            "{id}: {:?}",
+            server.requests()
+        );
+    }
+    for f in ["unsigned.txt", "other.txt", "forged.txt", "pwned.txt"] {
+        assert!(!d.join("out").join(f).exists(), "{f}");
+    }
+    // Without a key, as before: integrity only.
+    let (code, text) = run_package(d, "UNS00001", &url, "s5", &[]);
+    assert_eq!(code, 0, "{text}");
+    assert!(d.join("out/unsigned.txt").is_file());
+
+    // package verify / list: the index was last signed with k.
+    let (code, out, _) = tsforge(d, &["package", "verify", &url, "--public-key", "k.pub"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("SIG00001: OK"), "{out}");
+    assert!(
+        out.contains("UNS00001: FAILED") && out.contains("is unsigned"),
+        "{out}"
+    );
+    assert!(out.contains("FRG00001: FAILED"), "{out}");
+    ok(
+        d,
+        &[
+            "package",
+            "verify",
+            &url,
+            "SIG00001",
+            "--public-key",
+            "k.pub",
+        ],
+    );
+    ok(d, &["package", "list", &url, "--public-key", "k.pub"]);
+    let (code, out, _) = tsforge(d, &["package", "list", &url, "--public-key", "other.pub"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("the index tsforge-dp.json") && out.contains("does not match"),
+        "{out}"
+    );
+    // An unsigned rebuild takes the index's signature away rather than leave a wrong one.
+    build("UNS00001", &runnable(d, "unsigned"), None);
+    assert!(!d.join("dp/tsforge-dp.json.sig").exists());
+    let (code, out, _) = tsforge(d, &["package", "list", "dp", "--public-key", "k.pub"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("is unsigned"), "{out}");
+    let (code, _, err) = tsforge(d, &["package", "list", "dp", "--public-key", "nonsense"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--public-key nonsense"), "{err}");
+}

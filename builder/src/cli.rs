@@ -320,6 +320,7 @@ fn write_output(
             let mut o = output::UsbOptions::new(work.join("usb"), epoch);
             o.label = u.common.label.clone();
             o.force = u.common.force;
+            o.signing_key = key;
             o.table = match u.partition_table.to_ascii_lowercase().as_str() {
                 "mbr" => output::PartitionTable::Mbr,
                 "gpt" => output::PartitionTable::Gpt,
@@ -331,19 +332,13 @@ fn write_output(
             let mut o = output::IsoOutputOptions::new(epoch);
             o.label = a.label.clone();
             o.force = a.force;
-            let reseal = |t: &mut crate::tree::MediaTree| crate::media::seal(t, key.as_ref());
-            output::iso::write_iso_resealed(
-                &p.tree,
-                &p.boot,
-                &a.out,
-                &o,
-                &mut progress,
-                Some(&reseal),
-            )?
+            o.signing_key = key;
+            output::write_iso(&p.tree, &p.boot, &a.out, &o, &mut progress)?
         }
         BuildCmd::Pxe(x) => {
             let mut o = output::PxeOptions::new(epoch);
             o.force = x.common.force;
+            o.signing_key = key;
             let mut lines = output::write_pxe(&p.tree, &p.boot, &x.common.out, &o, &mut progress)?;
             if x.zip {
                 o.zip = true;

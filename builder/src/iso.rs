@@ -385,6 +385,13 @@ impl IsoPlan {
             })
     }
 
+    /// Sectors 0 up to the first file sector, as they will be written: system area (hybrid
+    /// MBR), volume descriptors, path tables, directories, boot catalog. It depends on the
+    /// files' names, sizes and order, not on their contents.
+    pub fn head(&self) -> &[u8] {
+        &self.head
+    }
+
     /// The size of the image in bytes.
     pub fn size(&self) -> u64 {
         u64::from(self.total_sectors) * SECTOR_SIZE

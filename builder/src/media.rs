@@ -139,16 +139,36 @@ pub fn assemble(tree: &mut MediaTree, opts: &MediaOptions) -> Result<MediaConfig
                 bail!("package {} is in more than one --package folder", p.id);
             }
             tree.add_dir(&dp.join(&p.id), &format!("tsforge/packages/{}", p.id))?;
+            // A signed medium accepts only packages signed with its key: its copies are
+            // signed with it (after checking that the manifest is whole).
+            if let Some(seed) = &opts.signing_key {
+                use tsforge_runtime::content::manifest::{
+                    PackageManifest, PACKAGE_FILE, PACKAGE_SIG_FILE,
+                };
+                let path = dp.join(&p.id).join(PACKAGE_FILE);
+                let bytes =
+                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                PackageManifest::parse(&bytes, &path.display().to_string())?;
+                tree.add(
+                    &format!("tsforge/packages/{}/{PACKAGE_SIG_FILE}", p.id),
+                    Source::bytes(media::sign(seed, &bytes).0),
+                )?;
+            }
             index.upsert(p);
         }
     }
     if !opts.packages.is_empty() {
+        use tsforge_runtime::content::manifest::{INDEX_FILE, INDEX_SIG_FILE};
+        let bytes = index.to_json();
+        if let Some(seed) = &opts.signing_key {
+            tree.add(
+                &format!("tsforge/packages/{INDEX_SIG_FILE}"),
+                Source::bytes(media::sign(seed, &bytes).0),
+            )?;
+        }
         tree.add(
-            &format!(
-                "tsforge/packages/{}",
-                tsforge_runtime::content::manifest::INDEX_FILE
-            ),
-            Source::bytes(index.to_json()),
+            &format!("tsforge/packages/{INDEX_FILE}"),
+            Source::bytes(bytes),
         )?;
     }
     for (k, v) in &opts.vars {
@@ -182,8 +202,8 @@ pub fn assemble(tree: &mut MediaTree, opts: &MediaOptions) -> Result<MediaConfig
 }
 
 /// (Re)writes `tsforge/manifest` over every other file of `tree` (the template's too) and, with
-/// a key, `tsforge/manifest.sig`. Outputs that change a file's bytes (the ISO's boot-info
-/// table) call it again with the changed file in the tree.
+/// a key, `tsforge/manifest.sig`. Outputs that change or add files (the ISO's boot-info table,
+/// syslinux's files, the boot regions, the PXE root) re-make it with [`reseal`].
 pub fn seal(tree: &mut MediaTree, signing_key: Option<&[u8; 32]>) -> Result<()> {
     use sha2::Digest;
     tree.remove(media::MANIFEST_FILE);
@@ -208,4 +228,71 @@ pub fn seal(tree: &mut MediaTree, signing_key: Option<&[u8; 32]>) -> Result<()> 
     }
     tree.add(media::MANIFEST_FILE, Source::bytes(manifest))?;
     Ok(())
+}
+
+/// A manifest and its signature, made for one output.
+#[derive(Debug, Clone)]
+pub struct Sealed {
+    pub manifest: Vec<u8>,
+    pub signature: Option<Vec<u8>>,
+}
+
+impl Sealed {
+    /// Puts the manifest and the signature into `tree`.
+    pub fn add_to(&self, tree: &mut MediaTree) -> Result<()> {
+        tree.remove(media::SIGNATURE_FILE);
+        tree.add(media::MANIFEST_FILE, Source::bytes(self.manifest.clone()))?;
+        if let Some(sig) = &self.signature {
+            tree.add(media::SIGNATURE_FILE, Source::bytes(sig.clone()))?;
+        }
+        Ok(())
+    }
+}
+
+/// The manifest `tree` carries with `updates` (each replaces the entry of its path, ASCII case
+/// ignored, or is added), signed with `signing_key`. `None` when `tree` has no manifest (not
+/// a medium made by [`assemble`]). An output calls this for the files it writes differently
+/// from the tree or adds, so the manifest lists every byte of the medium as written. A signed
+/// tree needs the key again: its signature would not match the new manifest.
+pub fn reseal(
+    tree: &MediaTree,
+    signing_key: Option<&[u8; 32]>,
+    updates: &[media::ManifestEntry],
+) -> Result<Option<Sealed>> {
+    let Some(src) = tree.get(media::MANIFEST_FILE) else {
+        return Ok(None);
+    };
+    if signing_key.is_none() && tree.contains(media::SIGNATURE_FILE) {
+        bail!(
+            "the medium is signed, and this output changes its manifest (it adds or rewrites \
+             boot files); give the signing key (--sign KEY) so the new manifest is signed too"
+        );
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut src
+            .open()
+            .with_context(|| format!("reading {}", media::MANIFEST_FILE))?,
+        &mut bytes,
+    )?;
+    let mut entries = media::parse_manifest(&bytes)?;
+    for u in updates {
+        entries.retain(|e| !e.path.eq_ignore_ascii_case(&u.path));
+        entries.push(u.clone());
+    }
+    let manifest = media::format_manifest(&entries);
+    let signature = signing_key.map(|seed| media::sign(seed, &manifest).0);
+    Ok(Some(Sealed {
+        manifest,
+        signature,
+    }))
+}
+
+/// A manifest entry for `path` holding `bytes`.
+pub fn entry_of(path: &str, bytes: &[u8]) -> media::ManifestEntry {
+    use sha2::Digest;
+    media::ManifestEntry {
+        sha256: tsforge_runtime::content::manifest::hex(&sha2::Sha256::digest(bytes)),
+        path: path.to_string(),
+    }
 }

@@ -735,3 +735,91 @@ fn usb_without_bios_boot_says_why_and_leaves_the_mbr_code_empty() {
         }
     }
 }
+
+/// The fixture as a signed medium: `tsforge/` assembled (a sequence, media.toml, manifest and
+/// signature) with `key`.
+fn sealed_fixture(src: &Path, key: [u8; 32]) -> (MediaTree, BTreeMap<String, Vec<u8>>) {
+    let (mut tree, expect) = fixture(src);
+    let seq = src.join("deploy.yaml");
+    std::fs::write(
+        &seq,
+        "name: Deploy\nsteps:\n  - name: Hello\n    run: echo hello\n",
+    )
+    .unwrap();
+    let opts = tsforge_builder::media::MediaOptions {
+        name: "Sealed".into(),
+        sequences: vec![seq],
+        signing_key: Some(key),
+        epoch: T0,
+        iterations: 1000,
+        ..Default::default()
+    };
+    tsforge_builder::media::assemble(&mut tree, &opts).unwrap();
+    (tree, expect)
+}
+
+#[test]
+fn sealed_usb_and_iso_list_every_file_as_written_and_their_boot_regions() {
+    use tsforge_builder::runtime::media;
+    let dir = tempfile::tempdir().unwrap();
+    let key = [7u8; 32];
+    let (_, public) = media::sign(&key, b"");
+    let (tree, _) = sealed_fixture(&dir.path().join("src"), key);
+    let boot = boot_spec();
+    let syslinux = matches!(boot.usb_bios, Some(UsbBios::Syslinux { .. }));
+
+    // A signed tree whose output re-makes the manifest needs the key again.
+    let out = dir.path().join("nokey.img");
+    let opts = UsbOptions::new(dir.path().join("work"), T0);
+    let err = write_usb(&tree, &boot, &out, &opts, &mut |_, _| {}).unwrap_err();
+    assert!(format!("{err:#}").contains("--sign"), "{err:#}");
+    assert!(!out.exists());
+
+    let out = dir.path().join("s.img");
+    let mut opts = UsbOptions::new(dir.path().join("work"), T0);
+    opts.signing_key = Some(key);
+    write_usb(&tree, &boot, &out, &opts, &mut |_, _| {}).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let (root, v) = media::verify_medium(&out, scratch.path(), Some(&public)).unwrap();
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+    assert_eq!(v.signed_by.as_deref(), Some(public.as_str()));
+    let manifest = std::fs::read_to_string(root.join("tsforge/manifest")).unwrap();
+    assert!(manifest.contains("  tsforge/boot-regions\n"), "{manifest}");
+    // MBR boot code and table, 4 pieces of the FAT32 reserved sectors, ldlinux.sys.
+    assert_eq!(v.regions, if syslinux { 7 } else { 6 }, "{v:?}");
+    if syslinux {
+        for f in ["syslinux/ldlinux.sys", "syslinux/ldlinux.c32"] {
+            assert!(manifest.contains(&format!("  {f}\n")), "{f}: {manifest}");
+        }
+    }
+    if let Some((start, len, _)) = sfdisk_part1(&out) {
+        // Written into the FAT after syslinux: still a clean file system.
+        check_fat(&out, start, len, &BTreeMap::new(), dir.path());
+    }
+    let again = dir.path().join("s2.img");
+    write_usb(&tree, &boot, &again, &opts, &mut |_, _| {}).unwrap();
+    assert!(std::fs::read(&out).unwrap() == std::fs::read(&again).unwrap());
+
+    // The ISO: ISOLINUX with its boot-info table and the head, signed.
+    let out = dir.path().join("s.iso");
+    let mut opts = IsoOutputOptions::new(T0);
+    opts.signing_key = Some(key);
+    write_iso(&tree, &boot, &out, &opts, &mut |_, _| {}).unwrap();
+    if tool("xorriso").is_none() {
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let (_, v) = media::verify_medium(&out, scratch.path(), Some(&public)).unwrap();
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+    assert_eq!(v.regions, 1);
+    let mut bytes = std::fs::read(&out).unwrap();
+    bytes[32768 + 40] ^= 1; // the primary volume descriptor's label
+    std::fs::write(&out, bytes).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let (_, v) = media::verify_medium(&out, scratch.path(), Some(&public)).unwrap();
+    assert!(
+        v.problems.iter().any(|p| p.contains("boot region ISO")),
+        "{:?}",
+        v.problems
+    );
+}

@@ -2,8 +2,8 @@
 //!
 //! 1. Find the medium (`--medium`, else every mounted volume / drive letter with
 //!    `tsforge/media.toml`). 2. Verify it: the signature when the medium (or `--public-key`)
-//!    names a key, every file's sha256, no file added to `tsforge/`; refuse to run anything
-//!    otherwise. 3. Ask for the media password when there is one; decrypt the secret media
+//!    names a key, every file's sha256, no file added anywhere on the medium; refuse to run
+//!    anything otherwise. 3. Ask for the media password when there is one; decrypt the secret media
 //!    variables. 4. Run the pre-execution hooks in the medium's order (template's, then the
 //!    medium's), with the console, the boot facts and the media variables; they set variables
 //!    with `tsforge env set`. 5. Select the sequence: `TSForgeSequence` (or ConfigMgr's
@@ -203,11 +203,32 @@ pub fn boot_cmd(c: BootConfig) -> Result<u8> {
                 .unwrap_or_else(|| ", not signed".into())
         ),
     );
+    if v.regions_unchecked > 0 {
+        log.log(
+            Level::Info,
+            C,
+            &format!(
+                "The medium lists {} boot regions (boot code, boot sectors); they are not checked \
+                 here: they ran before tsforge did. Check them with `tsforge media verify \
+                 IMAGE|DEVICE --public-key KEY` on a trusted machine",
+                v.regions_unchecked
+            ),
+        );
+    }
     let cfg_path = media::find_ci(&root, media::CONFIG_FILE).expect("verified above");
     let cfg = MediaConfig::parse(
         &std::fs::read_to_string(&cfg_path)?,
         &cfg_path.display().to_string(),
     )?;
+    // A signed medium accepts only packages signed with its key (docs/content.md).
+    let package_key = v.signed_by.clone();
+    if let Some(k) = &package_key {
+        log.log(
+            Level::Info,
+            C,
+            &format!("Packages must be signed with the medium's key {k}"),
+        );
+    }
 
     // 3. Password and secrets.
     let mut vars: Vec<(String, String)> = cfg
@@ -317,6 +338,7 @@ pub fn boot_cmd(c: BootConfig) -> Result<u8> {
             secret_names,
             &root,
             Some(h),
+            package_key,
         );
     }
 
@@ -446,7 +468,16 @@ pub fn boot_cmd(c: BootConfig) -> Result<u8> {
         serde_json::to_vec(&saved).context("serializing boot.json")?,
     )
     .with_context(|| format!("writing {}", state_dir.join(BOOT_FILE).display()))?;
-    run_sequence(&c, &state_dir, &seq_path, vars, secret_names, &root, None)
+    run_sequence(
+        &c,
+        &state_dir,
+        &seq_path,
+        vars,
+        secret_names,
+        &root,
+        None,
+        package_key,
+    )
 }
 
 /// `boot.json` in the state directory: which sequence of the medium the run is.
@@ -459,7 +490,8 @@ struct SavedBoot {
 }
 
 /// Step 6: run the selected (or resumed) sequence, with the medium's packages as a
-/// distribution point.
+/// distribution point; with `package_key`, every package must be signed with it.
+#[allow(clippy::too_many_arguments)]
 fn run_sequence(
     c: &BootConfig,
     state_dir: &Path,
@@ -468,6 +500,7 @@ fn run_sequence(
     secret_names: Vec<String>,
     root: &Path,
     home: Option<engine::home::Home>,
+    package_key: Option<String>,
 ) -> Result<u8> {
     let mut opts = RunOptions::new(state_dir);
     opts.vars = vars;
@@ -481,6 +514,7 @@ fn run_sequence(
     if let Some(p) = media::find_ci(root, "tsforge/packages") {
         opts.targets.content.push(p.display().to_string());
     }
+    opts.targets.package_public_key = package_key;
     Ok(match engine::run(seq_path, &opts)? {
         RunOutcome::Succeeded => crate::cli::EXIT_OK,
         RunOutcome::Failed => crate::cli::EXIT_NO,

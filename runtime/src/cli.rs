@@ -265,6 +265,10 @@ pub struct RunConfig {
     /// `tsforge package build`); repeatable, tried in order before SMSTSContentLocations
     #[arg(long = "content", value_name = "DIR|URL")]
     pub content: Vec<String>,
+    /// Accept only packages signed with this ed25519 public key (hex, or a .pub file from
+    /// `tsforge keygen`); without it, package hashes give integrity, not authenticity
+    #[arg(long, value_name = "KEY")]
+    pub public_key: Option<String>,
     /// Let disk steps write to a disk that has a mounted file system
     #[arg(long)]
     pub allow_mounted: bool,
@@ -391,6 +395,11 @@ pub fn run_cmd(mut c: RunConfig) -> Result<u8> {
             *p = abs.to_string_lossy().into_owned();
         }
     }
+    let package_public_key = c
+        .public_key
+        .as_deref()
+        .map(crate::media::public_key_arg)
+        .transpose()?;
     let resolver = c.seq.resolver();
     let custom = c.seq.custom_actions(&c.file)?;
     if c.dry_run {
@@ -403,6 +412,7 @@ pub fn run_cmd(mut c: RunConfig) -> Result<u8> {
             disks: c.disks.clone(),
             content: c.content.clone(),
             allow_mounted: c.allow_mounted,
+            package_public_key: package_public_key.clone(),
         };
         let plan = engine::plan::plan(&program, vars, &custom, &targets);
         let stdout = std::io::stdout();
@@ -416,6 +426,7 @@ pub fn run_cmd(mut c: RunConfig) -> Result<u8> {
         disks: c.disks,
         content: c.content,
         allow_mounted: c.allow_mounted,
+        package_public_key,
     };
     let home = if c.state_on_disk {
         engine::home::resume_into(&c.state_dir, &targets)?
@@ -826,8 +837,7 @@ pub fn media_verify_cmd(c: MediaVerifyConfig, inspect: bool) -> Result<u8> {
         other => other.clone(),
     };
     let scratch = tempfile::tempdir().context("creating a scratch folder")?;
-    let root = crate::media::materialize(&c.medium, scratch.path())?;
-    let v = crate::media::verify_dir(&root, pinned.as_deref())?;
+    let (root, v) = crate::media::verify_medium(&c.medium, scratch.path(), pinned.as_deref())?;
     if inspect {
         let p = crate::media::find_ci(&root, crate::media::CONFIG_FILE).context("no media.toml")?;
         let cfg = crate::media::MediaConfig::parse(
@@ -879,12 +889,25 @@ pub fn media_verify_cmd(c: MediaVerifyConfig, inspect: bool) -> Result<u8> {
             }
         }
     }
+    if v.regions_unchecked > 0 {
+        println!(
+            "{}: note: its {} boot regions (boot code, boot sectors) were not checked: a folder \
+             does not show them; verify the image file or the device (e.g. /dev/sdb) for those",
+            c.medium.display(),
+            v.regions_unchecked
+        );
+    }
     if v.problems.is_empty() {
         println!(
-            "{}: OK ({} files, {} bytes{})",
+            "{}: OK ({} files, {} bytes{}{})",
             c.medium.display(),
             v.files,
             v.bytes,
+            if v.regions > 0 {
+                format!(", {} boot regions", v.regions)
+            } else {
+                String::new()
+            },
             v.signed_by
                 .map(|k| format!(", signed by {k}"))
                 .unwrap_or_else(|| ", not signed".into())

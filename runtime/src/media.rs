@@ -1,8 +1,9 @@
 //! The `tsforge/` folder of a boot medium: `media.toml` (sequences, default selection, hooks,
 //! media variables, password verifier, secret variables, signing key), `manifest` (sha256 of
-//! every file on the medium, in `sha256sum` format so `sha256sum -c` checks a medium too) and
-//! `manifest.sig` (ed25519 over the manifest). The builder writes these; the runner's boot flow
-//! and `tsforge media verify` read them. Specification: `docs/media.md`.
+//! every file on the medium as written, in `sha256sum` format so `sha256sum -c` checks a
+//! medium too), `boot-regions` (sha256 of an image's boot code and boot sectors, listed in the
+//! manifest) and `manifest.sig` (ed25519 over the manifest). The builder writes these; the
+//! runner's boot flow and `tsforge media verify` read them. Specification: `docs/media.md`.
 //!
 //! Password: PBKDF2-HMAC-SHA256 (600,000 iterations, 16-byte random salt) derives a 32-byte
 //! key; the medium stores only the salt and sha256("tsforge-verifier" ‖ key), so checking a
@@ -20,6 +21,18 @@ pub const MEDIA_DIR: &str = "tsforge";
 pub const CONFIG_FILE: &str = "tsforge/media.toml";
 pub const MANIFEST_FILE: &str = "tsforge/manifest";
 pub const SIGNATURE_FILE: &str = "tsforge/manifest.sig";
+/// The boot regions of an image medium (USB, ISO): byte ranges outside its files (boot code,
+/// partition tables, boot sectors, the sectors a boot sector loads) with their sha256. Listed
+/// in the manifest like any file, so the signature covers them.
+pub const REGIONS_FILE: &str = "tsforge/boot-regions";
+/// The Linux payload initrd at the root of a PXE tree: it holds the manifest, so the manifest
+/// cannot list it.
+pub const PXE_PAYLOAD: &str = "payload.img";
+/// Files at the root of a PXE tree that its manifest cannot list: the payload initrd, and the
+/// loaders the administrator adds (wimboot, iPXE's undionly.kpxe and ipxe.efi).
+pub const PXE_UNLISTED: &[&str] = &[PXE_PAYLOAD, "wimboot", "undionly.kpxe", "ipxe.efi"];
+/// A folder Windows creates on every writable volume it mounts; nothing boots from it.
+pub const WINDOWS_VOLUME_FOLDER: &str = "System Volume Information";
 pub const FORMAT: u32 = 1;
 /// PBKDF2 iterations (OWASP's 2023 figure for PBKDF2-HMAC-SHA256).
 pub const PBKDF2_ITERATIONS: u32 = 600_000;
@@ -228,6 +241,51 @@ pub fn sign(seed: &[u8; 32], manifest: &[u8]) -> (Vec<u8>, String) {
     (sig.to_bytes().to_vec(), hex(sk.verifying_key().as_bytes()))
 }
 
+/// Whether `sig` is the ed25519 signature of `msg` by the public key `public_hex`; an error
+/// only when `public_hex` is not an ed25519 public key.
+pub fn signature_valid(public_hex: &str, msg: &[u8], sig: &[u8]) -> Result<bool> {
+    use ed25519_dalek::Verifier;
+    let pk: [u8; 32] = unhex(public_hex.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .context("the public key is not 64 hex digits")?;
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&pk).context("not an ed25519 public key")?;
+    let Ok(sig) = <[u8; 64]>::try_from(sig) else {
+        return Ok(false);
+    };
+    Ok(key
+        .verify(msg, &ed25519_dalek::Signature::from_bytes(&sig))
+        .is_ok())
+}
+
+/// A public key given on the command line (`--public-key`): 64 hex digits, or a file holding
+/// them (a `.pub` file from `tsforge keygen`; `#` lines ignored). Returns the hex key.
+pub fn public_key_arg(arg: &str) -> Result<String> {
+    let text = if Path::new(arg).is_file() {
+        std::fs::read_to_string(arg).with_context(|| format!("reading {arg}"))?
+    } else {
+        arg.to_string()
+    };
+    let key = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .flat_map(str::split_whitespace)
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let ok = unhex(&key)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .is_some_and(|b| ed25519_dalek::VerifyingKey::from_bytes(&b).is_ok());
+    if !ok {
+        bail!(
+            "--public-key {arg}: neither an ed25519 public key (64 hex digits) nor a file \
+             holding one (NAME.pub from tsforge keygen)"
+        );
+    }
+    Ok(key)
+}
+
 /// Checks `sig` over `manifest` with the public key `public_hex`.
 pub fn verify_signature(public_hex: &str, manifest: &[u8], sig: &[u8]) -> Result<()> {
     use ed25519_dalek::Verifier;
@@ -301,12 +359,94 @@ pub struct Verified {
     pub problems: Vec<String>,
     /// Boot-loader files of the manifest that a PXE tree or payload does not carry.
     pub not_carried: usize,
+    /// Boot regions (`tsforge/boot-regions`) checked against the image or device.
+    pub regions: usize,
+    /// Boot regions the medium lists that were not checked: the medium was given as a folder
+    /// (a mounted stick or ISO), whose boot sectors cannot be read from there.
+    pub regions_unchecked: usize,
+}
+
+/// One line of `tsforge/boot-regions`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Region {
+    pub sha256: String,
+    /// Byte offset from the start of the image or device.
+    pub offset: u64,
+    pub len: u64,
+    /// What the bytes are ("MBR boot code", …), named in problems.
+    pub what: String,
+}
+
+/// `sha256  OFFSET+LENGTH  WHAT` lines, after a comment line saying so.
+pub fn format_regions(regions: &[Region]) -> Vec<u8> {
+    let mut out = String::from(
+        "# tsforge boot regions: sha256  offset+length  what (bytes of the image outside its files)\n",
+    );
+    for r in regions {
+        out.push_str(&format!(
+            "{}  {}+{}  {}\n",
+            r.sha256, r.offset, r.len, r.what
+        ));
+    }
+    out.into_bytes()
+}
+
+pub fn parse_regions(bytes: &[u8]) -> Result<Vec<Region>> {
+    let text = std::str::from_utf8(bytes).context("tsforge/boot-regions is not UTF-8")?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = || {
+            anyhow::anyhow!(
+                "{REGIONS_FILE} line {}: expected `SHA256  OFFSET+LENGTH  WHAT`",
+                i + 1
+            )
+        };
+        let mut parts = line.splitn(3, "  ");
+        let (h, range, what) = match (parts.next(), parts.next(), parts.next()) {
+            (Some(h), Some(r), Some(w)) if !w.trim().is_empty() => (h, r, w),
+            _ => return Err(bad()),
+        };
+        if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        let (o, l) = range.split_once('+').ok_or_else(bad)?;
+        let offset: u64 = o.parse().map_err(|_| bad())?;
+        let len: u64 = l.parse().map_err(|_| bad())?;
+        if len == 0 || offset.checked_add(len).is_none() {
+            return Err(bad());
+        }
+        out.push(Region {
+            sha256: h.to_ascii_lowercase(),
+            offset,
+            len,
+            what: what.to_string(),
+        });
+    }
+    Ok(out)
+}
+
+/// sha256 (hex) of `len` bytes of `f` from `offset`; an error when `f` ends before.
+pub fn hash_range(f: &mut std::fs::File, offset: u64, len: u64) -> std::io::Result<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    f.seek(SeekFrom::Start(offset))?;
+    let mut h = Sha256::new();
+    let n = std::io::copy(&mut f.take(len), &mut h)?;
+    if n != len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("the medium ends at byte {}", offset + n),
+        ));
+    }
+    Ok(hex(&h.finalize()))
 }
 
 /// At the root of a PXE tree (`tsforge build pxe`) and of the payload a PXE-booted machine
-/// unpacks under /pxe: the boot-loader files are not carried (the network boot loaded the
-/// kernel and initramfs), so their absence is not tampering. Every file that is there is
-/// still checked, and `tsforge/` may still hold nothing unlisted.
+/// unpacks under /pxe, and listed in its manifest: the boot-loader files are not carried (the
+/// network boot loaded the kernel and initramfs), so their absence is not tampering. Every
+/// file that is there is still checked. A marker the manifest does not list means nothing.
 pub const PXE_MARKER: &str = "tsforge-pxe.txt";
 
 /// A boot-loader file of a medium: outside `tsforge/`, or under `tsforge/boot/`.
@@ -316,9 +456,52 @@ fn is_boot_file(path: &str) -> bool {
 }
 
 /// Checks a medium mounted or copied at `root`: the signature (when media.toml names a key,
-/// or `pinned_key` is given — then it must match), every manifest file's sha256, and that
-/// `tsforge/` holds no file the manifest does not list.
+/// or `pinned_key` is given — then it must match), every manifest file's sha256, and that the
+/// medium holds no file the manifest does not list, anywhere. Boot regions cannot be read from
+/// a folder: they are counted in [`Verified::regions_unchecked`] ([`verify_medium`] checks
+/// them on an image or device).
 pub fn verify_dir(root: &Path, pinned_key: Option<&str>) -> Result<Verified> {
+    let (mut v, regions) = verify_files(root, pinned_key)?;
+    v.regions_unchecked = regions.len();
+    Ok(v)
+}
+
+/// [`verify_dir`] on the files of `medium` (a folder, an ISO, a USB image or a device, read
+/// through [`materialize`] into `scratch`); for an image or a device, also every boot region
+/// of `tsforge/boot-regions` against its bytes. Returns the folder read and the outcome.
+pub fn verify_medium(
+    medium: &Path,
+    scratch: &Path,
+    pinned_key: Option<&str>,
+) -> Result<(PathBuf, Verified)> {
+    let root = materialize(medium, scratch)?;
+    let (mut v, regions) = verify_files(&root, pinned_key)?;
+    if std::fs::metadata(medium)?.is_dir() {
+        v.regions_unchecked = regions.len();
+        return Ok((root, v));
+    }
+    let mut f =
+        std::fs::File::open(medium).with_context(|| format!("opening {}", medium.display()))?;
+    for r in &regions {
+        let end = r.offset + r.len - 1;
+        match hash_range(&mut f, r.offset, r.len) {
+            Ok(h) if h == r.sha256 => v.regions += 1,
+            Ok(h) => v.problems.push(format!(
+                "boot region {} (bytes {}-{end}): sha256 {h} does not match {REGIONS_FILE} ({})",
+                r.what, r.offset, r.sha256
+            )),
+            Err(e) => v.problems.push(format!(
+                "boot region {} (bytes {}-{end}): {e}",
+                r.what, r.offset
+            )),
+        }
+    }
+    Ok((root, v))
+}
+
+/// The signature and the files; the boot regions the medium lists (checked against the
+/// manifest like any file, so a changed list is a problem of its own).
+fn verify_files(root: &Path, pinned_key: Option<&str>) -> Result<(Verified, Vec<Region>)> {
     let cfg_path = find_ci(root, CONFIG_FILE).with_context(|| {
         format!(
             "{} has no {CONFIG_FILE}: not a tsforge medium",
@@ -360,10 +543,12 @@ pub fn verify_dir(root: &Path, pinned_key: Option<&str>) -> Result<Verified> {
         }
     }
     let entries = parse_manifest(&manifest)?;
-    let pxe = root.join(PXE_MARKER).is_file();
-    let mut listed = std::collections::HashSet::new();
+    let listed: std::collections::HashSet<String> = entries
+        .iter()
+        .map(|e| e.path.to_ascii_lowercase())
+        .collect();
+    let pxe = listed.contains(&PXE_MARKER.to_ascii_lowercase()) && root.join(PXE_MARKER).is_file();
     for e in &entries {
-        listed.insert(e.path.to_ascii_lowercase());
         let Some(p) = find_ci(root, &e.path) else {
             if pxe && is_boot_file(&e.path) {
                 v.not_carried += 1;
@@ -386,29 +571,51 @@ pub fn verify_dir(root: &Path, pinned_key: Option<&str>) -> Result<Verified> {
             Err(err) => v.problems.push(format!("{}: {err}", e.path)),
         }
     }
-    // Files added to tsforge/ after the build.
-    let own = [MANIFEST_FILE, SIGNATURE_FILE];
-    if let Some(dir) = find_ci(root, MEDIA_DIR) {
-        let mut found = Vec::new();
-        walk_rel(&dir, MEDIA_DIR, &mut found);
-        for f in found {
-            let l = f.to_ascii_lowercase();
-            if !listed.contains(&l) && !own.iter().any(|o| o.eq_ignore_ascii_case(&f)) {
-                v.problems
-                    .push(format!("{f}: not in the manifest (added after the build)"));
-            }
+    // Files added after the build, anywhere on the medium.
+    let mut found = Vec::new();
+    walk_rel(root, "", &mut found);
+    for f in found {
+        let l = f.to_ascii_lowercase();
+        let own = [MANIFEST_FILE, SIGNATURE_FILE]
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(&f));
+        let windows = l.starts_with(&format!("{}/", WINDOWS_VOLUME_FOLDER.to_ascii_lowercase()));
+        let pxe_file = pxe && PXE_UNLISTED.iter().any(|n| n.eq_ignore_ascii_case(&f));
+        if !listed.contains(&l) && !own && !windows && !pxe_file {
+            v.problems
+                .push(format!("{f}: not in the manifest (added after the build)"));
         }
     }
-    Ok(v)
+    let regions = if listed.contains(&REGIONS_FILE.to_ascii_lowercase()) {
+        match find_ci(root, REGIONS_FILE).map(std::fs::read) {
+            Some(Ok(b)) => match parse_regions(&b) {
+                Ok(r) => r,
+                Err(e) => {
+                    v.problems.push(format!("{e:#}"));
+                    Vec::new()
+                }
+            },
+            // Named above as missing or unreadable.
+            _ => Vec::new(),
+        }
+    } else {
+        Vec::new()
+    };
+    Ok((v, regions))
 }
 
+/// Every file under `dir`, as paths relative to the walk's start (`rel` is `dir`'s).
 fn walk_rel(dir: &Path, rel: &str, out: &mut Vec<String>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
-        let r = format!("{rel}/{name}");
+        let r = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
         if e.path().is_dir() {
             walk_rel(&e.path(), &r, out);
         } else {
@@ -560,6 +767,35 @@ mod tests {
         assert_eq!(pk, pk2);
         verify_signature(&pk, b"abc  x\n", &sig).unwrap();
         assert!(verify_signature(&pk, b"abd  x\n", &sig).is_err());
+    }
+
+    #[test]
+    fn regions_roundtrip_and_bad_lines_are_refused() {
+        let r = vec![
+            Region {
+                sha256: "a".repeat(64),
+                offset: 0,
+                len: 440,
+                what: "MBR boot code".into(),
+            },
+            Region {
+                sha256: "b".repeat(64),
+                offset: 1 << 20,
+                len: 65,
+                what: "partition 1 boot sector  (two spaces kept)".into(),
+            },
+        ];
+        assert_eq!(parse_regions(&format_regions(&r)).unwrap(), r);
+        let h = "c".repeat(64);
+        for bad in [
+            format!("{h}  0+440\n"),
+            format!("{h}  0+0  empty\n"),
+            format!("{h}  x+1  what\n"),
+            format!("{h}  18446744073709551615+2  overflow\n"),
+            "abc  0+1  short hash\n".to_string(),
+        ] {
+            assert!(parse_regions(bad.as_bytes()).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -9,9 +9,10 @@ use super::{plan_files, OutputKind, OutputSummary, Placed, Progress, TempOutput}
 use crate::iso::{BiosBoot, Hybrid, IsoBuilder, IsoOptions, UefiBoot};
 use crate::template::BootSpec;
 use crate::tree::MediaTree;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use std::io::Read;
 use std::path::Path;
+use tsforge_runtime::media::{self, Region};
 
 /// Options of [`write_iso`].
 #[derive(Debug, Clone)]
@@ -22,6 +23,9 @@ pub struct IsoOutputOptions {
     pub epoch: i64,
     /// Replace an existing image.
     pub force: bool,
+    /// The key the medium's manifest is signed with (`--sign`): needed to re-sign it when the
+    /// tree is a signed medium.
+    pub signing_key: Option<[u8; 32]>,
 }
 
 impl IsoOutputOptions {
@@ -31,11 +35,22 @@ impl IsoOutputOptions {
             label: super::DEFAULT_LABEL.to_string(),
             epoch,
             force: false,
+            signing_key: None,
         }
     }
 }
 
+/// What the ISO's boot region is called in `tsforge/boot-regions`.
+const HEAD_REGION: &str =
+    "ISO system area (hybrid MBR), volume descriptors, path tables, directories and boot catalog";
+
 /// Write `tree` as an ISO image at `out`.
+///
+/// When `tree` is a medium (it has `tsforge/manifest`), the manifest is re-made for the ISO
+/// as written ([`crate::media::reseal`]): the BIOS boot image with its boot-info table
+/// (ISOLINUX), and `tsforge/boot-regions` with the sha256 of everything before the first file
+/// sector. Those bytes depend on the files' names and sizes only, and the re-made files keep
+/// their sizes, so the layout planned with placeholders is the layout written (checked).
 pub fn write_iso(
     tree: &MediaTree,
     boot: &BootSpec,
@@ -43,39 +58,13 @@ pub fn write_iso(
     opts: &IsoOutputOptions,
     progress: Progress<'_>,
 ) -> Result<OutputSummary> {
-    write_iso_resealed(tree, boot, out, opts, progress, None)
-}
-
-/// Re-makes a tree's manifest (see [`write_iso_resealed`]).
-pub type Reseal<'a> = &'a dyn Fn(&mut MediaTree) -> Result<()>;
-
-/// [`write_iso`]; when the ISO changes a file's bytes (ISOLINUX's boot-info table) and
-/// `reseal` is given, the tree gets the changed bytes and `reseal` re-makes its manifest (and
-/// signature) before the image is written, so `media verify` and `sha256sum -c` pass on the
-/// ISO. The manifest's size does not change (same paths, same hash length), so neither does
-/// the layout.
-pub fn write_iso_resealed(
-    tree: &MediaTree,
-    boot: &BootSpec,
-    out: &Path,
-    opts: &IsoOutputOptions,
-    progress: Progress<'_>,
-    reseal: Option<Reseal<'_>>,
-) -> Result<OutputSummary> {
-    let resealed;
-    let tree = match reseal {
-        Some(reseal) => {
-            let mut t = tree.clone();
-            let first = build_plan(&t, boot, opts)?.1;
-            if let Some((path, bytes)) = first.patched_file() {
-                let (path, bytes) = (path.to_string(), bytes.to_vec());
-                t.add(&path, bytes)?;
-                reseal(&mut t)?;
-            }
-            resealed = t;
-            &resealed
-        }
-        None => tree,
+    let sealed_tree;
+    let tree = if tree.contains(media::MANIFEST_FILE) {
+        sealed_tree = seal_for_iso(tree, boot, opts)
+            .with_context(|| format!("sealing the manifest of {}", out.display()))?;
+        &sealed_tree
+    } else {
+        tree
     };
     let (iso, plan, notes) = build_plan(tree, boot, opts)
         .with_context(|| format!("planning the ISO image {}", out.display()))?;
@@ -188,4 +177,51 @@ fn build_plan(
     }
     let plan = iso.plan()?;
     Ok((iso, plan, notes))
+}
+
+/// `tree` with `tsforge/boot-regions` and the manifest (and signature) of the ISO as written.
+fn seal_for_iso(tree: &MediaTree, boot: &BootSpec, opts: &IsoOutputOptions) -> Result<MediaTree> {
+    let key = opts.signing_key.as_ref();
+    let regions_for = |head: &[u8]| {
+        use sha2::Digest;
+        media::format_regions(&[Region {
+            sha256: tsforge_runtime::content::manifest::hex(&sha2::Sha256::digest(head)),
+            offset: 0,
+            len: head.len() as u64,
+            what: HEAD_REGION.into(),
+        }])
+    };
+    let mut t = tree.clone();
+    // 1. Placeholders: the regions file (its length follows from the head's, which does not
+    //    depend on file sizes) and the manifest listing it, so every size is final.
+    t.add(media::REGIONS_FILE, regions_for(&[]))?;
+    let head_len = build_plan(&t, boot, opts)?.1.head().len();
+    let placeholder = regions_for(&vec![0u8; head_len]);
+    t.add(media::REGIONS_FILE, placeholder.clone())?;
+    let sealed = crate::media::reseal(
+        &t,
+        key,
+        &[crate::media::entry_of(media::REGIONS_FILE, &placeholder)],
+    )?
+    .expect("the tree has a manifest");
+    sealed.add_to(&mut t)?;
+    // 2. The layout as it will be written: the head and the patched boot image.
+    let plan = build_plan(&t, boot, opts)?.1;
+    let head = plan.head().to_vec();
+    let regions = regions_for(&head);
+    let mut updates = vec![crate::media::entry_of(media::REGIONS_FILE, &regions)];
+    if let Some((path, bytes)) = plan.patched_file() {
+        updates.push(crate::media::entry_of(path, bytes));
+        let (path, bytes) = (path.to_string(), bytes.to_vec());
+        t.add(&path, bytes)?;
+    }
+    t.add(media::REGIONS_FILE, regions)?;
+    let sealed = crate::media::reseal(&t, key, &updates)?.expect("the tree has a manifest");
+    sealed.add_to(&mut t)?;
+    // 3. Same sizes, same layout: the head listed is the head written.
+    let check = build_plan(&t, boot, opts)?.1;
+    if check.head() != &head[..] {
+        bail!("the ISO layout changed when its manifest was re-made (internal error)");
+    }
+    Ok(t)
 }

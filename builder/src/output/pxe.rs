@@ -36,6 +36,9 @@ pub struct PxeOptions {
     pub force: bool,
     /// Write a `.zip` of the root instead of a folder.
     pub zip: bool,
+    /// The key the medium's manifest is signed with (`--sign`): needed to re-sign it when the
+    /// tree is a signed medium.
+    pub signing_key: Option<[u8; 32]>,
 }
 
 impl PxeOptions {
@@ -44,17 +47,19 @@ impl PxeOptions {
             epoch,
             force: false,
             zip: false,
+            signing_key: None,
         }
     }
 }
 
 /// The payload folder of every medium.
 const PAYLOAD: &str = "tsforge";
-/// The Linux payload as an initrd (`pxe/tsforge/…` in a cpio archive).
-pub const PAYLOAD_INITRD: &str = "payload.img";
-/// At the root of a PXE tree and of the unpacked payload: the medium's boot-loader files
-/// (EFI/, syslinux/, tsforge/boot/, …) are listed in the manifest but not carried, and
-/// [`tsforge_runtime::media::verify_dir`] accepts their absence.
+/// The Linux payload as an initrd (`pxe/tsforge/…` in a cpio archive). It holds the manifest,
+/// so the manifest cannot list it; `media verify` accepts it at a PXE root.
+pub const PAYLOAD_INITRD: &str = tsforge_runtime::media::PXE_PAYLOAD;
+/// At the root of a PXE tree and of the unpacked payload, and listed in the manifest: the
+/// medium's boot-loader files (EFI/, syslinux/, tsforge/boot/, …) are listed in the manifest
+/// but not carried, and [`tsforge_runtime::media::verify_dir`] accepts their absence.
 pub const PXE_MARKER: &str = tsforge_runtime::media::PXE_MARKER;
 const PXE_MARKER_TEXT: &str =
     "A tsforge PXE tree: the medium's boot-loader files are not part of it.\n";
@@ -72,7 +77,6 @@ pub fn write_pxe(
     let pxe = boot.pxe.as_ref().ok_or_else(|| {
         anyhow!("this template does not say how it boots from the network (no PXE boot in its BootSpec); build usb or iso instead")
     })?;
-    let planned = plan_files(tree)?;
     let lookup = |path: &str, what: &str| -> Result<&Source> {
         tree.get(path).ok_or_else(|| {
             anyhow!("the {what} {path:?} named by the template is not in the medium")
@@ -147,6 +151,38 @@ pub fn write_pxe(
             )
         }
     };
+    let snippet = dnsmasq_snippet(&root_text).into_bytes();
+    let readme = readme(&root_text, &readme_boot, opts.zip).into_bytes();
+    // The manifest of a medium lists the root's files and the marker too, so `media verify`
+    // checks a PXE root, and the marker means something only when the signature covers it.
+    let sealed_tree;
+    let tree = if tree.contains(tsforge_runtime::media::MANIFEST_FILE) {
+        let mut updates = Vec::new();
+        for (name, src) in &entries {
+            let mut bytes = Vec::new();
+            src.open()
+                .and_then(|mut r| std::io::Read::read_to_end(&mut r, &mut bytes))
+                .with_context(|| format!("{name}: reading {}", src.describe()))?;
+            updates.push(crate::media::entry_of(name, &bytes));
+        }
+        for (name, bytes) in [
+            ("boot.ipxe", script.as_bytes()),
+            ("dnsmasq.conf.snippet", &snippet[..]),
+            ("README.txt", &readme[..]),
+            (PXE_MARKER, PXE_MARKER_TEXT.as_bytes()),
+        ] {
+            updates.push(crate::media::entry_of(name, bytes));
+        }
+        let mut t = tree.clone();
+        crate::media::reseal(tree, opts.signing_key.as_ref(), &updates)?
+            .expect("the tree has a manifest")
+            .add_to(&mut t)?;
+        sealed_tree = t;
+        &sealed_tree
+    } else {
+        tree
+    };
+    let planned = plan_files(tree)?;
     let prefix = format!("{PAYLOAD}/");
     let payload: Vec<&PlannedFile<'_>> = planned
         .iter()
@@ -192,14 +228,8 @@ pub fn write_pxe(
         PxeBoot::WinPe { .. } => None,
     };
     entries.push(("boot.ipxe".into(), Source::bytes(script.into_bytes())));
-    entries.push((
-        "dnsmasq.conf.snippet".into(),
-        Source::bytes(dnsmasq_snippet(&root_text).into_bytes()),
-    ));
-    entries.push((
-        "README.txt".into(),
-        Source::bytes(readme(&root_text, &readme_boot, opts.zip).into_bytes()),
-    ));
+    entries.push(("dnsmasq.conf.snippet".into(), Source::bytes(snippet)));
+    entries.push(("README.txt".into(), Source::bytes(readme)));
     entries.sort_by(|a, b| a.0.cmp(&b.0));
 
     let sized: Vec<(String, Source, u64)> = entries

@@ -41,6 +41,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use tsforge_runtime::disk::fat::{self, FatKind};
 use tsforge_runtime::disk::{fatbuild, format_size, Disk, MIB};
+use tsforge_runtime::media::{self, Region};
 
 /// The largest file FAT32 holds (its size field is 32 bits).
 pub const MAX_FAT_FILE: u64 = u32::MAX as u64;
@@ -91,6 +92,9 @@ pub struct UsbOptions {
     pub work: PathBuf,
     /// Replace an existing image.
     pub force: bool,
+    /// The key the medium's manifest is signed with (`--sign`): needed to re-sign it when the
+    /// tree is a signed medium.
+    pub signing_key: Option<[u8; 32]>,
 }
 
 impl UsbOptions {
@@ -103,6 +107,7 @@ impl UsbOptions {
             epoch,
             work: work.into(),
             force: false,
+            signing_key: None,
         }
     }
 }
@@ -396,6 +401,31 @@ pub fn write_usb(
         .and_then(|()| f.sync_all().map_err(Into::into))
         .with_context(|| format!("writing the partition table of {}", out.display()))?;
     drop(f);
+    // 4. The manifest of the image as written, last: syslinux's files and the boot regions.
+    if tree.contains(media::MANIFEST_FILE) {
+        let layout = ImageLayout {
+            gpt,
+            image_size,
+            part_len,
+        };
+        let loader = syslinux
+            .as_ref()
+            .map(|s| format!("{}/ldlinux.sys", s.directory.trim_matches('/')));
+        let n = seal_image(
+            tmp.path(),
+            tree,
+            &layout,
+            loader.as_deref(),
+            opts.signing_key.as_ref(),
+            opts.epoch,
+        )
+        .with_context(|| format!("sealing the manifest of {}", out.display()))?;
+        notes.push(format!(
+            "the manifest lists {n} boot regions (boot code, partition table, boot sectors) \
+             in {}: `tsforge media verify` checks them on the image or the stick",
+            media::REGIONS_FILE
+        ));
+    }
     placed.insert(
         0,
         Placed {
@@ -532,6 +562,267 @@ fn copy_boot_sector_to_backup(image: &Path) -> Result<()> {
     write_at(&mut f, PARTITION_START + backup * SECTOR, &bs)?;
     f.sync_all()?;
     Ok(())
+}
+
+/// Where the table and the partition are, for [`boot_regions`].
+struct ImageLayout {
+    gpt: bool,
+    image_size: u64,
+    part_len: u64,
+}
+
+/// Completes the manifest of the finished image at `image` (whose FAT partition holds `tree`
+/// and its manifest as [`crate::media::assemble`] made it): adds the files the FAT holds that
+/// the tree does not (syslinux's `ldlinux.sys` and `ldlinux.c32`) and `tsforge/boot-regions`
+/// with the image's boot regions, signs it, and writes the three files into the FAT. Then reads
+/// the regions again: writing files must not have changed them. Returns the number of regions.
+fn seal_image(
+    image: &Path,
+    tree: &MediaTree,
+    layout: &ImageLayout,
+    loader: Option<&str>,
+    key: Option<&[u8; 32]>,
+    epoch: i64,
+) -> Result<usize> {
+    let disk = Disk::open(image, true)?;
+    let fs = fat::open(disk.range(PARTITION_START, layout.part_len)?)?;
+    let mut files = Vec::new();
+    fat_files(&fs, "", &mut files)?;
+    let mut updates = Vec::new();
+    for p in files {
+        if tree.contains(&p) || p.eq_ignore_ascii_case(media::REGIONS_FILE) {
+            continue;
+        }
+        let bytes = fs.read_file(&p)?;
+        updates.push(crate::media::entry_of(&p, &bytes));
+    }
+    let loader = match loader {
+        Some(p) => Some((p, short_names(&fs, p)?)),
+        None => None,
+    };
+    let regions = {
+        let mut f = std::fs::File::open(image)?;
+        boot_regions(&mut f, layout, loader.as_ref())?
+    };
+    let text = media::format_regions(&regions);
+    updates.push(crate::media::entry_of(media::REGIONS_FILE, &text));
+    let sealed = crate::media::reseal(tree, key, &updates)?
+        .ok_or_else(|| anyhow!("the tree has no {}", media::MANIFEST_FILE))?;
+    let time = Some(fat::fat_time(epoch));
+    fs.write_file(media::REGIONS_FILE, &mut &text[..], time)?;
+    fs.write_file(media::MANIFEST_FILE, &mut &sealed.manifest[..], time)?;
+    if let Some(sig) = &sealed.signature {
+        fs.write_file(media::SIGNATURE_FILE, &mut &sig[..], time)?;
+    }
+    fs.close()?;
+    disk.sync()?;
+    let mut f = std::fs::File::open(image)?;
+    if boot_regions(&mut f, layout, loader.as_ref())? != regions {
+        bail!("writing the manifest changed a boot region of the image (internal error)");
+    }
+    Ok(regions.len())
+}
+
+/// Every file of the FAT file system under `dir`, as `/` paths.
+fn fat_files(fs: &fat::FatFs, dir: &str, out: &mut Vec<String>) -> Result<()> {
+    for e in fs.list(dir)? {
+        let p = if dir.is_empty() {
+            e.name.clone()
+        } else {
+            format!("{dir}/{}", e.name)
+        };
+        if e.is_dir {
+            fat_files(fs, &p, out)?;
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// The 8.3 directory-entry names (11 bytes, space padded) of each component of `path`.
+fn short_names(fs: &fat::FatFs, path: &str) -> Result<Vec<[u8; 11]>> {
+    let mut dir = fs.root_dir();
+    let mut out = Vec::new();
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    for (i, part) in parts.iter().enumerate() {
+        let entry = dir
+            .iter()
+            .filter_map(|e| e.ok())
+            .find(|e| e.file_name().eq_ignore_ascii_case(part))
+            .ok_or_else(|| anyhow!("{path} is not in the FAT file system"))?;
+        let short = entry.short_file_name_as_bytes();
+        let (name, ext) = match short.iter().rposition(|&b| b == b'.') {
+            Some(dot) => (&short[..dot], &short[dot + 1..]),
+            None => (short, &[][..]),
+        };
+        let mut raw = [b' '; 11];
+        raw[..name.len().min(8)].copy_from_slice(&name[..name.len().min(8)]);
+        raw[8..8 + ext.len().min(3)].copy_from_slice(&ext[..ext.len().min(3)]);
+        out.push(raw);
+        if i + 1 < parts.len() {
+            dir = entry.to_dir();
+        }
+    }
+    Ok(out)
+}
+
+/// A region of `f` with its sha256.
+fn region(f: &mut std::fs::File, offset: u64, len: u64, what: String) -> Result<Region> {
+    let sha256 = media::hash_range(f, offset, len)
+        .with_context(|| format!("reading {what} (bytes {offset}+{len})"))?;
+    Ok(Region {
+        sha256,
+        offset,
+        len,
+        what,
+    })
+}
+
+/// The byte ranges of the image that boot firmware and boot code read outside the files:
+///
+/// * the MBR's boot code (bytes 0–439) and partition table (446–511; the disk signature in
+///   between is left out: Windows rewrites it when two disks share one);
+/// * with GPT, the primary header and entries (LBA 1–33) and the backup ones (the last 33
+///   sectors);
+/// * the FAT32 partition's reserved sectors (boot sector with its boot code, backup boot
+///   sector, and whatever else is there) without the FSInfo sector (free-cluster counts that
+///   every write changes) and without byte 65 of the boot sectors (the "dirty" flags Linux and
+///   Windows set while the volume is mounted);
+/// * with syslinux, the sectors of `ldlinux.sys` (`loader`: its path and 8.3 names), which the
+///   boot sector loads by address, not by name.
+fn boot_regions(
+    f: &mut std::fs::File,
+    layout: &ImageLayout,
+    loader: Option<&(&str, Vec<[u8; 11]>)>,
+) -> Result<Vec<Region>> {
+    let mbr = if layout.gpt { "protective MBR" } else { "MBR" };
+    let mut out = vec![
+        region(f, 0, 440, format!("{mbr} boot code"))?,
+        region(f, 446, 66, format!("{mbr} partition table"))?,
+    ];
+    if layout.gpt {
+        let table = (1 + GPT_TABLE_SECTORS) * SECTOR;
+        out.push(region(
+            f,
+            SECTOR,
+            table,
+            "primary GPT header and partition entries".into(),
+        )?);
+        out.push(region(
+            f,
+            layout.image_size - table,
+            table,
+            "backup GPT partition entries and header".into(),
+        )?);
+    }
+    let p = PARTITION_START;
+    let mut bs = [0u8; 512];
+    f.seek(SeekFrom::Start(p))?;
+    f.read_exact(&mut bs)?;
+    let le16 = |o: usize| u64::from(u16::from_le_bytes([bs[o], bs[o + 1]]));
+    let le32 = |o: usize| u64::from(u32::from_le_bytes([bs[o], bs[o + 1], bs[o + 2], bs[o + 3]]));
+    let (bps, spc, reserved, fats) = (le16(11), u64::from(bs[13]), le16(14), u64::from(bs[16]));
+    let (fat_sectors, root_cluster, fsinfo, backup) = (le32(36), le32(44), le16(48), le16(50));
+    if bps != SECTOR || spc == 0 || le16(22) != 0 || reserved < 2 || fats == 0 {
+        bail!("partition 1 does not start with a FAT32 boot sector of 512-byte sectors");
+    }
+    // The reserved sectors, cut around what the file system's drivers change.
+    let mut holes = vec![(65, 66), (fsinfo * SECTOR, fsinfo * SECTOR + SECTOR)];
+    if backup != 0 {
+        holes.push((backup * SECTOR + 65, backup * SECTOR + 66));
+    }
+    holes.sort();
+    let mut at = 0;
+    for (start, end) in holes
+        .into_iter()
+        .chain([(reserved * SECTOR, reserved * SECTOR)])
+    {
+        let (start, end) = (start.min(reserved * SECTOR), end.min(reserved * SECTOR));
+        if start > at {
+            out.push(region(
+                f,
+                p + at,
+                start - at,
+                "partition 1 boot sector and reserved sectors (without FSInfo and the dirty \
+                 flags)"
+                    .into(),
+            )?);
+        }
+        at = at.max(end);
+    }
+    if let Some((path, names)) = loader {
+        let cluster = spc * SECTOR;
+        let data = (reserved + fats * fat_sectors) * SECTOR;
+        let fat_at = p + reserved * SECTOR;
+        let max = (layout.part_len - data) / cluster + 2;
+        let next = |f: &mut std::fs::File, c: u64| -> Result<u64> {
+            let mut e = [0u8; 4];
+            f.seek(SeekFrom::Start(fat_at + c * 4))?;
+            f.read_exact(&mut e)?;
+            Ok(u64::from(u32::from_le_bytes(e) & 0x0fff_ffff))
+        };
+        let chain = |f: &mut std::fs::File, first: u64| -> Result<Vec<u64>> {
+            let mut v = Vec::new();
+            let mut c = first;
+            while (2..max).contains(&c) {
+                if v.len() as u64 >= max {
+                    bail!("a cluster chain loops in partition 1");
+                }
+                v.push(c);
+                c = next(f, c)?;
+            }
+            Ok(v)
+        };
+        // Walk the directories by their 8.3 names.
+        let (mut first, mut size) = (root_cluster, 0u64);
+        for name in names {
+            let mut found = None;
+            'dir: for c in chain(f, first)? {
+                let mut buf = vec![0u8; cluster as usize];
+                f.seek(SeekFrom::Start(p + data + (c - 2) * cluster))?;
+                f.read_exact(&mut buf)?;
+                for e in buf.chunks_exact(32) {
+                    if e[0] == 0 {
+                        break 'dir;
+                    }
+                    if e[0] == 0xe5 || e[11] == 0x0f || e[..11] != name[..] {
+                        continue;
+                    }
+                    let hi = u64::from(u16::from_le_bytes([e[20], e[21]]));
+                    let lo = u64::from(u16::from_le_bytes([e[26], e[27]]));
+                    let len = u64::from(u32::from_le_bytes([e[28], e[29], e[30], e[31]]));
+                    found = Some(((hi << 16) | lo, len));
+                    break 'dir;
+                }
+            }
+            (first, size) = found.ok_or_else(|| anyhow!("{path} is not in partition 1"))?;
+        }
+        // Whole sectors up to the file's end, in runs of consecutive clusters.
+        let mut left = size.div_ceil(SECTOR) * SECTOR;
+        let clusters = chain(f, first)?;
+        let mut i = 0;
+        while i < clusters.len() && left > 0 {
+            let mut j = i + 1;
+            while j < clusters.len() && clusters[j] == clusters[j - 1] + 1 {
+                j += 1;
+            }
+            let offset = data + (clusters[i] - 2) * cluster;
+            let len = ((j - i) as u64 * cluster).min(left);
+            out.push(region(
+                f,
+                p + offset,
+                len,
+                format!("{path}, as the boot sector loads it (by sector address)"),
+            )?);
+            left -= len;
+            i = j;
+        }
+        if left > 0 {
+            bail!("{path}'s clusters end before its size in partition 1");
+        }
+    }
+    Ok(out)
 }
 
 /// The identifiers of the table, derived from the label and the epoch.

@@ -39,6 +39,10 @@ pub struct RunTargets {
     /// Distribution points: folders or http(s):// URLs.
     pub content: Vec<String>,
     pub allow_mounted: bool,
+    /// The ed25519 public key (hex) every package must be signed with (`--public-key`, or
+    /// the signed medium's key under `tsforge boot`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_public_key: Option<String>,
 }
 
 /// Everything an action may use.

@@ -2,7 +2,8 @@
 
 use super::manifest::{
     check_id, check_rel_path, hex, DpIndex, FileEntry, IndexEntry, PackageKind, PackageManifest,
-    Program, BLOCK_SIZE, FILES_DIR, FORMAT, INDEX_FILE, PACKAGE_FILE,
+    Program, BLOCK_SIZE, FILES_DIR, FORMAT, INDEX_FILE, INDEX_SIG_FILE, PACKAGE_FILE,
+    PACKAGE_SIG_FILE,
 };
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
@@ -19,6 +20,9 @@ pub struct BuildOptions {
     /// Default: one more than the version already in the distribution point, else 1.
     pub version: Option<u32>,
     pub programs: Vec<Program>,
+    /// The ed25519 secret key (`--sign KEY`, a `tsforge keygen` key): signs the package
+    /// manifest and the index.
+    pub signing_key: Option<[u8; 32]>,
 }
 
 /// Builds `src` (a folder: a files package; a tsforge image or WIM: an image package) as
@@ -116,9 +120,16 @@ pub fn build(
             hash: String::new(),
         };
         m.hash = m.compute_hash();
+        let json = m.to_json();
         let mut f = File::create(tmp.join(PACKAGE_FILE))?;
-        f.write_all(&m.to_json())?;
+        f.write_all(&json)?;
         f.sync_all()?;
+        if let Some(seed) = &opts.signing_key {
+            let (sig, _) = crate::media::sign(seed, &json);
+            let mut f = File::create(tmp.join(PACKAGE_SIG_FILE))?;
+            f.write_all(&sig)?;
+            f.sync_all()?;
+        }
         Ok(m)
     })();
     let m = match result {
@@ -142,7 +153,7 @@ pub fn build(
     let _ = fs::remove_dir_all(&old);
     index.format = FORMAT;
     index.upsert(IndexEntry::of(&m));
-    write_index(dp, &index)?;
+    write_index(dp, &index, opts.signing_key.as_ref())?;
     Ok(m)
 }
 
@@ -159,11 +170,29 @@ pub fn read_index(dp: &Path) -> Result<DpIndex> {
     }
 }
 
-fn write_index(dp: &Path, index: &DpIndex) -> Result<()> {
-    let p = dp.join(INDEX_FILE);
-    let tmp = dp.join(format!(".{INDEX_FILE}.tmp"));
+/// Writes the index and, with a key, its signature; without one, an older signature (of the
+/// index as it was) is removed: it no longer matches.
+fn write_index(dp: &Path, index: &DpIndex, signing_key: Option<&[u8; 32]>) -> Result<()> {
+    let bytes = index.to_json();
+    replace_file(dp, INDEX_FILE, &bytes)?;
+    let sig = dp.join(INDEX_SIG_FILE);
+    match signing_key {
+        Some(seed) => replace_file(dp, INDEX_SIG_FILE, &crate::media::sign(seed, &bytes).0),
+        None => match fs::remove_file(&sig) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("removing the outdated {}", sig.display()))
+            }
+            _ => Ok(()),
+        },
+    }
+}
+
+/// `dp/name` replaced by `bytes` through a temporary file and a rename.
+fn replace_file(dp: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let p = dp.join(name);
+    let tmp = dp.join(format!(".{name}.tmp"));
     let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(&index.to_json())?;
+    f.write_all(bytes)?;
     f.sync_all()?;
     fs::rename(&tmp, &p).with_context(|| format!("writing {}", p.display()))
 }

@@ -11,6 +11,10 @@ pub const FORMAT: u32 = 1;
 pub const INDEX_FILE: &str = "tsforge-dp.json";
 /// A package's manifest, in the package folder.
 pub const PACKAGE_FILE: &str = "tsforge-package.json";
+/// The ed25519 signature (64 bytes) of the package manifest's bytes (`package build --sign`).
+pub const PACKAGE_SIG_FILE: &str = "tsforge-package.json.sig";
+/// The ed25519 signature (64 bytes) of the index's bytes.
+pub const INDEX_SIG_FILE: &str = "tsforge-dp.json.sig";
 /// The folder, inside the package folder, that holds the package's files.
 pub const FILES_DIR: &str = "files";
 /// Files larger than this carry one sha256 per block of this size, so a download is checked

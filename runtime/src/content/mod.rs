@@ -53,11 +53,12 @@ pub fn cache_dir(state_dir: &Path) -> PathBuf {
 
 /// The store for a step.
 pub fn store_for(ctx: &crate::actions::Ctx) -> Result<Store> {
-    Store::new(
+    Ok(Store::new(
         origins(ctx.targets, ctx.vars),
         cache_dir(ctx.state_dir),
         HttpOptions::from_vars(ctx.vars),
-    )
+    )?
+    .with_public_key(ctx.targets.package_public_key.clone()))
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +92,9 @@ pub struct PackageBuildConfig {
     /// The distribution point folder
     #[arg(long, value_name = "DP")]
     pub out: PathBuf,
+    /// Sign the package manifest and the index with this key (from `tsforge keygen`)
+    #[arg(long, value_name = "KEY")]
+    pub sign: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +108,9 @@ pub struct PackageListConfig {
     /// Print JSON (the index) instead of a table
     #[arg(long)]
     pub json: bool,
+    /// Require the index to be signed with this ed25519 public key (hex, or a .pub file)
+    #[arg(long, value_name = "KEY")]
+    pub public_key: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -117,6 +124,10 @@ pub struct PackageVerifyConfig {
     /// Package IDs (default: every package in the index)
     #[arg(value_name = "ID")]
     pub ids: Vec<String>,
+    /// Require every package (and the index) to be signed with this ed25519 public key (hex,
+    /// or a .pub file)
+    #[arg(long, value_name = "KEY")]
+    pub public_key: Option<String>,
 }
 
 pub fn dispatch(cmd: PackageCmd) -> Result<u8> {
@@ -141,11 +152,16 @@ fn build_cmd(c: PackageBuildConfig) -> Result<u8> {
             _ => anyhow::bail!("--program {p:?}: expected NAME=COMMAND LINE"),
         })
         .collect::<Result<Vec<_>>>()?;
+    let signing_key = match &c.sign {
+        Some(k) => Some(crate::media::read_key_file(k)?),
+        None => None,
+    };
     let opts = build::BuildOptions {
         id: c.id.clone(),
         name: c.name,
         version: c.version,
         programs,
+        signing_key,
     };
     let mut line = crate::cli::ProgressLine::new("package");
     let m = build::build(&c.src, &c.out, &opts, &mut |done, total| {
@@ -159,7 +175,7 @@ fn build_cmd(c: PackageBuildConfig) -> Result<u8> {
     line.done();
     let m = m?;
     println!(
-        "{}: package {} v{} ({}, {} file{}, {} bytes) hash {}",
+        "{}: package {} v{} ({}, {} file{}, {} bytes) hash {}{}",
         c.out.display(),
         m.id,
         m.version,
@@ -167,12 +183,21 @@ fn build_cmd(c: PackageBuildConfig) -> Result<u8> {
         m.files.len(),
         if m.files.len() == 1 { "" } else { "s" },
         m.size(),
-        m.hash
+        m.hash,
+        match &signing_key {
+            Some(seed) => format!(", signed by {}", crate::media::sign(seed, b"").1),
+            None => ", not signed".into(),
+        }
     );
     Ok(EXIT_OK)
 }
 
-fn store_of(dp: &str, trusted_ca: Option<PathBuf>) -> Result<(Store, Origin)> {
+fn store_of(
+    dp: &str,
+    trusted_ca: Option<PathBuf>,
+    public_key: Option<&str>,
+) -> Result<(Store, Origin)> {
+    let key = public_key.map(crate::media::public_key_arg).transpose()?;
     let origin = Origin::parse(dp);
     let origin = match origin {
         Origin::Dir(d) => Origin::Dir(std::path::absolute(&d).unwrap_or(d)),
@@ -182,13 +207,20 @@ fn store_of(dp: &str, trusted_ca: Option<PathBuf>) -> Result<(Store, Origin)> {
         trusted_ca,
         ..HttpOptions::default()
     };
-    let store = Store::new(vec![origin.clone()], std::env::temp_dir(), opts)?;
+    let store = Store::new(vec![origin.clone()], std::env::temp_dir(), opts)?.with_public_key(key);
     Ok((store, origin))
 }
 
 fn list_cmd(c: PackageListConfig) -> Result<u8> {
-    let (store, origin) = store_of(&c.dp, c.trusted_ca.clone())?;
-    let index = store.index(&origin)?.with_context(|| {
+    let (store, origin) = store_of(&c.dp, c.trusted_ca.clone(), c.public_key.as_deref())?;
+    let index = match store.index(&origin) {
+        Err(e) if e.is::<store::SignatureError>() => {
+            println!("{e}");
+            return Ok(EXIT_NO);
+        }
+        r => r?,
+    };
+    let index = index.with_context(|| {
         format!(
             "{origin} has no {} (not a distribution point)",
             manifest::INDEX_FILE
@@ -216,10 +248,16 @@ fn list_cmd(c: PackageListConfig) -> Result<u8> {
 }
 
 fn verify_cmd(c: PackageVerifyConfig) -> Result<u8> {
-    let (store, origin) = store_of(&c.dp, c.trusted_ca.clone())?;
+    let (store, origin) = store_of(&c.dp, c.trusted_ca.clone(), c.public_key.as_deref())?;
     let ids: Vec<String> = if c.ids.is_empty() {
-        store
-            .index(&origin)?
+        let index = match store.index(&origin) {
+            Err(e) if e.is::<store::SignatureError>() => {
+                println!("{e}");
+                return Ok(EXIT_NO);
+            }
+            r => r?,
+        };
+        index
             .with_context(|| format!("{origin} has no {}", manifest::INDEX_FILE))?
             .packages
             .into_iter()
@@ -230,7 +268,14 @@ fn verify_cmd(c: PackageVerifyConfig) -> Result<u8> {
     };
     let mut bad = 0;
     for id in &ids {
-        let found = store.find(id)?;
+        let found = match store.find(id) {
+            Err(e) if e.is::<store::SignatureError>() => {
+                bad += 1;
+                println!("{id}: FAILED: {e}");
+                continue;
+            }
+            r => r?,
+        };
         let mut failed = None;
         for f in &found.manifest.files {
             let mut s = store.stream(&found, f)?;

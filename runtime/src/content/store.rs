@@ -3,7 +3,8 @@
 
 use super::http::{is_url, join_url, Http, HttpError, HttpOptions};
 use super::manifest::{
-    hex, FileEntry, PackageManifest, BLOCK_SIZE, FILES_DIR, INDEX_FILE, PACKAGE_FILE,
+    hex, FileEntry, PackageManifest, BLOCK_SIZE, FILES_DIR, INDEX_FILE, INDEX_SIG_FILE,
+    PACKAGE_FILE, PACKAGE_SIG_FILE,
 };
 use anyhow::{anyhow, bail, Context, Result};
 use sha2::{Digest, Sha256};
@@ -73,9 +74,46 @@ pub struct Store {
     /// distribution point itself), `.partial/` for downloads in progress.
     pub cache: PathBuf,
     http: Http,
+    /// When set (hex ed25519 public key), every package manifest (and index) must carry a
+    /// valid signature by this key (`docs/content.md`, "Signed packages").
+    pub public_key: Option<String>,
 }
 
 const MANIFEST_LIMIT: u64 = 64 << 20;
+
+/// A package manifest or an index that is unsigned or whose signature does not match the
+/// key the run requires. The message names the package, the distribution point and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SignatureError(pub String);
+
+/// Checks the signature `rel_sig` of `bytes` (the file `what` at `origin`) against `key`.
+fn check_signed(
+    http: &Http,
+    origin: &Origin,
+    what: &str,
+    bytes: &[u8],
+    rel_sig: &str,
+    key: &str,
+) -> Result<()> {
+    let (sig, shown) = read_small(http, origin, rel_sig)?;
+    let Some(sig) = sig else {
+        return Err(SignatureError(format!(
+            "{what} from the distribution point {origin} is unsigned ({shown} is not there); \
+             only content signed with the key {key} is accepted here"
+        ))
+        .into());
+    };
+    if !crate::media::signature_valid(key, bytes, &sig)? {
+        return Err(SignatureError(format!(
+            "{what} from the distribution point {origin}: the signature does not match ({shown} \
+             was made with another key, or the manifest was changed after it was signed); only \
+             content signed with the key {key} is accepted here"
+        ))
+        .into());
+    }
+    Ok(())
+}
 
 impl Store {
     /// Fails only when the HTTPS trust settings cannot be read.
@@ -84,7 +122,14 @@ impl Store {
             origins,
             cache,
             http: Http::new(opts)?,
+            public_key: None,
         })
+    }
+
+    /// Require every package (and index) read to be signed with `key` (hex), when given.
+    pub fn with_public_key(mut self, key: Option<String>) -> Self {
+        self.public_key = key;
+        self
     }
 
     /// The package `id` from the first distribution point that has it.
@@ -110,6 +155,16 @@ impl Store {
                     continue;
                 }
             };
+            if let Some(key) = &self.public_key {
+                check_signed(
+                    &self.http,
+                    origin,
+                    &format!("package {id}"),
+                    &bytes,
+                    &format!("{id}/{PACKAGE_SIG_FILE}"),
+                    key,
+                )?;
+            }
             let manifest = PackageManifest::parse(&bytes, &shown)?;
             if !manifest.id.eq_ignore_ascii_case(id) {
                 bail!("{shown} describes package {}, not {id}", manifest.id);
@@ -287,7 +342,19 @@ impl Store {
     /// The distribution point's index, from the first origin (for `package list`).
     pub fn index(&self, origin: &Origin) -> Result<Option<super::manifest::DpIndex>> {
         match read_small(&self.http, origin, INDEX_FILE)? {
-            (Some(b), shown) => Ok(Some(super::manifest::DpIndex::parse(&b, &shown)?)),
+            (Some(b), shown) => {
+                if let Some(key) = &self.public_key {
+                    check_signed(
+                        &self.http,
+                        origin,
+                        &format!("the index {INDEX_FILE}"),
+                        &b,
+                        INDEX_SIG_FILE,
+                        key,
+                    )?;
+                }
+                Ok(Some(super::manifest::DpIndex::parse(&b, &shown)?))
+            }
             (None, _) => Ok(None),
         }
     }
