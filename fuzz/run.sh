@@ -13,7 +13,7 @@ SECONDS_PER_TARGET=${1:-60}
 shift || true
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-    TARGETS=(parse_sequence conditions_and_vars cmtrace envfile partition_table image_reader fat_volume run_state)
+    TARGETS=(parse_sequence conditions_and_vars cmtrace envfile partition_table image_reader fat_volume run_state trust_files)
 fi
 export RUSTC_BOOTSTRAP=1
 # Step around bugs already reported (fuzz_targets/known.rs); FUZZ_SKIP_KNOWN=0 to hit them.
@@ -55,6 +55,7 @@ seed partition_table fuzz/seeds/partition_table/*
 seed image_reader fuzz/seeds/image_reader/*
 seed fat_volume fuzz/seeds/fat_volume/*
 seed run_state fuzz/seeds/run_state/*
+seed trust_files fuzz/seeds/trust_files/*
 # Inputs that once crashed a target stay in its corpus: libFuzzer runs every one of them first.
 for t in "${TARGETS[@]}"; do
     seed "$t" fuzz/regressions/"$t"/*
