@@ -215,15 +215,15 @@ pub fn apply_tsforge_stream(
 fn check_fat_apply(disk: &Path, number: u32, written: &image::fat::Written) -> Result<()> {
     let d = Disk::open(disk, false)?;
     let (mut range, _) = partition_range(&d, number)?;
-    let report = crate::disk::fatcheck::check(&mut range).context("checking the file system")?;
+    let report =
+        crate::disk::fatcheck::check_and_hash(&mut range).context("checking the file system")?;
     if !report.is_clean() {
         bail!(
             "the FAT file system is damaged after the apply:\n  {}",
             report.problems.join("\n  ")
         );
     }
-    let fs = fat::open(range)?;
-    written.read_back(&fs)
+    written.compare(&report.contents, &report.dir_paths)
 }
 
 fn open_image(path: &Path) -> Result<std::io::BufReader<std::fs::File>> {

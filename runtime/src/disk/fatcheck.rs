@@ -13,6 +13,7 @@
 //! [`MAX_PROBLEMS`], with the path they were found at.
 
 use super::target::DiskRange;
+use sha2::{Digest, Sha256};
 use std::io::{self, Read, Seek, SeekFrom};
 #[cfg(test)]
 use std::path::Path;
@@ -26,6 +27,11 @@ pub struct Report {
     pub problems: Vec<String>,
     pub files: u64,
     pub dirs: u64,
+    /// With [`check_and_hash`]: every file's path (long name where there is one), size and
+    /// sha256 of its content as stored.
+    pub contents: Vec<(String, u64, [u8; 32])>,
+    /// With [`check_and_hash`]: every directory's path.
+    pub dir_paths: Vec<String>,
 }
 
 impl Report {
@@ -78,6 +84,35 @@ impl Fs<'_> {
     }
     fn cluster_pos(&self, c: u64) -> u64 {
         self.data_start + (c - 2) * self.cluster_bytes
+    }
+
+    /// sha256 of the first `size` bytes of the clusters of `chain`, reading each run of
+    /// consecutive clusters with one read (up to 4 MiB).
+    fn hash(&mut self, chain: &[u64], size: u64, buf: &mut Vec<u8>) -> io::Result<[u8; 32]> {
+        const MAX_RUN: u64 = 4 << 20;
+        let mut h = Sha256::new();
+        let mut left = size;
+        let mut i = 0;
+        while i < chain.len() && left > 0 {
+            let mut n = 1;
+            while i + n < chain.len()
+                && chain[i + n] == chain[i] + n as u64
+                && (n as u64 + 1) * self.cluster_bytes <= MAX_RUN
+            {
+                n += 1;
+            }
+            let len = (n as u64 * self.cluster_bytes).min(left) as usize;
+            if buf.len() < len {
+                buf.resize(len, 0);
+            }
+            self.range
+                .seek(SeekFrom::Start(self.cluster_pos(chain[i])))?;
+            self.range.read_exact(&mut buf[..len])?;
+            h.update(&buf[..len]);
+            left -= len as u64;
+            i += n;
+        }
+        Ok(h.finalize().into())
     }
 
     /// Follows the chain from `first`, marking its clusters in `used`; problems name `path`.
@@ -143,9 +178,17 @@ fn short_name_ok(name: &[u8]) -> bool {
     })
 }
 
-fn display_short(name: &[u8]) -> String {
-    let base = String::from_utf8_lossy(&name[..8]).trim_end().to_string();
-    let ext = String::from_utf8_lossy(&name[8..11]).trim_end().to_string();
+/// A short name as Windows shows it: byte 12 of the entry may ask for a lower-case base (0x08)
+/// or extension (0x10).
+fn display_short(name: &[u8], case: u8) -> String {
+    let mut base = String::from_utf8_lossy(&name[..8]).trim_end().to_string();
+    let mut ext = String::from_utf8_lossy(&name[8..11]).trim_end().to_string();
+    if case & 0x08 != 0 {
+        base = base.to_ascii_lowercase();
+    }
+    if case & 0x10 != 0 {
+        ext = ext.to_ascii_lowercase();
+    }
     if ext.is_empty() {
         base
     } else {
@@ -162,6 +205,17 @@ fn le32(b: &[u8], at: usize) -> u64 {
 
 /// Checks the FAT file system in `range` (read only).
 pub fn check(range: &mut DiskRange) -> io::Result<Report> {
+    walk(range, false)
+}
+
+/// [`check`], and hashes every file's content on the way ([`Report::contents`]): the
+/// read-back after an apply, in one pass over the raw clusters (contiguous runs read at once)
+/// instead of opening every file through `fatfs`.
+pub fn check_and_hash(range: &mut DiskRange) -> io::Result<Report> {
+    walk(range, true)
+}
+
+fn walk(range: &mut DiskRange, hash: bool) -> io::Result<Report> {
     let mut bs = [0u8; 512];
     range.seek(SeekFrom::Start(0))?;
     range.read_exact(&mut bs)?;
@@ -221,6 +275,7 @@ pub fn check(range: &mut DiskRange) -> io::Result<Report> {
     };
     let mut used = vec![0u64; ((clusters + 2) / 64 + 1) as usize];
     let mut report = Report::default();
+    let mut data_buf = Vec::new();
     // (first cluster, 0 = root; path)
     let mut todo: Vec<(u64, String)> = vec![(0, String::new())];
     while let Some((first, path)) = todo.pop() {
@@ -328,13 +383,13 @@ pub fn check(range: &mut DiskRange) -> io::Result<Report> {
                     report.problem(format!(
                         "{shown}: entry {i}: the long name before {} does not belong to it \
                          (checksum or sequence)",
-                        display_short(name)
+                        display_short(name, e[12])
                     ));
                     None
                 }
                 None => None,
             };
-            let child_name = long.unwrap_or_else(|| display_short(name));
+            let child_name = long.unwrap_or_else(|| display_short(name, e[12]));
             let child = if path.is_empty() {
                 child_name
             } else {
@@ -347,6 +402,9 @@ pub fn check(range: &mut DiskRange) -> io::Result<Report> {
                 if cluster == 0 {
                     report.problem(format!("{child}: a directory without clusters"));
                 } else {
+                    if hash {
+                        report.dir_paths.push(child.clone());
+                    }
                     todo.push((cluster, child));
                 }
             } else {
@@ -355,14 +413,20 @@ pub fn check(range: &mut DiskRange) -> io::Result<Report> {
                 if cluster == 0 {
                     if size != 0 {
                         report.problem(format!("{child}: {size} bytes but no clusters"));
+                    } else if hash {
+                        report.contents.push((child, 0, Sha256::digest([]).into()));
                     }
                     continue;
                 }
-                let got = fs.chain(cluster, &child, &mut used, &mut report).len() as u64;
+                let chain = fs.chain(cluster, &child, &mut used, &mut report);
+                let got = chain.len() as u64;
                 if got != need {
                     report.problem(format!(
                         "{child}: {size} bytes need {need} clusters, the chain has {got}"
                     ));
+                } else if hash {
+                    let sum = fs.hash(&chain, size, &mut data_buf)?;
+                    report.contents.push((child, size, sum));
                 }
             }
         }

@@ -12,12 +12,12 @@ use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use std::rc::Rc;
 
 /// What a [`FatSink`] wrote: every file's size and sha256 as written, and every directory,
-/// so [`FatSink::read_back`] can compare the file system with them once it is closed.
+/// so [`Written::compare`] can hold the file system against them once it is closed.
 #[derive(Debug, Default, Clone)]
 pub struct Written {
     files: Vec<(String, u64, [u8; 32])>,
@@ -29,35 +29,24 @@ impl Written {
         self.files.len()
     }
 
-    /// Reads every written file back from `fs` and compares its size and sha256, and checks
-    /// every directory exists. Errors name the first paths that differ.
-    pub fn read_back(&self, fs: &FatFs) -> Result<()> {
+    /// Compares what a read-back of the file system found (`found`: path, size, sha256 of
+    /// every file, and every directory, from `disk::fatcheck::check_and_hash`) with what was
+    /// written: every file there with the same size and content, every directory there.
+    /// Paths are compared as FAT compares them ([`fold`]). Errors name the first paths that
+    /// differ.
+    pub fn compare(&self, found: &[(String, u64, [u8; 32])], dirs: &[String]) -> Result<()> {
+        let files: HashMap<String, (u64, [u8; 32])> =
+            found.iter().map(|(p, n, h)| (fold(p), (*n, *h))).collect();
+        let dirs: std::collections::HashSet<String> = dirs.iter().map(|d| fold(d)).collect();
         let mut wrong = Vec::new();
-        let mut buf = vec![0u8; super::BUFFER_SIZE];
         for (path, size, sum) in &self.files {
-            let got = (|| -> Result<(u64, [u8; 32])> {
-                let mut f = fs.open_file(path)?;
-                let mut h = Sha256::new();
-                let mut n = 0u64;
-                loop {
-                    let k = f
-                        .read(&mut buf)
-                        .with_context(|| format!("reading {path}"))?;
-                    if k == 0 {
-                        break;
-                    }
-                    h.update(&buf[..k]);
-                    n += k as u64;
-                }
-                Ok((n, h.finalize().into()))
-            })();
-            match got {
-                Ok((n, h)) if n == *size && h == *sum => {}
-                Ok((n, _)) if n != *size => {
+            match files.get(&fold(path)) {
+                Some((n, h)) if n == size && h == sum => {}
+                Some((n, _)) if n != size => {
                     wrong.push(format!("{path}: {n} bytes read back, {size} written"))
                 }
-                Ok(_) => wrong.push(format!("{path}: the content read back differs")),
-                Err(e) => wrong.push(format!("{path}: {e:#}")),
+                Some(_) => wrong.push(format!("{path}: the content read back differs")),
+                None => wrong.push(format!("{path}: not found when read back")),
             }
             if wrong.len() >= 10 {
                 break;
@@ -67,8 +56,8 @@ impl Written {
             if wrong.len() >= 10 {
                 break;
             }
-            if let Err(e) = fs.dir(d) {
-                wrong.push(format!("{d}/: {e:#}"));
+            if !dirs.contains(&fold(d)) {
+                wrong.push(format!("{d}/: not found when read back"));
             }
         }
         if !wrong.is_empty() {
@@ -82,7 +71,7 @@ impl Written {
 }
 
 /// A [`TreeSink`] writing into a mounted FAT file system. Call [`FatFs::close`] afterwards,
-/// then check the result with [`Written::read_back`] on [`FatSink::into_written`].
+/// then check the result with [`Written::compare`] on [`FatSink::into_written`].
 ///
 /// FAT matches names without regard to case (and ignores trailing dots and spaces), so two
 /// image paths such as `readme.txt` and `README.TXT` would land in one file: the sink refuses
@@ -106,7 +95,7 @@ impl<'a> FatSink<'a> {
         }
     }
 
-    /// What was written, for [`Written::read_back`] once the file system is closed.
+    /// What was written, for [`Written::compare`] once the file system is closed.
     pub fn into_written(self) -> Written {
         self.written
     }
