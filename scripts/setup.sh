@@ -128,8 +128,15 @@ for c in "${RUST_COMPONENTS[@]}"; do
     fi
 done
 
+# cargo-fuzz: scripts/test.sh runs every fuzz target for a bounded time (fuzz/run.sh).
+CARGO_FUZZ_VERSION=0.13.2
+if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
+    say "cargo install cargo-fuzz $CARGO_FUZZ_VERSION"
+    quiet cargo install --locked cargo-fuzz --version "$CARGO_FUZZ_VERSION"
+fi
+
 # Checks that what the tests call is really there.
-for tool in x86_64-w64-mingw32-gcc wine wineserver cargo wimlib-imagex xorriso bsdtar cpio; do
+for tool in x86_64-w64-mingw32-gcc wine wineserver cargo cargo-fuzz wimlib-imagex xorriso bsdtar cpio; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is not on PATH after setup"
 done
 say "setup done"

@@ -47,6 +47,19 @@ fi
 if [ -f fuzz/Cargo.toml ]; then
     phase "cargo check (fuzz/)"
     cargo check --manifest-path fuzz/Cargo.toml --bins
+    # Every fuzz target for FUZZ_SECONDS (default 20) from its seeds and kept regression
+    # inputs; a new crash fails the tests (fuzz/README.md). FUZZ_SECONDS=0 skips it.
+    if [ "${FUZZ_SECONDS:-20}" != 0 ]; then
+        if command -v cargo-fuzz >/dev/null 2>&1; then
+            phase "fuzz/run.sh ${FUZZ_SECONDS:-20} (every target)"
+            bash fuzz/run.sh "${FUZZ_SECONDS:-20}"
+        elif [ "${TSFORGE_REQUIRE_TOOLS:-}" = 1 ]; then
+            echo "test.sh: cargo-fuzz is missing (TSFORGE_REQUIRE_TOOLS=1); run scripts/setup.sh" >&2
+            exit 1
+        else
+            echo "SKIP fuzzing: cargo-fuzz is not installed (scripts/setup.sh installs it)"
+        fi
+    fi
 fi
 
 phase "all passed"
