@@ -573,6 +573,97 @@ fn stalled_server_times_out_and_the_read_resumes() {
     assert_eq!(reqs[1].start, 1 << 20);
 }
 
+/// A server that sends a byte every 50 ms after the first MiB never leaves a read waiting
+/// for the stall timeout, but is far below the minimum rate (TSForgeDownloadMinRate, averaged
+/// over TSForgeDownloadStallTimeout): the transfer is treated as stalled and resumed.
+#[test]
+fn trickling_server_is_too_slow_and_the_read_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let big = make_dp(d);
+    let server = Server::start(&d.join("dp"));
+    download_sequence(d);
+    server.faults(|f| {
+        f.trickle_after.push(("payload.bin".into(), 1 << 20));
+        f.trickle_every = Duration::from_millis(50);
+    });
+    let started = Instant::now();
+    let (code, out, err) = tsforge(
+        d,
+        &[
+            "run",
+            "dl.yaml",
+            "--state-dir",
+            "state",
+            "--content",
+            &server.url,
+            "--var",
+            "TSForgeDownloadStallTimeout=1",
+            "--var",
+            "TSForgeDownloadMinRate=4096",
+            "--var",
+            "SMSTSDownloadRetryDelay=0.1",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}\n{}", log_of(&d.join("state")));
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert_eq!(
+        std::fs::read(d.join("state/cache/BIG00001/files/payload.bin")).unwrap(),
+        big
+    );
+    let reqs: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("payload.bin"))
+        .collect();
+    assert_eq!(reqs.len(), 2, "{reqs:?}");
+    assert!(
+        reqs[1].start >= 1 << 20 && reqs[1].start < (1 << 20) + 100,
+        "{reqs:?}"
+    );
+}
+
+/// A server that trickles on every connection runs out of retries, and the error says why.
+#[test]
+fn a_server_that_always_trickles_fails_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    make_dp(d);
+    let server = Server::start(&d.join("dp"));
+    download_sequence(d);
+    server.faults(|f| {
+        for _ in 0..5 {
+            f.trickle_after.push(("payload.bin".into(), 0));
+        }
+        f.trickle_every = Duration::from_millis(50);
+    });
+    let started = Instant::now();
+    let (code, _, _) = tsforge(
+        d,
+        &[
+            "run",
+            "dl.yaml",
+            "--state-dir",
+            "state",
+            "--content",
+            &server.url,
+            "--var",
+            "TSForgeDownloadStallTimeout=0.5",
+            "--var",
+            "SMSTSDownloadRetryCount=2",
+            "--var",
+            "SMSTSDownloadRetryDelay=0.1",
+        ],
+    );
+    let log = log_of(&d.join("state"));
+    assert_eq!(code, 1, "{log}");
+    assert!(
+        log.contains("too slow") && log.contains("gave up after 3 attempts"),
+        "{log}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
+
 const APPLY_SEQUENCE: &str = r#"
 steps:
   - name: Partition disk 0

@@ -5,6 +5,9 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+mod common;
+use common::tool;
+
 fn tsforge(dir: &Path, args: &[&str]) -> (i32, String, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_tsforge"))
         .args(args)
@@ -134,4 +137,173 @@ fn capture_refuses_an_image_inside_its_source() {
     let (code, _, err) = tsforge(d, &["capture", "src", "src/sub/img"]);
     assert_eq!(code, 2);
     assert!(err.contains("capture itself"), "{err}");
+}
+
+/// Deterministic pseudo-random bytes (xorshift32).
+fn random(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+fn hash_of(p: &Path) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    fs::read(p).unwrap().hash(&mut h);
+    h.finish()
+}
+
+/// A damaged tsforge image (a flipped first byte, a flipped byte in the manifest's name, a
+/// truncated file) is an error that writes nothing, onto a partition, a whole disk or a
+/// folder; only a file named as a raw image (or `--raw`) is written raw, and only if it fits.
+#[test]
+fn a_damaged_tsforge_image_writes_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    // A disk image full of random bytes, partitioned (GPT, one FAT partition), holding files.
+    fs::write(d.join("d.img"), random(48 << 20, 5)).unwrap();
+    let (code, _, err) = tsforge(
+        d,
+        &[
+            "disk",
+            "partition",
+            "d.img",
+            "--table",
+            "gpt",
+            "--yes",
+            "--part",
+            "type=basic,size=rest,fs=fat16,label=DATA",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    fs::create_dir_all(d.join("src/dir")).unwrap();
+    fs::write(d.join("src/dir/r1.bin"), random(300_000, 1)).unwrap();
+    fs::write(d.join("src/r2.bin"), random(200_000, 2)).unwrap();
+    let (code, _, err) = tsforge(d, &["capture", "src", "x.tsimg"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = tsforge(d, &["apply", "x.tsimg", "d.img:1"]);
+    assert_eq!(code, 0, "{err}");
+    let good = fs::read(d.join("x.tsimg")).unwrap();
+    let before = hash_of(&d.join("d.img"));
+
+    let mut flip0 = good.clone();
+    flip0[0] ^= 0x01;
+    let mut flip35 = good.clone();
+    flip35[35] ^= 0x01;
+    let cases: [(&str, Vec<u8>, &str); 3] = [
+        ("byte 0", flip0, "expected a ZIP local file header"),
+        ("byte 35", flip35, "not tsforge-image.json"),
+        ("truncated", good[..good.len() / 2].to_vec(), "truncated"),
+    ];
+    for (what, bytes, expect) in cases {
+        fs::write(d.join("x.tsimg"), &bytes).unwrap();
+        for target in ["d.img:1", "d.img", "folder"] {
+            let (code, _, err) = tsforge(d, &["apply", "x.tsimg", target]);
+            assert_eq!(code, 2, "{what} onto {target}: {err}");
+            assert!(
+                err.contains("x.tsimg: not a valid tsforge image")
+                    && err.contains(expect)
+                    && err.contains("nothing was written"),
+                "{what} onto {target}: {err}"
+            );
+            assert_eq!(hash_of(&d.join("d.img")), before, "{what} onto {target}");
+            assert!(!d.join("folder").exists(), "{what}: the folder was created");
+        }
+        // image verify says the same, exit 1.
+        let (code, out, _) = tsforge(d, &["image", "verify", "x.tsimg"]);
+        assert_eq!(code, 1, "{what}: {out}");
+    }
+    // The same bytes without a telling name are no raw image either; the error lists the
+    // kinds and --raw.
+    fs::write(d.join("x.dat"), random(1 << 20, 9)).unwrap();
+    let (code, _, err) = tsforge(d, &["apply", "x.dat", "d.img:1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("not a recognised image") && err.contains(".img") && err.contains("--raw"),
+        "{err}"
+    );
+    // A raw image bigger than its target is refused before the first write.
+    fs::write(d.join("big.img"), random(50 << 20, 3)).unwrap();
+    let (code, _, err) = tsforge(d, &["apply", "big.img", "d.img:1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("nothing was written"), "{err}");
+    assert_eq!(hash_of(&d.join("d.img")), before);
+
+    if let Some(sgdisk) = tool("sgdisk") {
+        let o = Command::new(sgdisk)
+            .arg("-v")
+            .arg(d.join("d.img"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success() && text.contains("No problems found"),
+            "{text}"
+        );
+    }
+    if let Some(fsck) = tool("fsck.fat") {
+        let disk = tsforge_runtime::disk::Disk::open(&d.join("d.img"), false).unwrap();
+        let table = tsforge_runtime::disk::layout::read_table(&disk)
+            .unwrap()
+            .unwrap();
+        let p = &table.partitions[0];
+        let all = fs::read(d.join("d.img")).unwrap();
+        fs::write(
+            d.join("p1.img"),
+            &all[p.start as usize..(p.start + p.len) as usize],
+        )
+        .unwrap();
+        let o = Command::new(fsck)
+            .arg("-n")
+            .arg(d.join("p1.img"))
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "fsck.fat -n: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    // Explicit --raw writes any file byte for byte.
+    fs::write(d.join("x.dat"), random(1 << 20, 9)).unwrap();
+    let (code, _, err) = tsforge(d, &["apply", "x.dat", "d.img:1", "--raw"]);
+    assert_eq!(code, 0, "{err}");
+    let all = fs::read(d.join("d.img")).unwrap();
+    assert_eq!(&all[1 << 20..2 << 20], &random(1 << 20, 9)[..]);
+}
+
+/// `image verify` checks the central directory and the end record against the entries read.
+#[test]
+fn verify_names_a_damaged_central_directory_field() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    tree(d);
+    let (code, _, err) = tsforge(d, &["capture", "src", "img.tsimg"]);
+    assert_eq!(code, 0, "{err}");
+    let good = fs::read(d.join("img.tsimg")).unwrap();
+    let eocd = good.len() - 22;
+    let cd = u32::from_le_bytes(good[eocd + 16..eocd + 20].try_into().unwrap()) as usize;
+    for (at, field) in [
+        (cd + 16, "CRC-32"),
+        (cd + 24, "uncompressed size"),
+        (eocd + 10, "entry count"),
+    ] {
+        let mut bad = good.clone();
+        bad[at] ^= 0x04;
+        fs::write(d.join("bad.tsimg"), &bad).unwrap();
+        let (code, out, _) = tsforge(d, &["image", "verify", "bad.tsimg"]);
+        assert_eq!(code, 1, "{out}");
+        assert!(
+            out.contains("FAILED") && out.contains(field),
+            "{field}: {out}"
+        );
+    }
 }

@@ -52,11 +52,12 @@ pub enum RunnerCmd {
     /// when complete. Set SOURCE_DATE_EPOCH for a byte-identical image of the same tree.
     /// See docs/image-format.md.
     Capture(CaptureConfig),
-    /// Apply a tsforge image to a directory
+    /// Apply a tsforge, WIM or raw image to a directory, a partition or a disk
     ///
-    /// Reads the image once from front to back and checks every file against its sha256;
-    /// a mismatch stops the apply with the file's name. TARGET must be empty or missing
-    /// unless --force.
+    /// A tsforge image is read once from front to back and every file checked against its
+    /// sha256; a mismatch stops the apply with the file's name. A damaged or truncated image
+    /// file fails before anything is written. TARGET (a directory) must be empty or missing
+    /// unless --force. See docs/image-format.md.
     Apply(ApplyConfig),
     /// List and inspect disks, write partition tables and format FAT partitions
     #[command(subcommand)]
@@ -152,6 +153,12 @@ pub struct ApplyConfig {
     /// stay
     #[arg(long)]
     pub force: bool,
+    /// Write IMAGE byte for byte onto the disk or partition (plain, zstd or gzip), whatever
+    /// its name. Without it a raw image must be named .img, .raw, .iso, .bin or .dd
+    /// (optionally .zst or .gz); a file that starts like a ZIP or is named .tsimg is always a
+    /// tsforge image, and an error if it is damaged
+    #[arg(long)]
+    pub raw: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -712,7 +719,7 @@ pub fn apply_cmd(c: ApplyConfig) -> Result<u8> {
     use crate::volume::{self, Location};
     let target = Location::parse(&c.target.to_string_lossy());
     if !matches!(target, Location::Dir(_))
-        || volume::detect(&c.image)? != volume::ImageKind::Tsforge
+        || volume::detect(&c.image, c.raw)? != volume::ImageKind::Tsforge
     {
         if let Location::Disk(d) | Location::Partition { disk: d, .. } = &target {
             if let Some(info) = crate::disk::select::info_for_path(d)? {
@@ -720,7 +727,9 @@ pub fn apply_cmd(c: ApplyConfig) -> Result<u8> {
             }
         }
         let mut line = ProgressLine::new("apply");
-        let res = volume::apply(&c.image, c.index, &target, c.force, &mut |p| line.update(p));
+        let res = volume::apply(&c.image, c.index, &target, c.force, c.raw, &mut |p| {
+            line.update(p)
+        });
         line.done();
         res.with_context(|| format!("applying {} to {target}", c.image.display()))?;
         eprintln!(

@@ -2,11 +2,11 @@
 //! (a folder, a whole disk, or partition N of a disk), and a location back into an image.
 //! Shared by `tsforge apply`/`capture` and the task-sequence image steps.
 //!
-//! | image kind (by content) | folder | FAT partition | other partition | whole disk |
+//! | image kind ([`detect`]) | folder | FAT partition | other partition | whole disk |
 //! | --- | --- | --- | --- | --- |
 //! | tsforge image | yes | yes, through `fatfs`, no mount | Linux: mounted (`mount`, root), applied, unmounted | refused |
 //! | WIM | `wimlib-imagex`/DISM | refused | block device: `wimlib-imagex` writes NTFS | refused |
-//! | raw `.img` (`.zst`, `.gz`) | refused | written over the partition | written over the partition | written over the disk |
+//! | raw `.img`/`.raw`/`.iso`/`.bin`/`.dd` (`.zst`, `.gz`), or `--raw` | refused | written over the partition | written over the partition | written over the disk |
 //!
 //! Capture reads a folder, a FAT partition (extracted to a scratch folder first, see
 //! `image::fat`, leaving out the `_SMSTaskSequence` folder of a run kept there) or, on Linux, any other partition the kernel can mount (read-only, through
@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 pub use crate::actions::location::Location;
 
-/// What an image file holds, told by its first bytes.
+/// What an image file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImageKind {
     Tsforge,
@@ -29,11 +29,86 @@ pub enum ImageKind {
     Raw,
 }
 
-/// Detect the kind of an image file: a ZIP whose first entry is the tsforge manifest, a WIM
-/// (`MSWIM` magic), anything else a raw image (plain, zstd or gzip).
-pub fn detect(path: &Path) -> Result<ImageKind> {
+/// Names of raw images (each may end in a compression extension of [`RAW_COMPRESSED`]).
+pub const RAW_EXTENSIONS: &[&str] = &["img", "raw", "iso", "bin", "dd"];
+/// Compression extensions after a raw image's own. zstd and gzip are read; xz and bzip2 are
+/// recognised so that the error says how to convert them.
+pub const RAW_COMPRESSED: &[&str] = &["zst", "zstd", "gz", "xz", "bz2"];
+const WIM_EXTENSIONS: &[&str] = &["wim", "esd", "swm"];
+const TSFORGE_EXTENSION: &str = "tsimg";
+
+/// What the name of `path` says it is.
+fn kind_by_name(path: &Path) -> Option<ImageKind> {
+    let name = path.file_name()?.to_str()?.to_ascii_lowercase();
+    let (stem, ext) = name.rsplit_once('.')?;
+    if ext == TSFORGE_EXTENSION {
+        return Some(ImageKind::Tsforge);
+    }
+    if WIM_EXTENSIONS.contains(&ext) {
+        return Some(ImageKind::Wim);
+    }
+    let ext = if RAW_COMPRESSED.contains(&ext) {
+        stem.rsplit_once('.')?.1
+    } else {
+        ext
+    };
+    RAW_EXTENSIONS.contains(&ext).then_some(ImageKind::Raw)
+}
+
+/// The kind of an image file, decided only on positive evidence (docs/image-format.md,
+/// "Which images apply takes"), so that a damaged image is an error rather than bytes written
+/// over a disk:
+///
+/// - `raw` (`--raw`): a raw image, whatever it holds;
+/// - a file that starts like a ZIP, or is named `.tsimg`: a tsforge image, whose manifest and
+///   end records are checked here ([`crate::image::check_file`]); if they are wrong this is an
+///   error that names the file and what is wrong;
+/// - a file that starts with the WIM header (`MSWIM`): a WIM; named `.wim`, `.esd` or `.swm`
+///   without that header: an error;
+/// - named `.img`, `.raw`, `.iso`, `.bin` or `.dd`, optionally compressed (`.img.zst`,
+///   `.img.gz`, …): a raw image;
+/// - anything else: an error listing the kinds and `--raw`.
+pub fn detect(path: &Path, raw: bool) -> Result<ImageKind> {
+    let shown = path.display();
     let head = read_head(path)?;
-    Ok(detect_head(&head))
+    if raw {
+        return Ok(ImageKind::Raw);
+    }
+    let by_name = kind_by_name(path);
+    if detect_head(&head) == Some(ImageKind::Tsforge) || by_name == Some(ImageKind::Tsforge) {
+        return match crate::image::check_file(path) {
+            Ok(_) => Ok(ImageKind::Tsforge),
+            Err(e) => bail!("{shown}: not a valid tsforge image ({e:#}); nothing was written"),
+        };
+    }
+    if detect_head(&head) == Some(ImageKind::Wim) {
+        return Ok(ImageKind::Wim);
+    }
+    match by_name {
+        Some(ImageKind::Wim) => bail!(
+            "{shown}: not a valid WIM (it does not start with the MSWIM header); nothing was \
+             written"
+        ),
+        Some(ImageKind::Raw) => Ok(ImageKind::Raw),
+        _ => bail!(
+            "{shown}: not a recognised image; nothing was written. apply takes a tsforge image \
+             (a ZIP whose first entry is tsforge-image.json, usually .tsimg), a WIM (.wim) or a \
+             raw disk or partition image named .img, .raw, .iso, .bin or .dd (optionally \
+             compressed: .img.zst, .img.gz); to write any file byte for byte onto a disk or \
+             partition, pass --raw"
+        ),
+    }
+}
+
+/// Whether `path` says it is a tsforge image or a WIM, by its first bytes or its name
+/// (whether or not it is a valid one).
+pub fn claims_tsforge_or_wim(path: &Path) -> bool {
+    let head = read_head(path).unwrap_or_default();
+    detect_head(&head).is_some()
+        || matches!(
+            kind_by_name(path),
+            Some(ImageKind::Tsforge | ImageKind::Wim)
+        )
 }
 
 fn read_head(path: &Path) -> Result<Vec<u8>> {
@@ -51,19 +126,16 @@ fn read_head(path: &Path) -> Result<Vec<u8>> {
     Ok(head[..n].to_vec())
 }
 
-/// [`detect`] from the first bytes (up to 64) of an image.
-pub fn detect_head(head: &[u8]) -> ImageKind {
-    let n = head.len();
+/// What the first bytes of an image say it is: a ZIP (a tsforge image, or a damaged one) or a
+/// WIM; `None` for anything else (a raw image says nothing about itself).
+pub fn detect_head(head: &[u8]) -> Option<ImageKind> {
     if head.starts_with(b"MSWIM\0\0\0") {
-        return ImageKind::Wim;
+        return Some(ImageKind::Wim);
     }
-    if head.starts_with(b"PK\x03\x04") && n >= 30 {
-        let name_len = u16::from_le_bytes([head[26], head[27]]) as usize;
-        if head.get(30..30 + name_len) == Some(image::format::MANIFEST_NAME.as_bytes()) {
-            return ImageKind::Tsforge;
-        }
+    if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
+        return Some(ImageKind::Tsforge);
     }
-    ImageKind::Raw
+    None
 }
 
 /// Partition `number` of `disk` as a byte range, with its table entry.
@@ -79,15 +151,17 @@ pub fn partition_range(disk: &Disk, number: u32) -> Result<(DiskRange, layout::P
 }
 
 /// Apply `image_path` (WIM: image `index`) onto `target`. `force` lets a folder target be
-/// non-empty. Returns the image's manifest for tsforge images.
+/// non-empty; `raw` writes the file as a raw image whatever its name (see [`detect`]).
+/// Returns the image's manifest for tsforge images.
 pub fn apply(
     image_path: &Path,
     index: u32,
     target: &Location,
     force: bool,
+    raw: bool,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<Option<ImageInfo>> {
-    let kind = detect(image_path)?;
+    let kind = detect(image_path, raw)?;
     let shown = image_path.display();
     match (kind, target) {
         (ImageKind::Tsforge, _) => {

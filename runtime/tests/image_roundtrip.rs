@@ -397,6 +397,99 @@ fn a_truncated_image_is_reported() {
     }
 }
 
+/// Every byte of the central directory and the end record matters: flipping any one makes
+/// verify (and apply) fail, naming the record and the field; `check_file`, the quick check
+/// before an apply, catches a damaged end record or a wrong length.
+#[test]
+fn a_flipped_byte_in_the_central_directory_or_end_record_is_caught() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    fs::create_dir_all(src.join("dir")).unwrap();
+    fs::write(src.join("dir/a.txt"), b"first file\n").unwrap();
+    fs::write(src.join("b.bin"), random_bytes(3000, 3)).unwrap();
+    fs::write(src.join("c.txt"), b"third file\n".repeat(50)).unwrap();
+    let img = t.path().join("img");
+    capture_tree(&src, &img, Compression::Zstd);
+    let good = fs::read(&img).unwrap();
+    image::verify(&img).unwrap();
+    image::check_file(&img).unwrap();
+    let eocd = good.len() - 22;
+    assert_eq!(&good[eocd..eocd + 4], b"PK\x05\x06");
+    let cd_start = u32::from_le_bytes(good[eocd + 16..eocd + 20].try_into().unwrap()) as usize;
+    assert_eq!(&good[cd_start..cd_start + 4], b"PK\x01\x02");
+    let mut messages = Vec::new();
+    for at in cd_start..good.len() {
+        let mut bad = good.clone();
+        bad[at] ^= 0x10;
+        fs::write(&img, &bad).unwrap();
+        let err = format!(
+            "{:#}",
+            image::verify(&img).expect_err(&format!("byte {at}"))
+        );
+        assert!(err.contains("corrupt"), "byte {at}: {err}");
+        if at >= eocd {
+            let err = image::check_file(&img).expect_err(&format!("check_file, byte {at}"));
+            let _ = err;
+        }
+        messages.push((at, err));
+    }
+    let find = |at: usize| &messages.iter().find(|m| m.0 == at).unwrap().1;
+    // The second record (the first content) names its entry and the field.
+    let second = cd_start + 46 + "tsforge-image.json".len();
+    assert!(
+        find(second + 16).contains("CRC-32") && find(second + 16).contains("record 1"),
+        "{}",
+        find(second + 16)
+    );
+    assert!(
+        find(second + 20).contains("compressed size"),
+        "{}",
+        find(second + 20)
+    );
+    assert!(
+        find(second + 24).contains("uncompressed size"),
+        "{}",
+        find(second + 24)
+    );
+    assert!(
+        find(second + 10).contains("compression method"),
+        "{}",
+        find(second + 10)
+    );
+    assert!(
+        find(second + 42).contains("local header offset"),
+        "{}",
+        find(second + 42)
+    );
+    assert!(
+        find(eocd + 10).contains("entry count"),
+        "{}",
+        find(eocd + 10)
+    );
+    assert!(
+        find(eocd + 12).contains("central directory size"),
+        "{}",
+        find(eocd + 12)
+    );
+    assert!(
+        find(eocd + 16).contains("central directory offset"),
+        "{}",
+        find(eocd + 16)
+    );
+    // Nothing may follow the end record.
+    let mut longer = good.clone();
+    longer.push(0);
+    fs::write(&img, &longer).unwrap();
+    let err = format!("{:#}", image::verify(&img).unwrap_err());
+    assert!(err.contains("data follows the end"), "{err}");
+    assert!(image::check_file(&img).is_err());
+    // Nor may the end record say a directory is somewhere else.
+    let mut moved = good.clone();
+    moved.splice(cd_start..cd_start, [0u8; 4]);
+    fs::write(&img, &moved).unwrap();
+    assert!(image::check_file(&img).is_err());
+}
+
 #[test]
 fn hostile_manifests_are_refused() {
     let t = tempfile::tempdir().unwrap();

@@ -1,6 +1,6 @@
 //! A small static HTTP/1.1 file server for the content tests: serves a folder on loopback
 //! with `Range` support, like nginx, and can misbehave on purpose (drop a connection after N
-//! bytes, stall, throttle) so the runner's resume and retry paths meet a real socket.
+//! bytes, stall, throttle, trickle) so the runner's resume and retry paths meet a real socket.
 //! Every request is recorded (path, range start, bytes sent).
 
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -26,6 +26,11 @@ pub struct Faults {
     pub stall_for: Duration,
     /// Bytes per second for every response body (None: as fast as possible).
     pub rate: Option<u64>,
+    /// Send this many body bytes, then one byte every `trickle_every` (once per entry), for
+    /// at most 60 s, after which the connection is closed (so a runner that never gives up
+    /// fails its test instead of hanging it).
+    pub trickle_after: Vec<(String, u64)>,
+    pub trickle_every: Duration,
 }
 
 #[derive(Default)]
@@ -141,7 +146,7 @@ fn serve(conn: TcpStream, root: &Path, shared: &Mutex<Shared>) -> std::io::Resul
         return Ok(());
     };
     let size = f.metadata()?.len();
-    let (drop_at, stall_at, stall_for, rate) = {
+    let (drop_at, stall_at, stall_for, rate, trickle) = {
         let mut s = shared.lock().unwrap();
         let take = |v: &mut Vec<(String, u64)>| {
             v.iter()
@@ -150,7 +155,8 @@ fn serve(conn: TcpStream, root: &Path, shared: &Mutex<Shared>) -> std::io::Resul
         };
         let d = take(&mut s.faults.drop_after);
         let st = take(&mut s.faults.stall_after);
-        (d, st, s.faults.stall_for, s.faults.rate)
+        let tr = take(&mut s.faults.trickle_after).map(|t| (t, s.faults.trickle_every));
+        (d, st, s.faults.stall_for, s.faults.rate, tr)
     };
     let header = if start > 0 && start < size {
         format!(
@@ -193,6 +199,17 @@ fn serve(conn: TcpStream, root: &Path, shared: &Mutex<Shared>) -> std::io::Resul
                 return Ok(());
             }
             want = want.min(st - sent);
+        }
+        if let Some((after, every)) = trickle {
+            if sent >= after {
+                if began.elapsed() > Duration::from_secs(60) {
+                    return Ok(());
+                }
+                std::thread::sleep(every);
+                want = 1;
+            } else {
+                want = want.min(after - sent);
+            }
         }
         let n = f.read(&mut buf[..want as usize])?;
         if n == 0 {

@@ -462,7 +462,9 @@ pub fn apply(step: &Step, ctx: &mut Ctx) -> ActionResult {
                 }
                 Err(e) => return ActionResult::failed(format!("{e:#}")),
             };
-            if head.0 == crate::volume::ImageKind::Tsforge {
+            // A ZIP is streamed (a damaged one fails on its manifest before anything is
+            // written); anything else is fetched, and its kind decided by `volume::detect`.
+            if head.0 == Some(crate::volume::ImageKind::Tsforge) {
                 let (_, s, head, n) = head;
                 let reader: Box<dyn std::io::Read> = Box::new(std::io::Read::chain(
                     std::io::Cursor::new(head[..n].to_vec()),
@@ -508,7 +510,7 @@ pub fn apply(step: &Step, ctx: &mut Ctx) -> ActionResult {
             crate::volume::apply_tsforge_stream(&mut *reader, &target, force, &mut progress)
                 .map(Some)
         }
-        None => crate::volume::apply(&image, index, &target, force, &mut progress),
+        None => crate::volume::apply(&image, index, &target, force, false, &mut progress),
     };
     match r {
         Ok(info) => {

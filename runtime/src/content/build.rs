@@ -48,9 +48,11 @@ pub fn build(
         files.sort();
         (PackageKind::Files, files)
     } else if meta.is_file() {
-        match crate::volume::detect(src)? {
-            crate::volume::ImageKind::Tsforge | crate::volume::ImageKind::Wim => {}
-            crate::volume::ImageKind::Raw => bail!(
+        match crate::volume::detect(src, false) {
+            Ok(crate::volume::ImageKind::Tsforge | crate::volume::ImageKind::Wim) => {}
+            // A damaged tsforge image or WIM: say what is wrong with it.
+            Err(e) if crate::volume::claims_tsforge_or_wim(src) => return Err(e),
+            _ => bail!(
                 "{} is a file but not a tsforge image or a WIM; to package files, give the \
                  folder that holds them",
                 src.display()

@@ -1,7 +1,8 @@
 //! HTTP(S) reads from a static server (nginx, a CDN, `python3 -m http.server`), on `ureq`
 //! (blocking, rustls, no async runtime in the runner). Ranged requests let a read resume where
 //! it stopped; transient failures are retried with doubling delays; a read that receives
-//! nothing for the stall timeout counts as a failure.
+//! nothing for the stall timeout counts as a failure, and so does a transfer that trickles
+//! (less than the minimum rate, averaged over the stall timeout).
 
 use std::io::{self, Read};
 use std::time::Duration;
@@ -9,13 +10,18 @@ use std::time::Duration;
 /// Retry and timeout settings; from the ConfigMgr variables `SMSTSDownloadRetryCount`
 /// (default 3) and `SMSTSDownloadRetryDelay` (seconds before the first retry, doubled for each
 /// next one, at most 60; default 2), and tsforge's `TSForgeDownloadStallTimeout` (seconds a
-/// read may receive nothing; default 60) and `TSForgeTrustedCA` (a PEM file of the CA
-/// certificates to trust for HTTPS instead of Mozilla's roots: an organization's own PKI).
+/// read may receive nothing; default 60), `TSForgeDownloadMinRate` (bytes per second a
+/// transfer must average over each stall timeout's worth of waiting for data, else it is
+/// treated as stalled; default 1024, 0 turns the check off) and `TSForgeTrustedCA` (a PEM file
+/// of the CA certificates to trust for HTTPS instead of Mozilla's roots: an organization's
+/// own PKI).
 #[derive(Debug, Clone)]
 pub struct HttpOptions {
     pub retries: u32,
     pub retry_delay: Duration,
     pub stall_timeout: Duration,
+    /// Bytes per second; 0: no minimum.
+    pub min_rate: u64,
     pub connect_timeout: Duration,
     pub trusted_ca: Option<std::path::PathBuf>,
 }
@@ -26,6 +32,7 @@ impl Default for HttpOptions {
             retries: 3,
             retry_delay: Duration::from_secs(2),
             stall_timeout: Duration::from_secs(60),
+            min_rate: 1024,
             connect_timeout: Duration::from_secs(30),
             trusted_ca: None,
         }
@@ -50,12 +57,21 @@ impl HttpOptions {
         if let Some(s) = num("TSForgeDownloadStallTimeout") {
             o.stall_timeout = Duration::from_secs_f64(s.clamp(0.1, 3600.0));
         }
+        if let Some(r) = num("TSForgeDownloadMinRate") {
+            o.min_rate = r.min(1e12) as u64;
+        }
         o.trusted_ca = vars
             .get("TSForgeTrustedCA")
             .map(str::trim)
             .filter(|v| !v.is_empty())
             .map(std::path::PathBuf::from);
         o
+    }
+
+    /// Bytes a connection must deliver within one window (the stall timeout) to count as
+    /// progress.
+    fn window_bytes(&self) -> u64 {
+        (self.min_rate as f64 * self.stall_timeout.as_secs_f64()) as u64
     }
 
     fn delay(&self, attempt: u32) -> Duration {
@@ -198,7 +214,11 @@ impl Http {
                 }))
             }
         }
-        let mut body: Box<dyn Read + Send> = Box::new(resp.into_body().into_reader());
+        let mut body: Box<dyn Read + Send> = Box::new(Paced::new(
+            resp.into_body().into_reader(),
+            self.opts.stall_timeout,
+            self.opts.min_rate,
+        ));
         if start > 0 && status == 200 {
             // The server ignored the Range header: skip to `start`.
             let skipped = io::copy(&mut (&mut body).take(start), &mut io::sink())
@@ -256,8 +276,79 @@ impl Http {
             end,
             body: None,
             failures: 0,
+            since_open: 0,
             resumed: 0,
         }
+    }
+}
+
+/// The error of a transfer slower than the minimum rate.
+#[derive(Debug)]
+pub struct TooSlow {
+    pub bytes: u64,
+    pub secs: f64,
+    pub min_rate: u64,
+}
+
+impl std::fmt::Display for TooSlow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} bytes in {:.1} s, less than {} bytes/s (too slow: stalled)",
+            self.bytes, self.secs, self.min_rate
+        )
+    }
+}
+
+impl std::error::Error for TooSlow {}
+
+/// A response body that must deliver at least `min_rate` bytes a second, averaged over each
+/// `window` of time spent waiting in its reads. Only time in `read` counts, so a caller that
+/// pauses between reads (a slow disk behind a streamed apply) is not blamed on the server.
+/// A slower body fails with [`TooSlow`] (`ErrorKind::TimedOut`), which the callers treat as a
+/// stall: retried, and resumed from where it stopped.
+struct Paced<R> {
+    inner: R,
+    window: Duration,
+    min_rate: u64,
+    waited: Duration,
+    bytes: u64,
+}
+
+impl<R> Paced<R> {
+    fn new(inner: R, window: Duration, min_rate: u64) -> Self {
+        Paced {
+            inner,
+            window,
+            min_rate,
+            waited: Duration::ZERO,
+            bytes: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for Paced<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let started = std::time::Instant::now();
+        let n = self.inner.read(buf)?;
+        self.waited += started.elapsed();
+        self.bytes += n as u64;
+        if n > 0 && self.min_rate > 0 && self.waited >= self.window {
+            let secs = self.waited.as_secs_f64();
+            if (self.bytes as f64) < self.min_rate as f64 * secs {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    TooSlow {
+                        bytes: self.bytes,
+                        secs,
+                        min_rate: self.min_rate,
+                    },
+                ));
+            }
+            self.waited = Duration::ZERO;
+            self.bytes = 0;
+        }
+        Ok(n)
     }
 }
 
@@ -271,6 +362,11 @@ pub struct RangeReader {
     body: Option<Box<dyn Read + Send>>,
     /// Consecutive failures without progress.
     failures: u32,
+    /// Bytes read since the last (re)connection: once they reach a window's minimum
+    /// ([`HttpOptions::window_bytes`]), the connection counts as progress and `failures` is
+    /// reset; a server that trickles a few bytes on each new connection still runs out of
+    /// retries.
+    since_open: u64,
     /// Times the read was resumed after a dropped connection.
     pub resumed: u32,
 }
@@ -311,7 +407,10 @@ impl Read for RangeReader {
         loop {
             if self.body.is_none() {
                 match self.http.open(&self.url, self.pos) {
-                    Ok(b) => self.body = Some(b),
+                    Ok(b) => {
+                        self.body = Some(b);
+                        self.since_open = 0;
+                    }
                     Err(e) => return Err(io::Error::other(e)),
                 }
             }
@@ -323,21 +422,27 @@ impl Read for RangeReader {
                 }
                 Ok(n) => {
                     self.pos += n as u64;
-                    self.failures = 0;
+                    self.since_open += n as u64;
+                    if self.since_open >= self.http.opts.window_bytes() {
+                        self.failures = 0;
+                    }
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    let msg = if e.kind() == io::ErrorKind::TimedOut
-                        || e.to_string().to_ascii_lowercase().contains("timeout")
-                    {
-                        format!(
-                            "no data for {} s (stalled)",
-                            self.http.opts.stall_timeout.as_secs_f64()
-                        )
-                    } else {
-                        e.to_string()
-                    };
+                    let msg =
+                        if let Some(slow) = e.get_ref().and_then(|i| i.downcast_ref::<TooSlow>()) {
+                            slow.to_string()
+                        } else if e.kind() == io::ErrorKind::TimedOut
+                            || e.to_string().to_ascii_lowercase().contains("timeout")
+                        {
+                            format!(
+                                "no data for {} s (stalled)",
+                                self.http.opts.stall_timeout.as_secs_f64()
+                            )
+                        } else {
+                            e.to_string()
+                        };
                     self.fail(msg)?;
                 }
             }
@@ -380,6 +485,78 @@ mod tests {
             join_url("http://h/dp/", "TSF1/files/a b/ü.txt"),
             "http://h/dp/TSF1/files/a%20b/%C3%BC.txt"
         );
+    }
+
+    /// A reader that takes `delay` for each read and returns one byte.
+    struct Trickle {
+        delay: Duration,
+    }
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            std::thread::sleep(self.delay);
+            buf[0] = b'x';
+            Ok(1)
+        }
+    }
+
+    #[test]
+    fn a_trickle_is_too_slow_but_a_pausing_caller_is_not() {
+        let window = Duration::from_millis(100);
+        let mut p = Paced::new(
+            Trickle {
+                delay: Duration::from_millis(10),
+            },
+            window,
+            1000,
+        );
+        let mut buf = [0u8; 16];
+        let started = std::time::Instant::now();
+        let err = loop {
+            match p.read(&mut buf) {
+                Ok(_) => assert!(started.elapsed() < Duration::from_secs(2)),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        let slow = err.get_ref().unwrap().downcast_ref::<TooSlow>().unwrap();
+        assert!(slow.bytes < 20 && slow.min_rate == 1000, "{slow}");
+        assert!(err.to_string().contains("too slow"), "{err}");
+        // The same bytes, fast, but the caller waits between reads: only time in read counts.
+        let mut p = Paced::new(
+            Trickle {
+                delay: Duration::ZERO,
+            },
+            window,
+            1000,
+        );
+        for _ in 0..5 {
+            p.read(&mut buf).unwrap();
+            std::thread::sleep(Duration::from_millis(40));
+        }
+        // No minimum: never too slow.
+        let mut p = Paced::new(
+            Trickle {
+                delay: Duration::from_millis(30),
+            },
+            Duration::from_millis(50),
+            0,
+        );
+        for _ in 0..5 {
+            p.read(&mut buf).unwrap();
+        }
+    }
+
+    #[test]
+    fn min_rate_comes_from_a_variable() {
+        let mut vars = crate::vars::Vars::default();
+        assert_eq!(HttpOptions::from_vars(&vars).min_rate, 1024);
+        vars.set("TSForgeDownloadMinRate", "0");
+        assert_eq!(HttpOptions::from_vars(&vars).min_rate, 0);
+        vars.set("TSForgeDownloadMinRate", "65536");
+        vars.set("TSForgeDownloadStallTimeout", "2");
+        let o = HttpOptions::from_vars(&vars);
+        assert_eq!(o.window_bytes(), 131_072);
     }
 
     #[test]

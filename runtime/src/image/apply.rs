@@ -7,64 +7,270 @@
 //! removes the file and fails naming it), copied to its other paths, and the central directory
 //! is checked against the entries read. Links and directory times come last, so no file is
 //! ever written through a link.
+//!
+//! The manifest is parsed as it is decompressed, each entry checked and turned into a compact
+//! [`Item`] at once, within the limits of `format` ([`MAX_MANIFEST`] bytes, [`MAX_ENTRIES`]
+//! paths, [`MAX_VALUE`] bytes for any one value): what a manifest costs in memory stays
+//! proportionate to a real tree, whatever a small hostile image claims.
 
 use super::format::{
-    self, Counted, EntryType, LocalHeader, Manifest, Next, FORMAT_ID, FORMAT_VERSION,
-    MANIFEST_NAME, MAX_MANIFEST, METHOD_DEFLATE, METHOD_STORED, METHOD_ZSTD,
+    self, Compression, Counted, EntryType, LocalHeader, ManifestEntry, Next, DATA_PREFIX,
+    FORMAT_ID, FORMAT_VERSION, MANIFEST_NAME, MAX_ENTRIES, MAX_MANIFEST, METHOD_DEFLATE,
+    METHOD_STORED, METHOD_ZSTD, NAME_DIGITS,
 };
 use super::tree::{check_symlink_target, Meta, RelPath, TreeSink};
 use super::{ImageInfo, Progress, BUFFER_SIZE};
 use anyhow::{bail, Context, Result};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
 
 /// sha256 of no bytes.
 const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
+/// One path of a checked manifest. Kept small: a manifest may list a million paths, and the
+/// plan holds them all for the whole apply.
 pub(super) struct Item {
     path: RelPath,
     kind: EntryType,
     meta: Meta,
     size: u64,
-    target: String,
+    target: Option<Box<str>>,
+}
+
+/// A file with content: its sha256, its size and its index in the manifest.
+struct FileRef {
+    sha: [u8; 32],
+    size: u64,
+    item: u32,
 }
 
 /// A checked manifest.
 pub(super) struct Plan {
-    manifest: Manifest,
+    name: String,
+    description: String,
+    created: i64,
+    tsforge_version: String,
+    compression: Compression,
+    /// The manifest's own local header (checked again against the central directory).
+    header: LocalHeader,
     items: Vec<Item>,
-    /// sha256 (hex) → (size, indexes of the files with that content).
-    contents: HashMap<String, (u64, Vec<usize>)>,
+    /// Files with content, sorted by (sha256, manifest order): each run of one sha256 is a
+    /// content, written into the run's first file (the first in the manifest) and copied to
+    /// the others.
+    files: Vec<FileRef>,
+    /// Where each content's run starts in `files`, in sha256 order.
+    contents: Vec<u32>,
 }
 
 impl Plan {
     pub(super) fn info(&self) -> ImageInfo {
-        let m = &self.manifest;
         let count = |k| self.items.iter().filter(|i| i.kind == k).count() as u64;
         ImageInfo {
-            name: m.name.clone(),
-            description: m.description.clone(),
-            created: m.created,
-            tsforge_version: m.tsforge_version.clone(),
-            compression: m.compression,
+            name: self.name.clone(),
+            description: self.description.clone(),
+            created: self.created,
+            tsforge_version: self.tsforge_version.clone(),
+            compression: self.compression,
             files: count(EntryType::File),
             dirs: count(EntryType::Dir),
             symlinks: count(EntryType::Symlink),
-            total_bytes: self.items.iter().map(|i| i.size).sum(),
-            stored_bytes: self.contents.values().map(|c| c.0).sum(),
+            total_bytes: self
+                .items
+                .iter()
+                .fold(0u64, |t, i| t.saturating_add(i.size)),
+            stored_bytes: (0..self.contents.len())
+                .fold(0u64, |t, c| t.saturating_add(self.run(c)[0].size)),
             image_bytes: 0,
         }
     }
+
+    /// The files holding content `c` (an index into `contents`), first-written first.
+    fn run(&self, c: usize) -> &[FileRef] {
+        let start = self.contents[c] as usize;
+        let end = self
+            .contents
+            .get(c + 1)
+            .map_or(self.files.len(), |e| *e as usize);
+        &self.files[start..end]
+    }
+
+    /// The content stored as entry `name` (`d/` and 32 hex digits of its sha256).
+    fn content_named(&self, name: &str) -> Option<usize> {
+        let digits = name.strip_prefix(DATA_PREFIX)?;
+        if digits.len() != NAME_DIGITS || !is_hex(digits) {
+            return None;
+        }
+        let mut prefix = [0u8; NAME_DIGITS / 2];
+        decode_hex(digits, &mut prefix)?;
+        let key = |c: &u32| &self.files[*c as usize].sha[..NAME_DIGITS / 2];
+        let i = self.contents.partition_point(|c| key(c) < &prefix[..]);
+        (self.contents.get(i).map(key) == Some(&prefix[..])).then_some(i)
+    }
+}
+
+/// `s`, or its start when it is too long to be quoted whole in a message.
+fn shorten(s: &str) -> String {
+    match s.char_indices().nth(200) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+fn is_hex(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn is_hash(s: &str) -> bool {
-    s.len() == 64
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64 && is_hex(s)
 }
 
-/// Reads and checks the manifest, the first entry of the image.
+/// Lowercase hex digits into `out` (exactly twice as many digits as bytes).
+fn decode_hex(s: &str, out: &mut [u8]) -> Option<()> {
+    if s.len() != out.len() * 2 {
+        return None;
+    }
+    let d = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    };
+    for (o, pair) in out.iter_mut().zip(s.as_bytes().chunks(2)) {
+        *o = d(pair[0])? << 4 | d(pair[1])?;
+    }
+    Some(())
+}
+
+/// The manifest as read: the same fields as [`format::Manifest`], but the entries are checked
+/// and turned into the plan's compact form one at a time as the JSON streams in, never held
+/// as a whole list of [`ManifestEntry`]s.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestIn {
+    format: String,
+    version: u32,
+    name: String,
+    description: String,
+    created: i64,
+    tsforge_version: String,
+    compression: Compression,
+    entries: Entries,
+}
+
+/// The entries of a manifest being read. The first entry that is wrong stops the building
+/// (the rest of the list is skipped without being kept) and is reported after the JSON is
+/// read, so a JSON error and a corrupt manifest are told apart from a refused entry.
+#[derive(Default)]
+struct Entries {
+    items: Vec<Item>,
+    files: Vec<FileRef>,
+    error: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for Entries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Entries;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of entries")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Entries, A::Error> {
+                let mut out = Entries::default();
+                loop {
+                    if out.error.is_some() {
+                        if seq.next_element::<serde::de::IgnoredAny>()?.is_none() {
+                            break;
+                        }
+                        continue;
+                    }
+                    let Some(e) = seq.next_element::<ManifestEntry>()? else {
+                        break;
+                    };
+                    if out.items.len() >= MAX_ENTRIES {
+                        out.error = Some(format!(
+                            "the manifest lists more than {MAX_ENTRIES} paths: corrupt, or a \
+                             tree too big for one image"
+                        ));
+                        continue;
+                    }
+                    let index = out.items.len() as u32;
+                    match check_entry(e, index) {
+                        Ok((item, file)) => {
+                            out.items.push(item);
+                            out.files.extend(file);
+                        }
+                        Err(msg) => out.error = Some(msg),
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+/// Counts and checksums what is read through it.
+struct Crc<R> {
+    inner: R,
+    crc: crc32fast::Hasher,
+    n: u64,
+}
+
+impl<R: Read> Read for Crc<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.crc.update(&buf[..k]);
+        self.n += k as u64;
+        Ok(k)
+    }
+}
+
+/// Longest run of manifest bytes without a JSON structural character (`,:{}[]`): far longer
+/// than any value of a real manifest (paths are at most [`super::tree::MAX_PATH`] bytes), and
+/// the bound on what the JSON parser buffers for one string, whatever the manifest holds.
+const MAX_VALUE: usize = 1 << 20;
+
+/// Fails the read when a run of bytes without a structural character exceeds [`MAX_VALUE`].
+struct ValueLimit<R> {
+    inner: R,
+    run: usize,
+}
+
+#[derive(Debug)]
+struct ValueTooLong;
+
+impl std::fmt::Display for ValueTooLong {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "a value longer than {} MiB", MAX_VALUE >> 20)
+    }
+}
+
+impl std::error::Error for ValueTooLong {}
+
+impl<R: Read> Read for ValueLimit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        for b in &buf[..k] {
+            if matches!(b, b',' | b':' | b'{' | b'}' | b'[' | b']') {
+                self.run = 0;
+            } else {
+                self.run += 1;
+                if self.run > MAX_VALUE {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, ValueTooLong));
+                }
+            }
+        }
+        Ok(k)
+    }
+}
+
+/// Reads and checks the manifest, the first entry of the image. The JSON is parsed as it is
+/// decompressed (never held whole); its size and CRC-32 are checked once it has been read.
 pub(super) fn read_manifest(r: &mut Counted) -> Result<Plan> {
     let h = match format::read_next(r)? {
         Next::Entry(h) => h,
@@ -78,28 +284,111 @@ pub(super) fn read_manifest(r: &mut Counted) -> Result<Plan> {
     }
     if h.usize > MAX_MANIFEST {
         bail!(
-            "the manifest claims {} bytes (more than {MAX_MANIFEST}): corrupt image",
-            h.usize
+            "the manifest claims {} bytes, more than the limit of {} MiB: the image is corrupt, \
+             or its tree too big for one image",
+            h.usize,
+            MAX_MANIFEST >> 20
         );
     }
-    let mut json = Vec::with_capacity(h.usize as usize);
-    let end = r.pos + h.csize;
-    {
-        let mut dec = decoder(r, &h)?;
-        (&mut dec)
-            .take(h.usize + 1)
-            .read_to_end(&mut json)
-            .map_err(|e| read_error(e, MANIFEST_NAME))?;
-    }
+    let end = r.pos.saturating_add(h.csize);
+    let (parsed, n, crc) = {
+        let dec = decoder(r, &h)?;
+        let mut c = Crc {
+            inner: dec.take(h.usize.saturating_add(1)),
+            crc: crc32fast::Hasher::new(),
+            n: 0,
+        };
+        let parsed = serde_json::from_reader::<_, ManifestIn>(io::BufReader::with_capacity(
+            64 << 10,
+            ValueLimit {
+                inner: &mut c,
+                run: 0,
+            },
+        ));
+        // Whatever the parser did not read still counts for the size and the CRC-32.
+        let parsed = match parsed {
+            Err(e) if e.is_io() => {
+                let e = io::Error::from(e);
+                if e.get_ref().is_some_and(|i| i.is::<ValueTooLong>()) {
+                    bail!("the manifest holds {e}: the image is corrupt");
+                }
+                return Err(read_error(e, MANIFEST_NAME));
+            }
+            p => p,
+        };
+        io::copy(&mut c, &mut io::sink()).map_err(|e| read_error(e, MANIFEST_NAME))?;
+        (parsed, c.n, c.crc.finalize())
+    };
     finish_entry(r, end, MANIFEST_NAME)?;
-    if json.len() as u64 != h.usize || crc32fast::hash(&json) != h.crc {
+    if n != h.usize || crc != h.crc {
         bail!("the manifest is corrupt (its size or CRC-32 does not match its header)");
     }
-    let m: Manifest = serde_json::from_slice(&json).context("the manifest is not valid")?;
-    check_manifest(m)
+    let m = parsed.context("the manifest is not valid")?;
+    check_manifest(m, h)
 }
 
-fn check_manifest(m: Manifest) -> Result<Plan> {
+/// Checks one manifest entry on its own and turns it into an [`Item`] (and a [`FileRef`] for
+/// a file with content).
+fn check_entry(e: ManifestEntry, index: u32) -> Result<(Item, Option<FileRef>), String> {
+    let bad = |what: String| format!("manifest entry {:?}: {what}", shorten(&e.path));
+    let path = RelPath::new(&e.path).map_err(bad)?;
+    let meta = Meta {
+        mode: e.mode.map(|m| m & 0o7777),
+        mtime_ns: e.mtime_ns,
+    };
+    let mut item = Item {
+        path,
+        kind: e.kind,
+        meta,
+        size: 0,
+        target: None,
+    };
+    let mut file = None;
+    match e.kind {
+        EntryType::Dir => {
+            if e.size.is_some() || e.sha256.is_some() || e.target.is_some() {
+                return Err(bad("a directory with a size, hash or target".into()));
+            }
+        }
+        EntryType::File => {
+            let size = e.size.ok_or_else(|| bad("a file without a size".into()))?;
+            if e.target.is_some() {
+                return Err(bad("a file with a link target".into()));
+            }
+            item.size = size;
+            match (&e.sha256, size) {
+                (None, 0) => {}
+                (Some(h), 0) if h == EMPTY_SHA256 => {}
+                (Some(h), s) if s > 0 && is_hash(h) => {
+                    let mut sha = [0u8; 32];
+                    decode_hex(h, &mut sha).ok_or_else(|| bad("a malformed sha256".into()))?;
+                    file = Some(FileRef {
+                        sha,
+                        size,
+                        item: index,
+                    });
+                }
+                _ => return Err(bad("a missing or malformed sha256".into())),
+            }
+        }
+        EntryType::Symlink => {
+            let t = e
+                .target
+                .as_deref()
+                .ok_or_else(|| bad("a link without a target".into()))?;
+            if e.size.is_some() || e.sha256.is_some() {
+                return Err(bad("a link with a size or hash".into()));
+            }
+            check_symlink_target(&item.path, t).map_err(bad)?;
+            item.target = Some(t.into());
+        }
+    }
+    Ok((item, file))
+}
+
+/// The checks that need the whole manifest: format and version, each path listed once and
+/// inside a directory listed before it, each content with one size and one entry name.
+fn check_manifest(m: ManifestIn, header: LocalHeader) -> Result<Plan> {
     if m.format != FORMAT_ID {
         bail!("the manifest's format is {:?}, not {FORMAT_ID:?}", m.format);
     }
@@ -110,74 +399,86 @@ fn check_manifest(m: Manifest) -> Result<Plan> {
             m.version
         );
     }
-    let mut items = Vec::with_capacity(m.entries.len());
-    let mut kinds: HashMap<RelPath, EntryType> = HashMap::with_capacity(m.entries.len());
-    let mut contents: HashMap<String, (u64, Vec<usize>)> = HashMap::new();
-    for e in &m.entries {
-        let bad = |what: String| anyhow::anyhow!("manifest entry {:?}: {what}", e.path);
-        let path = RelPath::new(&e.path).map_err(&bad)?;
-        if kinds.contains_key(&path) {
-            return Err(bad("listed twice".into()));
-        }
-        if let Some(parent) = path.parent() {
-            if kinds.get(&parent) != Some(&EntryType::Dir) {
-                return Err(bad(format!("{parent} is not a directory listed before it")));
-            }
-        }
-        let meta = Meta {
-            mode: e.mode.map(|m| m & 0o7777),
-            mtime_ns: e.mtime_ns,
-        };
-        let mut item = Item {
-            path: path.clone(),
-            kind: e.kind,
-            meta,
-            size: 0,
-            target: String::new(),
-        };
-        match e.kind {
-            EntryType::Dir => {
-                if e.size.is_some() || e.sha256.is_some() || e.target.is_some() {
-                    return Err(bad("a directory with a size, hash or target".into()));
+    let Entries {
+        mut items,
+        mut files,
+        error,
+    } = m.entries;
+    if let Some(e) = error {
+        bail!(e);
+    }
+    items.shrink_to_fit();
+    files.shrink_to_fit();
+    let bad = |i: usize, what: String| {
+        anyhow::anyhow!("manifest entry {:?}: {what}", items[i].path.as_str())
+    };
+    // Paths in byte order (4 bytes a path, where a map would copy every path).
+    let mut order: Vec<u32> = (0..items.len() as u32).collect();
+    order.sort_unstable_by(|a, b| {
+        items[*a as usize]
+            .path
+            .as_str()
+            .cmp(items[*b as usize].path.as_str())
+            .then(a.cmp(b))
+    });
+    if let Some(w) = order
+        .windows(2)
+        .filter(|w| items[w[0] as usize].path == items[w[1] as usize].path)
+        .map(|w| w[1] as usize)
+        .min()
+    {
+        return Err(bad(w, "listed twice".into()));
+    }
+    let find = |p: &str| {
+        order
+            .binary_search_by(|j| items[*j as usize].path.as_str().cmp(p))
+            .ok()
+            .map(|k| order[k] as usize)
+    };
+    for (i, it) in items.iter().enumerate() {
+        if let Some((parent, _)) = it.path.as_str().rsplit_once('/') {
+            match find(parent) {
+                Some(j) if j < i && items[j].kind == EntryType::Dir => {}
+                _ => {
+                    return Err(bad(
+                        i,
+                        format!("{parent} is not a directory listed before it"),
+                    ))
                 }
-            }
-            EntryType::File => {
-                let size = e.size.ok_or_else(|| bad("a file without a size".into()))?;
-                if e.target.is_some() {
-                    return Err(bad("a file with a link target".into()));
-                }
-                item.size = size;
-                match (&e.sha256, size) {
-                    (None, 0) => {}
-                    (Some(h), 0) if h == EMPTY_SHA256 => {}
-                    (Some(h), s) if s > 0 && is_hash(h) => {
-                        let c = contents.entry(h.clone()).or_insert((size, Vec::new()));
-                        if c.0 != size {
-                            return Err(bad(format!("content {h} listed with two sizes")));
-                        }
-                        c.1.push(items.len());
-                    }
-                    _ => return Err(bad("a missing or malformed sha256".into())),
-                }
-            }
-            EntryType::Symlink => {
-                let t = e
-                    .target
-                    .as_ref()
-                    .ok_or_else(|| bad("a link without a target".into()))?;
-                if e.size.is_some() || e.sha256.is_some() {
-                    return Err(bad("a link with a size or hash".into()));
-                }
-                check_symlink_target(&path, t).map_err(&bad)?;
-                item.target = t.clone();
             }
         }
-        kinds.insert(path, e.kind);
-        items.push(item);
+    }
+    drop(order);
+    files.sort_unstable_by(|a, b| a.sha.cmp(&b.sha).then(a.item.cmp(&b.item)));
+    let mut contents = Vec::new();
+    for (k, f) in files.iter().enumerate() {
+        match k.checked_sub(1).map(|p| &files[p]) {
+            Some(prev) if prev.sha == f.sha => {
+                if prev.size != f.size {
+                    return Err(bad(
+                        f.item as usize,
+                        format!("content {} listed with two sizes", hex(&f.sha)),
+                    ));
+                }
+            }
+            Some(prev) if prev.sha[..NAME_DIGITS / 2] == f.sha[..NAME_DIGITS / 2] => {
+                bail!(
+                    "the manifest lists two contents with the same entry name: the image is \
+                     corrupt"
+                );
+            }
+            _ => contents.push(k as u32),
+        }
     }
     Ok(Plan {
-        manifest: m,
+        name: m.name,
+        description: m.description,
+        created: m.created,
+        tsforge_version: m.tsforge_version,
+        compression: m.compression,
+        header,
         items,
+        files,
         contents,
     })
 }
@@ -260,7 +561,7 @@ pub fn apply(
         files_total: info.files,
     };
     progress(&p);
-    let mut entries: Vec<(String, u64)> = vec![(MANIFEST_NAME.to_string(), 0)];
+    let mut entries: Vec<LocalHeader> = vec![plan.header.clone()];
 
     for it in &plan.items {
         match it.kind {
@@ -275,24 +576,14 @@ pub fn apply(
     }
     progress(&p);
 
-    let mut by_name: HashMap<String, String> = HashMap::with_capacity(plan.contents.len());
-    for hash in plan.contents.keys() {
-        if by_name
-            .insert(format::content_name(hash), hash.clone())
-            .is_some()
-        {
-            bail!("the manifest lists two contents with the same entry name: the image is corrupt");
-        }
-    }
-    let mut seen: HashSet<String> = HashSet::with_capacity(plan.contents.len());
+    let mut seen = vec![false; plan.contents.len()];
     let mut buf = vec![0u8; BUFFER_SIZE];
     loop {
         let h = match format::read_next(&mut r)? {
             Next::Entry(h) => h,
             Next::CentralDirectory => break,
         };
-        let hash = by_name.get(&h.name).map(String::as_str).unwrap_or("");
-        let Some((size, users)) = plan.contents.get(hash) else {
+        let Some(c) = plan.content_named(&h.name) else {
             bail!(
                 "entry {:?} (at byte {}) is not in the manifest: the image is corrupt or was \
                  modified",
@@ -300,19 +591,20 @@ pub fn apply(
                 h.offset
             );
         };
-        if !seen.insert(hash.to_string()) {
+        if std::mem::replace(&mut seen[c], true) {
             bail!("entry {:?} appears twice: the image is corrupt", h.name);
         }
-        if h.usize != *size {
+        let users = plan.run(c);
+        let (sha, size) = (users[0].sha, users[0].size);
+        if h.usize != size {
             bail!(
                 "entry {} is {} bytes but the manifest says {size}: the image is corrupt",
                 h.name,
                 h.usize
             );
         }
-        entries.push((h.name.clone(), h.offset));
-        let first = &plan.items[users[0]];
-        let end = r.pos + h.csize;
+        let first = &plan.items[users[0].item as usize];
+        let end = r.pos.saturating_add(h.csize);
         let (n, digest) = {
             let mut dec = decoder(&mut r, &h)?;
             let mut w = sink.create_file(&first.path, &first.meta)?;
@@ -321,13 +613,13 @@ pub fn apply(
                 hash: Sha256::new(),
                 n: 0,
             };
-            let mut limited = (&mut dec).take(*size + 1);
+            let mut limited = (&mut dec).take(size.saturating_add(1));
             loop {
                 let k = match limited.read(&mut buf) {
                     Ok(0) => break,
                     Ok(k) => k,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(read_error(e, &first.path.to_string())),
+                    Err(e) => return Err(read_error(e, first.path.as_str())),
                 };
                 hw.write_all(&buf[..k])
                     .with_context(|| format!("writing {}", first.path))?;
@@ -338,46 +630,48 @@ pub fn apply(
             }
             hw.flush()
                 .with_context(|| format!("writing {}", first.path))?;
-            (hw.n, hex(&hw.hash.finalize()))
+            let digest: [u8; 32] = hw.hash.finalize().into();
+            (hw.n, digest)
         };
         finish_entry(&mut r, end, &h.name)?;
-        if n != *size || digest != hash {
+        if n != size || digest != sha {
             sink.remove_file(&first.path)?;
             bail!(
-                "{}: content does not match the manifest (sha256 {digest}, {n} bytes; expected \
-                 {hash}, {size} bytes): the image is corrupt",
-                first.path
+                "{}: content does not match the manifest (sha256 {}, {n} bytes; expected {}, \
+                 {size} bytes): the image is corrupt",
+                first.path,
+                hex(&digest),
+                hex(&sha)
             );
         }
         sink.finish_file(&first.path, &first.meta)?;
         p.files_done += 1;
-        for &u in &users[1..] {
-            let it = &plan.items[u];
+        for u in &users[1..] {
+            let it = &plan.items[u.item as usize];
             sink.copy_file(&first.path, &it.path, &it.meta)?;
             p.files_done += 1;
             p.bytes_done += size;
         }
         progress(&p);
+        entries.push(h);
     }
-    if seen.len() != plan.contents.len() {
-        let missing = plan
-            .contents
-            .iter()
-            .filter(|(h, _)| !seen.contains(*h))
-            .map(|(_, (_, users))| plan.items[users[0]].path.to_string())
+    let missing = seen.iter().filter(|s| !**s).count();
+    if missing > 0 {
+        let first_missing = (0..plan.contents.len())
+            .filter(|c| !seen[*c])
+            .map(|c| plan.items[plan.run(c)[0].item as usize].path.as_str())
             .min()
             .unwrap_or_default();
         bail!(
-            "the image lacks the content of {} file(s), {missing} among them: it is incomplete \
-             or corrupt",
-            plan.contents.len() - seen.len()
+            "the image lacks the content of {missing} file(s), {first_missing} among them: it \
+             is incomplete or corrupt"
         );
     }
     format::read_central(&mut r, &entries)?;
 
     for it in &plan.items {
-        if it.kind == EntryType::Symlink {
-            sink.symlink(&it.path, &it.target, &it.meta)?;
+        if let (EntryType::Symlink, Some(t)) = (it.kind, &it.target) {
+            sink.symlink(&it.path, t, &it.meta)?;
         }
     }
     for it in plan.items.iter().rev() {

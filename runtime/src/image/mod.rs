@@ -103,6 +103,27 @@ pub fn info(path: &Path) -> Result<ImageInfo> {
     Ok(info)
 }
 
+/// The quick check of the image file at `path` before anything is applied from it: its
+/// manifest is read and checked whole, and its end records must be where a complete image has
+/// them (a truncated file fails here, not after half of it was written). The contents are
+/// checked as they are applied; [`verify`] checks everything.
+///
+/// Errors say what is wrong without naming the file.
+pub fn check_file(path: &Path) -> Result<ImageInfo> {
+    let f = std::fs::File::open(path).context("opening it")?;
+    let len = f.metadata().context("reading its size")?.len();
+    let mut r = std::io::BufReader::with_capacity(BUFFER_SIZE, f);
+    let mut c = format::Counted {
+        inner: &mut r,
+        pos: 0,
+    };
+    let plan = apply::read_manifest(&mut c)?;
+    format::check_end(&mut r, len)?;
+    let mut info = plan.info();
+    info.image_bytes = len;
+    Ok(info)
+}
+
 /// Reads the whole image at `path` and checks every content against its sha256, writing
 /// nothing: the same checks as [`apply`].
 pub fn verify(path: &Path) -> Result<ImageInfo> {

@@ -13,6 +13,11 @@ use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+/// Longest path (and link target) a tree may hold, in bytes: Linux's `PATH_MAX`. Windows
+/// allows longer paths only through `\\?\` names, which images do not need; the limit keeps
+/// a hostile manifest from holding huge names.
+pub const MAX_PATH: usize = 4096;
+
 /// A checked relative path inside a tree: components joined by `/`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RelPath(String);
@@ -25,6 +30,9 @@ impl RelPath {
         }
         if s.starts_with('/') {
             return Err("absolute path".into());
+        }
+        if s.len() > MAX_PATH {
+            return Err(format!("path of {} bytes, longer than {MAX_PATH}", s.len()));
         }
         for c in s.split('/') {
             check_component(c)?;
@@ -48,6 +56,10 @@ impl RelPath {
     /// `child` below this path (`child` must be a single checked component).
     pub fn join(&self, child: &str) -> Result<RelPath, String> {
         check_component(child)?;
+        let len = self.0.len() + 1 + child.len();
+        if len > MAX_PATH {
+            return Err(format!("path of {len} bytes, longer than {MAX_PATH}"));
+        }
         Ok(RelPath(format!("{}/{child}", self.0)))
     }
     /// The path below `root` on this platform.
@@ -97,6 +109,12 @@ fn check_component(c: &str) -> Result<(), String> {
 pub fn check_symlink_target(link: &RelPath, target: &str) -> Result<(), String> {
     if target.is_empty() {
         return Err("empty symbolic link target".into());
+    }
+    if target.len() > MAX_PATH {
+        return Err(format!(
+            "symbolic link target of {} bytes, longer than {MAX_PATH}",
+            target.len()
+        ));
     }
     if target.starts_with('/') || target.contains('\\') || target.contains('\0') {
         return Err(format!(
