@@ -655,12 +655,19 @@ fn hex(d: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Result<Vec<u8>> {
+    // (See the test `unhex_refuses_non_ascii_without_panicking`.)
     if s.len() % 2 != 0 {
         bail!("odd number of hex digits");
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|_| anyhow::anyhow!("not hex")))
+    // Bytes, not string slices: a key file or media.toml may hold anything, and slicing a
+    // multi-byte character in half panics (found by the trust_files fuzz target).
+    let digit = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    s.as_bytes()
+        .chunks_exact(2)
+        .map(|p| match (digit(p[0]), digit(p[1])) {
+            (Some(hi), Some(lo)) => Ok(hi << 4 | lo),
+            _ => Err(anyhow::anyhow!("not hex")),
+        })
         .collect()
 }
 
@@ -740,6 +747,18 @@ pub fn materialize(medium: &Path, scratch: &Path) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unhex_refuses_non_ascii_without_panicking() {
+        // An even number of bytes whose characters are 3 bytes long: the old code sliced
+        // `s[0..2]`, inside the first one.
+        let key = "€".repeat(22);
+        assert!(unhex(&key).is_err());
+        assert!(unhex("0g").is_err());
+        assert_eq!(unhex("00ff7A").unwrap(), [0, 255, 0x7a]);
+        assert!(signature_valid(&key, b"m", &[0; 64]).is_err());
+        assert!(verify_signature(&key, b"m", &[0; 64]).is_err());
+    }
 
     #[test]
     fn password_and_secrets() {
