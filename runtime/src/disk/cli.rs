@@ -364,6 +364,9 @@ pub fn show(c: DiskShowConfig) -> Result<u8> {
                         t.kind,
                         t.disk_guid.as_deref().unwrap_or("-")
                     )?;
+                    if let Some(d) = &t.damaged {
+                        writeln!(out, "damaged: {d} (repartition, or repair with gdisk)")?;
+                    }
                     writeln!(
                         out,
                         "{:>3} {:>14} {:>10} {:<28} {:<6} NAME",
@@ -422,7 +425,8 @@ pub fn partition(c: DiskPartitionConfig) -> Result<u8> {
         }
         fs_kinds.push(fk);
     }
-    let old = layout::read_table(&disk).ok().flatten();
+    // A damaged table is no reason to stop: repartitioning is what repairs it.
+    let old = layout::read_table(&disk);
 
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -435,13 +439,17 @@ pub fn partition(c: DiskPartitionConfig) -> Result<u8> {
     });
     writeln!(out, "target: {target}, {}-byte sectors", disk.sector_size())?;
     match &old {
-        Some(t) => writeln!(
+        Ok(Some(t)) => writeln!(
             out,
             "replaces: {} table with {} partition(s) (everything on the disk is lost)",
             t.kind,
             t.partitions.len()
         )?,
-        None => writeln!(out, "replaces: no partition table found")?,
+        Ok(None) => writeln!(out, "replaces: no partition table found")?,
+        Err(e) => writeln!(
+            out,
+            "replaces: a damaged partition table ({e:#}; everything on the disk is lost)"
+        )?,
     }
     writeln!(out, "new table: {table}")?;
     writeln!(
