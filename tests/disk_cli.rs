@@ -286,3 +286,183 @@ fn build_fat_is_reproducible_with_source_date_epoch() {
     }
     assert!(parts[0] == parts[1], "two builds of the same tree differ");
 }
+
+/// Deterministic pseudo-random bytes (xorshift64): what a used disk looks like, unlike zeros.
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// `sfdisk -d` of an image (None when sfdisk is missing), for comparing tables.
+fn sfdisk_dump(img: &Path) -> Option<String> {
+    let sfdisk = tool("sfdisk")?;
+    let o = Command::new(sfdisk).arg("-d").arg(img).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    Some(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// `sgdisk -v` finds no problem (skipped when sgdisk is missing).
+fn sgdisk_clean(img: &Path) {
+    if let Some(sgdisk) = tool("sgdisk") {
+        let o = Command::new(sgdisk).arg("-v").arg(img).output().unwrap();
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success() && text.contains("No problems found"),
+            "{text}"
+        );
+    }
+}
+
+/// Item 6 of issue 19: a layout whose last FAT32 partition is too small for FAT32 passed the
+/// dry run, then `--yes` destroyed the old table before failing. Every file system is now
+/// checked before the first write: the dry run and `--yes` fail alike, and the disk (random
+/// bytes under a valid table) is left byte for byte as it was.
+#[test]
+fn partition_checks_file_system_limits_before_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("used.img");
+    std::fs::write(&img, random_bytes(100 << 20, 19)).unwrap();
+    let imgs = img.to_str().unwrap();
+    let (code, out, err) = tsforge(&[
+        "disk",
+        "partition",
+        imgs,
+        "--table",
+        "gpt",
+        "--part",
+        "name=EFI,type=efi,size=40MiB,fs=fat32,label=SYSTEM",
+        "--part",
+        "size=rest,fs=fat16,label=DATA",
+        "--yes",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    sgdisk_clean(&img);
+    let before = std::fs::read(&img).unwrap();
+    let table_before = sfdisk_dump(&img);
+
+    let bad_layouts: [(&[&str], &[&str]); 4] = [
+        (
+            &["size=70MiB,fs=fat32", "size=26MiB,fs=fat32,label=DATA"],
+            &["partition 2", "26 MiB is too small for FAT32"],
+        ),
+        (
+            &["size=10MiB,fs=fat16", "size=2MiB,fs=fat16"],
+            &["partition 2", "too small for FAT16"],
+        ),
+        (
+            &["size=66MiB,fs=fat16", "size=rest,fs=fat32"],
+            &["partition 2", "too small for FAT32"],
+        ),
+        (
+            &["size=10MiB,fs=fat", "size=rest,fs=fat16,label=a/b"],
+            &["label", "\"a/b\""],
+        ),
+    ];
+    for (parts, want) in bad_layouts {
+        let mut args = vec!["disk", "partition", imgs, "--table", "gpt"];
+        for p in parts {
+            args.extend(["--part", p]);
+        }
+        let (dry_code, dry_out, dry_err) = tsforge(&args);
+        args.push("--yes");
+        let (code, out, err) = tsforge(&args);
+        assert_eq!(code, 2, "{parts:?}: {out}{err}");
+        assert_eq!(
+            dry_code, 2,
+            "{parts:?}: the dry run passed: {dry_out}{dry_err}"
+        );
+        for w in want {
+            assert!(err.contains(w), "{parts:?}: {err} lacks {w}");
+        }
+        assert_eq!(dry_err, err, "{parts:?}: the dry run says something else");
+        assert!(
+            std::fs::read(&img).unwrap() == before,
+            "{parts:?}: the disk was written"
+        );
+    }
+    assert_eq!(sfdisk_dump(&img), table_before);
+    sgdisk_clean(&img);
+}
+
+/// A FAT file system holds at most 2 TiB (512-byte sectors): a 3 TiB sparse disk whose
+/// `rest` partition would be FAT32 is refused before its old table is touched.
+#[test]
+fn partition_refuses_fat_beyond_2_tib_before_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path(), "big.img", 3 << 40);
+    let imgs = img.to_str().unwrap();
+    let (code, out, err) = tsforge(&[
+        "disk",
+        "partition",
+        imgs,
+        "--table",
+        "gpt",
+        "--part",
+        "size=1GiB",
+        "--yes",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let ends = |p: &Path| {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open(p).unwrap();
+        let mut head = vec![0u8; 1 << 20];
+        f.read_exact(&mut head).unwrap();
+        f.seek(SeekFrom::End(-(1 << 20))).unwrap();
+        let mut tail = vec![0u8; 1 << 20];
+        f.read_exact(&mut tail).unwrap();
+        (head, tail)
+    };
+    let before = ends(&img);
+    let table_before = sfdisk_dump(&img);
+    for yes in [false, true] {
+        let mut args = vec![
+            "disk",
+            "partition",
+            imgs,
+            "--table",
+            "gpt",
+            "--part",
+            "size=260MiB,fs=fat32",
+            "--part",
+            "size=rest,fs=fat32",
+        ];
+        if yes {
+            args.push("--yes");
+        }
+        let (code, out, err) = tsforge(&args);
+        assert_eq!(code, 2, "{out}{err}");
+        assert!(
+            err.contains("partition 2") && err.contains("at most 2 TiB"),
+            "{err}"
+        );
+    }
+    assert!(ends(&img) == before, "the table areas were written");
+    assert_eq!(sfdisk_dump(&img), table_before);
+    sgdisk_clean(&img);
+}
+
+/// `fs=` names a file system tsforge knows; a typo is an error, not "not formatted".
+#[test]
+fn partition_refuses_unknown_file_systems() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path(), "d.img", 64 << 20);
+    let (code, _, err) = tsforge(&[
+        "disk",
+        "partition",
+        img.to_str().unwrap(),
+        "--table",
+        "gpt",
+        "--part",
+        "size=rest,fs=fat23",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("unknown file system \"fat23\""), "{err}");
+}

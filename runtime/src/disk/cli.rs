@@ -7,6 +7,7 @@
 use super::fat::{self, FatKind};
 use super::fatbuild;
 use super::layout::{self, PartKind, PartitionSpec, PlannedPartition, SizeSpec, TableKind};
+use super::preflight;
 use super::select::{self, DiskInfo, Selector};
 use super::{format_size, parse_size, reread, Disk};
 use anyhow::{bail, Context, Result};
@@ -157,6 +158,9 @@ pub enum FsArg {
     Other(String),
 }
 
+/// The label of a FAT partition given without `label=`.
+const DEFAULT_LABEL: &str = "NO NAME";
+
 const PART_HELP: &str = "expected KEY=VALUE pairs separated by commas, e.g. \
 name=EFI,type=efi,size=260MiB,fs=fat32,label=SYSTEM (keys: name, type, size, fs, label, active)";
 
@@ -192,7 +196,11 @@ pub fn parse_part(s: &str) -> Result<PartArg> {
                     "fat16" => Some(FsArg::Fat(Some(FatKind::Fat16))),
                     "fat32" => Some(FsArg::Fat(Some(FatKind::Fat32))),
                     "" | "none" => None,
-                    other => Some(FsArg::Other(other.to_string())),
+                    other => {
+                        crate::fsformat::FsKind::parse(other)
+                            .with_context(|| format!("--part {s:?}"))?;
+                        Some(FsArg::Other(other.to_string()))
+                    }
                 }
             }
             "label" => {
@@ -409,11 +417,18 @@ pub fn partition(c: DiskPartitionConfig) -> Result<u8> {
     let specs: Vec<PartitionSpec> = args.iter().map(|a| a.spec.clone()).collect();
     let mut planned = layout::plan(disk.size(), disk.sector_size(), table, &specs)
         .with_context(|| format!("planning the partitions of {}", path.display()))?;
-    // FAT data partitions on MBR get the FAT type byte rather than NTFS's 0x07.
+    // Every file system is checked against the formatter's limits now, before anything is
+    // written (the dry run fails the same way --yes would). FAT data partitions on MBR get
+    // the FAT type byte rather than NTFS's 0x07.
     let mut fs_kinds = Vec::new();
     for (p, a) in planned.iter_mut().zip(&args) {
         let fk = match &a.fs {
-            Some(FsArg::Fat(k)) => Some(k.unwrap_or_else(|| fat::default_kind(p.len))),
+            Some(FsArg::Fat(k)) => {
+                let label = a.label.as_deref().unwrap_or(DEFAULT_LABEL);
+                Some(preflight::fat(p, label, *k).with_context(|| {
+                    format!("checking the partitions planned for {}", path.display())
+                })?)
+            }
             _ => None,
         };
         if table == TableKind::Mbr && p.spec.kind == PartKind::BasicData {
@@ -425,6 +440,7 @@ pub fn partition(c: DiskPartitionConfig) -> Result<u8> {
         }
         fs_kinds.push(fk);
     }
+    reread::check_available(&disk)?;
     // A damaged table is no reason to stop: repartitioning is what repairs it.
     let old = layout::read_table(&disk);
 
@@ -496,8 +512,8 @@ pub fn partition(c: DiskPartitionConfig) -> Result<u8> {
     for ((p, a), fk) in planned.iter().zip(&args).zip(&fs_kinds) {
         match (&a.fs, fk) {
             (Some(FsArg::Fat(_)), Some(k)) => {
-                let label = a.label.clone().unwrap_or_else(|| "NO NAME".into());
-                fat::format(disk.range(p.start, p.len)?, &label, Some(*k))
+                let label = a.label.as_deref().unwrap_or(DEFAULT_LABEL);
+                fat::format(disk.range(p.start, p.len)?, label, Some(*k))
                     .with_context(|| format!("formatting partition {}", p.number))?;
                 eprintln!("formatted partition {} as {k}", p.number);
             }
