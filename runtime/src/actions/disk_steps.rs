@@ -57,28 +57,19 @@ fn resolve_disk_in(index: u32, targets: &super::RunTargets) -> Result<PathBuf, S
     Ok(found.path.clone())
 }
 
-/// Refuse the boot medium and mounted disks (block devices only; image files pass).
+/// Refuse the boot medium and block devices in use (`select::check_target`: mounted, swap,
+/// held by dm/md, any block device including loop devices and partitions); image files pass.
 fn check_disk(path: &std::path::Path, ctx: &mut Ctx, component: &str) -> Result<(), String> {
-    match select::info_for_path(path) {
-        Ok(Some(info)) => {
-            ctx.log.log(
-                Level::Info,
-                component,
-                &format!("Target disk: {}", info.describe()),
-            );
-            select::check_safe(&info, ctx.targets.allow_mounted, false)
-                .map_err(|e| format!("{e:#}"))
-        }
-        Ok(None) => {
-            ctx.log.log(
-                Level::Info,
-                component,
-                &format!("Target disk: image file {}", path.display()),
-            );
-            Ok(())
-        }
-        Err(e) => Err(format!("checking {}: {e:#}", path.display())),
-    }
+    let what = match select::inspect(path) {
+        Ok(Some(t)) => t.describe(),
+        Ok(None) => format!("image file {}", path.display()),
+        Err(e) => return Err(format!("checking {}: {e:#}", path.display())),
+    };
+    ctx.log
+        .log(Level::Info, component, &format!("Target disk: {what}"));
+    select::check_target(path, ctx.targets.allow_mounted, false)
+        .map(|_| ())
+        .map_err(|e| format!("{e:#}"))
 }
 
 /// Progress for a person and the log: bytes, files, rate, time left; logged at most every

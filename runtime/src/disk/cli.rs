@@ -409,10 +409,8 @@ pub fn partition(c: DiskPartitionConfig) -> Result<u8> {
         .iter()
         .map(|s| parse_part(s))
         .collect::<Result<_>>()?;
-    let (path, info) = resolve(&c.disk)?;
-    if let Some(info) = &info {
-        select::check_safe(info, c.allow_mounted, c.allow_boot_medium)?;
-    }
+    let (path, _) = resolve(&c.disk)?;
+    let block = select::check_target(&path, c.allow_mounted, c.allow_boot_medium)?;
     let disk = Disk::open(&path, false)?;
     let specs: Vec<PartitionSpec> = args.iter().map(|a| a.spec.clone()).collect();
     let mut planned = layout::plan(disk.size(), disk.sector_size(), table, &specs)
@@ -446,7 +444,7 @@ pub fn partition(c: DiskPartitionConfig) -> Result<u8> {
 
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let target = info.as_ref().map(|i| i.describe()).unwrap_or_else(|| {
+    let target = block.as_ref().map(|b| b.describe()).unwrap_or_else(|| {
         format!(
             "{} (image file, {})",
             path.display(),
@@ -532,10 +530,8 @@ pub fn partition(c: DiskPartitionConfig) -> Result<u8> {
 }
 
 pub fn copy_in(c: DiskCopyInConfig) -> Result<u8> {
-    let (path, info) = resolve(&c.disk)?;
-    if let Some(info) = &info {
-        select::check_safe(info, false, false)?;
-    }
+    let (path, _) = resolve(&c.disk)?;
+    select::check_target(&path, false, false)?;
     let disk = Disk::open(&path, true)?;
     let table = layout::read_table(&disk)?
         .with_context(|| format!("{} has no partition table", path.display()))?;
@@ -554,10 +550,8 @@ pub fn copy_in(c: DiskCopyInConfig) -> Result<u8> {
 }
 
 pub fn build_fat(c: DiskBuildFatConfig) -> Result<u8> {
-    let (path, info) = resolve(&c.disk)?;
-    if let Some(info) = &info {
-        select::check_safe(info, c.allow_mounted, c.allow_boot_medium)?;
-    }
+    let (path, _) = resolve(&c.disk)?;
+    select::check_target(&path, c.allow_mounted, c.allow_boot_medium)?;
     fat::label_bytes(&c.label)?;
     if !c.source.is_dir() {
         bail!("{} is not a directory", c.source.display());
