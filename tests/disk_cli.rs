@@ -22,6 +22,9 @@ fn tsforge(args: &[&str]) -> (i32, String, String) {
 mod common;
 use common::tool;
 
+#[path = "common/gpt.rs"]
+mod gpt;
+
 fn image(dir: &Path, name: &str, size: u64) -> PathBuf {
     let p = dir.join(name);
     std::fs::File::create(&p).unwrap().set_len(size).unwrap();
@@ -465,4 +468,110 @@ fn partition_refuses_unknown_file_systems() {
     ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("unknown file system \"fat23\""), "{err}");
+}
+
+/// Item 7 of issue 19: GPT headers with valid CRCs and an entry size of 0 or 2^30 (or 2^32-1
+/// entries) panicked `disk show`, `disk partition --yes` and `apply raw DISK:1` inside the
+/// `gpt` crate. Now: show and apply fail with a clear "damaged GPT" error naming the field,
+/// partition replaces the damaged table with one sgdisk accepts, and a damaged primary with a
+/// good backup is read from the backup and reported.
+#[test]
+fn damaged_gpt_headers_are_reported_and_can_be_repartitioned() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.img");
+    std::fs::write(&good, random_bytes(64 << 20, 7)).unwrap();
+    let (code, out, err) = tsforge(&[
+        "disk",
+        "partition",
+        good.to_str().unwrap(),
+        "--table",
+        "gpt",
+        "--part",
+        "size=20MiB",
+        "--part",
+        "size=rest",
+        "--yes",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    std::fs::write(dir.path().join("raw.bin"), random_bytes(1 << 20, 8)).unwrap();
+    let raw = dir.path().join("raw.bin");
+    for (what, offset, value, want) in [
+        (
+            "entry size 0",
+            84,
+            0u32,
+            "partition entry size 0 is invalid",
+        ),
+        (
+            "entry size 2^30",
+            84,
+            1 << 30,
+            "entry size 1073741824 is not supported",
+        ),
+        (
+            "2^32-1 entries",
+            80,
+            u32::MAX,
+            "4294967295 partition entries",
+        ),
+    ] {
+        let img = dir.path().join("bad.img");
+        std::fs::copy(&good, &img).unwrap();
+        let imgs = img.to_str().unwrap();
+        gpt::patch_both(&img, offset, &value.to_le_bytes());
+        let (code, out, err) = tsforge(&["disk", "show", imgs]);
+        assert_eq!(code, 2, "{what}: {out}{err}");
+        assert!(
+            err.contains("damaged GPT") && err.contains(want) && !err.contains("panicked"),
+            "{what}: {err}"
+        );
+        let target = format!("{imgs}:1");
+        let (code, out, err) = tsforge(&["apply", raw.to_str().unwrap(), &target]);
+        assert_eq!(code, 2, "{what}: {out}{err}");
+        assert!(
+            err.contains("damaged GPT") && err.contains(want),
+            "{what}: {err}"
+        );
+        let (code, out, err) = tsforge(&[
+            "disk",
+            "partition",
+            imgs,
+            "--table",
+            "gpt",
+            "--part",
+            "size=rest,fs=fat32",
+            "--yes",
+        ]);
+        assert_eq!(code, 0, "{what}: {out}{err}");
+        assert!(
+            out.contains("replaces: a damaged partition table"),
+            "{what}: {out}"
+        );
+        sgdisk_clean(&img);
+        let (code, out, _) = tsforge(&["disk", "show", imgs, "--format", "json"]);
+        assert_eq!(code, 0, "{what}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            v["table"]["partitions"].as_array().unwrap().len(),
+            1,
+            "{what}"
+        );
+        assert!(v["table"]["damaged"].is_null(), "{what}: {out}");
+    }
+
+    // Only the primary damaged: the backup is read, and the damage is said.
+    let img = dir.path().join("primary.img");
+    std::fs::copy(&good, &img).unwrap();
+    gpt::patch_header(&img, 1, 84, &0u32.to_le_bytes());
+    let (code, out, err) = tsforge(&["disk", "show", img.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("damaged: primary GPT header: partition entry size 0 is invalid"),
+        "{out}"
+    );
+    let (_, good_out, _) = tsforge(&["disk", "show", good.to_str().unwrap(), "--format", "json"]);
+    let (_, out, _) = tsforge(&["disk", "show", img.to_str().unwrap(), "--format", "json"]);
+    let a: serde_json::Value = serde_json::from_str(&good_out).unwrap();
+    let b: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(a["table"]["partitions"], b["table"]["partitions"]);
 }
