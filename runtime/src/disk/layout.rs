@@ -731,7 +731,7 @@ fn check_gpt_header(
         ));
     }
     let array_sectors = array_bytes.div_ceil(ss);
-    let array_end = entries_lba.checked_add(array_sectors).unwrap_or(u64::MAX);
+    let array_end = entries_lba.saturating_add(array_sectors);
     let overlaps = |lo: u64, hi: u64| entries_lba < hi && lo < array_end;
     if entries_lba == 0
         || array_end > total
@@ -1260,7 +1260,9 @@ mod tests {
             e[12..16].copy_from_slice(&len.to_le_bytes());
             e
         };
-        let cases: Vec<(&str, Vec<[u8; 16]>, Option<&str>)> = vec![
+        // (what, MBR entries, error wanted; None: read as a table)
+        type Case<'a> = (&'a str, Vec<[u8; 16]>, Option<&'a str>);
+        let cases: Vec<Case> = vec![
             (
                 "past the end",
                 vec![entry(0, 0x83, 2048, 1 << 20)],
