@@ -24,6 +24,9 @@ mod common;
 mod used_disk;
 use common::tool;
 
+#[path = "common/gpt.rs"]
+mod gpt;
+
 fn image(dir: &Path, name: &str, size: u64) -> PathBuf {
     let p = dir.join(name);
     used_disk::random_disk(&p, size);
@@ -291,4 +294,290 @@ fn build_fat_is_reproducible_with_source_date_epoch() {
         parts.push(bytes[1 << 20..].to_vec());
     }
     assert!(parts[0] == parts[1], "two builds of the same tree differ");
+}
+
+/// Deterministic pseudo-random bytes (xorshift64): what a used disk looks like, unlike zeros.
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// `sfdisk -d` of an image (None when sfdisk is missing), for comparing tables.
+fn sfdisk_dump(img: &Path) -> Option<String> {
+    let sfdisk = tool("sfdisk")?;
+    let o = Command::new(sfdisk).arg("-d").arg(img).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    Some(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// `sgdisk -v` finds no problem (skipped when sgdisk is missing).
+fn sgdisk_clean(img: &Path) {
+    if let Some(sgdisk) = tool("sgdisk") {
+        let o = Command::new(sgdisk).arg("-v").arg(img).output().unwrap();
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success() && text.contains("No problems found"),
+            "{text}"
+        );
+    }
+}
+
+/// Item 6 of issue 19: a layout whose last FAT32 partition is too small for FAT32 passed the
+/// dry run, then `--yes` destroyed the old table before failing. Every file system is now
+/// checked before the first write: the dry run and `--yes` fail alike, and the disk (random
+/// bytes under a valid table) is left byte for byte as it was.
+#[test]
+fn partition_checks_file_system_limits_before_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("used.img");
+    std::fs::write(&img, random_bytes(100 << 20, 19)).unwrap();
+    let imgs = img.to_str().unwrap();
+    let (code, out, err) = tsforge(&[
+        "disk",
+        "partition",
+        imgs,
+        "--table",
+        "gpt",
+        "--part",
+        "name=EFI,type=efi,size=40MiB,fs=fat32,label=SYSTEM",
+        "--part",
+        "size=rest,fs=fat16,label=DATA",
+        "--yes",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    sgdisk_clean(&img);
+    let before = std::fs::read(&img).unwrap();
+    let table_before = sfdisk_dump(&img);
+
+    let bad_layouts: [(&[&str], &[&str]); 4] = [
+        (
+            &["size=70MiB,fs=fat32", "size=26MiB,fs=fat32,label=DATA"],
+            &["partition 2", "26 MiB is too small for FAT32"],
+        ),
+        (
+            &["size=10MiB,fs=fat16", "size=2MiB,fs=fat16"],
+            &["partition 2", "too small for FAT16"],
+        ),
+        (
+            &["size=66MiB,fs=fat16", "size=rest,fs=fat32"],
+            &["partition 2", "too small for FAT32"],
+        ),
+        (
+            &["size=10MiB,fs=fat", "size=rest,fs=fat16,label=a/b"],
+            &["label", "\"a/b\""],
+        ),
+    ];
+    for (parts, want) in bad_layouts {
+        let mut args = vec!["disk", "partition", imgs, "--table", "gpt"];
+        for p in parts {
+            args.extend(["--part", p]);
+        }
+        let (dry_code, dry_out, dry_err) = tsforge(&args);
+        args.push("--yes");
+        let (code, out, err) = tsforge(&args);
+        assert_eq!(code, 2, "{parts:?}: {out}{err}");
+        assert_eq!(
+            dry_code, 2,
+            "{parts:?}: the dry run passed: {dry_out}{dry_err}"
+        );
+        for w in want {
+            assert!(err.contains(w), "{parts:?}: {err} lacks {w}");
+        }
+        assert_eq!(dry_err, err, "{parts:?}: the dry run says something else");
+        assert!(
+            std::fs::read(&img).unwrap() == before,
+            "{parts:?}: the disk was written"
+        );
+    }
+    assert_eq!(sfdisk_dump(&img), table_before);
+    sgdisk_clean(&img);
+}
+
+/// A FAT file system holds at most 2 TiB (512-byte sectors): a 3 TiB sparse disk whose
+/// `rest` partition would be FAT32 is refused before its old table is touched.
+#[test]
+fn partition_refuses_fat_beyond_2_tib_before_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path(), "big.img", 3 << 40);
+    let imgs = img.to_str().unwrap();
+    let (code, out, err) = tsforge(&[
+        "disk",
+        "partition",
+        imgs,
+        "--table",
+        "gpt",
+        "--part",
+        "size=1GiB",
+        "--yes",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let ends = |p: &Path| {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open(p).unwrap();
+        let mut head = vec![0u8; 1 << 20];
+        f.read_exact(&mut head).unwrap();
+        f.seek(SeekFrom::End(-(1 << 20))).unwrap();
+        let mut tail = vec![0u8; 1 << 20];
+        f.read_exact(&mut tail).unwrap();
+        (head, tail)
+    };
+    let before = ends(&img);
+    let table_before = sfdisk_dump(&img);
+    for yes in [false, true] {
+        let mut args = vec![
+            "disk",
+            "partition",
+            imgs,
+            "--table",
+            "gpt",
+            "--part",
+            "size=260MiB,fs=fat32",
+            "--part",
+            "size=rest,fs=fat32",
+        ];
+        if yes {
+            args.push("--yes");
+        }
+        let (code, out, err) = tsforge(&args);
+        assert_eq!(code, 2, "{out}{err}");
+        assert!(
+            err.contains("partition 2") && err.contains("at most 2 TiB"),
+            "{err}"
+        );
+    }
+    assert!(ends(&img) == before, "the table areas were written");
+    assert_eq!(sfdisk_dump(&img), table_before);
+    sgdisk_clean(&img);
+}
+
+/// `fs=` names a file system tsforge knows; a typo is an error, not "not formatted".
+#[test]
+fn partition_refuses_unknown_file_systems() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path(), "d.img", 64 << 20);
+    let (code, _, err) = tsforge(&[
+        "disk",
+        "partition",
+        img.to_str().unwrap(),
+        "--table",
+        "gpt",
+        "--part",
+        "size=rest,fs=fat23",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("unknown file system \"fat23\""), "{err}");
+}
+
+/// Item 7 of issue 19: GPT headers with valid CRCs and an entry size of 0 or 2^30 (or 2^32-1
+/// entries) panicked `disk show`, `disk partition --yes` and `apply raw DISK:1` inside the
+/// `gpt` crate. Now: show and apply fail with a clear "damaged GPT" error naming the field,
+/// partition replaces the damaged table with one sgdisk accepts, and a damaged primary with a
+/// good backup is read from the backup and reported.
+#[test]
+fn damaged_gpt_headers_are_reported_and_can_be_repartitioned() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.img");
+    std::fs::write(&good, random_bytes(64 << 20, 7)).unwrap();
+    let (code, out, err) = tsforge(&[
+        "disk",
+        "partition",
+        good.to_str().unwrap(),
+        "--table",
+        "gpt",
+        "--part",
+        "size=20MiB",
+        "--part",
+        "size=rest",
+        "--yes",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    std::fs::write(dir.path().join("raw.bin"), random_bytes(1 << 20, 8)).unwrap();
+    let raw = dir.path().join("raw.bin");
+    for (what, offset, value, want) in [
+        (
+            "entry size 0",
+            84,
+            0u32,
+            "partition entry size 0 is invalid",
+        ),
+        (
+            "entry size 2^30",
+            84,
+            1 << 30,
+            "entry size 1073741824 is not supported",
+        ),
+        (
+            "2^32-1 entries",
+            80,
+            u32::MAX,
+            "4294967295 partition entries",
+        ),
+    ] {
+        let img = dir.path().join("bad.img");
+        std::fs::copy(&good, &img).unwrap();
+        let imgs = img.to_str().unwrap();
+        gpt::patch_both(&img, offset, &value.to_le_bytes());
+        let (code, out, err) = tsforge(&["disk", "show", imgs]);
+        assert_eq!(code, 2, "{what}: {out}{err}");
+        assert!(
+            err.contains("damaged GPT") && err.contains(want) && !err.contains("panicked"),
+            "{what}: {err}"
+        );
+        let target = format!("{imgs}:1");
+        let (code, out, err) = tsforge(&["apply", raw.to_str().unwrap(), &target]);
+        assert_eq!(code, 2, "{what}: {out}{err}");
+        assert!(
+            err.contains("damaged GPT") && err.contains(want),
+            "{what}: {err}"
+        );
+        let (code, out, err) = tsforge(&[
+            "disk",
+            "partition",
+            imgs,
+            "--table",
+            "gpt",
+            "--part",
+            "size=rest,fs=fat32",
+            "--yes",
+        ]);
+        assert_eq!(code, 0, "{what}: {out}{err}");
+        assert!(
+            out.contains("replaces: a damaged partition table"),
+            "{what}: {out}"
+        );
+        sgdisk_clean(&img);
+        let (code, out, _) = tsforge(&["disk", "show", imgs, "--format", "json"]);
+        assert_eq!(code, 0, "{what}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            v["table"]["partitions"].as_array().unwrap().len(),
+            1,
+            "{what}"
+        );
+        assert!(v["table"]["damaged"].is_null(), "{what}: {out}");
+    }
+
+    // Only the primary damaged: the backup is read, and the damage is said.
+    let img = dir.path().join("primary.img");
+    std::fs::copy(&good, &img).unwrap();
+    gpt::patch_header(&img, 1, 84, &0u32.to_le_bytes());
+    let (code, out, err) = tsforge(&["disk", "show", img.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("damaged: primary GPT header: partition entry size 0 is invalid"),
+        "{out}"
+    );
+    let (_, good_out, _) = tsforge(&["disk", "show", good.to_str().unwrap(), "--format", "json"]);
+    let (_, out, _) = tsforge(&["disk", "show", img.to_str().unwrap(), "--format", "json"]);
+    let a: serde_json::Value = serde_json::from_str(&good_out).unwrap();
+    let b: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(a["table"]["partitions"], b["table"]["partitions"]);
 }

@@ -478,3 +478,84 @@ fn apply_and_capture_an_ext4_partition_through_a_mount() {
         );
     }
 }
+
+/// Item 6 of issue 19 through a sequence: a *Format and Partition Disk* step whose file
+/// systems cannot be made (a FAT32 partition below FAT32's minimum, an unknown file system,
+/// an NTFS partition below mkntfs's minimum, an ext4 label longer than ext4 holds) fails
+/// before it writes anything, and `run --dry-run` reports the same error. The disk holds
+/// random bytes under a valid table, as a used disk does.
+#[test]
+fn partition_step_checks_file_systems_before_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let disk = d.join("used.img");
+    let mut x: u64 = 0x5eed;
+    let mut bytes = Vec::with_capacity(100 << 20);
+    while bytes.len() < 100 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        bytes.extend_from_slice(&x.to_le_bytes());
+    }
+    std::fs::write(&disk, &bytes).unwrap();
+    let (code, out, err) = tsforge(
+        d,
+        &[
+            "disk",
+            "partition",
+            "used.img",
+            "--table",
+            "mbr",
+            "--part",
+            "size=rest,fs=fat32",
+            "--yes",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let before = std::fs::read(&disk).unwrap();
+    for (second, want) in [
+        ("FileSystem: FAT32\n      Partitions1Size: \"26\"", "26 MiB is too small for FAT32"),
+        ("FileSystem: ReFS\n      Partitions1Size: \"30\"", "unknown file system \"REFS\""),
+        ("FileSystem: NTFS\n      Partitions1Size: \"1\"", "too small for ntfs"),
+        (
+            "FileSystem: ext4\n      Partitions1VolumeName: seventeen-chars-x\n      Partitions1Size: \"30\"",
+            "at most 16",
+        ),
+    ] {
+        std::fs::write(
+            d.join("ts.yaml"),
+            format!(
+                "steps:\n  - name: Partition\n    type: partition-disk\n    properties:\n      \
+                 DiskIndex: \"0\"\n      PartitionStyle: GPT\n      Partitions0Type: Primary\n      \
+                 Partitions0FileSystem: FAT32\n      Partitions0Size: \"60\"\n      \
+                 Partitions0SizeUnits: MB\n      Partitions1Type: Primary\n      \
+                 Partitions1{second}\n      Partitions1SizeUnits: MB\n"
+            ),
+        )
+        .unwrap();
+        let _ = std::fs::remove_dir_all(d.join("s"));
+        let (code, out, err) = tsforge(
+            d,
+            &["run", "ts.yaml", "--state-dir", "s", "--disk", "0=used.img", "--dry-run"],
+        );
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(
+            out.contains("cannot plan") && out.contains(want) && out.contains("partition 2"),
+            "dry run of {second:?}: {out}"
+        );
+        let (code, _, err) = tsforge(
+            d,
+            &["run", "ts.yaml", "--state-dir", "s", "--disk", "0=used.img"],
+        );
+        let log = std::fs::read_to_string(d.join("s/smsts.log")).unwrap_or_default();
+        assert_eq!(code, 1, "{second:?}: {err}\n{log}");
+        assert!(
+            log.contains(want) && log.contains("partition 2"),
+            "{second:?}: {log}"
+        );
+        assert!(
+            std::fs::read(&disk).unwrap() == before,
+            "{second:?}: the disk was written"
+        );
+    }
+}

@@ -426,7 +426,7 @@ fn check_device(path: &Path) -> Result<tsforge_runtime::disk::select::DiskInfo> 
             info.describe()
         );
     }
-    select::check_safe(&info, false, false)?;
+    select::check_target(path, false, false)?;
     Ok(info)
 }
 
@@ -458,6 +458,8 @@ fn write_device(
             bail!("not confirmed; {} was not written", info.path.display());
         }
     }
+    // Checked again: the build took a while, and a desktop may have mounted the stick.
+    tsforge_runtime::disk::select::check_target(&info.path, false, false)?;
     let disk = tsforge_runtime::disk::Disk::open(&info.path, true)?;
     let mut range = disk.whole()?;
     let mut src = std::fs::File::open(image)?;

@@ -407,6 +407,12 @@ pub fn run_cmd(mut c: RunConfig) -> Result<u8> {
         .as_deref()
         .map(crate::media::public_key_arg)
         .transpose()?;
+    // A --disk that is a block device in use (mounted, swap, held by dm/md) or the boot medium
+    // is refused before any step runs; the disk steps check again when they reach it.
+    for (n, p) in &c.disks {
+        crate::disk::select::check_target(p, c.allow_mounted, false)
+            .with_context(|| format!("--disk {n}={}", p.display()))?;
+    }
     let resolver = c.seq.resolver();
     let custom = c.seq.custom_actions(&c.file)?;
     if c.dry_run {
@@ -722,9 +728,7 @@ pub fn apply_cmd(c: ApplyConfig) -> Result<u8> {
         || volume::detect(&c.image, c.raw)? != volume::ImageKind::Tsforge
     {
         if let Location::Disk(d) | Location::Partition { disk: d, .. } = &target {
-            if let Some(info) = crate::disk::select::info_for_path(d)? {
-                crate::disk::select::check_safe(&info, c.allow_mounted, false)?;
-            }
+            crate::disk::select::check_target(d, c.allow_mounted, false)?;
         }
         let mut line = ProgressLine::new("apply");
         let res = volume::apply(&c.image, c.index, &target, c.force, c.raw, &mut |p| {

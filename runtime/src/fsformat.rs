@@ -92,6 +92,73 @@ impl std::fmt::Display for FsKind {
     }
 }
 
+impl FsKind {
+    /// The smallest partition, in bytes, the formatter makes a working file system on.
+    pub fn min_size(self) -> u64 {
+        match self {
+            // mkntfs(8): "Minimum NTFS volume size is 1MiB"; its last sector holds the backup
+            // boot sector, so 1 MiB exactly is refused.
+            FsKind::Ntfs => (1 << 20) + 512,
+            // mke2fs documents no minimum; 1.47 fails below about 104 KiB (too few inodes for
+            // the reserved ones). 128 KiB leaves a margin for other versions.
+            FsKind::Ext2 | FsKind::Ext3 | FsKind::Ext4 => 128 << 10,
+            // xfsprogs 5.19 and later: "Filesystem must be larger than 300MB" (MiB of data).
+            FsKind::Xfs => 300 << 20,
+            // exfatprogs puts the FAT and the cluster heap on 1 MiB boundaries: below about
+            // 2 MiB + 16 KiB it fails or writes a volume its own fsck rejects.
+            FsKind::Exfat => 3 << 20,
+        }
+    }
+
+    /// What formatting a partition of `len` bytes as this file system with `label` would
+    /// refuse, checked before anything is written: the size ([`FsKind::min_size`]) and the
+    /// label (NTFS: 128 UTF-16 units; ext2/3/4: 16 bytes, which mke2fs would silently cut;
+    /// XFS: 12 bytes; exFAT: 11 UTF-16 units).
+    pub fn check_volume(self, len: u64, label: &str) -> Result<()> {
+        if len < self.min_size() {
+            bail!(
+                "{} bytes is too small for {self}: mkfs.{self} needs at least {} bytes",
+                len,
+                self.min_size()
+            );
+        }
+        let (max, units, n) = match self {
+            FsKind::Ntfs => (128, "UTF-16 characters", label.encode_utf16().count()),
+            FsKind::Exfat => (11, "UTF-16 characters", label.encode_utf16().count()),
+            FsKind::Xfs => (12, "bytes", label.len()),
+            FsKind::Ext2 | FsKind::Ext3 | FsKind::Ext4 => (16, "bytes", label.len()),
+        };
+        if n > max {
+            bail!("{self} label {label:?} is {n} {units} long; {self} labels hold at most {max}");
+        }
+        Ok(())
+    }
+
+    /// Whether [`format_image_range`] can format `target` (a disk path) as this file system
+    /// on this machine, checked before anything is written: on Linux the formatter is
+    /// installed; on Windows formatting needs a drive letter, which a disk path is not.
+    pub fn check_formatter(self, target: &Path) -> Result<()> {
+        #[cfg(not(windows))]
+        {
+            let _ = target;
+            tools::find(self.mkfs())?;
+            Ok(())
+        }
+        #[cfg(windows)]
+        {
+            if platform::drive_letter(target).is_none() {
+                bail!(
+                    "formatting {self} on Windows needs the volume's drive letter, and {} is a \
+                     disk; format it on Linux (mkfs.{self}) or with diskpart after partitioning",
+                    target.display()
+                );
+            }
+            tools::find(Tool::Format)?;
+            Ok(())
+        }
+    }
+}
+
 /// Format `offset..offset + len` of `path` (an image file or block device; on Windows a drive
 /// letter `X:`) as `fs` with volume label `label`. `quick: false` writes the whole range
 /// (NTFS: every sector zeroed; ext: inode tables and journal initialised now).
@@ -401,7 +468,7 @@ mod platform {
         Ok(())
     }
 
-    fn drive_letter(p: &Path) -> Option<char> {
+    pub(super) fn drive_letter(p: &Path) -> Option<char> {
         let s = p.to_str()?;
         let s = s.strip_suffix('\\').unwrap_or(s);
         let mut c = s.chars();

@@ -18,7 +18,7 @@
 use super::location::Location;
 use super::partition_disk::{self, DiskRequest, SizeReq, Style};
 use super::{ActionResult, Ctx};
-use crate::disk::{fat, layout, select, Disk};
+use crate::disk::{fat, layout, preflight, select, Disk};
 use crate::image::{CaptureOptions, Compression, Progress};
 use crate::log::Level;
 use crate::sequence::model::Step;
@@ -57,28 +57,19 @@ fn resolve_disk_in(index: u32, targets: &super::RunTargets) -> Result<PathBuf, S
     Ok(found.path.clone())
 }
 
-/// Refuse the boot medium and mounted disks (block devices only; image files pass).
+/// Refuse the boot medium and block devices in use (`select::check_target`: mounted, swap,
+/// held by dm/md, any block device including loop devices and partitions); image files pass.
 fn check_disk(path: &std::path::Path, ctx: &mut Ctx, component: &str) -> Result<(), String> {
-    match select::info_for_path(path) {
-        Ok(Some(info)) => {
-            ctx.log.log(
-                Level::Info,
-                component,
-                &format!("Target disk: {}", info.describe()),
-            );
-            select::check_safe(&info, ctx.targets.allow_mounted, false)
-                .map_err(|e| format!("{e:#}"))
-        }
-        Ok(None) => {
-            ctx.log.log(
-                Level::Info,
-                component,
-                &format!("Target disk: image file {}", path.display()),
-            );
-            Ok(())
-        }
-        Err(e) => Err(format!("checking {}: {e:#}", path.display())),
-    }
+    let what = match select::inspect(path) {
+        Ok(Some(t)) => t.describe(),
+        Ok(None) => format!("image file {}", path.display()),
+        Err(e) => return Err(format!("checking {}: {e:#}", path.display())),
+    };
+    ctx.log
+        .log(Level::Info, component, &format!("Target disk: {what}"));
+    select::check_target(path, ctx.targets.allow_mounted, false)
+        .map(|_| ())
+        .map_err(|e| format!("{e:#}"))
 }
 
 /// Progress for a person and the log: bytes, files, rate, time left; logged at most every
@@ -169,6 +160,56 @@ fn to_specs(req: &DiskRequest) -> Vec<layout::PartitionSpec> {
         .collect()
 }
 
+/// A partition's file system as *Format and Partition Disk* makes it.
+#[derive(Debug, Clone, Copy)]
+enum NewFs {
+    /// Written natively (`None`: FAT16 or FAT32 by size).
+    Fat(Option<fat::FatKind>),
+    /// Through the platform's formatter.
+    External(crate::fsformat::FsKind),
+}
+
+/// Every planned file system checked before the first write (see `disk::preflight`): known
+/// file system, size within its limits, label it can hold, formatter installed, and the tool
+/// that makes the kernel read the new table. The dry run and the step make the same checks,
+/// so the dry run fails where the step would, and the step fails with the old table intact.
+fn check_formats(
+    path: &std::path::Path,
+    disk: &Disk,
+    planned: &[layout::PlannedPartition],
+    req: &DiskRequest,
+) -> anyhow::Result<Vec<Option<NewFs>>> {
+    use anyhow::Context;
+    crate::disk::reread::check_available(disk)?;
+    let mut out = Vec::new();
+    for (p, r) in planned.iter().zip(&req.partitions) {
+        out.push(match r.fs.as_deref() {
+            None => None,
+            Some(fs @ ("FAT32" | "FAT16" | "FAT")) => {
+                let kind = match fs {
+                    "FAT32" => Some(fat::FatKind::Fat32),
+                    "FAT16" => Some(fat::FatKind::Fat16),
+                    _ => None,
+                };
+                preflight::fat(p, &r.label, kind)?;
+                Some(NewFs::Fat(kind))
+            }
+            Some(other) => {
+                let kind = crate::fsformat::FsKind::parse(other).with_context(|| {
+                    format!(
+                        "{}: Partitions{}FileSystem",
+                        preflight::name(p),
+                        p.number - 1
+                    )
+                })?;
+                preflight::external(p, kind, &r.label, path)?;
+                Some(NewFs::External(kind))
+            }
+        });
+    }
+    Ok(out)
+}
+
 /// The planned layout of a partition step, for `--dry-run` and the log.
 pub fn describe_plan(
     step: &Step,
@@ -184,6 +225,7 @@ pub fn describe_plan(
     };
     let planned = layout::plan(disk.size(), disk.sector_size(), table, &to_specs(&req))
         .map_err(|e| format!("{e:#}"))?;
+    check_formats(&path, &disk, &planned, &req).map_err(|e| format!("{e:#}"))?;
     let mut out = vec![format!(
         "disk {} = {} ({} bytes), {:?} table",
         req.disk_index,
@@ -237,6 +279,7 @@ pub fn partition(step: &Step, ctx: &mut Ctx) -> ActionResult {
         };
         // The whole plan is checked before the first write.
         let planned = layout::plan(disk.size(), disk.sector_size(), table, &to_specs(&req))?;
+        let formats = check_formats(&path, &disk, &planned, &req)?;
         for (p, r) in planned.iter().zip(&req.partitions) {
             ctx.log.log(
                 Level::Info,
@@ -257,15 +300,11 @@ pub fn partition(step: &Step, ctx: &mut Ctx) -> ActionResult {
         }
         let mut vars = Vec::new();
         let mut formatted = Vec::new();
-        for (p, r) in planned.iter().zip(&req.partitions) {
-            match r.fs.as_deref() {
+        for ((p, r), new_fs) in planned.iter().zip(&req.partitions).zip(&formats) {
+            let fs = r.fs.as_deref().unwrap_or("");
+            match *new_fs {
                 None => {}
-                Some(fs @ ("FAT32" | "FAT16" | "FAT")) => {
-                    let kind = match fs {
-                        "FAT32" => Some(fat::FatKind::Fat32),
-                        "FAT16" => Some(fat::FatKind::Fat16),
-                        _ => None,
-                    };
+                Some(NewFs::Fat(kind)) => {
                     let range = disk.range(p.start, p.len)?;
                     fat::format(range, &r.label, kind)?;
                     ctx.log.log(
@@ -274,8 +313,7 @@ pub fn partition(step: &Step, ctx: &mut Ctx) -> ActionResult {
                         &format!("Formatted partition {} as {fs}", p.number),
                     );
                 }
-                Some(other) => {
-                    let kind = crate::fsformat::FsKind::parse(other)?;
+                Some(NewFs::External(kind)) => {
                     disk.sync()?;
                     crate::fsformat::format_image_range(
                         &path, p.start, p.len, kind, &r.label, r.quick,
@@ -283,7 +321,7 @@ pub fn partition(step: &Step, ctx: &mut Ctx) -> ActionResult {
                     ctx.log.log(
                         Level::Info,
                         C,
-                        &format!("Formatted partition {} as {other}", p.number),
+                        &format!("Formatted partition {} as {fs}", p.number),
                     );
                 }
             }

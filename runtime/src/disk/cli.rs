@@ -7,6 +7,7 @@
 use super::fat::{self, FatKind};
 use super::fatbuild;
 use super::layout::{self, PartKind, PartitionSpec, PlannedPartition, SizeSpec, TableKind};
+use super::preflight;
 use super::select::{self, DiskInfo, Selector};
 use super::{format_size, parse_size, reread, Disk};
 use anyhow::{bail, Context, Result};
@@ -157,6 +158,9 @@ pub enum FsArg {
     Other(String),
 }
 
+/// The label of a FAT partition given without `label=`.
+const DEFAULT_LABEL: &str = "NO NAME";
+
 const PART_HELP: &str = "expected KEY=VALUE pairs separated by commas, e.g. \
 name=EFI,type=efi,size=260MiB,fs=fat32,label=SYSTEM (keys: name, type, size, fs, label, active)";
 
@@ -192,7 +196,11 @@ pub fn parse_part(s: &str) -> Result<PartArg> {
                     "fat16" => Some(FsArg::Fat(Some(FatKind::Fat16))),
                     "fat32" => Some(FsArg::Fat(Some(FatKind::Fat32))),
                     "" | "none" => None,
-                    other => Some(FsArg::Other(other.to_string())),
+                    other => {
+                        crate::fsformat::FsKind::parse(other)
+                            .with_context(|| format!("--part {s:?}"))?;
+                        Some(FsArg::Other(other.to_string()))
+                    }
                 }
             }
             "label" => {
@@ -364,6 +372,9 @@ pub fn show(c: DiskShowConfig) -> Result<u8> {
                         t.kind,
                         t.disk_guid.as_deref().unwrap_or("-")
                     )?;
+                    if let Some(d) = &t.damaged {
+                        writeln!(out, "damaged: {d} (repartition, or repair with gdisk)")?;
+                    }
                     writeln!(
                         out,
                         "{:>3} {:>14} {:>10} {:<28} {:<6} NAME",
@@ -398,19 +409,24 @@ pub fn partition(c: DiskPartitionConfig) -> Result<u8> {
         .iter()
         .map(|s| parse_part(s))
         .collect::<Result<_>>()?;
-    let (path, info) = resolve(&c.disk)?;
-    if let Some(info) = &info {
-        select::check_safe(info, c.allow_mounted, c.allow_boot_medium)?;
-    }
+    let (path, _) = resolve(&c.disk)?;
+    let block = select::check_target(&path, c.allow_mounted, c.allow_boot_medium)?;
     let disk = Disk::open(&path, false)?;
     let specs: Vec<PartitionSpec> = args.iter().map(|a| a.spec.clone()).collect();
     let mut planned = layout::plan(disk.size(), disk.sector_size(), table, &specs)
         .with_context(|| format!("planning the partitions of {}", path.display()))?;
-    // FAT data partitions on MBR get the FAT type byte rather than NTFS's 0x07.
+    // Every file system is checked against the formatter's limits now, before anything is
+    // written (the dry run fails the same way --yes would). FAT data partitions on MBR get
+    // the FAT type byte rather than NTFS's 0x07.
     let mut fs_kinds = Vec::new();
     for (p, a) in planned.iter_mut().zip(&args) {
         let fk = match &a.fs {
-            Some(FsArg::Fat(k)) => Some(k.unwrap_or_else(|| fat::default_kind(p.len))),
+            Some(FsArg::Fat(k)) => {
+                let label = a.label.as_deref().unwrap_or(DEFAULT_LABEL);
+                Some(preflight::fat(p, label, *k).with_context(|| {
+                    format!("checking the partitions planned for {}", path.display())
+                })?)
+            }
             _ => None,
         };
         if table == TableKind::Mbr && p.spec.kind == PartKind::BasicData {
@@ -422,11 +438,13 @@ pub fn partition(c: DiskPartitionConfig) -> Result<u8> {
         }
         fs_kinds.push(fk);
     }
-    let old = layout::read_table(&disk).ok().flatten();
+    reread::check_available(&disk)?;
+    // A damaged table is no reason to stop: repartitioning is what repairs it.
+    let old = layout::read_table(&disk);
 
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let target = info.as_ref().map(|i| i.describe()).unwrap_or_else(|| {
+    let target = block.as_ref().map(|b| b.describe()).unwrap_or_else(|| {
         format!(
             "{} (image file, {})",
             path.display(),
@@ -435,13 +453,17 @@ pub fn partition(c: DiskPartitionConfig) -> Result<u8> {
     });
     writeln!(out, "target: {target}, {}-byte sectors", disk.sector_size())?;
     match &old {
-        Some(t) => writeln!(
+        Ok(Some(t)) => writeln!(
             out,
             "replaces: {} table with {} partition(s) (everything on the disk is lost)",
             t.kind,
             t.partitions.len()
         )?,
-        None => writeln!(out, "replaces: no partition table found")?,
+        Ok(None) => writeln!(out, "replaces: no partition table found")?,
+        Err(e) => writeln!(
+            out,
+            "replaces: a damaged partition table ({e:#}; everything on the disk is lost)"
+        )?,
     }
     writeln!(out, "new table: {table}")?;
     writeln!(
@@ -488,8 +510,8 @@ pub fn partition(c: DiskPartitionConfig) -> Result<u8> {
     for ((p, a), fk) in planned.iter().zip(&args).zip(&fs_kinds) {
         match (&a.fs, fk) {
             (Some(FsArg::Fat(_)), Some(k)) => {
-                let label = a.label.clone().unwrap_or_else(|| "NO NAME".into());
-                fat::format(disk.range(p.start, p.len)?, &label, Some(*k))
+                let label = a.label.as_deref().unwrap_or(DEFAULT_LABEL);
+                fat::format(disk.range(p.start, p.len)?, label, Some(*k))
                     .with_context(|| format!("formatting partition {}", p.number))?;
                 eprintln!("formatted partition {} as {k}", p.number);
             }
@@ -508,10 +530,8 @@ pub fn partition(c: DiskPartitionConfig) -> Result<u8> {
 }
 
 pub fn copy_in(c: DiskCopyInConfig) -> Result<u8> {
-    let (path, info) = resolve(&c.disk)?;
-    if let Some(info) = &info {
-        select::check_safe(info, false, false)?;
-    }
+    let (path, _) = resolve(&c.disk)?;
+    select::check_target(&path, false, false)?;
     let disk = Disk::open(&path, true)?;
     let table = layout::read_table(&disk)?
         .with_context(|| format!("{} has no partition table", path.display()))?;
@@ -530,10 +550,8 @@ pub fn copy_in(c: DiskCopyInConfig) -> Result<u8> {
 }
 
 pub fn build_fat(c: DiskBuildFatConfig) -> Result<u8> {
-    let (path, info) = resolve(&c.disk)?;
-    if let Some(info) = &info {
-        select::check_safe(info, c.allow_mounted, c.allow_boot_medium)?;
-    }
+    let (path, _) = resolve(&c.disk)?;
+    select::check_target(&path, c.allow_mounted, c.allow_boot_medium)?;
     fat::label_bytes(&c.label)?;
     if !c.source.is_dir() {
         bail!("{} is not a directory", c.source.display());

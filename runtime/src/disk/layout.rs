@@ -525,11 +525,15 @@ pub struct TableInfo {
     pub kind: TableKind,
     pub disk_guid: Option<String>,
     pub partitions: Vec<PartitionInfo>,
+    /// GPT: a header that failed its checks while the other copy was used, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub damaged: Option<String>,
 }
 
 /// Read the partition table. `Ok(None)`: no table (no MBR signature, no GPT header). A table
-/// that is present but inconsistent (bad checksums in both GPT headers, entries outside the
-/// disk, overlapping entries) is an error saying what is wrong.
+/// that is present but damaged (both GPT headers fail their checks, see `check_gpt_header`;
+/// entries outside the disk, overlapping entries) is an error saying what is wrong; never a
+/// panic, whatever the bytes.
 pub fn read_table(disk: &Disk) -> Result<Option<TableInfo>> {
     let ss = disk.sector_size();
     let path = disk.path().display().to_string();
@@ -611,6 +615,7 @@ pub fn read_table(disk: &Disk) -> Result<Option<TableInfo>> {
             u32::from_le_bytes([lba0[440], lba0[441], lba0[442], lba0[443]])
         )),
         partitions: parts,
+        damaged: None,
     }))
 }
 
@@ -633,29 +638,233 @@ fn check_overlaps(parts: &[PartitionInfo]) -> Result<()> {
     Ok(())
 }
 
+/// Partition entry arrays larger than this are refused (8192 entries of 128 bytes; tools
+/// write 128 entries, 16 KiB). Bounds what a header can make the reader allocate and read.
+pub const GPT_MAX_ENTRY_BYTES: u64 = MIB;
+
+/// The fields of a GPT header that passed [`check_gpt_header`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct GptHeader {
+    first_usable: u64,
+    last_usable: u64,
+    entries_lba: u64,
+    entries: u32,
+}
+
+/// Read and check the GPT header at `lba` (UEFI 2.10 §5.3.2) before the `gpt` crate sees it:
+/// signature, revision 1.0, header size 92 (the crate's CRC covers 92 bytes), header CRC,
+/// its own LBA, usable range inside the disk, 128-byte entries (the crate asserts that size),
+/// at most [`GPT_MAX_ENTRY_BYTES`] of entries, the entry array inside the disk and outside
+/// the usable range, and the entry array's CRC. `Ok(None)`: no GPT signature there;
+/// `Err(why)`: a header that is there but damaged or unsupported.
+fn check_gpt_header(
+    dev: &mut super::DiskRange,
+    ss: u64,
+    total: u64,
+    lba: u64,
+) -> std::result::Result<Option<GptHeader>, String> {
+    let mut sector = vec![0u8; ss as usize];
+    dev.seek(SeekFrom::Start(lba * ss))
+        .and_then(|_| dev.read_exact(&mut sector))
+        .map_err(|e| format!("cannot be read ({e})"))?;
+    if &sector[..8] != b"EFI PART" {
+        return Ok(None);
+    }
+    let u32_at =
+        |o: usize| u32::from_le_bytes([sector[o], sector[o + 1], sector[o + 2], sector[o + 3]]);
+    let u64_at = |o: usize| u64::from(u32_at(o)) | u64::from(u32_at(o + 4)) << 32;
+    let revision = u32_at(8);
+    if revision != 0x0001_0000 {
+        return Err(format!(
+            "revision {}.{} is not 1.0",
+            revision >> 16,
+            revision & 0xffff
+        ));
+    }
+    let header_size = u64::from(u32_at(12));
+    if !(92..=ss).contains(&header_size) {
+        return Err(format!("header size {header_size} is outside 92..{ss}"));
+    }
+    let mut copy = sector[..header_size as usize].to_vec();
+    copy[16..20].fill(0);
+    if crc32fast::hash(&copy) != u32_at(16) {
+        return Err("header checksum (CRC32) does not match".into());
+    }
+    if header_size != 92 {
+        return Err(format!(
+            "header size {header_size} is not supported (every partitioning tool writes 92)"
+        ));
+    }
+    let my_lba = u64_at(24);
+    if my_lba != lba {
+        return Err(format!(
+            "says it is at sector {my_lba}, but it is at sector {lba}"
+        ));
+    }
+    let (first_usable, last_usable) = (u64_at(40), u64_at(48));
+    if first_usable > last_usable || last_usable >= total || first_usable < 2 {
+        return Err(format!(
+            "usable sectors {first_usable}..{last_usable} do not fit a disk of {total} sectors \
+             (truncated image?)"
+        ));
+    }
+    if (first_usable..=last_usable).contains(&lba) {
+        return Err(format!(
+            "usable sectors {first_usable}..{last_usable} include the header itself"
+        ));
+    }
+    let (entries_lba, entries, entry_size) = (u64_at(72), u32_at(80), u32_at(84));
+    if entry_size != 128 {
+        let valid = entry_size >= 128 && entry_size.is_power_of_two();
+        return Err(if valid {
+            format!("partition entry size {entry_size} is not supported (128 expected)")
+        } else {
+            format!("partition entry size {entry_size} is invalid (128 × 2^n expected)")
+        });
+    }
+    let array_bytes = u64::from(entries) * 128;
+    if array_bytes > GPT_MAX_ENTRY_BYTES {
+        return Err(format!(
+            "{entries} partition entries ({}) are more than the {} this reader accepts",
+            format_size(array_bytes),
+            format_size(GPT_MAX_ENTRY_BYTES)
+        ));
+    }
+    let array_sectors = array_bytes.div_ceil(ss);
+    let array_end = entries_lba.saturating_add(array_sectors);
+    let overlaps = |lo: u64, hi: u64| entries_lba < hi && lo < array_end;
+    if entries_lba == 0
+        || array_end > total
+        || overlaps(lba, lba + 1)
+        || overlaps(first_usable, last_usable + 1)
+    {
+        return Err(format!(
+            "the partition entries at sectors {entries_lba}..{array_end} overlap the header, the \
+             usable sectors {first_usable}..{last_usable} or the end of the disk ({total} sectors)"
+        ));
+    }
+    let mut array = vec![0u8; array_bytes as usize];
+    dev.seek(SeekFrom::Start(entries_lba * ss))
+        .and_then(|_| dev.read_exact(&mut array))
+        .map_err(|e| format!("its partition entries cannot be read ({e})"))?;
+    if crc32fast::hash(&array) != u32_at(88) {
+        return Err("partition entries checksum (CRC32) does not match".into());
+    }
+    for (i, e) in array.chunks_exact(128).enumerate() {
+        if e[..16].iter().all(|&b| b == 0) {
+            continue; // unused entry
+        }
+        let first = u64::from_le_bytes(e[32..40].try_into().unwrap_or_default());
+        let last = u64::from_le_bytes(e[40..48].try_into().unwrap_or_default());
+        if first > last || first < first_usable || last > last_usable {
+            return Err(format!(
+                "partition {} spans sectors {first}..{last}, outside the usable \
+                 {first_usable}..{last_usable}",
+                i + 1
+            ));
+        }
+    }
+    Ok(Some(GptHeader {
+        first_usable,
+        last_usable,
+        entries_lba,
+        entries,
+    }))
+}
+
+/// A disk range that reads zeros in one byte range: hides a damaged GPT header from the `gpt`
+/// crate, so it reads the other copy. Writes are refused (reading only).
+#[derive(Debug)]
+struct Hidden<'a> {
+    inner: &'a mut super::DiskRange,
+    start: u64,
+    end: u64,
+}
+
+impl Read for Hidden<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let pos = self.inner.stream_position()?;
+        let n = self.inner.read(buf)?;
+        let (lo, hi) = (pos.max(self.start), (pos + n as u64).min(self.end));
+        if lo < hi {
+            buf[(lo - pos) as usize..(hi - pos) as usize].fill(0);
+        }
+        Ok(n)
+    }
+}
+
+impl Write for Hidden<'_> {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "reading a partition table only",
+        ))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Seek for Hidden<'_> {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        self.inner.seek(to)
+    }
+}
+
 fn read_gpt(disk: &Disk, mut dev: super::DiskRange) -> Result<TableInfo> {
     let ss = disk.sector_size();
     let path = disk.path().display().to_string();
+    let total = disk.size() / ss;
+    // Both headers are checked here first: the crate trusts a header whose CRC matches
+    // (an entry size other than 128 panics it, a huge entry count makes it allocate and read
+    // gigabytes), so it only ever sees headers that passed.
+    let primary = check_gpt_header(&mut dev, ss, total, 1);
+    let backup = if total >= 3 {
+        check_gpt_header(&mut dev, ss, total, total - 1)
+    } else {
+        Ok(None)
+    };
+    let hide = match (&primary, &backup) {
+        (Ok(Some(_)), _) => None,
+        (_, Ok(Some(_))) => Some((ss, 2 * ss)),
+        _ => {
+            let why = |r: &std::result::Result<Option<GptHeader>, String>| match r {
+                Ok(_) => "missing".to_string(),
+                Err(e) => e.clone(),
+            };
+            bail!(
+                "{path} has a damaged GPT: primary header: {}; backup header: {} (repartition \
+                 the disk, or repair it with gdisk)",
+                why(&primary),
+                why(&backup)
+            );
+        }
+    };
     dev.seek(SeekFrom::Start(0))?;
+    let (start, end) = hide.unwrap_or((0, 0));
+    let device = Hidden {
+        inner: &mut dev,
+        start,
+        end,
+    };
     let g = gpt::GptConfig::new()
         .writable(false)
         .logical_block_size(lb_size(ss)?)
-        .open_from_device(&mut dev)
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "{path} has a protective MBR but no readable GPT ({e}); both GPT headers are \
-                 missing or corrupt (wipe it and partition again, or repair with gdisk)"
-            )
-        })?;
-    let total = disk.size() / ss;
+        .open_from_device(device)
+        .map_err(|e| anyhow::anyhow!("{path} has a damaged GPT: {e}"))?;
     let header = g.header();
-    if header.first_usable > header.last_usable || header.last_usable >= total {
-        bail!(
-            "the GPT of {path} is corrupt: usable sectors {}..{} do not fit a disk of {total} \
-             sectors (truncated image?)",
-            header.first_usable,
-            header.last_usable
-        );
+    let checked = match (&primary, &backup) {
+        (Ok(Some(h)), _) | (_, Ok(Some(h))) => *h,
+        _ => bail!("{path}: no GPT header passed the checks"),
+    };
+    let seen = GptHeader {
+        first_usable: header.first_usable,
+        last_usable: header.last_usable,
+        entries_lba: header.part_start,
+        entries: header.num_parts,
+    };
+    if seen != checked {
+        bail!("{path}: the GPT header read ({seen:?}) is not the one checked ({checked:?})");
     }
     let mut parts = Vec::new();
     for (&number, p) in g.partitions() {
@@ -686,8 +895,16 @@ fn read_gpt(disk: &Disk, mut dev: super::DiskRange) -> Result<TableInfo> {
         });
     }
     check_overlaps(&parts).map_err(|e| anyhow::anyhow!("the GPT of {path} is corrupt: {e}"))?;
+    let damaged = match (&primary, &backup) {
+        (Err(e), _) => Some(format!("primary GPT header: {e}; the backup was used")),
+        (_, Err(e)) => Some(format!("backup GPT header: {e}")),
+        (Ok(None), _) => Some("primary GPT header missing; the backup was used".into()),
+        (_, Ok(None)) => Some("backup GPT header missing".into()),
+        _ => None,
+    };
     Ok(TableInfo {
         kind: TableKind::Gpt,
+        damaged,
         disk_guid: Some(g.guid().hyphenated().to_string().to_ascii_uppercase()),
         partitions: parts,
     })
@@ -832,5 +1049,284 @@ mod tests {
         assert!(plan(GIB, 512, TableKind::Mbr, &msr).is_err());
         let ok = plan(3 * TIB, 4096, TableKind::Mbr, &big).unwrap();
         assert_eq!(ok.len(), 1, "4 KiB sectors let an MBR reach 16 TiB");
+    }
+
+    /// A 64 MiB image file (512-byte sectors) with a valid two-partition GPT written by
+    /// `write_table`, and its partitions as read back.
+    fn gpt_image(dir: &std::path::Path) -> (std::path::PathBuf, Vec<PartitionInfo>) {
+        let path = dir.join("gpt.img");
+        let mut disk = Disk::create_image(&path, 64 * MIB).unwrap();
+        let parts = [
+            spec("EFI", PartKind::EfiSystem, SizeSpec::Bytes(10 * MIB)),
+            spec("data", PartKind::BasicData, SizeSpec::Rest),
+        ];
+        let planned = plan(disk.size(), 512, TableKind::Gpt, &parts).unwrap();
+        write_table(&mut disk, TableKind::Gpt, &planned).unwrap();
+        let t = read_table(&Disk::open(&path, false).unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.damaged, None);
+        (path, t.partitions)
+    }
+
+    /// Change the GPT header at `lba` with `f` (given the 512-byte sector), then give it a
+    /// valid CRC again, as a hostile or buggy tool would.
+    fn patch_header(path: &std::path::Path, lba: u64, f: &dyn Fn(&mut [u8])) {
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap();
+        let mut h = [0u8; 512];
+        file.seek(SeekFrom::Start(lba * 512)).unwrap();
+        file.read_exact(&mut h).unwrap();
+        f(&mut h);
+        let size = u32::from_le_bytes(h[12..16].try_into().unwrap()).clamp(92, 512) as usize;
+        h[16..20].fill(0);
+        let crc = crc32fast::hash(&h[..size]);
+        h[16..20].copy_from_slice(&crc.to_le_bytes());
+        file.seek(SeekFrom::Start(lba * 512)).unwrap();
+        file.write_all(&h).unwrap();
+    }
+
+    fn put32(h: &mut [u8], at: usize, v: u32) {
+        h[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    fn put64(h: &mut [u8], at: usize, v: u64) {
+        h[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    }
+
+    /// Headers with valid CRCs and a bad field: with only the primary damaged the backup is
+    /// read (and the damage reported); with both damaged `read_table` is an error naming the
+    /// field. Never a panic (the `gpt` crate asserts a 128-byte entry size) and never a huge
+    /// allocation (an entry count of 2^32).
+    #[test]
+    fn damaged_gpt_headers_are_refused_or_the_backup_is_used() {
+        let total = 64 * MIB / 512;
+        type Patch = Box<dyn Fn(&mut [u8])>;
+        let cases: Vec<(&str, Patch, &str)> = vec![
+            (
+                "entry size 0",
+                Box::new(|h| put32(h, 84, 0)),
+                "entry size 0 is invalid",
+            ),
+            (
+                "entry size 64",
+                Box::new(|h| put32(h, 84, 64)),
+                "entry size 64 is invalid",
+            ),
+            (
+                "entry size 129",
+                Box::new(|h| put32(h, 84, 129)),
+                "entry size 129 is invalid",
+            ),
+            (
+                "entry size 256",
+                Box::new(|h| put32(h, 84, 256)),
+                "256 is not supported",
+            ),
+            (
+                "entry size 2^30",
+                Box::new(|h| put32(h, 84, 1 << 30)),
+                "1073741824 is not supported",
+            ),
+            (
+                "entry size max",
+                Box::new(|h| put32(h, 84, u32::MAX)),
+                "is invalid",
+            ),
+            (
+                "2^32-1 entries",
+                Box::new(|h| put32(h, 80, u32::MAX)),
+                "more than the 1 MiB",
+            ),
+            (
+                "8193 entries",
+                Box::new(|h| put32(h, 80, 8193)),
+                "more than the 1 MiB",
+            ),
+            (
+                "header size 0",
+                Box::new(|h| put32(h, 12, 0)),
+                "header size 0",
+            ),
+            (
+                "header size 91",
+                Box::new(|h| put32(h, 12, 91)),
+                "header size 91",
+            ),
+            (
+                "header size 93",
+                Box::new(|h| put32(h, 12, 93)),
+                "93 is not supported",
+            ),
+            (
+                "header size 4096",
+                Box::new(|h| put32(h, 12, 4096)),
+                "header size 4096",
+            ),
+            (
+                "revision 2.0",
+                Box::new(|h| put32(h, 8, 0x0002_0000)),
+                "revision 2.0",
+            ),
+            (
+                "own LBA",
+                Box::new(|h| put64(h, 24, 7)),
+                "says it is at sector 7",
+            ),
+            (
+                "first > last usable",
+                Box::new(|h| put64(h, 40, 131_070)),
+                "do not fit a disk",
+            ),
+            (
+                "partitions outside the usable sectors",
+                Box::new(|h| put64(h, 40, 100_000)),
+                "partition 1 spans sectors 2048..22527, outside the usable",
+            ),
+            (
+                "last usable past the end",
+                Box::new(move |h| put64(h, 48, total)),
+                "do not fit a disk",
+            ),
+            (
+                "first usable 0",
+                Box::new(|h| put64(h, 40, 0)),
+                "do not fit a disk",
+            ),
+            (
+                "entries at LBA 0",
+                Box::new(|h| put64(h, 72, 0)),
+                "partition entries at",
+            ),
+            (
+                "entries past the end",
+                Box::new(move |h| put64(h, 72, total - 2)),
+                "partition entries at",
+            ),
+            (
+                "entries in the usable area",
+                Box::new(|h| put64(h, 72, 4096)),
+                "partition entries at",
+            ),
+            (
+                "entries at 2^64-1",
+                Box::new(|h| put64(h, 72, u64::MAX)),
+                "partition entries at",
+            ),
+            (
+                "entries checksum",
+                Box::new(|h| {
+                    let c = u32::from_le_bytes(h[88..92].try_into().unwrap());
+                    put32(h, 88, c ^ 1)
+                }),
+                "entries checksum",
+            ),
+        ];
+        for (what, patch, want) in &cases {
+            let dir = tempfile::tempdir().unwrap();
+            let (path, good) = gpt_image(dir.path());
+            patch_header(&path, 1, patch.as_ref());
+            let t = read_table(&Disk::open(&path, false).unwrap())
+                .unwrap_or_else(|e| panic!("{what}: the backup should have been used: {e:#}"))
+                .unwrap();
+            assert_eq!(t.partitions, good, "{what}: read from the backup");
+            let d = t.damaged.unwrap_or_default();
+            assert!(d.contains("primary") && d.contains(want), "{what}: {d}");
+
+            patch_header(&path, total - 1, patch.as_ref());
+            let err = read_table(&Disk::open(&path, false).unwrap())
+                .map(|t| format!("{t:?}"))
+                .expect_err(what);
+            let err = format!("{err:#}");
+            assert!(
+                err.contains("damaged GPT") && err.contains(want),
+                "{what}: {err}"
+            );
+        }
+    }
+
+    /// Hostile MBRs: entries past the end, overflowing u32 fields, overlaps, an extended
+    /// partition whose first EBR points to itself (not walked, so no loop) and a protective
+    /// entry without a GPT are errors or listings, never a panic or a hang.
+    #[test]
+    fn hostile_mbrs_do_not_panic() {
+        let entry = |boot: u8, ty: u8, start: u32, len: u32| {
+            let mut e = [0u8; 16];
+            e[0] = boot;
+            e[4] = ty;
+            e[8..12].copy_from_slice(&start.to_le_bytes());
+            e[12..16].copy_from_slice(&len.to_le_bytes());
+            e
+        };
+        // (what, MBR entries, error wanted; None: read as a table)
+        type Case<'a> = (&'a str, Vec<[u8; 16]>, Option<&'a str>);
+        let cases: Vec<Case> = vec![
+            (
+                "past the end",
+                vec![entry(0, 0x83, 2048, 1 << 20)],
+                Some("ends at sector"),
+            ),
+            (
+                "u32 overflow",
+                vec![entry(0, 0x83, u32::MAX, u32::MAX)],
+                Some("ends at sector"),
+            ),
+            (
+                "overlap",
+                vec![entry(0, 0x83, 2048, 8192), entry(0, 0x83, 4096, 8192)],
+                Some("overlap"),
+            ),
+            (
+                "bad boot flag",
+                vec![entry(0x7f, 0x83, 2048, 2048)],
+                Some("boot flag"),
+            ),
+            (
+                "half empty",
+                vec![entry(0, 0x83, 0, 2048)],
+                Some("half empty"),
+            ),
+            (
+                "self-referencing extended",
+                vec![entry(0, 0x05, 2048, 8192)],
+                None,
+            ),
+            (
+                "protective, no GPT",
+                vec![entry(0, 0xee, 1, 131_071)],
+                Some("GPT"),
+            ),
+        ];
+        for (what, entries, want) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("mbr.img");
+            let mut img = vec![0u8; 64 * MIB as usize];
+            for (i, e) in entries.iter().enumerate() {
+                img[446 + 16 * i..462 + 16 * i].copy_from_slice(e);
+            }
+            img[510] = 0x55;
+            img[511] = 0xaa;
+            // The extended partition's EBR: one logical entry, then a link back to itself.
+            let ebr = 2048 * 512;
+            img[ebr + 446..ebr + 462].copy_from_slice(&entry(0, 0x83, 63, 1000));
+            img[ebr + 462..ebr + 478].copy_from_slice(&entry(0, 0x05, 0, 8192));
+            img[ebr + 510] = 0x55;
+            img[ebr + 511] = 0xaa;
+            std::fs::write(&path, &img).unwrap();
+            let r = read_table(&Disk::open(&path, false).unwrap());
+            match want {
+                Some(w) => {
+                    let e = format!("{:#}", r.expect_err(what));
+                    assert!(e.contains(w), "{what}: {e}");
+                }
+                None => {
+                    let t = r.unwrap().unwrap();
+                    assert_eq!(t.partitions.len(), 1, "{what}");
+                    assert!(t.partitions[0].kind.contains("Extended"), "{what}");
+                }
+            }
+        }
     }
 }

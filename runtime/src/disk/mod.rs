@@ -13,6 +13,8 @@
 //! - [`fatbuild`]: a FAT file system holding a host directory tree, built in one pass.
 //! - [`select`]: enumerate disks (Linux `/sys/block`; `\\.\PhysicalDriveN` on Windows), find
 //!   the disk the runner booted from, parse disk selectors and refuse unsafe targets.
+//! - [`preflight`]: check each planned partition's file system (size limits, label, formatter
+//!   installed) before the first write.
 //! - [`reread`]: make the kernel read a new partition table and wait for the partition nodes.
 //! - [`cli`]: `tsforge disk list|show|partition|build-fat` (and the hidden `copy-in`).
 //!
@@ -25,6 +27,7 @@ pub mod fat;
 pub mod fatbuild;
 pub mod fatcheck;
 pub mod layout;
+pub mod preflight;
 pub mod reread;
 pub mod select;
 pub mod target;

@@ -1,7 +1,7 @@
 //! After a new partition table: make the kernel read it and wait for the partition nodes.
 //!
-//! Linux: `partx -u DEV` (util-linux), falling back to `blockdev --rereadpt DEV`, run as child
-//! processes (no `unsafe` ioctl here), then up to 10 s for `/dev/<disk><n>` or `<disk>p<n>` to
+//! Linux: `partx -u DEV` (util-linux), falling back to `blockdev --rereadpt DEV`, run through
+//! the tools table (no `unsafe` ioctl here), then up to 10 s for `/dev/<disk><n>` or `<disk>p<n>` to
 //! appear (udev creates them). Image files: nothing to do. Windows: `diskpart /s` with a
 //! `rescan` script, which makes the disk driver re-read every table (the IOCTL path without
 //! `unsafe` calls in the runner); diskpart ships with Windows and Windows PE.
@@ -27,6 +27,31 @@ pub fn partition_path(disk: &Path, number: u32) -> PathBuf {
     }
 }
 
+/// Whether [`reread`] can run for `disk`, checked before a table is written: on Linux a block
+/// device needs `partx` or `blockdev` (util-linux), on Windows `diskpart`; image files need
+/// nothing.
+pub fn check_available(disk: &Disk) -> Result<()> {
+    if !disk.is_block_device() {
+        return Ok(());
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use crate::tools::{self, Tool};
+        if let Err(e) = tools::find(Tool::Partx) {
+            tools::find(Tool::Blockdev).map_err(|_| {
+                anyhow::anyhow!(
+                    "{e}; without partx or blockdev the kernel cannot be told about the new \
+                     partitions of {}",
+                    disk.path().display()
+                )
+            })?;
+        }
+    }
+    #[cfg(windows)]
+    crate::tools::find(crate::tools::Tool::Diskpart)?;
+    Ok(())
+}
+
 /// Tell the kernel about the new table on `disk` and wait for partitions `1..=count`.
 pub fn reread(disk: &Disk, count: u32) -> Result<()> {
     if !disk.is_block_device() {
@@ -34,32 +59,19 @@ pub fn reread(disk: &Disk, count: u32) -> Result<()> {
     }
     #[cfg(target_os = "linux")]
     {
-        use std::process::{Command, Stdio};
+        use crate::tools::{self, Tool};
         let dev = disk.path();
-        let run = |prog: &str, args: &[&std::ffi::OsStr]| -> Result<(), String> {
-            match Command::new(prog).args(args).stdin(Stdio::null()).output() {
-                Ok(o) if o.status.success() => Ok(()),
-                Ok(o) => {
-                    let err = String::from_utf8_lossy(&o.stderr);
-                    let tail: String = err
-                        .chars()
-                        .rev()
-                        .take(1024)
-                        .collect::<Vec<_>>()
-                        .into_iter()
-                        .rev()
-                        .collect();
-                    Err(format!("{prog} failed ({}): {}", o.status, tail.trim()))
-                }
-                Err(e) => Err(format!("{prog} could not run: {e}")),
-            }
-        };
-        let first = run("partx", &["-u".as_ref(), dev.as_os_str()]);
+        let what = format!("re-reading the partition table of {}", dev.display());
+        let first = tools::run(Tool::Partx, ["-u".as_ref(), dev.as_os_str()], &what);
         if let Err(e1) = first {
-            if let Err(e2) = run("blockdev", &["--rereadpt".as_ref(), dev.as_os_str()]) {
+            if let Err(e2) = tools::run(
+                Tool::Blockdev,
+                ["--rereadpt".as_ref(), dev.as_os_str()],
+                &what,
+            ) {
                 bail!(
-                    "the kernel did not take the new partition table of {}: {e1}; {e2} \
-                     (install util-linux, or reboot before using the partitions)",
+                    "the kernel did not take the new partition table of {}: {e1:#}; {e2:#} \
+                     (reboot before using the partitions)",
                     dev.display()
                 );
             }

@@ -87,6 +87,24 @@ fn read_trim(p: &Path) -> String {
 /// Mount points by device number (`major:minor`) from `/proc/self/mountinfo`.
 #[cfg(target_os = "linux")]
 fn mounts() -> Vec<(String, String)> {
+    mount_table()
+        .into_iter()
+        .map(|m| (m.dev, m.point))
+        .collect()
+}
+
+/// One line of `/proc/self/mountinfo`: the device number it shows, the device the mount
+/// source names (its number, when the source is a device node: btrfs shows an anonymous
+/// `0:N` as its number) and the mount point.
+#[cfg(target_os = "linux")]
+struct MountLine {
+    dev: String,
+    source_dev: Option<String>,
+    point: String,
+}
+
+#[cfg(target_os = "linux")]
+fn mount_table() -> Vec<MountLine> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     text.lines()
         .filter_map(|l| {
@@ -95,10 +113,93 @@ fn mounts() -> Vec<(String, String)> {
             let _parent = f.next()?;
             let dev = f.next()?.to_string();
             let _root = f.next()?;
-            let mnt = unescape_mount(f.next()?);
-            Some((dev, mnt))
+            let point = unescape_mount(f.next()?);
+            // Optional fields, then " - fstype source options".
+            let mut rest = f.skip_while(|x| *x != "-");
+            let _dash = rest.next();
+            let _fstype = rest.next();
+            let source_dev = rest
+                .next()
+                .map(unescape_mount)
+                .filter(|s| s.starts_with("/dev/"))
+                .and_then(|s| node_dev(Path::new(&s)));
+            Some(MountLine {
+                dev,
+                source_dev,
+                point,
+            })
         })
         .collect()
+}
+
+/// `major:minor` of a block device node.
+#[cfg(target_os = "linux")]
+fn node_dev(path: &Path) -> Option<String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let m = std::fs::metadata(path).ok()?;
+    if !m.file_type().is_block_device() {
+        return None;
+    }
+    let rdev = m.rdev();
+    Some(format!(
+        "{}:{}",
+        nix::sys::stat::major(rdev),
+        nix::sys::stat::minor(rdev)
+    ))
+}
+
+/// The device numbers of the active swap areas (`/proc/swaps`; swap files are not devices and
+/// are covered by their file system's mount).
+#[cfg(target_os = "linux")]
+fn swap_devs() -> Vec<String> {
+    let text = std::fs::read_to_string("/proc/swaps").unwrap_or_default();
+    text.lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .filter_map(|name| node_dev(Path::new(&unescape_mount(name))))
+        .collect()
+}
+
+/// What uses the block device whose sysfs directory is `sys`: its mount points, `[swap]`,
+/// `held by X` for each device in its `holders` (device-mapper, RAID, LVM, bcache).
+#[cfg(target_os = "linux")]
+fn node_users(sys: &Path, mounts: &[MountLine], swaps: &[String], out: &mut Vec<String>) {
+    let dev = read_trim(&sys.join("dev"));
+    if dev.is_empty() {
+        return;
+    }
+    for m in mounts {
+        let hit = m.dev == dev || m.source_dev.as_deref() == Some(dev.as_str());
+        if hit && !out.contains(&m.point) {
+            out.push(m.point.clone());
+        }
+    }
+    if swaps.contains(&dev) {
+        out.push("[swap]".into());
+    }
+    if let Ok(rd) = std::fs::read_dir(sys.join("holders")) {
+        let mut held: Vec<String> = rd
+            .flatten()
+            .map(|h| format!("held by {}", h.file_name().to_string_lossy()))
+            .collect();
+        held.sort();
+        out.extend(held);
+    }
+}
+
+/// The partitions of the disk whose sysfs directory is `sys`, sorted by name.
+#[cfg(target_os = "linux")]
+fn partition_dirs(sys: &Path) -> Vec<PathBuf> {
+    let mut parts: Vec<PathBuf> = std::fs::read_dir(sys)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.join("partition").exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    parts.sort();
+    parts
 }
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.
@@ -123,39 +224,13 @@ fn unescape_mount(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// What uses a disk: the disk itself and each of its partitions (see [`node_users`]).
 #[cfg(target_os = "linux")]
-fn disk_uses(sys: &Path, name: &str, mounts: &[(String, String)], swaps: &str) -> Vec<String> {
+fn disk_uses(sys: &Path, mounts: &[MountLine], swaps: &[String]) -> Vec<String> {
     let mut out = Vec::new();
-    let mut nodes = vec![(name.to_string(), sys.to_path_buf())];
-    if let Ok(rd) = std::fs::read_dir(sys) {
-        let mut parts: Vec<_> = rd
-            .flatten()
-            .filter(|e| e.path().join("partition").exists())
-            .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
-            .collect();
-        parts.sort();
-        nodes.extend(parts);
-    }
-    for (node, dir) in nodes {
-        let dev = read_trim(&dir.join("dev"));
-        for (d, m) in mounts {
-            if *d == dev && !out.contains(m) {
-                out.push(m.clone());
-            }
-        }
-        let devpath = format!("/dev/{node}");
-        if swaps
-            .lines()
-            .skip(1)
-            .any(|l| l.split_whitespace().next() == Some(devpath.as_str()))
-        {
-            out.push("[swap]".into());
-        }
-        if let Ok(rd) = std::fs::read_dir(dir.join("holders")) {
-            for h in rd.flatten() {
-                out.push(format!("held by {}", h.file_name().to_string_lossy()));
-            }
-        }
+    node_users(sys, mounts, swaps, &mut out);
+    for part in partition_dirs(sys) {
+        node_users(&part, mounts, swaps, &mut out);
     }
     out
 }
@@ -164,8 +239,8 @@ fn disk_uses(sys: &Path, name: &str, mounts: &[(String, String)], swaps: &str) -
 #[cfg(target_os = "linux")]
 pub fn enumerate() -> Result<Vec<DiskInfo>> {
     let root = Path::new("/sys/block");
-    let mounts = mounts();
-    let swaps = std::fs::read_to_string("/proc/swaps").unwrap_or_default();
+    let mounts = mount_table();
+    let swaps = swap_devs();
     let boot = boot_medium();
     let mut out = Vec::new();
     let rd = std::fs::read_dir(root).context("reading /sys/block")?;
@@ -212,7 +287,7 @@ pub fn enumerate() -> Result<Vec<DiskInfo>> {
             model: read_trim(&dev.join("model")),
             serial,
             removable: read_trim(&sys.join("removable")) == "1",
-            mounted: disk_uses(&sys, &name, &mounts, &swaps),
+            mounted: disk_uses(&sys, &mounts, &swaps),
             transport: transport.into(),
         });
     }
@@ -389,26 +464,7 @@ impl Selector {
     }
 }
 
-/// Refuse the boot medium and disks in use, naming the flag that overrides.
-pub fn check_safe(info: &DiskInfo, allow_mounted: bool, allow_boot: bool) -> Result<()> {
-    if info.boot_medium && !allow_boot {
-        bail!(
-            "{} holds the medium tsforge runs from; refusing to overwrite it (--allow-boot-medium \
-             overrides)",
-            info.describe()
-        );
-    }
-    if !info.mounted.is_empty() && !allow_mounted {
-        bail!(
-            "{} is in use: {}; unmount it first (--allow-mounted overrides)",
-            info.describe(),
-            info.mounted.join(", ")
-        );
-    }
-    Ok(())
-}
-
-/// Whether `path` names a disk (`check_safe` applies) and which one; image files give `None`.
+/// The listed disk `path` names; image files and unlisted devices give `None`.
 pub fn info_for_path(path: &Path) -> Result<Option<DiskInfo>> {
     let is_dev = std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir());
     if !is_dev {
@@ -416,6 +472,215 @@ pub fn info_for_path(path: &Path) -> Result<Option<DiskInfo>> {
     }
     let disks = enumerate()?;
     Selector::Path(path.to_path_buf()).resolve(&disks)
+}
+
+/// A block device a command is about to write: what it is and what uses it (see
+/// [`inspect`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockTarget {
+    /// The path as given.
+    pub path: PathBuf,
+    /// The kernel's name (`sda`, `loop0p1`, `dm-0`), when known.
+    pub name: String,
+    pub size: u64,
+    /// The disk `tsforge disk list` shows for it, when it is one of those.
+    pub listed: Option<DiskInfo>,
+    /// For a partition: its whole disk (`/dev/sda` for `/dev/sda1`).
+    pub whole_disk: Option<PathBuf>,
+    /// Mount points, `[swap]`, `held by X` (device-mapper, RAID, LVM), or that the kernel
+    /// refused an exclusive open; empty when nothing uses it.
+    pub users: Vec<String>,
+    /// It holds the medium tsforge runs from (or is a partition of that disk).
+    pub boot_medium: bool,
+}
+
+impl BlockTarget {
+    /// One line for logs and messages: path, size, model/serial when listed, what it is.
+    pub fn describe(&self) -> String {
+        if let Some(info) = &self.listed {
+            return info.describe();
+        }
+        let what = match &self.whole_disk {
+            Some(w) => format!("a partition of {}", w.display()),
+            None if self.name.is_empty() => "a block device".to_string(),
+            None => format!("block device {}", self.name),
+        };
+        format!(
+            "{} ({}, {what})",
+            self.path.display(),
+            format_size(self.size)
+        )
+    }
+}
+
+/// What `path` is and what uses it, for any block device the kernel knows (whether or not
+/// `disk list` shows it: loop, device-mapper, RAID, nbd devices and partition nodes too),
+/// found by its device number (`major:minor`):
+///
+/// - the device itself: mounted (by `/proc/self/mountinfo`'s device number or mount source),
+///   an active swap area (`/proc/swaps`), held by another device (`/sys/…/holders`: dm, md,
+///   LVM);
+/// - a whole disk: each of its partitions the same way;
+/// - a partition: its whole disk itself too (a file system or holder on the whole disk covers
+///   every partition), but not its sibling partitions;
+/// - Linux also asks the kernel: an exclusive open (`O_EXCL`) fails with `EBUSY` while a file
+///   system, swap, dm/md device or another program holds the device or one of its partitions.
+///
+/// `Ok(None)`: `path` is not a block device (an image file). Elsewhere than Linux only the
+/// listed disks are known (see the module documentation).
+pub fn inspect(path: &Path) -> Result<Option<BlockTarget>> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(_) => return Ok(None), // opening it reports the problem
+        };
+        if !meta.file_type().is_block_device() {
+            return Ok(None);
+        }
+        let dev = node_dev(path).context("reading a device number")?;
+        let sys = std::fs::canonicalize(format!("/sys/dev/block/{dev}")).with_context(|| {
+            format!(
+                "{} is block device {dev}, which the kernel does not list in /sys/dev/block",
+                path.display()
+            )
+        })?;
+        let name = sys
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let partition = sys.join("partition").exists();
+        let whole_sys = if partition {
+            sys.parent().map(Path::to_path_buf)
+        } else {
+            None
+        };
+        let mounts = mount_table();
+        let swaps = swap_devs();
+        let mut users = Vec::new();
+        node_users(&sys, &mounts, &swaps, &mut users);
+        match &whole_sys {
+            Some(w) => {
+                let mut whole = Vec::new();
+                node_users(w, &mounts, &swaps, &mut whole);
+                let disk_name = w.file_name().unwrap_or_default().to_string_lossy();
+                users.extend(
+                    whole
+                        .into_iter()
+                        .map(|u| format!("{u} (whole disk /dev/{disk_name})")),
+                );
+            }
+            None => {
+                for part in partition_dirs(&sys) {
+                    let mut u = Vec::new();
+                    node_users(&part, &mounts, &swaps, &mut u);
+                    let pname = part.file_name().unwrap_or_default().to_string_lossy();
+                    users.extend(u.into_iter().map(|u| format!("{u} (/dev/{pname})")));
+                }
+            }
+        }
+        if users.is_empty() && exclusive_open_busy(path) {
+            users.push(
+                "the kernel refuses an exclusive open (mounted, swap, dm/md, or another \
+                 program has it open exclusively)"
+                    .into(),
+            );
+        }
+        let whole_disk = whole_sys
+            .as_ref()
+            .and_then(|w| w.file_name())
+            .map(|n| PathBuf::from(format!("/dev/{}", n.to_string_lossy())));
+        let disk_node = whole_disk
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("/dev/{name}")));
+        let boot = boot_medium();
+        let boot_medium = boot.is_some_and(|b| {
+            b == disk_node
+                || node_dev(&b)
+                    .is_some_and(|d| Some(d) == read_sys_dev(whole_sys.as_deref().unwrap_or(&sys)))
+        });
+        let listed = if partition {
+            None
+        } else {
+            let disks = enumerate()?;
+            Selector::Path(path.to_path_buf()).resolve(&disks)?
+        };
+        Ok(Some(BlockTarget {
+            path: path.to_path_buf(),
+            name,
+            size: read_trim(&sys.join("size")).parse::<u64>().unwrap_or(0) * 512,
+            listed,
+            whole_disk,
+            users,
+            boot_medium,
+        }))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Ok(info_for_path(path)?.map(|info| BlockTarget {
+            path: path.to_path_buf(),
+            name: String::new(),
+            size: info.size,
+            users: info.mounted.clone(),
+            boot_medium: info.boot_medium,
+            whole_disk: None,
+            listed: Some(info),
+        }))
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn read_sys_dev(sys: &Path) -> Option<String> {
+    Some(read_trim(&sys.join("dev"))).filter(|d| !d.is_empty())
+}
+
+/// Linux: whether opening `path` with `O_EXCL` fails with `EBUSY` (for a block device, the
+/// kernel's own "in use": mounted, swap, claimed by dm/md, or opened exclusively).
+#[cfg(target_os = "linux")]
+fn exclusive_open_busy(path: &Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    let r = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_EXCL.bits())
+        .open(path);
+    matches!(r, Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EBUSY as i32))
+}
+
+/// The one check before anything opens a block device for writing (`disk partition`,
+/// `build-fat`, `run --disk` and its disk steps, `apply` to a disk or partition, `build usb
+/// --device`): refuse the boot medium and a device in use ([`inspect`]), naming what uses it
+/// and the flag that overrides. Image files pass (`Ok(None)`).
+pub fn check_target(
+    path: &Path,
+    allow_mounted: bool,
+    allow_boot: bool,
+) -> Result<Option<BlockTarget>> {
+    let Some(t) = inspect(path)? else {
+        return Ok(None);
+    };
+    refuse(&t, allow_mounted, allow_boot)?;
+    Ok(Some(t))
+}
+
+/// [`check_target`]'s rule: the boot medium and a device in use are refused unless allowed.
+fn refuse(t: &BlockTarget, allow_mounted: bool, allow_boot: bool) -> Result<()> {
+    if t.boot_medium && !allow_boot {
+        bail!(
+            "{} holds the medium tsforge runs from; refusing to overwrite it (--allow-boot-medium \
+             overrides)",
+            t.describe()
+        );
+    }
+    if !t.users.is_empty() && !allow_mounted {
+        bail!(
+            "{} is in use: {}; release it first (umount, swapoff, dmsetup remove, mdadm \
+             --stop) or pass --allow-mounted",
+            t.describe(),
+            t.users.join(", ")
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -492,10 +757,28 @@ mod tests {
             "mounted and boot disks are never picked"
         );
         assert!(Selector::Index(7).resolve(&disks).is_err());
-        let err = check_safe(&disks[0], false, false).unwrap_err().to_string();
-        assert!(err.contains("--allow-mounted"), "{err}");
-        let err = check_safe(&disks[1], true, false).unwrap_err().to_string();
+        let target = |d: &DiskInfo| BlockTarget {
+            path: d.path.clone(),
+            name: String::new(),
+            size: d.size,
+            listed: Some(d.clone()),
+            whole_disk: None,
+            users: d.mounted.clone(),
+            boot_medium: d.boot_medium,
+        };
+        let err = refuse(&target(&disks[0]), false, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("in use: /;") && err.contains("--allow-mounted"),
+            "{err}"
+        );
+        refuse(&target(&disks[0]), true, false).unwrap();
+        let err = refuse(&target(&disks[1]), true, false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--allow-boot-medium"), "{err}");
+        refuse(&target(&disks[1]), false, true).unwrap();
     }
 
     #[test]
