@@ -41,6 +41,10 @@ impl std::fmt::Display for FatKind {
     }
 }
 
+/// The largest FAT16 partition `fatfs` formats (found by trying every size near 2 GiB: the
+/// 65,524 clusters of 32 KiB FAT16 allows, plus its FATs and root directory).
+pub const FAT16_MAX: u64 = 2 * GIB - 80 * 1024;
+
 /// Below this size `format(…, None)` picks FAT16, from it FAT32 (Windows' rule).
 pub const FAT32_FROM: u64 = 512 * MIB;
 
@@ -100,8 +104,9 @@ fn format_options(
     let label = label_bytes(label)?;
     let kind = kind.unwrap_or_else(|| default_kind(size));
     match kind {
-        FatKind::Fat16 if size > 2 * GIB => bail!(
-            "{name}: FAT16 holds at most 2 GiB (Windows' limit) and this partition is {}; use fat32",
+        FatKind::Fat16 if size > FAT16_MAX => bail!(
+            "{name}: FAT16 holds at most 2 GiB less 80 KiB (65,524 clusters of 32 KiB and the \
+             FATs; `fatfs` refuses more) and this partition is {}; use fat32",
             format_size(size)
         ),
         FatKind::Fat16 if size < 3 * MIB => bail!(
@@ -1055,6 +1060,17 @@ mod tests {
             (early.date.year, early.date.month, early.date.day),
             (1980, 1, 1)
         );
+    }
+
+    #[test]
+    fn fat16_limit_is_the_formatter_s() {
+        let ok = format_in_memory("p", FAT16_MAX, 0, "T", Some(FatKind::Fat16));
+        assert!(ok.is_ok());
+        let err = format_in_memory("p", FAT16_MAX + 512, 0, "T", Some(FatKind::Fat16))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("use fat32"), "{err}");
     }
 
     #[test]
