@@ -406,7 +406,8 @@ fn partition_checks_file_system_limits_before_writing() {
 #[test]
 fn partition_refuses_fat_beyond_2_tib_before_writing() {
     let dir = tempfile::tempdir().unwrap();
-    let img = image(dir.path(), "big.img", 3 << 40);
+    let img = dir.path().join("big.img");
+    used_disk::random_ends_disk(&img, 3 << 40);
     let imgs = img.to_str().unwrap();
     let (code, out, err) = tsforge(&[
         "disk",

@@ -403,7 +403,7 @@ fn corrupt_tables_give_errors_not_panics() {
     f.write_all(&[0x5a; 80]).unwrap();
     drop(f);
     let err = layout::read_table(&Disk::open(&img, false).unwrap()).unwrap_err();
-    assert!(format!("{err:#}").contains("no readable GPT"), "{err:#}");
+    assert!(format!("{err:#}").contains("damaged GPT"), "{err:#}");
     std::fs::remove_file(&img).unwrap();
 
     // Overlapping MBR entries, made by hand.

@@ -16,6 +16,24 @@ pub fn random_disk(path: &Path, size: u64) {
     assert_eq!(std::io::copy(&mut src, &mut out).unwrap(), size);
 }
 
+/// A disk image too large to fill (terabytes, sparse): random bytes over its first and last
+/// 64 MiB, where partition tables and file system headers go, zeros between.
+pub fn random_ends_disk(path: &Path, size: u64) {
+    use std::io::Write;
+    let ends = 64u64 << 20;
+    assert!(size >= 2 * ends);
+    let mut out = std::fs::File::create(path).unwrap();
+    out.set_len(size).unwrap();
+    let mut junk = vec![0u8; ends as usize];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut junk)
+        .unwrap();
+    out.write_all(&junk).unwrap();
+    out.seek(SeekFrom::Start(size - ends)).unwrap();
+    out.write_all(&junk).unwrap();
+}
+
 /// `fsck.fat -n` on the partition `[start, start + len)` of `disk` (copied out first):
 /// `Err(output)` when it finds anything. `None` when fsck.fat is missing (SKIP printed).
 pub fn fsck_fat(disk: &Path, start: u64, len: u64) -> Option<Result<(), String>> {
