@@ -83,7 +83,9 @@ pub fn parse(step: &Step, vars: &Vars) -> Result<DiskRequest, String> {
         let present = ["Type", "Size", "Name", "FileSystem"]
             .iter()
             .any(|f| get(&key(f)).is_some());
-        if !present || declared.is_some_and(|d| i >= d) {
+        // Every described partition is read, also past the declared count: a mismatch is an
+        // error below, never a partition silently left out.
+        if !present {
             break;
         }
         let kind = get(&key("Type")).unwrap_or_else(|| "Primary".into());
@@ -220,6 +222,25 @@ mod tests {
         assert_eq!(r.partitions[1].size, SizeReq::Percent(100));
         assert_eq!(r.partitions[1].fs.as_deref(), Some("NTFS"));
         assert_eq!(r.partitions[1].volume_variable.as_deref(), Some("OSDisk"));
+    }
+
+    #[test]
+    fn a_partition_beyond_the_declared_count_is_an_error_not_dropped() {
+        let s = step(&[
+            ("OSDDiskIndex", "DiskIndex", "0"),
+            ("OSDPartitions0Type", "Partitions0Type", "Primary"),
+            ("OSDPartitions0Size", "Partitions0Size", "50"),
+            ("OSDPartitions0SizeUnits", "Partitions0SizeUnits", "%"),
+            ("OSDPartitions1Type", "Partitions1Type", "Primary"),
+            ("OSDPartitions1Size", "Partitions1Size", "100"),
+            ("OSDPartitions1SizeUnits", "Partitions1SizeUnits", "%"),
+            ("OSDPartitions", "Partitions", "1"),
+        ]);
+        let err = parse(&s, &Vars::new()).unwrap_err();
+        assert!(
+            err.contains("Partitions says 1 partitions but 2 are described"),
+            "{err}"
+        );
     }
 
     #[test]
