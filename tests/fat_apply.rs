@@ -199,9 +199,12 @@ fn a_damaged_fat_is_not_written_into() {
         ],
     );
     assert_eq!(code, 0, "{err}");
-    std::fs::create_dir_all(d.join("src")).unwrap();
+    std::fs::create_dir_all(d.join("src/tsforge")).unwrap();
     std::fs::write(d.join("src/a.txt"), b"a").unwrap();
+    std::fs::write(d.join("src/tsforge/media.toml"), b"name = \"x\"\n").unwrap();
     let (code, err) = tsforge(d, &["capture", "src", "x.tsimg"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = tsforge(d, &["apply", "x.tsimg", "d.img:1"]);
     assert_eq!(code, 0, "{err}");
     // Old bytes where the root directory's second entry is: a name FAT forbids.
     let part = &partitions(&disk)[0];
@@ -218,9 +221,21 @@ fn a_damaged_fat_is_not_written_into() {
     entry[11] = 0x20;
     {
         use std::os::unix::fs::FileExt;
-        let f = std::fs::OpenOptions::new().write(true).open(&disk).unwrap();
-        f.write_all_at(&entry, part.start + g.root_dir_start() + 32)
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&disk)
             .unwrap();
+        // The first free slot of the root directory, after what the apply wrote.
+        let root = part.start + g.root_dir_start();
+        let mut slot = [0u8; 32];
+        let free = (0..512u64)
+            .find(|i| {
+                f.read_exact_at(&mut slot, root + i * 32).unwrap();
+                slot[0] == 0
+            })
+            .unwrap();
+        f.write_all_at(&entry, root + free * 32).unwrap();
     }
     let before = sha(&disk);
     let (code, err) = tsforge(d, &["apply", "x.tsimg", "d.img:1"]);
@@ -230,4 +245,8 @@ fn a_damaged_fat_is_not_written_into() {
         "{err}"
     );
     assert!(sha(&disk) == before, "the damaged partition was written to");
+    // Read as a medium (it holds tsforge/media.toml): named as damaged, not read.
+    let (code, err) = tsforge(d, &["media", "verify", "d.img"]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("damaged FAT file system"), "{err}");
 }

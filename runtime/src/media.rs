@@ -728,7 +728,18 @@ pub fn materialize(medium: &Path, scratch: &Path) -> Result<PathBuf> {
         }
     }
     ranges.push(("the whole image".to_string(), disk.whole()?));
-    for (what, r) in ranges {
+    // Each FAT is checked before `fatfs` reads it (a medium is untrusted input): a damaged one
+    // is reported, never read.
+    let mut damaged = Vec::new();
+    for (what, mut r) in ranges {
+        match crate::disk::fatcheck::check(&mut r) {
+            Ok(report) if report.is_clean() => {}
+            Ok(report) => {
+                damaged.push(format!("{what}: {}", report.problems.join("; ")));
+                continue;
+            }
+            Err(_) => continue, // not FAT
+        }
         let Ok(fs) = crate::disk::fat::open(r) else {
             continue;
         };
@@ -737,6 +748,13 @@ pub fn materialize(medium: &Path, scratch: &Path) -> Result<PathBuf> {
                 .with_context(|| format!("reading {what} of {}", medium.display()))?;
             return Ok(scratch.to_path_buf());
         }
+    }
+    if !damaged.is_empty() {
+        bail!(
+            "{} holds a damaged FAT file system, not read: {}",
+            medium.display(),
+            damaged.join("; ")
+        );
     }
     bail!(
         "{} is neither a folder, an ISO, nor a disk image with a FAT file system holding {CONFIG_FILE}",

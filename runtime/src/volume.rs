@@ -352,7 +352,7 @@ pub fn capture(
             let (range, _) = partition_range(&d, *number)?;
             std::fs::create_dir_all(scratch)
                 .with_context(|| format!("creating {}", scratch.display()))?;
-            let fs = match fat::open(range) {
+            let fs = match fat::open_checked(range) {
                 Ok(fs) => fs,
                 Err(fat_err) => {
                     let (range, _) = partition_range(&d, *number)?;

@@ -669,6 +669,23 @@ pub fn open(range: DiskRange) -> Result<FatFs> {
     })
 }
 
+/// [`open`] a FAT file system that tsforge did not just make (a medium, a partition to
+/// capture, one found on a used disk): the raw consistency check (`fatcheck`) runs first and a
+/// damaged volume is an error listing what is wrong, because `fatfs` trusts what it reads.
+pub fn open_checked(range: DiskRange) -> Result<FatFs> {
+    let name = range.name().to_string();
+    let mut range = range;
+    let report = super::fatcheck::check(&mut range)
+        .with_context(|| format!("{name} does not hold a readable FAT file system"))?;
+    if !report.is_clean() {
+        bail!(
+            "{name} holds a damaged FAT file system:\n  {}",
+            report.problems.join("\n  ")
+        );
+    }
+    open(range)
+}
+
 /// `a/b/c` with no empty, `.` or `..` parts (and `\` taken as `/`).
 fn clean(path: &str) -> Result<String> {
     let parts: Vec<&str> = path
