@@ -99,7 +99,7 @@ pub struct BuildDir {
 }
 
 fn epoch() -> Result<i64> {
-    tsforge_runtime::image::creation_time()
+    tsforge_runtime::sys::source_date_epoch_or_now()
 }
 
 /// The runner for a template when `--runner` is not given.

@@ -34,7 +34,7 @@ pub use crate::source::Source;
 use crate::source::{copy_exact, split_path, CopyError};
 use std::collections::BTreeMap;
 use std::io::{self, BufWriter, Write};
-use tsforge_runtime::image::BUFFER_SIZE;
+use tsforge_runtime::sys::BUFFER_SIZE;
 
 /// Compression levels: what dracut uses by default for each (`gzip -9`, `zstd -15`).
 const GZIP_LEVEL: u32 = 9;

@@ -83,8 +83,8 @@ pub use crate::source::Source;
 use crate::source::{copy_exact, split_path, CopyError};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::{self, BufWriter, Read, Write};
-use tsforge_runtime::image::BUFFER_SIZE;
 use tsforge_runtime::log::civil_from_days;
+use tsforge_runtime::sys::BUFFER_SIZE;
 
 /// Bytes in one ISO 9660 logical sector (ECMA-119 §6.1.2 allows others; everyone uses 2048).
 pub const SECTOR_SIZE: u64 = 2048;

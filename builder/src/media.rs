@@ -217,7 +217,7 @@ pub fn seal(tree: &mut MediaTree, signing_key: Option<&[u8; 32]>) -> Result<()> 
         std::io::copy(&mut r, &mut h)
             .with_context(|| format!("{path}: reading {}", src.describe()))?;
         entries.push(media::ManifestEntry {
-            sha256: tsforge_runtime::content::manifest::hex(&h.finalize()),
+            sha256: tsforge_runtime::sys::hex(&h.finalize()),
             path: path.to_string(),
         });
     }
@@ -292,7 +292,7 @@ pub fn reseal(
 pub fn entry_of(path: &str, bytes: &[u8]) -> media::ManifestEntry {
     use sha2::Digest;
     media::ManifestEntry {
-        sha256: tsforge_runtime::content::manifest::hex(&sha2::Sha256::digest(bytes)),
+        sha256: tsforge_runtime::sys::hex(&sha2::Sha256::digest(bytes)),
         path: path.to_string(),
     }
 }

@@ -506,16 +506,7 @@ pub fn convert_cmd(c: ConvertConfig) -> Result<u8> {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "out".into());
             let tmp = dir.join(format!(".{name}.tmp"));
-            {
-                let mut f = std::fs::File::create(&tmp)
-                    .with_context(|| format!("creating {}", tmp.display()))?;
-                f.write_all(text.as_bytes())
-                    .with_context(|| format!("writing {}", tmp.display()))?;
-                f.sync_all()
-                    .with_context(|| format!("syncing {}", tmp.display()))?;
-            }
-            std::fs::rename(&tmp, out)
-                .with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))?;
+            crate::sys::write_atomic(out, &tmp, text.as_bytes(), true)?;
         }
     }
     Ok(EXIT_OK)
@@ -745,7 +736,7 @@ pub fn apply_cmd(c: ApplyConfig) -> Result<u8> {
     }
     let f =
         std::fs::File::open(&c.image).with_context(|| format!("opening {}", c.image.display()))?;
-    let mut r = std::io::BufReader::with_capacity(image::BUFFER_SIZE, f);
+    let mut r = std::io::BufReader::with_capacity(crate::sys::BUFFER_SIZE, f);
     let mut sink = image::DirSink::new(&c.target, c.force)?;
     let mut line = ProgressLine::new("apply");
     let res = image::apply(&mut r, &mut sink, &mut |p| line.update(p));

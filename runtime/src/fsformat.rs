@@ -497,7 +497,7 @@ fn copy_into_range(src: &Path, dst: &Path, offset: u64, len: u64, quick: bool) -
     } else {
         vec![(0, len)]
     };
-    let mut buf = vec![0u8; crate::image::raw::BUFFER_SIZE];
+    let mut buf = vec![0u8; crate::sys::DEVICE_BUFFER_SIZE];
     for (start, end) in regions {
         input.seek(SeekFrom::Start(start))?;
         out.seek(SeekFrom::Start(offset + start))?;

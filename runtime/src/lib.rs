@@ -5,7 +5,8 @@
 //! built-in actions (`actions`), the logs (`log`), the disk layer (`disk`: GPT/MBR, FAT, disk
 //! selection), the runner's command line (`cli`); tsforge, raw and WIM images (`image`),
 //! external formatters (`fsformat`) and the one table of external programs with their lookup
-//! and "missing tool" errors (`tools`).
+//! and "missing tool" errors (`tools`), and the small helpers everything shares (`sys`: hex,
+//! atomic file replacement, buffer sizes, `SOURCE_DATE_EPOCH`, progress lines).
 //! Nothing here depends on the builder, so a runner-only build (musl, or windows-gnu for
 //! Windows PE) needs nothing else.
 
@@ -24,6 +25,7 @@ pub mod log;
 pub mod machine;
 pub mod media;
 pub mod sequence;
+pub mod sys;
 pub mod tools;
 pub mod vars;
 pub mod volume;

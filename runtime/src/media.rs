@@ -10,6 +10,7 @@
 //! guess costs an attacker the full PBKDF2 work. Secret media variables are encrypted with
 //! ChaCha20-Poly1305 under that key (random 12-byte nonce each), never stored in clear.
 
+use crate::sys::hex;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -648,10 +649,6 @@ pub fn sha256_file(p: &Path) -> std::io::Result<(String, u64)> {
     let mut h = Sha256::new();
     let n = std::io::copy(&mut f, &mut h)?;
     Ok((hex(&h.finalize()), n))
-}
-
-fn hex(d: &[u8]) -> String {
-    crate::content::manifest::hex(d)
 }
 
 fn unhex(s: &str) -> Result<Vec<u8>> {

@@ -302,7 +302,10 @@ fn check_fat_apply(disk: &Path, number: u32, written: &image::fat::Written) -> R
 
 fn open_image(path: &Path) -> Result<std::io::BufReader<std::fs::File>> {
     let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    Ok(std::io::BufReader::with_capacity(image::BUFFER_SIZE, f))
+    Ok(std::io::BufReader::with_capacity(
+        crate::sys::BUFFER_SIZE,
+        f,
+    ))
 }
 
 fn raw_apply(

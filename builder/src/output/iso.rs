@@ -185,7 +185,7 @@ fn seal_for_iso(tree: &MediaTree, boot: &BootSpec, opts: &IsoOutputOptions) -> R
     let regions_for = |head: &[u8]| {
         use sha2::Digest;
         media::format_regions(&[Region {
-            sha256: tsforge_runtime::content::manifest::hex(&sha2::Sha256::digest(head)),
+            sha256: tsforge_runtime::sys::hex(&sha2::Sha256::digest(head)),
             offset: 0,
             len: head.len() as u64,
             what: HEAD_REGION.into(),

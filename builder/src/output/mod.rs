@@ -34,7 +34,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tsforge_runtime::image::BUFFER_SIZE;
+use tsforge_runtime::sys::BUFFER_SIZE;
 
 /// The callback every writer reports progress to: `(bytes done, bytes in all)`.
 pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);

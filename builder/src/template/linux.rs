@@ -828,8 +828,7 @@ fn write_initrd(
         .with_context(|| format!("writing {}", tmp.display()))?;
     let size = file.metadata()?.len();
     drop(file);
-    std::fs::rename(&tmp, out)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))?;
+    tsforge_runtime::sys::rename_durable(&tmp, out)?;
     Ok(size)
 }
 
@@ -888,8 +887,7 @@ fn write_efi_image(staging: &Path, out: &Path, files: &[(&str, Source)], epoch: 
         .with_context(|| format!("building the EFI image {}", tmp.display()))?;
     drop(disk);
     set_fat_identity(&tmp, epoch)?;
-    std::fs::rename(&tmp, out)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))?;
+    tsforge_runtime::sys::rename_durable(&tmp, out)?;
     std::fs::remove_dir_all(staging).with_context(|| format!("removing {}", staging.display()))?;
     Ok(())
 }

@@ -90,27 +90,8 @@ impl Reporter {
         }
     }
     fn line(&self, p: &Progress) -> String {
-        let secs = self.started.elapsed().as_secs_f64().max(0.001);
-        let rate = p.bytes_done as f64 / secs;
-        let left = if rate > 0.0 && p.bytes_total > p.bytes_done {
-            format!(
-                ", {} s left",
-                ((p.bytes_total - p.bytes_done) as f64 / rate).ceil() as u64
-            )
-        } else {
-            String::new()
-        };
-        let files = if p.files_total > 0 {
-            format!(", {}/{} files", p.files_done, p.files_total)
-        } else {
-            String::new()
-        };
-        format!(
-            "{} of {} MiB{files}, {:.1} MiB/s{left}",
-            p.bytes_done >> 20,
-            p.bytes_total >> 20,
-            rate / (1 << 20) as f64
-        )
+        let files = (p.files_total > 0).then_some((p.files_done, p.files_total));
+        crate::sys::rate_line(p.bytes_done, 0, p.bytes_total, files, self.started)
     }
     fn update(&mut self, ctx_log: &mut crate::log::Logger, p: &Progress) {
         if self.last.elapsed() >= Duration::from_secs(5) {

@@ -51,7 +51,7 @@ pub fn fetch(ctx: &mut Ctx, component: &str, id: &str) -> Result<LocalPackage, S
         let first = *first_done.get_or_insert(p.done);
         if last.elapsed() >= Duration::from_secs(5) && p.total > 0 {
             last = Instant::now();
-            let line = rate_line(p.done, first, p.total, started);
+            let line = crate::sys::rate_line(p.done, first, p.total, None, started);
             log.log(Level::Info, component, &format!("Downloading {id}: {line}"));
             log.say(&format!("  {id}: {line}"));
         }
@@ -84,23 +84,6 @@ pub fn fetch(ctx: &mut Ctx, component: &str, id: &str) -> Result<LocalPackage, S
         ),
     );
     Ok(local)
-}
-
-/// "12 of 40 MiB, 8.1 MiB/s, 4 s left".
-pub fn rate_line(done: u64, first: u64, total: u64, started: Instant) -> String {
-    let secs = started.elapsed().as_secs_f64().max(0.001);
-    let rate = done.saturating_sub(first) as f64 / secs;
-    let left = if rate > 0.0 && total > done {
-        format!(", {} s left", ((total - done) as f64 / rate).ceil() as u64)
-    } else {
-        String::new()
-    };
-    format!(
-        "{} of {} MiB, {:.1} MiB/s{left}",
-        done >> 20,
-        total >> 20,
-        rate / (1 << 20) as f64
-    )
 }
 
 fn prop(step: &Step, ctx: &Ctx, keys: &[&str]) -> Option<String> {

@@ -1,10 +1,11 @@
 //! `tsforge package build`: a folder or an image file into a package of a distribution point.
 
 use super::manifest::{
-    check_id, check_rel_path, hex, DpIndex, FileEntry, IndexEntry, PackageKind, PackageManifest,
+    check_id, check_rel_path, DpIndex, FileEntry, IndexEntry, PackageKind, PackageManifest,
     Program, BLOCK_SIZE, FILES_DIR, FORMAT, INDEX_FILE, INDEX_SIG_FILE, PACKAGE_FILE,
     PACKAGE_SIG_FILE,
 };
+use crate::sys::hex;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
@@ -116,7 +117,7 @@ pub fn build(
             name,
             version,
             kind,
-            created: crate::image::creation_time()?,
+            created: crate::sys::source_date_epoch_or_now()?,
             programs: opts.programs.clone(),
             files: entries,
             hash: String::new(),
@@ -191,12 +192,8 @@ fn write_index(dp: &Path, index: &DpIndex, signing_key: Option<&[u8; 32]>) -> Re
 
 /// `dp/name` replaced by `bytes` through a temporary file and a rename.
 fn replace_file(dp: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    let p = dp.join(name);
     let tmp = dp.join(format!(".{name}.tmp"));
-    let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    fs::rename(&tmp, &p).with_context(|| format!("writing {}", p.display()))
+    crate::sys::write_atomic(&dp.join(name), &tmp, bytes, true)
 }
 
 /// Regular files under `dir`, as (relative `/` path, path). Symbolic links and special files

@@ -1,6 +1,7 @@
 //! The files of a distribution point: the index (`tsforge-dp.json`) and each package's
 //! manifest (`<ID>/tsforge-package.json`). `docs/content.md` is the specification.
 
+use crate::sys::hex;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -255,16 +256,6 @@ pub fn check_rel_path(p: &str) -> Result<()> {
         bail!("{p:?} is not a safe relative file path for a package");
     }
     Ok(())
-}
-
-/// Lowercase hex.
-pub fn hex(d: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(d.len() * 2);
-    for b in d {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
 }
 
 #[cfg(test)]

@@ -3,9 +3,10 @@
 
 use super::http::{is_url, join_url, Http, HttpError, HttpOptions};
 use super::manifest::{
-    hex, FileEntry, PackageManifest, BLOCK_SIZE, FILES_DIR, INDEX_FILE, INDEX_SIG_FILE,
-    PACKAGE_FILE, PACKAGE_SIG_FILE,
+    FileEntry, PackageManifest, BLOCK_SIZE, FILES_DIR, INDEX_FILE, INDEX_SIG_FILE, PACKAGE_FILE,
+    PACKAGE_SIG_FILE,
 };
+use crate::sys::hex;
 use anyhow::{anyhow, bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File, OpenOptions};
@@ -324,7 +325,7 @@ impl Store {
         }
         fs::rename(&partial, &dest)
             .with_context(|| format!("moving {} to {}", partial.display(), dest.display()))?;
-        sync_dir(&self.cache);
+        let _ = crate::sys::sync_dir(&self.cache);
         Ok(LocalPackage {
             dir: dest.join(FILES_DIR),
             manifest: m.clone(),
@@ -491,15 +492,6 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     f.write_all(bytes)?;
     f.sync_all()
         .with_context(|| format!("writing {}", path.display()))
-}
-
-fn sync_dir(d: &Path) {
-    #[cfg(unix)]
-    if let Ok(f) = File::open(d) {
-        let _ = f.sync_all();
-    }
-    #[cfg(not(unix))]
-    let _ = d;
 }
 
 fn dir_size(d: &Path) -> u64 {

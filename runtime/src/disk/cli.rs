@@ -6,7 +6,7 @@
 
 use super::fat::{self, FatKind};
 use super::fatbuild;
-use super::layout::{self, PartKind, PartitionSpec, PlannedPartition, SizeSpec, TableKind};
+use super::layout::{self, PartKind, PartitionSpec, SizeSpec, TableKind};
 use super::preflight;
 use super::select::{self, DiskInfo, Selector};
 use super::{format_size, parse_size, reread, Disk};
@@ -593,23 +593,6 @@ pub fn build_fat(c: DiskBuildFatConfig) -> Result<u8> {
         format_size(stats.bytes)
     );
     Ok(crate::cli::EXIT_OK)
-}
-
-/// A plan as text lines (for the task-sequence action's dry run and logs).
-pub fn describe_plan(table: TableKind, plan: &[PlannedPartition]) -> Vec<String> {
-    plan.iter()
-        .map(|p| {
-            format!(
-                "{} partition {}: {} at {} ({}) {}",
-                table,
-                p.number,
-                format_size(p.len),
-                p.start,
-                p.spec.kind.describe(table),
-                p.spec.name
-            )
-        })
-        .collect()
 }
 
 #[cfg(test)]

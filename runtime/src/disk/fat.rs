@@ -369,8 +369,9 @@ fn volume_id(label: &[u8; 11], epoch: Option<i64>) -> u32 {
     }
 }
 
+/// `SOURCE_DATE_EPOCH` when set to a time not before 1970.
 fn source_date_epoch() -> Option<u64> {
-    std::env::var("SOURCE_DATE_EPOCH").ok()?.trim().parse().ok()
+    crate::sys::source_date_epoch().and_then(|t| u64::try_from(t).ok())
 }
 
 fn le16(b: &[u8], at: usize) -> u64 {
@@ -450,10 +451,7 @@ pub fn fat_time(unix: i64) -> DateTime {
 pub fn now_unix() -> i64 {
     match source_date_epoch() {
         Some(t) => i64::try_from(t).unwrap_or(i64::MAX),
-        None => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0),
+        None => crate::sys::unix_now(),
     }
 }
 

@@ -6,7 +6,7 @@
 //! would cross the end fails with an error naming the range, like coreos-installer's
 //! `LimitWriter` (`src/io/limit.rs`), so even a buggy caller stays inside its partition.
 //!
-//! `DiskRange` caches [`BUFFER_SIZE`] blocks (write-back, least recently used), because FAT
+//! `DiskRange` caches [`CACHE_BLOCK_SIZE`] blocks (write-back, least recently used), because FAT
 //! drivers make many small accesses (a FAT entry, a directory entry, one cluster) that must not
 //! each become a system call. Flushing is explicit: call [`DiskRange::finish`] (flush + sync)
 //! or `Write::flush` and check the result; `Drop` only flushes as a last resort and reports it.
@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 /// One cache block. 256 KiB, as in coreos-installer (`src/io/mod.rs`): 8 KiB (std's default)
 /// costs a system call per few FAT clusters and measurably slows sequential image writes;
 /// beyond ~1 MiB the gain is nil while a cache of [`CACHE_BLOCKS`] blocks grows.
-pub const BUFFER_SIZE: usize = 256 * 1024;
+pub const CACHE_BLOCK_SIZE: usize = 256 * 1024;
 
 /// Blocks kept by a [`DiskRange`] (16 × 256 KiB = 4 MiB): enough for the FAT, the directory
 /// being filled and the file data being written to stay cached at once.
@@ -218,7 +218,7 @@ fn device_sector_size(path: &Path) -> u64 {
 }
 
 struct Block {
-    /// Offset of the block inside the range (a multiple of BUFFER_SIZE).
+    /// Offset of the block inside the range (a multiple of CACHE_BLOCK_SIZE).
     start: u64,
     data: Vec<u8>,
     /// `data[..filled]` holds the current content (read from the disk or written since).
@@ -304,11 +304,11 @@ impl DiskRange {
     /// Write zeros for real over `[at, at+len)` of the range (devices may not zero on discard,
     /// and a hole punched in an image file we did not create would change its allocation).
     pub fn write_zeros(&mut self, at: u64, len: u64) -> io::Result<()> {
-        let zeros = vec![0u8; BUFFER_SIZE];
+        let zeros = vec![0u8; CACHE_BLOCK_SIZE];
         self.seek(SeekFrom::Start(at))?;
         let mut left = len;
         while left > 0 {
-            let n = left.min(BUFFER_SIZE as u64) as usize;
+            let n = left.min(CACHE_BLOCK_SIZE as u64) as usize;
             self.write_all(&zeros[..n])?;
             left -= n as u64;
         }
@@ -368,7 +368,7 @@ impl DiskRange {
     }
 
     fn block_len(&self, start: u64) -> usize {
-        (self.len - start).min(BUFFER_SIZE as u64) as usize
+        (self.len - start).min(CACHE_BLOCK_SIZE as u64) as usize
     }
 
     fn flush_block(file: &File, base: u64, b: &mut Block) -> io::Result<()> {
@@ -454,14 +454,14 @@ impl Read for DiskRange {
         }
         let n = (buf.len() as u64).min(self.len - self.pos) as usize;
         let pos = self.pos;
-        if n >= BUFFER_SIZE {
+        if n >= CACHE_BLOCK_SIZE {
             // Large read: straight from the disk, after writing out what overlaps it.
             self.settle(pos, pos + n as u64, false)?;
             read_at(&self.file, &mut buf[..n], self.offset + pos)?;
             self.pos += n as u64;
             return Ok(n);
         }
-        let start = pos - pos % BUFFER_SIZE as u64;
+        let start = pos - pos % CACHE_BLOCK_SIZE as u64;
         let i = self.block(start)?;
         let o = (pos - start) as usize;
         let m = n.min(self.blocks[i].data.len() - o);
@@ -489,13 +489,13 @@ impl Write for DiskRange {
             return Err(self.past_end(pos, buf.len()));
         }
         let n = buf.len();
-        if n >= BUFFER_SIZE {
+        if n >= CACHE_BLOCK_SIZE {
             self.settle(pos, pos + n as u64, true)?;
             write_at(&self.file, buf, self.offset + pos)?;
             self.pos += n as u64;
             return Ok(n);
         }
-        let start = pos - pos % BUFFER_SIZE as u64;
+        let start = pos - pos % CACHE_BLOCK_SIZE as u64;
         let i = self.block(start)?;
         let o = (pos - start) as usize;
         let m = n.min(self.blocks[i].data.len() - o);
@@ -655,7 +655,7 @@ mod tests {
         assert!(r.write(&[1]).is_err());
         // Large writes are checked too.
         r.seek(SeekFrom::Start(0)).unwrap();
-        assert!(r.write_all(&vec![0u8; BUFFER_SIZE * 2]).is_err());
+        assert!(r.write_all(&vec![0u8; CACHE_BLOCK_SIZE * 2]).is_err());
         r.finish().unwrap();
         // Nothing outside the range changed.
         let bytes = std::fs::read(disk.path()).unwrap();
@@ -671,7 +671,7 @@ mod tests {
     #[test]
     fn cached_io_matches_a_plain_file() {
         // Random small and large reads/writes against a Vec model.
-        let size = 3 * BUFFER_SIZE as u64 + 12345;
+        let size = 3 * CACHE_BLOCK_SIZE as u64 + 12345;
         let (_d, disk) = image(4 * 1024 * 1024);
         let mut r = disk.range(777, size).unwrap();
         let mut model = vec![0u8; size as usize];
@@ -685,7 +685,7 @@ mod tests {
         for round in 0..3000 {
             let big = round % 50 == 0;
             let len = if big {
-                BUFFER_SIZE + (next() % 1000) as usize
+                CACHE_BLOCK_SIZE + (next() % 1000) as usize
             } else {
                 1 + (next() % 9000) as usize
             };

@@ -28,7 +28,7 @@ use crate::vars::Vars;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -361,23 +361,7 @@ impl Journal {
     /// Write `name` atomically: `name.tmp`, fsync, rename, fsync the directory.
     fn atomic_write(&self, name: &str, data: &[u8]) -> Result<()> {
         let tmp = self.dir.join(format!("{name}.tmp"));
-        let dst = self.dir.join(name);
-        {
-            let mut f =
-                File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-            f.write_all(data)
-                .with_context(|| format!("writing {}", tmp.display()))?;
-            if self.fsync {
-                f.sync_all()
-                    .with_context(|| format!("syncing {}", tmp.display()))?;
-            }
-        }
-        fs::rename(&tmp, &dst)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), dst.display()))?;
-        if self.fsync {
-            sync_dir(&self.dir)?;
-        }
-        Ok(())
+        crate::sys::write_atomic(&self.dir.join(name), &tmp, data, self.fsync)
     }
 }
 
@@ -518,19 +502,6 @@ fn check_state(state: &State, program: &Program) -> std::result::Result<(), Stri
             ));
         }
     }
-    Ok(())
-}
-
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing directory {}", dir.display()))
-}
-
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> Result<()> {
-    // Windows has no directory fsync; NTFS and FAT journal the rename itself as well as they can.
     Ok(())
 }
 

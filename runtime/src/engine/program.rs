@@ -444,7 +444,7 @@ impl Program {
         use sha2::{Digest, Sha256};
         let json = serde_json::to_vec(self).expect("a program always serializes to JSON");
         let digest = Sha256::digest(&json);
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+        crate::sys::hex(&digest)
     }
 }
 

@@ -19,7 +19,8 @@ use super::format::{
     METHOD_STORED, METHOD_ZSTD, NAME_DIGITS,
 };
 use super::tree::{check_symlink_target, Meta, RelPath, TreeSink};
-use super::{ImageInfo, Progress, BUFFER_SIZE};
+use super::{ImageInfo, Progress};
+use crate::sys::{hex, BUFFER_SIZE};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -683,13 +684,4 @@ pub fn apply(
     info.image_bytes = r.pos;
     progress(&p);
     Ok(info)
-}
-
-fn hex(d: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::with_capacity(d.len() * 2);
-    for b in d {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
 }

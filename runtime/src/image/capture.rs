@@ -12,7 +12,8 @@ use super::format::{
     MANIFEST_NAME, METHOD_DEFLATE, METHOD_STORED, METHOD_ZSTD,
 };
 use super::tree::{EntryKind, RelPath, SourceEntry, TreeSource};
-use super::{CaptureOptions, ImageInfo, Progress, BUFFER_SIZE};
+use super::{CaptureOptions, ImageInfo, Progress};
+use crate::sys::{hex, BUFFER_SIZE};
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -38,7 +39,13 @@ pub fn capture(
     opts: &CaptureOptions,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<ImageInfo> {
-    capture_at(src, out, opts, super::creation_time()?, progress)
+    capture_at(
+        src,
+        out,
+        opts,
+        crate::sys::source_date_epoch_or_now()?,
+        progress,
+    )
 }
 
 /// Captures `src` into the image `out` (written as `out.tmp`, synced, then renamed over
@@ -57,8 +64,7 @@ pub fn capture_at(
     let r = capture_to(src, &tmp, opts, created, progress);
     match r {
         Ok(info) => {
-            fs::rename(&tmp, out)
-                .with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))?;
+            crate::sys::rename_durable(&tmp, out)?;
             Ok(info)
         }
         Err(e) => {
@@ -81,15 +87,6 @@ fn threads(n: usize) -> usize {
 /// Sorts by components, so a directory comes right before what it holds.
 fn path_order(a: &RelPath, b: &RelPath) -> std::cmp::Ordering {
     a.components().cmp(b.components())
-}
-
-fn hex(d: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::with_capacity(d.len() * 2);
-    for b in d {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
 }
 
 /// A distinct content to store.

@@ -31,10 +31,6 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::Path;
 
-/// Size of the buffers between files and compressors: 256 KiB keeps system calls few without
-/// holding much memory per thread (8 KiB, std's default, costs measurably on GiB trees).
-pub const BUFFER_SIZE: usize = 256 << 10;
-
 /// What [`capture`] puts in the image besides the tree.
 #[derive(Debug, Clone)]
 pub struct CaptureOptions {
@@ -91,7 +87,7 @@ pub struct ImageInfo {
 pub fn info(path: &Path) -> Result<ImageInfo> {
     let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut r = std::io::BufReader::with_capacity(BUFFER_SIZE, f);
+    let mut r = std::io::BufReader::with_capacity(crate::sys::BUFFER_SIZE, f);
     let mut c = format::Counted {
         inner: &mut r,
         pos: 0,
@@ -112,7 +108,7 @@ pub fn info(path: &Path) -> Result<ImageInfo> {
 pub fn check_file(path: &Path) -> Result<ImageInfo> {
     let f = std::fs::File::open(path).context("opening it")?;
     let len = f.metadata().context("reading its size")?.len();
-    let mut r = std::io::BufReader::with_capacity(BUFFER_SIZE, f);
+    let mut r = std::io::BufReader::with_capacity(crate::sys::BUFFER_SIZE, f);
     let mut c = format::Counted {
         inner: &mut r,
         pos: 0,
@@ -133,19 +129,6 @@ pub fn verify(path: &Path) -> Result<ImageInfo> {
 /// [`verify`] with progress reports.
 pub fn verify_with_progress(path: &Path, progress: &mut dyn FnMut(&Progress)) -> Result<ImageInfo> {
     let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut r = std::io::BufReader::with_capacity(BUFFER_SIZE, f);
+    let mut r = std::io::BufReader::with_capacity(crate::sys::BUFFER_SIZE, f);
     apply(&mut r, &mut NullSink, progress).with_context(|| format!("verifying {}", path.display()))
-}
-
-/// `SOURCE_DATE_EPOCH` when set and valid, else the current time: the image's creation time.
-pub fn creation_time() -> Result<i64> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) => v.trim().parse::<i64>().map_err(|_| {
-            anyhow::anyhow!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970")
-        }),
-        Err(_) => Ok(std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0)),
-    }
 }

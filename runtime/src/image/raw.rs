@@ -27,8 +27,7 @@ use std::path::Path;
 use anyhow::{bail, Context as _, Result};
 use sha2::{Digest, Sha256};
 
-/// Size of reads and writes: big enough that a device sees large sequential requests.
-pub const BUFFER_SIZE: usize = 1 << 20;
+use crate::sys::{hex, DEVICE_BUFFER_SIZE as BUFFER_SIZE};
 
 /// The part of the target written last.
 pub const FIRST_PART: u64 = 1 << 20;
@@ -355,10 +354,6 @@ fn bytes(n: u64) -> String {
     } else {
         format!("{n} bytes")
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -423,7 +423,7 @@ impl TreeSink for DirSink {
             .open(&p)
             .with_context(|| format!("creating {}", p.display()))?;
         Ok(Box::new(std::io::BufWriter::with_capacity(
-            super::BUFFER_SIZE,
+            crate::sys::BUFFER_SIZE,
             f,
         )))
     }

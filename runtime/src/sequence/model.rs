@@ -286,16 +286,6 @@ pub fn attr<'a>(attrs: &'a Attrs, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// Set an attribute, replacing an existing one in place or appending it.
-pub fn set_attr(attrs: &mut Attrs, name: &str, value: impl Into<String>) {
-    let value = value.into();
-    if let Some(slot) = attrs.iter_mut().find(|(k, _)| k == name) {
-        slot.1 = value;
-    } else {
-        attrs.push((name.to_string(), value));
-    }
-}
-
 /// `true`/`false` as ConfigMgr writes them (case-insensitive). `None` for anything else.
 pub fn parse_bool(s: &str) -> Option<bool> {
     if s.eq_ignore_ascii_case("true") {
