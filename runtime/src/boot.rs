@@ -161,18 +161,7 @@ pub fn boot_cmd(c: BootConfig) -> Result<u8> {
     );
 
     // 2. Verify.
-    let pinned = match &c.public_key {
-        Some(k) if Path::new(k).is_file() => Some(
-            std::fs::read_to_string(k)
-                .with_context(|| format!("reading {k}"))?
-                .split_whitespace()
-                .find(|w| !w.starts_with('#'))
-                .unwrap_or("")
-                .to_string(),
-        ),
-        Some(k) => Some(k.clone()),
-        None => None,
-    };
+    let pinned = c.public_key.as_deref().map(media::pinned_key).transpose()?;
     let v = media::verify_dir(&root, pinned.as_deref())?;
     if !v.problems.is_empty() {
         for p in &v.problems {

@@ -829,17 +829,11 @@ pub fn keygen_cmd(c: KeygenConfig) -> Result<u8> {
 }
 
 pub fn media_verify_cmd(c: MediaVerifyConfig, inspect: bool) -> Result<u8> {
-    let pinned = match &c.public_key {
-        Some(k) if Path::new(k).is_file() => Some(
-            std::fs::read_to_string(k)
-                .with_context(|| format!("reading {k}"))?
-                .split_whitespace()
-                .find(|w| !w.starts_with('#'))
-                .unwrap_or("")
-                .to_string(),
-        ),
-        other => other.clone(),
-    };
+    let pinned = c
+        .public_key
+        .as_deref()
+        .map(crate::media::pinned_key)
+        .transpose()?;
     let scratch = tempfile::tempdir().context("creating a scratch folder")?;
     let (root, v) = crate::media::verify_medium(&c.medium, scratch.path(), pinned.as_deref())?;
     if inspect {

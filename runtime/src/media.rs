@@ -287,6 +287,21 @@ pub fn public_key_arg(arg: &str) -> Result<String> {
     Ok(key)
 }
 
+/// The medium's pinned public key as given to `--public-key` of the medium check (boot and
+/// `tsforge media verify`): a file's first word not starting with `#`, or the argument itself.
+/// Unlike [`public_key_arg`] it does not check the key: [`verify_dir`] reports a bad one.
+pub fn pinned_key(arg: &str) -> Result<String> {
+    if !Path::new(arg).is_file() {
+        return Ok(arg.to_string());
+    }
+    Ok(std::fs::read_to_string(arg)
+        .with_context(|| format!("reading {arg}"))?
+        .split_whitespace()
+        .find(|w| !w.starts_with('#'))
+        .unwrap_or("")
+        .to_string())
+}
+
 /// Checks `sig` over `manifest` with the public key `public_hex`.
 pub fn verify_signature(public_hex: &str, manifest: &[u8], sig: &[u8]) -> Result<()> {
     use ed25519_dalek::Verifier;
