@@ -20,6 +20,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use tsforge_runtime::tools::{self, Tool};
 
 /// Firmware the virtual machine starts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,10 +257,7 @@ pub fn relay(addr: SocketAddr) -> Result<u8> {
 
 /// `qemu-system-x86_64` on PATH, if any.
 pub fn qemu_available() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("qemu-system-x86_64"))
-        .find(|p| p.is_file())
+    tools::find(Tool::QemuSystemX86_64).ok()
 }
 
 #[derive(Default)]
@@ -285,8 +283,7 @@ pub struct Machine {
 impl Machine {
     /// Starts QEMU with `cfg`.
     pub fn start(cfg: &MachineConfig) -> Result<Machine> {
-        let qemu = qemu_available()
-            .context("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")?;
+        let qemu = tools::find(Tool::QemuSystemX86_64)?;
         let args = cfg.args()?;
         if let Some(dir) = cfg.console_log.parent() {
             std::fs::create_dir_all(dir).ok();

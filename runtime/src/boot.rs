@@ -553,16 +553,20 @@ fn menu(cfg: &MediaConfig) -> Result<&media::SequenceEntry> {
 fn boot_facts(root: &Path) -> Vec<(String, String)> {
     let uefi = if cfg!(windows) {
         // Windows PE records the firmware in PEFirmwareType: 1 BIOS, 2 UEFI.
-        std::process::Command::new("reg")
-            .args([
-                "query",
-                r"HKLM\System\CurrentControlSet\Control",
-                "/v",
-                "PEFirmwareType",
-            ])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).contains("0x2"))
-            .unwrap_or(false)
+        crate::tools::find(crate::tools::Tool::Reg)
+            .ok()
+            .and_then(|reg| {
+                std::process::Command::new(reg)
+                    .args([
+                        "query",
+                        r"HKLM\System\CurrentControlSet\Control",
+                        "/v",
+                        "PEFirmwareType",
+                    ])
+                    .output()
+                    .ok()
+            })
+            .is_some_and(|o| String::from_utf8_lossy(&o.stdout).contains("0x2"))
     } else {
         Path::new("/sys/firmware/efi").exists()
     };
@@ -630,19 +634,24 @@ fn run_hook(
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
         .unwrap_or_default();
+    let interpreter = |tool: crate::tools::Tool| {
+        crate::tools::find(tool)
+            .map(std::process::Command::new)
+            .with_context(|| format!("starting hook {}", path.display()))
+    };
     let mut cmd = match ext.as_str() {
         "sh" => {
-            let mut c = std::process::Command::new("sh");
+            let mut c = interpreter(crate::tools::Tool::Sh)?;
             c.arg(path);
             c
         }
         "cmd" | "bat" => {
-            let mut c = std::process::Command::new("cmd");
+            let mut c = interpreter(crate::tools::Tool::Cmd)?;
             c.arg("/c").arg(path);
             c
         }
         "ps1" => {
-            let mut c = std::process::Command::new("powershell");
+            let mut c = interpreter(crate::tools::Tool::PowerShell)?;
             c.args(["-NoProfile", "-ExecutionPolicy", "Bypass", "-File"])
                 .arg(path);
             c

@@ -310,8 +310,16 @@ mod platform {
     //! the system tools keeps `unsafe` Win32 calls out of the runner.
     use super::compare_variable;
     use crate::sequence::model::Expression;
+    use crate::tools::{self, Tool};
     use std::path::Path;
     use std::process::{Command, Stdio};
+
+    /// A command for `tool`, found through the tools table.
+    fn command(tool: Tool, what: &str) -> Result<Command, String> {
+        tools::find(tool)
+            .map(Command::new)
+            .map_err(|e| format!("{what}: {e}"))
+    }
 
     fn run(cmd: &mut Command, what: &str) -> Result<(bool, String), String> {
         let out = cmd
@@ -326,7 +334,7 @@ mod platform {
 
     fn powershell(script: &str, what: &str) -> Result<String, String> {
         let (ok, out) = run(
-            Command::new("powershell.exe").args([
+            command(Tool::PowerShell, what)?.args([
                 "-NoLogo",
                 "-NoProfile",
                 "-NonInteractive",
@@ -359,7 +367,7 @@ mod platform {
         let value = get("Value").unwrap_or_default();
         let op = get("Operator").unwrap_or_else(|| "exists".into());
         let existence = matches!(op.to_ascii_lowercase().as_str(), "exists" | "notexists");
-        let mut cmd = Command::new("reg.exe");
+        let mut cmd = command(Tool::Reg, "registry")?;
         cmd.arg("query").arg(&key);
         if !value.is_empty() {
             cmd.arg("/v").arg(&value);
@@ -404,7 +412,7 @@ mod platform {
             "HKLM\\SOFTWARE\\WOW6432Node\\Microsoft\\Windows\\CurrentVersion\\Uninstall",
         ] {
             let (found, _) = run(
-                Command::new("reg.exe")
+                command(Tool::Reg, "software")?
                     .arg("query")
                     .arg(format!("{root}\\{code}")),
                 "software",

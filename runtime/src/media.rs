@@ -707,12 +707,8 @@ pub fn materialize(medium: &Path, scratch: &Path) -> Result<PathBuf> {
         head.truncate(n);
     }
     if head.get(32769..32774) == Some(b"CD001") {
-        let xorriso = crate::tools::which("xorriso").with_context(|| {
-            format!(
-                "{} is an ISO image; reading it needs xorriso (apt-get install xorriso)",
-                medium.display()
-            )
-        })?;
+        let xorriso = crate::tools::find(crate::tools::Tool::Xorriso)
+            .with_context(|| format!("{} is an ISO image", medium.display()))?;
         let out = std::process::Command::new(xorriso)
             .args(["-osirrox", "on", "-indev"])
             .arg(medium)

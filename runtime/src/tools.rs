@@ -4,6 +4,18 @@
 //! package or component that provides it, and a failed program shows its command line and the
 //! end of its stderr (bootc's `utils/src/command.rs` pattern).
 //!
+//! The rule: no other module starts a program by a name of its own choosing. A program is
+//! started from a path [`find`] returned (with [`run`], [`run_program`] or, when the caller
+//! needs the child itself, `Command::new(path)`). A test in this module scans `runtime/src`,
+//! `builder/src` and `src` for `Command::new("…")` and `which("…")` with a literal name to
+//! keep it so. Outside the table, by design, are programs the task sequence or the user names:
+//! a *Run Command Line* step's command line (run by `/bin/sh -c` on Unix, started directly on
+//! Windows: the shell and the program are the step's, and a missing one fails the step), a
+//! hook script itself (its interpreter, `sh`, `cmd` or `powershell`, is in the table), and a
+//! program a boot template names by its full path together with its package's data files (the
+//! linux template's `/usr/bin/syslinux` beside syslinux's `mbr.bin`; the USB writer names the
+//! package when it is missing).
+//!
 //! Lookup is a `PATH` search (with Windows' executable extensions). On Unix the `sbin`
 //! directories are searched after `PATH`, because Debian leaves them off a normal user's `PATH`
 //! while `mkfs.*`, `partx` and `blockdev` live there.
@@ -47,6 +59,28 @@ pub enum Tool {
     Taskkill,
     /// `wpeutil.exe`: restarts Windows PE.
     Wpeutil,
+    /// `shutdown.exe`: restarts Windows when `wpeutil` is missing.
+    Shutdown,
+    /// `cmd.exe`: runs a `.cmd`/`.bat` hook.
+    Cmd,
+    /// `sh`: runs a `.sh` hook.
+    Sh,
+    /// `sync`: writes cached data before a restart.
+    Sync,
+    /// `reboot`: restarts Linux.
+    Reboot,
+    /// `mount` (util-linux): mounts a partition.
+    Mount,
+    /// `umount` (util-linux): unmounts it.
+    Umount,
+    /// `xorriso`: reads an ISO image (the runner's medium, a WinPE ISO for the builder).
+    Xorriso,
+    /// `objcopy` (binutils): strips the runner's debug information for the linux template.
+    Objcopy,
+    /// `ldd`: lists the runner's shared libraries for the linux template.
+    Ldd,
+    /// `qemu-system-x86_64`: `tsforge try` and the end-to-end tests.
+    QemuSystemX86_64,
 }
 
 /// Where a program runs and how to get it there.
@@ -169,14 +203,15 @@ pub const TOOLS: &[ToolSpec] = &[
     ToolSpec {
         tool: Tool::PowerShell,
         program: "powershell",
-        needed_for: "a Run PowerShell Script step",
+        needed_for: "a Run PowerShell Script step, a .ps1 hook, or a WMI, file version or \
+                     operating system condition",
         source: Source::WindowsBuiltIn,
         version_arg: None,
     },
     ToolSpec {
         tool: Tool::Reg,
         program: "reg",
-        needed_for: "a registry condition",
+        needed_for: "a registry or software condition, or the firmware check in Windows PE",
         source: Source::WindowsBuiltIn,
         version_arg: None,
     },
@@ -193,6 +228,84 @@ pub const TOOLS: &[ToolSpec] = &[
         needed_for: "restarting Windows PE",
         source: Source::WindowsBuiltIn,
         version_arg: None,
+    },
+    ToolSpec {
+        tool: Tool::Shutdown,
+        program: "shutdown",
+        needed_for: "restarting Windows",
+        source: Source::WindowsBuiltIn,
+        version_arg: None,
+    },
+    ToolSpec {
+        tool: Tool::Cmd,
+        program: "cmd",
+        needed_for: "a .cmd or .bat hook",
+        source: Source::WindowsBuiltIn,
+        version_arg: None,
+    },
+    ToolSpec {
+        tool: Tool::Sh,
+        program: "sh",
+        needed_for: "a .sh hook",
+        source: Source::Debian("dash"),
+        version_arg: None,
+    },
+    ToolSpec {
+        tool: Tool::Sync,
+        program: "sync",
+        needed_for: "writing cached data before a restart",
+        source: Source::Debian("coreutils"),
+        version_arg: None,
+    },
+    // No version argument: some `reboot`s (busybox) ignore unknown options and restart.
+    ToolSpec {
+        tool: Tool::Reboot,
+        program: "reboot",
+        needed_for: "restarting the machine",
+        source: Source::Debian("systemd-sysv"),
+        version_arg: None,
+    },
+    ToolSpec {
+        tool: Tool::Mount,
+        program: "mount",
+        needed_for: "mounting a partition",
+        source: Source::Debian("mount"),
+        version_arg: Some("--version"),
+    },
+    ToolSpec {
+        tool: Tool::Umount,
+        program: "umount",
+        needed_for: "unmounting a partition",
+        source: Source::Debian("mount"),
+        version_arg: Some("--version"),
+    },
+    ToolSpec {
+        tool: Tool::Xorriso,
+        program: "xorriso",
+        needed_for: "reading an ISO image",
+        source: Source::Debian("xorriso"),
+        version_arg: Some("-version"),
+    },
+    ToolSpec {
+        tool: Tool::Objcopy,
+        program: "objcopy",
+        needed_for: "stripping the runner for the linux template",
+        source: Source::Debian("binutils"),
+        version_arg: Some("--version"),
+    },
+    ToolSpec {
+        tool: Tool::Ldd,
+        program: "ldd",
+        needed_for: "listing the runner's shared libraries for the linux template",
+        source: Source::Debian("libc-bin"),
+        version_arg: Some("--version"),
+    },
+    ToolSpec {
+        tool: Tool::QemuSystemX86_64,
+        program: "qemu-system-x86_64",
+        needed_for: "running a virtual machine",
+        source: Source::Debian("qemu-system-x86"),
+        version_arg: Some("--version"),
     },
 ];
 
@@ -521,14 +634,97 @@ mod tests {
             Reg,
             Taskkill,
             Wpeutil,
+            Shutdown,
+            Cmd,
+            Sh,
+            Sync,
+            Reboot,
+            Mount,
+            Umount,
+            Xorriso,
+            Objcopy,
+            Ldd,
+            QemuSystemX86_64,
         ] {
             assert_eq!(t.spec().tool, t);
         }
         assert_eq!(
             TOOLS.len(),
-            17,
+            28,
             "one row per Tool, no duplicates: {:?}",
             TOOLS.iter().map(|s| s.program).collect::<Vec<_>>()
+        );
+    }
+
+    /// Every program tsforge starts goes through the table: no `Command::new("name")` and no
+    /// `which("name")` outside this file, in the runtime, the builder or the command-line
+    /// shim. The one exception is the Run Command Line shell, which runs the step's own
+    /// command line. Test modules (a `#[cfg(test)]`/`#[cfg(all(test, …))]` `mod` at the end of
+    /// a file) are not scanned.
+    #[test]
+    fn programs_are_started_only_through_the_table() {
+        const ALLOWED: &[(&str, &str)] = &[("actions/process.rs", "Command::new(\"/bin/sh\")")];
+        const PATTERNS: &[&str] = &[
+            "Command::new(\"",
+            "Command::new(r\"",
+            "Command::new(r#\"",
+            "which(\"",
+            "which_in(\"",
+        ];
+        let runtime = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let roots = [
+            runtime.join("src"),
+            runtime.join("../builder/src"),
+            runtime.join("../src"),
+        ];
+        let mut files = Vec::new();
+        let mut dirs: Vec<PathBuf> = roots.iter().filter(|d| d.is_dir()).cloned().collect();
+        assert!(!dirs.is_empty());
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    files.push(path);
+                }
+            }
+        }
+        let mut found = Vec::new();
+        for file in &files {
+            let shown = file.to_string_lossy().replace('\\', "/");
+            if shown.ends_with("runtime/src/tools.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(file).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            for (i, line) in lines.iter().enumerate() {
+                let t = line.trim();
+                let next = lines.get(i + 1).map_or("", |l| l.trim());
+                if t.starts_with("#[cfg(") && t.contains("test") && next.starts_with("mod ") {
+                    break;
+                }
+                if t.starts_with("//") {
+                    continue;
+                }
+                let allowed = ALLOWED
+                    .iter()
+                    .any(|(f, s)| shown.ends_with(f) && t.contains(s));
+                if !allowed && PATTERNS.iter().any(|p| t.contains(p)) {
+                    found.push(format!("{shown}:{}: {t}", i + 1));
+                }
+            }
+        }
+        assert!(
+            files.len() > 20,
+            "the scan found the sources: {}",
+            files.len()
+        );
+        assert!(
+            found.is_empty(),
+            "programs started by name outside tools.rs; add a Tool row and use tools::find or \
+             tools::run:\n{}",
+            found.join("\n")
         );
     }
 

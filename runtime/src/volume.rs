@@ -447,7 +447,7 @@ impl Mount {
         args.push(opts.join(",").into());
         args.push(source.into_os_string());
         args.push(dir.path().as_os_str().to_owned());
-        let mount = crate::tools::which("mount").context("mount (util-linux) is not installed")?;
+        let mount = crate::tools::find(crate::tools::Tool::Mount)?;
         crate::tools::run_program(&mount, &args, "mounting the partition (needs root)")?;
         Ok(Mount { dir, mounted: true })
     }
@@ -463,7 +463,7 @@ impl Mount {
 }
 
 fn umount(dir: &Path) -> Result<()> {
-    let umount = crate::tools::which("umount").context("umount (util-linux) is not installed")?;
+    let umount = crate::tools::find(crate::tools::Tool::Umount)?;
     let mut last = None;
     for _ in 0..5 {
         match crate::tools::run_program(&umount, &[dir.as_os_str().to_owned()], "unmounting") {

@@ -76,6 +76,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use tsforge_runtime::disk::{fat, fatbuild, Disk};
+use tsforge_runtime::tools::{self, Tool};
 
 /// The kernel on the medium.
 pub const KERNEL_PATH: &str = "tsforge/boot/vmlinuz";
@@ -646,7 +647,10 @@ fn initrd_compression(kernel: &Kernel) -> Compression {
 /// functions. When objcopy is missing or fails, the runner goes on the medium as it is.
 fn stripped_runner(runner: &Path, work: &Path) -> PathBuf {
     let out = work.join("tsforge.stripped");
-    let ok = std::process::Command::new("objcopy")
+    let Ok(objcopy) = tools::find(Tool::Objcopy) else {
+        return runner.to_path_buf();
+    };
+    let ok = std::process::Command::new(objcopy)
         .arg("--strip-debug")
         .arg(runner)
         .arg(&out)
@@ -674,7 +678,14 @@ fn runner_files(runner: &Path) -> Result<Vec<(String, PathBuf)>> {
     let Some(interp) = interp else {
         return Ok(files);
     };
-    let out = std::process::Command::new("ldd")
+    let ldd = tools::find(Tool::Ldd).with_context(|| {
+        format!(
+            "listing the shared libraries of the runner {} (or give a static runner with \
+             --runner)",
+            runner.display()
+        )
+    })?;
+    let out = std::process::Command::new(ldd)
         .arg(runner)
         .stdin(std::process::Stdio::null())
         .output()

@@ -58,7 +58,7 @@
 use super::{BootSpec, IsoBios, Prepared, PxeBoot, TemplateInput, UsbBios};
 use crate::source::Source;
 use crate::tree::MediaTree;
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::Read;
@@ -652,12 +652,8 @@ fn has_udf(path: &Path) -> Result<bool> {
 
 fn extract_iso(iso: &Path, dir: &Path) -> Result<()> {
     let what = format!("extracting the WinPE ISO {}", iso.display());
-    let Some(xorriso) = tools::which("xorriso") else {
-        bail!(
-            "{what}: xorriso is not installed (not found on PATH); reading a WinPE ISO needs \
-             it. On Debian: apt-get install xorriso; or pass the copype folder as --source"
-        );
-    };
+    let xorriso = tools::find(Tool::Xorriso)
+        .map_err(|e| anyhow!("{what}: {e}; or pass the copype folder as --source"))?;
     let args: Vec<OsString> = vec![
         "-osirrox".into(),
         "on".into(),

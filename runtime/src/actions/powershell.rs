@@ -6,13 +6,19 @@
 //! timeout and success codes of *Run Command Line*. The interpreter is `powershell.exe` on
 //! Windows and `pwsh` elsewhere; when it is not on `PATH` the step fails and says so.
 
-use super::process::{which, Launch};
+use super::process::Launch;
 use super::run::{run_process, ProcessRun};
 use super::{ActionResult, Ctx};
 use crate::sequence::model::Step;
+use crate::tools::Tool;
 use std::time::Duration;
 
-pub const INTERPRETER: &str = if cfg!(windows) { "powershell" } else { "pwsh" };
+/// The interpreter: Windows PowerShell on Windows, PowerShell 7 elsewhere.
+pub const INTERPRETER: Tool = if cfg!(windows) {
+    Tool::PowerShell
+} else {
+    Tool::Pwsh
+};
 
 /// Split `ScriptParameters` like a shell would for simple cases: whitespace separates, double
 /// or single quotes group.
@@ -45,7 +51,7 @@ pub fn split_params(s: &str) -> Vec<String> {
 }
 
 pub fn execute(step: &Step, ctx: &mut Ctx) -> ActionResult {
-    let Some(exe) = which(INTERPRETER) else {
+    let Ok(exe) = crate::tools::find(INTERPRETER) else {
         return ActionResult::failed(format!(
             "Run PowerShell Script needs {INTERPRETER} on PATH, and it was not found{}",
             if cfg!(windows) {

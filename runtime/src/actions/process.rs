@@ -262,7 +262,12 @@ mod platform {
     }
 
     pub fn kill_tree(child: &mut Child) {
-        let ok = Command::new("taskkill")
+        // taskkill ends the whole tree; without it, only the process itself.
+        let Ok(taskkill) = crate::tools::find(crate::tools::Tool::Taskkill) else {
+            let _ = child.kill();
+            return;
+        };
+        let ok = Command::new(taskkill)
             .args(["/T", "/F", "/PID", &child.id().to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -61,18 +61,24 @@ pub fn execute(step: &Step, ctx: &mut Ctx) -> ActionResult {
 
 /// Restart the machine now. Returns only on failure.
 pub fn reboot_machine() -> std::io::Result<()> {
+    use crate::tools::{self, Tool};
     use std::process::Command;
+    let find = |tool: Tool| tools::find(tool).map_err(std::io::Error::other);
     let status = if cfg!(windows) {
-        if super::process::which("wpeutil").is_some() {
-            Command::new("wpeutil").arg("reboot").status()
+        if let Ok(wpeutil) = tools::find(Tool::Wpeutil) {
+            Command::new(wpeutil).arg("reboot").status()
         } else {
-            Command::new("shutdown").args(["/r", "/t", "0"]).status()
+            Command::new(find(Tool::Shutdown)?)
+                .args(["/r", "/t", "0"])
+                .status()
         }
     } else {
         // Written files first (the share a step wrote to, the deployed disk), then
         // `reboot -f`, which works under busybox init and systemd alike.
-        let _ = Command::new("sync").status();
-        Command::new("reboot").arg("-f").status()
+        if let Ok(sync) = tools::find(Tool::Sync) {
+            let _ = Command::new(sync).status();
+        }
+        Command::new(find(Tool::Reboot)?).arg("-f").status()
     }?;
     if status.success() {
         // The system is going down; wait for it rather than run the next step.
