@@ -241,7 +241,13 @@ pub fn apply_tsforge_stream(
                     let (mut check_range, _) = partition_range(&d, *number)?;
                     let report = crate::disk::fatcheck::check(&mut check_range)
                         .with_context(|| format!("checking the FAT file system on {target}"))?;
-                    if !report.is_clean() {
+                    if !report.is_clean_for_writing() {
+                        let mut found = report.problems.clone();
+                        found.extend(report.after_end.iter().cloned());
+                        let report = crate::disk::fatcheck::Report {
+                            problems: found,
+                            ..Default::default()
+                        };
                         bail!(
                             "{target} holds a damaged FAT file system; nothing was written. \
                              Format it first (a Format and Partition Disk step, or `tsforge disk \
@@ -291,10 +297,16 @@ fn check_fat_apply(disk: &Path, number: u32, written: &image::fat::Written) -> R
     let (mut range, _) = partition_range(&d, number)?;
     let report =
         crate::disk::fatcheck::check_and_hash(&mut range).context("checking the file system")?;
-    if !report.is_clean() {
+    if !report.is_clean_for_writing() {
         bail!(
             "the FAT file system is damaged after the apply:\n  {}",
-            report.problems.join("\n  ")
+            report
+                .problems
+                .iter()
+                .chain(&report.after_end)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n  ")
         );
     }
     written.compare(&report.contents, &report.dir_paths)

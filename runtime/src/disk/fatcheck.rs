@@ -32,11 +32,21 @@ pub struct Report {
     pub contents: Vec<(String, u64, [u8; 32])>,
     /// With [`check_and_hash`]: every directory's path.
     pub dir_paths: Vec<String>,
+    /// Directories with bytes after their end-of-directory mark (an entry whose first byte is
+    /// 0). Readers stop at the mark, so reading is safe; but `fatfs` writes a new entry over the
+    /// mark without writing a new one after it, so those bytes would become entries. A volume
+    /// with any is not written into (see [`Report::is_clean_for_writing`]).
+    pub after_end: Vec<String>,
 }
 
 impl Report {
     pub fn is_clean(&self) -> bool {
         self.problems.is_empty()
+    }
+    /// Clean, and no directory holds bytes after its end mark (what formatters and `fatfs`
+    /// leave: zeros).
+    pub fn is_clean_for_writing(&self) -> bool {
+        self.problems.is_empty() && self.after_end.is_empty()
     }
     fn problem(&mut self, p: String) {
         if self.problems.len() < MAX_PROBLEMS {
@@ -303,6 +313,11 @@ fn walk(range: &mut DiskRange, hash: bool) -> io::Result<Report> {
         let mut labels = 0;
         for (i, e) in buf.chunks_exact(32).enumerate() {
             if e[0] == 0 {
+                if buf[i * 32..].iter().any(|&b| b != 0) {
+                    report.after_end.push(format!(
+                        "{shown}: bytes after the end of the directory (entry {i})"
+                    ));
+                }
                 break;
             }
             if e[0] == 0xe5 {
@@ -564,6 +579,35 @@ mod tests {
             r.problems.iter().any(|p| p.contains("invalid short name")),
             "{:?}",
             r.problems
+        );
+    }
+
+    #[test]
+    fn bytes_after_the_end_mark_keep_a_volume_from_being_written() {
+        let t = tempfile::tempdir().unwrap();
+        let (img, off, len) = volume(t.path());
+        // The root holds the label and `dir` (3 slots); slot 10 is past its end mark.
+        let disk = Disk::open(&img, false).unwrap();
+        let mut range = disk.range(off, len).unwrap();
+        let r = check(&mut range).unwrap();
+        assert!(r.is_clean_for_writing(), "{:?}", r.after_end);
+        let mut bs = [0u8; 512];
+        range.seek(SeekFrom::Start(0)).unwrap();
+        range.read_exact(&mut bs).unwrap();
+        let g = crate::disk::fat::Geometry::parse_boot_sector(&bs).unwrap();
+        drop((range, disk));
+        patch(
+            &img,
+            off + g.cluster_pos(g.root_cluster) + 10 * 32 + 5,
+            b"old",
+        );
+        let r = check_image(&img, off, len);
+        assert!(r.is_clean(), "{:?}", r.problems);
+        assert!(!r.is_clean_for_writing());
+        assert!(
+            r.after_end[0].contains("after the end"),
+            "{:?}",
+            r.after_end
         );
     }
 
