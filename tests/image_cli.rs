@@ -6,7 +6,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 mod common;
+#[path = "common/data.rs"]
+mod data;
 use common::tool;
+use data::random;
 
 fn tsforge(dir: &Path, args: &[&str]) -> (i32, String, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_tsforge"))
@@ -137,19 +140,6 @@ fn capture_refuses_an_image_inside_its_source() {
     let (code, _, err) = tsforge(d, &["capture", "src", "src/sub/img"]);
     assert_eq!(code, 2);
     assert!(err.contains("capture itself"), "{err}");
-}
-
-/// Deterministic pseudo-random bytes (xorshift32).
-fn random(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
 }
 
 fn hash_of(p: &Path) -> u64 {

@@ -224,6 +224,12 @@ mod tests {
         assert_eq!(r.partitions[1].volume_variable.as_deref(), Some("OSDisk"));
     }
 
+    /// The step's settings are the `OSDPartitions` array of the task sequence variables page
+    /// (https://learn.microsoft.com/mem/configmgr/osd/understand/task-sequence-variables#OSDPartitions)
+    /// and "About task sequence steps: Format and Partition Disk"
+    /// (https://learn.microsoft.com/mem/configmgr/osd/understand/task-sequence-steps#BKMK_FormatandPartitionDisk).
+    /// Neither says what happens when the count and the described partitions disagree
+    /// (docs/engine.md): tsforge refuses rather than leave one out.
     #[test]
     fn a_partition_beyond_the_declared_count_is_an_error_not_dropped() {
         let s = step(&[

@@ -374,10 +374,10 @@ fn source_date_epoch() -> Option<u64> {
     crate::sys::source_date_epoch().and_then(|t| u64::try_from(t).ok())
 }
 
-fn le16(b: &[u8], at: usize) -> u64 {
+pub(super) fn le16(b: &[u8], at: usize) -> u64 {
     u64::from(u16::from_le_bytes([b[at], b[at + 1]]))
 }
-fn le32(b: &[u8], at: usize) -> u64 {
+pub(super) fn le32(b: &[u8], at: usize) -> u64 {
     u64::from(u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]))
 }
 

@@ -12,6 +12,7 @@
 //! in the FAT without belonging to a chain (lost clusters). Problems are collected, up to
 //! [`MAX_PROBLEMS`], with the path they were found at.
 
+use super::fat::{le16, le32};
 use super::target::DiskRange;
 use sha2::{Digest, Sha256};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -204,13 +205,6 @@ fn display_short(name: &[u8], case: u8) -> String {
     } else {
         format!("{base}.{ext}")
     }
-}
-
-fn le16(b: &[u8], at: usize) -> u64 {
-    u64::from(u16::from_le_bytes([b[at], b[at + 1]]))
-}
-fn le32(b: &[u8], at: usize) -> u64 {
-    u64::from(u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]))
 }
 
 /// Checks the FAT file system in `range` (read only).
