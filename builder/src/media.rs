@@ -56,10 +56,10 @@ pub fn assemble(tree: &mut MediaTree, opts: &MediaOptions) -> Result<MediaConfig
     // Sequences: each must load and validate without errors before anything is written.
     for s in &opts.sequences {
         let (seq, _) = tsforge_runtime::sequence::load(s).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let diags = tsforge_runtime::sequence::validate::validate(
+        let diags = tsforge_runtime::engine::validate::validate(
             &seq,
             s,
-            &tsforge_runtime::sequence::validate::Context::default(),
+            &tsforge_runtime::engine::validate::Context::default(),
         );
         let errors: Vec<String> = diags
             .iter()

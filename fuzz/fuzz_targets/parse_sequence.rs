@@ -5,9 +5,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
-use tsforge_runtime::sequence::{
-    decode_text, parse_str, validate, xml, yaml, Format, Sequence,
-};
+use tsforge_runtime::engine::validate;
+use tsforge_runtime::sequence::{decode_text, parse_str, xml, yaml, Format, Sequence};
 
 #[path = "known.rs"]
 mod known;

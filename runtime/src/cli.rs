@@ -8,11 +8,12 @@
 //! sequence failed); 2 an error stopped the command; 3 a restart was requested (`--no-reboot`).
 
 use crate::actions::custom::{CustomActions, MANIFEST_NAME};
+use crate::engine::validate;
 use crate::engine::{self, program::Resolver, RunOptions, RunOutcome, EXIT_RESTART};
 use crate::envfile;
 use crate::error::Severity;
 use crate::log::Console;
-use crate::sequence::{self, validate, Format};
+use crate::sequence::{self, Format};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use std::io::Write;

@@ -18,6 +18,7 @@ pub mod home;
 pub mod journal;
 pub mod plan;
 pub mod program;
+pub mod validate;
 
 use crate::actions::{self, custom::CustomActions, ActionResult, Ctx};
 use crate::condition;

@@ -522,7 +522,7 @@ mod tests {
             let seq = nested_groups(limits::MAX_NESTING);
             let p = compile(&seq, Path::new("x.yaml"), &Resolver::default()).map(|p| p.step_total);
             let d =
-                crate::sequence::validate::validate(&seq, Path::new("x.yaml"), &Default::default());
+                crate::engine::validate::validate(&seq, Path::new("x.yaml"), &Default::default());
             (p.ok(), d.len())
         });
         assert_eq!(ok, (Some(1), 0), "the limit itself is allowed");
@@ -530,7 +530,7 @@ mod tests {
             let seq = nested_groups(limits::MAX_NESTING + 1);
             let e = compile(&seq, Path::new("x.yaml"), &Resolver::default()).unwrap_err();
             let d =
-                crate::sequence::validate::validate(&seq, Path::new("x.yaml"), &Default::default());
+                crate::engine::validate::validate(&seq, Path::new("x.yaml"), &Default::default());
             (
                 e.to_string(),
                 d.iter().map(|d| d.to_string()).collect::<Vec<_>>(),

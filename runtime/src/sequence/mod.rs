@@ -1,11 +1,11 @@
-//! Task sequences: the model, the ConfigMgr/MDT XML and YAML formats, and validation.
+//! Task sequences: the model and the ConfigMgr/MDT XML and YAML formats (validation, which
+//! needs to know the step types, is `engine::validate`).
 //!
 //! `load` reads a file in either format. The format is chosen from the content, not the file
 //! name: after an optional byte-order mark (UTF-8, UTF-16 LE or BE), a document whose first
 //! non-blank character is `<` is XML, anything else YAML.
 
 pub mod model;
-pub mod validate;
 pub mod xml;
 pub mod yaml;
 

@@ -11,14 +11,14 @@
 //! implement natively (they run their `<action>` command line, as in ConfigMgr), and
 //! Windows-only conditions (registry, WMI, software, OS), which fail on other platforms.
 
-use super::model::{
-    attr, check_condition_depth, expr_type, limits, parse_bool, step_type, Condition, Node, Pos,
-    Sequence, Step,
-};
 use crate::actions::custom::CustomActions;
 use crate::condition::VARIABLE_OPERATORS;
 use crate::engine::program::{child_reference, Resolver};
 use crate::error::{Diagnostic, ParseError, Severity};
+use crate::sequence::model::{
+    attr, check_condition_depth, expr_type, limits, parse_bool, step_type, Condition, Node, Pos,
+    Sequence, Step,
+};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -117,7 +117,7 @@ pub fn is_xml_name(s: &str) -> bool {
 }
 
 /// Attribute names XML cannot hold (YAML can): `convert --to xml` would refuse the file.
-fn check_attr_names(v: &mut V, attrs: &super::model::Attrs, pos: Pos) {
+fn check_attr_names(v: &mut V, attrs: &crate::sequence::model::Attrs, pos: Pos) {
     for (k, _) in attrs {
         if !is_xml_name(k) {
             v.error(
@@ -132,7 +132,7 @@ fn check_attr_names(v: &mut V, attrs: &super::model::Attrs, pos: Pos) {
 fn check_extra_xml(v: &mut V, extra: &[String], pos: Pos) {
     for raw in extra {
         let doc = format!("<sequence>{raw}</sequence>");
-        if let Err(e) = super::xml::parse(&doc, Path::new("xml_extra")) {
+        if let Err(e) = crate::sequence::xml::parse(&doc, Path::new("xml_extra")) {
             v.error(
                 pos,
                 format!("raw XML {raw:?} is not well-formed: {}", e.message),
@@ -182,7 +182,7 @@ struct Files {
     done: HashSet<PathBuf>,
 }
 
-fn check_bool(v: &mut V, attrs: &super::model::Attrs, key: &str, pos: Pos, what: &str) {
+fn check_bool(v: &mut V, attrs: &crate::sequence::model::Attrs, key: &str, pos: Pos, what: &str) {
     if let Some(val) = attr(attrs, key) {
         if parse_bool(val).is_none() {
             v.error(
@@ -337,7 +337,7 @@ fn step(v: &mut V, s: &Step, file: &Path, files: &mut Files, depth: usize) {
                     } else if depth + 1 > limits::MAX_NESTING {
                         v.error(pos, too_deep());
                     } else if !files.done.contains(&canon) {
-                        match super::load(&child) {
+                        match crate::sequence::load(&child) {
                             Err(e) => v.out.push(Diagnostic {
                                 severity: Severity::Error,
                                 error: e,
