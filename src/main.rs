@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
-use tsforge_runtime::cli::{self as runner, EXIT_CODES_HELP, EXIT_ERROR};
+use tsforge_runtime::cli::{self as runner, Exit, EXIT_CODES_HELP};
 
 /// Bare-metal OS deployment: run ConfigMgr/MDT task sequences, build boot media.
 #[derive(Debug, Parser)]
@@ -32,7 +32,12 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { EXIT_ERROR } else { 0 });
+            return if e.use_stderr() {
+                Exit::Error
+            } else {
+                Exit::Ok
+            }
+            .into();
         }
     };
     let result = match cli.cmd {
@@ -42,10 +47,10 @@ fn main() -> ExitCode {
         Cmd::QemuRelay { addr } => tsforge_builder::qemu::relay(addr),
     };
     match result {
-        Ok(code) => ExitCode::from(code),
+        Ok(exit) => exit.into(),
         Err(e) => {
             eprintln!("tsforge: error: {e:#}");
-            ExitCode::from(EXIT_ERROR)
+            Exit::Error.into()
         }
     }
 }

@@ -7,6 +7,7 @@ use crate::template::{self, Prepared, TemplateInput};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
+use tsforge_runtime::cli::Exit;
 
 #[derive(Debug, Subcommand)]
 pub enum BuildCmd {
@@ -207,7 +208,7 @@ fn prepare(a: &BuildArgs, work: &Path, epoch: i64) -> Result<(Prepared, Vec<Path
     Ok((prepared, hooks, base))
 }
 
-pub fn dispatch(cmd: BuildCmd) -> Result<u8> {
+pub fn dispatch(cmd: BuildCmd) -> Result<Exit> {
     let (a, kind) = match &cmd {
         BuildCmd::Usb(u) => (&u.common, "usb"),
         BuildCmd::Iso(i) => (i, "iso"),
@@ -297,7 +298,7 @@ pub fn dispatch(cmd: BuildCmd) -> Result<u8> {
         total >> 20,
         started.elapsed().as_secs_f64()
     );
-    Ok(0)
+    Ok(Exit::Ok)
 }
 
 fn write_output(

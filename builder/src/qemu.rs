@@ -20,6 +20,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use tsforge_runtime::cli::Exit;
 use tsforge_runtime::tools::{self, Tool};
 
 /// Firmware the virtual machine starts with.
@@ -230,7 +231,7 @@ fn far_deadline(timeout: Duration) -> Instant {
         .unwrap_or(now)
 }
 
-pub fn relay(addr: SocketAddr) -> Result<u8> {
+pub fn relay(addr: SocketAddr) -> Result<Exit> {
     let sock = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10))
         .with_context(|| format!("connecting to {addr}"))?;
     let mut to_host = sock.try_clone()?;
@@ -252,7 +253,7 @@ pub fn relay(addr: SocketAddr) -> Result<u8> {
         }
     }
     drop(up);
-    Ok(0)
+    Ok(Exit::Ok)
 }
 
 /// `qemu-system-x86_64` on PATH, if any.

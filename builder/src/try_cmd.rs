@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use crate::qemu::{self, BootFrom, Firmware, Forward, Machine, MachineConfig};
+use tsforge_runtime::cli::Exit;
 use tsforge_runtime::disk::{layout, Disk};
 
 /// What the linux template's `/init` prints just before it starts the runner.
@@ -170,7 +171,7 @@ fn human(n: u64) -> String {
     }
 }
 
-pub fn dispatch(c: TryCmd) -> Result<u8> {
+pub fn dispatch(c: TryCmd) -> Result<Exit> {
     let boot = boot_from(&c.medium, c.pxe)?;
     let firmware = if c.bios {
         Firmware::Bios
@@ -285,11 +286,11 @@ pub fn dispatch(c: TryCmd) -> Result<u8> {
     match qemu::runner_exit_code(&console) {
         Some(0) => {
             eprintln!("  the sequence succeeded (runner exit code 0)");
-            Ok(0)
+            Ok(Exit::Ok)
         }
         Some(code) => {
             eprintln!("  the sequence failed: runner exit code {code}");
-            Ok(u8::try_from(code).unwrap_or(1).max(1))
+            Ok(Exit::from_code(u8::try_from(code).unwrap_or(1).max(1)))
         }
         None => bail!(
             "the machine powered off without the runner's exit code on the serial console: the medium did not boot to the linux template's /init (see the console above); Windows PE media do not report on the serial line: watch them with --display gtk"

@@ -11,7 +11,6 @@
 //! Windows PE) needs nothing else.
 
 pub mod actions;
-pub mod boot;
 pub mod cli;
 pub mod condition;
 pub mod content;

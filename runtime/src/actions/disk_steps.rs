@@ -15,13 +15,13 @@
 //! `CaptureDestination` (default the `OSDCaptureDestination` variable), `ImageName`,
 //! `ImageDescription`, `ImageVersion`, `ImageCreator`, `Compression` (`zstd`, `deflate`, `none`).
 
-use super::location::Location;
 use super::partition_disk::{self, DiskRequest, SizeReq, Style};
 use super::{ActionResult, Ctx};
 use crate::disk::{fat, layout, preflight, select, Disk};
 use crate::image::{CaptureOptions, Compression, Progress};
 use crate::log::Level;
 use crate::sequence::model::Step;
+use crate::volume::Location;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -363,7 +363,7 @@ fn image_source(step: &Step, ctx: &Ctx) -> Result<ImageSource, String> {
     let Some(id) = get("ImagePackageID") else {
         return Err("neither ImagePath nor ImagePackageID names the image".into());
     };
-    let store = crate::content::store_for(ctx).map_err(|e| format!("{e:#}"))?;
+    let store = ctx.store().map_err(|e| format!("{e:#}"))?;
     let found = store.find(id.trim()).map_err(|e| format!("{e:#}"))?;
     if found.manifest.kind != crate::content::PackageKind::Image || found.manifest.files.len() != 1
     {
@@ -466,7 +466,7 @@ pub fn apply(step: &Step, ctx: &mut Ctx) -> ActionResult {
         ImageSource::Package(found) => {
             let file = found.manifest.files[0].clone();
             let shown = crate::content::Store::shown(&found, &file);
-            let store = match crate::content::store_for(ctx) {
+            let store = match ctx.store() {
                 Ok(s) => s,
                 Err(e) => return ActionResult::failed(format!("{e:#}")),
             };

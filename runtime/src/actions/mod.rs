@@ -13,7 +13,6 @@
 pub mod custom;
 pub mod disk_steps;
 pub mod dynamic;
-pub mod location;
 pub mod package_steps;
 pub mod partition_disk;
 pub mod powershell;
@@ -58,6 +57,20 @@ pub struct Ctx<'a> {
     /// The step is running again because the runner stopped in the middle of it (power cut,
     /// killed runner), not because it is retried or reached for the first time.
     pub interrupted: bool,
+}
+
+impl Ctx<'_> {
+    /// The package store of this step: the run's distribution points (`--content`, then
+    /// `SMSTSContentLocations`), its cache and download settings, and its package key.
+    pub fn store(&self) -> anyhow::Result<crate::content::Store> {
+        use crate::content::{cache_dir, origins, HttpOptions, Store};
+        Ok(Store::new(
+            origins(&self.targets.content, self.vars),
+            cache_dir(self.state_dir),
+            HttpOptions::from_vars(self.vars),
+        )?
+        .with_public_key(self.targets.package_public_key.clone()))
+    }
 }
 
 /// What an action reports.

@@ -19,7 +19,7 @@
 use super::run::{run_process, ProcessRun};
 use super::{ActionResult, Ctx};
 use crate::actions::process::Launch;
-use crate::content::{self, LocalPackage};
+use crate::content::LocalPackage;
 use crate::log::Level;
 use crate::sequence::model::Step;
 use std::path::PathBuf;
@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 /// Fetches package `id` into the cache (or finds it there), logging progress.
 pub fn fetch(ctx: &mut Ctx, component: &str, id: &str) -> Result<LocalPackage, String> {
-    let store = content::store_for(ctx).map_err(|e| format!("{e:#}"))?;
+    let store = ctx.store().map_err(|e| format!("{e:#}"))?;
     let found = store.find(id).map_err(|e| format!("{e:#}"))?;
     let m = &found.manifest;
     ctx.log.log(

@@ -22,7 +22,6 @@
 //! table), MBR extended/logical partitions (listed, not walked or created), NTFS and other file
 //! systems (an external formatter's job).
 
-pub mod cli;
 pub mod fat;
 pub mod fatbuild;
 pub mod fatcheck;

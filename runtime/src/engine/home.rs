@@ -35,7 +35,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 /// The folder on the home partition.
-pub const FOLDER: &str = "_SMSTaskSequence";
+pub const FOLDER: &str = crate::volume::STATE_FOLDER;
 /// Files of the state directory copied to the home besides `state.json`.
 const MIRRORED: &[&str] = &["program.json", "steps.jsonl", "boot.json", "smsts.log"];
 
@@ -139,13 +139,6 @@ impl Home {
     }
 }
 
-/// The state as it goes to the disk: secret values emptied.
-pub fn redact(state: &super::journal::State) -> super::journal::State {
-    let mut s = state.clone();
-    s.vars = s.vars.without_secret_values();
-    s
-}
-
 /// The home for a run after a *Format and Partition Disk* step on `disk`: the partition in
 /// `OSDisk` when it is a FAT partition of `disk`, else the largest FAT partition of `disk`.
 /// `Err` says why there is none.
@@ -160,10 +153,10 @@ pub fn choose(disk: &Path, vars: &Vars) -> std::result::Result<Home, String> {
             .and_then(|(r, _)| fat::open(r).ok())
             .is_some()
     };
-    if let Some(crate::actions::location::Location::Partition { disk: od, number }) = vars
+    if let Some(crate::volume::Location::Partition { disk: od, number }) = vars
         .get("OSDisk")
         .filter(|v| !v.is_empty())
-        .map(crate::actions::location::Location::parse)
+        .map(crate::volume::Location::parse)
     {
         if od == disk && is_fat(number) {
             return Ok(Home {

@@ -149,7 +149,7 @@ impl Journal {
         let Some((home, mirror)) = slot.as_mut() else {
             return;
         };
-        let result = serde_json::to_vec(&super::home::redact(state))
+        let result = serde_json::to_vec(&redact(state))
             .context("serializing the run state")
             .and_then(|json| home.write(&self.dir, &json, mirror));
         if let Err(e) = result {
@@ -503,6 +503,13 @@ fn check_state(state: &State, program: &Program) -> std::result::Result<(), Stri
         }
     }
     Ok(())
+}
+
+/// The state as it goes to the deployed disk: secret values emptied.
+fn redact(state: &State) -> State {
+    let mut s = state.clone();
+    s.vars = s.vars.without_secret_values();
+    s
 }
 
 #[cfg(test)]

@@ -148,7 +148,7 @@ pub fn plan(
                                                 if let Some(v) = &p.volume_variable {
                                                     vars.set(
                                                         v,
-                                                        crate::actions::location::Location::partition_text(
+                                                        crate::volume::Location::partition_text(
                                                             &disk,
                                                             i as u32 + 1,
                                                         ),

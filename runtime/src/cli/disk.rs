@@ -4,12 +4,13 @@
 //! checks it (not the boot medium, not mounted), plans the layout, prints it, and only then,
 //! with `--yes`, writes. The syntax of `--part` is in docs/disks.md and in `--help`.
 
-use super::fat::{self, FatKind};
-use super::fatbuild;
-use super::layout::{self, PartKind, PartitionSpec, SizeSpec, TableKind};
-use super::preflight;
-use super::select::{self, DiskInfo, Selector};
-use super::{format_size, parse_size, reread, Disk};
+use super::Exit;
+use crate::disk::fat::{self, FatKind};
+use crate::disk::fatbuild;
+use crate::disk::layout::{self, PartKind, PartitionSpec, SizeSpec, TableKind};
+use crate::disk::preflight;
+use crate::disk::select::{self, DiskInfo, Selector};
+use crate::disk::{format_size, parse_size, reread, Disk};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use std::io::Write;
@@ -265,7 +266,7 @@ fn parse_kind(v: &str) -> Result<PartKind> {
 }
 
 /// Run one `tsforge disk` command; returns the exit code.
-pub fn dispatch(cmd: DiskCmd) -> Result<u8> {
+pub fn dispatch(cmd: DiskCmd) -> Result<Exit> {
     match cmd {
         DiskCmd::List(c) => list(c),
         DiskCmd::Show(c) => show(c),
@@ -275,7 +276,7 @@ pub fn dispatch(cmd: DiskCmd) -> Result<u8> {
     }
 }
 
-pub fn list(c: DiskListConfig) -> Result<u8> {
+pub fn list(c: DiskListConfig) -> Result<Exit> {
     let disks = select::enumerate()?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -315,7 +316,7 @@ pub fn list(c: DiskListConfig) -> Result<u8> {
             }
         }
     }
-    Ok(crate::cli::EXIT_OK)
+    Ok(Exit::Ok)
 }
 
 /// DISK → (path, listed disk if it is one).
@@ -339,7 +340,7 @@ struct ShowJson<'a> {
     table: Option<layout::TableInfo>,
 }
 
-pub fn show(c: DiskShowConfig) -> Result<u8> {
+pub fn show(c: DiskShowConfig) -> Result<Exit> {
     let (path, info) = resolve(&c.disk)?;
     let disk = Disk::open(&path, false)?;
     let table = layout::read_table(&disk)?;
@@ -396,10 +397,10 @@ pub fn show(c: DiskShowConfig) -> Result<u8> {
             }
         }
     }
-    Ok(crate::cli::EXIT_OK)
+    Ok(Exit::Ok)
 }
 
-pub fn partition(c: DiskPartitionConfig) -> Result<u8> {
+pub fn partition(c: DiskPartitionConfig) -> Result<Exit> {
     let table = match c.table {
         TableArg::Gpt => TableKind::Gpt,
         TableArg::Mbr => TableKind::Mbr,
@@ -499,7 +500,7 @@ pub fn partition(c: DiskPartitionConfig) -> Result<u8> {
              is lost)",
             path.display()
         );
-        return Ok(crate::cli::EXIT_OK);
+        return Ok(Exit::Ok);
     }
     drop(disk);
     let mut disk = Disk::open(&path, true)?;
@@ -526,10 +527,10 @@ pub fn partition(c: DiskPartitionConfig) -> Result<u8> {
             unformatted.join(", ")
         );
     }
-    Ok(crate::cli::EXIT_OK)
+    Ok(Exit::Ok)
 }
 
-pub fn copy_in(c: DiskCopyInConfig) -> Result<u8> {
+pub fn copy_in(c: DiskCopyInConfig) -> Result<Exit> {
     let (path, _) = resolve(&c.disk)?;
     select::check_target(&path, false, false)?;
     let disk = Disk::open(&path, true)?;
@@ -546,10 +547,10 @@ pub fn copy_in(c: DiskCopyInConfig) -> Result<u8> {
         format_size(bytes),
         c.partition
     );
-    Ok(crate::cli::EXIT_OK)
+    Ok(Exit::Ok)
 }
 
-pub fn build_fat(c: DiskBuildFatConfig) -> Result<u8> {
+pub fn build_fat(c: DiskBuildFatConfig) -> Result<Exit> {
     let (path, _) = resolve(&c.disk)?;
     select::check_target(&path, c.allow_mounted, c.allow_boot_medium)?;
     fat::label_bytes(&c.label)?;
@@ -580,7 +581,7 @@ pub fn build_fat(c: DiskBuildFatConfig) -> Result<u8> {
             c.source.display()
         );
         eprintln!("dry run: nothing was written. Pass --yes to write it");
-        return Ok(crate::cli::EXIT_OK);
+        return Ok(Exit::Ok);
     }
     let stats = fatbuild::build(disk.range(p.start, p.len)?, &c.source, &c.label, kind)
         .with_context(|| format!("building a FAT file system in partition {}", c.partition))?;
@@ -592,7 +593,7 @@ pub fn build_fat(c: DiskBuildFatConfig) -> Result<u8> {
         stats.dirs,
         format_size(stats.bytes)
     );
-    Ok(crate::cli::EXIT_OK)
+    Ok(Exit::Ok)
 }
 
 #[cfg(test)]

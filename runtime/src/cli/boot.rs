@@ -10,6 +10,7 @@
 //!    `SMSTSPreferredAdvertID`) set by a hook or the medium, else the medium's default, else a
 //!    menu. 6. Run it, with the medium's `tsforge/packages` as a distribution point.
 
+use super::Exit;
 use crate::engine::{self, RunOptions, RunOutcome};
 use crate::log::{Console, Level, Logger};
 use crate::media::{self, MediaConfig};
@@ -39,7 +40,7 @@ pub struct BootConfig {
     #[arg(long)]
     pub no_reboot: bool,
     /// Set a variable (after the media variables, before the hooks); repeatable
-    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = crate::cli::parse_var)]
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = super::parse_var)]
     pub vars: Vec<(String, String)>,
 }
 
@@ -122,7 +123,7 @@ fn raw_stdin() -> Option<std::fs::File> {
     Some(std::fs::File::from(h))
 }
 
-pub fn boot_cmd(c: BootConfig) -> Result<u8> {
+pub fn boot_cmd(c: BootConfig) -> Result<Exit> {
     let root = match &c.medium {
         Some(m) => m.clone(),
         None => find_medium()?,
@@ -177,7 +178,7 @@ pub fn boot_cmd(c: BootConfig) -> Result<u8> {
         for p in &v.problems {
             log.say(&format!("  {p}"));
         }
-        return Ok(crate::cli::EXIT_ERROR);
+        return Ok(Exit::Error);
     }
     log.log(
         Level::Info,
@@ -260,7 +261,7 @@ pub fn boot_cmd(c: BootConfig) -> Result<u8> {
                 "The media password was not given; stopping",
             );
             log.say("The media password is wrong; nothing was run.");
-            return Ok(crate::cli::EXIT_ERROR);
+            return Ok(Exit::Error);
         };
         for (name, sealed) in &cfg.secrets {
             let value = media::open(&key, name, sealed)?;
@@ -401,7 +402,7 @@ pub fn boot_cmd(c: BootConfig) -> Result<u8> {
                 return Ok(u8::try_from(code)
                     .ok()
                     .filter(|c| *c != 0)
-                    .unwrap_or(crate::cli::EXIT_NO));
+                    .map_or(Exit::No, Exit::from_code));
             }
         }
     }
@@ -490,7 +491,7 @@ fn run_sequence(
     root: &Path,
     home: Option<engine::home::Home>,
     package_key: Option<String>,
-) -> Result<u8> {
+) -> Result<Exit> {
     let mut opts = RunOptions::new(state_dir);
     opts.vars = vars;
     opts.vars
@@ -505,9 +506,9 @@ fn run_sequence(
     }
     opts.targets.package_public_key = package_key;
     Ok(match engine::run(seq_path, &opts)? {
-        RunOutcome::Succeeded => crate::cli::EXIT_OK,
-        RunOutcome::Failed => crate::cli::EXIT_NO,
-        RunOutcome::RestartRequested => engine::EXIT_RESTART,
+        RunOutcome::Succeeded => Exit::Ok,
+        RunOutcome::Failed => Exit::No,
+        RunOutcome::RestartRequested => Exit::Restart,
     })
 }
 

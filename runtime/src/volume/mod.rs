@@ -19,7 +19,13 @@ use anyhow::{bail, Context, Result};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-pub use crate::actions::location::Location;
+pub mod location;
+
+pub use location::Location;
+
+/// The folder a running sequence keeps its state in on a volume of the deployed disk
+/// (ConfigMgr's name; `engine::home`). Capture leaves it out.
+pub const STATE_FOLDER: &str = "_SMSTaskSequence";
 
 /// What an image file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -401,7 +407,7 @@ pub fn capture(
                 .with_context(|| format!("creating a scratch folder in {}", scratch.display()))?;
             image::fat::extract_to_dir(&fs, tmp.path())?;
             // The running sequence's own state (engine::home) is not part of what is captured.
-            let state = tmp.path().join(crate::engine::home::FOLDER);
+            let state = tmp.path().join(STATE_FOLDER);
             if state.is_dir() {
                 std::fs::remove_dir_all(&state)
                     .with_context(|| format!("leaving {} out", state.display()))?;
