@@ -20,6 +20,8 @@ pub mod envfile;
 pub mod error;
 pub mod fsformat;
 pub mod image;
+#[cfg(test)]
+mod layers;
 pub mod log;
 pub mod machine;
 pub mod media;

@@ -15,8 +15,8 @@
 //! through `TSFORGE_ENV_FILE` like any step. A `custom-actions.toml` next to a sequence file is
 //! read automatically; more manifests come from `--actions FILE`.
 
+use super::command::{run_process, ProcessRun};
 use super::process::Launch;
-use super::run::{run_process, ProcessRun};
 use super::{ActionResult, Ctx};
 use crate::sequence::model::Step;
 use serde::Deserialize;

@@ -1,24 +1,38 @@
 //! Built-in and custom actions: what a step *does*. The engine decides *whether* a step runs
 //! (conditions, disabled, retries, continue-on-error); an action runs once and reports.
 //!
-//! Native actions: *Run Command Line* (`run.rs`), *Set Task Sequence Variable*
-//! (`set_variable.rs`), *Set Dynamic Variables* (`dynamic.rs`), *Run PowerShell Script*
-//! (`powershell.rs`), *Restart Computer* (`restart.rs`), *Format and Partition Disk*, *Apply
-//! Operating System/Data Image* and *Capture Operating System Image* (`disk_steps.rs`), and
-//! *Install Package*, *Download Package Content* and *Apply Driver Package*
-//! (`package_steps.rs`), and custom actions mapped by a manifest (`custom.rs`). *Run Task Sequence* is expanded by the engine's compiler. Any other type
-//! (MDT's `BDD_*`, ConfigMgr actions not implemented natively) runs its `<action>` command
-//! line, as the ConfigMgr engine itself does.
+//! **One module per built-in step type**, each ending in a [`StepType`] that says, in one
+//! place, which exported type names it runs, what `tsforge validate` reports about a step of
+//! that type, what `tsforge run --dry-run` shows for it and what running it does; [`BUILT_IN`]
+//! lists them, and `engine::validate`, `engine::plan` and the engine walk that list:
+//! `run_command_line`, `set_variable`, `set_dynamic_variables`, `run_powershell`, `restart`,
+//! `run_task_sequence` (expanded by the engine's compiler before the run), `partition_disk`,
+//! `apply_image` (operating system and data images), `capture_image`, `install_package`,
+//! `download_package_content`, `apply_driver_package`. Adding a step type is one file and one
+//! line in [`BUILT_IN`] (`docs/architecture.md` has the recipe).
+//!
+//! What several step types share: `command` (a process on behalf of a step, and the `<action>`
+//! command line of types that are not built in, which runs as the ConfigMgr engine runs it),
+//! `process` (starting and timing out a process tree), `packages` (content packages into the
+//! cache), `disks` (disk numbers, disks in use, progress lines). `custom` maps further step
+//! types to programs through a manifest.
 
+pub mod apply_driver_package;
+pub mod apply_image;
+pub mod capture_image;
+pub mod command;
 pub mod custom;
-pub mod disk_steps;
-pub mod dynamic;
-pub mod package_steps;
+pub mod disks;
+pub mod download_package_content;
+pub mod install_package;
+pub mod packages;
 pub mod partition_disk;
-pub mod powershell;
 pub mod process;
 pub mod restart;
-pub mod run;
+pub mod run_command_line;
+pub mod run_powershell;
+pub mod run_task_sequence;
+pub mod set_dynamic_variables;
 pub mod set_variable;
 
 use crate::log::Logger;
@@ -57,6 +71,9 @@ pub struct Ctx<'a> {
     /// The step is running again because the runner stopped in the middle of it (power cut,
     /// killed runner), not because it is retried or reached for the first time.
     pub interrupted: bool,
+    /// Set by *Format and Partition Disk*: the disk it wrote a partition table to (the engine
+    /// may then keep the run's state on it).
+    pub partitioned_disk: Option<PathBuf>,
 }
 
 impl Ctx<'_> {
@@ -103,58 +120,73 @@ impl ActionResult {
     }
 }
 
-/// Which implementation a step type maps to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A built-in step type: everything tsforge knows about it, written in its own module.
+pub struct StepType {
+    /// The `type` values this module runs, as exported by ConfigMgr (YAML's short names,
+    /// `sequence::model::step_type::SHORT_NAMES`, are accepted for them too).
+    pub names: &'static [&'static str],
+    /// What `tsforge validate` reports about a step of this type: each problem a whole
+    /// message (an error), from the step alone (values known only at run time are not checked).
+    pub check: fn(&Step) -> Vec<String>,
+    /// What `tsforge run --dry-run` shows after the step's name; it may change the simulated
+    /// variables as the step would, so later conditions see them.
+    pub plan: fn(&Step, &mut Plan) -> String,
+    /// Run the step.
+    pub run: fn(&Step, &mut Ctx) -> ActionResult,
+}
+
+/// Every built-in step type.
+pub const BUILT_IN: &[&StepType] = &[
+    &run_command_line::TYPE,
+    &set_variable::TYPE,
+    &set_dynamic_variables::TYPE,
+    &run_powershell::TYPE,
+    &restart::TYPE,
+    &run_task_sequence::TYPE,
+    &partition_disk::TYPE,
+    &apply_image::TYPE,
+    &capture_image::TYPE,
+    &install_package::TYPE,
+    &download_package_content::TYPE,
+    &apply_driver_package::TYPE,
+];
+
+/// What a dry run gives a step type's `plan`.
+pub struct Plan<'a> {
+    /// The variables as the run would have them at this step.
+    pub vars: &'a mut Vars,
+    pub targets: &'a RunTargets,
+    /// The indentation of lines shown under the step's own line.
+    pub indent: String,
+}
+
+/// Which implementation a step maps to.
+#[derive(Clone)]
 pub enum Kind {
-    RunCommandLine,
-    SetVariable,
-    SetDynamicVariables,
-    PowerShell,
-    Restart,
-    SubSequence,
-    PartitionDisk,
-    ApplyImage,
-    CaptureImage,
-    InstallPackage,
-    DownloadPackageContent,
-    ApplyDriverPackage,
+    BuiltIn(&'static StepType),
     Custom(custom::CustomAction),
     /// Not built in: runs the step's `<action>` command line.
     ActionCommandLine,
 }
 
-/// Classify a step. Untyped steps (MDT) are command lines.
+/// The built-in step type a `type` value names (full ConfigMgr name or YAML short name).
+pub fn built_in(kind: &str) -> Option<&'static StepType> {
+    BUILT_IN.iter().copied().find(|t| {
+        t.names.iter().any(|k| {
+            kind.eq_ignore_ascii_case(k)
+                || kind.eq_ignore_ascii_case(step_type::to_short(k).unwrap_or(k))
+        })
+    })
+}
+
+/// Classify a step. Untyped steps (MDT) are command lines; built-in types come before the
+/// custom action manifest.
 pub fn classify(step: &Step, custom: &custom::CustomActions) -> Kind {
     let Some(t) = step.kind() else {
         return Kind::ActionCommandLine;
     };
-    let is = |k: &str| {
-        t.eq_ignore_ascii_case(k) || t.eq_ignore_ascii_case(step_type::to_short(k).unwrap_or(k))
-    };
-    if is(step_type::RUN_COMMAND_LINE) {
-        Kind::RunCommandLine
-    } else if is(step_type::SET_VARIABLE) {
-        Kind::SetVariable
-    } else if is(step_type::SET_DYNAMIC_VARIABLES) {
-        Kind::SetDynamicVariables
-    } else if is(step_type::RUN_POWERSHELL) {
-        Kind::PowerShell
-    } else if is(step_type::REBOOT) {
-        Kind::Restart
-    } else if is(step_type::SUB_SEQUENCE) {
-        Kind::SubSequence
-    } else if is(step_type::PARTITION_DISK) {
-        Kind::PartitionDisk
-    } else if is(step_type::APPLY_OS_IMAGE) || is(step_type::APPLY_DATA_IMAGE) {
-        Kind::ApplyImage
-    } else if is(step_type::CAPTURE_IMAGE) {
-        Kind::CaptureImage
-    } else if is(step_type::INSTALL_PACKAGE) {
-        Kind::InstallPackage
-    } else if is(step_type::DOWNLOAD_PACKAGE_CONTENT) {
-        Kind::DownloadPackageContent
-    } else if is(step_type::APPLY_DRIVER_PACKAGE) {
-        Kind::ApplyDriverPackage
+    if let Some(b) = built_in(t) {
+        Kind::BuiltIn(b)
     } else if let Some(c) = custom.get(t) {
         Kind::Custom(c.clone())
     } else {
@@ -165,24 +197,24 @@ pub fn classify(step: &Step, custom: &custom::CustomActions) -> Kind {
 /// Run one step's action.
 pub fn execute(step: &Step, ctx: &mut Ctx) -> ActionResult {
     match classify(step, ctx.custom) {
-        Kind::RunCommandLine => run::run_command_line(step, ctx),
-        Kind::SetVariable => set_variable::execute(step, ctx),
-        Kind::SetDynamicVariables => dynamic::execute(step, ctx),
-        Kind::PowerShell => powershell::execute(step, ctx),
-        Kind::Restart => restart::execute(step, ctx),
-        Kind::SubSequence => ActionResult::failed(
-            "Run Task Sequence steps are expanded before the run starts; this one was not \
-             (internal error: please report it)",
-        ),
-        Kind::PartitionDisk => disk_steps::partition(step, ctx),
-        Kind::ApplyImage => disk_steps::apply(step, ctx),
-        Kind::CaptureImage => disk_steps::capture(step, ctx),
-        Kind::InstallPackage => package_steps::install_package(step, ctx),
-        Kind::DownloadPackageContent => package_steps::download_package_content(step, ctx),
-        Kind::ApplyDriverPackage => package_steps::apply_driver_package(step, ctx),
+        Kind::BuiltIn(t) => (t.run)(step, ctx),
         Kind::Custom(c) => custom::execute(&c, step, ctx),
-        Kind::ActionCommandLine => run::run_action_text(step, ctx),
+        Kind::ActionCommandLine => command::run_action_text(step, ctx),
     }
+}
+
+/// The `<action>` command line a step would run, `%NAME%`-expanded: what a dry run shows for
+/// step types whose plan is their command line.
+pub fn plan_action_text(step: &Step, plan: &mut Plan) -> String {
+    step.action
+        .as_deref()
+        .map(|a| plan.vars.expand(a))
+        .unwrap_or_default()
+}
+
+/// Is the property `key` missing or blank?
+pub(crate) fn blank(step: &Step, key: &str) -> bool {
+    step.property(key).is_none_or(|p| p.trim().is_empty())
 }
 
 /// Set a variable on behalf of a step and log it (the value masked when secret). `_SMSTS*`

@@ -7,9 +7,17 @@
 //! the next step as resume point *before* restarting, so the step never runs twice.
 //! With `--no-reboot` the runner exits with [`crate::engine::EXIT_RESTART`] instead.
 
-use super::{ActionResult, Ctx};
+use super::{ActionResult, Ctx, StepType};
 use crate::log::Level;
-use crate::sequence::model::Step;
+use crate::sequence::model::{step_type, Step};
+
+/// `SMSRebootTimeout` is checked with the step's other numbers (`Step::check_numbers`).
+pub const TYPE: StepType = StepType {
+    names: &[step_type::REBOOT],
+    check: |_| Vec::new(),
+    plan: |_, _| "restart the computer".into(),
+    run: execute,
+};
 
 /// ConfigMgr's default time the restart message is shown.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 60;

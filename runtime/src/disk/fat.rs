@@ -18,6 +18,7 @@
 
 use super::target::DiskRange;
 use super::{format_size, GIB, MIB};
+use super::{le16, le32};
 use anyhow::{anyhow, bail, Context, Result};
 use std::cell::RefCell;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -372,13 +373,6 @@ fn volume_id(label: &[u8; 11], epoch: Option<i64>) -> u32 {
 /// `SOURCE_DATE_EPOCH` when set to a time not before 1970.
 fn source_date_epoch() -> Option<u64> {
     crate::sys::source_date_epoch().and_then(|t| u64::try_from(t).ok())
-}
-
-pub(super) fn le16(b: &[u8], at: usize) -> u64 {
-    u64::from(u16::from_le_bytes([b[at], b[at + 1]]))
-}
-pub(super) fn le32(b: &[u8], at: usize) -> u64 {
-    u64::from(u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]))
 }
 
 /// Set "hidden sectors" to the partition's start (boot sector and FAT32's backup) and add the

@@ -12,8 +12,8 @@
 //! in the FAT without belonging to a chain (lost clusters). Problems are collected, up to
 //! [`MAX_PROBLEMS`], with the path they were found at.
 
-use super::fat::{le16, le32};
 use super::target::DiskRange;
+use super::{le16, le32};
 use sha2::{Digest, Sha256};
 use std::io::{self, Read, Seek, SeekFrom};
 #[cfg(test)]

@@ -115,6 +115,16 @@ pub fn format_size(n: u64) -> String {
     format!("{n} B")
 }
 
+/// The little-endian 16-bit number at `at` in `b` (FAT's on-disk fields).
+pub(crate) fn le16(b: &[u8], at: usize) -> u64 {
+    u64::from(u16::from_le_bytes([b[at], b[at + 1]]))
+}
+
+/// The little-endian 32-bit number at `at` in `b`.
+pub(crate) fn le32(b: &[u8], at: usize) -> u64 {
+    u64::from(u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -632,6 +632,7 @@ impl Walker<'_> {
         let targets = state.targets.clone();
         let t0 = Instant::now();
         let mut attempt = 1u32;
+        let mut partitioned = None;
         let result = loop {
             let mut ctx = Ctx {
                 vars: &mut state.vars,
@@ -641,8 +642,12 @@ impl Walker<'_> {
                 number,
                 targets: &targets,
                 interrupted,
+                partitioned_disk: None,
             };
             let r = actions::execute(step, &mut ctx);
+            if let Some(disk) = ctx.partitioned_disk.take() {
+                partitioned = Some(disk);
+            }
             update_secrets(self.logger, &state.vars);
             match &r {
                 ActionResult::Exit {
@@ -671,11 +676,8 @@ impl Walker<'_> {
             attempt,
             t0.elapsed().as_secs_f64(),
         )?;
-        if out.is_none()
-            && self.opts.state_on_disk
-            && actions::classify(step, &self.opts.custom) == actions::Kind::PartitionDisk
-        {
-            self.place_home(state)?;
+        if let Some(disk) = partitioned.filter(|_| out.is_none() && self.opts.state_on_disk) {
+            self.place_home(state, disk)?;
         }
         self.log_home_lost();
         Ok(out)
@@ -683,14 +685,7 @@ impl Walker<'_> {
 
     /// After *Format and Partition Disk*: keep the state on the disk it partitioned (or stay in
     /// RAM, saying why).
-    fn place_home(&mut self, state: &mut State) -> Result<()> {
-        let Some(disk) = state
-            .vars
-            .get(actions::disk_steps::PARTITIONED_DISK_VAR)
-            .map(PathBuf::from)
-        else {
-            return Ok(());
-        };
+    fn place_home(&mut self, state: &mut State, disk: PathBuf) -> Result<()> {
         let old = self.journal.home();
         if old
             .as_ref()

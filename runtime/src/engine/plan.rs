@@ -7,7 +7,7 @@
 //! be evaluated here (Windows-only ones on Linux) are shown as such.
 
 use super::program::{Instr, Program};
-use crate::actions::{classify, custom::CustomActions, Kind};
+use crate::actions::{classify, custom::CustomActions, Kind, Plan};
 use crate::condition;
 use crate::sequence::model::Node;
 use crate::vars::{mask_secrets, Vars};
@@ -80,93 +80,16 @@ pub fn plan(
                 } else {
                     let kind = step.kind().unwrap_or("command line");
                     let what = match classify(step, custom) {
-                        Kind::RunCommandLine => {
-                            let cmd = step
-                                .property("CommandLine")
-                                .map(|c| vars.expand(c))
-                                .or_else(|| step.action.clone())
-                                .unwrap_or_default();
-                            let pkg =
-                                step.property("PackageID")
-                                    .map(|p| vars.expand(p))
-                                    .or_else(|| {
-                                        step.action.as_deref().and_then(|a| {
-                                            crate::actions::package_steps::parse_smsswd(a).0
-                                        })
-                                    });
-                            match pkg.filter(|p| !p.trim().is_empty()) {
-                                Some(p) => format!("{cmd} (in package {p})"),
-                                None => cmd,
-                            }
-                        }
-                        Kind::InstallPackage => match step.property("BaseVariableName") {
-                            Some(b) if !b.trim().is_empty() => {
-                                format!("install the packages listed in {}001…", vars.expand(b))
-                            }
-                            _ => format!(
-                                "install package {} program {:?}",
-                                vars.expand(step.property("PackageID").unwrap_or_default()),
-                                vars.expand(step.property("ProgramName").unwrap_or_default())
-                            ),
-                        },
-                        Kind::DownloadPackageContent => format!(
-                            "download packages {}",
-                            vars.expand(
-                                step.property("DownloadPackages")
-                                    .or_else(|| step.property("PackageID"))
-                                    .unwrap_or_default()
-                            )
+                        Kind::BuiltIn(t) => (t.plan)(
+                            step,
+                            &mut Plan {
+                                vars: &mut vars,
+                                targets,
+                                indent: "  ".repeat(path.len() + 3),
+                            },
                         ),
-                        Kind::ApplyDriverPackage => format!(
-                            "add the drivers of package {} to the applied image",
-                            vars.expand(step.property("DriverPackageID").unwrap_or_default())
-                        ),
-                        Kind::SetVariable => {
-                            let n = vars.expand(step.property("VariableName").unwrap_or_default());
-                            let v = vars.expand(step.property("VariableValue").unwrap_or_default());
-                            let shown = format!("{n} = {v}");
-                            let _ = vars.set_from_step(&n, v);
-                            shown
-                        }
-                        Kind::Restart => "restart the computer".into(),
-                        Kind::PartitionDisk => {
-                            match crate::actions::disk_steps::describe_plan(step, &vars, targets) {
-                                Ok(lines) => {
-                                    let inner = "  ".repeat(path.len() + 3);
-                                    // A partition step sets its volume variables; later
-                                    // steps of the plan see them.
-                                    if let Ok(req) =
-                                        crate::actions::partition_disk::parse(step, &vars)
-                                    {
-                                        if let Ok(disk) =
-                                            crate::actions::disk_steps::resolve_disk_path(
-                                                req.disk_index,
-                                                targets,
-                                            )
-                                        {
-                                            for (i, p) in req.partitions.iter().enumerate() {
-                                                if let Some(v) = &p.volume_variable {
-                                                    vars.set(
-                                                        v,
-                                                        crate::volume::Location::partition_text(
-                                                            &disk,
-                                                            i as u32 + 1,
-                                                        ),
-                                                    );
-                                                }
-                                            }
-                                        }
-                                    }
-                                    lines
-                                        .iter()
-                                        .map(|l| format!("\n{inner}{l}"))
-                                        .collect::<String>()
-                                }
-                                Err(e) => format!("cannot plan: {e}"),
-                            }
-                        }
                         Kind::Custom(c) => format!("custom action: {}", c.program),
-                        _ => step
+                        Kind::ActionCommandLine => step
                             .action
                             .as_deref()
                             .map(|a| vars.expand(a))

@@ -142,13 +142,6 @@ impl Resolver {
     }
 }
 
-/// The child reference of a *Run Task Sequence* step (`TsPackageID`, or `SequencePath`).
-pub fn child_reference(step: &Step) -> Option<&str> {
-    step.property("TsPackageID")
-        .or_else(|| step.property("SequencePath"))
-        .filter(|s| !s.trim().is_empty())
-}
-
 fn is_sub_sequence(step: &Step) -> bool {
     step.kind()
         .is_some_and(|k| k.eq_ignore_ascii_case(step_type::SUB_SEQUENCE))
@@ -358,7 +351,7 @@ impl Compiler<'_> {
             message,
         };
         Self::check_step(&file_s, s)?;
-        let reference = child_reference(s).ok_or_else(|| {
+        let reference = crate::actions::run_task_sequence::child_reference(s).ok_or_else(|| {
             child_err("has no TsPackageID property naming the child sequence".into())
         })?;
         let child_path = self.resolver.resolve(reference, file).map_err(child_err)?;

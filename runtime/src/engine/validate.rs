@@ -12,8 +12,10 @@
 //! Windows-only conditions (registry, WMI, software, OS), which fail on other platforms.
 
 use crate::actions::custom::CustomActions;
+use crate::actions::run_task_sequence::child_reference;
+use crate::actions::{classify, Kind};
 use crate::condition::VARIABLE_OPERATORS;
-use crate::engine::program::{child_reference, Resolver};
+use crate::engine::program::Resolver;
 use crate::error::{Diagnostic, ParseError, Severity};
 use crate::sequence::model::{
     attr, check_condition_depth, expr_type, limits, parse_bool, step_type, Condition, Node, Pos,
@@ -256,185 +258,100 @@ fn step(v: &mut V, s: &Step, file: &Path, files: &mut Files, depth: usize) {
         }
         return;
     };
-    let full = step_type::from_short(kind);
-    let is = |t: &str| full.eq_ignore_ascii_case(t);
-    let need = |v: &mut V, prop: &str, what: &str| {
-        if s.property(prop).is_none_or(|p| p.trim().is_empty()) {
-            v.error(
+    match classify(s, &v.ctx.custom) {
+        Kind::BuiltIn(t) => {
+            for problem in (t.check)(s) {
+                v.error(pos, problem);
+            }
+            if t.names.contains(&step_type::SUB_SEQUENCE) {
+                child(v, s, file, files, depth);
+            }
+        }
+        // Mapped by a custom action manifest.
+        Kind::Custom(_) => {}
+        Kind::ActionCommandLine => {
+            let known = KNOWN_CONFIGMGR_TYPES
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(kind));
+            let how = if s.action.as_deref().is_some_and(|a| !a.trim().is_empty()) {
+                "it runs its <action> command line, as ConfigMgr does"
+            } else {
+                "it has no <action> command line, so it will fail"
+            };
+            let hint = if known || kind.starts_with("BDD_") {
+                String::new()
+            } else {
+                let all = step_type::SHORT_NAMES
+                    .iter()
+                    .flat_map(|(s, t)| [*s, *t])
+                    .chain(KNOWN_CONFIGMGR_TYPES.iter().copied())
+                    .chain(v.ctx.custom.kinds());
+                let cands: Vec<&str> = all.collect();
+                suggest(kind, cands.iter().copied())
+                    .map(|c| format!(" (did you mean {c}?)"))
+                    .unwrap_or_default()
+            };
+            v.warn(
                 pos,
-                format!("{what} step {name:?} needs the {prop} property"),
+                format!("step {name:?}: type {kind} is not built into tsforge; {how}{hint}"),
             );
         }
+    }
+}
+
+/// A *Run Task Sequence* step: find its child and validate it (once per file), refusing
+/// cycles and what goes past tsforge's limits.
+fn child(v: &mut V, s: &Step, file: &Path, files: &mut Files, depth: usize) {
+    let pos = s.pos;
+    let name = s.name().to_string();
+    let Some(r) = child_reference(s) else {
+        return; // the step type's own check reports it
     };
-    if is(step_type::RUN_COMMAND_LINE) {
-        if s.property("CommandLine").is_none() && s.action.is_none() {
-            v.error(
-                pos,
-                format!("Run Command Line step {name:?} needs the CommandLine property"),
-            );
-        }
-    } else if is(step_type::SET_VARIABLE) {
-        need(v, "VariableName", "Set Task Sequence Variable");
-        if let Some(n) = s.property("VariableName") {
-            if !n.contains('%') {
-                if crate::vars::is_read_only(n) {
-                    v.error(
-                        pos,
-                        format!("step {name:?} sets {n}, which is read-only (names starting with _SMSTS are set by the engine)"),
-                    );
-                } else if !n.is_empty() && !crate::vars::valid_name(n) {
-                    v.error(pos, format!("step {name:?}: invalid variable name {n:?}"));
-                }
-            }
-        }
-    } else if is(step_type::SET_DYNAMIC_VARIABLES) {
-        need(v, "DynamicRules", "Set Dynamic Variables");
-        if let Some(rules) = s.property("DynamicRules") {
-            if let Err(e) = crate::actions::dynamic::parse_rules(rules) {
-                v.error(pos, format!("step {name:?}: {e}"));
-            }
-        }
-    } else if is(step_type::RUN_POWERSHELL) {
-        if s.property("ScriptName").is_none_or(|p| p.trim().is_empty())
-            && s.property("SourceScript")
-                .is_none_or(|p| p.trim().is_empty())
-        {
-            v.error(
-                pos,
-                format!("Run PowerShell Script step {name:?} needs a ScriptName or SourceScript property"),
-            );
-        }
-    } else if is(step_type::REBOOT) {
-        // SMSRebootTimeout: Step::check_numbers.
-    } else if is(step_type::SUB_SEQUENCE) {
-        match child_reference(s) {
-            None => v.error(
-                pos,
-                format!("Run Task Sequence step {name:?} needs the TsPackageID property naming the child sequence"),
-            ),
-            Some(r) => match v.ctx.resolver.resolve(r, file) {
-                Err(e) => v.error(pos, format!("step {name:?}: {e}")),
-                Ok(child) => {
-                    let canon = child.canonicalize().unwrap_or(child.clone());
-                    if files.stack.contains(&canon) {
-                        v.error(
-                            pos,
-                            format!(
-                                "step {name:?}: sequences include each other in a cycle ({} is already being run)",
-                                child.display()
-                            ),
-                        );
-                    } else if files.stack.len() > limits::MAX_CHILD_DEPTH {
-                        v.error(
-                            pos,
-                            format!(
-                                "step {name:?}: including {} would nest child sequences {} levels deep; tsforge's limit is {} levels",
-                                child.display(),
-                                files.stack.len(),
-                                limits::MAX_CHILD_DEPTH
-                            ),
-                        );
-                    } else if depth + 1 > limits::MAX_NESTING {
-                        v.error(pos, too_deep());
-                    } else if !files.done.contains(&canon) {
-                        match crate::sequence::load(&child) {
-                            Err(e) => v.out.push(Diagnostic {
-                                severity: Severity::Error,
-                                error: e,
-                            }),
-                            Ok((seq, _)) => {
-                                files.stack.push(canon.clone());
-                                let mut sub = V {
-                                    file: &child,
-                                    out: Vec::new(),
-                                    ctx: v.ctx,
-                                };
-                                nodes(&mut sub, &seq.items, &child, files, depth + 1);
-                                v.out.extend(sub.out);
-                                files.stack.pop();
-                            }
-                        }
-                        files.done.insert(canon);
+    match v.ctx.resolver.resolve(r, file) {
+        Err(e) => v.error(pos, format!("step {name:?}: {e}")),
+        Ok(child) => {
+            let canon = child.canonicalize().unwrap_or(child.clone());
+            if files.stack.contains(&canon) {
+                v.error(
+                    pos,
+                    format!(
+                        "step {name:?}: sequences include each other in a cycle ({} is already being run)",
+                        child.display()
+                    ),
+                );
+            } else if files.stack.len() > limits::MAX_CHILD_DEPTH {
+                v.error(
+                    pos,
+                    format!(
+                        "step {name:?}: including {} would nest child sequences {} levels deep; tsforge's limit is {} levels",
+                        child.display(),
+                        files.stack.len(),
+                        limits::MAX_CHILD_DEPTH
+                    ),
+                );
+            } else if depth + 1 > limits::MAX_NESTING {
+                v.error(pos, too_deep());
+            } else if !files.done.contains(&canon) {
+                match crate::sequence::load(&child) {
+                    Err(e) => v.out.push(Diagnostic {
+                        severity: Severity::Error,
+                        error: e,
+                    }),
+                    Ok((seq, _)) => {
+                        files.stack.push(canon.clone());
+                        let mut sub = V {
+                            file: &child,
+                            out: Vec::new(),
+                            ctx: v.ctx,
+                        };
+                        nodes(&mut sub, &seq.items, &child, files, depth + 1);
+                        v.out.extend(sub.out);
+                        files.stack.pop();
                     }
                 }
-            },
-        }
-    } else if is(step_type::PARTITION_DISK) {
-        // Values with %VAR% are only known at run time.
-        if !s.vars.iter().any(|p| p.value.contains('%')) {
-            if let Err(e) = crate::actions::partition_disk::parse(s, &crate::vars::Vars::new()) {
-                v.error(pos, format!("Format and Partition Disk step {name:?}: {e}"));
+                files.done.insert(canon);
             }
         }
-    } else if is(step_type::APPLY_OS_IMAGE) || is(step_type::APPLY_DATA_IMAGE) {
-        if s.property("ImagePath").is_none_or(|p| p.trim().is_empty())
-            && s.property("ImagePackageID")
-                .is_none_or(|p| p.trim().is_empty())
-        {
-            v.error(
-                pos,
-                format!("apply image step {name:?} needs ImagePath or ImagePackageID"),
-            );
-        }
-    } else if is(step_type::CAPTURE_IMAGE) {
-        // Source and destination may come from variables set at run time.
-    } else if is(step_type::INSTALL_PACKAGE) {
-        let has = |k: &str| s.property(k).is_some_and(|p| !p.trim().is_empty());
-        let complete = has("BaseVariableName") || (has("PackageID") && has("ProgramName"));
-        if !complete {
-            v.error(
-                pos,
-                format!(
-                    "Install Package step {name:?} needs PackageID and ProgramName, or \
-                     BaseVariableName"
-                ),
-            );
-        }
-    } else if is(step_type::DOWNLOAD_PACKAGE_CONTENT) {
-        let has = |k: &str| s.property(k).is_some_and(|p| !p.trim().is_empty());
-        if !has("DownloadPackages") && !has("OSDDownloadDownloadPackages") && !has("PackageID") {
-            v.error(
-                pos,
-                format!("Download Package Content step {name:?} needs DownloadPackages"),
-            );
-        }
-    } else if is(step_type::APPLY_DRIVER_PACKAGE) {
-        if s.property("DriverPackageID")
-            .is_none_or(|p| p.trim().is_empty())
-        {
-            v.error(
-                pos,
-                format!("Apply Driver Package step {name:?} needs DriverPackageID"),
-            );
-        }
-    } else if v.ctx.custom.get(kind).is_some() {
-        // Mapped by a custom action manifest.
-    } else {
-        let known = KNOWN_CONFIGMGR_TYPES
-            .iter()
-            .any(|t| t.eq_ignore_ascii_case(kind));
-        let how = if s.action.as_deref().is_some_and(|a| !a.trim().is_empty()) {
-            "it runs its <action> command line, as ConfigMgr does"
-        } else {
-            "it has no <action> command line, so it will fail"
-        };
-        let hint = if known || kind.starts_with("BDD_") {
-            String::new()
-        } else {
-            let all = step_type::SHORT_NAMES
-                .iter()
-                .flat_map(|(s, t)| [*s, *t])
-                .chain(KNOWN_CONFIGMGR_TYPES.iter().copied())
-                .chain(v.ctx.custom.kinds());
-            let cands: Vec<&str> = all.collect();
-            suggest(kind, cands.iter().copied())
-                .map(|c| format!(" (did you mean {c}?)"))
-                .unwrap_or_default()
-        };
-        v.warn(
-            pos,
-            format!("step {name:?}: type {kind} is not built into tsforge; {how}{hint}"),
-        );
     }
 }
 

@@ -1,13 +1,12 @@
-//! *Run Command Line* (`SMS_TaskSequence_RunCommandLineAction`) and the `<action>` command line
-//! of steps that are not built in, plus the process plumbing PowerShell and custom actions share.
+//! A process on behalf of a step, as every step type that starts a program runs it (Run
+//! Command Line, Run PowerShell Script, Install Package, custom actions): the step's
+//! variables as environment variables, every output line in smsts.log, variables set back
+//! through `TSFORGE_ENV_FILE` (see `envfile`), the `timeout` killing the process tree, success
+//! codes from `successCodeList`/`successCodes` (default `0 3010`), and the output variable
+//! (like ConfigMgr, the last 1,000 characters of stdout).
 //!
-//! Properties used: `CommandLine` (expanded), `WorkingDirectory` or the `startIn` attribute,
-//! `SMSTSRunCommandLineOutputVariableName` (the variable that receives the command's output:
-//! like ConfigMgr, the last 1,000 characters of stdout). The `timeout` attribute (seconds)
-//! kills the process tree; success codes come from `successCodeList`/`successCodes` (default
-//! `0 3010`). Every output line goes to smsts.log. The process gets every task sequence
-//! variable as an environment variable and sets variables back through `TSFORGE_ENV_FILE`
-//! (see `envfile`).
+//! Also the `<action>` command line of steps whose type is not built in, which runs as the
+//! ConfigMgr engine runs it (its `smsswd.exe /run:` wrapper removed).
 
 use super::process::{self, Launch, Spec, Stream};
 use super::{ActionResult, Ctx};
@@ -186,37 +185,6 @@ pub fn strip_smsswd(action: &str) -> &str {
         }
     }
     t
-}
-
-/// *Run Command Line*.
-pub fn run_command_line(step: &Step, ctx: &mut Ctx) -> ActionResult {
-    if let Some(id) = super::package_steps::command_line_package(step, ctx) {
-        return super::package_steps::run_command_line_with_package(step, ctx, &id);
-    }
-    let raw = match step.property("CommandLine") {
-        Some(c) => c.to_string(),
-        None => match step.action.as_deref() {
-            Some(a) => strip_smsswd(a).to_string(),
-            None => {
-                return ActionResult::failed(
-                    "Run Command Line step has no CommandLine property and no <action>",
-                )
-            }
-        },
-    };
-    let line = ctx.vars.expand(&raw);
-    let run = ProcessRun {
-        component: "RunCommandLine",
-        launch: Launch::CommandLine(line),
-        cwd: step.start_in().map(|s| ctx.vars.expand(s)),
-        timeout: step.timeout_secs().map(Duration::from_secs),
-        success_codes: step.success_codes(),
-        extra_env: Vec::new(),
-        output_variable: step
-            .property("SMSTSRunCommandLineOutputVariableName")
-            .map(|s| ctx.vars.expand(s)),
-    };
-    run_process(run, ctx)
 }
 
 /// A step that is not built in: run its `<action>` command line, as ConfigMgr does.

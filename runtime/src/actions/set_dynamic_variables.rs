@@ -18,12 +18,35 @@
 //! ConfigMgr's own serialization of these rules could not be checked against an export here;
 //! this layout is tsforge's and is documented in `docs/sequence-format.md`.
 
-use super::{ActionResult, Ctx};
+use super::{ActionResult, Ctx, StepType};
 use crate::condition;
 use crate::log::Level;
-use crate::sequence::model::{Condition, Step};
+use crate::sequence::model::{step_type, Condition, Step};
 use quick_xml::events::Event;
 use quick_xml::Reader;
+
+pub const TYPE: StepType = StepType {
+    names: &[step_type::SET_DYNAMIC_VARIABLES],
+    check,
+    plan: super::plan_action_text,
+    run: execute,
+};
+
+fn check(s: &Step) -> Vec<String> {
+    let mut out = Vec::new();
+    if super::blank(s, "DynamicRules") {
+        out.push(format!(
+            "Set Dynamic Variables step {:?} needs the DynamicRules property",
+            s.name()
+        ));
+    }
+    if let Some(rules) = s.property("DynamicRules") {
+        if let Err(e) = parse_rules(rules) {
+            out.push(format!("step {:?}: {e}", s.name()));
+        }
+    }
+    out
+}
 
 /// One parsed rule.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,12 +6,29 @@
 //! timeout and success codes of *Run Command Line*. The interpreter is `powershell.exe` on
 //! Windows and `pwsh` elsewhere; when it is not on `PATH` the step fails and says so.
 
+use super::command::{run_process, ProcessRun};
 use super::process::Launch;
-use super::run::{run_process, ProcessRun};
-use super::{ActionResult, Ctx};
-use crate::sequence::model::Step;
+use super::{ActionResult, Ctx, StepType};
+use crate::sequence::model::{step_type, Step};
 use crate::tools::Tool;
 use std::time::Duration;
+
+pub const TYPE: StepType = StepType {
+    names: &[step_type::RUN_POWERSHELL],
+    check,
+    plan: super::plan_action_text,
+    run: execute,
+};
+
+fn check(s: &Step) -> Vec<String> {
+    if super::blank(s, "ScriptName") && super::blank(s, "SourceScript") {
+        return vec![format!(
+            "Run PowerShell Script step {:?} needs a ScriptName or SourceScript property",
+            s.name()
+        )];
+    }
+    Vec::new()
+}
 
 /// The interpreter: Windows PowerShell on Windows, PowerShell 7 elsewhere.
 pub const INTERPRETER: Tool = if cfg!(windows) {

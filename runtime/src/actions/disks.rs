@@ -1,0 +1,94 @@
+//! What the disk and image steps share: disk numbers to paths, the refusal of disks in use,
+//! progress lines in smsts.log, and the variables that carry what a partition step made.
+//!
+//! Disk numbers (`DiskIndex`, `DestinationDisk`) resolve through `--disk N=PATH` first, then
+//! through the machine's disks in the order `tsforge disk list` shows (internal disks first,
+//! the boot medium never first). A block device holding the boot medium or a mounted file
+//! system is refused unless the run was started with `--allow-mounted`. Image files and block
+//! devices are alike to these steps (the disk layer makes no difference between them).
+
+use super::Ctx;
+use crate::disk::select;
+use crate::image::Progress;
+use crate::log::Level;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The partitions (`DISK:N`, `;`-separated) whose file system a *Format and Partition Disk*
+/// step of this run made.
+pub const FORMATTED_VAR: &str = "_TSForgeFormattedVolumes";
+
+/// Resolve disk number `index` to a path: `--disk` first, then the machine's disks.
+pub fn resolve_disk(index: u32, ctx: &Ctx) -> Result<PathBuf, String> {
+    resolve_disk_in(index, ctx.targets)
+}
+
+/// `resolve_disk` for callers without a step context (the dry-run plan).
+pub fn resolve_disk_path(index: u32, targets: &super::RunTargets) -> Result<PathBuf, String> {
+    resolve_disk_in(index, targets)
+}
+
+pub(super) fn resolve_disk_in(index: u32, targets: &super::RunTargets) -> Result<PathBuf, String> {
+    if let Some((_, p)) = targets.disks.iter().find(|(n, _)| *n == index) {
+        return Ok(p.clone());
+    }
+    let disks = select::enumerate().map_err(|e| format!("listing the machine's disks: {e:#}"))?;
+    let found = disks.iter().find(|d| d.index == index).ok_or_else(|| {
+        format!(
+            "there is no disk {index} on this machine ({} disks found; `tsforge disk list` shows \
+             them, `--disk {index}=PATH` maps it to an image file or device)",
+            disks.len()
+        )
+    })?;
+    Ok(found.path.clone())
+}
+
+/// Refuse the boot medium and block devices in use (`select::check_target`: mounted, swap,
+/// held by dm/md, any block device including loop devices and partitions); image files pass.
+pub(super) fn check_disk(
+    path: &std::path::Path,
+    ctx: &mut Ctx,
+    component: &str,
+) -> Result<(), String> {
+    let what = match select::inspect(path) {
+        Ok(Some(t)) => t.describe(),
+        Ok(None) => format!("image file {}", path.display()),
+        Err(e) => return Err(format!("checking {}: {e:#}", path.display())),
+    };
+    ctx.log
+        .log(Level::Info, component, &format!("Target disk: {what}"));
+    select::check_target(path, ctx.targets.allow_mounted, false)
+        .map(|_| ())
+        .map_err(|e| format!("{e:#}"))
+}
+
+/// Progress for a person and the log: bytes, files, rate, time left; logged at most every
+/// 5 seconds (and at the end), so a large image does not flood smsts.log.
+pub(super) struct Reporter {
+    component: &'static str,
+    started: Instant,
+    last: Instant,
+}
+
+impl Reporter {
+    pub(super) fn new(component: &'static str) -> Self {
+        let now = Instant::now();
+        Reporter {
+            component,
+            started: now,
+            last: now,
+        }
+    }
+    pub(super) fn line(&self, p: &Progress) -> String {
+        let files = (p.files_total > 0).then_some((p.files_done, p.files_total));
+        crate::sys::rate_line(p.bytes_done, 0, p.bytes_total, files, self.started)
+    }
+    pub(super) fn update(&mut self, ctx_log: &mut crate::log::Logger, p: &Progress) {
+        if self.last.elapsed() >= Duration::from_secs(5) {
+            self.last = Instant::now();
+            let line = self.line(p);
+            ctx_log.log(Level::Info, self.component, &format!("Progress: {line}"));
+            ctx_log.say(&format!("  {line}"));
+        }
+    }
+}
