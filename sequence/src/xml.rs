@@ -1681,7 +1681,7 @@ fn write_node(w: &mut String, n: &Node, level: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sequence::model::Attrs;
+    use crate::model::Attrs;
 
     fn p(text: &str) -> Sequence {
         parse(text, Path::new("t.xml")).unwrap_or_else(|e| panic!("{e}"))
