@@ -1,6 +1,7 @@
 //! tsforge runtime: everything the target machine needs to run a task sequence.
 //!
-//! The sequence model and its XML/YAML formats (`sequence`), variables (`vars`), conditions
+//! The sequence model, its XML/YAML formats and errors (`sequence`, `error`: the
+//! `tsforge-sequence` crate, re-exported so their paths stay), variables (`vars`), conditions
 //! (`condition`), the engine that walks the tree and journals every step (`engine`), the
 //! built-in actions (`actions`), the logs (`log`), the disk layer (`disk`: GPT/MBR, FAT, disk
 //! selection), the runner's command line (`cli`); tsforge, raw and WIM images (`image`),
@@ -17,7 +18,6 @@ pub mod content;
 pub mod disk;
 pub mod engine;
 pub mod envfile;
-pub mod error;
 pub mod fsformat;
 pub mod image;
 #[cfg(test)]
@@ -25,10 +25,12 @@ mod layers;
 pub mod log;
 pub mod machine;
 pub mod media;
-pub mod sequence;
 pub mod sys;
 pub mod tools;
 pub mod vars;
 pub mod volume;
+
+pub use tsforge_sequence as sequence;
+pub use tsforge_sequence::error;
 
 pub use error::{Diagnostic, ParseError, Severity};

@@ -1,10 +1,15 @@
-//! Task sequences: the model and the ConfigMgr/MDT XML and YAML formats (validation, which
-//! needs to know the step types, is `engine::validate`).
+//! Task sequences: the model (`model`), the ConfigMgr/MDT XML (`xml`) and YAML (`yaml`) formats,
+//! and the positioned errors they report (`error`). Validation, which needs to know the step
+//! types, is the runtime's `engine::validate`.
+//!
+//! A leaf crate: it depends on no other tsforge crate. `tsforge-runtime` re-exports it as
+//! `tsforge_runtime::sequence` (and this crate's `error` as `tsforge_runtime::error`).
 //!
 //! `load` reads a file in either format. The format is chosen from the content, not the file
 //! name: after an optional byte-order mark (UTF-8, UTF-16 LE or BE), a document whose first
 //! non-blank character is `<` is XML, anything else YAML.
 
+pub mod error;
 pub mod model;
 pub mod xml;
 pub mod yaml;

@@ -1,4 +1,4 @@
-//! Typed errors of the runtime library that name their input.
+//! Typed errors that name their input (re-exported by the runtime as `tsforge_runtime::error`).
 //!
 //! `ParseError` carries the file, line and column (1-based) of the problem and prints as
 //! `file:line:col: message`, the form `tsforge validate` and editors understand.
