@@ -123,7 +123,74 @@ fn raw_stdin() -> Option<std::fs::File> {
     Some(std::fs::File::from(h))
 }
 
+/// The component name of `tsforge boot`'s lines in smsts.log.
+const C: &str = "TSBoot";
+
+/// The variables a boot hands to the run, in order (a later one wins).
+type BootVars = Vec<(String, String)>;
+
+/// `tsforge boot`, in the order of `docs/media.md`: (1) find the medium and open the log,
+/// (2) verify the medium, (3) ask for its password and open its secrets, then either resume
+/// the run found on a disk, or (4) run the pre-execution hooks, (5) select a sequence and
+/// (6) run it.
 pub fn boot_cmd(c: BootConfig) -> Result<Exit> {
+    let (root, state_dir, home, mut log) = open(&c)?;
+    let Some((cfg, package_key)) = verify(&c, &root, &state_dir, &mut log)? else {
+        return Ok(Exit::Error);
+    };
+    let Some((mut vars, secret_names)) = unlock(&c, &cfg, &mut log)? else {
+        return Ok(Exit::Error);
+    };
+    // A run found on a disk goes on where it stopped: no hooks, no selection.
+    if let Some(h) = home {
+        return resume(
+            &c,
+            &root,
+            &state_dir,
+            log,
+            h,
+            vars,
+            secret_names,
+            package_key,
+        );
+    }
+    if let Some(stop) = run_hooks(&cfg, &root, &state_dir, &mut vars, &mut log)? {
+        return Ok(stop);
+    }
+    let entry = choose(&c, &cfg, &vars)?;
+    let seq_path = media::find_ci(&root, &format!("tsforge/{}", entry.file))
+        .with_context(|| format!("tsforge/{} is missing", entry.file))?;
+    log.log(
+        Level::Info,
+        C,
+        &format!("Starting task sequence {} ({})", entry.name, entry.file),
+    );
+    log.sync();
+    drop(log);
+    let saved = SavedBoot {
+        name: entry.name.clone(),
+        file: entry.file.clone(),
+    };
+    std::fs::write(
+        state_dir.join(BOOT_FILE),
+        serde_json::to_vec(&saved).context("serializing boot.json")?,
+    )
+    .with_context(|| format!("writing {}", state_dir.join(BOOT_FILE).display()))?;
+    run_sequence(
+        &c,
+        &state_dir,
+        &seq_path,
+        vars,
+        secret_names,
+        &root,
+        None,
+        package_key,
+    )
+}
+
+/// Step 1: the medium's folder, the state folder (with the run a disk holds brought back into
+/// it, when `--state-dir` is not given) and the log.
+fn open(c: &BootConfig) -> Result<(PathBuf, PathBuf, Option<engine::home::Home>, Logger)> {
     let root = match &c.medium {
         Some(m) => m.clone(),
         None => find_medium()?,
@@ -150,7 +217,6 @@ pub fn boot_cmd(c: BootConfig) -> Result<Exit> {
         Console::detect(),
     )
     .with_context(|| format!("opening the log in {}", state_dir.display()))?;
-    const C: &str = "TSBoot";
     log.log(
         Level::Info,
         C,
@@ -160,10 +226,19 @@ pub fn boot_cmd(c: BootConfig) -> Result<Exit> {
             root.display()
         ),
     );
+    Ok((root, state_dir, home, log))
+}
 
-    // 2. Verify.
+/// Step 2: check the medium against its manifest (and signature); read its configuration.
+/// `None`: the check failed (logged and shown), nothing may run.
+fn verify(
+    c: &BootConfig,
+    root: &Path,
+    state_dir: &Path,
+    log: &mut Logger,
+) -> Result<Option<(MediaConfig, Option<String>)>> {
     let pinned = c.public_key.as_deref().map(media::pinned_key).transpose()?;
-    let v = media::verify_dir(&root, pinned.as_deref())?;
+    let v = media::verify_dir(root, pinned.as_deref())?;
     if !v.problems.is_empty() {
         for p in &v.problems {
             log.log(Level::Error, C, &format!("Medium check failed: {p}"));
@@ -178,7 +253,7 @@ pub fn boot_cmd(c: BootConfig) -> Result<Exit> {
         for p in &v.problems {
             log.say(&format!("  {p}"));
         }
-        return Ok(Exit::Error);
+        return Ok(None);
     }
     log.log(
         Level::Info,
@@ -205,7 +280,7 @@ pub fn boot_cmd(c: BootConfig) -> Result<Exit> {
             ),
         );
     }
-    let cfg_path = media::find_ci(&root, media::CONFIG_FILE).expect("verified above");
+    let cfg_path = media::find_ci(root, media::CONFIG_FILE).expect("verified above");
     let cfg = MediaConfig::parse(
         &std::fs::read_to_string(&cfg_path)?,
         &cfg_path.display().to_string(),
@@ -219,8 +294,16 @@ pub fn boot_cmd(c: BootConfig) -> Result<Exit> {
             &format!("Packages must be signed with the medium's key {k}"),
         );
     }
+    Ok(Some((cfg, package_key)))
+}
 
-    // 3. Password and secrets.
+/// Step 3: the medium's variables, with its secrets decrypted when it has a password (asked
+/// up to three times), and `--var`s. `None`: no right password was given.
+fn unlock(
+    c: &BootConfig,
+    cfg: &MediaConfig,
+    log: &mut Logger,
+) -> Result<Option<(BootVars, Vec<String>)>> {
     let mut vars: Vec<(String, String)> = cfg
         .variables
         .iter()
@@ -261,7 +344,7 @@ pub fn boot_cmd(c: BootConfig) -> Result<Exit> {
                 "The media password was not given; stopping",
             );
             log.say("The media password is wrong; nothing was run.");
-            return Ok(Exit::Error);
+            return Ok(None);
         };
         for (name, sealed) in &cfg.secrets {
             let value = media::open(&key, name, sealed)?;
@@ -285,60 +368,78 @@ pub fn boot_cmd(c: BootConfig) -> Result<Exit> {
         .collect();
     log.set_secrets(secret_values);
     vars.extend(c.vars.iter().cloned());
+    Ok(Some((vars, secret_names)))
+}
 
-    // A run found on a disk goes on where it stopped: no hooks, no selection.
-    if let Some(h) = home {
-        let boot_json = state_dir.join(BOOT_FILE);
-        let saved: SavedBoot = std::fs::read(&boot_json)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .with_context(|| {
-                format!(
-                    "{h} holds a run without {BOOT_FILE}: it was not started by tsforge boot; \
-                     remove {} from it to start over",
-                    engine::home::FOLDER
-                )
-            })?;
-        log.log(
-            Level::Info,
-            C,
-            &format!(
-                "Found the unfinished run of {} on {h}: resuming it (pre-execution hooks and the sequence menu are skipped)",
-                saved.name
-            ),
-        );
-        log.say(&format!(
-            "tsforge: resuming task sequence {} from {h}",
+/// A run found on a disk: go on with its sequence where it stopped.
+#[allow(clippy::too_many_arguments)]
+fn resume(
+    c: &BootConfig,
+    root: &Path,
+    state_dir: &Path,
+    mut log: Logger,
+    h: engine::home::Home,
+    vars: Vec<(String, String)>,
+    secret_names: Vec<String>,
+    package_key: Option<String>,
+) -> Result<Exit> {
+    let boot_json = state_dir.join(BOOT_FILE);
+    let saved: SavedBoot = std::fs::read(&boot_json)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .with_context(|| {
+            format!(
+                "{h} holds a run without {BOOT_FILE}: it was not started by tsforge boot; \
+                 remove {} from it to start over",
+                engine::home::FOLDER
+            )
+        })?;
+    log.log(
+        Level::Info,
+        C,
+        &format!(
+            "Found the unfinished run of {} on {h}: resuming it (pre-execution hooks and the sequence menu are skipped)",
             saved.name
-        ));
-        let seq_path =
-            media::find_ci(&root, &format!("tsforge/{}", saved.file)).with_context(|| {
-                format!(
-                    "the run on {h} is of tsforge/{}, which this medium does not have",
-                    saved.file
-                )
-            })?;
-        log.sync();
-        drop(log);
-        return run_sequence(
-            &c,
-            &state_dir,
-            &seq_path,
-            vars,
-            secret_names,
-            &root,
-            Some(h),
-            package_key,
-        );
-    }
+        ),
+    );
+    log.say(&format!(
+        "tsforge: resuming task sequence {} from {h}",
+        saved.name
+    ));
+    let seq_path = media::find_ci(root, &format!("tsforge/{}", saved.file)).with_context(|| {
+        format!(
+            "the run on {h} is of tsforge/{}, which this medium does not have",
+            saved.file
+        )
+    })?;
+    log.sync();
+    drop(log);
+    run_sequence(
+        c,
+        state_dir,
+        &seq_path,
+        vars,
+        secret_names,
+        root,
+        Some(h),
+        package_key,
+    )
+}
 
-    // Boot facts for the hooks.
-    let mut facts = boot_facts(&root);
-    facts.push(("_TSForgeSequences".into(), names(&cfg).replace(", ", ",")));
+/// Step 4: the pre-execution hooks, in order, with the boot facts; the variables they set
+/// are added. `Some`: a hook failed and the boot stops with this exit.
+fn run_hooks(
+    cfg: &MediaConfig,
+    root: &Path,
+    state_dir: &Path,
+    vars: &mut Vec<(String, String)>,
+    log: &mut Logger,
+) -> Result<Option<Exit>> {
+    let mut facts = boot_facts(root);
+    facts.push(("_TSForgeSequences".into(), names(cfg).replace(", ", ",")));
 
-    // 4. Hooks.
     for (i, h) in cfg.hooks.iter().enumerate() {
-        let path = media::find_ci(&root, &format!("tsforge/{}", h.file))
+        let path = media::find_ci(root, &format!("tsforge/{}", h.file))
             .with_context(|| format!("hook tsforge/{} is missing", h.file))?;
         log.log(
             Level::Info,
@@ -353,7 +454,7 @@ pub fn boot_cmd(c: BootConfig) -> Result<Exit> {
         );
         let env_file = state_dir.join(format!("hook-{}.env", i + 1));
         let _ = std::fs::remove_file(&env_file);
-        let (code, output) = run_hook(&path, &vars, &facts, &env_file)?;
+        let (code, output) = run_hook(&path, vars, &facts, &env_file)?;
         log.log(
             Level::Info,
             C,
@@ -399,15 +500,26 @@ pub fn boot_cmd(c: BootConfig) -> Result<Exit> {
                     "Pre-execution hook {} failed with exit code {code}; nothing else was run.",
                     h.file
                 ));
-                return Ok(u8::try_from(code)
-                    .ok()
-                    .filter(|c| *c != 0)
-                    .map_or(Exit::No, Exit::from_code));
+                return Ok(Some(
+                    u8::try_from(code)
+                        .ok()
+                        .filter(|c| *c != 0)
+                        .map_or(Exit::No, Exit::from_code),
+                ));
             }
         }
     }
+    Ok(None)
+}
 
-    // 5. Select.
+/// Step 5: the sequence to run: `--sequence`, else `TSForgeSequence` or
+/// `SMSTSPreferredAdvertID` (set by a hook or the medium), else the medium's default, else a
+/// menu.
+fn choose<'a>(
+    c: &BootConfig,
+    cfg: &'a MediaConfig,
+    vars: &[(String, String)],
+) -> Result<&'a media::SequenceEntry> {
     let chosen_var = |name: &str| {
         vars.iter()
             .rev()
@@ -428,7 +540,7 @@ pub fn boot_cmd(c: BootConfig) -> Result<Exit> {
             .with_context(|| {
                 format!(
                     "sequence {w:?} is not on the medium (it has: {})",
-                    names(&cfg)
+                    names(cfg)
                 )
             })?,
         None => match cfg.default.as_deref().and_then(|d| {
@@ -437,37 +549,10 @@ pub fn boot_cmd(c: BootConfig) -> Result<Exit> {
                 .find(|s| s.name.eq_ignore_ascii_case(d))
         }) {
             Some(e) => e,
-            None => menu(&cfg)?,
+            None => menu(cfg)?,
         },
     };
-    let seq_path = media::find_ci(&root, &format!("tsforge/{}", entry.file))
-        .with_context(|| format!("tsforge/{} is missing", entry.file))?;
-    log.log(
-        Level::Info,
-        C,
-        &format!("Starting task sequence {} ({})", entry.name, entry.file),
-    );
-    log.sync();
-    drop(log);
-    let saved = SavedBoot {
-        name: entry.name.clone(),
-        file: entry.file.clone(),
-    };
-    std::fs::write(
-        state_dir.join(BOOT_FILE),
-        serde_json::to_vec(&saved).context("serializing boot.json")?,
-    )
-    .with_context(|| format!("writing {}", state_dir.join(BOOT_FILE).display()))?;
-    run_sequence(
-        &c,
-        &state_dir,
-        &seq_path,
-        vars,
-        secret_names,
-        &root,
-        None,
-        package_key,
-    )
+    Ok(entry)
 }
 
 /// `boot.json` in the state directory: which sequence of the medium the run is.
