@@ -176,86 +176,15 @@ pub fn run(path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
     let log_dir = absolute(opts.log_dir.as_ref().unwrap_or(&opts.state_dir))?;
     let resuming = journal.exists();
     let (program, mut state, torn) = if resuming {
-        let state = journal.load_state()?;
-        let program = journal.load_program()?;
-        if program.fingerprint() != state.program {
-            bail!(
-                "{}: program.json does not match state.json (the state directory was altered); \
-                 use a new --state-dir to start over",
-                opts.state_dir.display()
-            );
-        }
-        let current = load_program(path, &opts.resolver)
-            .with_context(|| format!("reading {} to compare with the saved run", path.display()))?;
-        if current.fingerprint() != state.program {
-            bail!(
-                "the state directory {} holds a run of a different version of this sequence \
-                 (or another sequence); finish it with the file it started with, or use a new \
-                 --state-dir to start over",
-                opts.state_dir.display()
-            );
-        }
-        let steps = journal.check(&state, &program)?;
-        (program, state, steps.torn)
+        load_saved(&journal, path, opts)?
     } else {
-        if let Some(file) = journal.leftover() {
-            bail!(
-                "{}: missing, but the state directory holds {} of a run; starting over would \
-                 run its finished steps again. Refusing to guess: inspect the directory, or \
-                 start over with a new --state-dir",
-                journal.dir().join("state.json").display(),
-                file.display()
-            );
-        }
-        let program = load_program(path, &opts.resolver)?;
-        let vars = initial_vars(&program, opts, &log_dir);
-        let state = State {
-            schema: STATE_SCHEMA,
-            program: program.fingerprint(),
-            pc: 0,
-            frames: Vec::new(),
-            vars,
-            phase: Phase::Ready,
-            steps_run: 0,
-            last_failed: false,
-            targets: opts.targets.clone(),
-        };
-        journal.save_program(&program)?;
-        journal.save_state(&state)?;
-        (program, state, None)
+        start_new(&journal, path, opts, &log_dir)?
     };
 
     let mut logger = Logger::open(&log_dir, opts.max_log_size, opts.console)
         .with_context(|| format!("opening the logs in {}", log_dir.display()))?;
     if let Some(h) = &opts.home {
-        logger.log(
-            Level::Info,
-            COMPONENT,
-            &format!(
-                "The run's state was found on {h} ({}); it is kept there",
-                home::FOLDER
-            ),
-        );
-        // The copy on disk has no secret values: the medium's come back from the options.
-        for (k, v) in &opts.vars {
-            if opts.secret_vars.iter().any(|s| s.eq_ignore_ascii_case(k))
-                && state.vars.get(k) == Some("")
-            {
-                state.vars.set(k, v.clone());
-            }
-        }
-        let lost = state.vars.empty_secrets();
-        if !lost.is_empty() {
-            logger.log(
-                Level::Warning,
-                COMPONENT,
-                &format!(
-                    "Secret variables are not written to disk; these are empty after the restart: {}",
-                    lost.join(", ")
-                ),
-            );
-        }
-        journal.set_home(Some(h.clone()))?;
+        keep_home(h, opts, &mut state, &journal, &mut logger)?;
     }
     let static_secrets = hidden_property_values(&program);
     let update_secrets = |logger: &mut Logger, vars: &Vars| {
@@ -280,54 +209,14 @@ pub fn run(path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
     }
 
     if resuming {
-        if let Some(t) = &torn {
-            journal.cut_torn_tail(t)?;
-            logger.log(
-                Level::Warning,
-                COMPONENT,
-                &format!(
-                    "steps.jsonl ended with an incomplete line ({} bytes) left when the runner \
-                     stopped while writing it; the line was removed",
-                    t.len
-                ),
-            );
-        }
-        if !opts.vars.is_empty() {
-            logger.log(
-                Level::Warning,
-                COMPONENT,
-                "--var values are ignored when resuming: the run keeps the variables it had",
-            );
-        }
-        if opts.targets != Default::default() && opts.targets != state.targets {
-            logger.log(
-                Level::Warning,
-                COMPONENT,
-                "--disk/--content/--allow-mounted differ from the run's start; the resumed run keeps the ones it started with",
-            );
-        }
-        let how = match &state.phase {
-            Phase::InStep { .. } => "the step that was running when it stopped runs again",
-            Phase::Restarting => "after the restart requested by the sequence",
-            _ => "at the next step",
-        };
-        logger.log(
-            Level::Info,
-            COMPONENT,
-            &format!(
-                "Resuming task sequence {:?} at instruction {} ({how})",
-                program.name, state.pc
-            ),
-        );
-        logger.event(
-            "run_resume",
-            fields(json!({"sequence": program.name, "pc": state.pc, "reason": how})),
-        );
-        if let Phase::InStep { .. } = state.phase {
-            // Keep the InStep phase: the loop below re-runs the step at pc.
-        } else {
-            state.phase = Phase::Ready;
-        }
+        log_resume(
+            &journal,
+            torn.as_ref(),
+            opts,
+            &program,
+            &mut state,
+            &mut logger,
+        )?;
     } else {
         logger.log(
             Level::Info,
@@ -359,6 +248,172 @@ pub fn run(path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
     let result = walker.walk(&mut state, &update_secrets);
     logger.sync();
     result
+}
+
+/// A saved run: its program and state, checked against each other, against the sequence file
+/// as it is now, and against the step journal (whose torn last line, if any, is returned).
+fn load_saved(
+    journal: &Journal,
+    path: &Path,
+    opts: &RunOptions,
+) -> Result<(Program, State, Option<journal::Torn>)> {
+    let state = journal.load_state()?;
+    let program = journal.load_program()?;
+    if program.fingerprint() != state.program {
+        bail!(
+            "{}: program.json does not match state.json (the state directory was altered); \
+             use a new --state-dir to start over",
+            opts.state_dir.display()
+        );
+    }
+    let current = load_program(path, &opts.resolver)
+        .with_context(|| format!("reading {} to compare with the saved run", path.display()))?;
+    if current.fingerprint() != state.program {
+        bail!(
+            "the state directory {} holds a run of a different version of this sequence \
+             (or another sequence); finish it with the file it started with, or use a new \
+             --state-dir to start over",
+            opts.state_dir.display()
+        );
+    }
+    let steps = journal.check(&state, &program)?;
+    Ok((program, state, steps.torn))
+}
+
+/// A new run: refuse a state folder that holds pieces of another run, compile the sequence,
+/// and save its program and first state before anything runs.
+fn start_new(
+    journal: &Journal,
+    path: &Path,
+    opts: &RunOptions,
+    log_dir: &Path,
+) -> Result<(Program, State, Option<journal::Torn>)> {
+    if let Some(file) = journal.leftover() {
+        bail!(
+            "{}: missing, but the state directory holds {} of a run; starting over would \
+             run its finished steps again. Refusing to guess: inspect the directory, or \
+             start over with a new --state-dir",
+            journal.dir().join("state.json").display(),
+            file.display()
+        );
+    }
+    let program = load_program(path, &opts.resolver)?;
+    let vars = initial_vars(&program, opts, log_dir);
+    let state = State {
+        schema: STATE_SCHEMA,
+        program: program.fingerprint(),
+        pc: 0,
+        frames: Vec::new(),
+        vars,
+        phase: Phase::Ready,
+        steps_run: 0,
+        last_failed: false,
+        targets: opts.targets.clone(),
+    };
+    journal.save_program(&program)?;
+    journal.save_state(&state)?;
+    Ok((program, state, None))
+}
+
+/// The run's state lives on a disk (`home`): say so, give back the medium's secret values the
+/// copy on disk does not hold, and keep journaling there.
+fn keep_home(
+    h: &home::Home,
+    opts: &RunOptions,
+    state: &mut State,
+    journal: &Journal,
+    logger: &mut Logger,
+) -> Result<()> {
+    logger.log(
+        Level::Info,
+        COMPONENT,
+        &format!(
+            "The run's state was found on {h} ({}); it is kept there",
+            home::FOLDER
+        ),
+    );
+    // The copy on disk has no secret values: the medium's come back from the options.
+    for (k, v) in &opts.vars {
+        if opts.secret_vars.iter().any(|s| s.eq_ignore_ascii_case(k))
+            && state.vars.get(k) == Some("")
+        {
+            state.vars.set(k, v.clone());
+        }
+    }
+    let lost = state.vars.empty_secrets();
+    if !lost.is_empty() {
+        logger.log(
+            Level::Warning,
+            COMPONENT,
+            &format!(
+                "Secret variables are not written to disk; these are empty after the restart: {}",
+                lost.join(", ")
+            ),
+        );
+    }
+    journal.set_home(Some(h.clone()))?;
+    Ok(())
+}
+
+/// Resuming: cut a torn journal line, warn about options a resumed run ignores, and say
+/// where the run goes on.
+fn log_resume(
+    journal: &Journal,
+    torn: Option<&journal::Torn>,
+    opts: &RunOptions,
+    program: &Program,
+    state: &mut State,
+    logger: &mut Logger,
+) -> Result<()> {
+    if let Some(t) = torn {
+        journal.cut_torn_tail(t)?;
+        logger.log(
+            Level::Warning,
+            COMPONENT,
+            &format!(
+                "steps.jsonl ended with an incomplete line ({} bytes) left when the runner \
+                 stopped while writing it; the line was removed",
+                t.len
+            ),
+        );
+    }
+    if !opts.vars.is_empty() {
+        logger.log(
+            Level::Warning,
+            COMPONENT,
+            "--var values are ignored when resuming: the run keeps the variables it had",
+        );
+    }
+    if opts.targets != Default::default() && opts.targets != state.targets {
+        logger.log(
+            Level::Warning,
+            COMPONENT,
+            "--disk/--content/--allow-mounted differ from the run's start; the resumed run keeps the ones it started with",
+        );
+    }
+    let how = match &state.phase {
+        Phase::InStep { .. } => "the step that was running when it stopped runs again",
+        Phase::Restarting => "after the restart requested by the sequence",
+        _ => "at the next step",
+    };
+    logger.log(
+        Level::Info,
+        COMPONENT,
+        &format!(
+            "Resuming task sequence {:?} at instruction {} ({how})",
+            program.name, state.pc
+        ),
+    );
+    logger.event(
+        "run_resume",
+        fields(json!({"sequence": program.name, "pc": state.pc, "reason": how})),
+    );
+    if let Phase::InStep { .. } = state.phase {
+        // Keep the InStep phase: the loop below re-runs the step at pc.
+    } else {
+        state.phase = Phase::Ready;
+    }
+    Ok(())
 }
 
 struct Walker<'a> {
