@@ -83,7 +83,7 @@ fn add_drivers(
         args.push("/ForceUnsigned".into());
     }
     ctx.log.log(
-        Level::Info,
+        crate::log::Level::Info,
         component,
         &format!(
             "Adding the drivers of {} to the Windows image at {root} (DISM)",
