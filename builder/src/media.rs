@@ -53,22 +53,32 @@ pub fn assemble(tree: &mut MediaTree, opts: &MediaOptions) -> Result<MediaConfig
         created: opts.epoch,
         ..Default::default()
     };
-    // Sequences: each must load and validate without errors before anything is written.
+    add_sequences(tree, opts, &mut cfg)?;
+    choose_default(opts, &mut cfg)?;
+    add_hooks(tree, opts, &mut cfg)?;
+    add_packages(tree, opts)?;
+    for (k, v) in &opts.vars {
+        cfg.variables.insert(k.clone(), v.clone());
+    }
+    add_secrets(opts, &mut cfg)?;
+    if let Some(seed) = &opts.signing_key {
+        let (_, pk) = media::sign(seed, b"");
+        cfg.public_key = Some(pk);
+    }
+    tree.add(
+        media::CONFIG_FILE,
+        Source::bytes(cfg.to_toml().into_bytes()),
+    )?;
+
+    seal(tree, opts.signing_key.as_ref())?;
+    Ok(cfg)
+}
+
+/// Sequences: each must load and validate without errors before anything is written; each
+/// goes to `tsforge/sequences/` under its file name, named by it without extension.
+fn add_sequences(tree: &mut MediaTree, opts: &MediaOptions, cfg: &mut MediaConfig) -> Result<()> {
     for s in &opts.sequences {
-        let (seq, _) = tsforge_runtime::sequence::load(s).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let diags = tsforge_runtime::engine::validate::validate(
-            &seq,
-            s,
-            &tsforge_runtime::engine::validate::Context::default(),
-        );
-        let errors: Vec<String> = diags
-            .iter()
-            .filter(|d| d.severity == tsforge_runtime::Severity::Error)
-            .map(|d| d.to_string())
-            .collect();
-        if !errors.is_empty() {
-            bail!("{} has errors:\n{}", s.display(), errors.join("\n"));
-        }
+        check_sequence(s)?;
         let name = sequence_name(s);
         if cfg
             .sequences
@@ -85,6 +95,30 @@ pub fn assemble(tree: &mut MediaTree, opts: &MediaOptions) -> Result<MediaConfig
         tree.add(&format!("tsforge/{rel}"), Source::path(s))?;
         cfg.sequences.push(SequenceEntry { name, file: rel });
     }
+    Ok(())
+}
+
+/// Loads and validates the sequence file `s`: an error lists every error found in it.
+fn check_sequence(s: &Path) -> Result<()> {
+    let (seq, _) = tsforge_runtime::sequence::load(s).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let diags = tsforge_runtime::engine::validate::validate(
+        &seq,
+        s,
+        &tsforge_runtime::engine::validate::Context::default(),
+    );
+    let errors: Vec<String> = diags
+        .iter()
+        .filter(|d| d.severity == tsforge_runtime::Severity::Error)
+        .map(|d| d.to_string())
+        .collect();
+    if !errors.is_empty() {
+        bail!("{} has errors:\n{}", s.display(), errors.join("\n"));
+    }
+    Ok(())
+}
+
+/// The default sequence: `--default` (which must name one), else the only one there is.
+fn choose_default(opts: &MediaOptions, cfg: &mut MediaConfig) -> Result<()> {
     if let Some(d) = &opts.default {
         if !cfg.sequences.iter().any(|e| e.name.eq_ignore_ascii_case(d)) {
             bail!(
@@ -100,7 +134,11 @@ pub fn assemble(tree: &mut MediaTree, opts: &MediaOptions) -> Result<MediaConfig
     } else if cfg.sequences.len() == 1 {
         cfg.default = Some(cfg.sequences[0].name.clone());
     }
-    // Hooks: the template's first, then the medium's, numbered to keep the order visible.
+    Ok(())
+}
+
+/// Hooks: the template's first, then the medium's, numbered to keep the order visible.
+fn add_hooks(tree: &mut MediaTree, opts: &MediaOptions, cfg: &mut MediaConfig) -> Result<()> {
     let mut n = 0;
     for (from, list) in [("template", &opts.template_hooks), ("medium", &opts.hooks)] {
         for h in list {
@@ -117,7 +155,11 @@ pub fn assemble(tree: &mut MediaTree, opts: &MediaOptions) -> Result<MediaConfig
             });
         }
     }
-    // Packages: every package folder of every distribution point, and one merged index.
+    Ok(())
+}
+
+/// Packages: every package folder of every distribution point, and one merged index.
+fn add_packages(tree: &mut MediaTree, opts: &MediaOptions) -> Result<()> {
     let mut index = tsforge_runtime::content::manifest::DpIndex {
         format: tsforge_runtime::content::manifest::FORMAT,
         packages: Vec::new(),
@@ -139,41 +181,56 @@ pub fn assemble(tree: &mut MediaTree, opts: &MediaOptions) -> Result<MediaConfig
                 bail!("package {} is in more than one --package folder", p.id);
             }
             tree.add_dir(&dp.join(&p.id), &format!("tsforge/packages/{}", p.id))?;
-            // A signed medium accepts only packages signed with its key: its copies are
-            // signed with it (after checking that the manifest is whole).
             if let Some(seed) = &opts.signing_key {
-                use tsforge_runtime::content::manifest::{
-                    PackageManifest, PACKAGE_FILE, PACKAGE_SIG_FILE,
-                };
-                let path = dp.join(&p.id).join(PACKAGE_FILE);
-                let bytes =
-                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-                PackageManifest::parse(&bytes, &path.display().to_string())?;
-                tree.add(
-                    &format!("tsforge/packages/{}/{PACKAGE_SIG_FILE}", p.id),
-                    Source::bytes(media::sign(seed, &bytes).0),
-                )?;
+                sign_package(tree, dp, &p.id, seed)?;
             }
             index.upsert(p);
         }
     }
     if !opts.packages.is_empty() {
-        use tsforge_runtime::content::manifest::{INDEX_FILE, INDEX_SIG_FILE};
-        let bytes = index.to_json();
-        if let Some(seed) = &opts.signing_key {
-            tree.add(
-                &format!("tsforge/packages/{INDEX_SIG_FILE}"),
-                Source::bytes(media::sign(seed, &bytes).0),
-            )?;
-        }
+        add_package_index(tree, &index, opts.signing_key.as_ref())?;
+    }
+    Ok(())
+}
+
+/// A signed medium accepts only packages signed with its key: its copy of package `id` from
+/// the distribution point `dp` is signed with it (after checking that the manifest is whole).
+fn sign_package(tree: &mut MediaTree, dp: &Path, id: &str, seed: &[u8; 32]) -> Result<()> {
+    use tsforge_runtime::content::manifest::{PackageManifest, PACKAGE_FILE, PACKAGE_SIG_FILE};
+    let path = dp.join(id).join(PACKAGE_FILE);
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    PackageManifest::parse(&bytes, &path.display().to_string())?;
+    tree.add(
+        &format!("tsforge/packages/{id}/{PACKAGE_SIG_FILE}"),
+        Source::bytes(media::sign(seed, &bytes).0),
+    )?;
+    Ok(())
+}
+
+/// The merged index of the medium's packages, and its signature on a signed medium.
+fn add_package_index(
+    tree: &mut MediaTree,
+    index: &tsforge_runtime::content::manifest::DpIndex,
+    signing_key: Option<&[u8; 32]>,
+) -> Result<()> {
+    use tsforge_runtime::content::manifest::{INDEX_FILE, INDEX_SIG_FILE};
+    let bytes = index.to_json();
+    if let Some(seed) = signing_key {
         tree.add(
-            &format!("tsforge/packages/{INDEX_FILE}"),
-            Source::bytes(bytes),
+            &format!("tsforge/packages/{INDEX_SIG_FILE}"),
+            Source::bytes(media::sign(seed, &bytes).0),
         )?;
     }
-    for (k, v) in &opts.vars {
-        cfg.variables.insert(k.clone(), v.clone());
-    }
+    tree.add(
+        &format!("tsforge/packages/{INDEX_FILE}"),
+        Source::bytes(bytes),
+    )?;
+    Ok(())
+}
+
+/// Secret variables, sealed with a key derived from the media password, and the password's
+/// verifier; secrets without a password are refused.
+fn add_secrets(opts: &MediaOptions, cfg: &mut MediaConfig) -> Result<()> {
     match (&opts.password, opts.secrets.is_empty()) {
         (Some(pw), _) => {
             let (verifier, key) = media::new_password(pw, opts.iterations)?;
@@ -188,17 +245,7 @@ pub fn assemble(tree: &mut MediaTree, opts: &MediaOptions) -> Result<MediaConfig
         ),
         (None, true) => {}
     }
-    if let Some(seed) = &opts.signing_key {
-        let (_, pk) = media::sign(seed, b"");
-        cfg.public_key = Some(pk);
-    }
-    tree.add(
-        media::CONFIG_FILE,
-        Source::bytes(cfg.to_toml().into_bytes()),
-    )?;
-
-    seal(tree, opts.signing_key.as_ref())?;
-    Ok(cfg)
+    Ok(())
 }
 
 /// (Re)writes `tsforge/manifest` over every other file of `tree` (the template's too) and, with

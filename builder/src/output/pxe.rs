@@ -65,6 +65,10 @@ const PXE_MARKER_TEXT: &str =
     "A tsforge PXE tree: the medium's boot-loader files are not part of it.\n";
 /// Where the snippet says the zip was unpacked (a zip cannot know its server's path).
 const ZIP_ROOT_PLACEHOLDER: &str = "/srv/tftp/tsforge";
+/// The note of every PXE output: what the root lacks for the first step of the chain.
+const IPXE_NOTE: &str =
+    "the PXE ROM must first load iPXE: put undionly.kpxe (BIOS) and ipxe.efi (UEFI) from \
+     Debian's `ipxe` package (/usr/lib/ipxe/) into the root, see dnsmasq.conf.snippet";
 
 /// Write the PXE root for `tree` at `out` (a folder, or a `.zip` file with `opts.zip`).
 pub fn write_pxe(
@@ -77,112 +81,209 @@ pub fn write_pxe(
     let pxe = boot.pxe.as_ref().ok_or_else(|| {
         anyhow!("this template does not say how it boots from the network (no PXE boot in its BootSpec); build usb or iso instead")
     })?;
-    let lookup = |path: &str, what: &str| -> Result<&Source> {
-        tree.get(path).ok_or_else(|| {
-            anyhow!("the {what} {path:?} named by the template is not in the medium")
-        })
-    };
-    // (name at the root, source), in the order written.
-    let mut entries: Vec<(String, Source)> = Vec::new();
-    let mut notes = Vec::new();
     let root_text = if opts.zip {
         ZIP_ROOT_PLACEHOLDER.to_string()
     } else {
         absolute(out)?.display().to_string()
     };
-    let (script, readme_boot) = match pxe {
+    // The boot method's files and texts, and the manifest re-made to list them.
+    let BootFiles {
+        mut entries,
+        mut notes,
+        script,
+        readme_boot,
+    } = boot_files(tree, pxe, &root_text)?;
+    let snippet = dnsmasq_snippet(&root_text).into_bytes();
+    let readme = readme(&root_text, &readme_boot, opts.zip).into_bytes();
+    let sealed_tree = seal_root(
+        tree,
+        &entries,
+        &[
+            ("boot.ipxe", script.as_bytes()),
+            ("dnsmasq.conf.snippet", &snippet[..]),
+            ("README.txt", &readme[..]),
+            (PXE_MARKER, PXE_MARKER_TEXT.as_bytes()),
+        ],
+        opts.signing_key.as_ref(),
+    )?;
+    let tree = sealed_tree.as_ref().unwrap_or(tree);
+    // The payload, the marker and (Linux) the payload as a second initrd.
+    let planned = plan_files(tree)?;
+    let payload = payload_files(&planned)?;
+    for f in &payload {
+        entries.push((f.path.to_string(), f.source.clone()));
+    }
+    entries.push((PXE_MARKER.into(), Source::bytes(PXE_MARKER_TEXT.as_bytes())));
+    let payload_initrd = match pxe {
+        PxeBoot::Linux { .. } => Some(payload_initrd(&payload, opts.epoch)?),
+        PxeBoot::WinPe { .. } => None,
+    };
+    if let Some(tmp) = &payload_initrd {
+        entries.push((PAYLOAD_INITRD.into(), Source::path(tmp.path())));
+    }
+    // The root's own files; then everything, by name, written.
+    entries.push(("boot.ipxe".into(), Source::bytes(script.into_bytes())));
+    entries.push(("dnsmasq.conf.snippet".into(), Source::bytes(snippet)));
+    entries.push(("README.txt".into(), Source::bytes(readme)));
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let sized = sized(entries)?;
+    let total: u64 = sized.iter().map(|e| e.2).sum();
+    let files = as_planned(&sized);
+    let (path, bytes) = write_root(out, opts, &files, total, progress)?;
+    drop(payload_initrd);
+    notes.push(IPXE_NOTE.into());
+    Ok(OutputSummary {
+        kind: if opts.zip {
+            OutputKind::PxeZip
+        } else {
+            OutputKind::Pxe
+        },
+        path,
+        bytes,
+        files: files.len() as u64,
+        content_bytes: total,
+        placed: placed(&files, &payload),
+        notes,
+    })
+}
+
+/// What the boot method puts at the root: its files, its notes, `boot.ipxe` and the README's
+/// paragraph about it.
+struct BootFiles {
+    /// (name at the root, source).
+    entries: Vec<(String, Source)>,
+    notes: Vec<String>,
+    script: String,
+    readme_boot: String,
+}
+
+/// The boot files of `pxe`, looked up in the tree, with the script that boots them.
+fn boot_files(tree: &MediaTree, pxe: &PxeBoot, root_text: &str) -> Result<BootFiles> {
+    match pxe {
         PxeBoot::Linux {
             kernel,
             initrd,
             cmdline,
-        } => {
-            entries.push(("vmlinuz".into(), lookup(kernel, "kernel")?.clone()));
-            entries.push(("initrd.img".into(), lookup(initrd, "initrd")?.clone()));
-            let cmdline = cmdline.trim();
-            let args = if cmdline.is_empty() {
-                String::new()
-            } else {
-                format!(" {cmdline}")
-            };
-            (
-                format!(
-                    "#!ipxe\n# tsforge: Linux boot environment\nkernel vmlinuz{args} initrd=initrd.img initrd={PAYLOAD_INITRD}\ninitrd initrd.img\ninitrd {PAYLOAD_INITRD}\nboot\n"
-                ),
-                format!(
-                    "boot.ipxe loads vmlinuz and initrd.img (the template's kernel and initramfs), and\n\
-                     {PAYLOAD_INITRD}: the tsforge/ folder below as a second initrd, unpacked under /pxe\n\
-                     (without tsforge/boot/, which the network boot has already loaded).\n"
-                ),
-            )
-        }
+        } => linux_boot_files(tree, kernel, initrd, cmdline),
         PxeBoot::WinPe {
             bootmgr,
             bcd,
             boot_sdi,
             boot_wim,
-        } => {
-            for (name, path, what) in [
-                ("bootmgr", bootmgr, "boot manager"),
-                ("BCD", bcd, "boot configuration data"),
-                ("boot.sdi", boot_sdi, "boot.sdi"),
-                ("boot.wim", boot_wim, "boot.wim"),
-            ] {
-                entries.push((name.into(), lookup(path, what)?.clone()));
-            }
-            notes.push(format!(
-                "wimboot is not included (not packaged in Debian): download it from \
-                 https://github.com/ipxe/wimboot/releases (see https://ipxe.org/wimboot) and \
-                 put it at {root_text}/wimboot"
-            ));
-            (
-                "#!ipxe\n# tsforge: Windows PE through wimboot (put wimboot next to this file)\n\
+        } => winpe_boot_files(tree, [bootmgr, bcd, boot_sdi, boot_wim], root_text),
+    }
+}
+
+/// The file at `path` of the tree, which the template names as its `what`.
+fn named<'t>(tree: &'t MediaTree, path: &str, what: &str) -> Result<&'t Source> {
+    tree.get(path)
+        .ok_or_else(|| anyhow!("the {what} {path:?} named by the template is not in the medium"))
+}
+
+/// Linux: the kernel and initramfs as `vmlinuz` and `initrd.img`, booted with the template's
+/// command line and the payload as a second initrd.
+fn linux_boot_files(
+    tree: &MediaTree,
+    kernel: &str,
+    initrd: &str,
+    cmdline: &str,
+) -> Result<BootFiles> {
+    let entries = vec![
+        ("vmlinuz".into(), named(tree, kernel, "kernel")?.clone()),
+        ("initrd.img".into(), named(tree, initrd, "initrd")?.clone()),
+    ];
+    let cmdline = cmdline.trim();
+    let args = if cmdline.is_empty() {
+        String::new()
+    } else {
+        format!(" {cmdline}")
+    };
+    Ok(BootFiles {
+        entries,
+        notes: Vec::new(),
+        script: format!(
+            "#!ipxe\n# tsforge: Linux boot environment\nkernel vmlinuz{args} initrd=initrd.img initrd={PAYLOAD_INITRD}\ninitrd initrd.img\ninitrd {PAYLOAD_INITRD}\nboot\n"
+        ),
+        readme_boot: format!(
+            "boot.ipxe loads vmlinuz and initrd.img (the template's kernel and initramfs), and\n\
+             {PAYLOAD_INITRD}: the tsforge/ folder below as a second initrd, unpacked under /pxe\n\
+             (without tsforge/boot/, which the network boot has already loaded).\n"
+        ),
+    })
+}
+
+/// Windows PE: `bootmgr`, `BCD`, `boot.sdi` and `boot.wim` for wimboot, which the
+/// administrator adds (the note and the README say where to get it).
+fn winpe_boot_files(
+    tree: &MediaTree,
+    [bootmgr, bcd, boot_sdi, boot_wim]: [&String; 4],
+    root_text: &str,
+) -> Result<BootFiles> {
+    let mut entries = Vec::new();
+    for (name, path, what) in [
+        ("bootmgr", bootmgr, "boot manager"),
+        ("BCD", bcd, "boot configuration data"),
+        ("boot.sdi", boot_sdi, "boot.sdi"),
+        ("boot.wim", boot_wim, "boot.wim"),
+    ] {
+        entries.push((name.into(), named(tree, path, what)?.clone()));
+    }
+    Ok(BootFiles {
+        entries,
+        notes: vec![format!(
+            "wimboot is not included (not packaged in Debian): download it from \
+             https://github.com/ipxe/wimboot/releases (see https://ipxe.org/wimboot) and \
+             put it at {root_text}/wimboot"
+        )],
+        script: "#!ipxe\n# tsforge: Windows PE through wimboot (put wimboot next to this file)\n\
                  kernel wimboot\n\
                  initrd -n bootmgr bootmgr\n\
                  initrd -n BCD BCD\n\
                  initrd -n boot.sdi boot.sdi\n\
                  initrd -n boot.wim boot.wim\n\
                  boot\n"
-                    .to_string(),
-                "boot.ipxe starts wimboot, which loads bootmgr, BCD, boot.sdi and boot.wim.\n\
-                 wimboot is NOT included: it is not packaged in Debian. Download it from\n\
-                 https://github.com/ipxe/wimboot/releases (documentation: https://ipxe.org/wimboot)\n\
-                 and put it in this folder as `wimboot`.\n"
-                    .to_string(),
-            )
-        }
-    };
-    let snippet = dnsmasq_snippet(&root_text).into_bytes();
-    let readme = readme(&root_text, &readme_boot, opts.zip).into_bytes();
-    // The manifest of a medium lists the root's files and the marker too, so `media verify`
-    // checks a PXE root, and the marker means something only when the signature covers it.
-    let sealed_tree;
-    let tree = if tree.contains(tsforge_runtime::media::MANIFEST_FILE) {
-        let mut updates = Vec::new();
-        for (name, src) in &entries {
-            let mut bytes = Vec::new();
-            src.open()
-                .and_then(|mut r| std::io::Read::read_to_end(&mut r, &mut bytes))
-                .with_context(|| format!("{name}: reading {}", src.describe()))?;
-            updates.push(crate::media::entry_of(name, &bytes));
-        }
-        for (name, bytes) in [
-            ("boot.ipxe", script.as_bytes()),
-            ("dnsmasq.conf.snippet", &snippet[..]),
-            ("README.txt", &readme[..]),
-            (PXE_MARKER, PXE_MARKER_TEXT.as_bytes()),
-        ] {
-            updates.push(crate::media::entry_of(name, bytes));
-        }
-        let mut t = tree.clone();
-        crate::media::reseal(tree, opts.signing_key.as_ref(), &updates)?
-            .expect("the tree has a manifest")
-            .add_to(&mut t)?;
-        sealed_tree = t;
-        &sealed_tree
-    } else {
-        tree
-    };
-    let planned = plan_files(tree)?;
+            .to_string(),
+        readme_boot: "boot.ipxe starts wimboot, which loads bootmgr, BCD, boot.sdi and boot.wim.\n\
+                      wimboot is NOT included: it is not packaged in Debian. Download it from\n\
+                      https://github.com/ipxe/wimboot/releases (documentation: https://ipxe.org/wimboot)\n\
+                      and put it in this folder as `wimboot`.\n"
+            .to_string(),
+    })
+}
+
+/// The tree with a manifest that also lists the boot files and `written` (the root's own
+/// files and the marker), so `media verify` checks a PXE root, and the marker means something
+/// only when the signature covers it. `None` when the tree has no manifest.
+fn seal_root(
+    tree: &MediaTree,
+    boot_files: &[(String, Source)],
+    written: &[(&str, &[u8])],
+    signing_key: Option<&[u8; 32]>,
+) -> Result<Option<MediaTree>> {
+    if !tree.contains(tsforge_runtime::media::MANIFEST_FILE) {
+        return Ok(None);
+    }
+    let mut updates = Vec::new();
+    for (name, src) in boot_files {
+        let mut bytes = Vec::new();
+        src.open()
+            .and_then(|mut r| std::io::Read::read_to_end(&mut r, &mut bytes))
+            .with_context(|| format!("{name}: reading {}", src.describe()))?;
+        updates.push(crate::media::entry_of(name, &bytes));
+    }
+    for (name, bytes) in written {
+        updates.push(crate::media::entry_of(name, bytes));
+    }
+    let mut t = tree.clone();
+    crate::media::reseal(tree, signing_key, &updates)?
+        .expect("the tree has a manifest")
+        .add_to(&mut t)?;
+    Ok(Some(t))
+}
+
+/// The files of the medium's payload folder, which the booted machine runs; refused when
+/// there are none.
+fn payload_files<'p, 't>(planned: &'p [PlannedFile<'t>]) -> Result<Vec<&'p PlannedFile<'t>>> {
     let prefix = format!("{PAYLOAD}/");
     let payload: Vec<&PlannedFile<'_>> = planned
         .iter()
@@ -193,46 +294,39 @@ pub fn write_pxe(
     if payload.is_empty() {
         bail!("the medium has no {PAYLOAD}/ folder (runner, sequences): nothing for the booted machine to run");
     }
-    for f in &payload {
-        entries.push((f.path.to_string(), f.source.clone()));
-    }
-    entries.push((PXE_MARKER.into(), Source::bytes(PXE_MARKER_TEXT.as_bytes())));
-    // Linux: the payload also goes to the machine as a second initrd (the kernel unpacks every
-    // initrd it is given into the same root), so the booted system has it without a network
-    // file system. Written to a temporary file first: packages can be large.
-    let payload_initrd = match pxe {
-        PxeBoot::Linux { .. } => {
-            let mut cpio = crate::cpio::CpioBuilder::new(opts.epoch);
-            let boot_dir = format!("{PAYLOAD}/boot/");
-            for f in payload.iter().filter(|f| {
-                !(f.path.len() > boot_dir.len()
-                    && f.path[..boot_dir.len()].eq_ignore_ascii_case(&boot_dir))
-            }) {
-                cpio.add_file(&format!("pxe/{}", f.path), f.source.clone(), 0o644)
-                    .with_context(|| format!("adding {} to {PAYLOAD_INITRD}", f.path))?;
-            }
-            cpio.add_file(
-                &format!("pxe/{PXE_MARKER}"),
-                Source::bytes(PXE_MARKER_TEXT.as_bytes()),
-                0o644,
-            )?;
-            let tmp = tempfile::NamedTempFile::new().context("creating a temporary file")?;
-            cpio.write(
-                std::io::BufWriter::new(tmp.as_file()),
-                crate::cpio::Compression::None,
-            )
-            .with_context(|| format!("writing {PAYLOAD_INITRD}"))?;
-            entries.push((PAYLOAD_INITRD.into(), Source::path(tmp.path())));
-            Some(tmp)
-        }
-        PxeBoot::WinPe { .. } => None,
-    };
-    entries.push(("boot.ipxe".into(), Source::bytes(script.into_bytes())));
-    entries.push(("dnsmasq.conf.snippet".into(), Source::bytes(snippet)));
-    entries.push(("README.txt".into(), Source::bytes(readme)));
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(payload)
+}
 
-    let sized: Vec<(String, Source, u64)> = entries
+/// Linux: the payload (without `tsforge/boot/`) and the marker under `pxe/` as a cpio archive
+/// in a temporary file, the second initrd: the kernel unpacks every initrd it is given into
+/// the same root, so the booted system has the payload without a network file system. A
+/// temporary file, not memory: packages can be large.
+fn payload_initrd(payload: &[&PlannedFile<'_>], epoch: i64) -> Result<tempfile::NamedTempFile> {
+    let mut cpio = crate::cpio::CpioBuilder::new(epoch);
+    let boot_dir = format!("{PAYLOAD}/boot/");
+    for f in payload.iter().filter(|f| {
+        !(f.path.len() > boot_dir.len() && f.path[..boot_dir.len()].eq_ignore_ascii_case(&boot_dir))
+    }) {
+        cpio.add_file(&format!("pxe/{}", f.path), f.source.clone(), 0o644)
+            .with_context(|| format!("adding {} to {PAYLOAD_INITRD}", f.path))?;
+    }
+    cpio.add_file(
+        &format!("pxe/{PXE_MARKER}"),
+        Source::bytes(PXE_MARKER_TEXT.as_bytes()),
+        0o644,
+    )?;
+    let tmp = tempfile::NamedTempFile::new().context("creating a temporary file")?;
+    cpio.write(
+        std::io::BufWriter::new(tmp.as_file()),
+        crate::cpio::Compression::None,
+    )
+    .with_context(|| format!("writing {PAYLOAD_INITRD}"))?;
+    Ok(tmp)
+}
+
+/// Each entry with its size, taken once; an unreadable source is an error naming it.
+fn sized(entries: Vec<(String, Source)>) -> Result<Vec<(String, Source, u64)>> {
+    entries
         .into_iter()
         .map(|(name, s)| {
             let size = s
@@ -240,30 +334,43 @@ pub fn write_pxe(
                 .with_context(|| format!("{name}: cannot read {}", s.describe()))?;
             Ok((name, s, size))
         })
-        .collect::<Result<_>>()?;
-    let total: u64 = sized.iter().map(|e| e.2).sum();
-    let files: Vec<PlannedFile<'_>> = sized
+        .collect()
+}
+
+/// The sized entries as the files an output writes.
+fn as_planned(sized: &[(String, Source, u64)]) -> Vec<PlannedFile<'_>> {
+    sized
         .iter()
         .map(|(name, source, size)| PlannedFile {
             path: name,
             source,
             size: *size,
         })
-        .collect();
+        .collect()
+}
 
+/// Writes `files` (of `total` bytes) as a folder or a zip next to `out`, reporting progress,
+/// then moves it to its name: the path and the bytes of the output.
+fn write_root(
+    out: &Path,
+    opts: &PxeOptions,
+    files: &[PlannedFile<'_>],
+    total: u64,
+    progress: Progress<'_>,
+) -> Result<(std::path::PathBuf, u64)> {
     let tmp = TempOutput::new(out, opts.force, !opts.zip)?;
     let mut buf = copy_buffer();
     let mut done = 0u64;
     progress(0, total);
     let bytes = if opts.zip {
-        write_zip(tmp.path(), &files, opts.epoch, &mut buf, &mut |n| {
+        write_zip(tmp.path(), files, opts.epoch, &mut buf, &mut |n| {
             done += n;
             progress(done, total);
         })?
     } else {
         std::fs::create_dir(tmp.path())
             .with_context(|| format!("creating {}", tmp.path().display()))?;
-        for f in &files {
+        for f in files {
             copy_to_file(
                 f,
                 &tmp.path().join(f.path),
@@ -277,9 +384,12 @@ pub fn write_pxe(
         }
         total
     };
-    let path = tmp.commit()?;
-    drop(payload_initrd);
-    let placed = files
+    Ok((tmp.commit()?, bytes))
+}
+
+/// What the summary lists: each file at the root, then the payload folder as one line.
+fn placed(files: &[PlannedFile<'_>], payload: &[&PlannedFile<'_>]) -> Vec<Placed> {
+    files
         .iter()
         .filter(|f| !f.path.contains('/'))
         .map(|f| Placed {
@@ -292,25 +402,7 @@ pub fn write_pxe(
             offset: None,
             bytes: payload.iter().map(|f| f.size).sum(),
         }))
-        .collect();
-    notes.push(
-        "the PXE ROM must first load iPXE: put undionly.kpxe (BIOS) and ipxe.efi (UEFI) from \
-         Debian's `ipxe` package (/usr/lib/ipxe/) into the root, see dnsmasq.conf.snippet"
-            .into(),
-    );
-    Ok(OutputSummary {
-        kind: if opts.zip {
-            OutputKind::PxeZip
-        } else {
-            OutputKind::Pxe
-        },
-        path,
-        bytes,
-        files: files.len() as u64,
-        content_bytes: total,
-        placed,
-        notes,
-    })
+        .collect()
 }
 
 fn absolute(p: &Path) -> Result<std::path::PathBuf> {

@@ -260,7 +260,78 @@ pub fn write_usb(
     let content = super::content_bytes(&files);
     let gpt = opts.table == PartitionTable::Gpt;
     let mut notes = Vec::new();
-    let syslinux = match &boot.usb_bios {
+    let syslinux = plan_bios_boot(tree, boot, gpt, &mut notes)?;
+    if !boot.uefi_removable_path {
+        notes.push(
+            "no EFI/BOOT/BOOTX64.EFI in the medium: UEFI firmware will not boot this image".into(),
+        );
+    }
+    let layout = plan_layout(&files, opts.size, gpt)?;
+
+    let tmp = TempOutput::new(out, opts.force, false)?;
+
+    // 2. The staging tree: links to the sources, files for in-memory content.
+    let stage = Staging::new(&opts.work)?;
+    for f in &files {
+        stage.add(f)?;
+    }
+
+    // 3. The image: file system, then syslinux, then the table and boot code.
+    build_file_system(
+        tmp.path(),
+        out,
+        &layout,
+        &stage.root,
+        opts,
+        &mut |done, _| progress(done, content),
+    )?;
+    drop(stage);
+    let mut boot_code = [0u8; 440];
+    if let Some(s) = &syslinux {
+        run_syslinux(s, tmp.path(), opts.epoch)?;
+        copy_boot_sector_to_backup(tmp.path())
+            .with_context(|| format!("updating the backup boot sector of {}", out.display()))?;
+        boot_code = s.boot_code;
+    }
+    write_table(
+        tmp.path(),
+        out,
+        &layout,
+        &boot_code,
+        syslinux.is_some(),
+        opts,
+    )?;
+    // 4. The manifest of the image as written, last: syslinux's files and the boot regions.
+    if tree.contains(media::MANIFEST_FILE) {
+        let n = seal_manifest(tmp.path(), out, tree, &layout, syslinux.as_ref(), opts)?;
+        notes.push(format!(
+            "the manifest lists {n} boot regions (boot code, partition table, boot sectors) \
+             in {}: `tsforge media verify` checks them on the image or the stick",
+            media::REGIONS_FILE
+        ));
+    }
+    progress(content, content);
+    let path = tmp.commit()?;
+    Ok(OutputSummary {
+        kind: OutputKind::Usb,
+        path,
+        bytes: layout.image_size,
+        files: files.len() as u64,
+        content_bytes: content,
+        placed: placed(opts, &layout, files.len(), syslinux.as_ref()),
+        notes,
+    })
+}
+
+/// The syslinux step when the template boots BIOS machines with syslinux (checked now);
+/// otherwise `None` and a note saying why the image does not boot under BIOS.
+fn plan_bios_boot(
+    tree: &MediaTree,
+    boot: &BootSpec,
+    gpt: bool,
+    notes: &mut Vec<String>,
+) -> Result<Option<SyslinuxPlan>> {
+    Ok(match &boot.usb_bios {
         Some(UsbBios::Syslinux {
             syslinux,
             mbr,
@@ -282,22 +353,22 @@ pub fn write_usb(
             );
             None
         }
-    };
-    if !boot.uefi_removable_path {
-        notes.push(
-            "no EFI/BOOT/BOOTX64.EFI in the medium: UEFI firmware will not boot this image".into(),
-        );
-    }
+    })
+}
+
+/// The image's size and its partition's: from `--size` (refused when the content does not fit)
+/// or from the content with headroom; refused beyond what 32-bit sector numbers address.
+fn plan_layout(files: &[PlannedFile<'_>], size: Option<u64>, gpt: bool) -> Result<ImageLayout> {
     let tail = if gpt {
         (GPT_TABLE_SECTORS + 1) * SECTOR
     } else {
         0
     };
-    let (image_size, part_len) = match opts.size {
+    let (image_size, part_len) = match size {
         Some(size) => {
             let size = size / MIB * MIB;
             let part_len = (size.saturating_sub(tail) / MIB * MIB).saturating_sub(PARTITION_START);
-            let need = allocated(&files, fat32_cluster(part_len.max(MIN_PARTITION)));
+            let need = allocated(files, fat32_cluster(part_len.max(MIN_PARTITION)));
             if part_len < MIN_PARTITION || part_len < need {
                 bail!(
                     "--size {}: too small; the FAT32 partition would be {} and the content \
@@ -312,7 +383,7 @@ pub fn write_usb(
             (size, part_len)
         }
         None => {
-            let part_len = auto_partition_size(&files);
+            let part_len = auto_partition_size(files);
             let image = PARTITION_START + part_len + if gpt { MIB } else { 0 };
             (image, part_len)
         }
@@ -323,51 +394,129 @@ pub fn write_usb(
             format_size(part_len)
         );
     }
+    Ok(ImageLayout {
+        gpt,
+        image_size,
+        part_len,
+    })
+}
 
-    let tmp = TempOutput::new(out, opts.force, false)?;
+/// Creates the image file at `image` (its whole size) and builds the FAT32 file system of the
+/// staged files in its partition, every time set to `epoch`.
+fn build_file_system(
+    image: &Path,
+    out: &Path,
+    layout: &ImageLayout,
+    stage: &Path,
+    opts: &UsbOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<()> {
+    let disk = Disk::create_image(image, layout.image_size)?;
+    let range = disk.range(PARTITION_START, layout.part_len)?;
+    fatbuild::build_with(
+        range,
+        stage,
+        &opts.label,
+        Some(FatKind::Fat32),
+        Some(opts.epoch),
+        progress,
+    )
+    .with_context(|| format!("building the FAT32 file system of {}", out.display()))?;
+    disk.sync()?;
+    Ok(())
+}
 
-    // 2. The staging tree: links to the sources, files for in-memory content.
-    let stage = Staging::new(&opts.work)?;
-    for f in &files {
-        stage.add(f)?;
-    }
-
-    // 3. The image: file system, then syslinux, then the table and boot code.
-    {
-        let disk = Disk::create_image(tmp.path(), image_size)?;
-        let range = disk.range(PARTITION_START, part_len)?;
-        fatbuild::build_with(
-            range,
-            &stage.root,
+/// Writes the partition table with `boot_code` in the MBR, identifiers from the label and the
+/// epoch, and syncs: the last write of the image, so a failure before leaves no table.
+fn write_table(
+    image: &Path,
+    out: &Path,
+    layout: &ImageLayout,
+    boot_code: &[u8; 440],
+    legacy_bootable: bool,
+    opts: &UsbOptions,
+) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(image)
+        .with_context(|| format!("opening {}", image.display()))?;
+    let ids = TableIds::new(&opts.label, opts.epoch);
+    let table = if layout.gpt {
+        write_gpt(
+            &mut f,
+            layout.image_size,
+            layout.part_len,
+            boot_code,
+            legacy_bootable,
             &opts.label,
-            Some(FatKind::Fat32),
-            Some(opts.epoch),
-            &mut |done, _| progress(done, content),
+            &ids,
         )
-        .with_context(|| format!("building the FAT32 file system of {}", out.display()))?;
-        disk.sync()?;
-    }
-    drop(stage);
-    let mut placed = vec![Placed {
-        what: format!(
-            "partition 1: FAT32 {:?}, {} ({} files)",
-            opts.label.to_ascii_uppercase(),
-            if gpt {
-                "EFI System (GPT)"
+    } else {
+        write_mbr(&mut f, layout.part_len, boot_code, &ids)
+    };
+    table
+        .and_then(|()| f.sync_all().map_err(Into::into))
+        .with_context(|| format!("writing the partition table of {}", out.display()))
+}
+
+/// Completes and signs the manifest inside the finished image ([`seal_image`], with
+/// syslinux's `ldlinux.sys` as the loader whose sectors count as a boot region); the number of
+/// boot regions.
+fn seal_manifest(
+    image: &Path,
+    out: &Path,
+    tree: &MediaTree,
+    layout: &ImageLayout,
+    syslinux: Option<&SyslinuxPlan>,
+    opts: &UsbOptions,
+) -> Result<usize> {
+    let loader = syslinux.map(|s| format!("{}/ldlinux.sys", s.directory.trim_matches('/')));
+    seal_image(
+        image,
+        tree,
+        layout,
+        loader.as_deref(),
+        opts.signing_key.as_ref(),
+        opts.epoch,
+    )
+    .with_context(|| format!("sealing the manifest of {}", out.display()))
+}
+
+/// What went where, for the summary: the table, the partition, and syslinux's boot code.
+fn placed(
+    opts: &UsbOptions,
+    layout: &ImageLayout,
+    files: usize,
+    syslinux: Option<&SyslinuxPlan>,
+) -> Vec<Placed> {
+    let gpt = layout.gpt;
+    let mut placed = vec![
+        Placed {
+            what: format!("{} partition table", opts.table),
+            offset: Some(0),
+            bytes: if gpt {
+                (2 + 2 * GPT_TABLE_SECTORS + 1) * SECTOR
             } else {
-                "type 0x0c, active (MBR)"
+                SECTOR
             },
-            files.len()
-        ),
-        offset: Some(PARTITION_START),
-        bytes: part_len,
-    }];
-    let mut boot_code = [0u8; 440];
-    if let Some(s) = &syslinux {
-        run_syslinux(s, tmp.path(), opts.epoch)?;
-        copy_boot_sector_to_backup(tmp.path())
-            .with_context(|| format!("updating the backup boot sector of {}", out.display()))?;
-        boot_code = s.boot_code;
+        },
+        Placed {
+            what: format!(
+                "partition 1: FAT32 {:?}, {} ({} files)",
+                opts.label.to_ascii_uppercase(),
+                if gpt {
+                    "EFI System (GPT)"
+                } else {
+                    "type 0x0c, active (MBR)"
+                },
+                files
+            ),
+            offset: Some(PARTITION_START),
+            bytes: layout.part_len,
+        },
+    ];
+    if let Some(s) = syslinux {
         placed.push(Placed {
             what: format!(
                 "BIOS boot: syslinux in {} and {} in the MBR",
@@ -378,77 +527,7 @@ pub fn write_usb(
             bytes: 440,
         });
     }
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(tmp.path())
-        .with_context(|| format!("opening {}", tmp.path().display()))?;
-    let ids = TableIds::new(&opts.label, opts.epoch);
-    let table = if gpt {
-        write_gpt(
-            &mut f,
-            image_size,
-            part_len,
-            &boot_code,
-            syslinux.is_some(),
-            &opts.label,
-            &ids,
-        )
-    } else {
-        write_mbr(&mut f, part_len, &boot_code, &ids)
-    };
-    table
-        .and_then(|()| f.sync_all().map_err(Into::into))
-        .with_context(|| format!("writing the partition table of {}", out.display()))?;
-    drop(f);
-    // 4. The manifest of the image as written, last: syslinux's files and the boot regions.
-    if tree.contains(media::MANIFEST_FILE) {
-        let layout = ImageLayout {
-            gpt,
-            image_size,
-            part_len,
-        };
-        let loader = syslinux
-            .as_ref()
-            .map(|s| format!("{}/ldlinux.sys", s.directory.trim_matches('/')));
-        let n = seal_image(
-            tmp.path(),
-            tree,
-            &layout,
-            loader.as_deref(),
-            opts.signing_key.as_ref(),
-            opts.epoch,
-        )
-        .with_context(|| format!("sealing the manifest of {}", out.display()))?;
-        notes.push(format!(
-            "the manifest lists {n} boot regions (boot code, partition table, boot sectors) \
-             in {}: `tsforge media verify` checks them on the image or the stick",
-            media::REGIONS_FILE
-        ));
-    }
-    placed.insert(
-        0,
-        Placed {
-            what: format!("{} partition table", opts.table),
-            offset: Some(0),
-            bytes: if gpt {
-                (2 + 2 * GPT_TABLE_SECTORS + 1) * SECTOR
-            } else {
-                SECTOR
-            },
-        },
-    );
-    progress(content, content);
-    let path = tmp.commit()?;
-    Ok(OutputSummary {
-        kind: OutputKind::Usb,
-        path,
-        bytes: image_size,
-        files: files.len() as u64,
-        content_bytes: content,
-        placed,
-        notes,
-    })
+    placed
 }
 
 /// A folder mirroring the tree for `fatbuild` (which reads a host folder): symbolic links to
@@ -564,7 +643,7 @@ fn copy_boot_sector_to_backup(image: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Where the table and the partition are, for [`boot_regions`].
+/// Where the table and the partition are: planned by [`plan_layout`], read by the stages after.
 struct ImageLayout {
     gpt: bool,
     image_size: u64,
@@ -696,6 +775,17 @@ fn boot_regions(
     layout: &ImageLayout,
     loader: Option<&(&str, Vec<[u8; 11]>)>,
 ) -> Result<Vec<Region>> {
+    let mut out = table_regions(f, layout)?;
+    let bpb = Fat32Bpb::read(f)?;
+    out.extend(reserved_regions(f, &bpb)?);
+    if let Some((path, names)) = loader {
+        out.extend(loader_regions(f, layout, &bpb, path, names)?);
+    }
+    Ok(out)
+}
+
+/// The MBR's boot code and partition table and, with GPT, both copies of the GPT.
+fn table_regions(f: &mut std::fs::File, layout: &ImageLayout) -> Result<Vec<Region>> {
     let mbr = if layout.gpt { "protective MBR" } else { "MBR" };
     let mut out = vec![
         region(f, 0, 440, format!("{mbr} boot code"))?,
@@ -716,18 +806,53 @@ fn boot_regions(
             "backup GPT partition entries and header".into(),
         )?);
     }
-    let p = PARTITION_START;
-    let mut bs = [0u8; 512];
-    f.seek(SeekFrom::Start(p))?;
-    f.read_exact(&mut bs)?;
-    let le16 = |o: usize| u64::from(u16::from_le_bytes([bs[o], bs[o + 1]]));
-    let le32 = |o: usize| u64::from(u32::from_le_bytes([bs[o], bs[o + 1], bs[o + 2], bs[o + 3]]));
-    let (bps, spc, reserved, fats) = (le16(11), u64::from(bs[13]), le16(14), u64::from(bs[16]));
-    let (fat_sectors, root_cluster, fsinfo, backup) = (le32(36), le32(44), le16(48), le16(50));
-    if bps != SECTOR || spc == 0 || le16(22) != 0 || reserved < 2 || fats == 0 {
-        bail!("partition 1 does not start with a FAT32 boot sector of 512-byte sectors");
+    Ok(out)
+}
+
+/// The fields of partition 1's FAT32 boot sector that the boot regions depend on (counts of
+/// sectors, sector numbers in the partition, a cluster number).
+struct Fat32Bpb {
+    /// Sectors per cluster.
+    spc: u64,
+    reserved: u64,
+    fats: u64,
+    fat_sectors: u64,
+    root_cluster: u64,
+    fsinfo: u64,
+    backup: u64,
+}
+
+impl Fat32Bpb {
+    /// Reads partition 1's boot sector; refused unless it is FAT32 with 512-byte sectors.
+    fn read(f: &mut std::fs::File) -> Result<Fat32Bpb> {
+        let mut bs = [0u8; 512];
+        f.seek(SeekFrom::Start(PARTITION_START))?;
+        f.read_exact(&mut bs)?;
+        let le16 = |o: usize| u64::from(u16::from_le_bytes([bs[o], bs[o + 1]]));
+        let le32 =
+            |o: usize| u64::from(u32::from_le_bytes([bs[o], bs[o + 1], bs[o + 2], bs[o + 3]]));
+        let (bps, spc, reserved, fats) = (le16(11), u64::from(bs[13]), le16(14), u64::from(bs[16]));
+        let (fat_sectors, root_cluster, fsinfo, backup) = (le32(36), le32(44), le16(48), le16(50));
+        if bps != SECTOR || spc == 0 || le16(22) != 0 || reserved < 2 || fats == 0 {
+            bail!("partition 1 does not start with a FAT32 boot sector of 512-byte sectors");
+        }
+        Ok(Fat32Bpb {
+            spc,
+            reserved,
+            fats,
+            fat_sectors,
+            root_cluster,
+            fsinfo,
+            backup,
+        })
     }
-    // The reserved sectors, cut around what the file system's drivers change.
+}
+
+/// The partition's reserved sectors, cut around what the file system's drivers change: the
+/// FSInfo sector and the dirty flags (byte 65) of the boot sector and its backup.
+fn reserved_regions(f: &mut std::fs::File, bpb: &Fat32Bpb) -> Result<Vec<Region>> {
+    let (reserved, fsinfo, backup) = (bpb.reserved, bpb.fsinfo, bpb.backup);
+    let mut out = Vec::new();
     let mut holes = vec![(65, 66), (fsinfo * SECTOR, fsinfo * SECTOR + SECTOR)];
     if backup != 0 {
         holes.push((backup * SECTOR + 65, backup * SECTOR + 66));
@@ -742,7 +867,7 @@ fn boot_regions(
         if start > at {
             out.push(region(
                 f,
-                p + at,
+                PARTITION_START + at,
                 start - at,
                 "partition 1 boot sector and reserved sectors (without FSInfo and the dirty \
                  flags)"
@@ -751,36 +876,113 @@ fn boot_regions(
         }
         at = at.max(end);
     }
-    if let Some((path, names)) = loader {
-        let cluster = spc * SECTOR;
-        let data = (reserved + fats * fat_sectors) * SECTOR;
-        let fat_at = p + reserved * SECTOR;
-        let max = (layout.part_len - data) / cluster + 2;
-        let next = |f: &mut std::fs::File, c: u64| -> Result<u64> {
-            let mut e = [0u8; 4];
-            f.seek(SeekFrom::Start(fat_at + c * 4))?;
-            f.read_exact(&mut e)?;
-            Ok(u64::from(u32::from_le_bytes(e) & 0x0fff_ffff))
-        };
-        let chain = |f: &mut std::fs::File, first: u64| -> Result<Vec<u64>> {
-            let mut v = Vec::new();
-            let mut c = first;
-            while (2..max).contains(&c) {
-                if v.len() as u64 >= max {
-                    bail!("a cluster chain loops in partition 1");
-                }
-                v.push(c);
-                c = next(f, c)?;
+    Ok(out)
+}
+
+/// The sectors of the loader at `path` (`names`: its 8.3 names from the root), whole sectors
+/// up to its end, one region per run of consecutive clusters.
+fn loader_regions(
+    f: &mut std::fs::File,
+    layout: &ImageLayout,
+    bpb: &Fat32Bpb,
+    path: &str,
+    names: &[[u8; 11]],
+) -> Result<Vec<Region>> {
+    let clusters = Clusters::new(layout, bpb);
+    let (first, size) = clusters.find(f, bpb.root_cluster, path, names)?;
+    // Whole sectors up to the file's end, in runs of consecutive clusters.
+    let mut out = Vec::new();
+    let mut left = size.div_ceil(SECTOR) * SECTOR;
+    let chain = clusters.chain(f, first)?;
+    let mut i = 0;
+    while i < chain.len() && left > 0 {
+        let mut j = i + 1;
+        while j < chain.len() && chain[j] == chain[j - 1] + 1 {
+            j += 1;
+        }
+        let len = ((j - i) as u64 * clusters.cluster).min(left);
+        out.push(region(
+            f,
+            clusters.offset(chain[i]),
+            len,
+            format!("{path}, as the boot sector loads it (by sector address)"),
+        )?);
+        left -= len;
+        i = j;
+    }
+    if left > 0 {
+        bail!("{path}'s clusters end before its size in partition 1");
+    }
+    Ok(out)
+}
+
+/// Partition 1's clusters as its first FAT chains them: just enough FAT32 to find where a
+/// file's bytes are.
+struct Clusters {
+    /// Bytes per cluster.
+    cluster: u64,
+    /// Where cluster 2 starts, from the start of the partition.
+    data: u64,
+    /// Where the first FAT starts in the image.
+    fat_at: u64,
+    /// One past the highest cluster number the partition has room for.
+    max: u64,
+}
+
+impl Clusters {
+    fn new(layout: &ImageLayout, bpb: &Fat32Bpb) -> Clusters {
+        let cluster = bpb.spc * SECTOR;
+        let data = (bpb.reserved + bpb.fats * bpb.fat_sectors) * SECTOR;
+        Clusters {
+            cluster,
+            data,
+            fat_at: PARTITION_START + bpb.reserved * SECTOR,
+            max: (layout.part_len - data) / cluster + 2,
+        }
+    }
+
+    /// Where cluster `c` starts in the image.
+    fn offset(&self, c: u64) -> u64 {
+        PARTITION_START + self.data + (c - 2) * self.cluster
+    }
+
+    /// The FAT entry of cluster `c`: the next cluster of its chain, or an end mark.
+    fn next(&self, f: &mut std::fs::File, c: u64) -> Result<u64> {
+        let mut e = [0u8; 4];
+        f.seek(SeekFrom::Start(self.fat_at + c * 4))?;
+        f.read_exact(&mut e)?;
+        Ok(u64::from(u32::from_le_bytes(e) & 0x0fff_ffff))
+    }
+
+    /// The clusters of the chain that starts at `first`; refused when it loops.
+    fn chain(&self, f: &mut std::fs::File, first: u64) -> Result<Vec<u64>> {
+        let mut v = Vec::new();
+        let mut c = first;
+        while (2..self.max).contains(&c) {
+            if v.len() as u64 >= self.max {
+                bail!("a cluster chain loops in partition 1");
             }
-            Ok(v)
-        };
-        // Walk the directories by their 8.3 names.
-        let (mut first, mut size) = (root_cluster, 0u64);
+            v.push(c);
+            c = self.next(f, c)?;
+        }
+        Ok(v)
+    }
+
+    /// The first cluster and the size of the file at `path`, found by walking the directories
+    /// from `root` (a cluster) by its 8.3 `names`.
+    fn find(
+        &self,
+        f: &mut std::fs::File,
+        root: u64,
+        path: &str,
+        names: &[[u8; 11]],
+    ) -> Result<(u64, u64)> {
+        let (mut first, mut size) = (root, 0u64);
         for name in names {
             let mut found = None;
-            'dir: for c in chain(f, first)? {
-                let mut buf = vec![0u8; cluster as usize];
-                f.seek(SeekFrom::Start(p + data + (c - 2) * cluster))?;
+            'dir: for c in self.chain(f, first)? {
+                let mut buf = vec![0u8; self.cluster as usize];
+                f.seek(SeekFrom::Start(self.offset(c)))?;
                 f.read_exact(&mut buf)?;
                 for e in buf.chunks_exact(32) {
                     if e[0] == 0 {
@@ -798,31 +1000,8 @@ fn boot_regions(
             }
             (first, size) = found.ok_or_else(|| anyhow!("{path} is not in partition 1"))?;
         }
-        // Whole sectors up to the file's end, in runs of consecutive clusters.
-        let mut left = size.div_ceil(SECTOR) * SECTOR;
-        let clusters = chain(f, first)?;
-        let mut i = 0;
-        while i < clusters.len() && left > 0 {
-            let mut j = i + 1;
-            while j < clusters.len() && clusters[j] == clusters[j - 1] + 1 {
-                j += 1;
-            }
-            let offset = data + (clusters[i] - 2) * cluster;
-            let len = ((j - i) as u64 * cluster).min(left);
-            out.push(region(
-                f,
-                p + offset,
-                len,
-                format!("{path}, as the boot sector loads it (by sector address)"),
-            )?);
-            left -= len;
-            i = j;
-        }
-        if left > 0 {
-            bail!("{path}'s clusters end before its size in partition 1");
-        }
+        Ok((first, size))
     }
-    Ok(out)
 }
 
 /// The identifiers of the table, derived from the label and the epoch.

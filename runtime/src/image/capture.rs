@@ -109,6 +109,8 @@ enum Done {
     Large,
 }
 
+/// The capture itself, into `tmp`: the entries, pass 1, the manifest, pass 2 (see the module's
+/// documentation).
 fn capture_to(
     src: &dyn TreeSource,
     tmp: &Path,
@@ -116,12 +118,7 @@ fn capture_to(
     created: i64,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<ImageInfo> {
-    let nthreads = threads(opts.threads);
-    let mut entries = src.entries()?;
-    entries.sort_by(|a, b| path_order(&a.path, &b.path));
-    if let Some(w) = entries.windows(2).find(|w| w[0].path == w[1].path) {
-        bail!("the source lists {} twice", w[0].path);
-    }
+    let entries = sorted_entries(src)?;
     let files: Vec<&SourceEntry> = entries
         .iter()
         .filter(|e| matches!(e.kind, EntryKind::File { size } if size > 0))
@@ -131,56 +128,70 @@ fn capture_to(
         .iter()
         .filter(|e| matches!(e.kind, EntryKind::File { .. }))
         .count() as u64;
-    let mut p = Progress {
-        bytes_done: 0,
-        bytes_total: total_bytes * 2,
-        files_done: 0,
-        files_total: files_total * 2,
+    let mut c = Capture {
+        src,
+        tmp,
+        nthreads: threads(opts.threads),
+        compression: opts.compression,
+        p: Progress {
+            bytes_done: 0,
+            bytes_total: total_bytes * 2,
+            files_done: 0,
+            files_total: files_total * 2,
+        },
+        progress,
     };
-    progress(&p);
+    c.report();
 
     // Pass 1: hash every file.
-    let mut hashes: Vec<[u8; 32]> = vec![[0; 32]; files.len()];
-    {
-        let next = AtomicUsize::new(0);
-        let (tx, rx) = mpsc::channel::<(usize, Result<[u8; 32]>)>();
-        std::thread::scope(|s| -> Result<()> {
-            for _ in 0..nthreads.min(files.len().max(1)) {
-                let tx = tx.clone();
-                let (next, files) = (&next, &files);
-                s.spawn(move || {
-                    let mut buf = vec![0u8; BUFFER_SIZE];
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(e) = files.get(i) else { break };
-                        let r = hash_file(src, e, &mut buf);
-                        let failed = r.is_err();
-                        if tx.send((i, r)).is_err() || failed {
-                            // Stop the others early too.
-                            next.store(usize::MAX / 2, Ordering::Relaxed);
-                            break;
-                        }
-                    }
-                });
-            }
-            drop(tx);
-            for (i, r) in rx {
-                hashes[i] = r?;
-                p.bytes_done += size_of(files[i]);
-                p.files_done += 1;
-                progress(&p);
-            }
-            Ok(())
-        })?;
-        if p.files_done != files.len() as u64 {
-            bail!("hashing stopped early (a worker thread failed)");
-        }
-    }
+    let hashes = c.hash_files(&files)?;
+    let jobs = distinct_contents(&files, &hashes)?;
+    let stored_bytes: u64 = jobs.iter().map(|j| j.size).sum();
+    c.p.bytes_total = total_bytes + stored_bytes;
+    c.p.files_done = files_total;
+    c.p.files_total = files_total + jobs.len() as u64;
+    c.report();
 
-    // Distinct contents, in the order of their first path.
+    // The manifest, the archive's first entry.
+    let (m, ndirs, nlinks) = manifest(&entries, &files, &hashes, opts, created);
+    let json = serde_json::to_vec(&m).context("serializing the manifest")?;
+    let mut zw = c.create_archive(&json, created)?;
+
+    // Pass 2: compress distinct contents on the workers, write them here in order.
+    c.write_contents(&jobs, &mut zw)?;
+    let image_bytes = c.finish_archive(zw)?;
+    Ok(ImageInfo {
+        name: m.name,
+        description: m.description,
+        created,
+        tsforge_version: m.tsforge_version,
+        compression: m.compression,
+        files: files_total,
+        dirs: ndirs,
+        symlinks: nlinks,
+        total_bytes,
+        stored_bytes,
+        image_bytes,
+    })
+}
+
+/// The source's entries in [`path_order`]; a path listed twice is refused.
+fn sorted_entries(src: &dyn TreeSource) -> Result<Vec<SourceEntry>> {
+    let mut entries = src.entries()?;
+    entries.sort_by(|a, b| path_order(&a.path, &b.path));
+    if let Some(w) = entries.windows(2).find(|w| w[0].path == w[1].path) {
+        bail!("the source lists {} twice", w[0].path);
+    }
+    Ok(entries)
+}
+
+/// Distinct contents, in the order of their first path. Entry names carry 128 bits of the
+/// hash: two different contents sharing them would make the image unreadable, so refuse (it
+/// does not happen by chance).
+fn distinct_contents<'e>(files: &[&'e SourceEntry], hashes: &[[u8; 32]]) -> Result<Vec<Job<'e>>> {
     let mut seen: HashMap<[u8; 32], ()> = HashMap::new();
     let mut jobs: Vec<Job> = Vec::new();
-    for (e, h) in files.iter().zip(&hashes) {
+    for (e, h) in files.iter().zip(hashes) {
         if seen.insert(*h, ()).is_none() {
             jobs.push(Job {
                 hash: *h,
@@ -189,25 +200,26 @@ fn capture_to(
             });
         }
     }
-    // Entry names carry 128 bits of the hash: two different contents sharing them would make
-    // the image unreadable, so refuse (it does not happen by chance).
-    {
-        let mut names = std::collections::HashSet::with_capacity(jobs.len());
-        for j in &jobs {
-            if !names.insert(super::format::content_name(&hex(&j.hash))) {
-                bail!("two different contents share the first 128 bits of their sha256");
-            }
+    let mut names = std::collections::HashSet::with_capacity(jobs.len());
+    for j in &jobs {
+        if !names.insert(super::format::content_name(&hex(&j.hash))) {
+            bail!("two different contents share the first 128 bits of their sha256");
         }
     }
-    let stored_bytes: u64 = jobs.iter().map(|j| j.size).sum();
-    p.bytes_total = total_bytes + stored_bytes;
-    p.files_done = files_total;
-    p.files_total = files_total + jobs.len() as u64;
-    progress(&p);
+    Ok(jobs)
+}
 
-    // The manifest.
+/// The manifest: the options, then every entry in order, files with their hash (`hashes`
+/// belong to `files`, the non-empty ones); and the numbers of directories and symlinks.
+fn manifest(
+    entries: &[SourceEntry],
+    files: &[&SourceEntry],
+    hashes: &[[u8; 32]],
+    opts: &CaptureOptions,
+    created: i64,
+) -> (Manifest, u64, u64) {
     let mut by_path: HashMap<&RelPath, [u8; 32]> = HashMap::new();
-    for (e, h) in files.iter().zip(&hashes) {
+    for (e, h) in files.iter().zip(hashes) {
         by_path.insert(&e.path, *h);
     }
     let mut m = Manifest {
@@ -221,7 +233,7 @@ fn capture_to(
         entries: Vec::with_capacity(entries.len()),
     };
     let (mut ndirs, mut nlinks) = (0u64, 0u64);
-    for e in &entries {
+    for e in entries {
         let mut me = ManifestEntry {
             path: e.path.as_str().to_string(),
             kind: EntryType::Dir,
@@ -246,138 +258,261 @@ fn capture_to(
         }
         m.entries.push(me);
     }
-    let json = serde_json::to_vec(&m).context("serializing the manifest")?;
+    (m, ndirs, nlinks)
+}
 
-    let f = fs::File::create(tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let mut zw = ZipWriter::new(BufWriter::with_capacity(4 << 20, f), created);
-    {
+/// The archive being written.
+type Archive = ZipWriter<BufWriter<fs::File>>;
+
+/// One capture under way: the source, the output being written, and the progress both passes
+/// report.
+struct Capture<'a> {
+    src: &'a dyn TreeSource,
+    tmp: &'a Path,
+    nthreads: usize,
+    compression: Compression,
+    p: Progress,
+    progress: &'a mut dyn FnMut(&Progress),
+}
+
+impl Capture<'_> {
+    /// Reports the progress so far.
+    fn report(&mut self) {
+        (self.progress)(&self.p);
+    }
+
+    /// Pass 1: hashes every file on all threads (the manifest needs every sha256 before the
+    /// contents, and the hashes find duplicates), reporting each file; the hashes in `files`'
+    /// order.
+    fn hash_files(&mut self, files: &[&SourceEntry]) -> Result<Vec<[u8; 32]>> {
+        let mut hashes: Vec<[u8; 32]> = vec![[0; 32]; files.len()];
+        let next = AtomicUsize::new(0);
+        let (tx, rx) = mpsc::channel::<(usize, Result<[u8; 32]>)>();
+        let src = self.src;
+        std::thread::scope(|s| -> Result<()> {
+            for _ in 0..self.nthreads.min(files.len().max(1)) {
+                let tx = tx.clone();
+                let next = &next;
+                s.spawn(move || hash_worker(src, files, next, tx));
+            }
+            drop(tx);
+            for (i, r) in rx {
+                hashes[i] = r?;
+                self.p.bytes_done += size_of(files[i]);
+                self.p.files_done += 1;
+                self.report();
+            }
+            Ok(())
+        })?;
+        if self.p.files_done != files.len() as u64 {
+            bail!("hashing stopped early (a worker thread failed)");
+        }
+        Ok(hashes)
+    }
+
+    /// Creates the archive at `tmp` with the manifest (deflated) as its first entry.
+    fn create_archive(&self, json: &[u8], created: i64) -> Result<Archive> {
+        let tmp = self.tmp;
+        let f = fs::File::create(tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut zw = ZipWriter::new(BufWriter::with_capacity(4 << 20, f), created);
         let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::new(6));
-        enc.write_all(&json)?;
+        enc.write_all(json)?;
         let data = enc.finish()?;
         zw.add(
             MANIFEST_NAME,
             METHOD_DEFLATE,
-            crc32fast::hash(&json),
+            crc32fast::hash(json),
             json.len() as u64,
             &data,
         )
         .with_context(|| format!("writing {}", tmp.display()))?;
+        Ok(zw)
     }
 
-    // Pass 2: compress distinct contents on the workers, write them here in order.
-    struct Window {
-        next: usize,
-        written: usize,
-        in_flight: u64,
-        stop: bool,
-    }
-    let window = Mutex::new(Window {
-        next: 0,
-        written: 0,
-        in_flight: 0,
-        stop: false,
-    });
-    let cv = Condvar::new();
-    let compression = opts.compression;
-    let (tx, rx) = mpsc::channel::<(usize, Result<Done>)>();
-    let result = std::thread::scope(|s| -> Result<()> {
-        for _ in 0..nthreads.min(jobs.len().max(1)) {
-            let tx = tx.clone();
-            let (window, cv, jobs) = (&window, &cv, &jobs);
-            s.spawn(move || {
-                let mut zc = zstd::bulk::Compressor::new(ZSTD_LEVEL).ok();
-                loop {
-                    let i = {
-                        let mut w = window.lock().expect("window lock poisoned");
-                        loop {
-                            if w.stop || w.next >= jobs.len() {
-                                return;
-                            }
-                            let j = &jobs[w.next];
-                            let cost = if j.size > IN_MEMORY_MAX { 0 } else { j.size };
-                            // Always let the oldest unwritten job run, so one big file
-                            // cannot stall the window.
-                            if w.in_flight == 0 || w.in_flight + cost <= IN_FLIGHT_MAX {
-                                w.in_flight += cost;
-                                w.next += 1;
-                                break w.next - 1;
-                            }
-                            w = cv.wait(w).expect("window lock poisoned");
-                        }
-                    };
-                    let j = &jobs[i];
-                    let r = if j.size > IN_MEMORY_MAX {
-                        Ok(Done::Large)
-                    } else {
-                        pack(src, j, compression, zc.as_mut()).map(Done::Packed)
-                    };
-                    if tx.send((i, r)).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-        drop(tx);
-        let mut pending: BTreeMap<usize, Result<Done>> = BTreeMap::new();
-        let mut write = || -> Result<()> {
-            for (i, j) in jobs.iter().enumerate() {
-                let done = loop {
-                    if let Some(d) = pending.remove(&i) {
-                        break d;
-                    }
-                    let (k, d) = rx.recv().context("a compression thread stopped")?;
-                    pending.insert(k, d);
-                };
-                let name = super::format::content_name(&hex(&j.hash));
-                match done? {
-                    Done::Packed(pk) => {
-                        zw.add(&name, pk.method, pk.crc, j.size, &pk.data)
-                            .with_context(|| format!("writing {}", tmp.display()))?;
-                        let mut w = window.lock().expect("window lock poisoned");
-                        w.in_flight -= j.size;
-                        w.written += 1;
-                    }
-                    Done::Large => {
-                        write_large(src, j, &name, compression, nthreads, &mut zw)
-                            .with_context(|| format!("writing {}", tmp.display()))?;
-                        window.lock().expect("window lock poisoned").written += 1;
-                    }
-                }
-                cv.notify_all();
-                p.bytes_done += j.size;
-                p.files_done += 1;
-                progress(&p);
+    /// Pass 2: the worker threads compress the distinct contents into memory, within the
+    /// [`Window`]; this thread writes them in manifest order (see [`Self::write_in_order`]).
+    fn write_contents(&mut self, jobs: &[Job], zw: &mut Archive) -> Result<()> {
+        let window = Window::new();
+        let (src, compression) = (self.src, self.compression);
+        let (tx, rx) = mpsc::channel::<(usize, Result<Done>)>();
+        std::thread::scope(|s| -> Result<()> {
+            for _ in 0..self.nthreads.min(jobs.len().max(1)) {
+                let tx = tx.clone();
+                let window = &window;
+                s.spawn(move || compress_worker(src, jobs, window, compression, tx));
             }
-            Ok(())
+            drop(tx);
+            let r = self.write_in_order(jobs, &rx, &window, zw);
+            window.stop();
+            r
+        })
+    }
+
+    /// The writing side of pass 2: each job's result in job order (keeping those that arrive
+    /// early), written into the archive; a job too large for memory is compressed here,
+    /// streamed. Reports each job.
+    fn write_in_order(
+        &mut self,
+        jobs: &[Job],
+        rx: &mpsc::Receiver<(usize, Result<Done>)>,
+        window: &Window,
+        zw: &mut Archive,
+    ) -> Result<()> {
+        let tmp = self.tmp;
+        let mut pending: BTreeMap<usize, Result<Done>> = BTreeMap::new();
+        for (i, j) in jobs.iter().enumerate() {
+            let done = loop {
+                if let Some(d) = pending.remove(&i) {
+                    break d;
+                }
+                let (k, d) = rx.recv().context("a compression thread stopped")?;
+                pending.insert(k, d);
+            };
+            let name = super::format::content_name(&hex(&j.hash));
+            match done? {
+                Done::Packed(pk) => {
+                    zw.add(&name, pk.method, pk.crc, j.size, &pk.data)
+                        .with_context(|| format!("writing {}", tmp.display()))?;
+                    window.written(j.size);
+                }
+                Done::Large => {
+                    write_large(self.src, j, &name, self.compression, self.nthreads, zw)
+                        .with_context(|| format!("writing {}", tmp.display()))?;
+                    window.written(0);
+                }
+            }
+            self.p.bytes_done += j.size;
+            self.p.files_done += 1;
+            self.report();
+        }
+        Ok(())
+    }
+
+    /// Ends the archive (central directory) and syncs it: the image's size in bytes.
+    fn finish_archive(&self, zw: Archive) -> Result<u64> {
+        let tmp = self.tmp;
+        let (bw, image_bytes) = zw
+            .finish()
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        let f = bw
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        f.sync_all()
+            .with_context(|| format!("syncing {}", tmp.display()))?;
+        Ok(image_bytes)
+    }
+}
+
+/// A hashing thread of pass 1: hashes the next file not yet taken until none are left, and
+/// sends each result; after a failure, or once nobody receives, it stops the others early too.
+fn hash_worker(
+    src: &dyn TreeSource,
+    files: &[&SourceEntry],
+    next: &AtomicUsize,
+    tx: mpsc::Sender<(usize, Result<[u8; 32]>)>,
+) {
+    let mut buf = vec![0u8; BUFFER_SIZE];
+    loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(e) = files.get(i) else { break };
+        let r = hash_file(src, e, &mut buf);
+        let failed = r.is_err();
+        if tx.send((i, r)).is_err() || failed {
+            // Stop the others early too.
+            next.store(usize::MAX / 2, Ordering::Relaxed);
+            break;
+        }
+    }
+}
+
+/// The jobs of pass 2 as the compression threads take them: the next one, and the compressed
+/// bytes held ahead of the writer, at most [`IN_FLIGHT_MAX`].
+struct Window {
+    state: Mutex<WindowState>,
+    cv: Condvar,
+}
+
+/// What [`Window`]'s lock guards.
+struct WindowState {
+    next: usize,
+    written: usize,
+    in_flight: u64,
+    stop: bool,
+}
+
+impl Window {
+    fn new() -> Window {
+        Window {
+            state: Mutex::new(WindowState {
+                next: 0,
+                written: 0,
+                in_flight: 0,
+                stop: false,
+            }),
+            cv: Condvar::new(),
+        }
+    }
+
+    /// The next job for a compression thread, waiting while the window is full; `None` once
+    /// every job is taken or the writer has stopped.
+    fn take(&self, jobs: &[Job]) -> Option<usize> {
+        let mut w = self.state.lock().expect("window lock poisoned");
+        loop {
+            if w.stop || w.next >= jobs.len() {
+                return None;
+            }
+            let j = &jobs[w.next];
+            let cost = if j.size > IN_MEMORY_MAX { 0 } else { j.size };
+            // Always let the oldest unwritten job run, so one big file cannot stall the window.
+            if w.in_flight == 0 || w.in_flight + cost <= IN_FLIGHT_MAX {
+                w.in_flight += cost;
+                w.next += 1;
+                return Some(w.next - 1);
+            }
+            w = self.cv.wait(w).expect("window lock poisoned");
+        }
+    }
+
+    /// A job was written: its `freed` bytes (0 for a large one, which never held any) leave
+    /// the window.
+    fn written(&self, freed: u64) {
+        {
+            let mut w = self.state.lock().expect("window lock poisoned");
+            w.in_flight -= freed;
+            w.written += 1;
+        }
+        self.cv.notify_all();
+    }
+
+    /// The writer is done (or failed): the threads take no more jobs.
+    fn stop(&self) {
+        self.state.lock().expect("window lock poisoned").stop = true;
+        self.cv.notify_all();
+    }
+}
+
+/// A compression thread of pass 2: compresses each job it takes into memory (one too large
+/// for memory is left to the writer) and sends the result; stops when nobody receives.
+fn compress_worker(
+    src: &dyn TreeSource,
+    jobs: &[Job],
+    window: &Window,
+    compression: Compression,
+    tx: mpsc::Sender<(usize, Result<Done>)>,
+) {
+    let mut zc = zstd::bulk::Compressor::new(ZSTD_LEVEL).ok();
+    while let Some(i) = window.take(jobs) {
+        let j = &jobs[i];
+        let r = if j.size > IN_MEMORY_MAX {
+            Ok(Done::Large)
+        } else {
+            pack(src, j, compression, zc.as_mut()).map(Done::Packed)
         };
-        let r = write();
-        window.lock().expect("window lock poisoned").stop = true;
-        cv.notify_all();
-        r
-    });
-    result?;
-    let (bw, image_bytes) = zw
-        .finish()
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    let f = bw
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    f.sync_all()
-        .with_context(|| format!("syncing {}", tmp.display()))?;
-    Ok(ImageInfo {
-        name: m.name,
-        description: m.description,
-        created,
-        tsforge_version: m.tsforge_version,
-        compression: m.compression,
-        files: files_total,
-        dirs: ndirs,
-        symlinks: nlinks,
-        total_bytes,
-        stored_bytes,
-        image_bytes,
-    })
+        if tx.send((i, r)).is_err() {
+            return;
+        }
+    }
 }
 
 fn size_of(e: &SourceEntry) -> u64 {
