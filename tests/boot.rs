@@ -8,8 +8,7 @@ use std::process::{Command, Stdio};
 use tsforge_builder::media::{assemble, MediaOptions};
 use tsforge_builder::tree::MediaTree;
 
-mod common;
-use common::tool;
+use crate::common::{repo, tool, tsforge_command, tsforge_text};
 
 const DEPLOY: &str = r#"
 name: Deploy
@@ -25,10 +24,6 @@ steps:
     run: echo capture > "%OUT%/capture.txt"
 "#;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// A folder medium with two sequences, the sample computer-name hook, a password and a secret.
 fn make_medium(d: &Path, sign: Option<[u8; 32]>) -> PathBuf {
     std::fs::write(d.join("deploy.yaml"), DEPLOY).unwrap();
@@ -40,7 +35,7 @@ fn make_medium(d: &Path, sign: Option<[u8; 32]>) -> PathBuf {
         name: "Test medium".into(),
         sequences: vec![d.join("deploy.yaml"), d.join("capture.yaml")],
         default: None,
-        hooks: vec![repo().join("hooks/ask-computer-name.sh")],
+        hooks: vec![repo("hooks/ask-computer-name.sh").into()],
         vars: vec![
             ("Site".into(), "LAB".into()),
             ("OUT".into(), d.join("out").display().to_string()),
@@ -61,12 +56,7 @@ fn make_medium(d: &Path, sign: Option<[u8; 32]>) -> PathBuf {
 }
 
 fn boot(d: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tsforge"))
-        .arg("boot")
-        .args(args)
-        .current_dir(d)
-        .env("TSFORGE_MACHINE_DIR", d.join("machine"))
-        .env_remove("TSFORGE_STATE_DIR")
+    let mut child = tsforge_command(d, &[&["boot"], args].concat())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -82,22 +72,6 @@ fn boot(d: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
         o.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&o.stdout).into_owned(),
         String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-fn tsforge(d: &Path, args: &[&str]) -> (i32, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_tsforge"))
-        .args(args)
-        .current_dir(d)
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
     )
 }
 
@@ -121,9 +95,9 @@ fn boot_asks_password_runs_the_hook_and_the_chosen_sequence() {
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
     }
-    let (code, out) = tsforge(d, &["media", "verify", "medium"]);
+    let (code, out) = tsforge_text(d, &["media", "verify", "medium"]);
     assert_eq!(code, 0, "{out}");
-    let (code, out) = tsforge(d, &["media", "inspect", "medium"]);
+    let (code, out) = tsforge_text(d, &["media", "inspect", "medium"]);
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains("sequence deploy")
@@ -188,7 +162,7 @@ fn boot_refuses_a_tampered_medium_and_a_wrong_password() {
         .unwrap()
         .replace("Record", "Rekord");
     std::fs::write(&seq, text).unwrap();
-    let (code, out) = tsforge(d, &["media", "verify", "medium"]);
+    let (code, out) = tsforge_text(d, &["media", "verify", "medium"]);
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("tsforge/sequences/deploy.yaml: sha256"),
@@ -208,7 +182,7 @@ fn boot_refuses_a_tampered_medium_and_a_wrong_password() {
 
     // A file added to tsforge/ is named too.
     std::fs::write(medium.join("tsforge/hooks/evil.sh"), "echo hi").unwrap();
-    let (code, out) = tsforge(d, &["media", "verify", "medium"]);
+    let (code, out) = tsforge_text(d, &["media", "verify", "medium"]);
     assert_eq!(code, 1);
     assert!(
         out.contains("tsforge/hooks/evil.sh: not in the manifest"),
@@ -220,20 +194,20 @@ fn boot_refuses_a_tampered_medium_and_a_wrong_password() {
 fn signed_medium_verifies_and_a_pinned_key_must_match() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (code, out) = tsforge(d, &["keygen", "-o", "media"]);
+    let (code, out) = tsforge_text(d, &["keygen", "-o", "media"]);
     assert_eq!(code, 0, "{out}");
     let key = tsforge_builder::runtime::media::read_key_file(&d.join("media.key")).unwrap();
     let medium = make_medium(d, Some(key));
     assert!(medium.join("tsforge/manifest.sig").exists());
-    let (code, out) = tsforge(
+    let (code, out) = tsforge_text(
         d,
         &["media", "verify", "medium", "--public-key", "media.pub"],
     );
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("signed by"), "{out}");
     // Another key pair: refused.
-    tsforge(d, &["keygen", "-o", "other"]);
-    let (code, out) = tsforge(
+    tsforge_text(d, &["keygen", "-o", "other"]);
+    let (code, out) = tsforge_text(
         d,
         &["media", "verify", "medium", "--public-key", "other.pub"],
     );
@@ -243,7 +217,7 @@ fn signed_medium_verifies_and_a_pinned_key_must_match() {
     let mut m = std::fs::read(&man).unwrap();
     m.extend_from_slice(format!("{}  extra.txt\n", "0".repeat(64)).as_bytes());
     std::fs::write(&man, m).unwrap();
-    let (code, out) = tsforge(d, &["media", "verify", "medium"]);
+    let (code, out) = tsforge_text(d, &["media", "verify", "medium"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("does not match tsforge/manifest"), "{out}");
 }
@@ -252,7 +226,7 @@ fn signed_medium_verifies_and_a_pinned_key_must_match() {
 fn boot_refuses_a_signed_medium_with_a_file_added_outside_tsforge() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (code, out) = tsforge(d, &["keygen", "-o", "media"]);
+    let (code, out) = tsforge_text(d, &["keygen", "-o", "media"]);
     assert_eq!(code, 0, "{out}");
     let key = tsforge_builder::runtime::media::read_key_file(&d.join("media.key")).unwrap();
     let medium = make_medium(d, Some(key));
@@ -264,7 +238,7 @@ fn boot_refuses_a_signed_medium_with_a_file_added_outside_tsforge() {
         "title evil\nlinux /evil\n",
     )
     .unwrap();
-    let (code, out) = tsforge(
+    let (code, out) = tsforge_text(
         d,
         &["media", "verify", "medium", "--public-key", "media.pub"],
     );
@@ -305,7 +279,7 @@ fn medium_with_packages(d: &Path, name: &str, sign: Option<[u8; 32]>) -> PathBuf
             format!("echo ran > \"$OUT/{id}.txt\"\n"),
         )
         .unwrap();
-        let (code, out) = tsforge(
+        let (code, out) = tsforge_text(
             d,
             &[
                 "package",
@@ -354,7 +328,7 @@ fn medium_with_packages(d: &Path, name: &str, sign: Option<[u8; 32]>) -> PathBuf
 fn signed_medium_accepts_its_packages_and_refuses_unsigned_ones() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (code, out) = tsforge(d, &["keygen", "-o", "media"]);
+    let (code, out) = tsforge_text(d, &["keygen", "-o", "media"]);
     assert_eq!(code, 0, "{out}");
     let key = tsforge_builder::runtime::media::read_key_file(&d.join("media.key")).unwrap();
 
@@ -372,7 +346,7 @@ fn signed_medium_accepts_its_packages_and_refuses_unsigned_ones() {
     assert!(medium
         .join("tsforge/packages/TSF00001/tsforge-package.json.sig")
         .is_file());
-    let (code, out) = tsforge(
+    let (code, out) = tsforge_text(
         d,
         &[
             "package",

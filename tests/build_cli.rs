@@ -4,32 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-mod common;
-use common::tool;
-
-fn tsforge(d: &Path, args: &[&str]) -> (i32, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_tsforge"))
-        .args(args)
-        .current_dir(d)
-        .env("SOURCE_DATE_EPOCH", "1700000000")
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-    )
-}
-
-fn repo(p: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(p)
-        .display()
-        .to_string()
-}
+use crate::common::fixed_time::tsforge_text;
+use crate::common::{repo, required, tool};
 
 fn linux_ready() -> bool {
     // The linux template needs the host's Debian kernel, busybox and boot loaders.
@@ -41,7 +17,7 @@ fn linux_ready() -> bool {
             })
             .unwrap_or(false);
     if !ok {
-        if std::env::var("TSFORGE_REQUIRE_TOOLS").is_ok_and(|v| v == "1") {
+        if required() {
             panic!("the linux template's packages are missing; run scripts/setup.sh");
         }
         eprintln!("SKIP linux template: linux-image-amd64/busybox-static/systemd-boot-efi missing");
@@ -76,16 +52,16 @@ fn build(d: &Path, kind: &str, template: &str, extra: &[&str], out: &str) -> Str
     args.push("-o".into());
     args.push(out.into());
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, out_text) = tsforge(d, &refs);
+    let (code, out_text) = tsforge_text(d, &refs);
     assert_eq!(code, 0, "tsforge {refs:?}\n{out_text}");
     out_text
 }
 
 fn verify_then_tamper(d: &Path, medium: &str, tamper: &dyn Fn()) {
-    let (code, out) = tsforge(d, &["media", "verify", medium]);
+    let (code, out) = tsforge_text(d, &["media", "verify", medium]);
     assert_eq!(code, 0, "{out}");
     tamper();
-    let (code, out) = tsforge(d, &["media", "verify", medium]);
+    let (code, out) = tsforge_text(d, &["media", "verify", medium]);
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("tsforge/sequences/minimal.yaml: sha256"),
@@ -171,7 +147,7 @@ fn linux_usb_iso_pxe_dir() {
             .unwrap();
         let t = String::from_utf8_lossy(&o.stdout);
         assert!(t.contains("BIOS") && t.contains("UEFI"), "{t}");
-        let (code, out) = tsforge(d, &["media", "verify", "m.iso"]);
+        let (code, out) = tsforge_text(d, &["media", "verify", "m.iso"]);
         assert_eq!(code, 0, "{out}");
     }
 
@@ -279,7 +255,7 @@ fn winpe_iso_usb_pxe_dir() {
 
     let summary = build(d, "usb", "winpe", &extra, "pe.img");
     assert!(summary.contains("bootsect"), "{summary}");
-    let (code, out) = tsforge(d, &["media", "verify", "pe.img"]);
+    let (code, out) = tsforge_text(d, &["media", "verify", "pe.img"]);
     assert_eq!(code, 0, "{out}");
 
     build(d, "iso", "winpe", &extra, "pe.iso");
@@ -308,7 +284,7 @@ fn winpe_iso_usb_pxe_dir() {
     args.extend(extra.iter().map(|s| s.to_string()));
     args.extend(["-o".into(), "never".into()]);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, out) = tsforge(d, &refs);
+    let (code, out) = tsforge_text(d, &refs);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("bootmgr"), "{out}");
     assert!(!d.join("never").exists());
@@ -321,7 +297,7 @@ fn usb_device_is_checked_before_building() {
     let d = dir.path();
     std::fs::write(d.join("not-a-disk"), vec![0u8; 1 << 20]).unwrap();
     let seq = repo("examples/minimal.yaml");
-    let (code, out) = tsforge(
+    let (code, out) = tsforge_text(
         d,
         &[
             "build",
@@ -353,7 +329,7 @@ fn usb_device_is_checked_before_building() {
             .unwrap();
         if o.status.success() {
             let loopdev = String::from_utf8_lossy(&o.stdout).trim().to_string();
-            let (code, out) = tsforge(
+            let (code, out) = tsforge_text(
                 d,
                 &[
                     "build",

@@ -7,33 +7,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-mod common;
-#[path = "common/used_disk.rs"]
-mod used_disk;
-use common::tool;
-#[path = "common/data.rs"]
-mod data;
-use data::random;
-#[path = "common/httpd.rs"]
-mod httpd;
-use httpd::Server;
-
-fn tsforge(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tsforge"))
-        .args(args)
-        .current_dir(dir)
-        .env("TSFORGE_MACHINE_DIR", dir.join("machine"))
-        .env("SOURCE_DATE_EPOCH", "1700000000")
-        .env_remove("TSFORGE_STATE_DIR")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::common::data::random;
+use crate::common::fixed_time::tsforge;
+use crate::common::httpd::Server;
+use crate::common::tool;
+use crate::common::used_disk;
 
 fn ok(dir: &Path, args: &[&str]) -> String {
     let (code, out, err) = tsforge(dir, args);

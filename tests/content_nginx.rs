@@ -6,11 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-mod common;
-use common::tool;
-#[path = "common/data.rs"]
-mod data;
-use data::random;
+use crate::common::data::random;
+use crate::common::tool;
 
 const RUNNERS: usize = 20;
 

@@ -8,42 +8,9 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-mod common;
-use common::tool;
-
-#[path = "common/loopdev.rs"]
-mod loopdev;
-use loopdev::{must, Loop};
-
-fn tsforge(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tsforge"))
-        .args(args)
-        .current_dir(dir)
-        .env("TSFORGE_MACHINE_DIR", dir.join("machine"))
-        .env_remove("TSFORGE_STATE_DIR")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// Pseudo-random bytes (xorshift64): a used disk, not a blank one.
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
+use crate::common::data::random_bytes;
+use crate::common::loopdev::{must, Loop};
+use crate::common::{tool, tsforge};
 
 fn have(tools: &[&str]) -> bool {
     tools.iter().all(|t| tool(t).is_some())

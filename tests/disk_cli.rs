@@ -6,26 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-fn tsforge(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tsforge"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-mod common;
-#[path = "common/used_disk.rs"]
-mod used_disk;
-use common::tool;
-
-#[path = "common/gpt.rs"]
-mod gpt;
+use crate::common::data::random_bytes;
+use crate::common::gpt;
+use crate::common::used_disk;
+use crate::common::{tool, tsforge};
 
 fn image(dir: &Path, name: &str, size: u64) -> PathBuf {
     let p = dir.join(name);
@@ -55,7 +39,7 @@ fn partition_is_a_dry_run_without_yes_then_writes_with_it() {
         "--part",
         "type=recovery,size=500MiB,fs=ntfs",
     ];
-    let (code, out, err) = tsforge(&args);
+    let (code, out, err) = tsforge(dir.path(), &args);
     assert_eq!(code, 0, "{out}{err}");
     assert!(err.contains("dry run: nothing was written"), "{err}");
     for want in [
@@ -67,17 +51,17 @@ fn partition_is_a_dry_run_without_yes_then_writes_with_it() {
     ] {
         assert!(out.contains(want), "plan lacks {want}: {out}");
     }
-    let (code, out, _) = tsforge(&["disk", "show", imgs, "--format", "json"]);
+    let (code, out, _) = tsforge(dir.path(), &["disk", "show", imgs, "--format", "json"]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(v["table"].is_null(), "dry run wrote a table: {out}");
 
     let mut yes = args.to_vec();
     yes.push("--yes");
-    let (code, out, err) = tsforge(&yes);
+    let (code, out, err) = tsforge(dir.path(), &yes);
     assert_eq!(code, 0, "{out}{err}");
     assert!(err.contains("need the external formatter"), "{err}");
-    let (code, out, _) = tsforge(&["disk", "show", imgs, "--format", "json"]);
+    let (code, out, _) = tsforge(dir.path(), &["disk", "show", imgs, "--format", "json"]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["table"]["kind"], "gpt");
@@ -86,7 +70,7 @@ fn partition_is_a_dry_run_without_yes_then_writes_with_it() {
     assert_eq!(parts.len(), 4);
     assert_eq!(parts[0]["name"], "EFI");
     assert_eq!(parts[0]["start"], 1 << 20);
-    let (code, out, _) = tsforge(&["disk", "show", imgs]);
+    let (code, out, _) = tsforge(dir.path(), &["disk", "show", imgs]);
     assert_eq!(code, 0);
     assert!(out.contains("table: gpt"), "{out}");
     if let Some(sgdisk) = tool("sgdisk") {
@@ -111,14 +95,17 @@ fn partition_is_a_dry_run_without_yes_then_writes_with_it() {
     std::fs::create_dir_all(src.join("sub/deeper")).unwrap();
     std::fs::write(src.join("sub/deeper/hello.txt"), b"hello from the host").unwrap();
     let part = parts[2]["number"].to_string();
-    let (code, out, err) = tsforge(&[
-        "disk",
-        "copy-in",
-        imgs,
-        "--partition",
-        &part,
-        src.to_str().unwrap(),
-    ]);
+    let (code, out, err) = tsforge(
+        dir.path(),
+        &[
+            "disk",
+            "copy-in",
+            imgs,
+            "--partition",
+            &part,
+            src.to_str().unwrap(),
+        ],
+    );
     assert_eq!(code, 0, "{out}{err}");
     if let Some(mcopy) = tool("mcopy") {
         let start = parts[2]["start"].as_u64().unwrap();
@@ -142,44 +129,51 @@ fn too_small_disk_is_refused_and_left_untouched() {
     let img = dir.path().join("small.img");
     let pattern: Vec<u8> = (0..(64u32 << 20)).map(|i| (i % 251) as u8).collect();
     std::fs::write(&img, &pattern).unwrap();
-    let (code, out, err) = tsforge(&[
-        "disk",
-        "partition",
-        img.to_str().unwrap(),
-        "--table",
-        "mbr",
-        "--part",
-        "size=40MiB,fs=fat16,active",
-        "--part",
-        "size=40MiB",
-        "--yes",
-    ]);
+    let (code, out, err) = tsforge(
+        dir.path(),
+        &[
+            "disk",
+            "partition",
+            img.to_str().unwrap(),
+            "--table",
+            "mbr",
+            "--part",
+            "size=40MiB,fs=fat16,active",
+            "--part",
+            "size=40MiB",
+            "--yes",
+        ],
+    );
     assert_eq!(code, 2, "{out}{err}");
     assert!(
         err.contains("partition 2") && err.contains("does not fit"),
         "{err}"
     );
     assert!(std::fs::read(&img).unwrap() == pattern, "the image changed");
-    let (code, _, err) = tsforge(&[
-        "disk",
-        "partition",
-        img.to_str().unwrap(),
-        "--table",
-        "gpt",
-        "--part",
-        "type=bogus,size=1MiB",
-    ]);
+    let (code, _, err) = tsforge(
+        dir.path(),
+        &[
+            "disk",
+            "partition",
+            img.to_str().unwrap(),
+            "--table",
+            "gpt",
+            "--part",
+            "type=bogus,size=1MiB",
+        ],
+    );
     assert_eq!(code, 2);
     assert!(err.contains("unknown partition type"), "{err}");
 }
 
 #[test]
 fn list_runs_and_json_parses() {
-    let (code, out, err) = tsforge(&["disk", "list", "--format", "json"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = tsforge(dir.path(), &["disk", "list", "--format", "json"]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(v.is_array());
-    let (code, _, err) = tsforge(&["disk", "list"]);
+    let (code, _, err) = tsforge(dir.path(), &["disk", "list"]);
     assert_eq!(code, 0, "{err}");
 }
 
@@ -188,16 +182,19 @@ fn build_fat_is_a_dry_run_without_yes_then_builds() {
     let dir = tempfile::tempdir().unwrap();
     let img = image(dir.path(), "d.img", 80 << 20);
     let imgs = img.to_str().unwrap();
-    let (code, out, err) = tsforge(&[
-        "disk",
-        "partition",
-        imgs,
-        "--table",
-        "mbr",
-        "--part",
-        "size=rest,type=0x0c",
-        "--yes",
-    ]);
+    let (code, out, err) = tsforge(
+        dir.path(),
+        &[
+            "disk",
+            "partition",
+            imgs,
+            "--table",
+            "mbr",
+            "--part",
+            "size=rest,type=0x0c",
+            "--yes",
+        ],
+    );
     assert_eq!(code, 0, "{out}{err}");
     let src = dir.path().join("tree");
     std::fs::create_dir_all(src.join("EFI/Boot")).unwrap();
@@ -214,7 +211,7 @@ fn build_fat_is_a_dry_run_without_yes_then_builds() {
         "System",
         "--fat32",
     ];
-    let (code, out, err) = tsforge(&args);
+    let (code, out, err) = tsforge(dir.path(), &args);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains("would replace everything in partition 1"),
@@ -224,7 +221,7 @@ fn build_fat_is_a_dry_run_without_yes_then_builds() {
     assert!(std::fs::read(&img).unwrap() == before, "a dry run wrote");
     let mut yes = args.to_vec();
     yes.push("--yes");
-    let (code, out, err) = tsforge(&yes);
+    let (code, out, err) = tsforge(dir.path(), &yes);
     assert_eq!(code, 0, "{out}{err}");
     assert!(err.contains("built FAT32 in partition 1: 1 files"), "{err}");
     if let Some(mcopy) = tool("mcopy") {
@@ -266,16 +263,19 @@ fn build_fat_is_reproducible_with_source_date_epoch() {
     for name in ["one.img", "two.img"] {
         let img = dir.path().join(name);
         let imgs = img.to_str().unwrap();
-        let (code, out, err) = tsforge(&[
-            "disk",
-            "partition",
-            imgs,
-            "--table",
-            "mbr",
-            "--part",
-            "size=rest,type=0x0e",
-            "--yes",
-        ]);
+        let (code, out, err) = tsforge(
+            dir.path(),
+            &[
+                "disk",
+                "partition",
+                imgs,
+                "--table",
+                "mbr",
+                "--part",
+                "size=rest,type=0x0e",
+                "--yes",
+            ],
+        );
         assert_eq!(code, 0, "{out}{err}");
         let out = Command::new(env!("CARGO_BIN_EXE_tsforge"))
             .args(["disk", "build-fat", imgs, "--partition", "1"])
@@ -294,20 +294,6 @@ fn build_fat_is_reproducible_with_source_date_epoch() {
         parts.push(bytes[1 << 20..].to_vec());
     }
     assert!(parts[0] == parts[1], "two builds of the same tree differ");
-}
-
-/// Deterministic pseudo-random bytes (xorshift64): what a used disk looks like, unlike zeros.
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// `sfdisk -d` of an image (None when sfdisk is missing), for comparing tables.
@@ -340,18 +326,21 @@ fn partition_checks_file_system_limits_before_writing() {
     let img = dir.path().join("used.img");
     std::fs::write(&img, random_bytes(100 << 20, 19)).unwrap();
     let imgs = img.to_str().unwrap();
-    let (code, out, err) = tsforge(&[
-        "disk",
-        "partition",
-        imgs,
-        "--table",
-        "gpt",
-        "--part",
-        "name=EFI,type=efi,size=40MiB,fs=fat32,label=SYSTEM",
-        "--part",
-        "size=rest,fs=fat16,label=DATA",
-        "--yes",
-    ]);
+    let (code, out, err) = tsforge(
+        dir.path(),
+        &[
+            "disk",
+            "partition",
+            imgs,
+            "--table",
+            "gpt",
+            "--part",
+            "name=EFI,type=efi,size=40MiB,fs=fat32,label=SYSTEM",
+            "--part",
+            "size=rest,fs=fat16,label=DATA",
+            "--yes",
+        ],
+    );
     assert_eq!(code, 0, "{out}{err}");
     sgdisk_clean(&img);
     let before = std::fs::read(&img).unwrap();
@@ -380,9 +369,9 @@ fn partition_checks_file_system_limits_before_writing() {
         for p in parts {
             args.extend(["--part", p]);
         }
-        let (dry_code, dry_out, dry_err) = tsforge(&args);
+        let (dry_code, dry_out, dry_err) = tsforge(dir.path(), &args);
         args.push("--yes");
-        let (code, out, err) = tsforge(&args);
+        let (code, out, err) = tsforge(dir.path(), &args);
         assert_eq!(code, 2, "{parts:?}: {out}{err}");
         assert_eq!(
             dry_code, 2,
@@ -409,16 +398,19 @@ fn partition_refuses_fat_beyond_2_tib_before_writing() {
     let img = dir.path().join("big.img");
     used_disk::random_ends_disk(&img, 3 << 40);
     let imgs = img.to_str().unwrap();
-    let (code, out, err) = tsforge(&[
-        "disk",
-        "partition",
-        imgs,
-        "--table",
-        "gpt",
-        "--part",
-        "size=1GiB",
-        "--yes",
-    ]);
+    let (code, out, err) = tsforge(
+        dir.path(),
+        &[
+            "disk",
+            "partition",
+            imgs,
+            "--table",
+            "gpt",
+            "--part",
+            "size=1GiB",
+            "--yes",
+        ],
+    );
     assert_eq!(code, 0, "{out}{err}");
     let ends = |p: &Path| {
         use std::io::{Read, Seek, SeekFrom};
@@ -447,7 +439,7 @@ fn partition_refuses_fat_beyond_2_tib_before_writing() {
         if yes {
             args.push("--yes");
         }
-        let (code, out, err) = tsforge(&args);
+        let (code, out, err) = tsforge(dir.path(), &args);
         assert_eq!(code, 2, "{out}{err}");
         assert!(
             err.contains("partition 2") && err.contains("at most 2 TiB"),
@@ -464,15 +456,18 @@ fn partition_refuses_fat_beyond_2_tib_before_writing() {
 fn partition_refuses_unknown_file_systems() {
     let dir = tempfile::tempdir().unwrap();
     let img = image(dir.path(), "d.img", 64 << 20);
-    let (code, _, err) = tsforge(&[
-        "disk",
-        "partition",
-        img.to_str().unwrap(),
-        "--table",
-        "gpt",
-        "--part",
-        "size=rest,fs=fat23",
-    ]);
+    let (code, _, err) = tsforge(
+        dir.path(),
+        &[
+            "disk",
+            "partition",
+            img.to_str().unwrap(),
+            "--table",
+            "gpt",
+            "--part",
+            "size=rest,fs=fat23",
+        ],
+    );
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("unknown file system \"fat23\""), "{err}");
 }
@@ -487,18 +482,21 @@ fn damaged_gpt_headers_are_reported_and_can_be_repartitioned() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.img");
     std::fs::write(&good, random_bytes(64 << 20, 7)).unwrap();
-    let (code, out, err) = tsforge(&[
-        "disk",
-        "partition",
-        good.to_str().unwrap(),
-        "--table",
-        "gpt",
-        "--part",
-        "size=20MiB",
-        "--part",
-        "size=rest",
-        "--yes",
-    ]);
+    let (code, out, err) = tsforge(
+        dir.path(),
+        &[
+            "disk",
+            "partition",
+            good.to_str().unwrap(),
+            "--table",
+            "gpt",
+            "--part",
+            "size=20MiB",
+            "--part",
+            "size=rest",
+            "--yes",
+        ],
+    );
     assert_eq!(code, 0, "{out}{err}");
     std::fs::write(dir.path().join("raw.bin"), random_bytes(1 << 20, 8)).unwrap();
     let raw = dir.path().join("raw.bin");
@@ -526,36 +524,39 @@ fn damaged_gpt_headers_are_reported_and_can_be_repartitioned() {
         std::fs::copy(&good, &img).unwrap();
         let imgs = img.to_str().unwrap();
         gpt::patch_both(&img, offset, &value.to_le_bytes());
-        let (code, out, err) = tsforge(&["disk", "show", imgs]);
+        let (code, out, err) = tsforge(dir.path(), &["disk", "show", imgs]);
         assert_eq!(code, 2, "{what}: {out}{err}");
         assert!(
             err.contains("damaged GPT") && err.contains(want) && !err.contains("panicked"),
             "{what}: {err}"
         );
         let target = format!("{imgs}:1");
-        let (code, out, err) = tsforge(&["apply", raw.to_str().unwrap(), &target]);
+        let (code, out, err) = tsforge(dir.path(), &["apply", raw.to_str().unwrap(), &target]);
         assert_eq!(code, 2, "{what}: {out}{err}");
         assert!(
             err.contains("damaged GPT") && err.contains(want),
             "{what}: {err}"
         );
-        let (code, out, err) = tsforge(&[
-            "disk",
-            "partition",
-            imgs,
-            "--table",
-            "gpt",
-            "--part",
-            "size=rest,fs=fat32",
-            "--yes",
-        ]);
+        let (code, out, err) = tsforge(
+            dir.path(),
+            &[
+                "disk",
+                "partition",
+                imgs,
+                "--table",
+                "gpt",
+                "--part",
+                "size=rest,fs=fat32",
+                "--yes",
+            ],
+        );
         assert_eq!(code, 0, "{what}: {out}{err}");
         assert!(
             out.contains("replaces: a damaged partition table"),
             "{what}: {out}"
         );
         sgdisk_clean(&img);
-        let (code, out, _) = tsforge(&["disk", "show", imgs, "--format", "json"]);
+        let (code, out, _) = tsforge(dir.path(), &["disk", "show", imgs, "--format", "json"]);
         assert_eq!(code, 0, "{what}");
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(
@@ -570,14 +571,20 @@ fn damaged_gpt_headers_are_reported_and_can_be_repartitioned() {
     let img = dir.path().join("primary.img");
     std::fs::copy(&good, &img).unwrap();
     gpt::patch_header(&img, 1, 84, &0u32.to_le_bytes());
-    let (code, out, err) = tsforge(&["disk", "show", img.to_str().unwrap()]);
+    let (code, out, err) = tsforge(dir.path(), &["disk", "show", img.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains("damaged: primary GPT header: partition entry size 0 is invalid"),
         "{out}"
     );
-    let (_, good_out, _) = tsforge(&["disk", "show", good.to_str().unwrap(), "--format", "json"]);
-    let (_, out, _) = tsforge(&["disk", "show", img.to_str().unwrap(), "--format", "json"]);
+    let (_, good_out, _) = tsforge(
+        dir.path(),
+        &["disk", "show", good.to_str().unwrap(), "--format", "json"],
+    );
+    let (_, out, _) = tsforge(
+        dir.path(),
+        &["disk", "show", img.to_str().unwrap(), "--format", "json"],
+    );
     let a: serde_json::Value = serde_json::from_str(&good_out).unwrap();
     let b: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(a["table"]["partitions"], b["table"]["partitions"]);

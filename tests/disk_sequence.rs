@@ -6,27 +6,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use tsforge_runtime::disk::{layout, Disk};
 
-mod common;
-#[path = "common/used_disk.rs"]
-mod used_disk;
-use common::tool;
-
-fn tsforge(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tsforge"))
-        .args(args)
-        .current_dir(dir)
-        .env("TSFORGE_MACHINE_DIR", dir.join("machine"))
-        .env("SOURCE_DATE_EPOCH", "1700000000")
-        .env_remove("TSFORGE_STATE_DIR")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::common::fixed_time::tsforge;
+use crate::common::tool;
+use crate::common::used_disk;
 
 /// A small tree: nested folders, an empty file, a 1 MiB pseudo-random file, a duplicate.
 fn make_tree(root: &Path) -> Vec<(String, Vec<u8>)> {

@@ -22,25 +22,15 @@ use std::time::{Duration, Instant};
 use tsforge_builder::qemu::{self, BootFrom, Firmware, Forward, Machine, MachineConfig};
 use tsforge_runtime::disk::{fat, layout, Disk};
 
-mod common;
-#[path = "common/used_disk.rs"]
-mod used_disk;
-use common::tool;
-#[path = "common/data.rs"]
-mod data;
-#[path = "common/httpd.rs"]
-#[allow(dead_code)]
-mod httpd;
+use crate::common::fixed_time::tsforge_ok;
+use crate::common::used_disk;
+use crate::common::{data, httpd, required, tool};
 
 /// A boot under TCG takes 10–20 s; applying and checking adds to it. Generous, so a loaded CI
 /// machine does not fail a good run, but a hung guest still ends.
 const BOOT: Duration = Duration::from_secs(240);
 const RUN: Duration = Duration::from_secs(600);
 const COMPUTER_NAME: &str = "LAB-PC07";
-
-fn require() -> bool {
-    std::env::var("TSFORGE_REQUIRE_TOOLS").is_ok_and(|v| v == "1")
-}
 
 /// Whether this machine can run the scenarios (QEMU, OVMF, a kernel for the linux template).
 fn ready(uefi: bool) -> bool {
@@ -57,7 +47,7 @@ fn ready(uefi: bool) -> bool {
     if missing.is_empty() {
         return true;
     }
-    if require() {
+    if required() {
         panic!("missing (TSFORGE_REQUIRE_TOOLS=1): {}", missing.join(", "));
     }
     eprintln!("SKIP e2e: missing {}", missing.join(", "));
@@ -72,24 +62,6 @@ fn scenario_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-fn tsforge(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_tsforge"))
-        .args(args)
-        .current_dir(dir)
-        .env("SOURCE_DATE_EPOCH", "1700000000")
-        .env_remove("TSFORGE_STATE_DIR")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "tsforge {}: {text}", args.join(" "));
-    text
 }
 
 /// The image the sequences apply: a tree of text and incompressible files of `mib` MiB in
@@ -117,7 +89,7 @@ fn image_package(d: &Path, mib: usize) -> Vec<(String, Vec<u8>)> {
         std::fs::create_dir_all(full.parent().unwrap()).unwrap();
         std::fs::write(full, bytes).unwrap();
     }
-    tsforge(
+    tsforge_ok(
         d,
         &[
             "capture",
@@ -129,7 +101,7 @@ fn image_package(d: &Path, mib: usize) -> Vec<(String, Vec<u8>)> {
             "none",
         ],
     );
-    tsforge(
+    tsforge_ok(
         d,
         &[
             "package",
@@ -218,7 +190,7 @@ fn build(d: &Path, kind: &str, sequence: &str, extra: &[&str]) -> PathBuf {
         &out_s,
     ];
     args.extend_from_slice(extra);
-    tsforge(d, &args);
+    tsforge_ok(d, &args);
     out
 }
 
@@ -472,7 +444,7 @@ fn pxe_boot_deploys_from_an_http_distribution_point() {
         ],
     );
     // The tree carries the payload but not the boot-loader files: it verifies all the same.
-    tsforge(&d, &["media", "verify", &tree.display().to_string()]);
+    tsforge_ok(&d, &["media", "verify", &tree.display().to_string()]);
     let target = blank(&d.join("target.img"), 512 << 20);
     let bootfile = pxe_bootfile(&tree);
     let mut cfg = config(
@@ -932,7 +904,7 @@ fn capture_to_the_share_gives_back_the_same_files() {
     assert_eq!(code, 0, "{}", m.console());
     let image = share_file(&share, "captured.tsimg").expect("captured.tsimg on the share");
     std::fs::write(d.join("captured.tsimg"), image).unwrap();
-    tsforge(&d, &["apply", "captured.tsimg", "back"]);
+    tsforge_ok(&d, &["apply", "captured.tsimg", "back"]);
     let back = d.join("back");
     let mut want: Vec<String> = files.iter().map(|(r, _)| r.clone()).collect();
     want.sort();

@@ -1,60 +1,13 @@
 //! End-to-end tests of `tsforge run`, `validate`, `env`: the behaviour administrators rely on,
 //! through the real binary, on Linux command lines.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tsforge_runtime::log::cmtrace;
 
-struct Env {
-    dir: tempfile::TempDir,
-}
+use crate::common::Env;
 
 impl Env {
-    fn new() -> Env {
-        Env {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.path(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-    fn read(&self, name: &str) -> String {
-        std::fs::read_to_string(self.path(name)).unwrap_or_default()
-    }
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_tsforge"));
-        c.args(args)
-            .current_dir(self.dir.path())
-            .env("TSFORGE_MACHINE_DIR", self.path("machine"))
-            .env_remove("TSFORGE_BOOT_ENV")
-            .env_remove("TSFORGE_STATE_DIR")
-            .stdin(Stdio::null());
-        c
-    }
-    fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let Output {
-            status,
-            stdout,
-            stderr,
-        } = self.cmd(args).output().unwrap();
-        (
-            status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&stdout).into_owned(),
-            String::from_utf8_lossy(&stderr).into_owned(),
-        )
-    }
-    /// `tsforge run FILE --state-dir state` plus extra arguments.
-    fn run_seq(&self, file: &Path, extra: &[&str]) -> (i32, String, String) {
-        let mut args = vec!["run", file.to_str().unwrap(), "--state-dir", "state"];
-        args.extend_from_slice(extra);
-        self.run(&args)
-    }
     fn log_text(&self) -> String {
         self.read("state/smsts.log")
     }

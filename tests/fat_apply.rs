@@ -4,28 +4,11 @@
 //! applying again on the same disk. Names FAT cannot keep apart are refused before writing.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use tsforge_runtime::disk::{layout, Disk};
 
-mod common;
-#[path = "common/data.rs"]
-mod data;
-#[path = "common/used_disk.rs"]
-mod used_disk;
-
-fn tsforge(dir: &Path, args: &[&str]) -> (i32, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_tsforge"))
-        .args(args)
-        .current_dir(dir)
-        .env("SOURCE_DATE_EPOCH", "1700000000")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
+use crate::common::data;
+use crate::common::fixed_time::tsforge;
+use crate::common::used_disk;
 
 /// About 700 files: 60 with long names in the root (the FAT32 root directory grows past its
 /// first clusters, where the disk's old bytes are), the rest in nested folders.
@@ -85,13 +68,13 @@ fn apply_onto_used_disks_gives_clean_fat_file_systems() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
     let files = tree(&d.join("src"));
-    let (code, err) = tsforge(d, &["capture", "src", "x.tsimg"]);
+    let (code, _, err) = tsforge(d, &["capture", "src", "x.tsimg"]);
     assert_eq!(code, 0, "{err}");
     let disk = d.join("d.img");
     used_disk::random_disk(&disk, 160 << 20);
     for round in 1..=2 {
         // The second round partitions and applies again over the first one's file systems.
-        let (code, err) = tsforge(
+        let (code, _, err) = tsforge(
             d,
             &[
                 "disk",
@@ -108,7 +91,7 @@ fn apply_onto_used_disks_gives_clean_fat_file_systems() {
         );
         assert_eq!(code, 0, "round {round}: {err}");
         for n in ["1", "2"] {
-            let (code, err) = tsforge(d, &["apply", "x.tsimg", &format!("d.img:{n}")]);
+            let (code, _, err) = tsforge(d, &["apply", "x.tsimg", &format!("d.img:{n}")]);
             assert_eq!(code, 0, "round {round}, partition {n}: {err}");
         }
         check(&disk, &partitions(&disk), &files);
@@ -134,7 +117,7 @@ fn names_that_are_one_name_on_fat_are_refused_before_writing() {
     let d = t.path();
     let disk = d.join("d.img");
     used_disk::random_disk(&disk, 64 << 20);
-    let (code, err) = tsforge(
+    let (code, _, err) = tsforge(
         d,
         &[
             "disk",
@@ -157,9 +140,9 @@ fn names_that_are_one_name_on_fat_are_refused_before_writing() {
             std::fs::write(full, p.as_bytes()).unwrap();
         }
         let img = format!("{name}.tsimg");
-        let (code, err) = tsforge(d, &["capture", name, &img]);
+        let (code, _, err) = tsforge(d, &["capture", name, &img]);
         assert_eq!(code, 0, "{what}: {err}");
-        let (code, err) = tsforge(d, &["apply", &img, "d.img:1"]);
+        let (code, _, err) = tsforge(d, &["apply", &img, "d.img:1"]);
         assert_eq!(code, 2, "{what}: {err}");
         // Both paths named (directories by their folded parent: d and D).
         let first = paths[0].split('/').next().unwrap();
@@ -170,7 +153,7 @@ fn names_that_are_one_name_on_fat_are_refused_before_writing() {
         );
         assert!(sha(&disk) == before, "{what}: the disk changed");
         // A folder keeps both.
-        let (code, err) = tsforge(d, &["apply", &img, &format!("out-{name}")]);
+        let (code, _, err) = tsforge(d, &["apply", &img, &format!("out-{name}")]);
         assert_eq!(code, 0, "{what}: {err}");
     }
     let parts = partitions(&disk);
@@ -185,7 +168,7 @@ fn a_damaged_fat_is_not_written_into() {
     let d = t.path();
     let disk = d.join("d.img");
     used_disk::random_disk(&disk, 64 << 20);
-    let (code, err) = tsforge(
+    let (code, _, err) = tsforge(
         d,
         &[
             "disk",
@@ -202,9 +185,9 @@ fn a_damaged_fat_is_not_written_into() {
     std::fs::create_dir_all(d.join("src/tsforge")).unwrap();
     std::fs::write(d.join("src/a.txt"), b"a").unwrap();
     std::fs::write(d.join("src/tsforge/media.toml"), b"name = \"x\"\n").unwrap();
-    let (code, err) = tsforge(d, &["capture", "src", "x.tsimg"]);
+    let (code, _, err) = tsforge(d, &["capture", "src", "x.tsimg"]);
     assert_eq!(code, 0, "{err}");
-    let (code, err) = tsforge(d, &["apply", "x.tsimg", "d.img:1"]);
+    let (code, _, err) = tsforge(d, &["apply", "x.tsimg", "d.img:1"]);
     assert_eq!(code, 0, "{err}");
     // Old bytes where the root directory's second entry is: a name FAT forbids.
     let part = &partitions(&disk)[0];
@@ -238,7 +221,7 @@ fn a_damaged_fat_is_not_written_into() {
         f.write_all_at(&entry, root + free * 32).unwrap();
     }
     let before = sha(&disk);
-    let (code, err) = tsforge(d, &["apply", "x.tsimg", "d.img:1"]);
+    let (code, _, err) = tsforge(d, &["apply", "x.tsimg", "d.img:1"]);
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("damaged FAT file system") && err.contains("invalid short name"),
@@ -246,7 +229,7 @@ fn a_damaged_fat_is_not_written_into() {
     );
     assert!(sha(&disk) == before, "the damaged partition was written to");
     // Read as a medium (it holds tsforge/media.toml): named as damaged, not read.
-    let (code, err) = tsforge(d, &["media", "verify", "d.img"]);
+    let (code, _, err) = tsforge(d, &["media", "verify", "d.img"]);
     assert_ne!(code, 0, "{err}");
     assert!(err.contains("damaged FAT file system"), "{err}");
 }

@@ -15,24 +15,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-#[path = "common/wine_tools.rs"]
-mod wine_tools;
-use wine_tools::{wine_path, WineTools};
+use crate::common::wine_tools::{wine_path, WineTools};
+use crate::common::{note, required};
 
 const HOOKS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/hooks");
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hooks");
 const BUSYBOX: &str = "/bin/busybox";
 /// Per Wine command; the first one also creates the prefix.
 const WINE_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Write to the real stderr, past libtest's capture, so a skip is always visible.
-fn note(msg: &str) {
-    let _ = writeln!(std::io::stderr(), "{msg}");
-}
-
-fn require_tools() -> bool {
-    std::env::var("TSFORGE_REQUIRE_TOOLS").is_ok_and(|v| v == "1")
-}
 
 /// What a hook did.
 struct Ran {
@@ -71,7 +61,7 @@ fn shells() -> Vec<Vec<&'static str>> {
     let mut shells = vec![vec!["sh"]];
     if Path::new(BUSYBOX).is_file() {
         shells.push(vec![BUSYBOX, "sh"]);
-    } else if require_tools() {
+    } else if required() {
         panic!("{BUSYBOX} is missing (TSFORGE_REQUIRE_TOOLS=1, so this is a failure)");
     } else {
         note(&format!(
@@ -593,7 +583,7 @@ fn wine() -> Option<(Wine, tempfile::TempDir)> {
     let tools = match WineTools::find() {
         Ok(t) => t,
         Err(what) => {
-            if require_tools() {
+            if required() {
                 panic!(
                     "cmd hooks under Wine: {what} (TSFORGE_REQUIRE_TOOLS=1, so this is a failure)"
                 );

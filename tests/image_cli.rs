@@ -3,28 +3,11 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-mod common;
-#[path = "common/data.rs"]
-mod data;
-use common::tool;
-use data::random;
-
-fn tsforge(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_tsforge"))
-        .args(args)
-        .current_dir(dir)
-        .env("SOURCE_DATE_EPOCH", "1700000000")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
+use crate::common::data::random;
+use crate::common::fixed_time::tsforge;
+use crate::common::tool;
 
 fn tree(dir: &Path) {
     fs::create_dir_all(dir.join("src/sub/empty")).unwrap();

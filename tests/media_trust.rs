@@ -4,35 +4,11 @@
 //! (mtools on the USB image's FAT partition, dd on its boot code, xorriso on the ISO): each
 //! change is named, exit 1.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-mod common;
-use common::tool;
-
-fn tsforge(d: &Path, args: &[&str]) -> (i32, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_tsforge"))
-        .args(args)
-        .current_dir(d)
-        .env("SOURCE_DATE_EPOCH", "1700000000")
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-    )
-}
-
-fn repo(p: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(p)
-        .display()
-        .to_string()
-}
+use crate::common::fixed_time::tsforge_text;
+use crate::common::{repo, required, tool};
 
 /// The linux template needs the host's kernel, busybox, systemd-boot and syslinux; mtools and
 /// xorriso read and change the media.
@@ -46,7 +22,7 @@ fn ready() -> bool {
             })
             .unwrap_or(false);
     if !template {
-        if std::env::var("TSFORGE_REQUIRE_TOOLS").is_ok_and(|v| v == "1") {
+        if required() {
             panic!("the linux template's packages are missing; run scripts/setup.sh");
         }
         eprintln!("SKIP: linux-image-amd64/busybox-static/systemd-boot-efi/syslinux missing");
@@ -60,11 +36,11 @@ fn ready() -> bool {
 /// A signed medium of `kind` from the linux template, keys `k.key`/`k.pub` (made once).
 fn build(d: &Path, kind: &str, out: &str) {
     if !d.join("k.key").exists() {
-        let (code, text) = tsforge(d, &["keygen", "-o", "k"]);
+        let (code, text) = tsforge_text(d, &["keygen", "-o", "k"]);
         assert_eq!(code, 0, "{text}");
     }
     let seq = repo("examples/minimal.yaml");
-    let (code, text) = tsforge(
+    let (code, text) = tsforge_text(
         d,
         &[
             "build",
@@ -83,7 +59,7 @@ fn build(d: &Path, kind: &str, out: &str) {
 }
 
 fn verify(d: &Path, medium: &str) -> (i32, String) {
-    tsforge(d, &["media", "verify", medium, "--public-key", "k.pub"])
+    tsforge_text(d, &["media", "verify", medium, "--public-key", "k.pub"])
 }
 
 /// An mtools command on the FAT partition of `img` (at 1 MiB).

@@ -9,38 +9,14 @@
 //! docs/engine.md ("Limits").
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Env {
-    dir: tempfile::TempDir,
-}
+use crate::common::Env;
 
 impl Env {
-    fn new() -> Env {
-        Env {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.path(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
     /// Run tsforge: (exit code, stdout, stderr). Never a panic or a signal.
-    fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_tsforge"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("TSFORGE_MACHINE_DIR", self.path("machine"))
-            .env_remove("TSFORGE_BOOT_ENV")
-            .env_remove("TSFORGE_STATE_DIR")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+    fn run_checked(&self, args: &[&str]) -> (i32, String, String) {
+        let out = self.cmd(args).output().unwrap();
         let (o, e) = (
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -53,13 +29,15 @@ impl Env {
         (code, o, e)
     }
     fn validate(&self, file: &Path) -> (i32, String) {
-        let (code, out, _) = self.run(&["validate", file.to_str().unwrap()]);
+        let (code, out, _) = self.run_checked(&["validate", file.to_str().unwrap()]);
         (code, out)
     }
-    fn run_seq(&self, file: &Path, extra: &[&str]) -> (i32, String) {
+    /// `tsforge run FILE --state-dir state` plus extra arguments: (exit code, stderr), as
+    /// [`Env::run_checked`].
+    fn run_seq_checked(&self, file: &Path, extra: &[&str]) -> (i32, String) {
         let mut args = vec!["run", file.to_str().unwrap(), "--state-dir", "state"];
         args.extend_from_slice(extra);
-        let (code, _, err) = self.run(&args);
+        let (code, _, err) = self.run_checked(&args);
         (code, err)
     }
 }
@@ -105,12 +83,12 @@ fn out_of_range_numbers_are_positioned_errors_in_validate_and_run() {
             "{out}"
         );
 
-        let (code, err) = e.run_seq(&f, &[]);
+        let (code, err) = e.run_seq_checked(&f, &[]);
         assert_eq!(code, 2, "run refuses {attr}={value}: {err}");
         assert!(err.contains("t.yaml:5:5") && err.contains(range), "{err}");
         assert!(!e.path("runs").exists(), "nothing ran before the refusal");
         // --dry-run refuses the same way.
-        let (code, err) = e.run_seq(&f, &["--dry-run"]);
+        let (code, err) = e.run_seq_checked(&f, &["--dry-run"]);
         assert_eq!(code, 2, "{err}");
     }
 }
@@ -124,7 +102,7 @@ fn the_largest_allowed_values_are_accepted() {
     );
     let (code, out) = e.validate(&f);
     assert_eq!(code, 0, "{out}");
-    let (code, err) = e.run_seq(&f, &[]);
+    let (code, err) = e.run_seq_checked(&f, &[]);
     assert_eq!(code, 0, "{err}");
 }
 
@@ -171,7 +149,7 @@ fn xml_numbers_are_checked_with_their_position() {
         !out.contains("DestinationDisk"),
         "an empty property is an unset one: {out}"
     );
-    let (code, err) = e.run_seq(&f, &[]);
+    let (code, err) = e.run_seq_checked(&f, &[]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("t.xml:5:3"), "{err}");
 }
@@ -180,7 +158,7 @@ fn xml_numbers_are_checked_with_their_position() {
 fn try_refuses_a_huge_timeout_without_starting_anything() {
     let e = Env::new();
     for t in ["18446744073709551615", "0", "2592001"] {
-        let (code, _, err) = e.run(&["try", "no-such-medium.iso", "--timeout", t]);
+        let (code, _, err) = e.run_checked(&["try", "no-such-medium.iso", "--timeout", t]);
         assert_eq!(code, 2, "{err}");
         assert!(
             err.contains("--timeout") && err.contains("1..=2592000"),
@@ -215,12 +193,12 @@ fn fails_fast(e: &Env, top: &Path, expect: &[&str]) {
     for x in expect {
         assert!(out.contains(x), "validate says {x:?}: {out}");
     }
-    let (code, err) = e.run_seq(top, &["--dry-run"]);
+    let (code, err) = e.run_seq_checked(top, &["--dry-run"]);
     assert_eq!(code, 2, "{err}");
     for x in expect {
         assert!(err.contains(x), "run says {x:?}: {err}");
     }
-    let (code, err) = e.run_seq(top, &[]);
+    let (code, err) = e.run_seq_checked(top, &[]);
     assert_eq!(code, 2, "{err}");
     assert!(!e.path("state/state.json").exists(), "no run was started");
     assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
@@ -244,7 +222,7 @@ fn thirty_two_levels_of_child_sequences_run() {
     let top = chain(&e, "c", 33, 1);
     let (code, out) = e.validate(&top);
     assert_eq!(code, 0, "{out}");
-    let (code, err) = e.run_seq(&top, &[]);
+    let (code, err) = e.run_seq_checked(&top, &[]);
     assert_eq!(code, 0, "{err}");
 }
 
@@ -305,7 +283,7 @@ fn groups_nested_100000_deep_are_an_error_not_a_stack_overflow() {
     let (code, out) = e.validate(&yaml);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("deep.yaml:1:"), "{out}");
-    let (code, err) = e.run_seq(&yaml, &["--dry-run"]);
+    let (code, err) = e.run_seq_checked(&yaml, &["--dry-run"]);
     assert_eq!(code, 2, "{err}");
 }
 
@@ -363,7 +341,7 @@ fn conditions_nested_deeper_than_program_json_can_hold_are_refused_before_the_ru
         out.contains("deep.xml:5:3: step \"after\": the condition nests operators 60 deep; tsforge's limit is 32"),
         "{out}"
     );
-    let (code, err) = e.run_seq(&f, &["--no-reboot"]);
+    let (code, err) = e.run_seq_checked(&f, &["--no-reboot"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("deep.xml:5:3"), "{err}");
     assert!(
@@ -375,8 +353,8 @@ fn conditions_nested_deeper_than_program_json_can_hold_are_refused_before_the_ru
     let e = Env::new();
     let f = e.write("deep.xml", &deep_condition_xml(32));
     assert_eq!(e.validate(&f).0, 0);
-    assert_eq!(e.run_seq(&f, &["--no-reboot"]).0, 3);
-    let (code, err) = e.run_seq(&f, &["--no-reboot"]);
+    assert_eq!(e.run_seq_checked(&f, &["--no-reboot"]).0, 3);
+    let (code, err) = e.run_seq_checked(&f, &["--no-reboot"]);
     assert_eq!(code, 0, "resumes: {err}");
     assert_eq!(std::fs::read_to_string(e.path("runs")).unwrap(), "after\n");
 }
@@ -389,7 +367,7 @@ fn a_number_from_a_variable_is_checked_when_the_step_runs() {
         "variables:\n  T: \"99999999999\"\nsteps:\n  - name: restart\n    type: restart\n    properties: {SMSRebootTimeout: \"%T%\"}\n",
     );
     assert_eq!(e.validate(&f).0, 0, "known only at run time");
-    let (code, err) = e.run_seq(&f, &["--no-reboot"]);
+    let (code, err) = e.run_seq_checked(&f, &["--no-reboot"]);
     assert_eq!(code, 1, "the step fails, no restart: {err}");
     let log = std::fs::read_to_string(e.path("state/smsts.log")).unwrap();
     assert!(

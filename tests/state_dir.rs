@@ -6,44 +6,15 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
-struct Env {
-    dir: tempfile::TempDir,
-}
+use crate::common::Env;
 
 impl Env {
-    fn new() -> Env {
-        Env {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.path(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-    fn read(&self, name: &str) -> String {
-        std::fs::read_to_string(self.path(name)).unwrap_or_default()
-    }
     /// `tsforge run FILE --state-dir state --no-reboot`: (exit code, stderr).
-    fn run(&self, file: &Path) -> (i32, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_tsforge"))
-            .args(["run", file.to_str().unwrap(), "--state-dir", "state"])
-            .arg("--no-reboot")
-            .current_dir(self.dir.path())
-            .env("TSFORGE_MACHINE_DIR", self.path("machine"))
-            .env_remove("TSFORGE_BOOT_ENV")
-            .env_remove("TSFORGE_STATE_DIR")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    fn run_no_reboot(&self, file: &Path) -> (i32, String) {
+        let (code, _, err) = self.run_seq(file, &["--no-reboot"]);
         assert!(!err.contains("panicked"), "no panic: {err}");
-        (out.status.code().unwrap_or(-1), err)
+        (code, err)
     }
     fn runs(&self) -> Vec<String> {
         self.read("runs").lines().map(str::to_string).collect()
@@ -80,7 +51,7 @@ steps:
     run: echo d >> runs
 "#,
     );
-    let (code, err) = e.run(&seq);
+    let (code, err) = e.run_no_reboot(&seq);
     assert_eq!(code, 3, "restart requested: {err}");
     assert_eq!(e.runs(), ["a", "b"]);
     seq
@@ -97,12 +68,12 @@ fn a_pc_past_the_program_is_refused_not_reported_as_success() {
     let e = Env::new();
     let seq = stopped_at_restart(&e);
     e.set_state(|s| s["pc"] = 99999.into());
-    let (code, err) = e.run(&seq);
+    let (code, err) = e.run_no_reboot(&seq);
     assert_refused(code, &err, "state.json", "99999");
     assert!(!err.contains("completed successfully"), "{err}");
     assert_eq!(e.runs(), ["a", "b"], "nothing ran");
     // The directory is left as it was: running again refuses again.
-    assert_eq!(e.run(&seq).0, 2);
+    assert_eq!(e.run_no_reboot(&seq).0, 2);
 }
 
 #[test]
@@ -110,13 +81,13 @@ fn a_missing_state_json_next_to_program_and_journal_is_refused() {
     let e = Env::new();
     let seq = stopped_at_restart(&e);
     std::fs::remove_file(e.path("state/state.json")).unwrap();
-    let (code, err) = e.run(&seq);
+    let (code, err) = e.run_no_reboot(&seq);
     assert_refused(code, &err, "state.json", "missing");
     assert_eq!(e.runs(), ["a", "b"], "finished steps do not run again");
 
     // program.json alone (the journal gone too) is still a run, not a new directory.
     std::fs::remove_file(e.path("state/steps.jsonl")).unwrap();
-    let (code, err) = e.run(&seq);
+    let (code, err) = e.run_no_reboot(&seq);
     assert_refused(code, &err, "state.json", "program.json");
     assert_eq!(e.runs(), ["a", "b"]);
 }
@@ -131,7 +102,7 @@ fn a_pc_moved_back_over_finished_steps_is_refused() {
         s["frames"] = serde_json::json!([]);
         s["phase"] = "ready".into();
     });
-    let (code, err) = e.run(&seq);
+    let (code, err) = e.run_no_reboot(&seq);
     assert_refused(code, &err, "state.json", "steps.jsonl");
     assert_eq!(e.runs(), ["a", "b"], "finished steps do not run again");
 }
@@ -150,13 +121,13 @@ fn open_groups_that_do_not_fit_the_pc_are_refused() {
     ] {
         let good = e.read("state/state.json");
         e.set_state(|s| s["frames"] = frames.clone());
-        let (code, err) = e.run(&seq);
+        let (code, err) = e.run_no_reboot(&seq);
         assert_refused(code, &err, "state.json", "group");
         assert_eq!(e.runs(), ["a", "b"], "nothing ran with frames {frames}");
         std::fs::write(e.path("state/state.json"), good).unwrap();
     }
     // Untouched, the run resumes and ends.
-    let (code, err) = e.run(&seq);
+    let (code, err) = e.run_no_reboot(&seq);
     assert_eq!(code, 0, "{err}");
     assert_eq!(e.runs(), ["a", "b", "c", "d"]);
 }
@@ -175,7 +146,7 @@ fn a_finished_state_with_fewer_steps_in_the_journal_is_refused() {
     let journal = e.read("state/steps.jsonl");
     let first_two: String = journal.lines().take(2).map(|l| format!("{l}\n")).collect();
     std::fs::write(e.path("state/steps.jsonl"), first_two).unwrap();
-    let (code, err) = e.run(&seq);
+    let (code, err) = e.run_no_reboot(&seq);
     assert_refused(code, &err, "steps.jsonl", "counts 3 finished steps");
     assert!(!err.contains("already finished"), "{err}");
 }
@@ -188,12 +159,12 @@ fn a_journal_line_that_is_not_a_record_of_this_program_is_refused() {
     // A record of a step the program does not have at that instruction, in the middle.
     let forged = journal.replacen("\"number\":1,", "\"number\":7,", 1);
     std::fs::write(e.path("state/steps.jsonl"), &forged).unwrap();
-    let (code, err) = e.run(&seq);
+    let (code, err) = e.run_no_reboot(&seq);
     assert_refused(code, &err, "steps.jsonl:1", "program.json");
     // Garbage in the middle (not the last line) is damage, not a power cut.
     let garbage = journal.replacen('\n', "\nnot json\n", 1);
     std::fs::write(e.path("state/steps.jsonl"), &garbage).unwrap();
-    let (code, err) = e.run(&seq);
+    let (code, err) = e.run_no_reboot(&seq);
     assert_refused(code, &err, "steps.jsonl:2", "not a step record");
     assert_eq!(e.runs(), ["a", "b"]);
 }
@@ -214,7 +185,7 @@ steps:
     run: echo c >> runs
 "#,
     );
-    let (code, _) = e.run(&seq);
+    let (code, _) = e.run_no_reboot(&seq);
     assert_ne!(code, 0, "the runner was killed");
     assert_eq!(e.state()["phase"], "in_step", "b was running");
     // The power went while b's record was being written: half a line, no line end.
@@ -228,7 +199,7 @@ steps:
     let torn = format!("{journal}{}", &record[..record.len() / 2]);
     std::fs::write(e.path("state/steps.jsonl"), torn).unwrap();
 
-    let (code, err) = e.run(&seq);
+    let (code, err) = e.run_no_reboot(&seq);
     assert_eq!(code, 0, "resumes: {err}");
     assert_eq!(e.runs(), ["a", "b", "b", "c"], "b runs again, a does not");
     let journal = e.read("state/steps.jsonl");

@@ -8,31 +8,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use tsforge_runtime::disk::{layout, Disk};
 
-mod common;
-#[path = "common/used_disk.rs"]
-mod used_disk;
-use common::tool;
-#[path = "common/data.rs"]
-mod data;
-
-fn tsforge(dir: &Path, args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tsforge"))
-        .args(args)
-        .current_dir(dir)
-        .env("TSFORGE_MACHINE_DIR", dir.join("machine"))
-        .env_remove("TSFORGE_STATE_DIR")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
+use crate::common::data;
+use crate::common::used_disk;
+use crate::common::{tool, tsforge_text};
 
 /// `tsforge run ts.yaml --state-on-disk` on disk 0 = disk.img with the state in `state`.
 fn run_on_disk(d: &Path, state: &str, extra: &[&str]) -> (i32, String) {
@@ -46,7 +24,7 @@ fn run_on_disk(d: &Path, state: &str, extra: &[&str]) -> (i32, String) {
         "--state-on-disk",
     ];
     args.extend_from_slice(extra);
-    tsforge(d, &args)
+    tsforge_text(d, &args)
 }
 
 const SEQUENCE: &str = r#"
@@ -269,7 +247,7 @@ fn a_runner_killed_while_applying_resumes_from_the_disk_and_ends_clean() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let files = random_tree(&d.join("src"), 48, 2 << 20);
-    let (code, out) = tsforge(
+    let (code, out) = tsforge_text(
         d,
         &[
             "capture",

@@ -12,25 +12,18 @@
 //! folder and stops its wineserver at the end. `error-handler.yaml` is the same sequence in
 //! YAML, checked to match without Wine.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use tsforge_runtime::log::cmtrace;
 
-#[path = "common/wine_tools.rs"]
-mod wine_tools;
-use wine_tools::{wine_path, WineTools};
+use crate::common::wine_tools::{wine_path, WineTools};
+use crate::common::{note, required};
 
 /// The sequence the test runs, from `tests/wine/`.
 const FIXTURE: &str = "error-handler.xml";
 /// Per Wine command; the first one also creates the prefix (a few seconds on an idle machine).
 const TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Write to the real stderr, past libtest's capture, so a skip or the timing is always visible.
-fn note(msg: &str) {
-    let _ = writeln!(std::io::stderr(), "{msg}");
-}
 
 fn is_guid(s: &str) -> bool {
     s.len() == 36
@@ -45,7 +38,7 @@ fn tools() -> Option<WineTools> {
     match WineTools::find() {
         Ok(t) => Some(t),
         Err(what) => {
-            if std::env::var("TSFORGE_REQUIRE_TOOLS").is_ok_and(|v| v == "1") {
+            if required() {
                 panic!("wine test: {what} (TSFORGE_REQUIRE_TOOLS=1, so this is a failure)");
             }
             note(&format!("SKIP wine test: {what}"));

@@ -2,27 +2,12 @@
 //! MDT steps, dynamic variables, child sequences and positioned errors.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use tsforge_runtime::sequence::{self, xml, yaml, Node};
+
+use crate::common::tsforge;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sequences")
-}
-
-fn tsforge(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tsforge"))
-        .args(args)
-        .current_dir(dir)
-        .env("TSFORGE_MACHINE_DIR", dir.join("machine"))
-        .env_remove("TSFORGE_STATE_DIR")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn count(nodes: &[Node], steps: &mut usize, groups: &mut usize, conds: &mut usize) {

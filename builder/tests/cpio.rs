@@ -1,9 +1,7 @@
 //! Initramfs archives written by `tsforge_builder::cpio`, unpacked by GNU cpio after gzip or
 //! zstd (the command-line tools, not the crates we compress with) have decompressed them.
 
-mod common;
-
-use common::{pattern, run, tool};
+use crate::common::{pattern, run, tool};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use tsforge_builder::cpio::{Compression, CpioBuilder, CpioError, Source};

@@ -3,9 +3,7 @@
 //! as a second reader of the Joliet tree, and sfdisk for the hybrid MBR. Every external reader
 //! runs with warnings treated as failures where it has such a switch.
 
-mod common;
-
-use common::{pattern, run, tool};
+use crate::common::{pattern, run, tool};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -6,11 +6,7 @@
 //! isolinux, syslinux-common); without them the tests print SKIP, or fail under
 //! TSFORGE_REQUIRE_TOOLS=1.
 
-#![cfg(unix)]
-
-mod common;
-
-use common::{run, tool};
+use crate::common::{run, tool};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -497,7 +493,7 @@ fn template_toml_matches_the_code() {
     assert!(linux::INIT.contains("tsforge/media.toml"));
 }
 
-/// Opt-in boot test (`cargo test -p tsforge-builder --test linux_template -- --ignored`):
+/// Opt-in boot test (`cargo test -p tsforge-builder --test main linux_template:: -- --ignored`):
 /// QEMU boots the kernel and initramfs with a virtio disk holding a FAT medium
 /// (`tsforge/media.toml`). The runner is `/usr/bin/echo` (a dynamic glibc program, like a
 /// `cargo build` of tsforge), so the console shows the command `/init` ran, its exit code, and

@@ -4,9 +4,7 @@
 //! back), sfdisk on the ISO (hybrid MBR) and unzip (the PXE zip). Reproducibility: each image
 //! is built twice with the same epoch and compared byte for byte.
 
-mod common;
-
-use common::{pattern, run, tool};
+use crate::common::{pattern, run, tool};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;

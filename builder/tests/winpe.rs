@@ -2,9 +2,7 @@
 //! `boot.wim` made by `wimlib-imagex capture --boot`. The updated `boot.wim` is read back with
 //! wimlib-imagex (`info`, `dir`, `extract`, `verify`); ISO sources are made with xorriso.
 
-mod common;
-
-use common::{pattern, run, tool};
+use crate::common::{pattern, run, tool};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -11,11 +11,8 @@ use tsforge_runtime::disk::fat::{self, FatKind};
 use tsforge_runtime::disk::fatbuild::{self, BuildStats};
 use tsforge_runtime::disk::{Disk, MIB};
 
-#[path = "common/used.rs"]
-mod used;
-use used::used_image;
-mod common;
-use common::tool;
+use crate::common::tool;
+use crate::common::used::used_image;
 
 /// Run a tool; returns (success, stdout bytes, stderr text).
 fn run(prog: &Path, args: &[&str]) -> (bool, Vec<u8>, String) {

@@ -12,11 +12,8 @@ use tsforge_runtime::disk::layout::{
 };
 use tsforge_runtime::disk::{Disk, GIB, MIB};
 
-#[path = "common/used.rs"]
-mod used;
-use used::used_image;
-mod common;
-use common::tool;
+use crate::common::tool;
+use crate::common::used::used_image;
 
 /// Run a tool; returns (success, stdout + stderr).
 fn run(prog: &Path, args: &[&str]) -> (bool, String) {

@@ -99,8 +99,9 @@ fn long_values_are_refused() {
 
 /// Not a test: writes the image measured in docs/image-format.md ("Limits") to
 /// `$TSFORGE_CRAFT_OUT` (`$TSFORGE_CRAFT_FILES` files, default 650 000: a 99 MiB manifest).
-/// `TSFORGE_CRAFT_OUT=/tmp/big.tsimg cargo test -p tsforge-runtime --test image_limits --
-/// --ignored craft_for_measuring`, then `/usr/bin/time -v tsforge image verify /tmp/big.tsimg`.
+/// `TSFORGE_CRAFT_OUT=/tmp/big.tsimg cargo test -p tsforge-runtime --test main --
+/// --ignored image_limits::craft_for_measuring`, then
+/// `/usr/bin/time -v tsforge image verify /tmp/big.tsimg`.
 #[test]
 #[ignore]
 fn craft_for_measuring() {

@@ -1,6 +1,7 @@
 //! Image format: capture → apply round trips, determinism, single-instance storage,
 //! compression choice, ZIP tools, and corrupt or hostile images (docs/image-format.md).
 
+use crate::common::tool;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -226,26 +227,6 @@ fn large_files_stream_through_the_writer() {
     }
 }
 
-/// ZIP tools that must accept a deflate image. Missing → SKIP, or a failure when
-/// TSFORGE_REQUIRE_TOOLS=1 (or CI=true).
-fn tool(name: &str) -> bool {
-    let found = std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    let required = std::env::var("TSFORGE_REQUIRE_TOOLS").as_deref() == Ok("1")
-        || std::env::var("CI").as_deref() == Ok("true");
-    if !found {
-        assert!(
-            !required,
-            "{name} is required (TSFORGE_REQUIRE_TOOLS) but missing"
-        );
-        println!("SKIP {name}");
-    }
-    found
-}
-
 #[test]
 fn zip_tools_accept_a_deflate_image() {
     let t = tempfile::tempdir().unwrap();
@@ -253,8 +234,9 @@ fn zip_tools_accept_a_deflate_image() {
     make_tree(&src);
     let img = t.path().join("img.zip");
     let info = capture_tree(&src, &img, Compression::Deflate);
-    if tool("zipinfo") {
-        let o = std::process::Command::new("zipinfo")
+    // ZIP tools that must accept a deflate image.
+    if let Some(zipinfo) = tool("zipinfo") {
+        let o = std::process::Command::new(zipinfo)
             .arg(&img)
             .output()
             .unwrap();
@@ -268,8 +250,8 @@ fn zip_tools_accept_a_deflate_image() {
             "{listing}"
         );
     }
-    if tool("unzip") {
-        let o = std::process::Command::new("unzip")
+    if let Some(unzip) = tool("unzip") {
+        let o = std::process::Command::new(&unzip)
             .arg("-t")
             .arg(&img)
             .output()
@@ -282,7 +264,7 @@ fn zip_tools_accept_a_deflate_image() {
         // The manifest is always deflated, so unzip -p reads it even from zstd images.
         let zimg = t.path().join("z.zip");
         capture_tree(&src, &zimg, Compression::Zstd);
-        let o = std::process::Command::new("unzip")
+        let o = std::process::Command::new(&unzip)
             .arg("-p")
             .arg(&zimg)
             .arg("tsforge-image.json")
@@ -612,7 +594,7 @@ fn a_non_empty_target_needs_force() {
 }
 
 /// Files over 4 GiB need Zip64; slow (writes and reads 4.2 GiB), so opt-in:
-/// `cargo test -p tsforge-runtime --test image_roundtrip -- --ignored`.
+/// `cargo test -p tsforge-runtime --test main image_roundtrip:: -- --ignored`.
 #[test]
 #[ignore]
 fn files_over_4_gib_round_trip() {

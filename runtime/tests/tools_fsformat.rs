@@ -1,30 +1,16 @@
 //! ext4 and NTFS formatted into a range of a disk image file, checked by e2fsprogs and
 //! ntfs-3g's own readers; the bytes around the range stay as they were.
 
-#![cfg(unix)]
-
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::process::Command;
 
+use crate::common::have;
 use tsforge_runtime::fsformat::{format_image_range, FsKind};
 use tsforge_runtime::tools::{self, Tool};
 
 const MIB: u64 = 1 << 20;
-
-fn have(tool: Tool) -> bool {
-    if tools::find(tool).is_ok() {
-        return true;
-    }
-    let required = std::env::var("TSFORGE_REQUIRE_TOOLS").as_deref() == Ok("1")
-        || std::env::var("CI").as_deref() == Ok("true");
-    if required {
-        panic!("{}", tools::MissingTool::new(tool));
-    }
-    eprintln!("SKIP {}", tool.program());
-    false
-}
 
 fn have_program(name: &str) -> bool {
     if tools::which(name).is_some() {

@@ -1,27 +1,11 @@
 //! WIM capture, info and apply through wimlib-imagex (Linux), checked file by file.
 
-#![cfg(unix)]
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::common::have;
 use tsforge_runtime::image::wim;
 use tsforge_runtime::tools::{self, Tool};
-
-/// Whether `tool` is installed; prints `SKIP` when not, and fails instead when
-/// `TSFORGE_REQUIRE_TOOLS=1` or `CI=true`.
-fn have(tool: Tool) -> bool {
-    if tools::find(tool).is_ok() {
-        return true;
-    }
-    let required = std::env::var("TSFORGE_REQUIRE_TOOLS").as_deref() == Ok("1")
-        || std::env::var("CI").as_deref() == Ok("true");
-    if required {
-        panic!("{}", tools::MissingTool::new(tool));
-    }
-    eprintln!("SKIP {}", tool.program());
-    false
-}
 
 fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {

@@ -2,9 +2,6 @@
 //! partitions and formats them, and checks of what it wrote with the independent tools
 //! (`fsck.fat -n`, `mcopy`).
 
-// Each test file uses the part it needs.
-#![allow(dead_code)]
-
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::process::Command;
@@ -37,7 +34,7 @@ pub fn random_ends_disk(path: &Path, size: u64) {
 /// `fsck.fat -n` on the partition `[start, start + len)` of `disk` (copied out first):
 /// `Err(output)` when it finds anything. `None` when fsck.fat is missing (SKIP printed).
 pub fn fsck_fat(disk: &Path, start: u64, len: u64) -> Option<Result<(), String>> {
-    let fsck = super::common::tool("fsck.fat")?;
+    let fsck = super::tool("fsck.fat")?;
     let part = disk.with_extension(format!("part-{start}"));
     {
         let mut all = std::fs::File::open(disk).unwrap();
@@ -63,7 +60,7 @@ pub fn fsck_fat(disk: &Path, start: u64, len: u64) -> Option<Result<(), String>>
 
 /// Reads `path` from the FAT partition at byte `start` of `disk` with mtools.
 pub fn mcopy(disk: &Path, start: u64, path: &str) -> Option<Result<Vec<u8>, String>> {
-    let mcopy = super::common::tool("mcopy")?;
+    let mcopy = super::tool("mcopy")?;
     let img = format!("{}@@{}", disk.display(), start);
     let o = Command::new(mcopy)
         .env("MTOOLS_SKIP_CHECK", "1")

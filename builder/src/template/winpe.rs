@@ -28,6 +28,8 @@
 //!   PnP initialisation, what `startnet.cmd` would have done), then `tsforge.exe boot`. An
 //!   existing `winpeshl.ini` or `tsforge.exe` in the image is replaced.
 //!
+//! The WIM work is the runtime's (`tsforge_runtime::image::wim`): [`WimHeader`] reads and
+//! checks `boot.wim`'s header (before and after the update), and [`WimBackend`] adds the files.
 //! On Linux (and on Windows when DISM is missing) this is one `wimlib-imagex update` with both
 //! `add` commands on standard input, run case-insensitively (`WIMLIB_IMAGEX_IGNORE_CASE=1`) so
 //! `\Windows\System32` is found however the image spells it. On Windows, DISM mounts the image,
@@ -63,6 +65,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use tsforge_runtime::image::wim::{WimBackend, WimHeader};
 use tsforge_runtime::tools::{self, Tool};
 
 /// Files a WinPE source must have, as paths in the media folder (ASCII case ignored).
@@ -154,7 +157,7 @@ pub fn prepare(input: &TemplateInput) -> Result<Prepared> {
     let wim_src = &files[BOOT_WIM];
     let header = WimHeader::read(wim_src)?;
     let index = header.boot_image();
-    let backend = WimBackend::find()?;
+    let backend = WimBackend::find("adding the runner to boot.wim")?;
 
     // The tree: every source file at its path (boot.wim is replaced below by the updated
     // copy). Planned before anything is written, so a name no medium can hold stops here.
@@ -500,99 +503,6 @@ fn place(tree: &MediaTree, canonical: &str) -> String {
     out.join("/")
 }
 
-/// What tsforge needs from a WIM header (Microsoft's WIM format: a 208-byte header).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WimHeader {
-    pub image_count: u32,
-    /// The bootable image (1-based), 0 when none is marked.
-    pub boot_index: u32,
-    pub part_number: u16,
-    pub total_parts: u16,
-    pub file_size: u64,
-}
-
-const WIM_MAGIC: &[u8; 8] = b"MSWIM\0\0\0";
-const WIM_PIPABLE_MAGIC: &[u8; 8] = b"WLPWM\0\0\0";
-const WIM_HEADER_SIZE: usize = 208;
-
-impl WimHeader {
-    /// Reads and checks the header of `path`; errors name the file and what is wrong.
-    pub fn read(path: &Path) -> Result<WimHeader> {
-        let mut f =
-            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let file_size = f
-            .metadata()
-            .with_context(|| format!("reading {}", path.display()))?
-            .len();
-        let mut buf = Vec::with_capacity(WIM_HEADER_SIZE);
-        (&mut f)
-            .take(WIM_HEADER_SIZE as u64)
-            .read_to_end(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        Self::parse(&buf, file_size).with_context(|| format!("{}", path.display()))
-    }
-
-    /// Checks a header read from a file of `file_size` bytes.
-    pub fn parse(buf: &[u8], file_size: u64) -> Result<WimHeader> {
-        if buf.len() >= 8 && &buf[..8] == WIM_PIPABLE_MAGIC {
-            bail!(
-                "a pipable WIM, which Windows cannot boot; convert it with \
-                 wimlib-imagex optimize --not-pipable"
-            );
-        }
-        if buf.len() < 8 || &buf[..8] != WIM_MAGIC {
-            bail!("not a WIM file (it does not start with MSWIM)");
-        }
-        if buf.len() < WIM_HEADER_SIZE {
-            bail!(
-                "a truncated WIM file ({} bytes, the header alone is {WIM_HEADER_SIZE})",
-                buf.len()
-            );
-        }
-        let u32_at = |o: usize| u32::from_le_bytes([buf[o], buf[o + 1], buf[o + 2], buf[o + 3]]);
-        let u16_at = |o: usize| u16::from_le_bytes([buf[o], buf[o + 1]]);
-        let header_size = u32_at(0x08);
-        if header_size as usize != WIM_HEADER_SIZE {
-            bail!("a WIM header size of {header_size}, not {WIM_HEADER_SIZE}: corrupt or an unknown WIM version");
-        }
-        let h = WimHeader {
-            part_number: u16_at(0x28),
-            total_parts: u16_at(0x2A),
-            image_count: u32_at(0x2C),
-            boot_index: u32_at(0x78),
-            file_size,
-        };
-        if h.total_parts != 1 || h.part_number != 1 {
-            bail!(
-                "part {} of a split WIM of {} parts; Windows PE boots only from a \
-                 single-part WIM (join it with wimlib-imagex join or dism /Export-Image)",
-                h.part_number,
-                h.total_parts
-            );
-        }
-        if h.image_count == 0 {
-            bail!("a WIM file without images");
-        }
-        if h.boot_index > h.image_count {
-            bail!(
-                "marks image {} bootable but holds {} image(s): corrupt WIM header",
-                h.boot_index,
-                h.image_count
-            );
-        }
-        Ok(h)
-    }
-
-    /// The image Windows PE boots: the bootable one, or image 1 when none is marked.
-    pub fn boot_image(&self) -> u32 {
-        if self.boot_index == 0 {
-            1
-        } else {
-            self.boot_index
-        }
-    }
-}
-
 /// Whether the Windows executable check passes: a PE image starts with `MZ`.
 fn check_runner(runner: &Path) -> Result<()> {
     let mut head = [0u8; 2];
@@ -741,226 +651,9 @@ fn size_text(n: u64) -> String {
     }
 }
 
-/// The program that adds files to a WIM image.
-enum WimBackend {
-    /// `wimlib-imagex update` (Linux, or Windows with wimlib installed).
-    Wimlib(PathBuf),
-    /// DISM mount, copy, unmount (Windows).
-    #[cfg(windows)]
-    Dism(PathBuf),
-}
-
-impl WimBackend {
-    fn find() -> Result<WimBackend> {
-        Self::find_in(&std::env::var_os("PATH").unwrap_or_default())
-    }
-
-    /// [`WimBackend::find`] with an explicit search path (`PATH` syntax).
-    fn find_in(path: &std::ffi::OsStr) -> Result<WimBackend> {
-        #[cfg(windows)]
-        if let Some(p) = tools::which_in(Tool::Dism.program(), path) {
-            return Ok(WimBackend::Dism(p));
-        }
-        if let Some(p) = tools::which_in(Tool::WimlibImagex.program(), path) {
-            return Ok(WimBackend::Wimlib(p));
-        }
-        bail!(
-            "adding the runner to boot.wim needs wimlib-imagex or DISM, and neither was found \
-             on PATH. wimlib-imagex: {} DISM: {}",
-            Tool::WimlibImagex.how_to_get(),
-            Tool::Dism.how_to_get()
-        )
-    }
-
-    fn name(&self) -> &'static str {
-        match self {
-            WimBackend::Wimlib(_) => "wimlib-imagex update",
-            #[cfg(windows)]
-            WimBackend::Dism(_) => "DISM",
-        }
-    }
-
-    /// Adds each `(file name in stage, path in the image)` to image `index` of `wim`,
-    /// replacing files already there. `work` is a scratch folder.
-    fn add_files(
-        &self,
-        wim: &Path,
-        index: u32,
-        stage: &Path,
-        files: &[(&str, &str)],
-        work: &Path,
-    ) -> Result<()> {
-        match self {
-            WimBackend::Wimlib(p) => wimlib_add(p, wim, index, stage, files, work),
-            #[cfg(windows)]
-            WimBackend::Dism(p) => dism_add(p, wim, index, stage, files, work),
-        }
-    }
-}
-
-/// One `wimlib-imagex update` with an `add` command per file on standard input, run in
-/// `stage` so the commands name the files without host paths that would need quoting.
-fn wimlib_add(
-    program: &Path,
-    wim: &Path,
-    index: u32,
-    stage: &Path,
-    files: &[(&str, &str)],
-    work: &Path,
-) -> Result<()> {
-    let mut commands = String::new();
-    for (name, in_wim) in files {
-        debug_assert!(name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)));
-        commands.push_str(&format!("add {name} /{in_wim}\n"));
-    }
-    let cmd_file = work.join("wimlib-update.txt");
-    std::fs::write(&cmd_file, &commands)
-        .with_context(|| format!("writing {}", cmd_file.display()))?;
-    let stdin = std::fs::File::open(&cmd_file)
-        .with_context(|| format!("opening {}", cmd_file.display()))?;
-    let args: Vec<OsString> = vec!["update".into(), wim.into(), index.to_string().into()];
-    let cmdline = format!(
-        "cd {} && WIMLIB_IMAGEX_IGNORE_CASE=1 {} < {}",
-        stage.display(),
-        tools::command_line(program, &args),
-        cmd_file.display()
-    );
-    let out = std::process::Command::new(program)
-        .args(&args)
-        .current_dir(stage)
-        .env("WIMLIB_IMAGEX_IGNORE_CASE", "1")
-        .stdin(stdin)
-        .output()
-        .with_context(|| format!("starting `{cmdline}`"))?;
-    if !out.status.success() {
-        bail!(
-            "`{cmdline}` failed ({}):\n{}",
-            out.status,
-            tail(&out.stderr, 1024)
-        );
-    }
-    Ok(())
-}
-
-/// The last `max` bytes of a program's output, as text.
-fn tail(bytes: &[u8], max: usize) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let text = text.trim_end();
-    let mut start = text.len().saturating_sub(max);
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    text[start..].to_string()
-}
-
-/// DISM: mount image `index` of `wim`, copy the files in, unmount with `/Commit`; on any
-/// failure after mounting, unmount with `/Discard` so no mount is left behind.
-#[cfg(windows)]
-fn dism_add(
-    program: &Path,
-    wim: &Path,
-    index: u32,
-    stage: &Path,
-    files: &[(&str, &str)],
-    work: &Path,
-) -> Result<()> {
-    let mount = work.join("mount");
-    std::fs::create_dir_all(&mount).with_context(|| format!("creating {}", mount.display()))?;
-    let arg = |prefix: &str, p: &Path| {
-        let mut s = OsString::from(prefix);
-        s.push(p.as_os_str());
-        s
-    };
-    let mount_args = vec![
-        OsString::from("/English"),
-        "/Mount-Image".into(),
-        arg("/ImageFile:", wim),
-        format!("/Index:{index}").into(),
-        arg("/MountDir:", &mount),
-    ];
-    tools::run_program(program, &mount_args, "mounting boot.wim with DISM")?;
-    let copied = (|| -> Result<()> {
-        for (name, in_wim) in files {
-            let host = stage.join(name);
-            let dest = mount.join(in_wim.replace('/', "\\"));
-            if let Some(parent) = dest.parent() {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("creating {}", parent.display()))?;
-            }
-            std::fs::copy(&host, &dest)
-                .with_context(|| format!("copying {} to {}", host.display(), dest.display()))?;
-        }
-        Ok(())
-    })();
-    let unmount = |how: &str| {
-        let args = vec![
-            OsString::from("/English"),
-            "/Unmount-Image".into(),
-            arg("/MountDir:", &mount),
-            how.into(),
-        ];
-        tools::run_program(program, &args, "unmounting boot.wim with DISM")
-    };
-    match copied {
-        Ok(()) => {
-            unmount("/Commit")?;
-            Ok(())
-        }
-        Err(e) => {
-            if let Err(u) = unmount("/Discard") {
-                return Err(e.context(format!(
-                    "and discarding the mounted image failed too ({u:#}); run dism \
-                     /Cleanup-Mountpoints"
-                )));
-            }
-            Err(e)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn header(image_count: u32, boot_index: u32, parts: (u16, u16)) -> Vec<u8> {
-        let mut h = vec![0u8; WIM_HEADER_SIZE];
-        h[..8].copy_from_slice(WIM_MAGIC);
-        h[8..12].copy_from_slice(&(WIM_HEADER_SIZE as u32).to_le_bytes());
-        h[0x28..0x2A].copy_from_slice(&parts.0.to_le_bytes());
-        h[0x2A..0x2C].copy_from_slice(&parts.1.to_le_bytes());
-        h[0x2C..0x30].copy_from_slice(&image_count.to_le_bytes());
-        h[0x78..0x7C].copy_from_slice(&boot_index.to_le_bytes());
-        h
-    }
-
-    #[test]
-    fn wim_header_checks() {
-        let h = WimHeader::parse(&header(2, 2, (1, 1)), 1000).unwrap();
-        assert_eq!((h.image_count, h.boot_image()), (2, 2));
-        assert_eq!(
-            WimHeader::parse(&header(1, 0, (1, 1)), 1)
-                .unwrap()
-                .boot_image(),
-            1
-        );
-        for (name, bytes, want) in [
-            ("not a WIM", b"PK\x03\x04".to_vec(), "not a WIM"),
-            (
-                "truncated",
-                header(1, 1, (1, 1))[..100].to_vec(),
-                "truncated",
-            ),
-            ("split", header(1, 1, (1, 2)), "split WIM"),
-            ("no images", header(0, 0, (1, 1)), "without images"),
-            ("bad boot index", header(1, 3, (1, 1)), "marks image 3"),
-            ("pipable", b"WLPWM\0\0\0rest".to_vec(), "pipable"),
-        ] {
-            let e = WimHeader::parse(&bytes, 1).unwrap_err().to_string();
-            assert!(e.contains(want), "{name}: {e}");
-        }
-    }
 
     #[test]
     fn generated_files() {
@@ -993,22 +686,6 @@ mod tests {
         assert!(has_udf(&iso).unwrap());
         std::fs::write(&iso, b"short").unwrap();
         assert!(!is_iso9660(&iso).unwrap());
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn a_missing_wim_tool_names_both() {
-        let empty = tempfile::tempdir().unwrap();
-        match WimBackend::find_in(empty.path().as_os_str()) {
-            // Installed in an sbin folder, which is always searched: nothing to check.
-            Ok(_) => eprintln!("SKIP wimlib-imagex is in an sbin folder"),
-            Err(e) => {
-                let e = e.to_string();
-                assert!(e.contains("wimlib-imagex or DISM"), "{e}");
-                assert!(e.contains("apt-get install wimtools"), "{e}");
-                assert!(e.contains("dism is a Windows program"), "{e}");
-            }
-        }
     }
 
     #[test]

@@ -1,6 +1,4 @@
 //! Helpers shared by the builder's integration tests.
-// Each test binary compiles this module and uses only some of the helpers.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

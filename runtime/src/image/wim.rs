@@ -12,6 +12,17 @@
 //!
 //! On Linux, `apply`'s target may also be an unformatted-but-NTFS block device: wimlib then
 //! writes the NTFS volume directly, keeping Windows' security descriptors and attributes.
+//!
+//! Two parts for changing an existing WIM (the builder's Windows PE template uses them):
+//! [`header`] reads and checks a WIM file's header itself ([`WimHeader`]: image count, boot
+//! index, split and pipable WIMs), and [`update`] adds files to one of its images
+//! ([`WimBackend`]: `wimlib-imagex update`, or DISM mount/copy/unmount on Windows).
+
+pub mod header;
+pub mod update;
+
+pub use header::WimHeader;
+pub use update::WimBackend;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -1,8 +1,5 @@
 //! Disk images as real disks are: never blank.
 
-// Each test file uses the part it needs.
-#![allow(dead_code)]
-
 use std::io::Read;
 use std::path::Path;
 use tsforge_runtime::disk::Disk;
