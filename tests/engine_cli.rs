@@ -200,7 +200,9 @@ steps:
         - folder: no-such-folder
     run: echo or-false >> out
   - group: Skipped group
-    condition: {variable: Model, operator: notEquals, value: "virtual machine"}
+    # Values compare case-sensitively (ConfigMgr 2007, Task Sequence Variable Condition:
+    # http://systemscenter.ru/smsv4.en/html/a6a05766-3d9b-41fc-ac66-dec45f5275df.htm)
+    condition: {variable: Model, operator: notEquals, value: "Virtual Machine"}
     steps:
       - name: In skipped group
         run: echo in-skipped >> out

@@ -2,9 +2,12 @@
 //! `<expression type="SMS_TaskSequence_…ConditionExpression">`).
 //!
 //! - Variable: `equals`, `notEquals`, `greater`, `greaterEqual`, `less`, `lessEqual`, `exists`,
-//!   `notExists` (ConfigMgr's operators) and `like`. Comparisons ignore case; when both sides
-//!   parse as numbers they compare as numbers. `like` takes `*` or `%` for any run of characters
-//!   and `?` for one character (ConfigMgr documents `%`; `*` is accepted too).
+//!   `notExists` (ConfigMgr's operators) and `like`. As ConfigMgr 2007's *Task Sequence Variable
+//!   Condition* page documents, values compare as numbers only when **both** are integers
+//!   (`10` and `9`, `-3` and `+4`), otherwise as case-sensitive text (`2.5` against `10`, `1e3`
+//!   against `999`, `10.0` against `10`, `TRUE` against `true`). `like` takes `*` or `%` for any
+//!   run of characters and `?` for one character, ignoring case (Windows wildcards; the
+//!   documentation does not say, see docs/engine.md).
 //! - File: `Path` exists and is a file; optional `DateTime` + `DateTimeOperator` compare the
 //!   file's modification time with a WMI datetime (`yyyymmddHHMMSS.ffffff+UUU`). A `Version`
 //!   check needs the file's version resource and is only evaluated on Windows.
@@ -12,8 +15,9 @@
 //! - Registry, WMI, Software and OS conditions query Windows; on any other platform they are an
 //!   error that names the condition, which fails the step (the engine reports it).
 //!
-//! Several conditions at the top of a `<condition>` are combined with *and*; `not` negates the
-//! *and* of its children; an empty `and` is true, an empty `or` false.
+//! Several conditions at the top of a `<condition>` are combined with *and*; `not` is the
+//! editor's *If none*: true when none of its children is true; an empty `and` is true, an empty
+//! `or` false, an empty `not` true.
 
 use crate::sequence::model::{expr_type, Condition, Expression, OperatorKind};
 use crate::vars::Vars;
@@ -79,7 +83,16 @@ fn eval_one(c: &Condition, vars: &Vars) -> Result<bool, ConditionError> {
                 }
                 Ok(false)
             }
-            OperatorKind::Not => Ok(!evaluate(children, vars)?),
+            // The editor's "None" (ConfigMgr 2007 *If Statement*): true when none of the
+            // children is true, so `not(a, b)` is `!a && !b`, not `!(a && b)`.
+            OperatorKind::Not => {
+                for ch in children {
+                    if eval_one(ch, vars)? {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
         },
         Condition::Expression(e) => eval_expression(e, vars),
     }
@@ -166,20 +179,66 @@ pub fn compare_variable(actual: Option<&str>, op: &str, value: &str) -> Result<b
     })
 }
 
-/// Numbers compare as numbers, anything else as case-insensitive text.
+/// Two integers compare as numbers; anything else as case-sensitive text (ConfigMgr 2007,
+/// *Task Sequence Variable Condition*: "a case-sensitive string comparison unless both the
+/// value of the variable and the comparison value are integers").
 pub fn compare_values(a: &str, b: &str) -> Ordering {
-    match (parse_num(a), parse_num(b)) {
-        (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
-        _ => a.to_lowercase().cmp(&b.to_lowercase()),
+    match (Integer::parse(a), Integer::parse(b)) {
+        (Some(x), Some(y)) => x.cmp(&y),
+        _ => a.cmp(b),
     }
 }
 
-fn parse_num(s: &str) -> Option<f64> {
-    let t = s.trim();
-    if t.is_empty() {
-        return None;
+/// An integer of any length: an optional sign, then ASCII digits (spaces around it ignored).
+/// Kept as its digits so values longer than any machine integer still compare exactly.
+#[derive(Debug, PartialEq, Eq)]
+struct Integer<'a> {
+    negative: bool,
+    /// Without leading zeros (`""` for zero).
+    digits: &'a str,
+}
+
+impl<'a> Integer<'a> {
+    fn parse(s: &'a str) -> Option<Integer<'a>> {
+        let t = s.trim();
+        let (negative, body) = match t.as_bytes().first()? {
+            b'-' => (true, &t[1..]),
+            b'+' => (false, &t[1..]),
+            _ => (false, t),
+        };
+        if body.is_empty() || !body.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        let digits = body.trim_start_matches('0');
+        Some(Integer {
+            negative: negative && !digits.is_empty(),
+            digits,
+        })
     }
-    t.parse::<f64>().ok().filter(|f| f.is_finite())
+
+    fn magnitude_cmp(&self, other: &Integer) -> Ordering {
+        self.digits
+            .len()
+            .cmp(&other.digits.len())
+            .then_with(|| self.digits.cmp(other.digits))
+    }
+}
+
+impl Ord for Integer<'_> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self.negative, other.negative) {
+            (false, true) => Ordering::Greater,
+            (true, false) => Ordering::Less,
+            (false, false) => self.magnitude_cmp(other),
+            (true, true) => other.magnitude_cmp(self),
+        }
+    }
+}
+
+impl PartialOrd for Integer<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 /// Case-insensitive wildcard match: `*` or `%` any run, `?` one character.
@@ -471,14 +530,16 @@ mod tests {
         v.set("N", "10");
         v.set("S", "Hello");
         let cases: &[(&str, &str, &str, Option<&str>, bool)] = &[
+            // Text compares case-sensitively (see the test below for the rule's source).
             (
-                "equals text ignores case",
+                "equals text is case-sensitive",
                 "S",
                 "equals",
                 Some("hello"),
-                true,
+                false,
             ),
-            ("equals number", "N", "equals", Some("10.0"), true),
+            ("equals text", "S", "equals", Some("Hello"), true),
+            ("10 is not 10.0: not both integers", "N", "equals", Some("10.0"), false),
             ("notEquals", "S", "notEquals", Some("world"), true),
             (
                 "greater numeric (not text)",
@@ -499,12 +560,63 @@ mod tests {
             ("like question", "S", "like", Some("h?llo"), true),
             ("like no", "S", "like", Some("x*"), false),
             ("missing equals empty", "Nope", "equals", Some(""), true),
-            ("operator case", "S", "NOTEQUALS", Some("hello"), false),
+            ("operator case", "S", "NOTEQUALS", Some("Hello"), false),
         ];
         for (name, var, o, val, want) in cases {
             let c = var_expr(var, o, *val);
             assert_eq!(evaluate(&[c], &v).unwrap(), *want, "case {name}");
         }
+    }
+
+    /// ConfigMgr 2007, *Task Sequence Variable Condition* (Microsoft's Configuration Manager 2007
+    /// documentation library, as mirrored at
+    /// http://systemscenter.ru/smsv4.en/html/a6a05766-3d9b-41fc-ac66-dec45f5275df.htm):
+    /// "This option uses a case-sensitive string comparison unless both the value of the
+    /// variable and the comparison value are integers, in which case a numeric comparison is
+    /// performed".
+    #[test]
+    fn integers_compare_as_numbers_everything_else_as_case_sensitive_text() {
+        use Ordering::*;
+        let cases: &[(&str, &str, Ordering)] = &[
+            // both integers: numbers
+            ("10", "9", Greater),
+            ("9", "10", Less),
+            ("007", "7", Equal),
+            ("-3", "2", Less),
+            ("-10", "-9", Less),
+            ("+4", "4", Equal),
+            ("-0", "0", Equal),
+            (" 12 ", "12", Equal),
+            (
+                "123456789012345678901234567890",
+                "99999999999999999999999999999",
+                Greater,
+            ),
+            // not both integers: text, as written
+            ("2.5", "10", Greater),
+            ("1e3", "999", Less),
+            ("10.0", "10", Greater),
+            ("0x10", "9", Less),
+            ("", "0", Less),
+            ("abc", "ABC", Greater),
+            ("true", "TRUE", Greater),
+            ("Dell", "Dell", Equal),
+        ];
+        for (a, b, want) in cases {
+            assert_eq!(compare_values(a, b), *want, "{a:?} vs {b:?}");
+            assert_eq!(compare_values(b, a), want.reverse(), "{b:?} vs {a:?}");
+        }
+        let mut v = Vars::new();
+        v.set("Ver", "2.5");
+        v.set("InWinPE", "TRUE");
+        let holds = |name: &str, o: &str, val: &str| {
+            evaluate(&[var_expr(name, o, Some(val))], &v).unwrap()
+        };
+        assert!(holds("Ver", "greater", "10"), "2.5 > 10 as text");
+        assert!(!holds("Ver", "less", "10"));
+        assert!(!holds("InWinPE", "equals", "true"), "case-sensitive");
+        assert!(holds("InWinPE", "notEquals", "true"));
+        assert!(holds("InWinPE", "equals", "TRUE"));
     }
 
     #[test]
@@ -532,6 +644,16 @@ mod tests {
                 op(OperatorKind::Not, vec![t(), t()]),
                 false,
             ),
+            // `not` is the editor's If statement "None": ConfigMgr 2007's *If Statement* page
+            // (http://systemscenter.ru/smsv4.en/html/b298ff83-905e-474c-89b4-06cb9f7abfe0.htm)
+            // makes it true only when none of its conditions is true; MDT's "IF Statements in
+            // Conditions" (http://systemscenter.ru/mdt2012.en/ifstatementsinconditions.htm)
+            // says the same. One true child is enough to make it false (it used to be
+            // not-of-and, which is true here).
+            ("none of (t, f)", op(OperatorKind::Not, vec![t(), f()]), false),
+            ("none of (f, t)", op(OperatorKind::Not, vec![f(), t()]), false),
+            ("none of (f, f)", op(OperatorKind::Not, vec![f(), f()]), true),
+            ("empty none", op(OperatorKind::Not, vec![]), true),
             (
                 "or(not t, and(t, not f))",
                 op(
