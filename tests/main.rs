@@ -16,6 +16,7 @@ mod disk_sequence;
 mod e2e_qemu;
 mod engine_cli;
 mod fat_apply;
+mod fidelity_rules;
 mod hooks;
 mod image_cli;
 mod media_trust;

@@ -539,7 +539,13 @@ mod tests {
                 false,
             ),
             ("equals text", "S", "equals", Some("Hello"), true),
-            ("10 is not 10.0: not both integers", "N", "equals", Some("10.0"), false),
+            (
+                "10 is not 10.0: not both integers",
+                "N",
+                "equals",
+                Some("10.0"),
+                false,
+            ),
             ("notEquals", "S", "notEquals", Some("world"), true),
             (
                 "greater numeric (not text)",
@@ -609,9 +615,8 @@ mod tests {
         let mut v = Vars::new();
         v.set("Ver", "2.5");
         v.set("InWinPE", "TRUE");
-        let holds = |name: &str, o: &str, val: &str| {
-            evaluate(&[var_expr(name, o, Some(val))], &v).unwrap()
-        };
+        let holds =
+            |name: &str, o: &str, val: &str| evaluate(&[var_expr(name, o, Some(val))], &v).unwrap();
         assert!(holds("Ver", "greater", "10"), "2.5 > 10 as text");
         assert!(!holds("Ver", "less", "10"));
         assert!(!holds("InWinPE", "equals", "true"), "case-sensitive");
@@ -650,9 +655,21 @@ mod tests {
             // Conditions" (http://systemscenter.ru/mdt2012.en/ifstatementsinconditions.htm)
             // says the same. One true child is enough to make it false (it used to be
             // not-of-and, which is true here).
-            ("none of (t, f)", op(OperatorKind::Not, vec![t(), f()]), false),
-            ("none of (f, t)", op(OperatorKind::Not, vec![f(), t()]), false),
-            ("none of (f, f)", op(OperatorKind::Not, vec![f(), f()]), true),
+            (
+                "none of (t, f)",
+                op(OperatorKind::Not, vec![t(), f()]),
+                false,
+            ),
+            (
+                "none of (f, t)",
+                op(OperatorKind::Not, vec![f(), t()]),
+                false,
+            ),
+            (
+                "none of (f, f)",
+                op(OperatorKind::Not, vec![f(), f()]),
+                true,
+            ),
             ("empty none", op(OperatorKind::Not, vec![]), true),
             (
                 "or(not t, and(t, not f))",

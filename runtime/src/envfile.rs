@@ -6,7 +6,8 @@
 //! - `NAME<<DELIM`, then value lines, then a line `DELIM`, sets a multi-line value.
 //!
 //! When the process ends the engine applies the lines in order (`_SMSTS*` names are refused,
-//! as for every step). `TSFORGE_VAR_NAMES` lists the names of all task sequence variables,
+//! as for every step). `NAME=` (an empty value) deletes NAME, as setting any task sequence
+//! variable to an empty value does. `TSFORGE_VAR_NAMES` lists the names of all task sequence variables,
 //! separated by newlines, so `tsforge env list` can tell them from the rest of the environment.
 
 use std::io::Write;

@@ -5,11 +5,21 @@
 //! variable exists (so `%windir%` still reaches `cmd.exe`), expansion is not recursive, and
 //! variables whose names start with `_SMSTS` are read-only to steps: only the engine sets them.
 //!
-//! A variable is *secret* when it was declared `hidden="true"`, or its name is one ConfigMgr
-//! treats as a password (`OSDJoinPassword`, …). Secret values are masked in every log line.
+//! Setting a variable to the empty string **deletes** it ("To delete a variable, set the
+//! variable value to an empty string": *How to use task sequence variables*,
+//! https://learn.microsoft.com/en-us/mem/configmgr/osd/understand/using-task-sequence-variables):
+//! afterwards `exists` is false and steps no longer see it in their environment.
+//!
+//! A variable is *secret* when it was declared so (a global variable with `hidden: true` in
+//! YAML / `hidden="true"` in `<globalVarList>`, a *Set Task Sequence Variable* step with
+//! `DoNotShowVariableValue`, a medium's `--secret`, [`Vars::set_secret`] for steps such as *Set
+//! Dynamic Variables* with `IsSecret`), or its name is one ConfigMgr treats as a password
+//! (`OSDJoinPassword`, …). Secret values are masked in every log line ([`mask_secrets`]). The
+//! flag belongs to the name: it outlives a deletion, so setting the variable again keeps it
+//! secret.
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Variable names ConfigMgr and MDT treat as secrets even without `hidden="true"`.
 pub const KNOWN_SECRETS: &[&str] = &[
@@ -60,7 +70,15 @@ pub struct Var {
 /// The variable store of one run. Serialized into the run's journal.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Vars {
+    /// The variables that exist (never an empty value: setting one to "" deletes it).
     map: BTreeMap<String, Var>,
+    /// Upper-cased names marked secret, set or not (the flag outlives a deletion).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    secret_names: BTreeSet<String>,
+    /// Names of secret variables whose values were left out of this copy
+    /// ([`Vars::without_secret_values`]).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    withheld: BTreeSet<String>,
 }
 
 /// A step tried to set a variable it may not set.
@@ -89,12 +107,19 @@ impl Vars {
         self.map.contains_key(&Self::key(name))
     }
 
-    /// Set a variable as the engine (no read-only check). Keeps an existing secret flag.
+    /// Set a variable as the engine (no read-only check). Keeps an existing secret flag. An
+    /// empty value deletes the variable (ConfigMgr's rule).
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
-        let secret = is_known_secret(name);
         let value = value.into();
+        let key = Self::key(name);
+        self.withheld.retain(|w| Self::key(w) != key);
+        if value.is_empty() {
+            self.map.remove(&key);
+            return;
+        }
+        let secret = is_known_secret(name) || self.secret_names.contains(&key);
         self.map
-            .entry(Self::key(name))
+            .entry(key)
             .and_modify(|v| {
                 v.value = value.clone();
                 v.secret |= secret;
@@ -107,13 +132,9 @@ impl Vars {
     }
 
     /// Set a variable as a step would: `_SMSTS*` names are refused.
+    /// An empty value deletes the variable, as for [`Vars::set`].
     pub fn set_from_step(&mut self, name: &str, value: impl Into<String>) -> Result<(), VarError> {
-        if !valid_name(name) {
-            return Err(VarError::InvalidName(name.to_string()));
-        }
-        if is_read_only(name) {
-            return Err(VarError::ReadOnly(name.to_string()));
-        }
+        check_step_name(name)?;
         self.set(name, value);
         Ok(())
     }
@@ -125,25 +146,42 @@ impl Vars {
         }
     }
 
-    /// Mark a variable secret (it need not exist yet: the flag is kept for when it is set).
+    /// Mark a variable secret (it need not exist yet: the flag is kept for when it is set, and
+    /// kept when it is deleted). Marking does not create the variable.
     pub fn mark_secret(&mut self, name: &str) {
-        self.map
-            .entry(Self::key(name))
-            .and_modify(|v| v.secret = true)
-            .or_insert_with(|| Var {
-                name: name.to_string(),
-                value: String::new(),
-                secret: true,
-            });
+        let key = Self::key(name);
+        if let Some(v) = self.map.get_mut(&key) {
+            v.secret = true;
+        }
+        self.secret_names.insert(key);
+    }
+
+    /// Set a secret variable: its value is masked in every log from now on (what *Set Dynamic
+    /// Variables* does for a value with `IsSecret`). An empty value deletes it, the flag stays.
+    pub fn set_secret(&mut self, name: &str, value: impl Into<String>) {
+        self.mark_secret(name);
+        self.set(name, value);
+    }
+
+    /// [`Vars::set_secret`] as a step would: `_SMSTS*` and invalid names are refused.
+    pub fn set_secret_from_step(
+        &mut self,
+        name: &str,
+        value: impl Into<String>,
+    ) -> Result<(), VarError> {
+        check_step_name(name)?;
+        self.set_secret(name, value);
+        Ok(())
     }
 
     pub fn is_secret(&self, name: &str) -> bool {
-        self.map
-            .get(&Self::key(name))
-            .map(|v| v.secret)
-            .unwrap_or_else(|| is_known_secret(name))
+        let key = Self::key(name);
+        self.map.get(&key).is_some_and(|v| v.secret)
+            || self.secret_names.contains(&key)
+            || is_known_secret(name)
     }
 
+    /// Delete a variable (what setting it to an empty value does).
     pub fn remove(&mut self, name: &str) {
         self.map.remove(&Self::key(name));
     }
@@ -153,22 +191,37 @@ impl Vars {
         self.map.values()
     }
 
-    /// A copy with every secret value emptied (the flags kept): what may be written to disk.
+    /// A copy without the secret variables (their names and flags kept, and remembered as
+    /// withheld): what may be written to disk.
     pub fn without_secret_values(&self) -> Vars {
         let mut out = self.clone();
-        for v in out.map.values_mut().filter(|v| v.secret) {
-            v.value.clear();
+        let secret: Vec<(String, String)> = out
+            .map
+            .iter()
+            .filter(|(_, v)| v.secret)
+            .map(|(k, v)| (k.clone(), v.name.clone()))
+            .collect();
+        for (key, name) in secret {
+            out.map.remove(&key);
+            out.secret_names.insert(key);
+            out.withheld.insert(name);
         }
         out
     }
 
-    /// Names of secret variables whose value is empty (lost when a run was resumed from a
-    /// copy of its state without secret values).
+    /// Whether this copy left out the value of the secret variable `name`.
+    pub fn is_withheld(&self, name: &str) -> bool {
+        let key = Self::key(name);
+        self.withheld.iter().any(|w| Self::key(w) == key)
+    }
+
+    /// Names of secret variables whose values this copy left out and nothing set since (lost
+    /// when a run was resumed from a copy of its state without secret values).
     pub fn empty_secrets(&self) -> Vec<String> {
-        self.map
-            .values()
-            .filter(|v| v.secret && v.value.is_empty())
-            .map(|v| v.name.clone())
+        self.withheld
+            .iter()
+            .filter(|n| !self.contains(n))
+            .cloned()
             .collect()
     }
 
@@ -214,6 +267,17 @@ impl Vars {
         out.push_str(rest);
         out
     }
+}
+
+/// A name a step may set: valid, and not `_SMSTS*`.
+fn check_step_name(name: &str) -> Result<(), VarError> {
+    if !valid_name(name) {
+        return Err(VarError::InvalidName(name.to_string()));
+    }
+    if is_read_only(name) {
+        return Err(VarError::ReadOnly(name.to_string()));
+    }
+    Ok(())
 }
 
 /// Replace every secret value in `text` with [`MASK`]. Longer secrets are masked first so a
@@ -303,5 +367,69 @@ mod tests {
             mask_secrets("join P@ss and hunter2, visible", &s),
             "join ******** and ********, visible"
         );
+    }
+
+    /// "To delete a variable, set the variable value to an empty string." — How to use task
+    /// sequence variables,
+    /// https://learn.microsoft.com/en-us/mem/configmgr/osd/understand/using-task-sequence-variables
+    #[test]
+    fn an_empty_value_deletes_the_variable() {
+        let mut v = Vars::new();
+        v.set("Target", "lab");
+        assert!(v.contains("target"));
+        v.set("TARGET", "");
+        assert!(!v.contains("Target"), "deleted, so `exists` is false");
+        assert_eq!(v.get("Target"), None);
+        assert_eq!(v.iter().count(), 0, "not in the environment either");
+        assert_eq!(v.expand("x%Target%y"), "x%Target%y", "unknown again");
+        // From a step too, and setting it again brings it back.
+        v.set_from_step("Target", "prod").unwrap();
+        v.set_from_step("Target", "").unwrap();
+        assert!(!v.contains("Target"));
+        // Deleting a variable that does not exist is not an error.
+        v.set_from_step("Never", "").unwrap();
+        // _SMSTS* stays read-only: a step cannot delete it either.
+        v.set("_SMSTSLogPath", "/logs");
+        assert!(v.set_from_step("_SMSTSLogPath", "").is_err());
+        assert_eq!(v.get("_SMSTSLogPath"), Some("/logs"));
+        // A default of "" defines nothing.
+        v.set_default("Empty", "");
+        assert!(!v.contains("Empty"));
+    }
+
+    #[test]
+    fn marking_secret_creates_nothing_and_the_flag_outlives_a_deletion() {
+        let mut v = Vars::new();
+        v.mark_secret("Token");
+        assert!(!v.contains("Token"), "marked, not set");
+        assert!(v.is_secret("token"));
+        v.set("Token", "abc123");
+        assert_eq!(v.secret_values(), vec!["abc123".to_string()]);
+        v.set("Token", "");
+        assert!(!v.contains("Token"));
+        v.set("Token", "def456");
+        assert_eq!(v.secret_values(), vec!["def456".to_string()]);
+        v.set_secret_from_step("Dyn", "s3cret").unwrap();
+        assert!(v.is_secret("DYN"));
+        assert!(v.set_secret_from_step("_SMSTSX", "1").is_err());
+    }
+
+    #[test]
+    fn copies_on_disk_withhold_secret_values_and_say_which() {
+        let mut v = Vars::new();
+        v.set("OSDJoinPassword", "P@ss");
+        v.set("Plain", "x");
+        let disk = v.without_secret_values();
+        assert!(!disk.contains("OSDJoinPassword"));
+        assert!(disk.secret_values().is_empty());
+        assert_eq!(disk.empty_secrets(), vec!["OSDJoinPassword".to_string()]);
+        assert!(disk.is_withheld("osdjoinpassword"));
+        assert_eq!(disk.get("Plain"), Some("x"));
+        let json = serde_json::to_string(&disk).unwrap();
+        assert!(!json.contains("P@ss"), "{json}");
+        let mut back: Vars = serde_json::from_str(&json).unwrap();
+        back.set("OSDJoinPassword", "again");
+        assert!(back.empty_secrets().is_empty());
+        assert!(back.is_secret("OSDJoinPassword"));
     }
 }

@@ -225,17 +225,16 @@ pub(crate) fn set_variable(
     name: &str,
     value: String,
 ) -> Result<(), crate::vars::VarError> {
+    let deletes = value.is_empty();
     ctx.vars.set_from_step(name, value)?;
-    let shown = if ctx.vars.is_secret(name) {
-        crate::vars::MASK.to_string()
+    let message = if deletes {
+        format!("Deleted variable {name} (set to an empty value)")
+    } else if ctx.vars.is_secret(name) {
+        format!("Set variable {name} = {}", crate::vars::MASK)
     } else {
-        ctx.vars.get(name).unwrap_or("").to_string()
+        format!("Set variable {name} = {}", ctx.vars.get(name).unwrap_or(""))
     };
-    ctx.log.log(
-        crate::log::Level::Info,
-        component,
-        &format!("Set variable {name} = {shown}"),
-    );
+    ctx.log.log(crate::log::Level::Info, component, &message);
     Ok(())
 }
 

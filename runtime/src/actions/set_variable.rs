@@ -1,6 +1,15 @@
 //! *Set Task Sequence Variable* (`SMS_TaskSequence_SetVariableAction`): properties
 //! `VariableName` and `VariableValue`, both `%NAME%`-expanded. `_SMSTS*` names are refused
-//! (read-only to steps), which fails the step with a message naming the variable.
+//! (read-only to steps), which fails the step with a message naming the variable. An empty
+//! value deletes the variable ("To delete a variable, set the variable value to an empty
+//! string": https://learn.microsoft.com/en-us/mem/configmgr/osd/understand/using-task-sequence-variables).
+//!
+//! The value is secret (masked in every log) when `DoNotShowVariableValue` is `true`, the
+//! editor's *Do not display this value* (`SMS_TaskSequence_SetVariableAction`:
+//! https://learn.microsoft.com/en-us/intune/configmgr/develop/reference/osd/sms_tasksequence_setvariableaction-server-wmi-class);
+//! such a step may carry its value in `HiddenVariableValue` instead of `VariableValue`, which is
+//! then used. `hidden="true"` on the properties is not a secret: the console writes it on
+//! `VariableName` and `VariableValue` of every such step.
 
 use super::{ActionResult, Ctx, Plan, StepType};
 use crate::sequence::model::{step_type, Step};
@@ -32,16 +41,41 @@ fn check(s: &Step) -> Vec<String> {
     out
 }
 
+/// `DoNotShowVariableValue` = `true`: the value is a secret.
+fn hides_value(step: &Step) -> bool {
+    step.property("DoNotShowVariableValue")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// The value as written: `VariableValue`, or `HiddenVariableValue` when the step hides its
+/// value and `VariableValue` is empty.
+fn raw_value(step: &Step) -> &str {
+    let shown = step.property("VariableValue").unwrap_or_default();
+    if shown.is_empty() && hides_value(step) {
+        step.property("HiddenVariableValue").unwrap_or_default()
+    } else {
+        shown
+    }
+}
+
 /// The variable is set in the plan too, so later conditions see it.
 fn plan(step: &Step, p: &mut Plan) -> String {
     let n = p
         .vars
         .expand(step.property("VariableName").unwrap_or_default());
-    let v = p
-        .vars
-        .expand(step.property("VariableValue").unwrap_or_default());
-    let shown = format!("{n} = {v}");
-    let _ = p.vars.set_from_step(&n, v);
+    let v = p.vars.expand(raw_value(step));
+    let shown = if v.is_empty() {
+        format!("delete {n} (empty value)")
+    } else if hides_value(step) {
+        format!("{n} = {}", crate::vars::MASK)
+    } else {
+        format!("{n} = {v}")
+    };
+    let _ = if hides_value(step) {
+        p.vars.set_secret_from_step(&n, v)
+    } else {
+        p.vars.set_from_step(&n, v)
+    };
     shown
 }
 
@@ -51,17 +85,9 @@ pub fn execute(step: &Step, ctx: &mut Ctx) -> ActionResult {
             "Set Task Sequence Variable step has no VariableName property",
         );
     };
-    let value = ctx
-        .vars
-        .expand(step.property("VariableValue").unwrap_or_default());
-    if let Some(v) = step
-        .vars
-        .iter()
-        .find(|v| v.name.eq_ignore_ascii_case("VariableValue"))
-    {
-        if v.hidden() {
-            ctx.vars.mark_secret(&name);
-        }
+    let value = ctx.vars.expand(raw_value(step));
+    if hides_value(step) && crate::vars::valid_name(&name) && !crate::vars::is_read_only(&name) {
+        ctx.vars.mark_secret(&name);
     }
     match super::set_variable(ctx, "SetVariable", &name, value) {
         Ok(()) => ActionResult::ok(),

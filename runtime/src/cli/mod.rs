@@ -127,6 +127,10 @@ pub enum RunnerCmd {
 /// `NAME=VALUE` for `--var`.
 pub fn parse_var(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
+        Some((n, "")) if crate::vars::is_read_only(n) => Err(format!(
+            "{n}= would delete {n}, but _SMSTS* variables are read-only (the engine's own); \
+             give a value"
+        )),
         Some((n, v)) if crate::vars::valid_name(n) => Ok((n.to_string(), v.to_string())),
         Some((n, _)) => Err(format!("invalid variable name {n:?}")),
         None => Err(format!("expected NAME=VALUE, found {s:?}")),

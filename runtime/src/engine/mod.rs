@@ -8,8 +8,9 @@
 //!   has no continue-on-error, its group fails: the rest of the group is skipped. A failed group
 //!   with continue-on-error lets its parent go on; without, the failure climbs further. A
 //!   failure that reaches the top ends the sequence as failed.
-//! - `_SMSTSLastActionSucceeded` / `_SMSTSLastActionRetCode` describe the last step that ran, so
-//!   an error-handler group after a continue-on-error group sees the failure.
+//! - `_SMSTSLastActionName` / `_SMSTSLastActionSucceeded` / `_SMSTSLastActionRetCode` describe
+//!   the last step that ran (its name, whether it succeeded, its exit code), so an error-handler
+//!   group after a continue-on-error group sees the failure and which step it was.
 //! - A sequence whose failures were all absorbed by continue-on-error ends as succeeded, as in
 //!   ConfigMgr: an error handler that wants the run to fail ends with a failing step.
 //! - A group whose condition cannot be evaluated fails like a failed step in its parent.
@@ -138,30 +139,6 @@ pub fn initial_vars(program: &Program, opts: &RunOptions, log_dir: &Path) -> Var
     vars
 }
 
-/// Values written in the sequence as hidden properties: masked in logs even before they are
-/// assigned to a variable.
-fn hidden_property_values(program: &Program) -> Vec<String> {
-    let mut out = Vec::new();
-    for i in &program.instrs {
-        match i {
-            Instr::Step { step, .. } => out.extend(
-                step.vars
-                    .iter()
-                    .filter(|v| v.hidden() && !v.value.is_empty())
-                    .map(|v| v.value.clone()),
-            ),
-            Instr::Enter { defaults, .. } => out.extend(
-                defaults
-                    .iter()
-                    .filter(|v| v.hidden() && !v.value.is_empty())
-                    .map(|v| v.value.clone()),
-            ),
-            Instr::Exit { .. } => {}
-        }
-    }
-    out
-}
-
 fn fields(v: Value) -> Map<String, Value> {
     match v {
         Value::Object(m) => m,
@@ -186,12 +163,10 @@ pub fn run(path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
     if let Some(h) = &opts.home {
         keep_home(h, opts, &mut state, &journal, &mut logger)?;
     }
-    let static_secrets = hidden_property_values(&program);
-    let update_secrets = |logger: &mut Logger, vars: &Vars| {
-        let mut s = vars.secret_values();
-        s.extend(static_secrets.iter().cloned());
-        logger.set_secrets(s);
-    };
+    // Only secret variables are masked: `hidden="true"` on a step property is the editor's flag
+    // (console exports put it on CommandLine, PackageID, VariableName, …), not a secret.
+    let update_secrets =
+        |logger: &mut Logger, vars: &Vars| logger.set_secrets(vars.secret_values());
     update_secrets(&mut logger, &state.vars);
 
     if let Phase::Finished { succeeded } = state.phase {
@@ -335,7 +310,8 @@ fn keep_home(
     // The copy on disk has no secret values: the medium's come back from the options.
     for (k, v) in &opts.vars {
         if opts.secret_vars.iter().any(|s| s.eq_ignore_ascii_case(k))
-            && state.vars.get(k) == Some("")
+            && state.vars.is_withheld(k)
+            && !state.vars.contains(k)
         {
             state.vars.set(k, v.clone());
         }
@@ -528,6 +504,7 @@ impl Walker<'_> {
                                 COMPONENT,
                                 &format!("Group {name:?} failed: {e}"),
                             );
+                            state.vars.set("_SMSTSLastActionName", name.clone());
                             state.vars.set("_SMSTSLastActionSucceeded", "false");
                             state.last_failed = true;
                             if *continue_on_error {
@@ -805,6 +782,7 @@ impl Walker<'_> {
                 succeeded,
                 message,
             } => {
+                state.vars.set("_SMSTSLastActionName", name.clone());
                 state.vars.set("_SMSTSLastActionRetCode", code.to_string());
                 state.vars.set(
                     "_SMSTSLastActionSucceeded",
@@ -829,6 +807,14 @@ impl Walker<'_> {
                         &format!("Step {name:?} failed (exit code {code}){detail}"),
                     );
                 }
+                self.logger.log(
+                    Level::Info,
+                    COMPONENT,
+                    &format!(
+                        "Set _SMSTSLastActionName = {name:?}, _SMSTSLastActionRetCode = {code}, \
+                         _SMSTSLastActionSucceeded = {succeeded}"
+                    ),
+                );
                 self.logger.event(
                     "step_end",
                     fields(json!({"number": number, "name": name, "type": kind,
@@ -862,6 +848,7 @@ impl Walker<'_> {
                 Ok(None)
             }
             ActionResult::Restart(req) => {
+                state.vars.set("_SMSTSLastActionName", name.clone());
                 state.vars.set("_SMSTSLastActionRetCode", "0");
                 state.vars.set("_SMSTSLastActionSucceeded", "true");
                 state.last_failed = false;
