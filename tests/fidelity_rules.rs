@@ -174,3 +174,60 @@ fn hidden_properties_are_shown_and_secrets_are_masked() {
         "{out}"
     );
 }
+
+/// The dry run tells what the run does with a condition it cannot evaluate here (a WMI query on
+/// Linux): the run fails the step (or group), so the plan says "would fail" and follows the
+/// failure the same way, never "skipped".
+#[cfg(not(windows))]
+#[test]
+fn dry_run_says_a_step_would_fail_where_the_run_fails_it() {
+    let e = Env::new();
+    let seq = e.write(
+        "wmi.yaml",
+        r#"
+steps:
+  - group: Drivers
+    continue_on_error: true
+    steps:
+      - name: Dell drivers
+        condition:
+          - wmi: SELECT * FROM Win32_ComputerSystem WHERE Manufacturer LIKE "%Dell%"
+        run: echo dell >> out
+      - name: After Dell
+        run: echo after-dell >> out
+  - name: Between
+    run: echo between >> out
+  - group: Vendor tools
+    condition:
+      - wmi: SELECT * FROM Win32_BIOS
+    steps:
+      - name: Inside vendor tools
+        run: echo vendor >> out
+  - name: Last
+    run: echo last >> out
+"#,
+    );
+    let (code, plan, err) = e.run_seq(&seq, &["--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        plan.contains("FAIL   1 \"Dell drivers\" (would fail: its condition cannot be evaluated here: condition at"),
+        "{plan}"
+    );
+    assert!(!plan.contains("SKIP"), "nothing is skipped: {plan}");
+    assert!(
+        !plan.contains("\"After Dell\""),
+        "the rest of the group does not run: {plan}"
+    );
+    assert!(plan.contains("RUN    3 \"Between\""), "{plan}");
+    assert!(
+        plan.contains("FAIL group \"Vendor tools\" (would fail"),
+        "{plan}"
+    );
+    assert!(plan.contains("The run would end here"), "{plan}");
+    assert!(!plan.contains("\"Last\""), "{plan}");
+
+    // What the run does: the same.
+    let (code, _, _) = e.run_seq(&seq, &[]);
+    assert_eq!(code, 1, "the group's failure reaches the top");
+    assert_eq!(e.read("out"), "between\n");
+}

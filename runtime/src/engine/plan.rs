@@ -3,8 +3,12 @@
 //! The plan walks the program like the engine, evaluating conditions against the variables a
 //! run would start with, and assumes every step succeeds: *Set Task Sequence Variable* steps
 //! are applied to the simulated variables (so later conditions see them), other steps are
-//! listed with the command line they would run (secret values masked). Conditions that cannot
-//! be evaluated here (Windows-only ones on Linux) are shown as such.
+//! listed with the command line they would run (secret values masked). A condition that cannot
+//! be evaluated here (a WMI or registry condition on Linux) fails its step or group in a real
+//! run, so the plan says `FAIL` ("would fail: …") and follows the failure as the run would:
+//! past a step or group with continue on error, else out of the enclosing groups (the rest of
+//! each is not run) up to one with continue on error, or to the end of the run, which would
+//! fail.
 
 use super::program::{Instr, Program};
 use crate::actions::{classify, custom::CustomActions, Kind, Plan};
@@ -23,6 +27,8 @@ pub fn plan(
         program.name, program.step_total
     )];
     let mut path: Vec<String> = Vec::new();
+    // The Enter instructions of the open groups, innermost last.
+    let mut groups: Vec<usize> = Vec::new();
     let mut pc = 0;
     let secrets = |vars: &Vars| vars.secret_values();
     while pc < program.instrs.len() {
@@ -34,6 +40,7 @@ pub fn plan(
                 condition: cond,
                 exit,
                 defaults,
+                continue_on_error,
                 ..
             } => {
                 let verdict = if *disabled {
@@ -42,7 +49,23 @@ pub fn plan(
                     match condition::evaluate(cond, &vars) {
                         Ok(true) => None,
                         Ok(false) => Some("condition is false".into()),
-                        Err(e) => Some(format!("condition cannot be evaluated here: {e}")),
+                        Err(e) => {
+                            out.push(format!(
+                                "{indent}FAIL group {name:?} (would fail: its condition cannot be evaluated here: {e})"
+                            ));
+                            match fail_from(program, &mut groups, *exit, *continue_on_error) {
+                                Some(next) => {
+                                    out.push(after_failure(&indent, program, next, &groups));
+                                    path.truncate(groups.len());
+                                    pc = next;
+                                    continue;
+                                }
+                                None => {
+                                    out.push(END_FAILED.to_string());
+                                    return out;
+                                }
+                            }
+                        }
                     }
                 };
                 match verdict {
@@ -57,11 +80,13 @@ pub fn plan(
                         }
                         out.push(format!("{indent}GROUP {name:?}"));
                         path.push(name.clone());
+                        groups.push(pc);
                     }
                 }
             }
             Instr::Exit { .. } => {
                 path.pop();
+                groups.pop();
             }
             Instr::Step { step, number, .. } => {
                 let name = step.name();
@@ -72,7 +97,30 @@ pub fn plan(
                     match condition::evaluate(&step.condition, &vars) {
                         Ok(true) => None,
                         Ok(false) => Some("condition is false".into()),
-                        Err(e) => Some(format!("condition cannot be evaluated here: {e}")),
+                        Err(e) => {
+                            out.push(format!(
+                                "{indent}FAIL {number:>3} {name:?} (would fail: its condition cannot be evaluated here: {e})"
+                            ));
+                            if node.continue_on_error() {
+                                out.push(format!(
+                                    "{indent}     the step has continue on error: the run goes on"
+                                ));
+                                pc += 1;
+                                continue;
+                            }
+                            match fail_up(program, &mut groups) {
+                                Some(next) => {
+                                    out.push(after_failure(&indent, program, next, &groups));
+                                    path.truncate(groups.len());
+                                    pc = next;
+                                    continue;
+                                }
+                                None => {
+                                    out.push(END_FAILED.to_string());
+                                    return out;
+                                }
+                            }
+                        }
                     }
                 };
                 if let Some(why) = verdict {
@@ -105,4 +153,61 @@ pub fn plan(
         pc += 1;
     }
     out
+}
+
+const END_FAILED: &str =
+    "  The run would end here: the failure reaches the top of the sequence, which fails";
+
+/// A failure inside the innermost open group: the rest of each group is not run, up to a group
+/// with continue on error, after which the run goes on. The instruction it goes on at, or
+/// `None` when the failure ends the run. `groups` is left holding the groups still open.
+fn fail_up(program: &Program, groups: &mut Vec<usize>) -> Option<usize> {
+    while let Some(enter) = groups.pop() {
+        if let Instr::Enter {
+            exit,
+            continue_on_error,
+            ..
+        } = &program.instrs[enter]
+        {
+            if *continue_on_error {
+                return Some(exit + 1);
+            }
+        }
+    }
+    None
+}
+
+/// A group that fails before it is entered (its condition): like a failed step in its parent,
+/// unless the group itself has continue on error.
+fn fail_from(
+    program: &Program,
+    groups: &mut Vec<usize>,
+    exit: usize,
+    continue_on_error: bool,
+) -> Option<usize> {
+    if continue_on_error {
+        Some(exit + 1)
+    } else {
+        fail_up(program, groups)
+    }
+}
+
+/// The line that says where the run goes on after a failure.
+fn after_failure(indent: &str, program: &Program, next: usize, groups: &[usize]) -> String {
+    let inside = groups
+        .last()
+        .and_then(|g| match &program.instrs[*g] {
+            Instr::Enter { name, .. } => Some(format!(" inside group {name:?}")),
+            _ => None,
+        })
+        .unwrap_or_default();
+    if next >= program.instrs.len() {
+        format!(
+            "{indent}     continue on error absorbs the failure: the run would end here, succeeded"
+        )
+    } else {
+        format!(
+            "{indent}     the failure is absorbed by continue on error; the run goes on{inside}"
+        )
+    }
 }
