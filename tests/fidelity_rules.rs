@@ -231,3 +231,24 @@ steps:
     assert_eq!(code, 1, "the group's failure reaches the top");
     assert_eq!(e.read("out"), "between\n");
 }
+
+/// The shipped example validates, and its dry run plans the partitions (the property names are
+/// the exported ones: variable `OSDPartitions0Type`, property `Partitions0Type`, as in
+/// tests/fixtures/sequences/cm-package-wrapper.xml).
+#[test]
+fn windows_deploy_example_validates_and_plans_its_partitions() {
+    let e = Env::new();
+    let example = repo("examples/windows-deploy.yaml");
+    let (code, out, err) = e.run(&["validate", &example]);
+    assert_eq!(code, 0, "{out}{err}");
+    let disk = e.path("disk.img");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(64 << 30)
+        .unwrap();
+    let arg = format!("0={}", disk.display());
+    let (code, plan, err) = e.run(&["run", "--dry-run", &example, "--disk", &arg]);
+    assert_eq!(code, 0, "{err}");
+    assert!(plan.contains("Mbr table"), "{plan}");
+    assert!(plan.contains("partition 1: NTFS"), "{plan}");
+}
