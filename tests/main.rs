@@ -20,6 +20,7 @@ mod hooks;
 mod image_cli;
 mod media_trust;
 mod sequence_limits;
+mod set_dynamic_cli;
 mod state_dir;
 mod state_on_disk;
 mod wine;
