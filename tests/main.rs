@@ -6,6 +6,7 @@
 
 mod common;
 
+mod action_vars_cli;
 mod boot;
 mod build_cli;
 mod content;
