@@ -6,6 +6,7 @@
 
 mod common;
 
+mod action_vars_cli;
 mod boot;
 mod build_cli;
 mod content;
@@ -21,6 +22,7 @@ mod hooks;
 mod image_cli;
 mod media_trust;
 mod sequence_limits;
+mod set_dynamic_cli;
 mod state_dir;
 mod state_on_disk;
 mod wine;

@@ -110,7 +110,8 @@ fn utf16le_bom(text: &str) -> Vec<u8> {
 #[test]
 fn utf16_xml_with_untyped_mdt_steps_and_dynamic_variables_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let rules = "&lt;rules&gt;&lt;rule&gt;&lt;condition&gt;&lt;expression type=\"SMS_TaskSequence_VariableConditionExpression\"&gt;&lt;variable name=\"Operator\"&gt;like&lt;/variable&gt;&lt;variable name=\"Value\"&gt;Latitude*&lt;/variable&gt;&lt;variable name=\"Variable\"&gt;Model&lt;/variable&gt;&lt;/expression&gt;&lt;/condition&gt;&lt;variable name=\"DriverPack\"&gt;DELL-%Model%&lt;/variable&gt;&lt;/rule&gt;&lt;rule&gt;&lt;variable name=\"TimeZone\"&gt;UTC&lt;/variable&gt;&lt;/rule&gt;&lt;/rules&gt;";
+    // The rules as the console exports them (property Rules); see set_dynamic_cli.rs.
+    let rules = "&lt;Rules&gt;&lt;Rule&gt;&lt;condition&gt;&lt;expression type=\"SMS_TaskSequence_VariableConditionExpression\"&gt;&lt;variable name=\"Operator\"&gt;like&lt;/variable&gt;&lt;variable name=\"Value\"&gt;Latitude*&lt;/variable&gt;&lt;variable name=\"Variable\"&gt;Model&lt;/variable&gt;&lt;/expression&gt;&lt;/condition&gt;&lt;Variables&gt;&lt;Variable Name=\"DriverPack\" IsSecret=\"false\"&gt;DELL-%Model%&lt;/Variable&gt;&lt;/Variables&gt;&lt;/Rule&gt;&lt;Rule&gt;&lt;Variables&gt;&lt;Variable Name=\"TimeZone\" IsSecret=\"false\"&gt;UTC&lt;/Variable&gt;&lt;/Variables&gt;&lt;/Rule&gt;&lt;/Rules&gt;";
     let text = format!(
         "<?xml version=\"1.0\" encoding=\"utf-16\"?>\r\n<sequence version=\"3.00\" name=\"Ünïcode &amp; UTF-16\">\r\n\
   <globalVarList><variable name=\"Model\" property=\"Model\">Latitude 7490</variable></globalVarList>\r\n\
@@ -119,7 +120,7 @@ fn utf16_xml_with_untyped_mdt_steps_and_dynamic_variables_runs() {
     <step type=\"BDD_Gather\" name=\"BDD type runs its action\"><action>echo bdd &gt;&gt; marks</action>\r\n\
       <defaultVarList><variable name=\"GatherLocalOnly\" property=\"GatherLocalOnly\">true</variable></defaultVarList></step>\r\n\
     <step type=\"SMS_TaskSequence_SetDynamicVariablesAction\" name=\"Rules\"><action>osdsetdynamicvariables.exe</action>\r\n\
-      <defaultVarList><variable name=\"DynamicRules\" property=\"DynamicRules\">{rules}</variable></defaultVarList></step>\r\n\
+      <defaultVarList><variable name=\"OSDSetDynamicVariablesRules\" property=\"Rules\">{rules}</variable></defaultVarList></step>\r\n\
     <step type=\"SMS_TaskSequence_RunCommandLineAction\" name=\"Use them\"><action>smsswd.exe /run: ignored</action>\r\n\
       <defaultVarList><variable name=\"CommandLine\" property=\"CommandLine\"><![CDATA[echo \"%DriverPack%|%TimeZone%|$GatherLocalOnly\" >> marks]]></variable></defaultVarList></step>\r\n\
   </group>\r\n</sequence>\r\n"

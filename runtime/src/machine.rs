@@ -1,8 +1,10 @@
 //! Facts about the machine the runner is on, for the built-in variables: `_SMSTSClientGuid`
 //! (made once per machine and kept), `_SMSTSInWinPE`, `_SMSTSMachineName` and the hardware
-//! variables dynamic rules use (`_SMSTSMake`, `_SMSTSModel`, `_SMSTSSerialNumber`, `_SMSTSUUID`,
-//! `_SMSTSAssetTag`, `_SMSTSMacAddresses`), read from `/sys/class/dmi/id` and
-//! `/sys/class/net` on Linux. Facts that cannot be read are left unset, never guessed.
+//! variables *Set Dynamic Variables* gathers (`_SMSTSMake`, `_SMSTSModel`, `_SMSTSSerialNumber`,
+//! `_SMSTSUUID`, `_SMSTSAssetTag`, `_SMSTSMacAddresses`, `_SMSTSIPAddresses`,
+//! `_SMSTSDefaultGateways`), read on Linux from `/sys/class/dmi/id`, `/sys/class/net`,
+//! `/proc/net/fib_trie`, `/proc/net/if_inet6` and `/proc/net/route`. Lists are
+//! comma-separated. Facts that cannot be read are left unset, never guessed.
 
 use std::path::PathBuf;
 
@@ -105,5 +107,94 @@ pub fn hardware_vars() -> Vec<(String, String)> {
             out.push(("_SMSTSMacAddresses".into(), macs.join(",")));
         }
     }
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let mut ips = ipv4_local(&read("/proc/net/fib_trie"));
+    ips.extend(ipv6_global(&read("/proc/net/if_inet6")));
+    if !ips.is_empty() {
+        out.push(("_SMSTSIPAddresses".into(), ips.join(",")));
+    }
+    let gateways = default_gateways(&read("/proc/net/route"));
+    if !gateways.is_empty() {
+        out.push(("_SMSTSDefaultGateways".into(), gateways.join(",")));
+    }
     out
+}
+
+/// The machine's own IPv4 addresses from `/proc/net/fib_trie` (the `/32 host LOCAL` entries),
+/// loopback left out, sorted, each once.
+fn ipv4_local(fib_trie: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut last: Option<&str> = None;
+    for line in fib_trie.lines() {
+        let t = line.trim_start();
+        if let Some(a) = t.strip_prefix("|-- ") {
+            last = Some(a.trim());
+        } else if t.starts_with("/32 host LOCAL") {
+            if let Some(a) = last.filter(|a| !a.starts_with("127.")) {
+                out.push(a.to_string());
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Global IPv6 addresses from `/proc/net/if_inet6` (scope 00), loopback left out.
+fn ipv6_global(if_inet6: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in if_inet6.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 6 || f[3] != "00" || f[5] == "lo" || f[0].len() != 32 {
+            continue;
+        }
+        let Ok(n) = u128::from_str_radix(f[0], 16) else {
+            continue;
+        };
+        out.push(std::net::Ipv6Addr::from(n).to_string());
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Default gateways from `/proc/net/route` (destination 0, a gateway set; little-endian hex).
+fn default_gateways(route: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in route.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 3 || f[1] != "00000000" {
+            continue;
+        }
+        match u32::from_str_radix(f[2], 16) {
+            Ok(g) if g != 0 => {
+                out.push(std::net::Ipv4Addr::from(g.to_le_bytes()).to_string());
+            }
+            _ => {}
+        }
+    }
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_from_proc() {
+        let fib = "Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 127.0.0.1\n        /32 host LOCAL\n\
+                   |-- 192.0.2.0\n           /24 link UNICAST\n           |-- 192.0.2.2\n\
+                   /32 host LOCAL\n        |-- 192.0.2.255\n           /32 link BROADCAST\n\
+                   Local:\n           |-- 192.0.2.2\n              /32 host LOCAL\n";
+        assert_eq!(ipv4_local(fib), ["192.0.2.2"]);
+        let v6 = "fd000000000000000000000000000002 04 40 00 82     eth0\n\
+                  fe8000000000000000fc00fffe000001 04 40 20 80     eth0\n\
+                  00000000000000000000000000000001 01 80 10 80       lo\n";
+        assert_eq!(ipv6_global(v6), ["fd00::2"]);
+        let route = "Iface\tDestination\tGateway\tFlags\n\
+                     eth0\t00000000\t010200C0\t0003\n\
+                     eth0\t000200C0\t00000000\t0001\n";
+        assert_eq!(default_gateways(route), ["192.0.2.1"]);
+    }
 }

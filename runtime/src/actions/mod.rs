@@ -194,13 +194,68 @@ pub fn classify(step: &Step, custom: &custom::CustomActions) -> Kind {
     }
 }
 
-/// Run one step's action.
+/// Run one step's action, on its [effective step](effective_step).
 pub fn execute(step: &Step, ctx: &mut Ctx) -> ActionResult {
+    let (step, taken) = effective_step(step, ctx.vars);
+    for name in taken {
+        let shown = if ctx.vars.is_secret(&name) {
+            crate::vars::MASK.to_string()
+        } else {
+            ctx.vars.get(&name).unwrap_or("").to_string()
+        };
+        ctx.log.log(
+            crate::log::Level::Info,
+            "Actions",
+            &format!("Property {name} = {shown} (from the task sequence variable {name})"),
+        );
+    }
+    let step = &*step;
     match classify(step, ctx.custom) {
         Kind::BuiltIn(t) => (t.run)(step, ctx),
         Kind::Custom(c) => custom::execute(&c, step, ctx),
         Kind::ActionCommandLine => command::run_action_text(step, ctx),
     }
+}
+
+/// The step as it runs, with *action variables* applied: each property of its
+/// `<defaultVarList>` is the default of the task sequence variable named like its `name`
+/// attribute (e.g. `WorkingDirectory`, `OSDSetDynamicVariablesRules`); when that variable is
+/// set (by *Set Task Sequence Variable*, *Set Dynamic Variables*, `--var`, a hook, a script)
+/// to a non-empty value, the step uses the variable's value instead. Microsoft, "How to use
+/// task sequence variables", Action variables:
+/// <https://learn.microsoft.com/en-us/mem/configmgr/osd/understand/using-task-sequence-variables#action-variables>.
+/// An empty variable counts as unset (the page does not say; docs/engine.md). The `startIn`
+/// attribute is the same setting as `WorkingDirectory` ([`Step::start_in`]), so it follows
+/// an overridden `WorkingDirectory` too. Also returns the names taken from variables.
+pub fn effective_step<'a>(
+    step: &'a Step,
+    vars: &Vars,
+) -> (std::borrow::Cow<'a, Step>, Vec<String>) {
+    use std::borrow::Cow;
+    let over = |v: &crate::sequence::model::Variable| {
+        vars.get(&v.name)
+            .filter(|x| !x.is_empty() && *x != v.value)
+            .map(str::to_string)
+    };
+    if !step.vars.iter().any(|v| over(v).is_some()) {
+        return (Cow::Borrowed(step), Vec::new());
+    }
+    let mut eff = step.clone();
+    let mut taken = Vec::new();
+    for v in eff.vars.iter_mut() {
+        if let Some(value) = over(v) {
+            if v.name.eq_ignore_ascii_case("WorkingDirectory") {
+                for (k, a) in eff.attrs.iter_mut() {
+                    if k == "startIn" {
+                        *a = value.clone();
+                    }
+                }
+            }
+            v.value = value;
+            taken.push(v.name.clone());
+        }
+    }
+    (Cow::Owned(eff), taken)
 }
 
 /// The `<action>` command line a step would run, `%NAME%`-expanded: what a dry run shows for

@@ -129,7 +129,7 @@ pub fn plan(
                     let kind = step.kind().unwrap_or("command line");
                     let what = match classify(step, custom) {
                         Kind::BuiltIn(t) => (t.plan)(
-                            step,
+                            &crate::actions::effective_step(step, &vars).0,
                             &mut Plan {
                                 vars: &mut vars,
                                 targets,
