@@ -19,6 +19,7 @@ mod fat_apply;
 mod hooks;
 mod image_cli;
 mod media_trust;
+mod run_task_sequence;
 mod sequence_limits;
 mod state_dir;
 mod state_on_disk;

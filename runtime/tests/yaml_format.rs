@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use tsforge_runtime::sequence::yaml::{parse, write};
 use tsforge_runtime::sequence::{
     expr_type, step_type, Condition, Expression, Group, Node, OperatorKind, Pos, Sequence, Shape,
-    Step, Variable, WmiProperty,
+    Step, StepElement, Variable, WmiProperty,
 };
 
 fn examples_dir() -> PathBuf {
@@ -846,6 +846,11 @@ impl Rng {
                 vars.insert(0, Variable::property("CommandLine", self.string()));
             }
             Node::Step(Step {
+                element: if self.chance(20) {
+                    StepElement::SubTaskSequence
+                } else {
+                    StepElement::Step
+                },
                 attrs,
                 condition: self.conditions(),
                 action: if self.chance(50) {

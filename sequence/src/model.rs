@@ -107,9 +107,43 @@ pub struct Group {
     pub pos: Pos,
 }
 
-/// A `<step>`: one action.
+/// The element a step was written as. ConfigMgr's console exports *Run Task Sequence* as its
+/// own element, `<subtasksequence type="SMS_TaskSequence_SubTasksequence" …>`, with the same
+/// attributes and children as a `<step>`; older files and MDT write every step as `<step>`.
+/// Kept so the XML writer writes the same element back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum StepElement {
+    /// `<step>`.
+    #[default]
+    Step,
+    /// `<subtasksequence>` (*Run Task Sequence*, as the console exports it).
+    SubTaskSequence,
+}
+
+impl StepElement {
+    /// The XML element name.
+    pub fn xml_name(self) -> &'static str {
+        match self {
+            StepElement::Step => "step",
+            StepElement::SubTaskSequence => "subtasksequence",
+        }
+    }
+    /// The element for an XML element name that holds a step (`None` for any other name).
+    pub fn from_xml(name: &str) -> Option<Self> {
+        match name {
+            "step" => Some(StepElement::Step),
+            "subtasksequence" => Some(StepElement::SubTaskSequence),
+            _ => None,
+        }
+    }
+}
+
+/// A `<step>` (or `<subtasksequence>`): one action.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Step {
+    /// The element the step was written as (`<step>` unless said otherwise).
+    #[serde(default)]
+    pub element: StepElement,
     /// Every attribute as written (`type`, `name`, `description`, `disable`, `continueOnError`,
     /// `successCodeList`, `successCodes`, `runIn`, `timeout`, `startIn`, `retryCount`,
     /// `runFromNet`, …). MDT steps often have no `type`: they are plain command lines.
@@ -445,9 +479,15 @@ impl Node {
 }
 
 impl Step {
-    /// The `type` attribute; `None` for MDT's untyped command-line steps.
+    /// The `type` attribute; `None` for MDT's untyped command-line steps. A
+    /// `<subtasksequence>` element without a `type` is a *Run Task Sequence* step.
     pub fn kind(&self) -> Option<&str> {
-        attr(&self.attrs, "type").filter(|t| !t.is_empty())
+        attr(&self.attrs, "type")
+            .filter(|t| !t.is_empty())
+            .or(match self.element {
+                StepElement::SubTaskSequence => Some(step_type::SUB_SEQUENCE),
+                StepElement::Step => None,
+            })
     }
     pub fn name(&self) -> &str {
         attr(&self.attrs, "name").unwrap_or("")
@@ -648,6 +688,34 @@ impl Condition {
 }
 
 impl Sequence {
+    /// The package ID the file carries in its wrapper: `<PackageID>` of an
+    /// `<SmsTaskSequencePackage>`, or the `PackageID` property of an object.xml `<INSTANCE>`.
+    /// `None` for a plain `<sequence>` (which has no place for one) or an empty ID.
+    pub fn package_id(&self) -> Option<&str> {
+        let id = match &self.shape {
+            Shape::Sequence => None,
+            Shape::PackageWrapper { properties } => properties
+                .iter()
+                .find(|(k, _)| k == "PackageID")
+                .or_else(|| {
+                    properties
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case("PackageID"))
+                })
+                .map(|(_, v)| v.as_str()),
+            Shape::WmiInstance { properties, .. } => properties
+                .iter()
+                .find(|p| p.name == "PackageID")
+                .or_else(|| {
+                    properties
+                        .iter()
+                        .find(|p| p.name.eq_ignore_ascii_case("PackageID"))
+                })
+                .and_then(|p| p.value.as_deref()),
+        };
+        id.map(str::trim).filter(|v| !v.is_empty())
+    }
+
     /// Visit every node depth-first, in document order.
     pub fn walk<'a>(&'a self, f: &mut dyn FnMut(&'a Node, usize)) {
         fn go<'a>(nodes: &'a [Node], depth: usize, f: &mut dyn FnMut(&'a Node, usize)) {

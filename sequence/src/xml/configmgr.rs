@@ -3,7 +3,8 @@
 //! Everything that knows ConfigMgr's vocabulary on the way in lives here: the three file shapes
 //! chosen from the root element (`<sequence>`, `<SmsTaskSequencePackage>` with its
 //! `<SequenceData>`, an object.xml `<INSTANCE>` with its `<PROPERTY NAME="Sequence">`), the
-//! elements of a sequence (`<globalVarList>`, `<group>`, `<step>`, `<condition>`, `<operator>`,
+//! elements of a sequence (`<globalVarList>`, `<group>`, `<step>` and the console's
+//! `<subtasksequence>` form of *Run Task Sequence*, `<condition>`, `<operator>`,
 //! `<expression>`, `<action>`, `<defaultVarList>`, `<variable>`) and which of their attributes
 //! are structural (`name`, `type`, `NAME`, `CLASSNAME`). Children it does not know are kept as
 //! raw XML; attributes, known or not, are kept in order.
@@ -16,8 +17,8 @@ use super::reader::{
 };
 use crate::error::ParseError;
 use crate::model::{
-    Condition, Expression, Group, Node, OperatorKind, Pos, Sequence, Shape, Step, Variable,
-    WmiProperty,
+    Condition, Expression, Group, Node, OperatorKind, Pos, Sequence, Shape, Step, StepElement,
+    Variable, WmiProperty,
 };
 
 /// What a sequence file must hold: `<sequence>` or one of the wrappers around it.
@@ -131,7 +132,7 @@ impl<'a> Builder<'a> {
                 Kid::Misc => {}
                 Kid::El(e) => match e.name {
                     "globalVarList" => seq.global_vars.extend(self.var_list(e)?),
-                    "group" | "step" => seq.items.push(self.node(e)?),
+                    "group" | "step" | "subtasksequence" => seq.items.push(self.node(e)?),
                     _ => seq.extra_xml.push(self.raw(e)),
                 },
             }
@@ -195,7 +196,7 @@ impl<'a> Builder<'a> {
                 Kid::Misc => {}
                 Kid::El(e) => match e.name {
                     "condition" => g.condition.extend(self.condition_list(e)?),
-                    "group" | "step" => g.children.push(self.node(e)?),
+                    "group" | "step" | "subtasksequence" => g.children.push(self.node(e)?),
                     _ => g.extra_xml.push(self.raw(e)),
                 },
             }
@@ -205,6 +206,7 @@ impl<'a> Builder<'a> {
 
     fn step(&self, el: &El<'_>) -> Result<Step, ParseError> {
         let mut s = Step {
+            element: StepElement::from_xml(el.name).unwrap_or_default(),
             attrs: el.attrs_except(""),
             pos: self.pos(el.start),
             ..Step::default()
@@ -225,7 +227,7 @@ impl<'a> Builder<'a> {
                         s.action = Some(self.leaf_text(e)?);
                     }
                     "defaultVarList" => s.vars.extend(self.var_list(e)?),
-                    "step" | "group" => {
+                    "step" | "group" | "subtasksequence" => {
                         return Err(self.loc.err(
                             e.start,
                             format!(

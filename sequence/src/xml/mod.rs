@@ -100,6 +100,7 @@ mod tests {
     /// A model with every awkward value the writer must escape.
     fn tricky() -> Sequence {
         let step = Step {
+            element: crate::model::StepElement::SubTaskSequence,
             attrs: a(&[
                 ("type", "SMS_TaskSequence_RunCommandLineAction"),
                 ("name", "Quote \" amp & lt < gt > apos '"),
@@ -311,6 +312,46 @@ mod tests {
         assert_eq!(e.kind, "Weird");
         assert_eq!(e.vars[0].attrs, a(&[("extra", "e")]));
         rt(&seq);
+    }
+
+    /// The console exports *Run Task Sequence* as `<subtasksequence>`, a step under another
+    /// element name: read as a step, written back under its own name.
+    /// <https://learn.microsoft.com/mem/configmgr/develop/reference/osd/sms_tasksequence_subtasksequence-server-wmi-class>
+    #[test]
+    fn subtasksequence_element_is_a_step_written_back_as_itself() {
+        let seq = p(
+            "<sequence><group name=\"g\">\n<subtasksequence name=\"Child\">\
+             <defaultVarList><variable name=\"OSDSubTasksequencePackageID\" \
+             property=\"TsPackageID\">LAB00101</variable></defaultVarList>\
+             </subtasksequence></group><subtasksequence type=\"SMS_TaskSequence_SubTasksequence\"/>\
+             </sequence>",
+        );
+        let Node::Group(g) = &seq.items[0] else {
+            panic!("group")
+        };
+        let Node::Step(s) = &g.children[0] else {
+            panic!("step")
+        };
+        assert_eq!(s.element, crate::model::StepElement::SubTaskSequence);
+        assert_eq!((s.pos.line, s.pos.column), (2, 1));
+        assert_eq!(s.property("TsPackageID"), Some("LAB00101"));
+        // No `type`: the element says what it is.
+        assert_eq!(s.kind(), Some(crate::model::step_type::SUB_SEQUENCE));
+        assert!(g.extra_xml.is_empty() && seq.extra_xml.is_empty());
+        let text = write(&seq);
+        assert!(
+            text.contains("<subtasksequence name=\"Child\">\n"),
+            "{text}"
+        );
+        assert!(text.contains("</subtasksequence>\n"), "{text}");
+        assert!(
+            text.contains("<subtasksequence type=\"SMS_TaskSequence_SubTasksequence\" />"),
+            "{text}"
+        );
+        rt(&seq);
+        let e = perr("<sequence><subtasksequence><step/></subtasksequence></sequence>");
+        assert_eq!(at(&e), (1, 28));
+        assert!(e.message.contains("steps do not nest"), "{e}");
     }
 
     #[test]

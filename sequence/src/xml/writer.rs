@@ -323,7 +323,9 @@ fn write_node(w: &mut String, n: &Node, level: usize) {
             w.push_str("</group>\n");
         }
         Node::Step(s) => {
-            w.push_str("<step");
+            let tag = s.element.xml_name();
+            w.push('<');
+            w.push_str(tag);
             push_attrs(w, &s.attrs);
             if s.condition.is_empty()
                 && s.action.is_none()
@@ -352,7 +354,9 @@ fn write_node(w: &mut String, n: &Node, level: usize) {
             }
             write_extra(w, &s.extra_xml, level + 1);
             indent(w, level);
-            w.push_str("</step>\n");
+            w.push_str("</");
+            w.push_str(tag);
+            w.push_str(">\n");
         }
     }
 }

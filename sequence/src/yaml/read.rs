@@ -12,7 +12,7 @@ use super::{FILE_OPTS, FOLDER_OPTS};
 use crate::error::ParseError;
 use crate::model::{
     expr_type, step_type, Attrs, Condition, Expression, Group, Node, OperatorKind, Pos, Sequence,
-    Shape, Step, Variable, WmiProperty, GROUP_ATTRS, STEP_ATTRS,
+    Shape, Step, StepElement, Variable, WmiProperty, GROUP_ATTRS, STEP_ATTRS,
 };
 use std::path::Path;
 
@@ -82,6 +82,7 @@ const TOP_KEYS: &[&str] = &[
     "xml_extra",
 ];
 const STEP_EXTRA_KEYS: &[&str] = &[
+    "element",
     "attributes",
     "action",
     "run",
@@ -522,6 +523,15 @@ impl Reader<'_> {
         let mut run: Option<Variable> = None;
         for e in es {
             match e.key.as_str() {
+                "element" => {
+                    let v = self.string(e.val, "`element`")?;
+                    s.element = StepElement::from_xml(&v).ok_or_else(|| {
+                        self.err(
+                            e.val.pos,
+                            format!("unknown element `{v}` (expected `step` or `subtasksequence`)"),
+                        )
+                    })?;
+                }
                 "attributes" => self.raw_attrs(e.val, &mut s.attrs)?,
                 "action" => s.action = self.opt_string(e.val, "`action`")?,
                 "run" => {

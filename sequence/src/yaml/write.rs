@@ -9,8 +9,8 @@
 
 use super::{FILE_OPTS, FOLDER_OPTS};
 use crate::model::{
-    expr_type, step_type, Condition, Expression, Group, Node, Sequence, Shape, Step, Variable,
-    GROUP_ATTRS, STEP_ATTRS,
+    expr_type, step_type, Condition, Expression, Group, Node, Sequence, Shape, Step, StepElement,
+    Variable, GROUP_ATTRS, STEP_ATTRS,
 };
 
 enum Out {
@@ -341,6 +341,9 @@ fn step_out(st: &Step) -> Out {
         };
         Some(("type".into(), out))
     });
+    if st.element != StepElement::Step {
+        m.push(("element".into(), Out::Scalar(st.element.xml_name().into())));
+    }
     if let Some(a) = &st.action {
         m.push(("action".into(), s_out(a)));
     }
