@@ -295,3 +295,70 @@ fn fuzz_regressions_never_panic() {
     }
     assert!(seen >= 3, "regression inputs found: {seen}");
 }
+
+/// Nothing is dropped silently: an element the reader does not know, in `<sequence>`, a group
+/// or a step, is kept for the round trip and `validate` warns about it at its own line and
+/// column, naming it. `<referenceList>` and MDT's empty group `<action>` are known and quiet.
+#[test]
+fn unknown_elements_are_kept_and_reported_with_their_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixtures().join("unknown-elements.xml");
+    let (code, out, err) = tsforge(dir.path(), &["validate", src.to_str().unwrap()]);
+    assert_eq!(code, 0, "warnings only: {out}{err}");
+    let warnings: Vec<&str> = out.lines().filter(|l| l.contains("warning:")).collect();
+    let file = src.display().to_string();
+    assert_eq!(
+        warnings,
+        [
+            format!("{file}:9:3: warning: unknown element <futureSetting> in <sequence>: tsforge keeps it (convert writes it back) but does not run or interpret it"),
+            format!("{file}:11:5: warning: unknown element <presentation> in group \"Install\": tsforge keeps it (convert writes it back) but does not run or interpret it"),
+            format!("{file}:16:7: warning: unknown element <vendorData> in step \"Echo\": tsforge keeps it (convert writes it back) but does not run or interpret it"),
+        ],
+        "{out}"
+    );
+    assert!(err.contains("0 error(s), 3 warning(s)"), "{err}");
+    // Kept through YAML: the YAML file warns about the same elements at their YAML lines.
+    let y = dir.path().join("u.yaml");
+    let (code, _, err) = tsforge(
+        dir.path(),
+        &[
+            "convert",
+            src.to_str().unwrap(),
+            "--to",
+            "yaml",
+            "-o",
+            y.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (original, _) = sequence::load(&src).unwrap();
+    let (via_yaml, _) = sequence::load(&y).unwrap();
+    assert_eq!(via_yaml, original);
+    let (code, out, _) = tsforge(dir.path(), &["validate", y.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    for name in ["<futureSetting>", "<presentation>", "<vendorData>"] {
+        assert_eq!(
+            out.lines()
+                .filter(|l| l.contains("warning: unknown element") && l.contains(name))
+                .count(),
+            1,
+            "{name}: {out}"
+        );
+    }
+    // And the sequence runs.
+    let (code, _, err) = tsforge(
+        dir.path(),
+        &[
+            "run",
+            src.to_str().unwrap(),
+            "--state-dir",
+            "state",
+            "--no-fsync",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("marks")).unwrap(),
+        "ran\n"
+    );
+}

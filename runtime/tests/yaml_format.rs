@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 use tsforge_runtime::sequence::yaml::{parse, write};
 use tsforge_runtime::sequence::{
-    expr_type, step_type, Condition, Expression, Group, Node, OperatorKind, Pos, Sequence, Shape,
-    Step, StepElement, Variable, WmiProperty,
+    expr_type, step_type, Condition, Expression, Extra, Group, Node, OperatorKind, Pos, Sequence,
+    Shape, Step, StepElement, Variable, WmiProperty,
 };
 
 fn examples_dir() -> PathBuf {
@@ -814,8 +814,8 @@ impl Rng {
     fn conditions(&mut self) -> Vec<Condition> {
         (0..self.below(3)).map(|_| self.condition(0)).collect()
     }
-    fn extra(&mut self) -> Vec<String> {
-        (0..self.below(2)).map(|_| self.string()).collect()
+    fn extra(&mut self) -> Vec<Extra> {
+        (0..self.below(2)).map(|_| self.string().into()).collect()
     }
     fn node(&mut self, depth: usize) -> Node {
         let step_keys: Vec<&str> = tsforge_runtime::sequence::STEP_ATTRS

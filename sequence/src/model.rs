@@ -80,7 +80,7 @@ pub struct Sequence {
     pub items: Vec<Node>,
     /// Child elements of `<sequence>` that tsforge does not interpret (`<referenceList>`, …),
     /// kept as raw XML text so they are written back unchanged.
-    pub extra_xml: Vec<String>,
+    pub extra_xml: Vec<Extra>,
     /// The file shape the sequence came from.
     pub shape: Shape,
     /// Where `<sequence>` (or the YAML document) started.
@@ -103,7 +103,7 @@ pub struct Group {
     pub condition: Vec<Condition>,
     pub children: Vec<Node>,
     /// Unknown child elements, raw XML, written back unchanged.
-    pub extra_xml: Vec<String>,
+    pub extra_xml: Vec<Extra>,
     pub pos: Pos,
 }
 
@@ -154,8 +154,61 @@ pub struct Step {
     /// `<defaultVarList>` variables: the step's properties.
     pub vars: Vec<Variable>,
     /// Unknown child elements, raw XML, written back unchanged.
-    pub extra_xml: Vec<String>,
+    pub extra_xml: Vec<Extra>,
     pub pos: Pos,
+}
+
+/// A child element tsforge does not interpret, kept as its raw XML text (line ends normalised)
+/// and written back unchanged, with where it was read from (for `validate`'s warning).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Extra {
+    pub xml: String,
+    pub pos: Pos,
+}
+
+impl Extra {
+    pub fn new(xml: impl Into<String>, pos: Pos) -> Self {
+        Extra {
+            xml: xml.into(),
+            pos,
+        }
+    }
+    /// The element's name: the text after `<` up to the first space, `/` or `>` (empty when the
+    /// raw text does not start with an element).
+    pub fn name(&self) -> &str {
+        let Some(rest) = self.xml.strip_prefix('<') else {
+            return "";
+        };
+        let end = rest
+            .find(|c: char| c.is_whitespace() || c == '/' || c == '>')
+            .unwrap_or(rest.len());
+        &rest[..end]
+    }
+}
+
+impl From<String> for Extra {
+    fn from(xml: String) -> Self {
+        Extra::new(xml, Pos::default())
+    }
+}
+
+impl From<&str> for Extra {
+    fn from(xml: &str) -> Self {
+        Extra::new(xml, Pos::default())
+    }
+}
+
+impl std::ops::Deref for Extra {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.xml
+    }
+}
+
+impl PartialEq<&str> for Extra {
+    fn eq(&self, other: &&str) -> bool {
+        self.xml == *other
+    }
 }
 
 /// A `<variable name= property= hidden=>value</variable>`: a global variable or a step property.

@@ -17,8 +17,8 @@ use super::reader::{
 };
 use crate::error::ParseError;
 use crate::model::{
-    Condition, Expression, Group, Node, OperatorKind, Pos, Sequence, Shape, Step, StepElement,
-    Variable, WmiProperty,
+    Condition, Expression, Extra, Group, Node, OperatorKind, Pos, Sequence, Shape, Step,
+    StepElement, Variable, WmiProperty,
 };
 
 /// What a sequence file must hold: `<sequence>` or one of the wrappers around it.
@@ -69,6 +69,11 @@ impl<'a> Builder<'a> {
 
     fn raw(&self, el: &El<'_>) -> String {
         normalize_newlines(sl(self.src, el.start, el.end))
+    }
+
+    /// An element kept as raw XML, with its position.
+    fn extra(&self, el: &El<'_>) -> Extra {
+        Extra::new(self.raw(el), self.pos(el.start))
     }
 
     fn raw_inner(&self, el: &El<'_>) -> String {
@@ -133,7 +138,7 @@ impl<'a> Builder<'a> {
                 Kid::El(e) => match e.name {
                     "globalVarList" => seq.global_vars.extend(self.var_list(e)?),
                     "group" | "step" | "subtasksequence" => seq.items.push(self.node(e)?),
-                    _ => seq.extra_xml.push(self.raw(e)),
+                    _ => seq.extra_xml.push(self.extra(e)),
                 },
             }
         }
@@ -197,7 +202,7 @@ impl<'a> Builder<'a> {
                 Kid::El(e) => match e.name {
                     "condition" => g.condition.extend(self.condition_list(e)?),
                     "group" | "step" | "subtasksequence" => g.children.push(self.node(e)?),
-                    _ => g.extra_xml.push(self.raw(e)),
+                    _ => g.extra_xml.push(self.extra(e)),
                 },
             }
         }
@@ -238,7 +243,7 @@ impl<'a> Builder<'a> {
                             ),
                         ))
                     }
-                    _ => s.extra_xml.push(self.raw(e)),
+                    _ => s.extra_xml.push(self.extra(e)),
                 },
             }
         }

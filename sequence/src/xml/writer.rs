@@ -7,7 +7,7 @@
 //! value reads back as markup (so that it can be written verbatim).
 
 use super::reader::{is_ws_char, Ctx, Expected, Kid, Loc, Parser};
-use crate::model::{Condition, Node, Sequence, Shape, Variable, WmiProperty};
+use crate::model::{Condition, Extra, Node, Sequence, Shape, Variable, WmiProperty};
 use std::path::Path;
 
 const XML_DECL: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?>";
@@ -227,7 +227,7 @@ fn write_sequence(w: &mut String, seq: &Sequence, level: usize) {
     w.push_str("</sequence>\n");
 }
 
-fn write_extra(w: &mut String, extra: &[String], level: usize) {
+fn write_extra(w: &mut String, extra: &[Extra], level: usize) {
     for x in extra {
         indent(w, level);
         w.push_str(x);

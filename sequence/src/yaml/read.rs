@@ -11,8 +11,8 @@ use super::tree::{YKind, YNode};
 use super::{FILE_OPTS, FOLDER_OPTS};
 use crate::error::ParseError;
 use crate::model::{
-    expr_type, step_type, Attrs, Condition, Expression, Group, Node, OperatorKind, Pos, Sequence,
-    Shape, Step, StepElement, Variable, WmiProperty, GROUP_ATTRS, STEP_ATTRS,
+    expr_type, step_type, Attrs, Condition, Expression, Extra, Group, Node, OperatorKind, Pos,
+    Sequence, Shape, Step, StepElement, Variable, WmiProperty, GROUP_ATTRS, STEP_ATTRS,
 };
 use std::path::Path;
 
@@ -250,10 +250,11 @@ impl Reader<'_> {
         }
     }
 
-    fn strings(&self, n: &YNode, what: &str) -> R<Vec<String>> {
-        self.list(n, what)?
+    /// `xml_extra:`: raw XML strings, each with its position.
+    fn extras(&self, n: &YNode) -> R<Vec<Extra>> {
+        self.list(n, "`xml_extra`")?
             .iter()
-            .map(|i| self.string(i, what))
+            .map(|i| Ok(Extra::new(self.string(i, "`xml_extra`")?, i.pos)))
             .collect()
     }
 
@@ -298,7 +299,7 @@ impl Reader<'_> {
                 "source" => seq.shape = self.source(e.val)?,
                 "variables" => seq.global_vars = self.vars(e.val, false, "`variables`")?,
                 "steps" => seq.items = self.nodes(e.val)?,
-                "xml_extra" => seq.extra_xml = self.strings(e.val, "`xml_extra`")?,
+                "xml_extra" => seq.extra_xml = self.extras(e.val)?,
                 _ => return Err(self.unknown(&e, TOP_KEYS, "the top level")),
             }
         }
@@ -495,7 +496,7 @@ impl Reader<'_> {
                 }
                 "attributes" => self.raw_attrs(e.val, &mut g.attrs)?,
                 "condition" => g.condition = self.conditions(e.val)?,
-                "xml_extra" => g.extra_xml = self.strings(e.val, "`xml_extra`")?,
+                "xml_extra" => g.extra_xml = self.extras(e.val)?,
                 "steps" => g.children = self.nodes(e.val)?,
                 k => {
                     if let Some((xml, _)) = GROUP_ATTRS.iter().find(|(_, y)| *y == k) {
@@ -548,7 +549,7 @@ impl Reader<'_> {
                 }
                 "properties" => s.vars = self.vars(e.val, true, "`properties`")?,
                 "condition" => s.condition = self.conditions(e.val)?,
-                "xml_extra" => s.extra_xml = self.strings(e.val, "`xml_extra`")?,
+                "xml_extra" => s.extra_xml = self.extras(e.val)?,
                 "steps" => {
                     return Err(self.err(
                         e.kpos,

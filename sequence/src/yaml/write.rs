@@ -9,8 +9,8 @@
 
 use super::{FILE_OPTS, FOLDER_OPTS};
 use crate::model::{
-    expr_type, step_type, Condition, Expression, Group, Node, Sequence, Shape, Step, StepElement,
-    Variable, GROUP_ATTRS, STEP_ATTRS,
+    expr_type, step_type, Condition, Expression, Extra, Group, Node, Sequence, Shape, Step,
+    StepElement, Variable, GROUP_ATTRS, STEP_ATTRS,
 };
 
 enum Out {
@@ -402,7 +402,7 @@ fn nodes_out(nodes: &[Node]) -> Out {
     )
 }
 
-fn strings_out(v: &[String]) -> Out {
+fn strings_out(v: &[Extra]) -> Out {
     Out::List(v.iter().map(|s| s_out(s)).collect())
 }
 
