@@ -362,3 +362,66 @@ fn unknown_elements_are_kept_and_reported_with_their_position() {
         "ran\n"
     );
 }
+
+/// The start tags inside `<sequence>…</sequence>` of a file, in document order.
+fn sequence_tags(file: &Path) -> Vec<String> {
+    let bytes = std::fs::read(file).unwrap();
+    let text = sequence::decode_text(&bytes, file).unwrap();
+    let start = text.find("<sequence").unwrap();
+    let end = text.rfind("</sequence>").unwrap();
+    // Text in CDATA sections is text, not elements.
+    let mut body = String::new();
+    let mut rest = &text[start..end];
+    while let Some(i) = rest.find("<![CDATA[") {
+        body.push_str(&rest[..i]);
+        rest = rest[i..].find("]]>").map_or("", |j| &rest[i + j + 3..]);
+    }
+    body.push_str(rest);
+    body.split('<')
+        .skip(1)
+        .filter(|t| t.starts_with(|c: char| c.is_ascii_alphabetic()))
+        .map(|t| {
+            t.split(|c: char| c.is_whitespace() || c == '/' || c == '>')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+/// Lossless order, as an administrator meets it: every fixture converted to YAML and back to
+/// XML has its elements in the order it had (MDT's `<defaultVarList>` before `<action>`, the
+/// position of `<referenceList>` and of unknown elements).
+#[test]
+fn convert_keeps_the_order_of_every_element() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "cm-osd-deploy.xml",
+        "mdt-client-ts.xml",
+        "cm-package-wrapper.xml",
+        "object.xml",
+        "cm-osd-deploy-utf16.xml",
+        "unknown-elements.xml",
+        "run-task-sequence/parent.xml",
+    ] {
+        let src = fixtures().join(name);
+        let y = dir.path().join("t.yaml");
+        let x = dir.path().join("t.xml");
+        for (from, to, out) in [(&src, "yaml", &y), (&y, "xml", &x)] {
+            let (code, _, err) = tsforge(
+                dir.path(),
+                &[
+                    "convert",
+                    from.to_str().unwrap(),
+                    "--to",
+                    to,
+                    "-o",
+                    out.to_str().unwrap(),
+                    "--force",
+                ],
+            );
+            assert_eq!(code, 0, "{name}: {err}");
+        }
+        assert_eq!(sequence_tags(&x), sequence_tags(&src), "{name}");
+    }
+}

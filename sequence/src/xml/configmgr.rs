@@ -17,8 +17,8 @@ use super::reader::{
 };
 use crate::error::ParseError;
 use crate::model::{
-    Condition, Expression, Extra, Group, Node, OperatorKind, Pos, Sequence, Shape, Step,
-    StepElement, Variable, WmiProperty,
+    normalize_order, Condition, Expression, Extra, Group, Node, OperatorKind, Part, Pos, Sequence,
+    Shape, Step, StepElement, Variable, WmiProperty,
 };
 
 /// What a sequence file must hold: `<sequence>` or one of the wrappers around it.
@@ -136,12 +136,26 @@ impl<'a> Builder<'a> {
                 Kid::Text(t) => self.stray_text(t, el)?,
                 Kid::Misc => {}
                 Kid::El(e) => match e.name {
-                    "globalVarList" => seq.global_vars.extend(self.var_list(e)?),
-                    "group" | "step" | "subtasksequence" => seq.items.push(self.node(e)?),
-                    _ => seq.extra_xml.push(self.extra(e)),
+                    "globalVarList" => {
+                        seq.global_vars.extend(self.var_list(e)?);
+                        note(
+                            &mut seq.order,
+                            Part::GlobalVars,
+                            !seq.global_vars.is_empty(),
+                        );
+                    }
+                    "group" | "step" | "subtasksequence" => {
+                        seq.items.push(self.node(e)?);
+                        seq.order.push(Part::Node);
+                    }
+                    _ => {
+                        seq.extra_xml.push(self.extra(e));
+                        seq.order.push(Part::Extra);
+                    }
                 },
             }
         }
+        seq.order = normalize_order(std::mem::take(&mut seq.order), &seq.parts());
         Ok(seq)
     }
 
@@ -200,12 +214,22 @@ impl<'a> Builder<'a> {
                 Kid::Text(t) => self.stray_text(t, el)?,
                 Kid::Misc => {}
                 Kid::El(e) => match e.name {
-                    "condition" => g.condition.extend(self.condition_list(e)?),
-                    "group" | "step" | "subtasksequence" => g.children.push(self.node(e)?),
-                    _ => g.extra_xml.push(self.extra(e)),
+                    "condition" => {
+                        g.condition.extend(self.condition_list(e)?);
+                        note(&mut g.order, Part::Condition, !g.condition.is_empty());
+                    }
+                    "group" | "step" | "subtasksequence" => {
+                        g.children.push(self.node(e)?);
+                        g.order.push(Part::Node);
+                    }
+                    _ => {
+                        g.extra_xml.push(self.extra(e));
+                        g.order.push(Part::Extra);
+                    }
                 },
             }
         }
+        g.order = normalize_order(std::mem::take(&mut g.order), &g.parts());
         Ok(g)
     }
 
@@ -221,7 +245,10 @@ impl<'a> Builder<'a> {
                 Kid::Text(t) => self.stray_text(t, el)?,
                 Kid::Misc => {}
                 Kid::El(e) => match e.name {
-                    "condition" => s.condition.extend(self.condition_list(e)?),
+                    "condition" => {
+                        s.condition.extend(self.condition_list(e)?);
+                        note(&mut s.order, Part::Condition, !s.condition.is_empty());
+                    }
                     "action" => {
                         if s.action.is_some() {
                             return Err(self.loc.err(
@@ -230,8 +257,12 @@ impl<'a> Builder<'a> {
                             ));
                         }
                         s.action = Some(self.leaf_text(e)?);
+                        s.order.push(Part::Action);
                     }
-                    "defaultVarList" => s.vars.extend(self.var_list(e)?),
+                    "defaultVarList" => {
+                        s.vars.extend(self.var_list(e)?);
+                        note(&mut s.order, Part::Vars, !s.vars.is_empty());
+                    }
                     "step" | "group" | "subtasksequence" => {
                         return Err(self.loc.err(
                             e.start,
@@ -243,10 +274,14 @@ impl<'a> Builder<'a> {
                             ),
                         ))
                     }
-                    _ => s.extra_xml.push(self.extra(e)),
+                    _ => {
+                        s.extra_xml.push(self.extra(e));
+                        s.order.push(Part::Extra);
+                    }
                 },
             }
         }
+        s.order = normalize_order(std::mem::take(&mut s.order), &s.parts());
         Ok(s)
     }
 
@@ -537,6 +572,15 @@ impl<'a> Builder<'a> {
             properties,
         };
         Ok(seq)
+    }
+}
+
+/// Record where a list (`<condition>`, `<globalVarList>`, `<defaultVarList>`) sits: where it
+/// first holds something (several of one list are merged into one, written where the first
+/// non-empty one was; an empty one is not written back).
+fn note(order: &mut Vec<Part>, part: Part, filled: bool) {
+    if filled && !order.contains(&part) {
+        order.push(part);
     }
 }
 

@@ -9,7 +9,7 @@
 
 use super::{FILE_OPTS, FOLDER_OPTS};
 use crate::model::{
-    expr_type, step_type, Condition, Expression, Extra, Group, Node, Sequence, Shape, Step,
+    expr_type, step_type, Condition, Expression, Extra, Group, Node, Part, Sequence, Shape, Step,
     StepElement, Variable, GROUP_ATTRS, STEP_ATTRS,
 };
 
@@ -361,6 +361,9 @@ fn step_out(st: &Step) -> Out {
     if !st.extra_xml.is_empty() {
         m.push(("xml_extra".into(), strings_out(&st.extra_xml)));
     }
+    if !st.order.is_empty() {
+        m.push(("xml_order".into(), order_out(&st.order)));
+    }
     Out::Map(m)
 }
 
@@ -386,6 +389,9 @@ fn group_out(g: &Group) -> Out {
     if !g.extra_xml.is_empty() {
         m.push(("xml_extra".into(), strings_out(&g.extra_xml)));
     }
+    if !g.order.is_empty() {
+        m.push(("xml_order".into(), order_out(&g.order)));
+    }
     m.push(("steps".into(), nodes_out(&g.children)));
     Out::Map(m)
 }
@@ -398,6 +404,15 @@ fn nodes_out(nodes: &[Node]) -> Out {
                 Node::Group(g) => group_out(g),
                 Node::Step(s) => step_out(s),
             })
+            .collect(),
+    )
+}
+
+fn order_out(order: &[Part]) -> Out {
+    Out::List(
+        order
+            .iter()
+            .map(|p| Out::Scalar(p.name().to_string()))
             .collect(),
     )
 }
@@ -537,6 +552,9 @@ pub fn write(seq: &Sequence) -> String {
     top.push(("steps".into(), nodes_out(&seq.items)));
     if !seq.extra_xml.is_empty() {
         top.push(("xml_extra".into(), strings_out(&seq.extra_xml)));
+    }
+    if !seq.order.is_empty() {
+        top.push(("xml_order".into(), order_out(&seq.order)));
     }
     let mut out = String::new();
     emit_map(&mut out, &top, 0, false);
