@@ -371,3 +371,49 @@ fn signed_medium_accepts_its_packages_and_refuses_unsigned_ones() {
     );
     assert!(!d.join("s2/cache/EXT00001").exists());
 }
+
+/// *Run Task Sequence* on a medium: the children are the medium's own sequences, found by the
+/// package ID in their wrappers (the console's `<subtasksequence>` and the older `<step>` form),
+/// and share the parent's variables.
+/// <https://learn.microsoft.com/mem/configmgr/osd/understand/task-sequence-steps#BKMK_RunTaskSequence>
+#[test]
+fn boot_runs_child_sequences_from_the_medium() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let src =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sequences/run-task-sequence");
+    let mut tree = MediaTree::new();
+    tree.add("boot/placeholder.txt", b"template file".to_vec())
+        .unwrap();
+    let opts = MediaOptions {
+        name: "Children".into(),
+        sequences: ["parent.xml", "apps.xml", "drivers.xml"]
+            .iter()
+            .map(|f| src.join(f))
+            .collect(),
+        default: Some("parent".into()),
+        epoch: 1_700_000_000,
+        iterations: 1000,
+        ..Default::default()
+    };
+    assemble(&mut tree, &opts).unwrap();
+    tree.write_to_dir(&d.join("medium")).unwrap();
+    let (code, out, err) = boot(
+        d,
+        &[
+            "--medium",
+            "medium",
+            "--state-dir",
+            "state",
+            "--sequence",
+            "parent",
+        ],
+        "",
+    );
+    let log = std::fs::read_to_string(d.join("state/smsts.log")).unwrap_or_default();
+    assert_eq!(code, 0, "{out}\n{err}\n{log}");
+    assert_eq!(
+        std::fs::read_to_string(d.join("marks")).unwrap(),
+        "apps: hello-from-parent from-apps-globals\ndrivers: hello-from-child\nparent: hello-from-child\n"
+    );
+}

@@ -21,6 +21,7 @@ mod fidelity_rules;
 mod hooks;
 mod image_cli;
 mod media_trust;
+mod run_task_sequence;
 mod sequence_limits;
 mod set_dynamic_cli;
 mod state_dir;

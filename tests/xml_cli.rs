@@ -296,3 +296,133 @@ fn fuzz_regressions_never_panic() {
     }
     assert!(seen >= 3, "regression inputs found: {seen}");
 }
+
+/// Nothing is dropped silently: an element the reader does not know, in `<sequence>`, a group
+/// or a step, is kept for the round trip and `validate` warns about it at its own line and
+/// column, naming it. `<referenceList>` and MDT's empty group `<action>` are known and quiet.
+#[test]
+fn unknown_elements_are_kept_and_reported_with_their_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixtures().join("unknown-elements.xml");
+    let (code, out, err) = tsforge(dir.path(), &["validate", src.to_str().unwrap()]);
+    assert_eq!(code, 0, "warnings only: {out}{err}");
+    let warnings: Vec<&str> = out.lines().filter(|l| l.contains("warning:")).collect();
+    let file = src.display().to_string();
+    assert_eq!(
+        warnings,
+        [
+            format!("{file}:9:3: warning: unknown element <futureSetting> in <sequence>: tsforge keeps it (convert writes it back) but does not run or interpret it"),
+            format!("{file}:11:5: warning: unknown element <presentation> in group \"Install\": tsforge keeps it (convert writes it back) but does not run or interpret it"),
+            format!("{file}:16:7: warning: unknown element <vendorData> in step \"Echo\": tsforge keeps it (convert writes it back) but does not run or interpret it"),
+        ],
+        "{out}"
+    );
+    assert!(err.contains("0 error(s), 3 warning(s)"), "{err}");
+    // Kept through YAML: the YAML file warns about the same elements at their YAML lines.
+    let y = dir.path().join("u.yaml");
+    let (code, _, err) = tsforge(
+        dir.path(),
+        &[
+            "convert",
+            src.to_str().unwrap(),
+            "--to",
+            "yaml",
+            "-o",
+            y.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (original, _) = sequence::load(&src).unwrap();
+    let (via_yaml, _) = sequence::load(&y).unwrap();
+    assert_eq!(via_yaml, original);
+    let (code, out, _) = tsforge(dir.path(), &["validate", y.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    for name in ["<futureSetting>", "<presentation>", "<vendorData>"] {
+        assert_eq!(
+            out.lines()
+                .filter(|l| l.contains("warning: unknown element") && l.contains(name))
+                .count(),
+            1,
+            "{name}: {out}"
+        );
+    }
+    // And the sequence runs.
+    let (code, _, err) = tsforge(
+        dir.path(),
+        &[
+            "run",
+            src.to_str().unwrap(),
+            "--state-dir",
+            "state",
+            "--no-fsync",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("marks")).unwrap(),
+        "ran\n"
+    );
+}
+
+/// The start tags inside `<sequence>…</sequence>` of a file, in document order.
+fn sequence_tags(file: &Path) -> Vec<String> {
+    let bytes = std::fs::read(file).unwrap();
+    let text = sequence::decode_text(&bytes, file).unwrap();
+    let start = text.find("<sequence").unwrap();
+    let end = text.rfind("</sequence>").unwrap();
+    // Text in CDATA sections is text, not elements.
+    let mut body = String::new();
+    let mut rest = &text[start..end];
+    while let Some(i) = rest.find("<![CDATA[") {
+        body.push_str(&rest[..i]);
+        rest = rest[i..].find("]]>").map_or("", |j| &rest[i + j + 3..]);
+    }
+    body.push_str(rest);
+    body.split('<')
+        .skip(1)
+        .filter(|t| t.starts_with(|c: char| c.is_ascii_alphabetic()))
+        .map(|t| {
+            t.split(|c: char| c.is_whitespace() || c == '/' || c == '>')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+/// Lossless order, as an administrator meets it: every fixture converted to YAML and back to
+/// XML has its elements in the order it had (MDT's `<defaultVarList>` before `<action>`, the
+/// position of `<referenceList>` and of unknown elements).
+#[test]
+fn convert_keeps_the_order_of_every_element() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "cm-osd-deploy.xml",
+        "mdt-client-ts.xml",
+        "cm-package-wrapper.xml",
+        "object.xml",
+        "cm-osd-deploy-utf16.xml",
+        "unknown-elements.xml",
+        "run-task-sequence/parent.xml",
+    ] {
+        let src = fixtures().join(name);
+        let y = dir.path().join("t.yaml");
+        let x = dir.path().join("t.xml");
+        for (from, to, out) in [(&src, "yaml", &y), (&y, "xml", &x)] {
+            let (code, _, err) = tsforge(
+                dir.path(),
+                &[
+                    "convert",
+                    from.to_str().unwrap(),
+                    "--to",
+                    to,
+                    "-o",
+                    out.to_str().unwrap(),
+                    "--force",
+                ],
+            );
+            assert_eq!(code, 0, "{name}: {err}");
+        }
+        assert_eq!(sequence_tags(&x), sequence_tags(&src), "{name}");
+    }
+}

@@ -3,8 +3,9 @@
 use std::path::{Path, PathBuf};
 use tsforge_runtime::sequence::yaml::{parse, write};
 use tsforge_runtime::sequence::{
-    expr_type, step_type, Condition, Expression, Group, Node, OperatorKind, Pos, Sequence, Shape,
-    Step, Variable, WmiProperty,
+    default_order, expr_type, normalize_order, step_type, Condition, Expression, Extra, Group,
+    Node, OperatorKind, Part, Parts, Pos, Sequence, Shape, Step, StepElement, Variable,
+    WmiProperty,
 };
 
 fn examples_dir() -> PathBuf {
@@ -354,6 +355,14 @@ fn everything() -> Sequence {
             }),
         ],
         extra_xml: vec!["<g/>".into()],
+        // The raw element first, the condition after the steps (not the default order).
+        order: vec![
+            Part::Extra,
+            Part::Node,
+            Part::Node,
+            Part::Condition,
+            Part::Node,
+        ],
         pos: Pos::default(),
     };
     let outer = Group {
@@ -368,6 +377,7 @@ fn everything() -> Sequence {
         condition: vec![op(OperatorKind::Or, vec![])],
         children: vec![Node::Group(inner), Node::Step(typed), Node::Step(run_plus)],
         extra_xml: vec![],
+        order: vec![],
         pos: Pos::default(),
     };
     Sequence {
@@ -382,6 +392,7 @@ fn everything() -> Sequence {
             Node::Step(duplicate_props),
         ],
         extra_xml: vec!["<referenceList><reference package=\"X\"/></referenceList>".into()],
+        order: vec![],
         shape: Shape::Sequence,
         pos: Pos::default(),
     }
@@ -814,8 +825,19 @@ impl Rng {
     fn conditions(&mut self) -> Vec<Condition> {
         (0..self.below(3)).map(|_| self.condition(0)).collect()
     }
-    fn extra(&mut self) -> Vec<String> {
-        (0..self.below(2)).map(|_| self.string()).collect()
+    /// A valid order of the children `parts` describes: the default, or a shuffle of it.
+    fn order(&mut self, parts: &Parts) -> Vec<Part> {
+        let mut order = default_order(parts);
+        if self.chance(40) {
+            for i in (1..order.len()).rev() {
+                let j = self.below(i + 1);
+                order.swap(i, j);
+            }
+        }
+        normalize_order(order, parts)
+    }
+    fn extra(&mut self) -> Vec<Extra> {
+        (0..self.below(2)).map(|_| self.string().into()).collect()
     }
     fn node(&mut self, depth: usize) -> Node {
         let step_keys: Vec<&str> = tsforge_runtime::sequence::STEP_ATTRS
@@ -827,13 +849,16 @@ impl Rng {
             .map(|(x, _)| *x)
             .collect();
         if depth < 3 && self.chance(30) {
-            Node::Group(Group {
+            let mut g = Group {
                 attrs: self.attrs(&group_keys),
                 condition: self.conditions(),
                 children: (0..self.below(4)).map(|_| self.node(depth + 1)).collect(),
                 extra_xml: self.extra(),
+                order: vec![],
                 pos: Pos::default(),
-            })
+            };
+            g.order = self.order(&g.parts());
+            Node::Group(g)
         } else {
             let mut attrs = self.attrs(&step_keys);
             let mut vars: Vec<Variable> = (0..self.below(4)).map(|_| self.var(true)).collect();
@@ -845,7 +870,12 @@ impl Rng {
                 );
                 vars.insert(0, Variable::property("CommandLine", self.string()));
             }
-            Node::Step(Step {
+            let mut st = Step {
+                element: if self.chance(20) {
+                    StepElement::SubTaskSequence
+                } else {
+                    StepElement::Step
+                },
                 attrs,
                 condition: self.conditions(),
                 action: if self.chance(50) {
@@ -855,8 +885,11 @@ impl Rng {
                 },
                 vars,
                 extra_xml: self.extra(),
+                order: vec![],
                 pos: Pos::default(),
-            })
+            };
+            st.order = self.order(&st.parts());
+            Node::Step(st)
         }
     }
     fn sequence(&mut self) -> Sequence {
@@ -887,14 +920,17 @@ impl Rng {
                     .collect(),
             },
         };
-        Sequence {
+        let mut seq = Sequence {
             attrs: self.attrs(&["name", "version"]),
             global_vars: (0..self.below(4)).map(|_| self.var(false)).collect(),
             items: (0..self.below(5)).map(|_| self.node(0)).collect(),
             extra_xml: self.extra(),
+            order: vec![],
             shape,
             pos: Pos::default(),
-        }
+        };
+        seq.order = self.order(&seq.parts());
+        seq
     }
 }
 

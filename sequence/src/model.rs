@@ -80,7 +80,11 @@ pub struct Sequence {
     pub items: Vec<Node>,
     /// Child elements of `<sequence>` that tsforge does not interpret (`<referenceList>`, …),
     /// kept as raw XML text so they are written back unchanged.
-    pub extra_xml: Vec<String>,
+    pub extra_xml: Vec<Extra>,
+    /// The order of the child elements as read, when it is not the writer's default
+    /// ([`default_order`]); empty = the default.
+    #[serde(default)]
+    pub order: Vec<Part>,
     /// The file shape the sequence came from.
     pub shape: Shape,
     /// Where `<sequence>` (or the YAML document) started.
@@ -103,13 +107,50 @@ pub struct Group {
     pub condition: Vec<Condition>,
     pub children: Vec<Node>,
     /// Unknown child elements, raw XML, written back unchanged.
-    pub extra_xml: Vec<String>,
+    pub extra_xml: Vec<Extra>,
+    /// The order of the child elements as read, when not the default; empty = the default.
+    #[serde(default)]
+    pub order: Vec<Part>,
     pub pos: Pos,
 }
 
-/// A `<step>`: one action.
+/// The element a step was written as. ConfigMgr's console exports *Run Task Sequence* as its
+/// own element, `<subtasksequence type="SMS_TaskSequence_SubTasksequence" …>`, with the same
+/// attributes and children as a `<step>`; older files and MDT write every step as `<step>`.
+/// Kept so the XML writer writes the same element back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum StepElement {
+    /// `<step>`.
+    #[default]
+    Step,
+    /// `<subtasksequence>` (*Run Task Sequence*, as the console exports it).
+    SubTaskSequence,
+}
+
+impl StepElement {
+    /// The XML element name.
+    pub fn xml_name(self) -> &'static str {
+        match self {
+            StepElement::Step => "step",
+            StepElement::SubTaskSequence => "subtasksequence",
+        }
+    }
+    /// The element for an XML element name that holds a step (`None` for any other name).
+    pub fn from_xml(name: &str) -> Option<Self> {
+        match name {
+            "step" => Some(StepElement::Step),
+            "subtasksequence" => Some(StepElement::SubTaskSequence),
+            _ => None,
+        }
+    }
+}
+
+/// A `<step>` (or `<subtasksequence>`): one action.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Step {
+    /// The element the step was written as (`<step>` unless said otherwise).
+    #[serde(default)]
+    pub element: StepElement,
     /// Every attribute as written (`type`, `name`, `description`, `disable`, `continueOnError`,
     /// `successCodeList`, `successCodes`, `runIn`, `timeout`, `startIn`, `retryCount`,
     /// `runFromNet`, …). MDT steps often have no `type`: they are plain command lines.
@@ -120,8 +161,186 @@ pub struct Step {
     /// `<defaultVarList>` variables: the step's properties.
     pub vars: Vec<Variable>,
     /// Unknown child elements, raw XML, written back unchanged.
-    pub extra_xml: Vec<String>,
+    pub extra_xml: Vec<Extra>,
+    /// The order of the child elements as read (`<action>` before or after `<defaultVarList>`,
+    /// …), when not the default; empty = the default.
+    #[serde(default)]
+    pub order: Vec<Part>,
     pub pos: Pos,
+}
+
+/// One child element of a `<sequence>`, `<group>` or `<step>`, for keeping their order: the
+/// list (`<globalVarList>`, `<condition>`, `<defaultVarList>`) or element (`<action>`), the next
+/// group or step, the next element kept as raw XML.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Part {
+    GlobalVars,
+    Condition,
+    Action,
+    Vars,
+    Node,
+    Extra,
+}
+
+impl Part {
+    pub const ALL: &'static [Part] = &[
+        Part::GlobalVars,
+        Part::Condition,
+        Part::Action,
+        Part::Vars,
+        Part::Node,
+        Part::Extra,
+    ];
+    /// The name YAML's `xml_order` uses: the XML element name, `node` for a group or step,
+    /// `extra` for an element kept as raw XML.
+    pub fn name(self) -> &'static str {
+        match self {
+            Part::GlobalVars => "globalVarList",
+            Part::Condition => "condition",
+            Part::Action => "action",
+            Part::Vars => "defaultVarList",
+            Part::Node => "node",
+            Part::Extra => "extra",
+        }
+    }
+    pub fn from_name(name: &str) -> Option<Part> {
+        Part::ALL.iter().copied().find(|p| p.name() == name)
+    }
+}
+
+/// What a container holds, for ordering its child elements: which lists and elements are
+/// written (a list only when it is not empty), and how many groups/steps and raw elements.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Parts {
+    pub global_vars: bool,
+    pub condition: bool,
+    pub action: bool,
+    pub vars: bool,
+    pub nodes: usize,
+    pub extras: usize,
+}
+
+impl Parts {
+    fn count(&self, p: Part) -> usize {
+        match p {
+            Part::GlobalVars => usize::from(self.global_vars),
+            Part::Condition => usize::from(self.condition),
+            Part::Action => usize::from(self.action),
+            Part::Vars => usize::from(self.vars),
+            Part::Node => self.nodes,
+            Part::Extra => self.extras,
+        }
+    }
+}
+
+/// The writer's order when none was recorded: `<globalVarList>`, `<condition>`, `<action>`,
+/// `<defaultVarList>`, the groups and steps, then the raw elements.
+pub fn default_order(parts: &Parts) -> Vec<Part> {
+    let mut out = Vec::new();
+    for p in Part::ALL {
+        out.extend(std::iter::repeat_n(*p, parts.count(*p)));
+    }
+    out
+}
+
+/// The order to write: `order` where it fits what the container holds, then anything it does
+/// not place, in the default order (so nothing is ever left out).
+pub fn layout(order: &[Part], parts: &Parts) -> Vec<Part> {
+    let mut left: Vec<usize> = Part::ALL.iter().map(|p| parts.count(*p)).collect();
+    let idx = |p: Part| Part::ALL.iter().position(|q| *q == p).unwrap_or(0);
+    let mut out = Vec::new();
+    for p in order {
+        if left[idx(*p)] > 0 {
+            left[idx(*p)] -= 1;
+            out.push(*p);
+        }
+    }
+    for p in Part::ALL {
+        out.extend(std::iter::repeat_n(*p, left[idx(*p)]));
+    }
+    out
+}
+
+/// `order` as the model keeps it: empty when it is the default order.
+pub fn normalize_order(order: Vec<Part>, parts: &Parts) -> Vec<Part> {
+    if order == default_order(parts) {
+        Vec::new()
+    } else {
+        order
+    }
+}
+
+/// `Err` unless `order` places exactly what the container holds (each list once, each group,
+/// step and raw element once).
+pub fn check_order(order: &[Part], parts: &Parts) -> Result<(), String> {
+    if order.is_empty() {
+        return Ok(());
+    }
+    for p in Part::ALL {
+        let have = order.iter().filter(|q| *q == p).count();
+        let want = parts.count(*p);
+        if have != want {
+            return Err(format!(
+                "`xml_order` lists `{}` {have} time(s), but there {} {want}",
+                p.name(),
+                if want == 1 { "is" } else { "are" }
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A child element tsforge does not interpret, kept as its raw XML text (line ends normalised)
+/// and written back unchanged, with where it was read from (for `validate`'s warning).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Extra {
+    pub xml: String,
+    pub pos: Pos,
+}
+
+impl Extra {
+    pub fn new(xml: impl Into<String>, pos: Pos) -> Self {
+        Extra {
+            xml: xml.into(),
+            pos,
+        }
+    }
+    /// The element's name: the text after `<` up to the first space, `/` or `>` (empty when the
+    /// raw text does not start with an element).
+    pub fn name(&self) -> &str {
+        let Some(rest) = self.xml.strip_prefix('<') else {
+            return "";
+        };
+        let end = rest
+            .find(|c: char| c.is_whitespace() || c == '/' || c == '>')
+            .unwrap_or(rest.len());
+        &rest[..end]
+    }
+}
+
+impl From<String> for Extra {
+    fn from(xml: String) -> Self {
+        Extra::new(xml, Pos::default())
+    }
+}
+
+impl From<&str> for Extra {
+    fn from(xml: &str) -> Self {
+        Extra::new(xml, Pos::default())
+    }
+}
+
+impl std::ops::Deref for Extra {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.xml
+    }
+}
+
+impl PartialEq<&str> for Extra {
+    fn eq(&self, other: &&str) -> bool {
+        self.xml == *other
+    }
 }
 
 /// A `<variable name= property= hidden=>value</variable>`: a global variable or a step property.
@@ -445,9 +664,15 @@ impl Node {
 }
 
 impl Step {
-    /// The `type` attribute; `None` for MDT's untyped command-line steps.
+    /// The `type` attribute; `None` for MDT's untyped command-line steps. A
+    /// `<subtasksequence>` element without a `type` is a *Run Task Sequence* step.
     pub fn kind(&self) -> Option<&str> {
-        attr(&self.attrs, "type").filter(|t| !t.is_empty())
+        attr(&self.attrs, "type")
+            .filter(|t| !t.is_empty())
+            .or(match self.element {
+                StepElement::SubTaskSequence => Some(step_type::SUB_SEQUENCE),
+                StepElement::Step => None,
+            })
     }
     pub fn name(&self) -> &str {
         attr(&self.attrs, "name").unwrap_or("")
@@ -587,6 +812,16 @@ impl Step {
         }
         out
     }
+    /// What the step holds, for [`layout`].
+    pub fn parts(&self) -> Parts {
+        Parts {
+            condition: !self.condition.is_empty(),
+            action: self.action.is_some(),
+            vars: !self.vars.is_empty(),
+            extras: self.extra_xml.len(),
+            ..Parts::default()
+        }
+    }
     /// The working directory: `startIn` attribute, else the `WorkingDirectory` property.
     pub fn start_in(&self) -> Option<&str> {
         attr(&self.attrs, "startIn")
@@ -598,6 +833,15 @@ impl Step {
 impl Group {
     pub fn name(&self) -> &str {
         attr(&self.attrs, "name").unwrap_or("")
+    }
+    /// What the group holds, for [`layout`].
+    pub fn parts(&self) -> Parts {
+        Parts {
+            condition: !self.condition.is_empty(),
+            nodes: self.children.len(),
+            extras: self.extra_xml.len(),
+            ..Parts::default()
+        }
     }
 }
 
@@ -648,6 +892,44 @@ impl Condition {
 }
 
 impl Sequence {
+    /// What `<sequence>` holds, for [`layout`].
+    pub fn parts(&self) -> Parts {
+        Parts {
+            global_vars: !self.global_vars.is_empty(),
+            nodes: self.items.len(),
+            extras: self.extra_xml.len(),
+            ..Parts::default()
+        }
+    }
+
+    /// The package ID the file carries in its wrapper: `<PackageID>` of an
+    /// `<SmsTaskSequencePackage>`, or the `PackageID` property of an object.xml `<INSTANCE>`.
+    /// `None` for a plain `<sequence>` (which has no place for one) or an empty ID.
+    pub fn package_id(&self) -> Option<&str> {
+        let id = match &self.shape {
+            Shape::Sequence => None,
+            Shape::PackageWrapper { properties } => properties
+                .iter()
+                .find(|(k, _)| k == "PackageID")
+                .or_else(|| {
+                    properties
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case("PackageID"))
+                })
+                .map(|(_, v)| v.as_str()),
+            Shape::WmiInstance { properties, .. } => properties
+                .iter()
+                .find(|p| p.name == "PackageID")
+                .or_else(|| {
+                    properties
+                        .iter()
+                        .find(|p| p.name.eq_ignore_ascii_case("PackageID"))
+                })
+                .and_then(|p| p.value.as_deref()),
+        };
+        id.map(str::trim).filter(|v| !v.is_empty())
+    }
+
     /// Visit every node depth-first, in document order.
     pub fn walk<'a>(&'a self, f: &mut dyn FnMut(&'a Node, usize)) {
         fn go<'a>(nodes: &'a [Node], depth: usize, f: &mut dyn FnMut(&'a Node, usize)) {

@@ -589,6 +589,10 @@ fn run_sequence(
     if let Some(p) = media::find_ci(root, "tsforge/packages") {
         opts.targets.content.push(p.display().to_string());
     }
+    // Run Task Sequence children: the medium's sequences, found by file name or package ID.
+    for dir in ["tsforge/sequences", "tsforge"] {
+        opts.resolver.search_dirs.extend(media::find_ci(root, dir));
+    }
     opts.targets.package_public_key = package_key;
     Ok(match engine::run(seq_path, &opts)? {
         RunOutcome::Succeeded => Exit::Ok,

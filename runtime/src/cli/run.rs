@@ -20,7 +20,8 @@ pub struct SequenceOptions {
     /// A custom-actions.toml next to the sequence is read automatically.
     #[arg(long = "actions", value_name = "FILE")]
     pub actions: Vec<PathBuf>,
-    /// Folder searched for child sequences of Run Task Sequence steps (ID.yaml, ID.xml, …);
+    /// Folder searched for child sequences of Run Task Sequence steps (ID.yaml, ID.xml, …, or
+    /// any sequence file whose wrapper carries the package ID);
     /// repeatable. The sequence's own folder is always searched first.
     #[arg(long = "sequence-dir", value_name = "DIR")]
     pub sequence_dirs: Vec<PathBuf>,

@@ -105,7 +105,8 @@ impl CompileError {
     }
 }
 
-/// Where child sequences are looked up: next to the parent file, then in each directory given.
+/// Where child sequences are looked up: next to the parent file, then in each directory given
+/// (`--sequence-dir`, and for `tsforge boot` the medium's sequence folders).
 #[derive(Debug, Clone, Default)]
 pub struct Resolver {
     pub search_dirs: Vec<PathBuf>,
@@ -114,19 +115,31 @@ pub struct Resolver {
 /// File names tried for a child sequence ID, in order.
 const CHILD_NAMES: &[&str] = &["{}.yaml", "{}.yml", "{}.xml", "{}/object.xml"];
 
+/// Files larger than this are not read while looking for a package ID (no sequence is near it).
+const MAX_SCANNED_FILE: u64 = 64 << 20;
+
 impl Resolver {
     /// Find the file for a *Run Task Sequence* reference: a path (relative to the parent's
-    /// folder) or a package ID looked up as `ID.yaml`, `ID.yml`, `ID.xml` or `ID/object.xml`.
+    /// folder); a package ID looked up as `ID.yaml`, `ID.yml`, `ID.xml` or `ID/object.xml`;
+    /// else the one sequence file (`*.xml`, `*.yaml`, `*.yml`, `*/object.xml`) in those
+    /// folders whose wrapper carries that package ID ([`Sequence::package_id`]).
     pub fn resolve(&self, reference: &str, parent: &Path) -> Result<PathBuf, String> {
-        let parent_dir = parent.parent().unwrap_or(Path::new("."));
+        let parent_dir = parent
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let direct = parent_dir.join(reference);
         if direct.is_file() {
             return Ok(direct);
         }
         let mut looked = Vec::new();
-        let dirs =
-            std::iter::once(parent_dir.to_path_buf()).chain(self.search_dirs.iter().cloned());
-        for dir in dirs {
+        let mut dirs = vec![parent_dir.to_path_buf()];
+        for d in &self.search_dirs {
+            if !dirs.contains(d) {
+                dirs.push(d.clone());
+            }
+        }
+        for dir in &dirs {
             for pattern in CHILD_NAMES {
                 let candidate = dir.join(pattern.replace("{}", reference));
                 if candidate.is_file() {
@@ -135,11 +148,109 @@ impl Resolver {
                 looked.push(candidate.display().to_string());
             }
         }
-        Err(format!(
-            "child sequence {reference:?} not found; looked for {} (add a folder with --sequence-dir)",
-            looked.join(", ")
-        ))
+        let (found, unreadable) = find_by_package_id(reference, &dirs);
+        match found.as_slice() {
+            [one] => return Ok(one.clone()),
+            [] => {}
+            many => {
+                return Err(format!(
+                    "child sequence {reference:?}: several files carry the package ID \
+                     {reference}: {}; keep one of them in the folders searched",
+                    many.iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            }
+        }
+        let mut msg = format!(
+            "child sequence {reference:?} not found; looked for {}, and for a sequence file with \
+             the package ID {reference} in {} (add a folder with --sequence-dir)",
+            looked.join(", "),
+            dirs.iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        if !unreadable.is_empty() {
+            msg.push_str(&format!(
+                "; these files mention {reference} but could not be read: {}",
+                unreadable.join("; ")
+            ));
+        }
+        Err(msg)
     }
+}
+
+/// The sequence files of `dirs` whose package ID is `id` (each file once), and the files that
+/// mention `id` but could not be read as sequences (with why).
+fn find_by_package_id(id: &str, dirs: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
+    let mut found: Vec<PathBuf> = Vec::new();
+    let mut seen: Vec<PathBuf> = Vec::new();
+    let mut unreadable = Vec::new();
+    let needle = id.to_ascii_lowercase();
+    for dir in dirs {
+        for file in sequence_files(dir) {
+            let canonical = file.canonicalize().unwrap_or_else(|_| file.clone());
+            if seen.contains(&canonical) {
+                continue;
+            }
+            seen.push(canonical);
+            let too_big = std::fs::metadata(&file).is_ok_and(|m| m.len() > MAX_SCANNED_FILE);
+            let Ok(bytes) = (if too_big {
+                Err(())
+            } else {
+                std::fs::read(&file).map_err(|_| ())
+            }) else {
+                continue;
+            };
+            // Only files that mention the ID are parsed.
+            let Ok(text) = crate::sequence::decode_text(&bytes, &file) else {
+                continue;
+            };
+            if !text.to_ascii_lowercase().contains(&needle) {
+                continue;
+            }
+            let format = crate::sequence::detect(&text);
+            match crate::sequence::parse_str(&text, &file, format) {
+                Ok(seq) => {
+                    if seq.package_id().is_some_and(|p| p.eq_ignore_ascii_case(id)) {
+                        found.push(file);
+                    }
+                }
+                Err(e) => unreadable.push(e.to_string()),
+            }
+        }
+    }
+    (found, unreadable)
+}
+
+/// The files of `dir` that may hold a sequence, sorted: `*.xml`, `*.yaml`, `*.yml`, and
+/// `SUBFOLDER/object.xml`. A folder that cannot be read has none.
+fn sequence_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = Vec::new();
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            let object = path.join("object.xml");
+            if object.is_file() {
+                out.push(object);
+            }
+        } else if path.is_file() {
+            let ext = path
+                .extension()
+                .map(|x| x.to_string_lossy().to_ascii_lowercase())
+                .unwrap_or_default();
+            if matches!(ext.as_str(), "xml" | "yaml" | "yml") {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 fn is_sub_sequence(step: &Step) -> bool {
@@ -352,7 +463,11 @@ impl Compiler<'_> {
         };
         Self::check_step(&file_s, s)?;
         let reference = crate::actions::run_task_sequence::child_reference(s).ok_or_else(|| {
-            child_err("has no TsPackageID property naming the child sequence".into())
+            child_err(
+                "has no TsPackageID property (OSDSubTasksequencePackageID, or SubTaskSequenceID \
+                 in older files) naming the child sequence"
+                    .into(),
+            )
         })?;
         let child_path = self.resolver.resolve(reference, file).map_err(child_err)?;
         let canonical = child_path.canonicalize().unwrap_or(child_path.clone());

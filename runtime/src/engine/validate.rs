@@ -18,8 +18,8 @@ use crate::condition::VARIABLE_OPERATORS;
 use crate::engine::program::Resolver;
 use crate::error::{Diagnostic, ParseError, Severity};
 use crate::sequence::model::{
-    attr, check_condition_depth, expr_type, limits, parse_bool, step_type, Condition, Node, Pos,
-    Sequence, Step,
+    attr, check_condition_depth, expr_type, limits, parse_bool, step_type, Condition, Extra, Node,
+    Pos, Sequence, Step,
 };
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -130,16 +130,60 @@ fn check_attr_names(v: &mut V, attrs: &crate::sequence::model::Attrs, pos: Pos) 
     }
 }
 
-/// Raw XML kept for elements tsforge does not interpret must be well-formed.
-fn check_extra_xml(v: &mut V, extra: &[String], pos: Pos) {
-    for raw in extra {
-        let doc = format!("<sequence>{raw}</sequence>");
+/// Elements tsforge keeps without interpreting that real exports carry, so `validate` does not
+/// warn about them: `<referenceList>` in `<sequence>` (the packages the sequence refers to; each
+/// step names its own) and the empty `<action>` MDT writes in groups.
+fn expected_extra(x: &Extra, container: Container) -> bool {
+    match (container, x.name()) {
+        (Container::Sequence, "referenceList") => true,
+        (Container::Group, "action") => {
+            let x = x.xml.as_str();
+            x == "<action/>"
+                || x == "<action />"
+                || x.strip_prefix("<action>")
+                    .and_then(|r| r.strip_suffix("</action>"))
+                    .is_some_and(|t| t.trim().is_empty())
+        }
+        _ => false,
+    }
+}
+
+/// Where kept elements sit, for messages.
+#[derive(Clone, Copy)]
+enum Container {
+    Sequence,
+    Group,
+    Step,
+}
+
+/// Raw XML kept for elements tsforge does not interpret must be well-formed; each element it
+/// does not know is a warning at its own position (it is written back, never run).
+fn check_extra_xml(v: &mut V, extra: &[Extra], container: Container, name: &str) {
+    for x in extra {
+        let doc = format!("<sequence>{}</sequence>", x.xml);
         if let Err(e) = crate::sequence::xml::parse(&doc, Path::new("xml_extra")) {
             v.error(
-                pos,
-                format!("raw XML {raw:?} is not well-formed: {}", e.message),
+                x.pos,
+                format!("raw XML {:?} is not well-formed: {}", x.xml, e.message),
             );
+            continue;
         }
+        if expected_extra(x, container) {
+            continue;
+        }
+        let inside = match container {
+            Container::Sequence => "<sequence>".to_string(),
+            Container::Group => format!("group {name:?}"),
+            Container::Step => format!("step {name:?}"),
+        };
+        v.warn(
+            x.pos,
+            format!(
+                "unknown element <{}> in {inside}: tsforge keeps it (convert writes it back) \
+                 but does not run or interpret it",
+                x.name()
+            ),
+        );
     }
 }
 
@@ -151,7 +195,7 @@ pub fn validate(seq: &Sequence, file: &Path, ctx: &Context) -> Vec<Diagnostic> {
         ctx,
     };
     check_attr_names(&mut v, &seq.attrs, seq.pos);
-    check_extra_xml(&mut v, &seq.extra_xml, seq.pos);
+    check_extra_xml(&mut v, &seq.extra_xml, Container::Sequence, "");
     for g in &seq.global_vars {
         if !crate::vars::valid_name(&g.name) {
             v.error(g.pos, format!("invalid variable name {:?}", g.name));
@@ -201,7 +245,7 @@ fn nodes(v: &mut V, items: &[Node], file: &Path, files: &mut Files, depth: usize
         match n {
             Node::Group(g) => {
                 check_attr_names(v, &g.attrs, g.pos);
-                check_extra_xml(v, &g.extra_xml, g.pos);
+                check_extra_xml(v, &g.extra_xml, Container::Group, g.name());
                 check_bool(v, &g.attrs, "disable", g.pos, "group");
                 check_bool(v, &g.attrs, "continueOnError", g.pos, "group");
                 conditions(v, &g.condition);
@@ -230,7 +274,7 @@ fn step(v: &mut V, s: &Step, file: &Path, files: &mut Files, depth: usize) {
     let pos = s.pos;
     let name = s.name().to_string();
     check_attr_names(v, &s.attrs, pos);
-    check_extra_xml(v, &s.extra_xml, pos);
+    check_extra_xml(v, &s.extra_xml, Container::Step, s.name());
     check_bool(v, &s.attrs, "disable", pos, "step");
     check_bool(v, &s.attrs, "continueOnError", pos, "step");
     check_bool(v, &s.attrs, "runFromNet", pos, "step");
@@ -344,6 +388,7 @@ fn child(v: &mut V, s: &Step, file: &Path, files: &mut Files, depth: usize) {
                             out: Vec::new(),
                             ctx: v.ctx,
                         };
+                        check_extra_xml(&mut sub, &seq.extra_xml, Container::Sequence, "");
                         nodes(&mut sub, &seq.items, &child, files, depth + 1);
                         v.out.extend(sub.out);
                         files.stack.pop();

@@ -3,7 +3,8 @@
 //! Everything that knows ConfigMgr's vocabulary on the way in lives here: the three file shapes
 //! chosen from the root element (`<sequence>`, `<SmsTaskSequencePackage>` with its
 //! `<SequenceData>`, an object.xml `<INSTANCE>` with its `<PROPERTY NAME="Sequence">`), the
-//! elements of a sequence (`<globalVarList>`, `<group>`, `<step>`, `<condition>`, `<operator>`,
+//! elements of a sequence (`<globalVarList>`, `<group>`, `<step>` and the console's
+//! `<subtasksequence>` form of *Run Task Sequence*, `<condition>`, `<operator>`,
 //! `<expression>`, `<action>`, `<defaultVarList>`, `<variable>`) and which of their attributes
 //! are structural (`name`, `type`, `NAME`, `CLASSNAME`). Children it does not know are kept as
 //! raw XML; attributes, known or not, are kept in order.
@@ -16,8 +17,8 @@ use super::reader::{
 };
 use crate::error::ParseError;
 use crate::model::{
-    Condition, Expression, Group, Node, OperatorKind, Pos, Sequence, Shape, Step, Variable,
-    WmiProperty,
+    normalize_order, Condition, Expression, Extra, Group, Node, OperatorKind, Part, Pos, Sequence,
+    Shape, Step, StepElement, Variable, WmiProperty,
 };
 
 /// What a sequence file must hold: `<sequence>` or one of the wrappers around it.
@@ -68,6 +69,11 @@ impl<'a> Builder<'a> {
 
     fn raw(&self, el: &El<'_>) -> String {
         normalize_newlines(sl(self.src, el.start, el.end))
+    }
+
+    /// An element kept as raw XML, with its position.
+    fn extra(&self, el: &El<'_>) -> Extra {
+        Extra::new(self.raw(el), self.pos(el.start))
     }
 
     fn raw_inner(&self, el: &El<'_>) -> String {
@@ -130,12 +136,26 @@ impl<'a> Builder<'a> {
                 Kid::Text(t) => self.stray_text(t, el)?,
                 Kid::Misc => {}
                 Kid::El(e) => match e.name {
-                    "globalVarList" => seq.global_vars.extend(self.var_list(e)?),
-                    "group" | "step" => seq.items.push(self.node(e)?),
-                    _ => seq.extra_xml.push(self.raw(e)),
+                    "globalVarList" => {
+                        seq.global_vars.extend(self.var_list(e)?);
+                        note(
+                            &mut seq.order,
+                            Part::GlobalVars,
+                            !seq.global_vars.is_empty(),
+                        );
+                    }
+                    "group" | "step" | "subtasksequence" => {
+                        seq.items.push(self.node(e)?);
+                        seq.order.push(Part::Node);
+                    }
+                    _ => {
+                        seq.extra_xml.push(self.extra(e));
+                        seq.order.push(Part::Extra);
+                    }
                 },
             }
         }
+        seq.order = normalize_order(std::mem::take(&mut seq.order), &seq.parts());
         Ok(seq)
     }
 
@@ -194,17 +214,28 @@ impl<'a> Builder<'a> {
                 Kid::Text(t) => self.stray_text(t, el)?,
                 Kid::Misc => {}
                 Kid::El(e) => match e.name {
-                    "condition" => g.condition.extend(self.condition_list(e)?),
-                    "group" | "step" => g.children.push(self.node(e)?),
-                    _ => g.extra_xml.push(self.raw(e)),
+                    "condition" => {
+                        g.condition.extend(self.condition_list(e)?);
+                        note(&mut g.order, Part::Condition, !g.condition.is_empty());
+                    }
+                    "group" | "step" | "subtasksequence" => {
+                        g.children.push(self.node(e)?);
+                        g.order.push(Part::Node);
+                    }
+                    _ => {
+                        g.extra_xml.push(self.extra(e));
+                        g.order.push(Part::Extra);
+                    }
                 },
             }
         }
+        g.order = normalize_order(std::mem::take(&mut g.order), &g.parts());
         Ok(g)
     }
 
     fn step(&self, el: &El<'_>) -> Result<Step, ParseError> {
         let mut s = Step {
+            element: StepElement::from_xml(el.name).unwrap_or_default(),
             attrs: el.attrs_except(""),
             pos: self.pos(el.start),
             ..Step::default()
@@ -214,7 +245,10 @@ impl<'a> Builder<'a> {
                 Kid::Text(t) => self.stray_text(t, el)?,
                 Kid::Misc => {}
                 Kid::El(e) => match e.name {
-                    "condition" => s.condition.extend(self.condition_list(e)?),
+                    "condition" => {
+                        s.condition.extend(self.condition_list(e)?);
+                        note(&mut s.order, Part::Condition, !s.condition.is_empty());
+                    }
                     "action" => {
                         if s.action.is_some() {
                             return Err(self.loc.err(
@@ -223,9 +257,13 @@ impl<'a> Builder<'a> {
                             ));
                         }
                         s.action = Some(self.leaf_text(e)?);
+                        s.order.push(Part::Action);
                     }
-                    "defaultVarList" => s.vars.extend(self.var_list(e)?),
-                    "step" | "group" => {
+                    "defaultVarList" => {
+                        s.vars.extend(self.var_list(e)?);
+                        note(&mut s.order, Part::Vars, !s.vars.is_empty());
+                    }
+                    "step" | "group" | "subtasksequence" => {
                         return Err(self.loc.err(
                             e.start,
                             format!(
@@ -236,10 +274,14 @@ impl<'a> Builder<'a> {
                             ),
                         ))
                     }
-                    _ => s.extra_xml.push(self.raw(e)),
+                    _ => {
+                        s.extra_xml.push(self.extra(e));
+                        s.order.push(Part::Extra);
+                    }
                 },
             }
         }
+        s.order = normalize_order(std::mem::take(&mut s.order), &s.parts());
         Ok(s)
     }
 
@@ -530,6 +572,15 @@ impl<'a> Builder<'a> {
             properties,
         };
         Ok(seq)
+    }
+}
+
+/// Record where a list (`<condition>`, `<globalVarList>`, `<defaultVarList>`) sits: where it
+/// first holds something (several of one list are merged into one, written where the first
+/// non-empty one was; an empty one is not written back).
+fn note(order: &mut Vec<Part>, part: Part, filled: bool) {
+    if filled && !order.contains(&part) {
+        order.push(part);
     }
 }
 

@@ -61,7 +61,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Sequence, ParseError> {
 mod tests {
     use super::*;
     use crate::model::{
-        Attrs, Condition, Expression, Group, Node, OperatorKind, Pos, Shape, Step, Variable,
+        Attrs, Condition, Expression, Group, Node, OperatorKind, Part, Pos, Shape, Step, Variable,
         WmiProperty,
     };
 
@@ -100,6 +100,7 @@ mod tests {
     /// A model with every awkward value the writer must escape.
     fn tricky() -> Sequence {
         let step = Step {
+            element: crate::model::StepElement::SubTaskSequence,
             attrs: a(&[
                 ("type", "SMS_TaskSequence_RunCommandLineAction"),
                 ("name", "Quote \" amp & lt < gt > apos '"),
@@ -135,6 +136,8 @@ mod tests {
                 Variable::property("Newlines", "\n\nx\n\n"),
             ],
             extra_xml: vec!["<x a=\"1\"><![CDATA[a]]]]><![CDATA[>b]]></x>".into()],
+            // Not the default order: kept as written.
+            order: vec![Part::Vars, Part::Extra, Part::Action, Part::Condition],
             pos: Pos::default(),
         };
         Sequence {
@@ -170,6 +173,10 @@ mod tests {
             extra_xml: vec![
                 "<referenceList>\n  <reference package=\"X\" />\n</referenceList>".into(),
             ],
+            order: [Part::Extra, Part::Node, Part::GlobalVars]
+                .into_iter()
+                .chain([Part::Node; 4])
+                .collect(),
             shape: Shape::Sequence,
             pos: Pos::default(),
         }
@@ -311,6 +318,174 @@ mod tests {
         assert_eq!(e.kind, "Weird");
         assert_eq!(e.vars[0].attrs, a(&[("extra", "e")]));
         rt(&seq);
+    }
+
+    /// The console exports *Run Task Sequence* as `<subtasksequence>`, a step under another
+    /// element name: read as a step, written back under its own name.
+    /// <https://learn.microsoft.com/mem/configmgr/develop/reference/osd/sms_tasksequence_subtasksequence-server-wmi-class>
+    #[test]
+    fn subtasksequence_element_is_a_step_written_back_as_itself() {
+        let seq = p(
+            "<sequence><group name=\"g\">\n<subtasksequence name=\"Child\">\
+             <defaultVarList><variable name=\"OSDSubTasksequencePackageID\" \
+             property=\"TsPackageID\">LAB00101</variable></defaultVarList>\
+             </subtasksequence></group><subtasksequence type=\"SMS_TaskSequence_SubTasksequence\"/>\
+             </sequence>",
+        );
+        let Node::Group(g) = &seq.items[0] else {
+            panic!("group")
+        };
+        let Node::Step(s) = &g.children[0] else {
+            panic!("step")
+        };
+        assert_eq!(s.element, crate::model::StepElement::SubTaskSequence);
+        assert_eq!((s.pos.line, s.pos.column), (2, 1));
+        assert_eq!(s.property("TsPackageID"), Some("LAB00101"));
+        // No `type`: the element says what it is.
+        assert_eq!(s.kind(), Some(crate::model::step_type::SUB_SEQUENCE));
+        assert!(g.extra_xml.is_empty() && seq.extra_xml.is_empty());
+        let text = write(&seq);
+        assert!(
+            text.contains("<subtasksequence name=\"Child\">\n"),
+            "{text}"
+        );
+        assert!(text.contains("</subtasksequence>\n"), "{text}");
+        assert!(
+            text.contains("<subtasksequence type=\"SMS_TaskSequence_SubTasksequence\" />"),
+            "{text}"
+        );
+        rt(&seq);
+        let e = perr("<sequence><subtasksequence><step/></subtasksequence></sequence>");
+        assert_eq!(at(&e), (1, 28));
+        assert!(e.message.contains("steps do not nest"), "{e}");
+    }
+
+    /// The names of the elements written at exactly `indent` spaces, in order.
+    fn names_at(text: &str, indent: usize) -> Vec<String> {
+        text.lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix(&" ".repeat(indent))?;
+                let tag = rest
+                    .strip_prefix('<')
+                    .filter(|r| !r.starts_with(['/', ' ']))?;
+                let end = tag.find([' ', '>', '/']).unwrap_or(tag.len());
+                Some(tag[..end].to_string())
+            })
+            .collect()
+    }
+
+    /// Parse `xml`, write it (directly and through YAML), and check the children of the
+    /// element at `indent` come back in the order they were written.
+    fn order_survives(xml: &str, indent: usize, want: &[&str]) {
+        let seq = p(xml);
+        let text = write(&seq);
+        assert_eq!(names_at(&text, indent), want, "{xml}\n{text}");
+        let y = crate::yaml::write(&seq);
+        let via_yaml =
+            crate::yaml::parse(&y, Path::new("o.yaml")).unwrap_or_else(|e| panic!("{e}\n{y}"));
+        assert_eq!(via_yaml, seq, "{y}");
+        assert_eq!(names_at(&write(&via_yaml), indent), want, "{y}");
+        rt(&seq);
+    }
+
+    fn el(name: &str) -> String {
+        match name {
+            "condition" => {
+                "<condition><expression type=\"SMS_TaskSequence_VariableConditionExpression\">\
+                <variable name=\"Variable\">X</variable></expression></condition>"
+                    .into()
+            }
+            "action" => "<action>echo a</action>".into(),
+            "defaultVarList" => "<defaultVarList><variable name=\"CommandLine\" \
+                property=\"CommandLine\">echo a</variable></defaultVarList>"
+                .into(),
+            "globalVarList" => {
+                "<globalVarList><variable name=\"G\">1</variable></globalVarList>".into()
+            }
+            "referenceList" => {
+                "<referenceList><reference package=\"LAB00001\" /></referenceList>".into()
+            }
+            "step" => "<step name=\"s\"><action>echo s</action></step>".into(),
+            "group" => "<group name=\"g\" />".into(),
+            other => format!("<{other} a=\"1\" />"),
+        }
+    }
+
+    /// The order of a step's child elements, and of `<referenceList>` and unknown elements
+    /// among a sequence's or a group's, is written back as read: ConfigMgr's console writes
+    /// `<condition>`, `<action>`, `<defaultVarList>`; MDT's ts.xml `<defaultVarList>` before
+    /// `<action>` with `<condition>` after; exports place `<referenceList>` after the steps.
+    #[test]
+    fn child_element_order_is_kept() {
+        let real_steps: &[&[&str]] = &[
+            &["condition", "action", "defaultVarList"],
+            &["action", "defaultVarList"],
+            &["defaultVarList", "action"],
+            &["defaultVarList", "action", "condition"],
+            &["action", "defaultVarList", "condition"],
+            &["defaultVarList", "vendorData", "action"],
+        ];
+        for order in real_steps {
+            let body: String = order.iter().map(|n| el(n)).collect();
+            order_survives(
+                &format!("<sequence><step name=\"x\">{body}</step></sequence>"),
+                4,
+                order,
+            );
+        }
+        let real_sequences: &[&[&str]] = &[
+            &["globalVarList", "group", "step", "referenceList"],
+            &["referenceList", "globalVarList", "group"],
+            &["globalVarList", "referenceList", "step", "group"],
+            &["step", "globalVarList"],
+        ];
+        for order in real_sequences {
+            let body: String = order.iter().map(|n| el(n)).collect();
+            order_survives(&format!("<sequence>{body}</sequence>"), 2, order);
+        }
+        // Fuzz-like: random orders of every kind of child, in a step, a group and the sequence.
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let mut shuffle = |items: &mut Vec<&str>| {
+            for i in (1..items.len()).rev() {
+                items.swap(i, next(i + 1));
+            }
+        };
+        for round in 0..300 {
+            let mut step = vec!["condition", "action", "defaultVarList", "x1", "x2"];
+            step.truncate(2 + round % 4);
+            shuffle(&mut step);
+            let body: String = step.iter().map(|n| el(n)).collect();
+            order_survives(
+                &format!("<sequence><step>{body}</step></sequence>"),
+                4,
+                &step,
+            );
+            let mut group = vec!["condition", "step", "group", "x1", "step", "action"];
+            shuffle(&mut group);
+            let body: String = group.iter().map(|n| el(n)).collect();
+            order_survives(
+                &format!("<sequence><group>{body}</group></sequence>"),
+                4,
+                &group,
+            );
+            let mut seq = vec![
+                "globalVarList",
+                "referenceList",
+                "step",
+                "group",
+                "x1",
+                "step",
+            ];
+            shuffle(&mut seq);
+            let body: String = seq.iter().map(|n| el(n)).collect();
+            order_survives(&format!("<sequence>{body}</sequence>"), 2, &seq);
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! value reads back as markup (so that it can be written verbatim).
 
 use super::reader::{is_ws_char, Ctx, Expected, Kid, Loc, Parser};
-use crate::model::{Condition, Node, Sequence, Shape, Variable, WmiProperty};
+use crate::model::{layout, Condition, Extra, Node, Part, Sequence, Shape, Variable, WmiProperty};
 use std::path::Path;
 
 const XML_DECL: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?>";
@@ -210,29 +210,51 @@ fn write_sequence(w: &mut String, seq: &Sequence, level: usize) {
         return;
     }
     w.push_str(">\n");
-    if !seq.global_vars.is_empty() {
-        indent(w, level + 1);
-        w.push_str("<globalVarList>\n");
-        for v in &seq.global_vars {
-            write_variable(w, v, level + 2);
+    let mut k = Kids::default();
+    for part in layout(&seq.order, &seq.parts()) {
+        match part {
+            Part::GlobalVars => write_var_list(w, "globalVarList", &seq.global_vars, level + 1),
+            Part::Node => k.node(w, &seq.items, level + 1),
+            Part::Extra => k.extra(w, &seq.extra_xml, level + 1),
+            Part::Condition | Part::Action | Part::Vars => {}
         }
-        indent(w, level + 1);
-        w.push_str("</globalVarList>\n");
     }
-    for n in &seq.items {
-        write_node(w, n, level + 1);
-    }
-    write_extra(w, &seq.extra_xml, level + 1);
     indent(w, level);
     w.push_str("</sequence>\n");
 }
 
-fn write_extra(w: &mut String, extra: &[String], level: usize) {
-    for x in extra {
-        indent(w, level);
-        w.push_str(x);
-        w.push('\n');
+/// How many groups/steps and raw elements of a container were written so far.
+#[derive(Default)]
+struct Kids {
+    nodes: usize,
+    extras: usize,
+}
+
+impl Kids {
+    fn node(&mut self, w: &mut String, nodes: &[Node], level: usize) {
+        if let Some(n) = nodes.get(self.nodes) {
+            write_node(w, n, level);
+            self.nodes += 1;
+        }
     }
+    fn extra(&mut self, w: &mut String, extra: &[Extra], level: usize) {
+        if let Some(x) = extra.get(self.extras) {
+            indent(w, level);
+            w.push_str(x);
+            w.push('\n');
+            self.extras += 1;
+        }
+    }
+}
+
+fn write_var_list(w: &mut String, tag: &str, vars: &[Variable], level: usize) {
+    indent(w, level);
+    w.push_str(&format!("<{tag}>\n"));
+    for v in vars {
+        write_variable(w, v, level + 1);
+    }
+    indent(w, level);
+    w.push_str(&format!("</{tag}>\n"));
 }
 
 fn write_variable(w: &mut String, v: &Variable, level: usize) {
@@ -314,16 +336,22 @@ fn write_node(w: &mut String, n: &Node, level: usize) {
                 return;
             }
             w.push_str(">\n");
-            write_conditions(w, &g.condition, level + 1);
-            for c in &g.children {
-                write_node(w, c, level + 1);
+            let mut k = Kids::default();
+            for part in layout(&g.order, &g.parts()) {
+                match part {
+                    Part::Condition => write_conditions(w, &g.condition, level + 1),
+                    Part::Node => k.node(w, &g.children, level + 1),
+                    Part::Extra => k.extra(w, &g.extra_xml, level + 1),
+                    Part::GlobalVars | Part::Action | Part::Vars => {}
+                }
             }
-            write_extra(w, &g.extra_xml, level + 1);
             indent(w, level);
             w.push_str("</group>\n");
         }
         Node::Step(s) => {
-            w.push_str("<step");
+            let tag = s.element.xml_name();
+            w.push('<');
+            w.push_str(tag);
             push_attrs(w, &s.attrs);
             if s.condition.is_empty()
                 && s.action.is_none()
@@ -334,25 +362,27 @@ fn write_node(w: &mut String, n: &Node, level: usize) {
                 return;
             }
             w.push_str(">\n");
-            write_conditions(w, &s.condition, level + 1);
-            if let Some(a) = &s.action {
-                indent(w, level + 1);
-                w.push_str("<action>");
-                w.push_str(&esc_text(a));
-                w.push_str("</action>\n");
-            }
-            if !s.vars.is_empty() {
-                indent(w, level + 1);
-                w.push_str("<defaultVarList>\n");
-                for v in &s.vars {
-                    write_variable(w, v, level + 2);
+            let mut k = Kids::default();
+            for part in layout(&s.order, &s.parts()) {
+                match part {
+                    Part::Condition => write_conditions(w, &s.condition, level + 1),
+                    Part::Action => {
+                        if let Some(a) = &s.action {
+                            indent(w, level + 1);
+                            w.push_str("<action>");
+                            w.push_str(&esc_text(a));
+                            w.push_str("</action>\n");
+                        }
+                    }
+                    Part::Vars => write_var_list(w, "defaultVarList", &s.vars, level + 1),
+                    Part::Extra => k.extra(w, &s.extra_xml, level + 1),
+                    Part::GlobalVars | Part::Node => {}
                 }
-                indent(w, level + 1);
-                w.push_str("</defaultVarList>\n");
             }
-            write_extra(w, &s.extra_xml, level + 1);
             indent(w, level);
-            w.push_str("</step>\n");
+            w.push_str("</");
+            w.push_str(tag);
+            w.push_str(">\n");
         }
     }
 }

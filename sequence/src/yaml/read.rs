@@ -11,8 +11,9 @@ use super::tree::{YKind, YNode};
 use super::{FILE_OPTS, FOLDER_OPTS};
 use crate::error::ParseError;
 use crate::model::{
-    expr_type, step_type, Attrs, Condition, Expression, Group, Node, OperatorKind, Pos, Sequence,
-    Shape, Step, Variable, WmiProperty, GROUP_ATTRS, STEP_ATTRS,
+    check_order, expr_type, normalize_order, step_type, Attrs, Condition, Expression, Extra, Group,
+    Node, OperatorKind, Part, Parts, Pos, Sequence, Shape, Step, StepElement, Variable,
+    WmiProperty, GROUP_ATTRS, STEP_ATTRS,
 };
 use std::path::Path;
 
@@ -80,16 +81,26 @@ const TOP_KEYS: &[&str] = &[
     "variables",
     "steps",
     "xml_extra",
+    "xml_order",
 ];
 const STEP_EXTRA_KEYS: &[&str] = &[
+    "element",
     "attributes",
     "action",
     "run",
     "properties",
     "condition",
     "xml_extra",
+    "xml_order",
 ];
-const GROUP_EXTRA_KEYS: &[&str] = &["group", "attributes", "condition", "xml_extra", "steps"];
+const GROUP_EXTRA_KEYS: &[&str] = &[
+    "group",
+    "attributes",
+    "condition",
+    "xml_extra",
+    "xml_order",
+    "steps",
+];
 const VAR_KEYS: &[&str] = &["value", "property", "hidden", "attributes"];
 const COND_FORMS: &[&str] = &[
     "variable",
@@ -249,11 +260,44 @@ impl Reader<'_> {
         }
     }
 
-    fn strings(&self, n: &YNode, what: &str) -> R<Vec<String>> {
-        self.list(n, what)?
+    /// `xml_extra:`: raw XML strings, each with its position.
+    fn extras(&self, n: &YNode) -> R<Vec<Extra>> {
+        self.list(n, "`xml_extra`")?
             .iter()
-            .map(|i| self.string(i, what))
+            .map(|i| Ok(Extra::new(self.string(i, "`xml_extra`")?, i.pos)))
             .collect()
+    }
+
+    /// `xml_order:`: the child elements' order, as names ([`Part::name`]).
+    fn order(&self, n: &YNode) -> R<(Vec<Part>, Pos)> {
+        let mut out = Vec::new();
+        for i in self.list(n, "`xml_order`")? {
+            let name = self.string(i, "`xml_order`")?;
+            let part = Part::from_name(&name).ok_or_else(|| {
+                self.err(
+                    i.pos,
+                    format!(
+                        "unknown part `{name}` in `xml_order` (expected one of: {})",
+                        Part::ALL
+                            .iter()
+                            .map(|p| format!("`{}`", p.name()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+            })?;
+            out.push(part);
+        }
+        Ok((out, n.pos))
+    }
+
+    /// An `xml_order` read at `pos`, checked against what the container holds.
+    fn finish_order(&self, order: Option<(Vec<Part>, Pos)>, parts: &Parts) -> R<Vec<Part>> {
+        let Some((order, pos)) = order else {
+            return Ok(Vec::new());
+        };
+        check_order(&order, parts).map_err(|e| self.err(pos, e))?;
+        Ok(normalize_order(order, parts))
     }
 
     fn push_attr(&self, attrs: &mut Attrs, name: &str, value: String, pos: Pos) -> R<()> {
@@ -287,8 +331,10 @@ impl Reader<'_> {
             pos: root.pos,
             ..Default::default()
         };
+        let mut order = None;
         for e in self.entries(root, "the top level")? {
             match e.key.as_str() {
+                "xml_order" => order = Some(self.order(e.val)?),
                 "name" => {
                     let v = self.string(e.val, "`name`")?;
                     self.push_attr(&mut seq.attrs, "name", v, e.kpos)?;
@@ -297,10 +343,11 @@ impl Reader<'_> {
                 "source" => seq.shape = self.source(e.val)?,
                 "variables" => seq.global_vars = self.vars(e.val, false, "`variables`")?,
                 "steps" => seq.items = self.nodes(e.val)?,
-                "xml_extra" => seq.extra_xml = self.strings(e.val, "`xml_extra`")?,
+                "xml_extra" => seq.extra_xml = self.extras(e.val)?,
                 _ => return Err(self.unknown(&e, TOP_KEYS, "the top level")),
             }
         }
+        seq.order = self.finish_order(order, &seq.parts())?;
         Ok(seq)
     }
 
@@ -485,8 +532,10 @@ impl Reader<'_> {
             pos: n.pos,
             ..Default::default()
         };
+        let mut order = None;
         for e in es {
             match e.key.as_str() {
+                "xml_order" => order = Some(self.order(e.val)?),
                 "group" => {
                     if let Some(name) = self.opt_string(e.val, "`group`")? {
                         self.push_attr(&mut g.attrs, "name", name, e.kpos)?;
@@ -494,7 +543,7 @@ impl Reader<'_> {
                 }
                 "attributes" => self.raw_attrs(e.val, &mut g.attrs)?,
                 "condition" => g.condition = self.conditions(e.val)?,
-                "xml_extra" => g.extra_xml = self.strings(e.val, "`xml_extra`")?,
+                "xml_extra" => g.extra_xml = self.extras(e.val)?,
                 "steps" => g.children = self.nodes(e.val)?,
                 k => {
                     if let Some((xml, _)) = GROUP_ATTRS.iter().find(|(_, y)| *y == k) {
@@ -511,6 +560,7 @@ impl Reader<'_> {
                 }
             }
         }
+        g.order = self.finish_order(order, &g.parts())?;
         Ok(g)
     }
 
@@ -520,8 +570,19 @@ impl Reader<'_> {
             ..Default::default()
         };
         let mut run: Option<Variable> = None;
+        let mut order = None;
         for e in es {
             match e.key.as_str() {
+                "xml_order" => order = Some(self.order(e.val)?),
+                "element" => {
+                    let v = self.string(e.val, "`element`")?;
+                    s.element = StepElement::from_xml(&v).ok_or_else(|| {
+                        self.err(
+                            e.val.pos,
+                            format!("unknown element `{v}` (expected `step` or `subtasksequence`)"),
+                        )
+                    })?;
+                }
                 "attributes" => self.raw_attrs(e.val, &mut s.attrs)?,
                 "action" => s.action = self.opt_string(e.val, "`action`")?,
                 "run" => {
@@ -538,7 +599,7 @@ impl Reader<'_> {
                 }
                 "properties" => s.vars = self.vars(e.val, true, "`properties`")?,
                 "condition" => s.condition = self.conditions(e.val)?,
-                "xml_extra" => s.extra_xml = self.strings(e.val, "`xml_extra`")?,
+                "xml_extra" => s.extra_xml = self.extras(e.val)?,
                 "steps" => {
                     return Err(self.err(
                         e.kpos,
@@ -567,6 +628,7 @@ impl Reader<'_> {
         if let Some(v) = run {
             s.vars.insert(0, v);
         }
+        s.order = self.finish_order(order, &s.parts())?;
         Ok(s)
     }
 
@@ -808,6 +870,33 @@ mod tests {
             Some("continue_on_error")
         );
         assert_eq!(suggest("zzzzzz", &["name", "type"]), None);
+    }
+
+    #[test]
+    fn xml_order_must_name_what_the_node_holds() {
+        let s = p("steps:\n  - action: a\n    properties: {X: \"1\"}\n    xml_order: [defaultVarList, action]\n").unwrap();
+        let Node::Step(st) = &s.items[0] else {
+            panic!()
+        };
+        assert_eq!(
+            st.order,
+            [crate::model::Part::Vars, crate::model::Part::Action]
+        );
+        // The default order is the same as none.
+        let s = p("steps:\n  - action: a\n    xml_order: [action]\n").unwrap();
+        let Node::Step(st) = &s.items[0] else {
+            panic!()
+        };
+        assert!(st.order.is_empty());
+        let (line, col, msg) = err_at("steps:\n  - action: a\n    xml_order: [action, extra]\n");
+        assert_eq!((line, col), (3, 16), "{msg}");
+        assert!(
+            msg.contains("lists `extra` 1 time(s), but there are 0"),
+            "{msg}"
+        );
+        let (line, col, msg) = err_at("xml_order: [steps]\nsteps: []\n");
+        assert_eq!((line, col), (1, 13), "{msg}");
+        assert!(msg.contains("unknown part `steps`"), "{msg}");
     }
 
     #[test]

@@ -9,8 +9,8 @@
 
 use super::{FILE_OPTS, FOLDER_OPTS};
 use crate::model::{
-    expr_type, step_type, Condition, Expression, Group, Node, Sequence, Shape, Step, Variable,
-    GROUP_ATTRS, STEP_ATTRS,
+    expr_type, step_type, Condition, Expression, Extra, Group, Node, Part, Sequence, Shape, Step,
+    StepElement, Variable, GROUP_ATTRS, STEP_ATTRS,
 };
 
 enum Out {
@@ -341,6 +341,9 @@ fn step_out(st: &Step) -> Out {
         };
         Some(("type".into(), out))
     });
+    if st.element != StepElement::Step {
+        m.push(("element".into(), Out::Scalar(st.element.xml_name().into())));
+    }
     if let Some(a) = &st.action {
         m.push(("action".into(), s_out(a)));
     }
@@ -357,6 +360,9 @@ fn step_out(st: &Step) -> Out {
     }
     if !st.extra_xml.is_empty() {
         m.push(("xml_extra".into(), strings_out(&st.extra_xml)));
+    }
+    if !st.order.is_empty() {
+        m.push(("xml_order".into(), order_out(&st.order)));
     }
     Out::Map(m)
 }
@@ -383,6 +389,9 @@ fn group_out(g: &Group) -> Out {
     if !g.extra_xml.is_empty() {
         m.push(("xml_extra".into(), strings_out(&g.extra_xml)));
     }
+    if !g.order.is_empty() {
+        m.push(("xml_order".into(), order_out(&g.order)));
+    }
     m.push(("steps".into(), nodes_out(&g.children)));
     Out::Map(m)
 }
@@ -399,7 +408,16 @@ fn nodes_out(nodes: &[Node]) -> Out {
     )
 }
 
-fn strings_out(v: &[String]) -> Out {
+fn order_out(order: &[Part]) -> Out {
+    Out::List(
+        order
+            .iter()
+            .map(|p| Out::Scalar(p.name().to_string()))
+            .collect(),
+    )
+}
+
+fn strings_out(v: &[Extra]) -> Out {
     Out::List(v.iter().map(|s| s_out(s)).collect())
 }
 
@@ -534,6 +552,9 @@ pub fn write(seq: &Sequence) -> String {
     top.push(("steps".into(), nodes_out(&seq.items)));
     if !seq.extra_xml.is_empty() {
         top.push(("xml_extra".into(), strings_out(&seq.extra_xml)));
+    }
+    if !seq.order.is_empty() {
+        top.push(("xml_order".into(), order_out(&seq.order)));
     }
     let mut out = String::new();
     emit_map(&mut out, &top, 0, false);
