@@ -200,8 +200,8 @@ steps:
         - folder: no-such-folder
     run: echo or-false >> out
   - group: Skipped group
-    # Values compare case-sensitively (ConfigMgr 2007, Task Sequence Variable Condition:
-    # http://systemscenter.ru/smsv4.en/html/a6a05766-3d9b-41fc-ac66-dec45f5275df.htm)
+    # Values compare case-sensitively (ConfigMgr 2007, Task Sequence Options: Task Sequence
+    # Variable, https://technet.microsoft.com/library/bb632960.aspx)
     condition: {variable: Model, operator: notEquals, value: "Virtual Machine"}
     steps:
       - name: In skipped group

@@ -25,8 +25,9 @@ fn log_messages(e: &Env) -> Vec<String> {
 ///   sets one (here *Set Task Sequence Variable* and a script through `tsforge env set`):
 ///   https://learn.microsoft.com/en-us/mem/configmgr/osd/understand/using-task-sequence-variables
 /// - "a case-sensitive string comparison unless both the value of the variable and the
-///   comparison value are integers": ConfigMgr 2007, *Task Sequence Variable Condition*,
-///   http://systemscenter.ru/smsv4.en/html/a6a05766-3d9b-41fc-ac66-dec45f5275df.htm
+///   comparison value are integers": ConfigMgr 2007, *Task Sequence Options: Task Sequence
+///   Variable*, https://technet.microsoft.com/library/bb632960.aspx (mirrored at
+///   http://systemscenter.ru/smsv4.en/html/a6a05766-3d9b-41fc-ac66-dec45f5275df.htm)
 /// - the If statement's *None* is true when none of its conditions is true: ConfigMgr 2007, *If
 ///   Statement*, http://systemscenter.ru/smsv4.en/html/b298ff83-905e-474c-89b4-06cb9f7abfe0.htm
 /// - `_SMSTSLastActionName` "stores the name of the last action that was run", next to

@@ -574,8 +574,9 @@ mod tests {
         }
     }
 
-    /// ConfigMgr 2007, *Task Sequence Variable Condition* (Microsoft's Configuration Manager 2007
-    /// documentation library, as mirrored at
+    /// ConfigMgr 2007, *Task Sequence Options: Task Sequence Variable*
+    /// (https://technet.microsoft.com/library/bb632960.aspx; the same text of Microsoft's
+    /// Configuration Manager 2007 library is mirrored at
     /// http://systemscenter.ru/smsv4.en/html/a6a05766-3d9b-41fc-ac66-dec45f5275df.htm):
     /// "This option uses a case-sensitive string comparison unless both the value of the
     /// variable and the comparison value are integers, in which case a numeric comparison is
