@@ -39,14 +39,16 @@ fuzz_target!(|input: Input| {
     let mut vars = Vars::new();
     for op in &input.ops {
         match op {
+            // Setting an empty value deletes the variable (ConfigMgr's rule).
             Op::Set(n, v) => {
                 vars.set(n, v.as_str());
-                assert_eq!(vars.get(n), Some(v.as_str()), "set then get {n:?}");
+                let expected = Some(v.as_str()).filter(|v| !v.is_empty());
+                assert_eq!(vars.get(n), expected, "set then get {n:?}");
             }
             Op::SetFromStep(n, v) => {
                 if vars.set_from_step(n, v.as_str()).is_ok() {
                     assert!(valid_name(n));
-                    assert_eq!(vars.get(n), Some(v.as_str()));
+                    assert_eq!(vars.get(n), Some(v.as_str()).filter(|v| !v.is_empty()));
                 }
             }
             Op::SetDefault(n, v) => vars.set_default(n, v.as_str()),
