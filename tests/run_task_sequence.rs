@@ -127,6 +127,120 @@ fn children_are_found_in_sequence_dirs_by_package_id() {
     );
 }
 
+/// A child kept in a package of its own on a distribution point (as ConfigMgr keeps every task
+/// sequence in a package): the run fetches the package (verified, into its cache) and runs the
+/// sequence file in it; without the package, the error names the distribution point.
+#[test]
+fn children_are_taken_from_packages_on_a_distribution_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("library");
+    std::fs::create_dir(&lib).unwrap();
+    copy_fixtures(&lib);
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    std::fs::rename(lib.join("parent.xml"), run.join("parent.xml")).unwrap();
+    let dp = dir.path().join("dp");
+    // LAB00101: the child under another name (found by the package ID in its wrapper);
+    // LAB00102: the only sequence file of its package.
+    for (id, file, name) in [
+        ("LAB00101", "apps.xml", "task-sequence.xml"),
+        ("LAB00102", "drivers.xml", "drivers.xml"),
+    ] {
+        let src = dir.path().join(id);
+        std::fs::create_dir(&src).unwrap();
+        std::fs::copy(lib.join(file), src.join(name)).unwrap();
+        std::fs::write(src.join("readme.txt"), "not a sequence").unwrap();
+        let (code, out, err) = tsforge(
+            dir.path(),
+            &[
+                "package",
+                "build",
+                src.to_str().unwrap(),
+                "--id",
+                id,
+                "--out",
+                dp.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    // The first child only: the second is missing from the distribution point.
+    let half = dir.path().join("half-dp");
+    let (code, out, err) = tsforge(
+        dir.path(),
+        &[
+            "package",
+            "build",
+            dir.path().join("LAB00101").to_str().unwrap(),
+            "--id",
+            "LAB00101",
+            "--out",
+            half.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = tsforge(
+        &run,
+        &[
+            "run",
+            "parent.xml",
+            "--content",
+            half.to_str().unwrap(),
+            "--state-dir",
+            "s0",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("parent.xml:30:7")
+            && err.contains("child sequence \"LAB00102\"")
+            && err.contains("distribution point")
+            && err.contains("LAB00102"),
+        "{err}"
+    );
+    assert!(!run.join("marks").exists(), "nothing ran");
+    // The dry run reads the children from the packages too, and keeps nothing.
+    let (code, out, err) = tsforge(
+        &run,
+        &[
+            "run",
+            "parent.xml",
+            "--dry-run",
+            "--content",
+            dp.to_str().unwrap(),
+            "--state-dir",
+            "dry",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("RUN    4 \"Drivers child\""), "{out}");
+    assert!(
+        !run.join("dry").exists(),
+        "the dry run wrote its state folder"
+    );
+    // With both packages: the same run as beside the children, and the packages are in the
+    // run's cache.
+    let (code, _, err) = tsforge(
+        &run,
+        &[
+            "run",
+            "parent.xml",
+            "--content",
+            dp.to_str().unwrap(),
+            "--state-dir",
+            "state",
+            "--no-fsync",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(run.join("marks")).unwrap(),
+        EXPECTED_MARKS
+    );
+    assert!(run.join("state/cache/LAB00101").is_dir());
+    assert!(run.join("state/cache/LAB00102").is_dir());
+}
+
 #[test]
 fn the_subtasksequence_element_round_trips_through_yaml_and_convert() {
     let src = fixtures().join("parent.xml");

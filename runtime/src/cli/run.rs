@@ -45,6 +45,7 @@ impl SequenceOptions {
     fn resolver(&self) -> Resolver {
         Resolver {
             search_dirs: self.sequence_dirs.clone(),
+            packages: None,
         }
     }
 }
@@ -196,6 +197,16 @@ pub fn run_cmd(mut c: RunConfig) -> Result<Exit> {
     let resolver = c.seq.resolver();
     let custom = c.seq.custom_actions(&c.file)?;
     if c.dry_run {
+        // A child kept in a package on a distribution point is read through a scratch cache
+        // that is removed afterwards: the dry run changes nothing.
+        let scratch = tempfile::tempdir().context("creating a scratch folder")?;
+        let mut resolver = resolver;
+        resolver.packages = Some(engine::program::PackageSource {
+            locations: c.content.clone(),
+            cache: scratch.path().to_path_buf(),
+            public_key: package_public_key.clone(),
+            vars: c.vars.clone(),
+        });
         let program = engine::load_program(&c.file, &resolver)?;
         let mut opts = RunOptions::new(&c.state_dir);
         opts.vars = c.vars.clone();

@@ -99,6 +99,26 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 }
 
 /// Load and compile a sequence file.
+/// The resolver of a run: the options' folders, and the run's distribution points for a child
+/// sequence kept in a package of its own (fetched into the run's cache, verified with the
+/// run's package key).
+fn run_resolver(
+    opts: &RunOptions,
+    targets: &crate::actions::RunTargets,
+    state_dir: &Path,
+) -> Resolver {
+    let mut r = opts.resolver.clone();
+    if r.packages.is_none() {
+        r.packages = Some(program::PackageSource {
+            locations: targets.content.clone(),
+            cache: crate::content::cache_dir(state_dir),
+            public_key: targets.package_public_key.clone(),
+            vars: opts.vars.clone(),
+        });
+    }
+    r
+}
+
 pub fn load_program(path: &Path, resolver: &Resolver) -> Result<Program> {
     let (seq, _) = crate::sequence::load(path).map_err(anyhow::Error::new)?;
     program::compile(&seq, path, resolver).map_err(anyhow::Error::new)
@@ -241,7 +261,8 @@ fn load_saved(
             opts.state_dir.display()
         );
     }
-    let current = load_program(path, &opts.resolver)
+    let resolver = run_resolver(opts, &state.targets, journal.dir());
+    let current = load_program(path, &resolver)
         .with_context(|| format!("reading {} to compare with the saved run", path.display()))?;
     if current.fingerprint() != state.program {
         bail!(
@@ -272,7 +293,7 @@ fn start_new(
             file.display()
         );
     }
-    let program = load_program(path, &opts.resolver)?;
+    let program = load_program(path, &run_resolver(opts, &opts.targets, journal.dir()))?;
     let vars = initial_vars(&program, opts, log_dir);
     let state = State {
         schema: STATE_SCHEMA,

@@ -110,6 +110,79 @@ impl CompileError {
 #[derive(Debug, Clone, Default)]
 pub struct Resolver {
     pub search_dirs: Vec<PathBuf>,
+    /// Distribution points to look in when no file holds the child (a run's `--content`
+    /// locations, `SMSTSContentLocations`, a medium's packages); `validate` has none.
+    pub packages: Option<PackageSource>,
+}
+
+/// Where a *Run Task Sequence* child may come from besides files: a content package with the
+/// child's package ID (as ConfigMgr stores a task sequence in a package of its own) whose files
+/// hold the child's sequence file.
+#[derive(Debug, Clone, Default)]
+pub struct PackageSource {
+    /// Distribution points: folders or http(s):// URLs.
+    pub locations: Vec<String>,
+    /// The run's package cache (packages are fetched there, verified).
+    pub cache: PathBuf,
+    /// The ed25519 key packages must be signed with, as for every other package of the run.
+    pub public_key: Option<String>,
+    /// Variables the run starts with (`SMSTSContentLocations…` add distribution points).
+    pub vars: Vec<(String, String)>,
+}
+
+impl PackageSource {
+    fn variables(&self) -> crate::vars::Vars {
+        let mut vars = crate::vars::Vars::new();
+        for (k, v) in &self.vars {
+            vars.set(k, v.as_str());
+        }
+        vars
+    }
+
+    /// The distribution points, in the order a step's packages are looked up.
+    fn origins(&self) -> Vec<crate::content::Origin> {
+        crate::content::origins(&self.locations, &self.variables())
+    }
+    /// The sequence file of package `id`: fetched into the cache (verified), then the file in
+    /// it whose wrapper carries `id`, else its only sequence file.
+    fn fetch_sequence(&self, id: &str) -> Result<PathBuf, String> {
+        use crate::content::{HttpOptions, PackageKind, Store};
+        let vars = self.variables();
+        let store = Store::new(
+            self.origins(),
+            self.cache.clone(),
+            HttpOptions::from_vars(&vars),
+        )
+        .map_err(|e| format!("{e:#}"))?
+        .with_public_key(self.public_key.clone());
+        let found = store.find(id).map_err(|e| format!("{e:#}"))?;
+        if found.manifest.kind != PackageKind::Files {
+            return Err(format!(
+                "package {id} on {} is an {} package, not a package holding a task sequence",
+                found.origin, found.manifest.kind
+            ));
+        }
+        let local = store
+            .ensure_local(&found, &mut |_| {})
+            .map_err(|e| format!("package {id}: {e:#}"))?;
+        let (by_id, _) = find_by_package_id(id, std::slice::from_ref(&local.dir));
+        let files = sequence_files(&local.dir);
+        match (by_id.as_slice(), files.as_slice()) {
+            ([one], _) => Ok(one.clone()),
+            ([], [one]) => Ok(one.clone()),
+            _ => Err(format!(
+                "package {id} from {} holds {} sequence files ({}) and not exactly one carries \
+                 the package ID {id}: keep one sequence file in the package",
+                found.origin,
+                files.len(),
+                files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
 }
 
 /// File names tried for a child sequence ID, in order.
@@ -162,6 +235,19 @@ impl Resolver {
                         .join(", ")
                 ))
             }
+        }
+        if let Some(src) = self.packages.as_ref().filter(|p| !p.origins().is_empty()) {
+            // Not in a folder: the child's own package on a distribution point.
+            return src.fetch_sequence(reference).map_err(|e| {
+                format!(
+                    "child sequence {reference:?} is not in {} and could not be taken from a \
+                     distribution point: {e}",
+                    dirs.iter()
+                        .map(|d| d.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            });
         }
         let mut msg = format!(
             "child sequence {reference:?} not found; looked for {}, and for a sequence file with \
