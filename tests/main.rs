@@ -7,6 +7,7 @@
 mod common;
 
 mod action_vars_cli;
+mod apply_install_package;
 mod boot;
 mod build_cli;
 mod content;

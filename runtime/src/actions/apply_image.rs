@@ -1,35 +1,176 @@
 //! *Apply Operating System Image* (`SMS_TaskSequence_ApplyOperatingSystemAction`) and *Apply
 //! Data Image* (`SMS_TaskSequence_ApplyDataImageAction`).
 //!
-//! Properties (as exported): `ImagePackageID` (an image package on one of the run's
-//! distribution points) or, in YAML, `ImagePath`; `ImageIndex` (WIM); the destination from
-//! `DestinationVariable` (the variable holding a location such as `OSDisk` = `DISK:N`),
-//! `DestinationDisk` + `DestinationPartition`, or `Destination` (any location), else `OSDisk`.
+//! Properties (as exported), from Microsoft's
+//! [SMS_TaskSequence_ApplyOperatingSystemAction class](https://learn.microsoft.com/intune/configmgr/develop/reference/osd/sms_tasksequence_applyoperatingsystemaction-server-wmi-class)
+//! and the step's page in
+//! [Task sequence steps](https://learn.microsoft.com/mem/configmgr/osd/understand/task-sequence-steps#BKMK_ApplyOperatingSystemImage):
+//!
+//! - the image form (*Apply operating system from a captured image*): `ImagePackageID` (an image
+//!   package on one of the run's distribution points) or, in YAML, `ImagePath`; `ImageIndex`
+//!   (WIM; action variable `OSDImageIndex`);
+//! - the install form (*Apply operating system image from an original installation source*, an
+//!   OS install package: Windows setup files), OS step only: `InstallPackageID` and
+//!   `InstallEditionIndex` (action variable `OSDInstallEditionIndex`, required with
+//!   `InstallPackageID`; 0 is Microsoft's default, "Windows Setup determines the edition from
+//!   the product key"). tsforge applies `sources/install.wim` (or `install.esd`, or the split
+//!   `install.swm`, `install2.swm`, …) of the package at that edition; with 0, the only edition
+//!   of a single-edition image, else an error (docs/engine.md);
+//! - the answer file: `ConfigFilePackage` + `ConfigFileName` (action variable
+//!   `OSDConfigFileName`; required with `ConfigFilePackage`), shown in the plan and logged, not
+//!   used yet;
+//! - the destination from `DestinationVariable` (the variable holding a location such as
+//!   `OSDisk` = `DISK:N`), `DestinationDisk` + `DestinationPartition`, or `Destination` (any
+//!   location), else `OSDisk`.
+//!
+//! The `<action>` line (`OSDApplyOS.exe /image:…` or `/install:PKG,%OSDInstallEditionIndex%`)
+//! is what ConfigMgr generates from these properties (the class's `CommandLine` qualifier);
+//! exports always carry the properties, so tsforge reads only them.
 
-use super::disks::{check_disk, resolve_disk, Reporter, FORMATTED_VAR};
-use super::{ActionResult, Ctx, StepType};
+use super::disks::{check_disk, resolve_disk_path, Reporter, FORMATTED_VAR};
+use super::{ActionResult, Ctx, Plan, RunTargets, StepType};
+use crate::content::PackageManifest;
 use crate::disk::fat;
 use crate::image::Progress;
 use crate::log::Level;
-use crate::sequence::model::{step_type, Step};
+use crate::sequence::model::{limits, parse_in_range, step_type, Step};
+use crate::vars::Vars;
 use crate::volume::Location;
 use std::path::PathBuf;
 
 pub const TYPE: StepType = StepType {
     names: &[step_type::APPLY_OS_IMAGE, step_type::APPLY_DATA_IMAGE],
     check,
-    plan: super::plan_action_text,
+    plan,
     run: apply,
 };
 
+fn is_os_step(s: &Step) -> bool {
+    s.kind()
+        .map(step_type::from_short)
+        .is_some_and(|k| k.eq_ignore_ascii_case(step_type::APPLY_OS_IMAGE))
+}
+
 fn check(s: &Step) -> Vec<String> {
-    if super::blank(s, "ImagePath") && super::blank(s, "ImagePackageID") {
-        return vec![format!(
-            "apply image step {:?} needs ImagePath or ImagePackageID",
-            s.name()
-        )];
+    let mut out = Vec::new();
+    let name = s.name();
+    let image = !super::blank(s, "ImagePath") || !super::blank(s, "ImagePackageID");
+    let install = is_os_step(s) && !super::blank(s, "InstallPackageID");
+    match (image, install) {
+        (false, false) if is_os_step(s) => out.push(format!(
+            "Apply Operating System Image step {name:?} needs ImagePackageID (an image package) \
+             or InstallPackageID (an OS install package of Windows setup files); ImagePath \
+             names an image file in YAML (the <action> command line is not read: exports \
+             carry these properties)"
+        )),
+        (false, false) => out.push(format!(
+            "apply image step {name:?} needs ImagePath or ImagePackageID"
+        )),
+        (true, true) => out.push(format!(
+            "Apply Operating System Image step {name:?} names both an image \
+             ({}) and an OS install package (InstallPackageID); keep one",
+            if super::blank(s, "ImagePackageID") {
+                "ImagePath"
+            } else {
+                "ImagePackageID"
+            }
+        )),
+        _ => {}
     }
-    Vec::new()
+    if install {
+        match s.property("InstallEditionIndex").map(str::trim) {
+            None | Some("") => out.push(format!(
+                "Apply Operating System Image step {name:?}: InstallPackageID needs \
+                 InstallEditionIndex, the edition of the package's install image (1 for the \
+                 first)"
+            )),
+            Some(v) if v.contains('%') => {}
+            Some(v) => {
+                if let Err(e) = parse_in_range("InstallEditionIndex", v, 0, limits::MAX_INDEX, "") {
+                    out.push(format!("step {name:?}: {e}"));
+                }
+            }
+        }
+    }
+    if is_os_step(s) && !super::blank(s, "ConfigFilePackage") && super::blank(s, "ConfigFileName") {
+        out.push(format!(
+            "Apply Operating System Image step {name:?}: ConfigFilePackage needs \
+             ConfigFileName, the answer file's name in that package"
+        ));
+    }
+    out
+}
+
+/// A property, `%NAME%`-expanded, when not blank.
+fn get(step: &Step, vars: &Vars, key: &str) -> Option<String> {
+    step.property(key)
+        .map(|v| vars.expand(v).trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// What the dry run shows: which image or edition goes where, and the answer file.
+fn plan(s: &Step, p: &mut Plan) -> String {
+    let dest = match destination_in(s, p.vars, p.targets) {
+        Ok(l) => l.to_string(),
+        Err(e) => return format!("cannot plan: {e}"),
+    };
+    let install = is_os_step(s)
+        .then(|| get(s, p.vars, "InstallPackageID"))
+        .flatten();
+    let what = if let Some(id) = install {
+        match edition_index(s, p.vars) {
+            Ok(0) => format!(
+                "apply the only edition of sources/install.wim (or .esd, .swm) from OS install \
+                 package {id} (InstallEditionIndex 0: an image of several editions is an error)"
+            ),
+            Ok(n) => format!(
+                "apply edition {n} of sources/install.wim (or .esd, .swm) from OS install \
+                 package {id}"
+            ),
+            Err(e) => return format!("cannot plan: {e}"),
+        }
+    } else {
+        let index = get(s, p.vars, "ImageIndex").unwrap_or_else(|| "1".into());
+        if let Some(path) = get(s, p.vars, "ImagePath") {
+            format!("apply image {index} of {path}")
+        } else if let Some(id) = get(s, p.vars, "ImagePackageID") {
+            format!("apply image {index} of image package {id}")
+        } else {
+            return "cannot plan: no image: set ImagePackageID, InstallPackageID or ImagePath"
+                .into();
+        }
+    };
+    format!("{what} to {dest}{}", unattend_text(s, p.vars))
+}
+
+/// `, unattend: NAME from package PKG (…)` when the step names an answer file.
+fn unattend_text(s: &Step, vars: &Vars) -> String {
+    if !is_os_step(s) {
+        return String::new();
+    }
+    match (
+        get(s, vars, "ConfigFileName"),
+        get(s, vars, "ConfigFilePackage"),
+    ) {
+        (None, None) => String::new(),
+        (name, pkg) => format!(
+            ", unattend: {} from package {} (kept for Windows Setup; tsforge does not use \
+             answer files yet)",
+            name.as_deref().unwrap_or("(no ConfigFileName)"),
+            pkg.as_deref().unwrap_or("(no ConfigFilePackage)")
+        ),
+    }
+}
+
+/// `InstallEditionIndex`, `%NAME%`-expanded: 0 (Microsoft's default: Windows Setup picks the
+/// edition) to [`limits::MAX_INDEX`].
+fn edition_index(step: &Step, vars: &Vars) -> Result<u32, String> {
+    match get(step, vars, "InstallEditionIndex") {
+        None => Err("InstallPackageID needs InstallEditionIndex (1 for the first edition)".into()),
+        Some(v) => {
+            parse_in_range("InstallEditionIndex", &v, 0, limits::MAX_INDEX, "").map(|n| n as u32)
+        }
+    }
 }
 
 /// Where an apply step's image comes from.
@@ -38,19 +179,25 @@ enum ImageSource {
     Path(PathBuf),
     /// `ImagePackageID`: an image package on a distribution point.
     Package(crate::content::Found),
+    /// `InstallPackageID`: an OS install package (Windows setup files).
+    Install(String),
 }
 
 fn image_source(step: &Step, ctx: &Ctx) -> Result<ImageSource, String> {
-    let get = |k: &str| {
-        step.property(k)
-            .map(|v| ctx.vars.expand(v))
-            .filter(|v| !v.trim().is_empty())
-    };
-    if let Some(p) = get("ImagePath") {
+    if is_os_step(step) {
+        if let Some(id) = get(step, ctx.vars, "InstallPackageID") {
+            return Ok(ImageSource::Install(id));
+        }
+    }
+    if let Some(p) = get(step, ctx.vars, "ImagePath") {
         return Ok(ImageSource::Path(PathBuf::from(p)));
     }
-    let Some(id) = get("ImagePackageID") else {
-        return Err("neither ImagePath nor ImagePackageID names the image".into());
+    let Some(id) = get(step, ctx.vars, "ImagePackageID") else {
+        return Err(if is_os_step(step) {
+            "none of ImagePackageID, InstallPackageID and ImagePath names the image".into()
+        } else {
+            "neither ImagePath nor ImagePackageID names the image".into()
+        });
     };
     let store = ctx.store().map_err(|e| format!("{e:#}"))?;
     let found = store.find(id.trim()).map_err(|e| format!("{e:#}"))?;
@@ -58,34 +205,101 @@ fn image_source(step: &Step, ctx: &Ctx) -> Result<ImageSource, String> {
     {
         return Err(format!(
             "package {} is not an image package (it is a {} package of {} files); build image \
-             packages from an image file with `tsforge package build IMAGE --id ID`",
+             packages from an image file with `tsforge package build IMAGE --id ID`{}",
             found.manifest.id,
             found.manifest.kind,
-            found.manifest.files.len()
+            found.manifest.files.len(),
+            if install_image_of(&found.manifest).is_ok() {
+                "; it holds Windows setup files: name it in InstallPackageID instead"
+            } else {
+                ""
+            }
         ));
     }
     Ok(ImageSource::Package(found))
 }
 
-fn destination(step: &Step, ctx: &Ctx) -> Result<Location, String> {
-    let get = |k: &str| {
-        step.property(k)
-            .map(|v| ctx.vars.expand(v))
-            .filter(|v| !v.trim().is_empty())
+/// The names Windows setup media give the install image, in the order tsforge looks for them.
+const INSTALL_IMAGES: &[&str] = &[
+    "sources/install.wim",
+    "sources/install.esd",
+    "sources/install.swm",
+];
+
+/// The install image of an OS install package: the path (as the manifest spells it) of its
+/// `sources/install.wim`, `.esd` or first `.swm` part, compared ignoring case as Windows does.
+/// Errors say what the package lacks.
+fn install_image_of(m: &PackageManifest) -> Result<String, String> {
+    let id = &m.id;
+    if m.kind == crate::content::PackageKind::Image {
+        let file = m.files.first().map(|f| f.path.as_str()).unwrap_or("");
+        return Err(format!(
+            "package {id} is an image package (one image file, {file}), not an OS install \
+             package of Windows setup files: name it in ImagePackageID, or build the install \
+             package from the folder holding setup.exe and sources/ with `tsforge package \
+             build FOLDER --id {id}`"
+        ));
+    }
+    for want in INSTALL_IMAGES {
+        if let Some(f) = m.files.iter().find(|f| f.path.eq_ignore_ascii_case(want)) {
+            return Ok(f.path.clone());
+        }
+    }
+    let in_sources = |f: &&crate::content::manifest::FileEntry| {
+        f.path
+            .split_once('/')
+            .is_some_and(|(d, _)| d.eq_ignore_ascii_case("sources"))
     };
-    if let Some(var) = get("DestinationVariable") {
-        let value = ctx
-            .vars
-            .get(&var)
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| {
-                format!(
-                    "DestinationVariable names {var}, which is not set (a partition step sets it)"
-                )
-            })?;
+    let shown = |files: Vec<&str>| {
+        let n = files.len();
+        let mut list = files.into_iter().take(5).collect::<Vec<_>>().join(", ");
+        if n > 5 {
+            list.push_str(&format!(", … ({n} files)"));
+        }
+        list
+    };
+    if m.files.iter().any(|f| in_sources(&f)) {
+        Err(format!(
+            "OS install package {id} has no install image: sources/install.wim is missing \
+             (and there is no sources/install.esd or split sources/install.swm); its sources/ \
+             folder holds {}",
+            shown(
+                m.files
+                    .iter()
+                    .filter(in_sources)
+                    .map(|f| f.path.as_str())
+                    .collect()
+            )
+        ))
+    } else {
+        Err(format!(
+            "package {id} is not a Windows setup folder: it has no sources/ folder with \
+             install.wim (or install.esd, or a split install.swm); it holds {}. Build the OS \
+             install package from the folder holding setup.exe and sources/",
+            if m.files.is_empty() {
+                "no files".to_string()
+            } else {
+                shown(m.files.iter().map(|f| f.path.as_str()).collect())
+            }
+        ))
+    }
+}
+
+fn destination(step: &Step, ctx: &Ctx) -> Result<Location, String> {
+    destination_in(step, ctx.vars, ctx.targets)
+}
+
+fn destination_in(step: &Step, vars: &Vars, targets: &RunTargets) -> Result<Location, String> {
+    if let Some(var) = get(step, vars, "DestinationVariable") {
+        let value = vars.get(&var).filter(|v| !v.is_empty()).ok_or_else(|| {
+            format!("DestinationVariable names {var}, which is not set (a partition step sets it)")
+        })?;
         return Ok(Location::parse(value));
     }
-    if let (Some(d), Some(p)) = (get("DestinationDisk"), get("DestinationPartition")) {
+    if let (Some(d), Some(p)) = (
+        get(step, vars, "DestinationDisk"),
+        get(step, vars, "DestinationPartition"),
+    ) {
         let disk: u32 = d
             .trim()
             .parse()
@@ -95,14 +309,14 @@ fn destination(step: &Step, ctx: &Ctx) -> Result<Location, String> {
             .parse()
             .map_err(|_| format!("DestinationPartition {p:?} is not a partition number"))?;
         return Ok(Location::Partition {
-            disk: resolve_disk(disk, ctx)?,
+            disk: resolve_disk_path(disk, targets)?,
             number,
         });
     }
-    if let Some(l) = get("Destination") {
+    if let Some(l) = get(step, vars, "Destination") {
         return Ok(Location::parse(&l));
     }
-    if let Some(v) = ctx.vars.get("OSDisk").filter(|v| !v.is_empty()) {
+    if let Some(v) = vars.get("OSDisk").filter(|v| !v.is_empty()) {
         return Ok(Location::parse(v));
     }
     Err(
@@ -134,24 +348,37 @@ pub fn apply(step: &Step, ctx: &mut Ctx) -> ActionResult {
             return ActionResult::failed(e);
         }
     }
-    let index = match step
-        .property("ImageIndex")
-        .map(|v| ctx.vars.expand(v))
-        .filter(|v| !v.trim().is_empty())
-    {
-        None => 1,
-        Some(v) => {
-            use crate::sequence::model::{limits, parse_in_range};
-            match parse_in_range("ImageIndex", &v, 1, limits::MAX_INDEX, "") {
-                Ok(n) => n as u32,
-                Err(e) => return ActionResult::failed(e),
-            }
-        }
+    // The install form's edition is read with the install image (`install_image`).
+    let image_index = match &source {
+        ImageSource::Install(_) => None,
+        _ => get(step, ctx.vars, "ImageIndex"),
     };
+    let mut index = match image_index {
+        None => 1,
+        Some(v) => match parse_in_range("ImageIndex", &v, 1, limits::MAX_INDEX, "") {
+            Ok(n) => n as u32,
+            Err(e) => return ActionResult::failed(e),
+        },
+    };
+    let unattend = unattend_text(step, ctx.vars);
+    if !unattend.is_empty() {
+        ctx.log.log(
+            Level::Info,
+            C,
+            &format!("Answer file{}", unattend.trim_start_matches(", unattend")),
+        );
+    }
     // Data images may land on a partition that already holds files.
     let force = true;
     let (image, stream) = match source {
         ImageSource::Path(p) => (p, None),
+        ImageSource::Install(id) => match install_image(step, ctx, &id) {
+            Ok((path, edition)) => {
+                index = edition;
+                (path, None)
+            }
+            Err(e) => return ActionResult::failed(e),
+        },
         ImageSource::Package(found) => {
             let file = found.manifest.files[0].clone();
             let shown = crate::content::Store::shown(&found, &file);
@@ -206,6 +433,7 @@ pub fn apply(step: &Step, ctx: &mut Ctx) -> ActionResult {
             return ActionResult::failed(e);
         }
     }
+    let scratch = ctx.state_dir.join("scratch");
     let mut rep = Reporter::new(C);
     let mut last = Progress::default();
     let log = &mut *ctx.log;
@@ -218,7 +446,15 @@ pub fn apply(step: &Step, ctx: &mut Ctx) -> ActionResult {
             crate::volume::apply_tsforge_stream(&mut *reader, &target, force, &mut progress)
                 .map(Some)
         }
-        None => crate::volume::apply(&image, index, &target, force, false, &mut progress),
+        None => crate::volume::apply_in(
+            &image,
+            index,
+            &target,
+            force,
+            false,
+            Some(&scratch),
+            &mut progress,
+        ),
     };
     match r {
         Ok(info) => {
@@ -235,6 +471,89 @@ pub fn apply(step: &Step, ctx: &mut Ctx) -> ActionResult {
         }
         Err(e) => ActionResult::failed(format!("applying {} to {target}: {e:#}", image.display())),
     }
+}
+
+/// The install form: the edition index, the package's install image fetched into the cache
+/// (the whole package, verified), the split parts checked, the edition checked against the
+/// editions the image holds. Returns the image's local path and the edition to apply. Nothing
+/// is written to the target before this succeeds.
+fn install_image(step: &Step, ctx: &mut Ctx, id: &str) -> Result<(PathBuf, u32), String> {
+    const C: &str = "ApplyImage";
+    let edition = edition_index(step, ctx.vars)?;
+    // The manifest says whether this is a setup folder before anything is downloaded.
+    let store = ctx.store().map_err(|e| format!("{e:#}"))?;
+    let found = store.find(id).map_err(|e| format!("{e:#}"))?;
+    let rel = install_image_of(&found.manifest)?;
+    let local = super::packages::fetch(ctx, C, &found.manifest.id)?;
+    let path = local.dir.join(&rel);
+    let shown = format!("{rel} of OS install package {id}");
+    if crate::image::wim::split_parts_pattern(&path).is_some() {
+        let parts = crate::image::wim::split_parts(&path).map_err(|e| format!("{shown}: {e:#}"))?;
+        let missing: Vec<String> = parts
+            .iter()
+            .filter(|p| !p.is_file())
+            .map(|p| {
+                p.file_name()
+                    .map(|n| format!("sources/{}", n.to_string_lossy()))
+                    .unwrap_or_default()
+            })
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "{shown} is the first of {} parts of a split WIM; the package lacks {}",
+                parts.len() + 1,
+                missing.join(", ")
+            ));
+        }
+    }
+    let info = crate::image::wim::info(&path).map_err(|e| format!("{shown}: {e:#}"))?;
+    let list = info
+        .images
+        .iter()
+        .map(|i| format!("{} {:?}", i.index, i.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let count = info.images.len();
+    let edition = match edition {
+        0 if count == 1 => {
+            ctx.log.log(
+                Level::Info,
+                C,
+                &format!(
+                    "InstallEditionIndex is 0 (Windows Setup would pick the edition by product \
+                     key); {shown} holds one edition, {list}, which is applied"
+                ),
+            );
+            info.images[0].index
+        }
+        0 => {
+            return Err(format!(
+                "InstallEditionIndex is 0, which leaves the edition to Windows Setup and the \
+                 product key; tsforge applies the image itself and {shown} holds {count} \
+                 editions ({list}): set InstallEditionIndex (or OSDInstallEditionIndex) to one \
+                 of them"
+            ))
+        }
+        n if info.images.iter().any(|i| i.index == n) => n,
+        n => {
+            return Err(format!(
+                "InstallEditionIndex {n} is past the last edition: {shown} holds {count} \
+                 edition(s) ({list})"
+            ))
+        }
+    };
+    let name = info
+        .images
+        .iter()
+        .find(|i| i.index == edition)
+        .map(|i| i.name.clone())
+        .unwrap_or_default();
+    ctx.log.log(
+        Level::Info,
+        C,
+        &format!("Edition {edition} ({name:?}) of {shown}, {count} edition(s): {list}"),
+    );
+    Ok((path, edition))
 }
 
 /// An apply that stopped in the middle (power cut, killed runner) left a FAT file system with

@@ -176,6 +176,41 @@ pub fn split_parts_pattern(wim: &Path) -> Option<PathBuf> {
     Some(wim.with_file_name(format!("{stem}*.{ext}")))
 }
 
+/// The parts a split WIM needs besides its first, `dir/install.swm`: `dir/install2.swm` …
+/// `dir/installN.swm`, N read from the first part's header (its part number must be 1). Errors
+/// name the file and what is wrong; a WIM that is not split needs no other part.
+pub fn split_parts(first: &Path) -> Result<Vec<PathBuf>> {
+    let mut head = Vec::with_capacity(0x30);
+    std::fs::File::open(first)
+        .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, 0x30), &mut head))
+        .with_context(|| format!("reading {}", first.display()))?;
+    if head.len() < 0x30 || !head.starts_with(b"MSWIM\0\0\0") {
+        bail!(
+            "{} is not a WIM file (it does not start with the MSWIM header)",
+            first.display()
+        );
+    }
+    let part = u16::from_le_bytes([head[0x28], head[0x29]]);
+    let total = u16::from_le_bytes([head[0x2A], head[0x2B]]);
+    if part != 1 {
+        bail!(
+            "{} is part {part} of a split WIM of {total} parts, not its first part",
+            first.display()
+        );
+    }
+    let (Some(stem), Some(ext)) = (first.file_stem(), first.extension()) else {
+        bail!("{} has no file name", first.display());
+    };
+    Ok((2..=total)
+        .map(|n| {
+            let mut name = stem.to_os_string();
+            name.push(format!("{n}."));
+            name.push(ext);
+            first.with_file_name(name)
+        })
+        .collect())
+}
+
 fn os(s: impl Into<OsString>) -> OsString {
     s.into()
 }
@@ -390,6 +425,36 @@ The operation completed successfully.
         assert_eq!(Compression::parse("max").unwrap().dism_name(), "max");
         let e = Compression::parse("zip").unwrap_err().to_string();
         assert!(e.contains("none, fast"), "{e}");
+    }
+
+    #[test]
+    fn split_parts_from_the_first_parts_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = |part: u16, total: u16| {
+            let mut h = vec![0u8; 208];
+            h[..8].copy_from_slice(b"MSWIM\0\0\0");
+            h[0x28..0x2A].copy_from_slice(&part.to_le_bytes());
+            h[0x2A..0x2C].copy_from_slice(&total.to_le_bytes());
+            h
+        };
+        let first = dir.path().join("install.swm");
+        std::fs::write(&first, header(1, 3)).unwrap();
+        assert_eq!(
+            split_parts(&first).unwrap(),
+            vec![
+                dir.path().join("install2.swm"),
+                dir.path().join("install3.swm")
+            ]
+        );
+        let whole = dir.path().join("install.wim");
+        std::fs::write(&whole, header(1, 1)).unwrap();
+        assert!(split_parts(&whole).unwrap().is_empty());
+        std::fs::write(&first, header(2, 3)).unwrap();
+        let e = split_parts(&first).unwrap_err().to_string();
+        assert!(e.contains("is part 2 of a split WIM of 3 parts"), "{e}");
+        std::fs::write(&first, b"not a wim").unwrap();
+        let e = split_parts(&first).unwrap_err().to_string();
+        assert!(e.contains("not a WIM file"), "{e}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! | image kind ([`detect`]) | folder | FAT partition | other partition | whole disk |
 //! | --- | --- | --- | --- | --- |
 //! | tsforge image | yes | yes, through `fatfs`, no mount | Linux: mounted (`mount`, root), applied, unmounted | refused |
-//! | WIM | `wimlib-imagex`/DISM | refused | block device: `wimlib-imagex` writes NTFS | refused |
+//! | WIM | `wimlib-imagex`/DISM | with a scratch folder ([`apply_in`]): extracted there, then as a tsforge image; else refused | block device: `wimlib-imagex` writes NTFS; an image file's partition: as for FAT | refused |
 //! | raw `.img`/`.raw`/`.iso`/`.bin`/`.dd` (`.zst`, `.gz`), or `--raw` | refused | written over the partition | written over the partition | written over the disk |
 //!
 //! Capture reads a folder, a FAT partition (extracted to a scratch folder first, see
@@ -167,6 +167,24 @@ pub fn apply(
     raw: bool,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<Option<ImageInfo>> {
+    apply_in(image_path, index, target, force, raw, None, progress)
+}
+
+/// [`apply`], with a `scratch` folder for a WIM that goes onto a partition wimlib-imagex cannot
+/// write itself: a partition of an image file, or a FAT partition. The WIM image is extracted
+/// into the scratch folder, kept there as an uncompressed tsforge image (every file hashed), and
+/// that is applied as any tsforge image is (FAT through `fatfs` and checked afterwards, other
+/// file systems mounted); the scratch copies are removed afterwards. Without `scratch` such a
+/// target is refused, as by [`apply`].
+pub fn apply_in(
+    image_path: &Path,
+    index: u32,
+    target: &Location,
+    force: bool,
+    raw: bool,
+    scratch: Option<&Path>,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<Option<ImageInfo>> {
     let kind = detect(image_path, raw)?;
     let shown = image_path.display();
     match (kind, target) {
@@ -189,6 +207,17 @@ pub fn apply(
         }
         (ImageKind::Wim, Location::Partition { disk, number }) => {
             let d = Disk::open(disk, false)?;
+            if let Some(scratch) = scratch {
+                let fat = !d.is_block_device() || {
+                    let (range, _) = partition_range(&d, *number)?;
+                    fat::open(range).is_ok()
+                };
+                if fat {
+                    drop(d);
+                    return wim_through_folder(image_path, index, target, scratch, progress)
+                        .map(Some);
+                }
+            }
             if !d.is_block_device() {
                 bail!(
                     "{shown} is a WIM: wimlib-imagex writes it onto an NTFS block device or into a \
@@ -223,6 +252,47 @@ pub fn apply(
             Ok(None)
         }
     }
+}
+
+/// A WIM image onto a partition through a scratch folder ([`apply_in`]).
+fn wim_through_folder(
+    wim: &Path,
+    index: u32,
+    target: &Location,
+    scratch: &Path,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<ImageInfo> {
+    std::fs::create_dir_all(scratch)
+        .with_context(|| format!("creating the scratch folder {}", scratch.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix("wim-apply-")
+        .tempdir_in(scratch)
+        .with_context(|| format!("creating a scratch folder in {}", scratch.display()))?;
+    let tree = tmp.path().join("tree");
+    std::fs::create_dir(&tree).with_context(|| format!("creating {}", tree.display()))?;
+    crate::image::wim::apply(wim, index, &tree)?;
+    let staged = tmp.path().join("image.tsimg");
+    let opts = CaptureOptions {
+        name: format!("image {index} of {}", wim.display()),
+        description: String::new(),
+        compression: image::Compression::None,
+        threads: 0,
+    };
+    image::capture(&DirSource::new(&tree), &staged, &opts, &mut |_| {}).with_context(|| {
+        format!(
+            "staging image {index} of {} (extracted to {}) for {target}",
+            wim.display(),
+            tree.display()
+        )
+    })?;
+    // The extracted tree is no longer needed: free its room before the partition is written.
+    std::fs::remove_dir_all(&tree).with_context(|| format!("removing {}", tree.display()))?;
+    let mut r = open_image(&staged)?;
+    let info = apply_tsforge_stream(&mut r, target, true, progress)?;
+    drop(r);
+    tmp.close()
+        .with_context(|| format!("removing the scratch folder in {}", scratch.display()))?;
+    Ok(info)
 }
 
 /// Apply a tsforge image read from `image` (a file, or a verified stream from a distribution
