@@ -5,6 +5,7 @@
 
 use crate::common::Env;
 use tsforge_runtime::log::cmtrace;
+use tsforge_runtime::vars::KNOWN_SECRETS;
 
 fn log_messages(e: &Env) -> Vec<String> {
     cmtrace::parse(&e.read("state/smsts.log"))
@@ -208,4 +209,70 @@ steps:
     }
     assert!(plan.contains("\"Map the share\""), "{plan}");
     assert!(plan.contains("-p********"), "{plan}");
+}
+
+/// The passwords, PINs and keys of Microsoft's variable references are secret without being
+/// declared so: ConfigMgr's *Task sequence variables*
+/// (https://learn.microsoft.com/en-us/mem/configmgr/osd/understand/task-sequence-variables) and
+/// MDT's *Properties* (https://learn.microsoft.com/en-us/mem/configmgr/mdt/properties). Each
+/// one set on the command line and echoed by a step is masked everywhere.
+#[test]
+fn every_documented_password_variable_is_masked() {
+    const DOCUMENTED: &[&str] = &[
+        // ConfigMgr
+        "OSDJoinPassword",
+        "OSDLocalAdminPassword",
+        "OSDCaptureAccountPassword",
+        "SMSConnectNetworkFolderPassword",
+        "SMSTSRunCommandLineUserPassword",
+        "SMSTSRunPowerShellUserPassword",
+        "OSDMigrateLocalAccountPassword",
+        "OSDBitLockerPIN",
+        "OSDBitLockerRecoveryPassword",
+        "OSDBitLockerStartupKey",
+        // MDT
+        "AdminPassword",
+        "DomainAdminPassword",
+        "UserPassword",
+        "DBPwd",
+        "ADDSPassword",
+        "BDEPin",
+    ];
+    for name in DOCUMENTED {
+        assert!(
+            KNOWN_SECRETS.iter().any(|k| k.eq_ignore_ascii_case(name)),
+            "{name} is not in KNOWN_SECRETS"
+        );
+    }
+    let e = Env::new();
+    let mut run = String::from("echo");
+    for name in KNOWN_SECRETS {
+        run.push_str(&format!(" {name}=%{name}%"));
+    }
+    let seq = e.write(
+        "known.yaml",
+        &format!("steps:\n  - name: Echo them\n    run: {run}\n"),
+    );
+    // Values no name contains, with a letter case the names do not share.
+    let value = |i: usize| format!("v{i:02}-zq-s3cr3t");
+    let mut args: Vec<String> = Vec::new();
+    for (i, name) in KNOWN_SECRETS.iter().enumerate() {
+        args.push("--var".into());
+        args.push(format!("{name}={}", value(i)));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, _, err) = e.run_seq(&seq, &args);
+    assert_eq!(code, 0, "{err}");
+    let log = log_messages(&e);
+    let mut want = String::from("[stdout]");
+    for name in KNOWN_SECRETS {
+        want.push_str(&format!(" {name}=********"));
+    }
+    assert!(log.contains(&want), "missing {want:?} in {log:#?}");
+    let mut all = e.read("state/smsts.log");
+    all.push_str(&e.read("state/events.jsonl"));
+    all.push_str(&err);
+    for (i, name) in KNOWN_SECRETS.iter().enumerate() {
+        assert!(!all.contains(&value(i)), "{name} leaked");
+    }
 }

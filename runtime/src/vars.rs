@@ -14,7 +14,7 @@
 //! YAML / `hidden="true"` in `<globalVarList>`, a *Set Task Sequence Variable* step with
 //! `DoNotShowVariableValue`, a medium's `--secret`, [`Vars::set_secret`] for steps such as *Set
 //! Dynamic Variables* with `IsSecret`), or its name is one ConfigMgr treats as a password
-//! (`OSDJoinPassword`, …). Secret values are masked in the values a log
+//! (`OSDJoinPassword`, …, [`KNOWN_SECRETS`]). Secret values are masked in the values a log
 //! line shows ([`mask_secrets`]), never in the names of steps and groups (`log::Part`). The
 //! flag belongs to the name: it outlives a deletion, so setting the variable again keeps it
 //! secret.
@@ -22,19 +22,59 @@
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Variable names ConfigMgr and MDT treat as secrets even without `hidden="true"`.
+/// Variable names whose values are secret without being declared so: the passwords, PINs and
+/// keys of Microsoft's variable references. Neither page marks variables "secret"; these are
+/// the ones whose documented value is a password, a PIN or a key.
+///
+/// - ConfigMgr, *Task sequence variables*
+///   (<https://learn.microsoft.com/en-us/mem/configmgr/osd/understand/task-sequence-variables>);
+/// - MDT, *Toolkit reference: Properties*
+///   (<https://learn.microsoft.com/en-us/mem/configmgr/mdt/properties>).
 pub const KNOWN_SECRETS: &[&str] = &[
+    // ConfigMgr: "the password for the OSDJoinAccount" (Apply Network Settings, Join Domain or
+    // Workgroup).
     "OSDJoinPassword",
+    // ConfigMgr: "the local Administrator account password" (Apply Windows Settings).
     "OSDLocalAdminPassword",
-    "OSDRegisteredUserPassword",
+    // ConfigMgr: "the password for the Windows account (OSDCaptureAccount)" (Capture OS Image).
     "OSDCaptureAccountPassword",
-    "OSDNetworkJoinPassword",
-    "SMSTSRunCommandLineAsUserPassword",
+    // ConfigMgr: "the password for the SMSConnectNetworkFolderAccount" (Connect To Network
+    // Folder).
     "SMSConnectNetworkFolderPassword",
+    // ConfigMgr: "the password for the account specified by SMSTSRunCommandLineUserName" (Run
+    // Command Line); also an MDT property.
+    "SMSTSRunCommandLineUserPassword",
+    // ConfigMgr: "the password for the account specified by SMSTSRunPowerShellUserName" (Run
+    // PowerShell Script).
+    "SMSTSRunPowerShellUserPassword",
+    // ConfigMgr: "the password assigned to all migrated local accounts" (Restore User State).
+    "OSDMigrateLocalAccountPassword",
+    // ConfigMgr: "the PIN for BitLocker encryption" (Enable BitLocker).
+    "OSDBitLockerPIN",
+    // ConfigMgr: "uses the specified value as the recovery password" (Enable BitLocker).
+    "OSDBitLockerRecoveryPassword",
+    // ConfigMgr: "a valid, 256-bit Base64-encoded BitLocker startup key" (Enable BitLocker).
+    "OSDBitLockerStartupKey",
+    // MDT: "the password that will be assigned to the local Administrator user account".
     "AdminPassword",
+    // MDT: "the password used for the domain Administrator account specified in DomainAdmin".
     "DomainAdminPassword",
+    // MDT: with UserDomain and UserID, the credentials used for SQLShare and LTI.
     "UserPassword",
+    // MDT: "the password for the user account specified in the DBID property".
+    "DBPwd",
+    // MDT: "account credentials that can be used when promoting the server to a domain
+    // controller".
+    "ADDSPassword",
+    // MDT: "the PIN to be assigned to the target computer when configuring BitLocker".
     "BDEPin",
+    // Not on Microsoft's current pages; kept because their names say they hold passwords and
+    // this list had them before (masking a value that is not secret costs little, showing one
+    // that is costs much).
+    "SMSTSRunCommandLineAsUserPassword",
+    "OSDRegisteredUserPassword",
+    "OSDNetworkJoinPassword",
+    // tsforge's own: the password that unlocks a medium's secrets.
     "TSFORGE_MEDIA_PASSWORD",
 ];
 
