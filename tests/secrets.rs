@@ -1,9 +1,13 @@
 //! Secrets in smsts.log, events.jsonl, the console and the dry run: real secret values never
-//! appear (in a command line, a step's output, a failure message), and the
+//! appear (in a command line, a step's output, a failure message, a hook's output), and the
 //! names of steps and groups are never mangled by a secret that happens to be a word
 //! (docs/engine.md, *Secrets in logs*).
 
-use crate::common::Env;
+use crate::common::{tsforge_command, Env};
+use std::io::Write;
+use std::process::Stdio;
+use tsforge_builder::media::{assemble, MediaOptions};
+use tsforge_builder::tree::MediaTree;
 use tsforge_runtime::log::cmtrace;
 use tsforge_runtime::vars::KNOWN_SECRETS;
 
@@ -274,5 +278,68 @@ fn every_documented_password_variable_is_masked() {
     all.push_str(&err);
     for (i, name) in KNOWN_SECRETS.iter().enumerate() {
         assert!(!all.contains(&value(i)), "{name} leaked");
+    }
+}
+
+/// A pre-execution hook's output is logged with the secrets masked: the medium's `--secret`
+/// values, and a password variable an earlier hook set (the boot environment's own log, before
+/// any sequence runs).
+#[test]
+fn hook_output_is_masked() {
+    let e = Env::new();
+    let d = e.dir.path();
+    let first = e.write(
+        "set-join.sh",
+        "#!/bin/sh\nprintf 'OSDJoinPassword=H00k-J0in-99\\n' >> \"$TSFORGE_ENV_FILE\"\n",
+    );
+    let second = e.write(
+        "echo-them.sh",
+        "#!/bin/sh\necho \"medium $DomainJoinPassword hook $OSDJoinPassword\"\n",
+    );
+    e.write(
+        "seq.yaml",
+        "name: Deploy\nsteps:\n  - name: Nothing\n    run: \"true\"\n",
+    );
+    let mut tree = MediaTree::new();
+    tree.add("boot/placeholder.txt", b"template file".to_vec())
+        .unwrap();
+    let opts = MediaOptions {
+        name: "Test medium".into(),
+        sequences: vec![e.path("seq.yaml")],
+        default: None,
+        hooks: vec![first, second],
+        secrets: vec![("DomainJoinPassword".into(), "Med1um-Pa55!".into())],
+        password: Some("open sesame".into()),
+        epoch: 1_700_000_000,
+        iterations: 1000,
+        ..Default::default()
+    };
+    assemble(&mut tree, &opts).unwrap();
+    tree.write_to_dir(&d.join("medium")).unwrap();
+    let mut child = tsforge_command(d, &["boot", "--medium", "medium", "--state-dir", "state"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"open sesame\n1\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let log = e.read("state/smsts.log");
+    assert_eq!(o.status.code(), Some(0), "{err}\n{log}");
+    assert!(
+        log.contains("medium ******** hook ********"),
+        "the hook's output, masked: {log}"
+    );
+    for secret in ["Med1um-Pa55!", "H00k-J0in-99"] {
+        assert!(
+            !log.contains(secret) && !err.contains(secret),
+            "{secret} leaked: {log}\n{err}"
+        );
     }
 }

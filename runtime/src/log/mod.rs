@@ -156,6 +156,13 @@ impl Logger {
         self.secrets = secrets;
     }
 
+    /// Mask one more secret value from now on (a password a boot hook set).
+    pub fn add_secret(&mut self, value: String) {
+        if !value.is_empty() && !self.secrets.contains(&value) {
+            self.secrets.push(value);
+        }
+    }
+
     /// `text` as a value: its secrets masked.
     pub fn mask(&self, text: &str) -> String {
         mask_secrets(text, &self.secrets)
