@@ -23,6 +23,7 @@ mod hooks;
 mod image_cli;
 mod media_trust;
 mod run_task_sequence;
+mod secrets;
 mod sequence_limits;
 mod set_dynamic_cli;
 mod state_dir;

@@ -14,26 +14,67 @@
 //! YAML / `hidden="true"` in `<globalVarList>`, a *Set Task Sequence Variable* step with
 //! `DoNotShowVariableValue`, a medium's `--secret`, [`Vars::set_secret`] for steps such as *Set
 //! Dynamic Variables* with `IsSecret`), or its name is one ConfigMgr treats as a password
-//! (`OSDJoinPassword`, …). Secret values are masked in every log line ([`mask_secrets`]). The
+//! (`OSDJoinPassword`, …, [`KNOWN_SECRETS`]). Secret values are masked in the values a log
+//! line shows ([`mask_secrets`]), never in the names of steps and groups (`log::Part`). The
 //! flag belongs to the name: it outlives a deletion, so setting the variable again keeps it
 //! secret.
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Variable names ConfigMgr and MDT treat as secrets even without `hidden="true"`.
+/// Variable names whose values are secret without being declared so: the passwords, PINs and
+/// keys of Microsoft's variable references. Neither page marks variables "secret"; these are
+/// the ones whose documented value is a password, a PIN or a key.
+///
+/// - ConfigMgr, *Task sequence variables*
+///   (<https://learn.microsoft.com/en-us/mem/configmgr/osd/understand/task-sequence-variables>);
+/// - MDT, *Toolkit reference: Properties*
+///   (<https://learn.microsoft.com/en-us/mem/configmgr/mdt/properties>).
 pub const KNOWN_SECRETS: &[&str] = &[
+    // ConfigMgr: "the password for the OSDJoinAccount" (Apply Network Settings, Join Domain or
+    // Workgroup).
     "OSDJoinPassword",
+    // ConfigMgr: "the local Administrator account password" (Apply Windows Settings).
     "OSDLocalAdminPassword",
-    "OSDRegisteredUserPassword",
+    // ConfigMgr: "the password for the Windows account (OSDCaptureAccount)" (Capture OS Image).
     "OSDCaptureAccountPassword",
-    "OSDNetworkJoinPassword",
-    "SMSTSRunCommandLineAsUserPassword",
+    // ConfigMgr: "the password for the SMSConnectNetworkFolderAccount" (Connect To Network
+    // Folder).
     "SMSConnectNetworkFolderPassword",
+    // ConfigMgr: "the password for the account specified by SMSTSRunCommandLineUserName" (Run
+    // Command Line); also an MDT property.
+    "SMSTSRunCommandLineUserPassword",
+    // ConfigMgr: "the password for the account specified by SMSTSRunPowerShellUserName" (Run
+    // PowerShell Script).
+    "SMSTSRunPowerShellUserPassword",
+    // ConfigMgr: "the password assigned to all migrated local accounts" (Restore User State).
+    "OSDMigrateLocalAccountPassword",
+    // ConfigMgr: "the PIN for BitLocker encryption" (Enable BitLocker).
+    "OSDBitLockerPIN",
+    // ConfigMgr: "uses the specified value as the recovery password" (Enable BitLocker).
+    "OSDBitLockerRecoveryPassword",
+    // ConfigMgr: "a valid, 256-bit Base64-encoded BitLocker startup key" (Enable BitLocker).
+    "OSDBitLockerStartupKey",
+    // MDT: "the password that will be assigned to the local Administrator user account".
     "AdminPassword",
+    // MDT: "the password used for the domain Administrator account specified in DomainAdmin".
     "DomainAdminPassword",
+    // MDT: with UserDomain and UserID, the credentials used for SQLShare and LTI.
     "UserPassword",
+    // MDT: "the password for the user account specified in the DBID property".
+    "DBPwd",
+    // MDT: "account credentials that can be used when promoting the server to a domain
+    // controller".
+    "ADDSPassword",
+    // MDT: "the PIN to be assigned to the target computer when configuring BitLocker".
     "BDEPin",
+    // Not on Microsoft's current pages; kept because their names say they hold passwords and
+    // this list had them before (masking a value that is not secret costs little, showing one
+    // that is costs much).
+    "SMSTSRunCommandLineAsUserPassword",
+    "OSDRegisteredUserPassword",
+    "OSDNetworkJoinPassword",
+    // tsforge's own: the password that unlocks a medium's secrets.
     "TSFORGE_MEDIA_PASSWORD",
 ];
 
@@ -280,20 +321,62 @@ fn check_step_name(name: &str) -> Result<(), VarError> {
     Ok(())
 }
 
-/// Replace every secret value in `text` with [`MASK`]. Longer secrets are masked first so a
-/// secret containing another is not half-revealed.
+/// Secret values shorter than this many characters are masked only where they stand alone
+/// (see [`mask_secrets`]).
+pub const SHORT_SECRET_CHARS: usize = 4;
+
+/// Replace the secret values in `text` with [`MASK`]; `text` is a *value* (a command line,
+/// a program's output, a message quoting a property), never a step name (the logger keeps
+/// names out of this, see `log::Part`).
+///
+/// - A secret of [`SHORT_SECRET_CHARS`] characters or more is masked wherever it occurs, even
+///   inside a word: passwords are glued to other text in real command lines (`-p%Pass%`,
+///   `/p:%Pass%`, `pwd=%Pass%;`), and a program may print one any way.
+/// - A shorter secret is masked only where it stands alone: not preceded or followed by a
+///   letter or digit. Masking a 1-character secret `1` inside every number, or `ab` inside
+///   every word, would destroy the log and protect nothing (such a value is guessed at once).
+///
+/// Occurrences may overlap (secrets containing each other, a secret repeated): every
+/// character of every occurrence is covered, and each run of covered text becomes one mask.
 pub fn mask_secrets(text: &str, secrets: &[String]) -> String {
-    if secrets.is_empty() {
-        return text.to_string();
-    }
-    let mut sorted: Vec<&String> = secrets.iter().filter(|s| !s.is_empty()).collect();
-    sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    let mut out = text.to_string();
-    for s in sorted {
-        if out.contains(s.as_str()) {
-            out = out.replace(s.as_str(), MASK);
+    let mut covered: Vec<(usize, usize)> = Vec::new();
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        let short = s.chars().count() < SHORT_SECRET_CHARS;
+        let mut from = 0;
+        while let Some(i) = text[from..].find(s.as_str()).map(|i| i + from) {
+            let end = i + s.len();
+            let alone = || {
+                let before = text[..i].chars().next_back();
+                let after = text[end..].chars().next();
+                !before.is_some_and(char::is_alphanumeric)
+                    && !after.is_some_and(char::is_alphanumeric)
+            };
+            if !short || alone() {
+                covered.push((i, end));
+            }
+            // Next search from the next character, so overlapping occurrences are found.
+            from = i + text[i..].chars().next().map_or(1, char::len_utf8);
         }
     }
+    if covered.is_empty() {
+        return text.to_string();
+    }
+    covered.sort_unstable();
+    let mut out = String::with_capacity(text.len());
+    let mut done = 0;
+    let mut k = 0;
+    while k < covered.len() {
+        let (start, mut end) = covered[k];
+        k += 1;
+        while k < covered.len() && covered[k].0 <= end {
+            end = end.max(covered[k].1);
+            k += 1;
+        }
+        out.push_str(&text[done..start]);
+        out.push_str(MASK);
+        done = end;
+    }
+    out.push_str(&text[done..]);
     out
 }
 
@@ -367,6 +450,70 @@ mod tests {
             mask_secrets("join P@ss and hunter2, visible", &s),
             "join ******** and ********, visible"
         );
+    }
+
+    /// docs/engine.md, *Secrets in logs*: a value of 4 characters or more is masked wherever
+    /// it occurs, even glued to other text; a shorter one only where it stands alone.
+    #[test]
+    fn masking_table() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let cases: &[(&str, &[&str], &str, &str)] = &[
+            ("none", &[], "plain 1", "plain 1"),
+            (
+                "glued option",
+                &["hunter2"],
+                "7z -phunter2 /p:hunter2",
+                "7z -p******** /p:********",
+            ),
+            (
+                "inside a word",
+                &["OSDisk"],
+                "OSDisk-2 and MyOSDisk",
+                "********-2 and My********",
+            ),
+            ("repeated, adjacent", &["abcd"], "abcdabcd!", "********!"),
+            ("overlapping", &["aaaa"], "aaaaa b", "******** b"),
+            (
+                "one contains the other",
+                &["P@ss", "P@ssw0rd"],
+                "P@ssw0rd P@ss",
+                "******** ********",
+            ),
+            (
+                "short alone",
+                &["1"],
+                "pin 1, code 10, x1, 2021, (1)",
+                "pin ********, code 10, x1, 2021, (********)",
+            ),
+            ("short glued stays", &["abc"], "-pabc abc", "-pabc ********"),
+            ("short at the ends", &["ab"], "ab", "********"),
+            (
+                "short next to a non-ASCII letter",
+                &["ab"],
+                "éab ab",
+                "éab ********",
+            ),
+            (
+                "multibyte secret",
+                &["pässwörd"],
+                "x=pässwörd;",
+                "x=********;",
+            ),
+            ("empty secret ignored", &[""], "text", "text"),
+        ];
+        for (name, secrets, text, want) in cases {
+            assert_eq!(mask_secrets(text, &s(secrets)), *want, "case {name}");
+        }
+    }
+
+    #[test]
+    fn every_known_secret_is_secret_whatever_its_case() {
+        for name in KNOWN_SECRETS {
+            let mut v = Vars::new();
+            v.set(&name.to_lowercase(), "v4lue-of-it");
+            assert!(v.is_secret(name), "{name}");
+            assert_eq!(v.secret_values(), vec!["v4lue-of-it".to_string()], "{name}");
+        }
     }
 
     /// "To delete a variable, set the variable value to an empty string." — How to use task

@@ -154,7 +154,7 @@ pub fn boot_cmd(c: BootConfig) -> Result<Exit> {
             package_key,
         );
     }
-    if let Some(stop) = run_hooks(&cfg, &root, &state_dir, &mut vars, &mut log)? {
+    if let Some(stop) = run_hooks(&cfg, &root, &state_dir, &mut vars, &secret_names, &mut log)? {
         return Ok(stop);
     }
     let entry = choose(&c, &cfg, &vars)?;
@@ -433,6 +433,7 @@ fn run_hooks(
     root: &Path,
     state_dir: &Path,
     vars: &mut Vec<(String, String)>,
+    secret_names: &[String],
     log: &mut Logger,
 ) -> Result<Option<Exit>> {
     let mut facts = boot_facts(root);
@@ -466,7 +467,11 @@ fn run_hooks(
                 log.log(Level::Warning, C, &format!("{}: {e:?}", env_file.display()));
             }
             for (k, v) in assignments {
-                let shown = if crate::vars::is_known_secret(&k) {
+                let secret = crate::vars::is_known_secret(&k)
+                    || secret_names.iter().any(|n| n.eq_ignore_ascii_case(&k));
+                let shown = if secret {
+                    // Masked from now on, in the output of the next hooks too.
+                    log.add_secret(v.clone());
                     crate::vars::MASK.to_string()
                 } else {
                     v.clone()

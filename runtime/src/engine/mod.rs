@@ -23,7 +23,7 @@ pub mod validate;
 
 use crate::actions::{self, custom::CustomActions, ActionResult, Ctx};
 use crate::condition;
-use crate::log::{self, Console, Level, Logger};
+use crate::log::{self, Console, Level, Logger, Part};
 use crate::sequence::model::Step;
 use crate::vars::Vars;
 use anyhow::{bail, Context, Result};
@@ -190,12 +190,15 @@ pub fn run(path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
     update_secrets(&mut logger, &state.vars);
 
     if let Phase::Finished { succeeded } = state.phase {
-        logger.say(&format!(
-            "The sequence {:?} already finished ({}) in {}; use a new --state-dir to run it again",
-            program.name,
-            if succeeded { "succeeded" } else { "failed" },
-            opts.state_dir.display()
-        ));
+        logger.say_parts(&[
+            Part::Text(&format!(
+                "The sequence {:?} already finished ({}) in ",
+                program.name,
+                if succeeded { "succeeded" } else { "failed" },
+            )),
+            Part::Value(&opts.state_dir.display().to_string()),
+            Part::Text("; use a new --state-dir to run it again"),
+        ]);
         return Ok(if succeeded {
             RunOutcome::Succeeded
         } else {
@@ -213,15 +216,16 @@ pub fn run(path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
             &mut logger,
         )?;
     } else {
-        logger.log(
+        logger.log_parts(
             Level::Info,
             COMPONENT,
-            &format!(
-                "Starting task sequence {:?}: {} steps, state in {}",
-                program.name,
-                program.step_total,
-                opts.state_dir.display()
-            ),
+            &[
+                Part::Text(&format!(
+                    "Starting task sequence {:?}: {} steps, state in ",
+                    program.name, program.step_total,
+                )),
+                Part::Value(&opts.state_dir.display().to_string()),
+            ],
         );
         logger.event(
             "run_start",
@@ -393,13 +397,13 @@ fn log_resume(
         Phase::Restarting => "after the restart requested by the sequence",
         _ => "at the next step",
     };
-    logger.log(
+    logger.log_parts(
         Level::Info,
         COMPONENT,
-        &format!(
+        &[Part::Text(&format!(
             "Resuming task sequence {:?} at instruction {} ({how})",
             program.name, state.pc
-        ),
+        ))],
     );
     logger.event(
         "run_resume",
@@ -467,13 +471,13 @@ impl Walker<'_> {
             },
             state.steps_run
         );
-        self.logger.log(
+        self.logger.log_parts(
             if succeeded { Level::Info } else { Level::Error },
             COMPONENT,
-            &msg,
+            &[Part::Text(&msg)],
         );
         if succeeded {
-            self.logger.say(&msg);
+            self.logger.say_parts(&[Part::Text(&msg)]);
         }
         self.logger.event(
             "run_end",
@@ -520,10 +524,13 @@ impl Walker<'_> {
                             continue;
                         }
                         Err(e) => {
-                            self.logger.log(
+                            self.logger.log_parts(
                                 Level::Error,
                                 COMPONENT,
-                                &format!("Group {name:?} failed: {e}"),
+                                &[
+                                    Part::Text(&format!("Group {name:?} failed: ")),
+                                    Part::Value(&e.to_string()),
+                                ],
                             );
                             state.vars.set("_SMSTSLastActionName", name.clone());
                             state.vars.set("_SMSTSLastActionSucceeded", "false");
@@ -542,8 +549,11 @@ impl Walker<'_> {
                         }
                         state.vars.set_default(&d.name, d.value.clone());
                     }
-                    self.logger
-                        .log(Level::Info, COMPONENT, &format!("Entering group {name:?}"));
+                    self.logger.log_parts(
+                        Level::Info,
+                        COMPONENT,
+                        &[Part::Text(&format!("Entering group {name:?}"))],
+                    );
                     self.logger
                         .event("group_start", fields(json!({"name": name, "pc": state.pc})));
                     state.frames.push(Frame {
@@ -570,27 +580,30 @@ impl Walker<'_> {
                     );
                     if frame.failed {
                         if coe {
-                            self.logger.log(
+                            self.logger.log_parts(
                                 Level::Warning,
                                 COMPONENT,
-                                &format!(
+                                &[Part::Text(&format!(
                                     "Group {name:?} failed; continuing because it has continue on error"
-                                ),
+                                ))],
                             );
                             state.pc += 1;
                         } else {
-                            self.logger.log(
+                            self.logger.log_parts(
                                 Level::Error,
                                 COMPONENT,
-                                &format!("Group {name:?} failed"),
+                                &[Part::Text(&format!("Group {name:?} failed"))],
                             );
                             if !self.fail_up(state) {
                                 return self.finish(state, false);
                             }
                         }
                     } else {
-                        self.logger
-                            .log(Level::Info, COMPONENT, &format!("Leaving group {name:?}"));
+                        self.logger.log_parts(
+                            Level::Info,
+                            COMPONENT,
+                            &[Part::Text(&format!("Leaving group {name:?}"))],
+                        );
                         state.pc += 1;
                     }
                 }
@@ -621,12 +634,12 @@ impl Walker<'_> {
                             }
                         }
                     } else {
-                        self.logger.log(
+                        self.logger.log_parts(
                             Level::Warning,
                             COMPONENT,
-                            &format!(
+                            &[Part::Text(&format!(
                                 "Step {name:?} was interrupted before it finished; running it again"
-                            ),
+                            ))],
                         );
                     }
                     if let Some(done) = self.run_step(state, step, *number, update_secrets)? {
@@ -638,10 +651,10 @@ impl Walker<'_> {
     }
 
     fn skip(&mut self, name: &str, what: &str, why: &str) {
-        self.logger.log(
+        self.logger.log_parts(
             Level::Info,
             COMPONENT,
-            &format!("Skipping {what} {name:?}: {why}"),
+            &[Part::Text(&format!("Skipping {what} {name:?}: {why}"))],
         );
         self.logger.event(
             "step_skip",
@@ -669,13 +682,13 @@ impl Walker<'_> {
             &name,
             self.started.elapsed(),
         );
-        self.logger.log(
+        self.logger.log_parts(
             Level::Info,
             COMPONENT,
-            &format!(
+            &[Part::Text(&format!(
                 "Start executing step {number} of {}: {name:?} ({kind}), instruction {}",
                 self.program.step_total, state.pc
-            ),
+            ))],
         );
         self.logger.event(
             "step_start",
@@ -708,13 +721,19 @@ impl Walker<'_> {
                     code,
                     message,
                 } if attempt <= retries => {
-                    self.logger.log(
+                    self.logger.log_parts(
                         Level::Warning,
                         COMPONENT,
-                        &format!(
-                            "Step {name:?} failed (exit code {code}{}); retry {attempt} of {retries}",
-                            message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
-                        ),
+                        &[
+                            Part::Text(&format!("Step {name:?} failed (exit code {code}")),
+                            Part::Value(
+                                &message
+                                    .as_deref()
+                                    .map(|m| format!(": {m}"))
+                                    .unwrap_or_default(),
+                            ),
+                            Part::Text(&format!("); retry {attempt} of {retries}")),
+                        ],
                     );
                     attempt += 1;
                 }
@@ -816,25 +835,30 @@ impl Walker<'_> {
                     .map(|m| format!(": {m}"))
                     .unwrap_or_default();
                 if succeeded {
-                    self.logger.log(
+                    self.logger.log_parts(
                         Level::Info,
                         COMPONENT,
-                        &format!("Step {name:?} succeeded (exit code {code})"),
+                        &[Part::Text(&format!(
+                            "Step {name:?} succeeded (exit code {code})"
+                        ))],
                     );
                 } else {
-                    self.logger.log(
+                    self.logger.log_parts(
                         Level::Error,
                         COMPONENT,
-                        &format!("Step {name:?} failed (exit code {code}){detail}"),
+                        &[
+                            Part::Text(&format!("Step {name:?} failed (exit code {code})")),
+                            Part::Value(&detail),
+                        ],
                     );
                 }
-                self.logger.log(
+                self.logger.log_parts(
                     Level::Info,
                     COMPONENT,
-                    &format!(
+                    &[Part::Text(&format!(
                         "Set _SMSTSLastActionName = {name:?}, _SMSTSLastActionRetCode = {code}, \
                          _SMSTSLastActionSucceeded = {succeeded}"
-                    ),
+                    ))],
                 );
                 self.logger.event(
                     "step_end",
@@ -856,10 +880,12 @@ impl Walker<'_> {
                 if succeeded {
                     state.pc += 1;
                 } else if coe {
-                    self.logger.log(
+                    self.logger.log_parts(
                         Level::Warning,
                         COMPONENT,
-                        &format!("Continuing after {name:?}: the step has continue on error"),
+                        &[Part::Text(&format!(
+                            "Continuing after {name:?}: the step has continue on error"
+                        ))],
                     );
                     state.pc += 1;
                 } else if !self.fail_up(state) {
@@ -897,8 +923,9 @@ impl Walker<'_> {
                     let msg = format!(
                         "Restart requested by {name:?}; --no-reboot given, exiting with code {EXIT_RESTART}. Run again with the same --state-dir to resume."
                     );
-                    self.logger.log(Level::Info, COMPONENT, &msg);
-                    self.logger.say(&msg);
+                    self.logger
+                        .log_parts(Level::Info, COMPONENT, &[Part::Text(&msg)]);
+                    self.logger.say_parts(&[Part::Text(&msg)]);
                     return Ok(Some(RunOutcome::RestartRequested));
                 }
                 if !req.message.is_empty() {

@@ -143,10 +143,10 @@ pub fn plan(
                             .map(|a| vars.expand(a))
                             .unwrap_or_default(),
                     };
-                    out.push(mask_secrets(
-                        &format!("{indent}RUN  {number:>3} {name:?} [{kind}] {what}"),
-                        &secrets(&vars),
-                    ));
+                    // The name is the sequence's text, not a value: only what the step would
+                    // do is masked (docs/engine.md, Secrets in logs).
+                    let what = mask_secrets(&what, &secrets(&vars));
+                    out.push(format!("{indent}RUN  {number:>3} {name:?} [{kind}] {what}"));
                 }
             }
         }

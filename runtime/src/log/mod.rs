@@ -1,6 +1,12 @@
 //! Logs of a run: `smsts.log` in CMTrace format (`cmtrace`), `events.jsonl` for machines
 //! (`events`), and the console. [`Logger`] writes all three and masks secret values first.
 //!
+//! What is masked: *values* — command lines, program output, messages from steps, anything
+//! that may hold a variable's value — with [`mask_secrets`]. What is not: *names* — the names
+//! of steps, groups and sequences, which the engine passes apart ([`Part::Text`], and the
+//! [`NAME_FIELDS`] of events) — so a secret whose value is also a word ("OSDisk") does not turn
+//! "Record OSDisk" into "Record ********". See docs/engine.md, *Secrets in logs*.
+//!
 //! Dates are computed here from `SystemTime` with the well-known days-from-civil conversion
 //! (H. Hinnant's algorithm) instead of pulling a date crate into the runner for two formats.
 //! Times are UTC: CMTrace's `time="HH:MM:SS.mmm+000"` carries the bias, so readers show the
@@ -87,6 +93,20 @@ impl Utc {
     }
 }
 
+/// One piece of a log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part<'a> {
+    /// Written as it is: tsforge's own words, the names of steps, groups and sequences (text
+    /// of the sequence file, not values), numbers, step type names.
+    Text(&'a str),
+    /// Masked ([`mask_secrets`]): anything that may hold a variable's value.
+    Value(&'a str),
+}
+
+/// The fields of events.jsonl records that hold names (never masked); every other string field
+/// is a value.
+pub const NAME_FIELDS: &[&str] = &["name", "sequence", "type", "kind"];
+
 /// Where a run's logs go, and how the console is written.
 pub struct Logger {
     smsts: cmtrace::CmTraceWriter,
@@ -136,14 +156,40 @@ impl Logger {
         self.secrets = secrets;
     }
 
+    /// Mask one more secret value from now on (a password a boot hook set).
+    pub fn add_secret(&mut self, value: String) {
+        if !value.is_empty() && !self.secrets.contains(&value) {
+            self.secrets.push(value);
+        }
+    }
+
+    /// `text` as a value: its secrets masked.
     pub fn mask(&self, text: &str) -> String {
         mask_secrets(text, &self.secrets)
     }
 
-    /// One smsts.log entry (masked). Write errors are reported on stderr once per entry and
-    /// do not stop the run: a full log disk must not fail a deployment half-way.
+    /// The parts of a line joined, values masked.
+    pub fn render(&self, parts: &[Part]) -> String {
+        parts
+            .iter()
+            .map(|p| match p {
+                Part::Text(t) => t.to_string(),
+                Part::Value(v) => self.mask(v),
+            })
+            .collect()
+    }
+
+    /// One smsts.log entry whose whole message is a value (masked). Write errors are reported
+    /// on stderr once per entry and do not stop the run: a full log disk must not fail a
+    /// deployment half-way.
     pub fn log(&mut self, level: Level, component: &str, message: &str) {
-        let msg = self.mask(message);
+        self.log_parts(level, component, &[Part::Value(message)]);
+    }
+
+    /// One smsts.log entry made of names and words ([`Part::Text`], written as they are) and
+    /// values ([`Part::Value`], masked).
+    pub fn log_parts(&mut self, level: Level, component: &str, parts: &[Part]) {
+        let msg = self.render(parts);
         if let Err(e) = self.smsts.write(level, component, &msg) {
             eprintln!("tsforge: cannot write smsts.log: {e}");
         }
@@ -156,11 +202,13 @@ impl Logger {
         }
     }
 
-    /// One events.jsonl record (string fields masked).
+    /// One events.jsonl record: string fields masked, except the names ([`NAME_FIELDS`]).
     pub fn event(&mut self, kind: &str, mut fields: serde_json::Map<String, serde_json::Value>) {
-        for v in fields.values_mut() {
+        for (k, v) in fields.iter_mut() {
             if let serde_json::Value::String(s) = v {
-                *s = mask_secrets(s, &self.secrets);
+                if !NAME_FIELDS.contains(&k.as_str()) {
+                    *s = mask_secrets(s, &self.secrets);
+                }
             }
         }
         if let Err(e) = self.events.write(kind, fields) {
@@ -168,9 +216,9 @@ impl Logger {
         }
     }
 
-    /// A progress line for a person: redrawn on a terminal, one plain line otherwise.
+    /// A progress line for a person: redrawn on a terminal, one plain line otherwise. `name`
+    /// is the step's name, written as it is.
     pub fn progress(&mut self, index: usize, total: usize, name: &str, elapsed: Duration) {
-        let name = self.mask(name);
         let secs = elapsed.as_secs();
         let line = format!(
             "[{index}/{total}] {name} ({:02}:{:02}:{:02})",
@@ -189,9 +237,14 @@ impl Logger {
         }
     }
 
-    /// A line for a person on the console (never a secret).
+    /// A line for a person on the console, all of it a value (never a secret).
     pub fn say(&mut self, text: &str) {
-        let text = self.mask(text);
+        self.say_parts(&[Part::Value(text)]);
+    }
+
+    /// A line for a person on the console, made of names and values as [`Logger::log_parts`].
+    pub fn say_parts(&mut self, parts: &[Part]) {
+        let text = self.render(parts);
         match self.console {
             Console::Terminal => eprintln!("\r\x1b[2K{text}"),
             Console::Plain => eprintln!("{text}"),
