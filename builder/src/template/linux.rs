@@ -22,8 +22,8 @@
 //! list, loaded at boot, rather than loaded on demand: on demand would need `modprobe` and
 //! `modules.dep` in the initramfs and a runtime that calls it (the kernel's own
 //! `request_module` also runs `/sbin/modprobe`), and crc32c must be in the kernel before
-//! libcrc32c (XFS) loads, which asks the crypto API for it at load time. Loading them costs
-//! about 7 MiB of the target's RAM and a few milliseconds. A module that is built into the kernel (`modules.builtin`)
+//! libcrc32c (XFS) loads, which asks the crypto API for it at load time. They are 6.8 MiB of
+//! module files (less once loaded). A module that is built into the kernel (`modules.builtin`)
 //! or missing from it is skipped, not an error. Compressed modules (`.ko.xz`, `.ko.zst`,
 //! `.ko.gz`) are decompressed at build time, so loading them depends neither on the kernel
 //! decompressing modules itself (`CONFIG_MODULE_DECOMPRESS`) nor on the formats busybox
