@@ -18,6 +18,10 @@ set -euo pipefail
 #   wimtools         wimlib-imagex: WIM apply/capture/info on Linux (runtime/src/image/wim.rs)
 #   ntfs-3g          mkfs.ntfs, and ntfsinfo/ntfsfix that check it in tests (runtime/src/fsformat.rs)
 #   e2fsprogs        mkfs.ext4, and e2fsck/dumpe2fs that check it in tests
+#   xfsprogs         mkfs.xfs (runtime/src/fsformat.rs)
+#                    e2fsprogs, xfsprogs, dosfstools (mkfs.fat), ntfs-3g (mkntfs, ntfs-3g) and
+#                    wimtools also go into the linux template's initramfs with their libraries
+#                    (builder/src/template/linux.rs): building linux media needs all five
 #   zstd gzip        compressed raw images (runtime/src/image/raw.rs tests and fixtures)
 #   zip unzip        zipinfo / unzip -t check deflate images (runtime/tests/image_roundtrip.rs)
 #   xorriso          reads back the ISO images builder/src/iso.rs writes (trees, El Torito
@@ -49,6 +53,7 @@ DEBIAN_PACKAGES=(
     wimtools
     ntfs-3g
     e2fsprogs
+    xfsprogs
     zstd
     gzip
     zip
@@ -136,7 +141,9 @@ if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
 fi
 
 # Checks that what the tests call is really there.
-for tool in x86_64-w64-mingw32-gcc wine wineserver cargo cargo-fuzz wimlib-imagex xorriso bsdtar cpio; do
-    command -v "$tool" >/dev/null 2>&1 || die "$tool is not on PATH after setup"
+for tool in x86_64-w64-mingw32-gcc wine wineserver cargo cargo-fuzz wimlib-imagex xorriso bsdtar cpio \
+    mkfs.ext4 e2fsck tune2fs mkfs.xfs mkfs.fat mkntfs ntfs-3g; do
+    # mkfs.* live in /usr/sbin, which a normal user's PATH lacks on Debian (tsforge looks there).
+    command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || die "$tool is not on PATH after setup"
 done
 say "setup done"

@@ -1,9 +1,10 @@
 //! The linux media template with the build machine's Debian kernel, checked by independent
 //! tools: `zstd`/`gzip` and GNU `cpio` unpack the initramfs, busybox checks `/init`'s syntax,
-//! `fsck.fat -n`, `mdir` and `mcopy` read the EFI image. The runner is this test executable
-//! (a dynamically linked glibc program, like a `cargo build` of tsforge). Needs the packages
-//! scripts/setup.sh installs (linux-image-amd64, busybox-static, systemd-boot-efi, syslinux,
-//! isolinux, syslinux-common); without them the tests print SKIP, or fail under
+//! `chroot` runs the OS-deployment programs inside it, `fsck.fat -n`, `mdir` and `mcopy` read
+//! the EFI image. The runner is this test executable (a dynamically linked glibc program, like
+//! a `cargo build` of tsforge). Needs the packages scripts/setup.sh installs (linux-image-amd64,
+//! busybox-static, systemd-boot-efi, syslinux, isolinux, syslinux-common, e2fsprogs,
+//! xfsprogs, dosfstools, ntfs-3g, wimtools); without them the tests print SKIP, or fail under
 //! TSFORGE_REQUIRE_TOOLS=1.
 
 use crate::common::{run, tool};
@@ -28,7 +29,14 @@ fn host_ready() -> Option<Kernel> {
         linux::SYSLINUX_GPTMBR,
     ]
     .into_iter()
+    .chain(linux::PROGRAM_DATA.iter().map(|(p, _)| *p))
     .filter(|p| !Path::new(p).is_file())
+    .chain(
+        linux::PROGRAMS
+            .iter()
+            .filter(|t| tsforge_runtime::tools::find(**t).is_err())
+            .map(|t| t.program()),
+    )
     .collect();
     let kernel = linux::find_kernel_in(Path::new("/"));
     if missing.is_empty() {
@@ -319,6 +327,216 @@ fn check_initramfs(root: &Path, kernel: &Kernel) {
     }
 }
 
+/// Each program for putting an OS on a disk, how to make it print its version, and what the
+/// version text starts with. `tune2fs` has no version option: without arguments it prints
+/// its version, then its usage, and exits 1.
+const PROGRAM_RUNS: &[(&str, &[&str], &str, bool)] = &[
+    ("mkfs.ext4", &["-V"], "mke2fs 1.", true),
+    ("mkfs.ext3", &["-V"], "mke2fs 1.", true),
+    ("mkfs.ext2", &["-V"], "mke2fs 1.", true),
+    ("e2fsck", &["-V"], "e2fsck 1.", true),
+    ("tune2fs", &[], "tune2fs 1.", false),
+    ("mkfs.xfs", &["-V"], "mkfs.xfs version ", true),
+    ("mkfs.fat", &["--help"], "mkfs.fat 4", true),
+    ("mkntfs", &["--version"], "mkntfs v", true),
+    ("mkfs.ntfs", &["--version"], "mkntfs v", true),
+    ("ntfs-3g", &["--version"], "ntfs-3g 20", true),
+    ("wimlib-imagex", &["--version"], "wimlib-imagex 1.", true),
+];
+
+/// The initramfs carries what the OS-deployment steps run: every program of
+/// [`linux::PROGRAMS`] runs inside the unpacked initramfs (`chroot`, so only the initramfs'
+/// own libraries and dynamic loader are there to load it) and prints its version, and the
+/// file-system modules of this kernel (ext4, XFS, FUSE for ntfs-3g, crc32c) are in the module
+/// list `/init` loads, crc32c before the modules that ask the crypto API for it.
+#[test]
+fn initramfs_holds_the_os_deployment_programs_and_modules() {
+    let Some(kernel) = host_ready() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (work, _) = echo_runner_and_medium(tmp.path());
+    let root = tmp.path().join("root");
+    if unpack_initrd(&work.join("initrd.img"), &root).is_none() {
+        return;
+    }
+
+    // Every program is there, the build machine's file, where /init's PATH finds it.
+    let init_path = linux::INIT
+        .lines()
+        .find_map(|l| l.strip_prefix("PATH="))
+        .expect("/init sets PATH");
+    let names: Vec<&str> = PROGRAM_RUNS.iter().map(|r| r.0).collect();
+    let table: Vec<&str> = linux::PROGRAMS.iter().map(|t| t.program()).collect();
+    assert_eq!(names, table, "PROGRAM_RUNS covers linux::PROGRAMS");
+    let mut in_initramfs = Vec::new();
+    for t in linux::PROGRAMS {
+        let host = tsforge_runtime::tools::find(*t).unwrap();
+        let host_real = std::fs::canonicalize(&host).unwrap();
+        let at = init_path
+            .split(':')
+            .map(|d| format!("{}/{}", d.trim_start_matches('/'), t.program()))
+            .find(|p| root.join(p).exists())
+            .unwrap_or_else(|| panic!("{t} is not in the initramfs on /init's PATH {init_path}"));
+        let real = std::fs::canonicalize(root.join(&at)).unwrap();
+        assert!(
+            std::fs::read(&real).unwrap() == std::fs::read(&host_real).unwrap(),
+            "{at} is not the build machine's {}",
+            host_real.display()
+        );
+        in_initramfs.push(format!("/{at}"));
+    }
+    assert!(root.join("etc/mke2fs.conf").is_file());
+
+    // Each one runs with nothing but the initramfs around it.
+    let root_user = run(Command::new("id").arg("-u")).trim() == "0";
+    let chroot = tool("chroot");
+    match (root_user, chroot) {
+        (true, Some(chroot)) => {
+            for ((name, args, expect, succeeds), at) in PROGRAM_RUNS.iter().zip(&in_initramfs) {
+                let out = Command::new(&chroot)
+                    .arg(&root)
+                    .arg(at)
+                    .args(*args)
+                    .env_clear()
+                    .env("PATH", init_path)
+                    .output()
+                    .unwrap();
+                let text = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                assert_eq!(
+                    out.status.success(),
+                    *succeeds,
+                    "chroot {} {at} {args:?} ({name}): {}\n{text}",
+                    root.display(),
+                    out.status
+                );
+                assert!(
+                    text.contains(expect),
+                    "chroot {at} {args:?} ({name}) did not print {expect:?}:\n{text}"
+                );
+                assert!(
+                    !text.contains("error while loading shared libraries"),
+                    "{name}: {text}"
+                );
+            }
+        }
+        _ => {
+            if std::env::var("TSFORGE_REQUIRE_TOOLS").is_ok_and(|v| v == "1") {
+                panic!("running the programs in the initramfs needs root and chroot");
+            }
+            eprintln!("SKIP running the programs: needs root and chroot (coreutils)");
+        }
+    }
+
+    // The file-system modules: listed, present, and in an order that loads.
+    let list = std::fs::read_to_string(root.join(linux::MODULE_LIST_PATH)).unwrap();
+    let listed: Vec<String> = list.lines().map(linux::module_name).collect();
+    let deps = modules_dep(&kernel.modules);
+    let builtin =
+        std::fs::read_to_string(kernel.modules.join("modules.builtin")).unwrap_or_default();
+    for m in [
+        "ext4",
+        "jbd2",
+        "mbcache",
+        "xfs",
+        "libcrc32c",
+        "fuse",
+        "crc32c_generic",
+        "vfat",
+    ] {
+        let module_file = deps.keys().any(|k| linux::module_name(k) == m);
+        let built_in = builtin.lines().any(|l| linux::module_name(l) == m);
+        assert!(
+            module_file || built_in,
+            "{m}: neither a module nor built into {}",
+            kernel.version
+        );
+        if module_file {
+            assert!(
+                listed.iter().any(|l| l == m),
+                "{m} is not in the module list"
+            );
+        }
+    }
+    let at = |m: &str| listed.iter().position(|l| l == m);
+    if let (Some(crc), Some(lib)) = (at("crc32c_generic"), at("libcrc32c")) {
+        assert!(
+            crc < lib,
+            "crc32c_generic must load before libcrc32c: {list}"
+        );
+    }
+    if let (Some(crc), Some(ext4)) = (at("crc32c_generic"), at("ext4")) {
+        assert!(crc < ext4, "crc32c_generic must load before ext4: {list}");
+    }
+    // ntfs3 where this kernel has it (Debian 12's 6.1 has not; ntfs-3g and fuse do the work).
+    if deps.keys().any(|k| linux::module_name(k) == "ntfs3") {
+        assert!(listed.iter().any(|l| l == "ntfs3"), "{list}");
+    }
+}
+
+/// A build machine without one of the programs fails the build, naming the program and the
+/// Debian package; so does one whose program is not a Linux executable. The other programs
+/// are `/usr/bin/echo` here, so the test does not depend on what this machine has.
+#[test]
+fn a_missing_program_fails_the_build_naming_its_package() {
+    use tsforge_runtime::tools::{MissingTool, Tool};
+    let echo = PathBuf::from("/usr/bin/echo");
+    let everything_but = |missing: Tool| {
+        let echo = echo.clone();
+        move |t: Tool| {
+            if t == missing {
+                Err(MissingTool::new(t))
+            } else {
+                Ok(echo.clone())
+            }
+        }
+    };
+    for (tool, package) in [
+        (Tool::MkfsExt4, "e2fsprogs"),
+        (Tool::E2fsck, "e2fsprogs"),
+        (Tool::Tune2fs, "e2fsprogs"),
+        (Tool::MkfsXfs, "xfsprogs"),
+        (Tool::MkfsFat, "dosfstools"),
+        (Tool::Mkntfs, "ntfs-3g"),
+        (Tool::Ntfs3g, "ntfs-3g"),
+        (Tool::WimlibImagex, "wimtools"),
+    ] {
+        let e = format!(
+            "{:#}",
+            linux::program_files(everything_but(tool)).unwrap_err()
+        );
+        assert!(
+            e.contains(&format!(
+                "the linux template's initramfs needs {}",
+                tool.program()
+            )) && e.contains(&format!("apt-get install {package}")),
+            "{e}"
+        );
+    }
+
+    // A "program" that is a shell script, not an ELF executable.
+    let tmp = tempfile::tempdir().unwrap();
+    let script = tmp.path().join("mkfs.xfs");
+    std::fs::write(&script, "#!/bin/sh\necho fake\n").unwrap();
+    let e = format!(
+        "{:#}",
+        linux::program_files(|t| Ok(if t == Tool::MkfsXfs {
+            script.clone()
+        } else {
+            echo.clone()
+        }))
+        .unwrap_err()
+    );
+    assert!(
+        e.contains("mkfs.xfs")
+            && e.contains("xfsprogs")
+            && e.contains(&format!("{} is not an ELF executable", script.display())),
+        "{e}"
+    );
+}
+
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
@@ -473,6 +691,10 @@ fn template_toml_matches_the_code() {
         format!("/{}", linux::MODULE_LIST_PATH)
     );
     assert_eq!(list("initramfs", "modules"), linux::MODULES);
+    let programs: Vec<&str> = linux::PROGRAMS.iter().map(|t| t.program()).collect();
+    assert_eq!(list("initramfs", "programs"), programs);
+    let data: Vec<&str> = linux::PROGRAM_DATA.iter().map(|(p, _)| *p).collect();
+    assert_eq!(list("initramfs", "program_data"), data);
     assert_eq!(list("initramfs", "applets"), linux::APPLETS);
     for (key, value) in [
         ("busybox", linux::BUSYBOX),

@@ -41,6 +41,18 @@ pub enum Tool {
     MkfsExt2,
     MkfsXfs,
     MkfsExfat,
+    /// `mkntfs` (ntfs-3g): the program `mkfs.ntfs` links to; the linux template's initramfs
+    /// carries it.
+    Mkntfs,
+    /// `mkfs.fat` (dosfstools): a FAT formatter in the linux template's initramfs, for hooks
+    /// and commands (tsforge itself writes FAT natively).
+    MkfsFat,
+    /// `e2fsck` (e2fsprogs): checks an ext2/3/4 volume; in the linux template's initramfs.
+    E2fsck,
+    /// `tune2fs` (e2fsprogs): changes an ext2/3/4 volume's settings; in the initramfs.
+    Tune2fs,
+    /// `ntfs-3g`: mounts an NTFS volume read-write through FUSE; in the initramfs.
+    Ntfs3g,
     /// `format.com`: formats a volume by drive letter on Windows.
     Format,
     /// `diskpart.exe`: assigns drive letters on Windows.
@@ -163,6 +175,43 @@ pub const TOOLS: &[ToolSpec] = &[
         program: "mkfs.exfat",
         needed_for: "formatting an exFAT volume",
         source: Source::Debian("exfatprogs"),
+        version_arg: Some("--version"),
+    },
+    ToolSpec {
+        tool: Tool::Mkntfs,
+        program: "mkntfs",
+        needed_for: "formatting an NTFS volume",
+        source: Source::Debian("ntfs-3g"),
+        version_arg: Some("--version"),
+    },
+    ToolSpec {
+        tool: Tool::MkfsFat,
+        program: "mkfs.fat",
+        needed_for: "formatting a FAT volume from a command line",
+        source: Source::Debian("dosfstools"),
+        // No version option; `--help` ends with the version and exits 0.
+        version_arg: Some("--help"),
+    },
+    ToolSpec {
+        tool: Tool::E2fsck,
+        program: "e2fsck",
+        needed_for: "checking an ext2, ext3 or ext4 volume",
+        source: Source::Debian("e2fsprogs"),
+        version_arg: Some("-V"),
+    },
+    ToolSpec {
+        tool: Tool::Tune2fs,
+        program: "tune2fs",
+        needed_for: "changing the settings of an ext2, ext3 or ext4 volume",
+        source: Source::Debian("e2fsprogs"),
+        // No version option: it prints its version only before a usage error.
+        version_arg: None,
+    },
+    ToolSpec {
+        tool: Tool::Ntfs3g,
+        program: "ntfs-3g",
+        needed_for: "mounting an NTFS volume read-write",
+        source: Source::Debian("ntfs-3g"),
         version_arg: Some("--version"),
     },
     ToolSpec {
@@ -625,6 +674,11 @@ mod tests {
             MkfsExt2,
             MkfsXfs,
             MkfsExfat,
+            Mkntfs,
+            MkfsFat,
+            E2fsck,
+            Tune2fs,
+            Ntfs3g,
             Format,
             Diskpart,
             Partx,
@@ -650,7 +704,7 @@ mod tests {
         }
         assert_eq!(
             TOOLS.len(),
-            28,
+            33,
             "one row per Tool, no duplicates: {:?}",
             TOOLS.iter().map(|s| s.program).collect::<Vec<_>>()
         );

@@ -13,9 +13,17 @@
 //!
 //! **Drivers.** [`MODULES`] (virtio, SATA/AHCI/IDE, NVMe, SCSI disks and CD-ROMs, USB storage
 //! and keyboards, common network cards, FAT and ISO 9660 with their code pages and character
-//! sets) and everything `modules.dep` says they need go into `/lib/modules/<version>/…`,
-//! listed in load order (every module after its dependencies) in `/etc/tsforge/modules`,
-//! which `/init` feeds to `insmod`. A module that is built into the kernel (`modules.builtin`)
+//! sets, and the file systems an OS goes onto: ext4, XFS, ntfs3 where the kernel has it, FUSE
+//! for ntfs-3g, and crc32c, which ext4 and XFS checksum with) and everything `modules.dep`
+//! says they need go into `/lib/modules/<version>/…`, listed in load order (every module
+//! after its dependencies) in `/etc/tsforge/modules`, which `/init` feeds to `insmod`.
+//! Debian 12's kernel (6.1) has all of them as modules except ntfs3, which it lacks
+//! (`CONFIG_NTFS3_FS` unset): NTFS is ntfs-3g's there. The file-system modules are in the
+//! list, loaded at boot, rather than loaded on demand: on demand would need `modprobe` and
+//! `modules.dep` in the initramfs and a runtime that calls it (the kernel's own
+//! `request_module` also runs `/sbin/modprobe`), and crc32c must be in the kernel before
+//! libcrc32c (XFS) loads, which asks the crypto API for it at load time. They are 6.8 MiB of
+//! module files (less once loaded). A module that is built into the kernel (`modules.builtin`)
 //! or missing from it is skipped, not an error. Compressed modules (`.ko.xz`, `.ko.zst`,
 //! `.ko.gz`) are decompressed at build time, so loading them depends neither on the kernel
 //! decompressing modules itself (`CONFIG_MODULE_DECOMPRESS`) nor on the formats busybox
@@ -33,10 +41,23 @@
 //! name lookups need none, since glibc 2.34 and later has the `files` and `dns` NSS modules
 //! built in (and the initramfs has no `nsswitch.conf` asking for others).
 //!
+//! **Programs.** [`PROGRAMS`], what the OS-deployment steps, hooks and commands run on the
+//! target (`mkfs.ext4`/`mkfs.ext3`/`mkfs.ext2`, `e2fsck`, `tune2fs`, `mkfs.xfs`, `mkfs.fat`,
+//! `mkntfs`/`mkfs.ntfs`, `ntfs-3g`, `wimlib-imagex`), are found on the build machine through
+//! the runtime's tools table and copied from its Debian packages (e2fsprogs, xfsprogs,
+//! dosfstools, ntfs-3g, wimtools) at their Debian paths, Debian's links kept, with the shared
+//! libraries `ldd` lists (as for the runner) and [`PROGRAM_DATA`] (`/etc/mke2fs.conf`). All are
+//! required: a build machine without one fails the build with the package to install, never a
+//! smaller initramfs. `wimlib-imagex` is most of the size: through libxml2 it needs ICU, whose
+//! data library alone is 30 MiB before compression. Not carried: glibc's `gconv` modules
+//! (loaded with `dlopen`), so `mkfs.fat` converts a label with its built-in code page 850 table
+//! and says so; exFAT's `mkfs.exfat` (exfatprogs).
+//!
 //! **initramfs** (`tsforge/boot/initrd.img`): busybox from Debian's `busybox-static` as
 //! `/bin/busybox` with links for the [`APPLETS`] `/init` and the sample hooks use, `/init` (the shell script in
-//! `media-templates/linux/init`, embedded), the runner as `/bin/tsforge`, its libraries, and
-//! the drivers. zstd-compressed when the kernel's `config-<version>` says `CONFIG_RD_ZSTD=y`,
+//! `media-templates/linux/init`, embedded; its `PATH` is `/bin:/usr/bin:/usr/sbin`), the runner
+//! as `/bin/tsforge`, the [`PROGRAMS`], their libraries, `/etc/mtab` linked to
+//! `/proc/self/mounts` (e2fsprogs reads it), and the drivers. zstd-compressed when the kernel's `config-<version>` says `CONFIG_RD_ZSTD=y`,
 //! gzip otherwise (every kernel reads gzip). Written by [`crate::cpio`] with `input.epoch` for
 //! every timestamp, so the same inputs give the same bytes.
 //!
@@ -51,17 +72,18 @@
 //! from `SOURCE_DATE_EPOCH` (or makes random), are then set from `input.epoch` too, so it is
 //! reproducible like the initramfs. PXE: kernel, initramfs and [`CMDLINE`] for iPXE.
 //!
-//! **Tested** (`builder/tests/linux_template.rs`): the initramfs unpacked by GNU cpio, the EFI
+//! **Tested** (`builder/tests/linux_template.rs`): the initramfs unpacked by GNU cpio, each
+//! program run inside it with `chroot` (so only its own libraries are there), the EFI
 //! image read by dosfstools and mtools, reproducibility; opt-in QEMU tests boot the kernel
 //! directly, `efi.img` through OVMF and systemd-boot, and an ISO by BIOS (isolinux) and UEFI,
 //! each to the runner and a power-off.
 //!
-//! **Host.** Building needs Linux (busybox-static, syslinux, systemd-boot-efi, `ldd`); on other
-//! hosts [`prepare`] says so.
+//! **Host.** Building needs Linux (busybox-static, syslinux, systemd-boot-efi, `ldd`, and the
+//! packages of the [`PROGRAMS`]); on other hosts [`prepare`] says so.
 //!
 //! Left out: Secure Boot (systemd-boot is unsigned; a shim would be needed), network setup in
-//! the initramfs (the runner gets a medium, not an address), the external programs some
-//! actions call (wimlib-imagex, mkfs.ntfs: the initramfs has busybox only), and the PXE
+//! the initramfs (the runner gets a medium, not an address), util-linux's `partx` (the runtime
+//! falls back to busybox's `blockdev`), and the PXE
 //! payload itself (the PXE writer appends it as a second initrd unpacking under `/pxe`;
 //! `/init` only looks there). The kernel unpacks into the initramfs without `/dev/console`
 //! (the cpio writer makes no device nodes), so `/init` mounts devtmpfs first and then opens
@@ -131,6 +153,17 @@ pub const MODULES: &[&str] = &[
     // Debian's FAT default iocharset (CONFIG_FAT_DEFAULT_IOCHARSET="ascii"): without it a
     // vfat mount fails with "IO charset ascii not found".
     "nls_ascii",
+    // The file systems an OS goes onto. crc32c first: libcrc32c (XFS) asks the crypto API
+    // for crc32c when it loads, and ext4/jbd2 checksums need it at mount time; without
+    // modprobe in the initramfs the kernel cannot load it on demand. The generic version,
+    // because crc32c_intel fails to load on CPUs without SSE4.2 (QEMU's default CPU).
+    "crc32c_generic",
+    "ext4",
+    "xfs",
+    // NTFS: the kernel's ntfs3 driver where the kernel has it (Debian 13's does, Debian 12's
+    // 6.1 does not), and FUSE for ntfs-3g, which works on every kernel.
+    "ntfs3",
+    "fuse",
 ];
 /// busybox applets `/init` calls, linked to `/bin/busybox`.
 pub const APPLETS: &[&str] = &[
@@ -186,6 +219,33 @@ pub const APPLETS: &[&str] = &[
     "lsmod",
     "blockdev",
 ];
+
+/// The programs the OS-deployment steps, hooks and commands run in the initramfs, found on
+/// the build machine through the runtime's tools table (which names each one's Debian
+/// package) and copied with their shared libraries. All are required: a build machine
+/// without one fails the build with the package to install, because a medium that cannot
+/// format ext4 or apply a WIM would only fail later, on the target machine. Each goes in at
+/// its real path on the build machine (`/usr/sbin/mke2fs`), with a link under the table's
+/// name beside it when that is another name (`/usr/sbin/mkfs.ext4 -> mke2fs`), as Debian
+/// installs them; `/init` puts `/usr/bin` and `/usr/sbin` on `PATH`.
+pub const PROGRAMS: &[Tool] = &[
+    Tool::MkfsExt4,
+    Tool::MkfsExt3,
+    Tool::MkfsExt2,
+    Tool::E2fsck,
+    Tool::Tune2fs,
+    Tool::MkfsXfs,
+    Tool::MkfsFat,
+    Tool::Mkntfs,
+    Tool::MkfsNtfs,
+    Tool::Ntfs3g,
+    Tool::WimlibImagex,
+];
+
+/// Data files the [`PROGRAMS`] read, with their Debian package: `mke2fs` takes the ext4
+/// defaults (features, inode size) from `/etc/mke2fs.conf`, so a volume made on the target
+/// is the one Debian makes.
+pub const PROGRAM_DATA: &[(&str, &str)] = &[("/etc/mke2fs.conf", "e2fsprogs")];
 
 /// Files taken from the build machine's Debian packages.
 pub const BUSYBOX: &str = "/bin/busybox";
@@ -253,6 +313,7 @@ pub fn prepare(input: &TemplateInput) -> Result<Prepared> {
         })?,
     };
     let modules = resolve_modules(&kernel.modules, MODULES)?;
+    let programs = program_files(tools::find)?;
     let mut runner_files = runner_files(&input.runner)?;
 
     std::fs::create_dir_all(&input.work)
@@ -265,6 +326,7 @@ pub fn prepare(input: &TemplateInput) -> Result<Prepared> {
         &kernel,
         &modules,
         &runner_files,
+        &programs,
         compression,
         &initrd,
     )?;
@@ -355,6 +417,16 @@ pub fn prepare(input: &TemplateInput) -> Result<Prepared> {
             },
             input.runner.display(),
             runner_files.len().saturating_sub(1)
+        ),
+        format!(
+            "{} programs for putting an OS on a disk ({}) with their {} shared libraries",
+            PROGRAMS.len(),
+            PROGRAMS
+                .iter()
+                .map(|t| t.program())
+                .collect::<Vec<_>>()
+                .join(", "),
+            programs.files.len() - programs.programs - PROGRAM_DATA.len()
         ),
     ];
     Ok(Prepared {
@@ -678,44 +750,127 @@ fn runner_files(runner: &Path) -> Result<Vec<(String, PathBuf)>> {
     let Some(interp) = interp else {
         return Ok(files);
     };
-    let ldd = tools::find(Tool::Ldd).with_context(|| {
-        format!(
-            "listing the shared libraries of the runner {} (or give a static runner with \
-             --runner)",
-            runner.display()
-        )
-    })?;
+    let what = format!("the runner {}", runner.display());
+    let libs = shared_libraries(
+        runner,
+        &interp,
+        &what,
+        "; or give a static runner with --runner",
+    )?;
+    files.extend(libs);
+    Ok(files)
+}
+
+/// What [`program_files`] puts in the initramfs for the [`PROGRAMS`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProgramFiles {
+    /// Path in the initramfs (relative, as the build machine has it) → (host file, mode): the
+    /// programs, their shared libraries and dynamic loader, [`PROGRAM_DATA`].
+    pub files: BTreeMap<String, (PathBuf, u32)>,
+    /// Path in the initramfs → link target (a file name in the same folder).
+    pub links: BTreeMap<String, String>,
+    /// How many of `files` are programs.
+    pub programs: usize,
+}
+
+/// Find the [`PROGRAMS`] with `find` (the runtime's [`tools::find`] for a build) and list what
+/// they need; a missing program or library fails with the Debian package to install.
+pub fn program_files(
+    find: impl Fn(Tool) -> std::result::Result<PathBuf, tools::MissingTool>,
+) -> Result<ProgramFiles> {
+    let mut out = ProgramFiles::default();
+    let mut libs: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for &tool in PROGRAMS {
+        let package = match tool.spec().source {
+            tools::Source::Debian(p) => p,
+            other => bail!("{tool}: not a Debian program ({other:?})"),
+        };
+        let found = find(tool).map_err(|e| {
+            anyhow!("the linux template's initramfs needs {tool}, and this machine has none: {e}")
+        })?;
+        let real = std::fs::canonicalize(&found)
+            .with_context(|| format!("{tool}: resolving {}", found.display()))?;
+        let (Some(dir), Some(name)) = (
+            real.parent().and_then(Path::to_str),
+            real.file_name().and_then(|n| n.to_str()),
+        ) else {
+            bail!("{tool}: {} is not a UTF-8 file path", real.display());
+        };
+        let dir = dir.trim_start_matches('/');
+        let what = format!("{tool} ({}, Debian's {package})", real.display());
+        if out
+            .files
+            .insert(format!("{dir}/{name}"), (real.clone(), 0o755))
+            .is_none()
+        {
+            out.programs += 1;
+            if let Some(interp) = elf_interpreter(&real).with_context(|| what.clone())? {
+                libs.extend(shared_libraries(&real, &interp, &what, "")?);
+            }
+        }
+        if name != tool.program() {
+            out.links
+                .insert(format!("{dir}/{}", tool.program()), name.to_string());
+        }
+    }
+    for (path, host) in libs {
+        out.files.entry(path).or_insert((host, 0o755));
+    }
+    for (path, package) in PROGRAM_DATA {
+        if !Path::new(path).is_file() {
+            bail!(
+                "{path} is missing: the linux template's initramfs needs it; apt-get install \
+                 {package} (or apt-get install --reinstall {package} if it is installed)"
+            );
+        }
+        out.files.insert(
+            path.trim_start_matches('/').to_string(),
+            (PathBuf::from(path), 0o644),
+        );
+    }
+    Ok(out)
+}
+
+/// The shared libraries `ldd` (through the tools table) lists for the dynamic executable
+/// `exe`, and its dynamic loader `interp`: path in the initramfs (the build machine's, without
+/// the leading `/`) → host file. `what` names the executable in errors, `hint` ends them.
+fn shared_libraries(
+    exe: &Path,
+    interp: &str,
+    what: &str,
+    hint: &str,
+) -> Result<BTreeMap<String, PathBuf>> {
+    let ldd = tools::find(Tool::Ldd)
+        .with_context(|| format!("listing the shared libraries of {what}{hint}"))?;
     let out = std::process::Command::new(ldd)
-        .arg(runner)
+        .arg(exe)
         .stdin(std::process::Stdio::null())
         .output()
         .with_context(|| {
             format!(
-                "running ldd to list the shared libraries of the runner {} (ldd is part of \
-                 Debian's libc-bin; or give a static runner with --runner)",
-                runner.display()
+                "running ldd to list the shared libraries of {what} (ldd is part of Debian's \
+                 libc-bin{hint})"
             )
         })?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         bail!(
             "ldd {} failed ({}): {}{}",
-            runner.display(),
+            exe.display(),
             out.status,
             text.trim(),
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
     let mut libs: BTreeMap<String, PathBuf> = BTreeMap::new();
-    libs.insert(interp.clone(), PathBuf::from(&interp));
+    libs.insert(interp.to_string(), PathBuf::from(interp));
     for line in text.lines() {
         let line = line.trim();
         let host = if let Some((name, rest)) = line.split_once("=>") {
             let rest = rest.trim();
             if rest.starts_with("not found") {
                 bail!(
-                    "the runner {} needs {}, which is not installed on this machine",
-                    runner.display(),
+                    "{what} needs {}, which is not installed on this machine",
                     name.trim()
                 );
             }
@@ -728,17 +883,14 @@ fn runner_files(runner: &Path) -> Result<Vec<(String, PathBuf)>> {
             libs.insert(host.to_string(), PathBuf::from(host));
         }
     }
+    let mut out = BTreeMap::new();
     for (path, host) in libs {
         if !host.is_file() {
-            bail!(
-                "{}: a library of the runner {} is missing",
-                host.display(),
-                runner.display()
-            );
+            bail!("{}: a library of {what} is missing", host.display());
         }
-        files.push((path.trim_start_matches('/').to_string(), host));
+        out.insert(path.trim_start_matches('/').to_string(), host);
     }
-    Ok(files)
+    Ok(out)
 }
 
 /// For a Linux x86-64 ELF executable: its interpreter (`PT_INTERP`), `None` when static.
@@ -802,6 +954,7 @@ fn write_initrd(
     kernel: &Kernel,
     modules: &Modules,
     runner_files: &[(String, PathBuf)],
+    programs: &ProgramFiles,
     compression: Compression,
     out: &Path,
 ) -> Result<u64> {
@@ -817,6 +970,17 @@ fn write_initrd(
     for (path, host) in runner_files {
         b.add_file(path, Source::path(host), 0o755)?;
     }
+    for (path, (host, mode)) in &programs.files {
+        // The runner's libraries are the programs' too (libc, the dynamic loader).
+        if !runner_files.iter().any(|(p, _)| p == path) {
+            b.add_file(path, Source::path(host), *mode)?;
+        }
+    }
+    for (path, target) in &programs.links {
+        b.add_symlink(path, target)?;
+    }
+    // e2fsprogs and ntfs-3g look at /etc/mtab for what is mounted, as Debian links it.
+    b.add_symlink("etc/mtab", "../proc/self/mounts")?;
     let mut list = String::new();
     for m in &modules.load {
         let plain = plain_module_path(m);
