@@ -233,3 +233,50 @@ fn a_damaged_fat_is_not_written_into() {
     assert_ne!(code, 0, "{err}");
     assert!(err.contains("damaged FAT file system"), "{err}");
 }
+
+/// FAT has no symbolic links: an image holding one (here an absolute link, which images now
+/// carry verbatim) is refused onto a FAT partition with an error naming the link, never
+/// dropped silently; a folder takes it.
+#[cfg(unix)]
+#[test]
+fn a_link_is_refused_onto_fat_and_named() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let disk = d.join("d.img");
+    used_disk::random_disk(&disk, 64 << 20);
+    let (code, _, err) = tsforge(
+        d,
+        &[
+            "disk",
+            "partition",
+            "d.img",
+            "--table",
+            "mbr",
+            "--part",
+            "type=basic,size=rest,fs=fat16",
+            "--yes",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    std::fs::create_dir_all(d.join("src/etc")).unwrap();
+    std::fs::write(d.join("src/a.txt"), b"a").unwrap();
+    std::os::unix::fs::symlink(
+        "/lib/systemd/system/ssh.service",
+        d.join("src/etc/ssh.service"),
+    )
+    .unwrap();
+    let (code, _, err) = tsforge(d, &["capture", "src", "img.tsimg"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = tsforge(d, &["apply", "img.tsimg", "d.img:1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("etc/ssh.service") && err.contains("FAT cannot hold symbolic links"),
+        "{err}"
+    );
+    let (code, _, err) = tsforge(d, &["apply", "img.tsimg", "out"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read_link(d.join("out/etc/ssh.service")).unwrap(),
+        Path::new("/lib/systemd/system/ssh.service")
+    );
+}

@@ -280,3 +280,34 @@ fn verify_names_a_damaged_central_directory_field() {
         );
     }
 }
+
+/// `tsforge capture` of a tree with an absolute link (as in every systemd `*.wants` directory of
+/// a Debian root) and a link climbing above the tree: both are stored verbatim, and `tsforge
+/// apply` recreates them without writing anything outside its target (docs/image-format.md,
+/// *Links*).
+#[cfg(unix)]
+#[test]
+fn absolute_and_climbing_links_are_captured_and_applied_verbatim() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let wants = d.join("src/etc/systemd/system/multi-user.target.wants");
+    fs::create_dir_all(&wants).unwrap();
+    fs::create_dir_all(d.join("outside")).unwrap();
+    std::os::unix::fs::symlink("/lib/systemd/system/ssh.service", wants.join("ssh.service"))
+        .unwrap();
+    std::os::unix::fs::symlink("../../outside", d.join("src/etc/up")).unwrap();
+    let (code, _, err) = tsforge(d, &["capture", "src", "img.tsimg"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = tsforge(d, &["apply", "img.tsimg", "out"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        fs::read_link(d.join("out/etc/systemd/system/multi-user.target.wants/ssh.service"))
+            .unwrap(),
+        Path::new("/lib/systemd/system/ssh.service")
+    );
+    assert_eq!(
+        fs::read_link(d.join("out/etc/up")).unwrap(),
+        Path::new("../../outside")
+    );
+    assert_eq!(fs::read_dir(d.join("outside")).unwrap().count(), 0);
+}

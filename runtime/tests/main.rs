@@ -8,6 +8,8 @@ mod common;
 mod disk_fatbuild;
 mod disk_tools;
 mod image_limits;
+#[cfg(unix)]
+mod image_links;
 mod image_roundtrip;
 #[cfg(unix)]
 mod tools_fsformat;

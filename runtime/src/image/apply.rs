@@ -2,7 +2,8 @@
 //!
 //! The manifest (first entry) is read and checked completely before anything is written:
 //! every path is a [`RelPath`], listed once, inside a directory listed before it; link targets
-//! stay inside the tree; sizes and hashes are well formed. Then directories are created, each
+//! are kept verbatim (the sink never follows a link while writing); sizes and hashes are well
+//! formed. Then directories are created, each
 //! `d/<sha256 prefix>` entry is streamed into its first path while being hashed (a mismatch
 //! removes the file and fails naming it), copied to its other paths, and the central directory
 //! is checked against the entries read. Links and directory times come last, so no file is
@@ -380,7 +381,7 @@ fn check_entry(e: ManifestEntry, index: u32) -> Result<(Item, Option<FileRef>), 
             if e.size.is_some() || e.sha256.is_some() {
                 return Err(bad("a link with a size or hash".into()));
             }
-            check_symlink_target(&item.path, t).map_err(bad)?;
+            check_symlink_target(t).map_err(bad)?;
             item.target = Some(t.into());
         }
     }

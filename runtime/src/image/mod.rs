@@ -14,6 +14,7 @@
 
 mod apply;
 mod capture;
+mod dirfs;
 pub mod fat;
 pub mod format;
 pub mod raw;
