@@ -311,3 +311,118 @@ fn absolute_and_climbing_links_are_captured_and_applied_verbatim() {
     );
     assert_eq!(fs::read_dir(d.join("outside")).unwrap().count(), 0);
 }
+
+/// `capture --exclude/--exclude-from` leave out what matches, and a mount point below SRC is
+/// kept as an empty directory unless `--cross-file-systems` (so capturing a running system's `/`
+/// leaves out /proc, /sys, /dev, /run); everything left out is listed on stderr.
+#[test]
+fn capture_leaves_out_excluded_paths_and_other_file_systems() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let src = d.join("src");
+    for dir in ["cache", "a", "lost+found", "mnt"] {
+        fs::create_dir_all(src.join(dir)).unwrap();
+    }
+    fs::write(src.join("keep.txt"), "kept").unwrap();
+    fs::write(src.join("cache/x"), "cached").unwrap();
+    fs::write(src.join("a/b.tmp"), "temporary").unwrap();
+    fs::write(src.join("a/b.txt"), "kept too").unwrap();
+    fs::write(d.join("list.txt"), "# names to leave out\n\nlost+found\n").unwrap();
+    // A file system mounted below SRC (root only; CI runs as root).
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    assert!(root || !crate::common::required(), "needs root to mount");
+    let mounted = root
+        && Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "tsforge-test",
+                src.join("mnt").to_str().unwrap(),
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+    struct Umount(std::path::PathBuf, bool);
+    impl Drop for Umount {
+        fn drop(&mut self) {
+            if self.1 {
+                let _ = Command::new("umount").arg(&self.0).status();
+            }
+        }
+    }
+    let _guard = Umount(src.join("mnt"), mounted);
+    if mounted {
+        fs::write(src.join("mnt/inner.txt"), "on another file system").unwrap();
+    } else {
+        eprintln!("SKIP the mount part: not root");
+    }
+    let (code, _, err) = tsforge(
+        d,
+        &[
+            "capture",
+            "src",
+            "img.tsimg",
+            "--exclude",
+            "/cache/*",
+            "--exclude",
+            "*.tmp",
+            "--exclude-from",
+            "list.txt",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("left out: cache/x (matches --exclude)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("left out: a/b.tmp (matches --exclude)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("left out: lost+found (matches --exclude)"),
+        "{err}"
+    );
+    let (code, _, err) = tsforge(d, &["apply", "img.tsimg", "out"]);
+    assert_eq!(code, 0, "{err}");
+    let out = d.join("out");
+    assert_eq!(fs::read_to_string(out.join("keep.txt")).unwrap(), "kept");
+    assert_eq!(fs::read_to_string(out.join("a/b.txt")).unwrap(), "kept too");
+    assert!(out.join("cache").is_dir() && !out.join("cache/x").exists());
+    assert!(!out.join("a/b.tmp").exists());
+    assert!(!out.join("lost+found").exists());
+    assert!(out.join("mnt").is_dir());
+    if mounted {
+        assert!(
+            !out.join("mnt/inner.txt").exists(),
+            "crossed into the mount"
+        );
+        let (code, _, err) = tsforge(d, &["capture", "src", "img.tsimg", "--force"]);
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            err.contains("left out: mnt/* (another file system)"),
+            "{err}"
+        );
+        // --cross-file-systems takes it in.
+        let (code, _, err) = tsforge(d, &["capture", "src", "all.tsimg", "--cross-file-systems"]);
+        assert_eq!(code, 0, "{err}");
+        let (code, _, err) = tsforge(d, &["apply", "all.tsimg", "all"]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(
+            fs::read_to_string(d.join("all/mnt/inner.txt")).unwrap(),
+            "on another file system"
+        );
+    }
+    // A partition source has no folder to filter: refused, not ignored.
+    let (code, _, err) = tsforge(
+        d,
+        &["capture", "disk.img:1", "p.tsimg", "--exclude", "*.tmp"],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--exclude, --exclude-from and --cross-file-systems apply to a folder"),
+        "{err}"
+    );
+}

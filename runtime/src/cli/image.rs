@@ -32,6 +32,18 @@ pub struct CaptureConfig {
     /// Overwrite IMAGE if it exists
     #[arg(long)]
     pub force: bool,
+    /// Leave out paths matching PATTERN, with what is below them; repeatable. With a `/` the
+    /// pattern is a path from SRC (`/var/cache/*`), without one it matches a name anywhere
+    /// (`*.tmp`); `*` and `?` do not cross `/` (docs/image-format.md, Capture)
+    #[arg(long = "exclude", value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+    /// Read more --exclude patterns from FILE, one per line (`#` starts a comment line)
+    #[arg(long = "exclude-from", value_name = "FILE")]
+    pub exclude_from: Vec<PathBuf>,
+    /// Also capture what is mounted below SRC (by default a mount point's directory is kept,
+    /// empty: capturing a running system's `/` leaves out /proc, /sys, /dev, /run)
+    #[arg(long)]
+    pub cross_file_systems: bool,
 }
 
 #[derive(Debug, Args)]
@@ -117,7 +129,24 @@ pub fn capture_cmd(c: CaptureConfig) -> Result<Exit> {
         bail!("{} exists; pass --force to overwrite it", c.image.display());
     }
     let source = Location::parse(&c.src.to_string_lossy());
+    let mut exclude = c.exclude.clone();
+    for f in &c.exclude_from {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("reading the exclusion list {}", f.display()))?;
+        exclude.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string),
+        );
+    }
     if !matches!(source, Location::Dir(_)) {
+        if !exclude.is_empty() || c.cross_file_systems {
+            bail!(
+                "--exclude, --exclude-from and --cross-file-systems apply to a folder; {source} \
+                 is a partition or disk (capture its mounted folder instead)"
+            );
+        }
         let opts = image::CaptureOptions {
             name: c.name.clone().unwrap_or_else(|| "Captured image".into()),
             description: c.description.clone(),
@@ -164,10 +193,18 @@ pub fn capture_cmd(c: CaptureConfig) -> Result<Exit> {
         threads: c.threads,
     };
     let mut line = ProgressLine::new("capture");
-    let r = image::capture(&image::DirSource::new(&src), &c.image, &opts, &mut |p| {
-        line.update(p)
-    });
+    let source = image::DirSource::with_filter(
+        &src,
+        image::CaptureFilter {
+            exclude,
+            cross_file_systems: c.cross_file_systems,
+        },
+    );
+    let r = image::capture(&source, &c.image, &opts, &mut |p| line.update(p));
     line.done();
+    for l in source.left_out() {
+        eprintln!("left out: {l}");
+    }
     let info =
         r.with_context(|| format!("capturing {} into {}", c.src.display(), c.image.display()))?;
     eprintln!(

@@ -25,7 +25,8 @@ pub use apply::apply;
 pub use capture::{capture, capture_at};
 pub use format::Compression;
 pub use tree::{
-    DirSink, DirSource, EntryKind, Meta, NullSink, RelPath, SourceEntry, TreeSink, TreeSource,
+    CaptureFilter, DirSink, DirSource, EntryKind, Meta, NullSink, RelPath, SourceEntry, TreeSink,
+    TreeSource,
 };
 
 use anyhow::{Context, Result};

@@ -185,15 +185,96 @@ pub trait TreeSink {
     }
 }
 
-/// A directory to capture.
-#[derive(Debug, Clone)]
-pub struct DirSource(pub PathBuf);
+/// What a directory capture leaves out (`tsforge capture --exclude`, `--exclude-from`,
+/// `--cross-file-systems`).
+#[derive(Debug, Clone, Default)]
+pub struct CaptureFilter {
+    /// Paths left out, with what is below them. A pattern holding a `/` is a path from the
+    /// root of the capture (a leading `/` is optional: `/var/cache/*`); one without matches a
+    /// name at any depth (`*.tmp`, `lost+found`). `*` is any run of characters except `/`, `?`
+    /// one character; letters compare exactly, as Linux file names do.
+    pub exclude: Vec<String>,
+    /// Descend into directories on other file systems (mount points); by default their
+    /// directory is captured, empty, and what is mounted there is left out — so capturing `/`
+    /// of a running system leaves out `/proc`, `/sys`, `/dev`, `/run` and other mounts.
+    pub cross_file_systems: bool,
+}
+
+impl CaptureFilter {
+    /// Does `path` (relative to the root, `/`-separated) match one of the patterns?
+    pub fn excludes(&self, path: &str) -> bool {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        self.exclude.iter().any(|p| {
+            let anchored = p.trim_start_matches('/');
+            if p.contains('/') {
+                wildcard(anchored.trim_end_matches('/'), path)
+            } else {
+                wildcard(p, name)
+            }
+        })
+    }
+}
+
+/// `*` (any run of characters except `/`) and `?` (one character except `/`).
+fn wildcard(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    // Iterative matching with one backtrack point for the last `*`.
+    let (mut i, mut j) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while j < t.len() {
+        if i < p.len() && (p[i] == t[j] || (p[i] == '?' && t[j] != '/')) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some((i, j));
+            i += 1;
+        } else if let Some((si, sj)) = star.filter(|(_, sj)| t[*sj] != '/') {
+            i = si + 1;
+            j = sj + 1;
+            star = Some((si, sj + 1));
+        } else {
+            return false;
+        }
+    }
+    while i < p.len() && p[i] == '*' {
+        i += 1;
+    }
+    i == p.len()
+}
+
+/// A directory to capture, and what to leave out of it.
+#[derive(Debug)]
+pub struct DirSource(
+    pub PathBuf,
+    pub CaptureFilter,
+    std::sync::Mutex<Vec<String>>,
+);
 
 impl DirSource {
     pub fn new(root: impl Into<PathBuf>) -> DirSource {
-        DirSource(root.into())
+        DirSource::with_filter(root, CaptureFilter::default())
     }
-    fn walk(&self, dir: &Path, rel: Option<&RelPath>, out: &mut Vec<SourceEntry>) -> Result<()> {
+    pub fn with_filter(root: impl Into<PathBuf>, filter: CaptureFilter) -> DirSource {
+        DirSource(root.into(), filter, std::sync::Mutex::new(Vec::new()))
+    }
+    /// What the last `entries` left out, one line each (`PATH (matches --exclude)`, `PATH/*
+    /// (another file system)`), so the caller can say so: nothing is left out silently.
+    pub fn left_out(&self) -> Vec<String> {
+        self.2.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+    fn note(&self, line: String) {
+        if let Ok(mut l) = self.2.lock() {
+            l.push(line);
+        }
+    }
+    fn walk(
+        &self,
+        dir: &Path,
+        rel: Option<&RelPath>,
+        root_dev: Option<u64>,
+        out: &mut Vec<SourceEntry>,
+    ) -> Result<()> {
         let rd =
             fs::read_dir(dir).with_context(|| format!("reading directory {}", dir.display()))?;
         for e in rd {
@@ -211,6 +292,10 @@ impl DirSource {
                 Some(r) => r.join(&name),
             }
             .map_err(|e| anyhow::anyhow!("{}: cannot be captured: {e}", full.display()))?;
+            if self.1.excludes(path.as_str()) {
+                self.note(format!("{} (matches --exclude)", path.as_str()));
+                continue;
+            }
             let md = fs::symlink_metadata(&full)
                 .with_context(|| format!("reading metadata of {}", full.display()))?;
             let meta = meta_of(&md);
@@ -239,7 +324,11 @@ impl DirSource {
                     kind: EntryKind::Dir,
                     meta,
                 });
-                self.walk(&full, Some(&path), out)?;
+                if !self.1.cross_file_systems && device(&md) != root_dev {
+                    self.note(format!("{}/* (another file system)", path.as_str()));
+                    continue;
+                }
+                self.walk(&full, Some(&path), root_dev, out)?;
             } else if ft.is_file() {
                 out.push(SourceEntry {
                     path,
@@ -256,6 +345,19 @@ impl DirSource {
         }
         Ok(())
     }
+}
+
+/// The file system (device) an entry is on; `None` where the platform does not say (Windows:
+/// mount points are not looked for there).
+#[cfg(unix)]
+fn device(md: &fs::Metadata) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    Some(md.dev())
+}
+
+#[cfg(not(unix))]
+fn device(_md: &fs::Metadata) -> Option<u64> {
+    None
 }
 
 fn meta_of(md: &fs::Metadata) -> Meta {
@@ -289,8 +391,11 @@ impl TreeSource for DirSource {
         if !md.is_dir() {
             bail!("{} is not a directory", self.0.display());
         }
+        if let Ok(mut l) = self.2.lock() {
+            l.clear();
+        }
         let mut out = Vec::new();
-        self.walk(&self.0, None, &mut out)?;
+        self.walk(&self.0, None, device(&md), &mut out)?;
         Ok(out)
     }
     fn open(&self, path: &RelPath) -> Result<Box<dyn Read + Send + '_>> {
@@ -419,6 +524,46 @@ impl TreeSink for NullSink {
 
 #[cfg(test)]
 mod tests {
+    use super::CaptureFilter;
+
+    #[test]
+    fn exclusion_patterns() {
+        let f = CaptureFilter {
+            exclude: vec![
+                "/var/cache/*".into(),
+                "*.tmp".into(),
+                "lost+found".into(),
+                "home/?ob".into(),
+            ],
+            cross_file_systems: false,
+        };
+        for (path, want) in [
+            ("var/cache/apt", true),
+            ("var/cache", false),
+            ("var/cachet/x", false),
+            ("a/b/c.tmp", true),
+            ("c.tmp", true),
+            ("c.tmpx", false),
+            ("x.tmp/inside", false), // below an excluded directory is never walked
+            ("lost+found", true),
+            ("mnt/lost+found", true),
+            ("home/bob", true),
+            ("home/rob", true),
+            ("home/bobby", false),
+            ("home/b/ob", false),
+        ] {
+            assert_eq!(f.excludes(path), want, "{path}");
+        }
+        // `*` never crosses a `/`.
+        let g = CaptureFilter {
+            exclude: vec!["/etc/*.conf".into()],
+            cross_file_systems: false,
+        };
+        assert!(g.excludes("etc/a.conf"));
+        assert!(!g.excludes("etc/sub/a.conf"));
+        assert!(!CaptureFilter::default().excludes("anything"));
+    }
+
     use super::*;
 
     #[test]
