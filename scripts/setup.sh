@@ -41,6 +41,8 @@ set -euo pipefail
 #   syslinux         the syslinux installer that makes linux USB media boot on BIOS
 #   isolinux         isolinux.bin and isohdpfx.bin: BIOS boot of linux ISOs (and isohybrid)
 #   syslinux-common  ldlinux.c32 and mbr.bin/gptmbr.bin for syslinux and isolinux
+#   mmdebstrap       builds the Debian 12 reference system (scripts/reference-rootfs.sh) that the
+#                    OS image tests and bench/image/os.sh capture and apply
 #   qemu-system-x86 ovmf ipxe-qemu   `tsforge try` and the end-to-end tests (tests/e2e_qemu.rs):
 #                    SeaBIOS, OVMF (UEFI) and the NICs' iPXE ROMs for PXE boots
 DEBIAN_PACKAGES=(
@@ -74,6 +76,7 @@ DEBIAN_PACKAGES=(
     binutils
     busybox-static
     systemd-boot-efi
+    mmdebstrap
     # `tsforge try` and the end-to-end tests (tests/e2e_qemu.rs).
     qemu-system-x86
     ovmf
@@ -146,4 +149,10 @@ for tool in x86_64-w64-mingw32-gcc wine wineserver cargo cargo-fuzz wimlib-image
     # mkfs.* live in /usr/sbin, which a normal user's PATH lacks on Debian (tsforge looks there).
     command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || die "$tool is not on PATH after setup"
 done
+# The Debian 12 reference system under target/reference/ (built once, then cached).
+if [ "$(id -u)" -eq 0 ]; then
+    say "reference system: $(bash "$(dirname "$0")/reference-rootfs.sh")"
+else
+    say "reference system: $("${SUDO[@]}" bash "$(dirname "$0")/reference-rootfs.sh")"
+fi
 say "setup done"
