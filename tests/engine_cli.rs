@@ -526,6 +526,40 @@ fn resume_refuses_a_changed_sequence() {
     assert!(err.contains("different version of this sequence"), "{err}");
 }
 
+/// A run started from the boot medium resumes from a copy of the sequence at another path
+/// (the deployed OS's disk), as long as its steps are the same; the built-ins that describe
+/// where the run is (`_SMSTSInWinPE`, the machine's name and facts, the log folder) are
+/// re-evaluated on resume, and the change is logged.
+#[test]
+fn resume_follows_the_sequence_to_another_path_and_reevaluates_built_ins() {
+    let e = Env::new();
+    let text = "steps:\n  - name: phase 1\n    run: echo %_SMSTSInWinPE% >> phases\n  - name: r\n    type: restart\n  - name: phase 2\n    run: echo %_SMSTSInWinPE% >> phases\n";
+    let medium = e.write("s.yaml", text);
+    let mut first = e.cmd(&[
+        "run",
+        medium.to_str().unwrap(),
+        "--state-dir",
+        "state",
+        "--no-reboot",
+    ]);
+    first.env("TSFORGE_BOOT_ENV", "1");
+    let (code, _, err) = crate::common::output(&mut first);
+    assert_eq!(code, 3, "{err}");
+    std::fs::remove_file(&medium).unwrap();
+    std::fs::create_dir(e.path("os")).unwrap();
+    // The copy keeps its file name: a sequence without a name of its own is named after it.
+    let copy = e.path("os/s.yaml");
+    std::fs::write(&copy, text).unwrap();
+    let (code, _, err) = e.run_seq(&copy, &["--no-reboot"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(lines(&e.read("phases")), vec!["true", "false"]);
+    let log = e.read("state/smsts.log");
+    assert!(
+        log.contains("Built-in variables re-evaluated on resume: _SMSTSInWinPE: true -> false"),
+        "{log}"
+    );
+}
+
 #[test]
 fn dry_run_lists_the_plan_and_changes_nothing() {
     let e = Env::new();

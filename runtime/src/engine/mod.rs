@@ -124,24 +124,49 @@ pub fn load_program(path: &Path, resolver: &Resolver) -> Result<Program> {
     program::compile(&seq, path, resolver).map_err(anyhow::Error::new)
 }
 
+/// The built-in variables that describe where the run is now: the machine's facts
+/// (make, model, addresses, boot mode, …), whether it runs in the boot environment, the
+/// machine's name and the log folder. Set when a run starts and again each time it resumes
+/// (after a restart the run may continue in the deployed OS, under a new name, with new
+/// addresses). `_SMSTSClientGuid` and `_SMSTSPackageName` name the run and stay.
+fn location_vars(log_dir: &Path) -> Vec<(String, String)> {
+    let mut out = crate::machine::hardware_vars();
+    let in_pe = if crate::machine::in_boot_environment() {
+        "true"
+    } else {
+        "false"
+    };
+    out.push(("_SMSTSInWinPE".into(), in_pe.into()));
+    out.push(("_SMSTSMachineName".into(), crate::machine::machine_name()));
+    out.push(("_SMSTSLogPath".into(), log_dir.display().to_string()));
+    out
+}
+
+/// On resume: the built-ins of [`location_vars`] as they are now; returns `name: old -> new`
+/// for each one that changed.
+fn refresh_location_vars(vars: &mut Vars, log_dir: &Path) -> Vec<String> {
+    let mut changed = Vec::new();
+    for (k, v) in location_vars(log_dir) {
+        let old = vars.get(&k).map(str::to_string);
+        if old.as_deref() != Some(v.as_str()) {
+            changed.push(format!(
+                "{k}: {} -> {v}",
+                old.as_deref().unwrap_or("(not set)")
+            ));
+            vars.set(&k, v);
+        }
+    }
+    changed
+}
+
 /// The variables a fresh run starts with: built-ins, the sequence's defaults, then `--var`.
 pub fn initial_vars(program: &Program, opts: &RunOptions, log_dir: &Path) -> Vars {
     let mut vars = Vars::new();
-    for (k, v) in crate::machine::hardware_vars() {
+    for (k, v) in location_vars(log_dir) {
         vars.set(&k, v);
     }
     vars.set("_SMSTSClientGuid", crate::machine::client_guid());
-    vars.set(
-        "_SMSTSInWinPE",
-        if crate::machine::in_boot_environment() {
-            "true"
-        } else {
-            "false"
-        },
-    );
-    vars.set("_SMSTSMachineName", crate::machine::machine_name());
     vars.set("_SMSTSPackageName", program.name.clone());
-    vars.set("_SMSTSLogPath", log_dir.display().to_string());
     vars.set("_SMSTSLastActionSucceeded", "true");
     vars.set("_SMSTSLastActionRetCode", "0");
     for g in &program.global_vars {
@@ -215,6 +240,17 @@ pub fn run(path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
             &mut state,
             &mut logger,
         )?;
+        let changed = refresh_location_vars(&mut state.vars, &log_dir);
+        if !changed.is_empty() {
+            logger.log(
+                Level::Info,
+                COMPONENT,
+                &format!(
+                    "Built-in variables re-evaluated on resume: {}",
+                    changed.join("; ")
+                ),
+            );
+        }
     } else {
         logger.log_parts(
             Level::Info,
@@ -258,7 +294,7 @@ fn load_saved(
 ) -> Result<(Program, State, Option<journal::Torn>)> {
     let state = journal.load_state()?;
     let program = journal.load_program()?;
-    if program.fingerprint() != state.program {
+    if !program.matches(&state.program) {
         bail!(
             "{}: program.json does not match state.json (the state directory was altered); \
              use a new --state-dir to start over",
@@ -268,7 +304,7 @@ fn load_saved(
     let resolver = run_resolver(opts, &state.targets, journal.dir());
     let current = load_program(path, &resolver)
         .with_context(|| format!("reading {} to compare with the saved run", path.display()))?;
-    if current.fingerprint() != state.program {
+    if !current.matches(&state.program) {
         bail!(
             "the state directory {} holds a run of a different version of this sequence \
              (or another sequence); finish it with the file it started with, or use a new \
@@ -277,7 +313,8 @@ fn load_saved(
         );
     }
     let steps = journal.check(&state, &program)?;
-    Ok((program, state, steps.torn))
+    // The sequence as it is now: the same steps, maybe at another path (messages name it).
+    Ok((current, state, steps.torn))
 }
 
 /// A new run: refuse a state folder that holds pieces of another run, compile the sequence,

@@ -633,8 +633,32 @@ fn close(out: &mut Vec<Instr>, enter: usize, name: &str) {
 
 impl Program {
     /// A stable fingerprint of the program (sha256 of its JSON), stored in the journal so a
-    /// state directory is never resumed with a different sequence.
+    /// state directory is never resumed with a different sequence. The files steps came from
+    /// are left out: a run resumes wherever its sequence now is (on the boot medium, then
+    /// copied into the deployed OS), as long as the steps are the same.
     pub fn fingerprint(&self) -> String {
+        let mut located = self.clone();
+        for i in &mut located.instrs {
+            match i {
+                Instr::Enter { file, .. } | Instr::Step { file, .. } => file.clear(),
+                Instr::Exit { .. } => {}
+            }
+        }
+        located.digest()
+    }
+
+    /// The fingerprint journals written before [`Program::fingerprint`] left the files out
+    /// (paths included), so a run started by an older runner still resumes.
+    pub fn located_fingerprint(&self) -> String {
+        self.digest()
+    }
+
+    /// Whether `fingerprint`, from a journal, is this program's.
+    pub fn matches(&self, fingerprint: &str) -> bool {
+        self.fingerprint() == fingerprint || self.located_fingerprint() == fingerprint
+    }
+
+    fn digest(&self) -> String {
         use sha2::{Digest, Sha256};
         let json = serde_json::to_vec(self).expect("a program always serializes to JSON");
         let digest = Sha256::digest(&json);
@@ -652,6 +676,34 @@ mod tests {
             attrs: vec![("name".into(), name.into())],
             ..Default::default()
         })
+    }
+
+    #[test]
+    fn fingerprint_ignores_where_the_sequence_is_but_not_what_it_holds() {
+        let seq = Sequence {
+            items: vec![step("a"), step("b")],
+            ..Default::default()
+        };
+        let on_medium =
+            compile(&seq, Path::new("/media/seq/x.yaml"), &Resolver::default()).unwrap();
+        let in_os = compile(
+            &seq,
+            Path::new("/var/lib/tsforge/x.yaml"),
+            &Resolver::default(),
+        )
+        .unwrap();
+        assert_ne!(on_medium, in_os, "the files differ");
+        assert_eq!(on_medium.fingerprint(), in_os.fingerprint());
+        // A journal written by a runner that kept the paths in the fingerprint still matches.
+        assert!(in_os.matches(&in_os.located_fingerprint()));
+        assert!(!in_os.matches(&on_medium.located_fingerprint()));
+        let other = Sequence {
+            items: vec![step("a"), step("c")],
+            ..Default::default()
+        };
+        let changed =
+            compile(&other, Path::new("/media/seq/x.yaml"), &Resolver::default()).unwrap();
+        assert!(!changed.matches(&on_medium.fingerprint()));
     }
 
     #[test]
