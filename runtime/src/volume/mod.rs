@@ -2,16 +2,27 @@
 //! (a folder, a whole disk, or partition N of a disk), and a location back into an image.
 //! Shared by `tsforge apply`/`capture` and the task-sequence image steps.
 //!
-//! | image kind ([`detect`]) | folder | FAT partition | other partition | whole disk |
+//! What a partition holds is read from its own bytes first ([`fs`]: FAT, ext2/3/4, XFS, NTFS;
+//! anything else is an error naming what was found), with the disk opened read-only.
+//!
+//! | image kind ([`detect`]) | folder | FAT partition | ext2/3/4, XFS or NTFS partition | whole disk |
 //! | --- | --- | --- | --- | --- |
-//! | tsforge image | yes | yes, through `fatfs`, no mount | Linux: mounted (`mount`, root), applied, unmounted | refused |
-//! | WIM | `wimlib-imagex`/DISM | with a scratch folder ([`apply_in`]): extracted there, then as a tsforge image; else refused | block device: `wimlib-imagex` writes NTFS; an image file's partition: as for FAT | refused |
+//! | tsforge image | yes | yes, through `fatfs`, no mount | Linux, root: mounted (`mount -t ext4\|xfs\|ntfs-3g`; an image file's partition through a loop device), applied, unmounted | refused |
+//! | WIM | `wimlib-imagex`/DISM | with a scratch folder ([`apply_in`]): extracted there, then as a tsforge image; else refused | NTFS: `wimlib-imagex` writes the volume itself (NTFS volume mode: security descriptors, streams, reparse points), onto the partition node or, for an image file, a loop device (root); ext2/3/4, XFS: mounted (root), extracted as a folder | refused |
 //! | raw `.img`/`.raw`/`.iso`/`.bin`/`.dd` (`.zst`, `.gz`), or `--raw` | refused | written over the partition | written over the partition | written over the disk |
 //!
 //! Capture reads a folder, a FAT partition (extracted to a scratch folder first, see
-//! `image::fat`, leaving out the `_SMSTaskSequence` folder of a run kept there) or, on Linux, any other partition the kernel can mount (read-only, through
-//! `mount`; image files through a loop device with the partition's offset) into a tsforge
-//! image, or into a WIM when the output ends in `.wim`.
+//! `image::fat`) or, on Linux as root, an ext2/3/4, XFS or NTFS partition (mounted read-only
+//! with its type, through a loop device for an image file) into a tsforge image, or into a WIM
+//! when the output ends in `.wim` (NTFS: read by `wimlib-imagex` from the partition itself,
+//! keeping what a mounted copy loses). The run's state folder `_SMSTaskSequence` at the
+//! partition's root is always left out (the FAT copy removes it, a mount uses a
+//! [`image::CaptureFilter`], a WIM a capture configuration's `[ExclusionList]`) and listed as
+//! left out; ext4's `lost+found` belongs to the file system and is captured.
+//!
+//! Not as root, an apply or capture that needs a mount or loop device fails before anything
+//! is opened for writing, saying so (`disk.img:2 holds ext4: applying to it mounts it, which
+//! needs root; …`).
 
 use crate::disk::{fat, layout, Disk, DiskRange};
 use crate::image::{self, CaptureOptions, DirSink, DirSource, ImageInfo, Progress};
