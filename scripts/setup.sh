@@ -18,7 +18,8 @@ set -euo pipefail
 #   wimtools         wimlib-imagex: WIM apply/capture/info on Linux (runtime/src/image/wim.rs)
 #   ntfs-3g          mkfs.ntfs, and ntfsinfo/ntfsfix that check it in tests (runtime/src/fsformat.rs)
 #   e2fsprogs        mkfs.ext4, and e2fsck/dumpe2fs that check it in tests
-#   xfsprogs         mkfs.xfs (runtime/src/fsformat.rs)
+#   xfsprogs         mkfs.xfs (runtime/src/fsformat.rs), and xfs_repair -n that checks what
+#                    apply wrote onto XFS (tests/fs_partitions.rs, as ntfsfix and e2fsck do)
 #                    e2fsprogs, xfsprogs, dosfstools (mkfs.fat), ntfs-3g (mkntfs, ntfs-3g) and
 #                    wimtools also go into the linux template's initramfs with their libraries
 #                    (builder/src/template/linux.rs): building linux media needs all five
@@ -145,7 +146,7 @@ fi
 
 # Checks that what the tests call is really there.
 for tool in x86_64-w64-mingw32-gcc wine wineserver cargo cargo-fuzz wimlib-imagex xorriso bsdtar cpio \
-    mkfs.ext4 e2fsck tune2fs mkfs.xfs mkfs.fat mkntfs ntfs-3g; do
+    mkfs.ext4 e2fsck tune2fs mkfs.xfs xfs_repair mkfs.fat mkntfs ntfs-3g ntfsfix losetup setpriv; do
     # mkfs.* live in /usr/sbin, which a normal user's PATH lacks on Debian (tsforge looks there).
     command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || die "$tool is not on PATH after setup"
 done

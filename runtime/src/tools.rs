@@ -85,6 +85,9 @@ pub enum Tool {
     Mount,
     /// `umount` (util-linux): unmounts it.
     Umount,
+    /// `losetup` (util-linux): a loop device over a partition of an image file, for
+    /// `wimlib-imagex`'s NTFS volume mode.
+    Losetup,
     /// `xorriso`: reads an ISO image (the runner's medium, a WinPE ISO for the builder).
     Xorriso,
     /// `objcopy` (binutils): strips the runner's debug information for the linux template.
@@ -325,6 +328,13 @@ pub const TOOLS: &[ToolSpec] = &[
         tool: Tool::Umount,
         program: "umount",
         needed_for: "unmounting a partition",
+        source: Source::Debian("mount"),
+        version_arg: Some("--version"),
+    },
+    ToolSpec {
+        tool: Tool::Losetup,
+        program: "losetup",
+        needed_for: "applying or capturing a WIM on an NTFS partition of an image file",
         source: Source::Debian("mount"),
         version_arg: Some("--version"),
     },
@@ -695,6 +705,7 @@ mod tests {
             Reboot,
             Mount,
             Umount,
+            Losetup,
             Xorriso,
             Objcopy,
             Ldd,
@@ -704,7 +715,7 @@ mod tests {
         }
         assert_eq!(
             TOOLS.len(),
-            33,
+            34,
             "one row per Tool, no duplicates: {:?}",
             TOOLS.iter().map(|s| s.program).collect::<Vec<_>>()
         );

@@ -428,6 +428,9 @@ pub fn apply(step: &Step, ctx: &mut Ctx) -> ActionResult {
             }
         ),
     );
+    if let Some(what) = crate::volume::describe(&target) {
+        ctx.log.log(Level::Info, C, &what);
+    }
     if ctx.interrupted {
         if let Err(e) = rebuild_interrupted(&target, ctx, C) {
             return ActionResult::failed(e);

@@ -72,14 +72,28 @@ pub fn capture(step: &Step, ctx: &mut Ctx) -> ActionResult {
         C,
         &format!("Capturing {source} into {}", out.display()),
     );
+    if let Some(what) = crate::volume::describe(&source) {
+        ctx.log.log(Level::Info, C, &what);
+    }
     let scratch = ctx.state_dir.join("scratch");
     let mut rep = Reporter::new(C);
     let mut last = Progress::default();
     let log = &mut *ctx.log;
-    let r = crate::volume::capture(&source, &out, &opts, &scratch, &mut |p| {
-        last = *p;
-        rep.update(log, p);
-    });
+    let mut left_out = Vec::new();
+    let r = crate::volume::capture(
+        &source,
+        &out,
+        &opts,
+        &scratch,
+        &mut |p| {
+            last = *p;
+            rep.update(log, p);
+        },
+        &mut left_out,
+    );
+    for l in left_out {
+        ctx.log.log(Level::Info, C, &format!("Left out: {l}"));
+    }
     match r {
         Ok(info) => {
             let what = info

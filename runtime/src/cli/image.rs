@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
 pub struct CaptureConfig {
-    /// What to capture: a directory, or a FAT partition `DISK:N`
+    /// What to capture: a directory, or a partition `DISK:N` (FAT read directly; ext2/3/4, XFS
+    /// and NTFS mounted read-only, as root)
     #[arg(value_name = "SRC")]
     pub src: PathBuf,
     /// The image to write
@@ -53,7 +54,7 @@ pub struct ApplyConfig {
     pub image: PathBuf,
     /// Where to apply: a directory (created if missing), a partition `DISK:N` (an image
     /// file or device and a 1-based partition number; a tsforge image goes straight into a FAT
-    /// partition), or a whole DISK (raw images)
+    /// partition; ext2/3/4, XFS and NTFS are mounted, as root), or a whole DISK (raw images)
     #[arg(value_name = "TARGET")]
     pub target: PathBuf,
     /// The image to apply from a WIM file
@@ -155,8 +156,19 @@ pub fn capture_cmd(c: CaptureConfig) -> Result<Exit> {
         };
         let scratch = std::env::temp_dir();
         let mut line = ProgressLine::new("capture");
-        let r = volume::capture(&source, &c.image, &opts, &scratch, &mut |p| line.update(p));
+        let mut left_out = Vec::new();
+        let r = volume::capture(
+            &source,
+            &c.image,
+            &opts,
+            &scratch,
+            &mut |p| line.update(p),
+            &mut left_out,
+        );
         line.done();
+        for l in left_out {
+            eprintln!("left out: {l}");
+        }
         r.with_context(|| format!("capturing {source} into {}", c.image.display()))?;
         eprintln!(
             "captured {source} into {} in {:.1} s",

@@ -119,10 +119,41 @@ pub fn capture(
     description: &str,
     compress: &str,
 ) -> Result<()> {
-    let what = format!("capturing {} into {}", src_dir.display(), wim.display());
+    capture_excluding(src_dir, wim, name, description, compress, &[])
+}
+
+/// What `wimlib-imagex capture` leaves out when no `--config` is given (its manual,
+/// wimcapture(1), "--config"); a configuration file replaces that list, so it is repeated in
+/// ours.
+const WIMLIB_DEFAULT_EXCLUSIONS: &[&str] = &[
+    "\\$ntfs.log",
+    "\\hiberfil.sys",
+    "\\pagefile.sys",
+    "\\swapfile.sys",
+    "\\System Volume Information",
+    "\\RECYCLER",
+    "\\$RECYCLE.BIN",
+    "\\$Recycle.Bin",
+    "\\Windows\\CSC",
+];
+
+/// [`capture`], leaving out `exclude` (paths from the root, `/_SMSTaskSequence`; a directory
+/// with what it holds) through a capture configuration file's `[ExclusionList]` (wimlib
+/// `--config=`, DISM `/ConfigFile:`). On Linux `src` may also be a block device holding an
+/// unmounted NTFS volume: wimlib then reads it with libntfs-3g (its "NTFS volume capture"
+/// mode), keeping security descriptors, alternate data streams and reparse points.
+pub fn capture_excluding(
+    src: &Path,
+    wim: &Path,
+    name: &str,
+    description: &str,
+    compress: &str,
+    exclude: &[&str],
+) -> Result<()> {
+    let what = format!("capturing {} into {}", src.display(), wim.display());
     let compression = Compression::parse(compress).with_context(|| what.clone())?;
-    if !src_dir.is_dir() {
-        bail!("{what}: {} is not a directory", src_dir.display());
+    if !src.is_dir() && !is_block_device(src) {
+        bail!("{what}: {} is not a directory", src.display());
     }
     if wim.exists() {
         bail!(
@@ -133,13 +164,50 @@ pub fn capture(
     if name.is_empty() {
         bail!("{what}: the image needs a name");
     }
-    let (tool, args) = capture_args(src_dir, wim, name, description, compression);
+    let config = if exclude.is_empty() {
+        None
+    } else {
+        let mut text = String::from("[ExclusionList]\n");
+        for p in WIMLIB_DEFAULT_EXCLUSIONS.iter().chain(exclude) {
+            text.push_str(p);
+            text.push('\n');
+        }
+        let mut f = tempfile::Builder::new()
+            .prefix("tsforge-wimcapture-")
+            .suffix(".ini")
+            .tempfile()
+            .with_context(|| format!("{what}: writing the capture configuration file"))?;
+        std::io::Write::write_all(&mut f, text.as_bytes())
+            .with_context(|| format!("{what}: writing the capture configuration file"))?;
+        Some(f)
+    };
+    let (tool, args) = capture_args(
+        src,
+        wim,
+        name,
+        description,
+        compression,
+        config.as_ref().map(|f| f.path()),
+    );
     if let Err(e) = tools::run(tool, args, &what) {
         // A failed capture may leave a partial file: never present it as a WIM.
         let _ = std::fs::remove_file(wim);
         return Err(e);
     }
     Ok(())
+}
+
+fn is_block_device(p: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        std::fs::metadata(p).is_ok_and(|m| m.file_type().is_block_device())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = p;
+        false
+    }
 }
 
 /// The images in a WIM file.
@@ -252,12 +320,16 @@ fn capture_args(
     name: &str,
     desc: &str,
     c: Compression,
+    config: Option<&Path>,
 ) -> (Tool, Vec<OsString>) {
     let mut args = vec![os("capture"), os(src), os(wim), os(name)];
     if !desc.is_empty() {
         args.push(os(desc));
     }
     args.push(os(format!("--compress={}", c.wimlib_name())));
+    if let Some(config) = config {
+        args.push(joined("--config=", config));
+    }
     (Tool::WimlibImagex, args)
 }
 
@@ -268,6 +340,7 @@ fn capture_args(
     name: &str,
     desc: &str,
     c: Compression,
+    config: Option<&Path>,
 ) -> (Tool, Vec<OsString>) {
     let mut args = vec![
         os("/English"),
@@ -280,6 +353,9 @@ fn capture_args(
         args.push(os(format!("/Description:{desc}")));
     }
     args.push(os(format!("/Compress:{}", c.dism_name())));
+    if let Some(config) = config {
+        args.push(joined("/ConfigFile:", config));
+    }
     (Tool::Dism, args)
 }
 

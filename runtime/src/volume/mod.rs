@@ -2,16 +2,27 @@
 //! (a folder, a whole disk, or partition N of a disk), and a location back into an image.
 //! Shared by `tsforge apply`/`capture` and the task-sequence image steps.
 //!
-//! | image kind ([`detect`]) | folder | FAT partition | other partition | whole disk |
+//! What a partition holds is read from its own bytes first ([`fs`]: FAT, ext2/3/4, XFS, NTFS;
+//! anything else is an error naming what was found), with the disk opened read-only.
+//!
+//! | image kind ([`detect`]) | folder | FAT partition | ext2/3/4, XFS or NTFS partition | whole disk |
 //! | --- | --- | --- | --- | --- |
-//! | tsforge image | yes | yes, through `fatfs`, no mount | Linux: mounted (`mount`, root), applied, unmounted | refused |
-//! | WIM | `wimlib-imagex`/DISM | with a scratch folder ([`apply_in`]): extracted there, then as a tsforge image; else refused | block device: `wimlib-imagex` writes NTFS; an image file's partition: as for FAT | refused |
+//! | tsforge image | yes | yes, through `fatfs`, no mount | Linux, root: mounted (`mount -t ext4\|xfs\|ntfs-3g`; an image file's partition through a loop device), applied, unmounted | refused |
+//! | WIM | `wimlib-imagex`/DISM | with a scratch folder ([`apply_in`]): extracted there, then as a tsforge image; else refused | NTFS: `wimlib-imagex` writes the volume itself (NTFS volume mode: security descriptors, streams, reparse points), onto the partition node or, for an image file, a loop device (root); ext2/3/4, XFS: mounted (root), extracted as a folder | refused |
 //! | raw `.img`/`.raw`/`.iso`/`.bin`/`.dd` (`.zst`, `.gz`), or `--raw` | refused | written over the partition | written over the partition | written over the disk |
 //!
 //! Capture reads a folder, a FAT partition (extracted to a scratch folder first, see
-//! `image::fat`, leaving out the `_SMSTaskSequence` folder of a run kept there) or, on Linux, any other partition the kernel can mount (read-only, through
-//! `mount`; image files through a loop device with the partition's offset) into a tsforge
-//! image, or into a WIM when the output ends in `.wim`.
+//! `image::fat`) or, on Linux as root, an ext2/3/4, XFS or NTFS partition (mounted read-only
+//! with its type, through a loop device for an image file) into a tsforge image, or into a WIM
+//! when the output ends in `.wim` (NTFS: read by `wimlib-imagex` from the partition itself,
+//! keeping what a mounted copy loses). The run's state folder `_SMSTaskSequence` at the
+//! partition's root is always left out (the FAT copy removes it, a mount uses a
+//! [`image::CaptureFilter`], a WIM a capture configuration's `[ExclusionList]`) and listed as
+//! left out; ext4's `lost+found` belongs to the file system and is captured.
+//!
+//! Not as root, an apply or capture that needs a mount or loop device fails before anything
+//! is opened for writing, saying so (`disk.img:2 holds ext4: applying to it mounts it, which
+//! needs root; …`).
 
 use crate::disk::{fat, layout, Disk, DiskRange};
 use crate::image::{self, CaptureOptions, DirSink, DirSource, ImageInfo, Progress};
@@ -19,9 +30,13 @@ use anyhow::{bail, Context, Result};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+pub mod fs;
 pub mod location;
+mod mount;
 
+pub use fs::FileSystem;
 pub use location::Location;
+use mount::{LoopDevice, Mount, Part};
 
 /// The folder a running sequence keeps its state in on a volume of the deployed disk
 /// (ConfigMgr's name; `engine::home`). Capture leaves it out.
@@ -206,27 +221,50 @@ pub fn apply_in(
             Ok(None)
         }
         (ImageKind::Wim, Location::Partition { disk, number }) => {
-            let d = Disk::open(disk, false)?;
-            if let Some(scratch) = scratch {
-                let fat = !d.is_block_device() || {
-                    let (range, _) = partition_range(&d, *number)?;
-                    fat::open(range).is_ok()
-                };
-                if fat {
-                    drop(d);
-                    return wim_through_folder(image_path, index, target, scratch, progress)
-                        .map(Some);
+            let p = probe(disk, *number)?;
+            let part = p.part(disk, *number);
+            match p.fs {
+                None => match scratch {
+                    Some(scratch) => {
+                        wim_through_folder(image_path, index, target, scratch, progress).map(Some)
+                    }
+                    None => bail!(
+                        "{shown} is a WIM and {target} holds FAT, which wimlib-imagex does not \
+                         write into; apply the WIM to a folder, or from a task sequence (which \
+                         extracts it through the run's scratch folder)"
+                    ),
+                },
+                Some(FileSystem::Ntfs) if part.block_device => {
+                    // wimlib-imagex's NTFS volume mode, straight onto the partition's node.
+                    let node = crate::disk::reread::partition_path(disk, *number);
+                    crate::image::wim::apply(image_path, index, &node)?;
+                    Ok(None)
+                }
+                Some(FileSystem::Ntfs) => {
+                    mount::require_root(
+                        &part,
+                        FileSystem::Ntfs,
+                        "applying a WIM to it writes it through a loop device",
+                        "apply to a folder",
+                    )?;
+                    let lo = LoopDevice::attach(&part, false)?;
+                    crate::image::wim::apply(image_path, index, lo.path())?;
+                    lo.detach()?;
+                    Ok(None)
+                }
+                Some(fs) => {
+                    mount::require_root(
+                        &part,
+                        fs,
+                        "applying to it mounts it",
+                        "apply to a folder",
+                    )?;
+                    let m = Mount::new(&part, fs, false)?;
+                    crate::image::wim::apply(image_path, index, m.dir())?;
+                    m.unmount()?;
+                    Ok(None)
                 }
             }
-            if !d.is_block_device() {
-                bail!(
-                    "{shown} is a WIM: wimlib-imagex writes it onto an NTFS block device or into a \
-                     folder, not into {target} of an image file"
-                );
-            }
-            let node = crate::disk::reread::partition_path(disk, *number);
-            crate::image::wim::apply(image_path, index, &node)?;
-            Ok(None)
         }
         (ImageKind::Wim, Location::Disk(_)) => {
             bail!("{shown} is a WIM; apply it to a partition or a folder, not to {target}")
@@ -309,41 +347,42 @@ pub fn apply_tsforge_stream(
             image::apply(image, &mut sink, progress)
         }
         Location::Partition { disk, number } => {
+            // Read-only first: what the partition holds decides how it is written, and a
+            // partition to be mounted is refused before anything opens it for writing.
+            let p = probe(disk, *number)?;
+            if let Some(fs) = p.fs {
+                let part = p.part(disk, *number);
+                mount::require_root(&part, fs, "applying to it mounts it", "apply to a folder")?;
+                let m = Mount::new(&part, fs, false)?;
+                let mut sink = DirSink::new(m.dir(), true)?;
+                let info = image::apply(image, &mut sink, progress)?;
+                m.unmount()?;
+                return Ok(info);
+            }
             let d = Disk::open(disk, true)?;
             let (range, _) = partition_range(&d, *number)?;
-            let fs = match fat::open(range) {
-                Ok(fs) => {
-                    // Never write into a damaged FAT: `fatfs` trusts what it reads.
-                    let (mut check_range, _) = partition_range(&d, *number)?;
-                    let report = crate::disk::fatcheck::check(&mut check_range)
-                        .with_context(|| format!("checking the FAT file system on {target}"))?;
-                    if !report.is_clean_for_writing() {
-                        let mut found = report.problems.clone();
-                        found.extend(report.after_end.iter().cloned());
-                        let report = crate::disk::fatcheck::Report {
-                            problems: found,
-                            ..Default::default()
-                        };
-                        bail!(
-                            "{target} holds a damaged FAT file system; nothing was written. \
-                             Format it first (a Format and Partition Disk step, or `tsforge disk \
-                             partition`):\n  {}",
-                            report.problems.join("\n  ")
-                        );
-                    }
-                    fs
+            let fs = fat::open(range)
+                .with_context(|| format!("opening the FAT file system of {target}"))?;
+            {
+                // Never write into a damaged FAT: `fatfs` trusts what it reads.
+                let (mut check_range, _) = partition_range(&d, *number)?;
+                let report = crate::disk::fatcheck::check(&mut check_range)
+                    .with_context(|| format!("checking the FAT file system on {target}"))?;
+                if !report.is_clean_for_writing() {
+                    let mut found = report.problems.clone();
+                    found.extend(report.after_end.iter().cloned());
+                    let report = crate::disk::fatcheck::Report {
+                        problems: found,
+                        ..Default::default()
+                    };
+                    bail!(
+                        "{target} holds a damaged FAT file system; nothing was written. \
+                         Format it first (a Format and Partition Disk step, or `tsforge disk \
+                         partition`):\n  {}",
+                        report.problems.join("\n  ")
+                    );
                 }
-                Err(fat_err) => {
-                    let (range, _) = partition_range(&d, *number)?;
-                    let m = Mount::new(disk, &d, &range, false).with_context(|| {
-                        format!("{target} is not FAT ({fat_err:#}) and could not be mounted")
-                    })?;
-                    let mut sink = DirSink::new(m.dir(), true)?;
-                    let info = image::apply(image, &mut sink, progress)?;
-                    m.unmount()?;
-                    return Ok(info);
-                }
-            };
+            }
             let (info, written) = {
                 let mut sink = image::fat::FatSink::new(&fs);
                 let info = image::apply(image, &mut sink, progress)?;
@@ -424,14 +463,16 @@ fn raw_apply(
 }
 
 /// Capture `source` into `out` (a tsforge image, or a WIM when `out` ends in `.wim`).
-/// `scratch` is a folder for extracting FAT partitions. Returns the manifest of a tsforge
-/// image (`None` for a WIM).
+/// `scratch` is a folder for extracting FAT partitions. Every path left out (the run's state
+/// folder `_SMSTaskSequence` at a partition's root) is added to `left_out`, one line each, for
+/// the caller to show. Returns the manifest of a tsforge image (`None` for a WIM).
 pub fn capture(
     source: &Location,
     out: &Path,
     opts: &CaptureOptions,
     scratch: &Path,
     progress: &mut dyn FnMut(&Progress),
+    left_out: &mut Vec<String>,
 ) -> Result<Option<ImageInfo>> {
     let wim = out
         .extension()
@@ -439,38 +480,24 @@ pub fn capture(
     let (dir, _cleanup): (PathBuf, Option<tempfile::TempDir>) = match source {
         Location::Dir(d) => (d.clone(), None),
         Location::Partition { disk, number } => {
+            let p = probe(disk, *number)?;
+            if let Some(fs) = p.fs {
+                return capture_mounted(
+                    &p.part(disk, *number),
+                    fs,
+                    out,
+                    wim,
+                    opts,
+                    progress,
+                    left_out,
+                );
+            }
             let d = Disk::open(disk, false)?;
             let (range, _) = partition_range(&d, *number)?;
             std::fs::create_dir_all(scratch)
                 .with_context(|| format!("creating {}", scratch.display()))?;
-            let fs = match fat::open_checked(range) {
-                Ok(fs) => fs,
-                Err(fat_err) => {
-                    let (range, _) = partition_range(&d, *number)?;
-                    let m = Mount::new(disk, &d, &range, true).with_context(|| {
-                        format!("{source} is not FAT ({fat_err:#}) and could not be mounted")
-                    })?;
-                    let info = if wim {
-                        crate::image::wim::capture(
-                            m.dir(),
-                            out,
-                            &opts.name,
-                            &opts.description,
-                            "xpress",
-                        )?;
-                        None
-                    } else {
-                        Some(image::capture(
-                            &DirSource::new(m.dir()),
-                            out,
-                            opts,
-                            progress,
-                        )?)
-                    };
-                    m.unmount()?;
-                    return Ok(info);
-                }
-            };
+            let fs = fat::open_checked(range)
+                .with_context(|| format!("reading the FAT file system of {source}"))?;
             let tmp = tempfile::Builder::new()
                 .prefix("capture-")
                 .tempdir_in(scratch)
@@ -481,6 +508,7 @@ pub fn capture(
             if state.is_dir() {
                 std::fs::remove_dir_all(&state)
                     .with_context(|| format!("leaving {} out", state.display()))?;
+                left_out.push(STATE_LEFT_OUT.to_string());
             }
             (tmp.path().to_path_buf(), Some(tmp))
         }
@@ -495,83 +523,162 @@ pub fn capture(
     image::capture(&DirSource::new(&dir), out, opts, progress).map(Some)
 }
 
-/// A partition mounted on a temporary folder for the time of an apply or capture (Linux,
-/// root): a block device's partition node, or an image file's range through a loop device
-/// (`mount -o loop,offset=,sizelimit=`). Unmounted by [`Mount::unmount`], or on drop (errors
-/// then only printed, never a panic).
-struct Mount {
-    dir: tempfile::TempDir,
-    mounted: bool,
-}
+/// How a left-out state folder is listed.
+const STATE_LEFT_OUT: &str = "_SMSTaskSequence (the run's state folder)";
 
-impl Mount {
-    fn new(disk_path: &Path, disk: &Disk, range: &DiskRange, read_only: bool) -> Result<Mount> {
-        if !cfg!(target_os = "linux") {
-            bail!("mounting a partition is only done on Linux; apply to or capture a folder");
-        }
-        let dir = tempfile::Builder::new()
-            .prefix("tsforge-mnt-")
-            .tempdir()
-            .context("creating a mount point")?;
-        let mut args: Vec<std::ffi::OsString> = Vec::new();
-        let mut opts = vec![if read_only { "ro" } else { "rw" }.to_string()];
-        let source = if disk.is_block_device() {
-            let number = crate::disk::layout::read_table(disk)?
-                .and_then(|t| {
-                    t.partitions
-                        .into_iter()
-                        .find(|p| p.start == range.offset())
-                        .map(|p| p.number)
-                })
-                .context("finding the partition's number")?;
-            crate::disk::reread::partition_path(disk_path, number)
+/// Capture a partition tsforge mounts (ext2/3/4, XFS, NTFS): mounted read-only and captured
+/// as a folder, leaving out the state folder at its root; an NTFS partition into a WIM is read
+/// by wimlib-imagex itself (NTFS volume mode: security descriptors, alternate data streams and
+/// reparse points kept), through a read-only loop device for an image file.
+fn capture_mounted(
+    part: &Part,
+    fs: FileSystem,
+    out: &Path,
+    wim: bool,
+    opts: &CaptureOptions,
+    progress: &mut dyn FnMut(&Progress),
+    left_out: &mut Vec<String>,
+) -> Result<Option<ImageInfo>> {
+    let exclude = format!("/{STATE_FOLDER}");
+    if wim && fs == FileSystem::Ntfs {
+        let lo = if part.block_device {
+            None
         } else {
-            opts.push("loop".into());
-            opts.push(format!("offset={}", range.offset()));
-            opts.push(format!("sizelimit={}", range.len()));
-            disk_path.to_path_buf()
+            mount::require_root(
+                part,
+                fs,
+                "capturing it into a WIM reads it through a loop device",
+                "capture a folder",
+            )?;
+            Some(LoopDevice::attach(part, true)?)
         };
-        args.push("-o".into());
-        args.push(opts.join(",").into());
-        args.push(source.into_os_string());
-        args.push(dir.path().as_os_str().to_owned());
-        let mount = crate::tools::find(crate::tools::Tool::Mount)?;
-        crate::tools::run_program(&mount, &args, "mounting the partition (needs root)")?;
-        Ok(Mount { dir, mounted: true })
+        let node = match &lo {
+            Some(lo) => lo.path().to_path_buf(),
+            None => crate::disk::reread::partition_path(part.disk, part.number),
+        };
+        crate::image::wim::capture_excluding(
+            &node,
+            out,
+            &opts.name,
+            &opts.description,
+            "xpress",
+            &[&exclude],
+        )?;
+        if let Some(lo) = lo {
+            lo.detach()?;
+        }
+        // wimlib does not say whether the folder was there: the list says so.
+        left_out.push(format!(
+            "{STATE_LEFT_OUT}, if there is one (wimlib's exclusion list)"
+        ));
+        return Ok(None);
     }
+    mount::require_root(part, fs, "capturing it mounts it", "capture a folder")?;
+    let m = Mount::new(part, fs, true)?;
+    let info = if wim {
+        let there = m.dir().join(STATE_FOLDER).exists();
+        crate::image::wim::capture_excluding(
+            m.dir(),
+            out,
+            &opts.name,
+            &opts.description,
+            "xpress",
+            &[&exclude],
+        )?;
+        if there {
+            left_out.push(STATE_LEFT_OUT.to_string());
+        }
+        None
+    } else {
+        let src = DirSource::with_filter(
+            m.dir(),
+            image::CaptureFilter {
+                exclude: vec![exclude.clone()],
+                cross_file_systems: false,
+            },
+        );
+        let r = image::capture(&src, out, opts, progress);
+        for l in src.left_out() {
+            // The one pattern here is the state folder's, not the user's --exclude.
+            left_out.push(if l.starts_with(&format!("{STATE_FOLDER} ")) {
+                STATE_LEFT_OUT.to_string()
+            } else {
+                l
+            });
+        }
+        Some(r?)
+    };
+    m.unmount()?;
+    Ok(info)
+}
 
-    fn dir(&self) -> &Path {
-        self.dir.path()
-    }
+/// What [`probe`] found on a partition: its range, and its file system (`None`: FAT, which
+/// tsforge reads and writes itself).
+struct Probed {
+    fs: Option<FileSystem>,
+    block_device: bool,
+    offset: u64,
+    len: u64,
+}
 
-    fn unmount(mut self) -> Result<()> {
-        self.mounted = false;
-        umount(self.dir.path())
+impl Probed {
+    fn part<'a>(&self, disk: &'a Path, number: u32) -> Part<'a> {
+        Part {
+            disk,
+            number,
+            block_device: self.block_device,
+            offset: self.offset,
+            len: self.len,
+        }
     }
 }
 
-fn umount(dir: &Path) -> Result<()> {
-    let umount = crate::tools::find(crate::tools::Tool::Umount)?;
-    let mut last = None;
-    for _ in 0..5 {
-        match crate::tools::run_program(&umount, &[dir.as_os_str().to_owned()], "unmounting") {
-            Ok(_) => return Ok(()),
-            Err(e) => last = Some(e),
+/// Which file system partition `number` of `disk` holds, read from its own bytes (the disk
+/// opened read-only): FAT (`disk::fat`), or one [`fs::identify`] knows; anything else is an
+/// error naming what was found.
+fn probe(disk: &Path, number: u32) -> Result<Probed> {
+    let d = Disk::open(disk, false)?;
+    let (range, _) = partition_range(&d, number)?;
+    let (offset, len) = (range.offset(), range.len());
+    let block_device = d.is_block_device();
+    let fat_err = match fat::open(range) {
+        Ok(_) => {
+            return Ok(Probed {
+                fs: None,
+                block_device,
+                offset,
+                len,
+            })
         }
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        Err(e) => e,
+    };
+    let shown = Location::Partition {
+        disk: disk.to_path_buf(),
+        number,
+    };
+    let (mut range, _) = partition_range(&d, number)?;
+    let head = fs::read_head(&mut range).with_context(|| format!("reading {shown}"))?;
+    match fs::identify(&head) {
+        Ok(fs) => Ok(Probed {
+            fs: Some(fs),
+            block_device,
+            offset,
+            len,
+        }),
+        Err(what) => bail!("{shown} holds {what} (not FAT: {fat_err:#})"),
     }
-    Err(last.expect("the loop ran at least once"))
 }
 
-impl Drop for Mount {
-    fn drop(&mut self) {
-        if self.mounted {
-            if let Err(e) = umount(self.dir.path()) {
-                eprintln!(
-                    "tsforge: could not unmount {}: {e:#}",
-                    self.dir.path().display()
-                );
-            }
-        }
-    }
+/// What partition `target` holds, for a log line before an apply or capture: `partition 2 of
+/// disk.img holds ext4`; `None` for a folder or a whole disk, or when it
+/// cannot be read (the apply or capture then says why).
+pub fn describe(target: &Location) -> Option<String> {
+    let Location::Partition { disk, number } = target else {
+        return None;
+    };
+    let p = probe(disk, *number).ok()?;
+    Some(match p.fs {
+        None => format!("{target} holds FAT (written and read by tsforge itself, no mount)"),
+        Some(fs) => format!("{target} holds {fs}"),
+    })
 }
