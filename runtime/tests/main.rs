@@ -11,6 +11,7 @@ mod image_limits;
 #[cfg(unix)]
 mod image_links;
 mod image_roundtrip;
+mod image_versions;
 #[cfg(unix)]
 mod tools_fsformat;
 #[cfg(unix)]
