@@ -300,7 +300,7 @@ pub(crate) fn apply_contained(img: &Path) -> String {
 /// An image with the given manifest entries and data entries (name, bytes).
 pub(crate) fn handmade(dir: &Path, entries: serde_json::Value, data: &[(&str, &[u8])]) -> PathBuf {
     let m = serde_json::json!({
-        "format": "tsforge-image", "version": 1, "name": "bad", "description": "",
+        "format": "tsforge-image", "version": 2, "name": "bad", "description": "",
         "created": 0, "tsforge_version": "0", "compression": "none", "entries": entries,
     });
     let json = serde_json::to_vec(&m).unwrap();

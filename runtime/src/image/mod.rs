@@ -17,16 +17,18 @@ mod capture;
 mod dirfs;
 pub mod fat;
 pub mod format;
+mod meta;
 pub mod raw;
 pub mod tree;
 pub mod wim;
+pub mod xattrs;
 
 pub use apply::apply;
 pub use capture::{capture, capture_at};
 pub use format::Compression;
 pub use tree::{
-    CaptureFilter, DirSink, DirSource, EntryKind, Meta, NullSink, RelPath, SourceEntry, TreeSink,
-    TreeSource,
+    CaptureFilter, DirSink, DirSource, EntryKind, Meta, NullSink, OwnerNames, RelPath, SourceEntry,
+    Special, TreeSink, TreeSource,
 };
 
 use anyhow::{Context, Result};
@@ -77,12 +79,22 @@ pub struct ImageInfo {
     pub files: u64,
     pub dirs: u64,
     pub symlinks: u64,
+    /// Hard links: further names of files counted in `files` (manifest version 2).
+    pub hardlinks: u64,
+    /// Device nodes and FIFOs (manifest version 2).
+    pub devices: u64,
+    pub fifos: u64,
     /// Size of all files (every path counted).
     pub total_bytes: u64,
     /// Size of the distinct contents (what single-instance storage keeps), uncompressed.
     pub stored_bytes: u64,
     /// Size of the image (bytes read for `apply` from a stream).
     pub image_bytes: u64,
+    /// What `apply` could not apply and skipped, one summary line each (not running as root:
+    /// owners, device nodes, privileged extended attributes). Callers must show them (the CLI
+    /// on stderr, the task sequence steps in their log); empty for `capture`, `info`, `verify`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Reads only the manifest of the image at `path` (fast: the manifest is the first entry).
