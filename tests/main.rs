@@ -21,6 +21,8 @@ mod fat_apply;
 mod fidelity_rules;
 mod hooks;
 mod image_cli;
+#[cfg(target_os = "linux")]
+mod image_meta_cli;
 mod media_trust;
 mod run_task_sequence;
 mod secrets;
