@@ -10,6 +10,8 @@ mod disk_tools;
 mod image_limits;
 #[cfg(unix)]
 mod image_links;
+#[cfg(unix)]
+mod image_meta;
 mod image_roundtrip;
 mod image_versions;
 #[cfg(unix)]
