@@ -1,16 +1,21 @@
 //! The tsforge image format: capture a file tree into an image, apply an image to a file tree.
 //!
-//! An image is a ZIP archive: first a JSON manifest (`tsforge-image.json`) listing every path
-//! with its size, sha256, mode, time and link target, then each distinct content once as
+//! An image is a ZIP archive: first a JSON manifest (`tsforge-image.json`, version 2) listing
+//! every path with its size, sha256, mode, owner, extended attributes, time and link target
+//! (and hard links, device nodes, FIFOs, sparse files), then each distinct content once as
 //! `d/<sha256 prefix>` (zstd, deflate or stored), then the usual central directory. Because the
 //! manifest comes first, [`apply`] reads the archive once, front to back (a file today, a pipe
 //! or an HTTP stream later), and checks every content against its sha256 as it writes it.
 //! The full specification, and the reasons for each choice, are in `docs/image-format.md`.
 //!
 //! Trees are reached through [`TreeSource`] and [`TreeSink`] ([`DirSource`] and [`DirSink`]
-//! for directories; the FAT file system of the disk layer plugs in the same way). Not kept:
-//! owners (uid/gid), ACLs, extended attributes, hard links (each link becomes a file; the
-//! content is still stored once), devices, FIFOs and sockets (capture refuses them).
+//! for directories; the FAT file system of the disk layer plugs in the same way). A Linux
+//! operating system's tree is kept whole: numeric owners (applied as root; not root, they are
+//! skipped with one summary warning in [`ImageInfo::warnings`]), setuid/setgid/sticky,
+//! extended attributes (`security.*`, `trusted.*`, `user.*`, POSIX ACLs), hard links, device
+//! nodes, FIFOs, holes of sparse files. Not kept: sockets (left out, listed by
+//! [`DirSource::left_out`]), access and creation times, and what Windows needs beyond that
+//! (security descriptors, streams, reparse points: Windows travels as WIM, see [`wim`]).
 
 mod apply;
 mod capture;
