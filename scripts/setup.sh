@@ -67,6 +67,11 @@ DEBIAN_PACKAGES=(
     xorriso
     libarchive-tools
     cpio
+    # Image format version 2 tests (tests/image_meta_cli.rs): setfattr/getfattr, setfacl/getfacl
+    # to make and compare extended attributes and ACLs, rsync -aHAXc as the independent check.
+    attr
+    acl
+    rsync
     # USB images with BIOS boot (builder output tests): `syslinux --install --offset` and
     # mbr.bin/gptmbr.bin (syslinux-common); isolinux gives isohdpfx.bin for hybrid ISOs.
     syslinux

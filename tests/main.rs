@@ -22,6 +22,8 @@ mod fidelity_rules;
 mod fs_partitions;
 mod hooks;
 mod image_cli;
+#[cfg(target_os = "linux")]
+mod image_meta_cli;
 mod media_trust;
 mod run_task_sequence;
 mod secrets;

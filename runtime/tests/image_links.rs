@@ -3,8 +3,9 @@
 //! (docs/image-format.md, *Links* and *Existing target*). Each test keeps an `outside` directory
 //! beside the target and checks that it stays empty.
 //!
-//! Hard links are not tested: the format has none (capture stores each hard-linked path as a
-//! file of its own), so an image cannot hold a hard link to a path outside the target.
+//! Hard links (manifest version 2) are tested in `image_meta.rs`: a hard link names an earlier
+//! file of the image, never a path outside it; here the sink is checked not to create one (or
+//! a FIFO) through a link of the target.
 
 use crate::image_roundtrip::{capture_tree, file_entry, handmade, sha};
 use std::fs;
@@ -201,7 +202,9 @@ fn the_directory_sink_never_writes_through_a_link() {
     let meta = Meta {
         mode: Some(0o777),
         mtime_ns: Some(0),
+        ..Meta::default()
     };
+    fs::write(target.join("f"), b"x").unwrap();
     for l in ["abs", "rel"] {
         let p = |s: &str| RelPath::new(&format!("{l}/{s}")).unwrap();
         let mut errors = Vec::new();
@@ -224,6 +227,16 @@ fn the_directory_sink_never_writes_through_a_link() {
         errors.push(format!(
             "{:#}",
             sink.set_times(&p("sub"), &meta).unwrap_err()
+        ));
+        let f = RelPath::new("f").unwrap();
+        errors.push(format!(
+            "{:#}",
+            sink.hardlink(&p("h"), &f, &meta).unwrap_err()
+        ));
+        errors.push(format!(
+            "{:#}",
+            sink.special(&p("fifo"), image::Special::Fifo, &meta)
+                .unwrap_err()
         ));
         errors.push(format!(
             "{:#}",

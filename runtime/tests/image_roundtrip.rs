@@ -300,20 +300,24 @@ pub(crate) fn apply_contained(img: &Path) -> String {
 /// An image with the given manifest entries and data entries (name, bytes).
 pub(crate) fn handmade(dir: &Path, entries: serde_json::Value, data: &[(&str, &[u8])]) -> PathBuf {
     let m = serde_json::json!({
-        "format": "tsforge-image", "version": 1, "name": "bad", "description": "",
+        "format": "tsforge-image", "version": 2, "name": "bad", "description": "",
         "created": 0, "tsforge_version": "0", "compression": "none", "entries": entries,
     });
-    let json = serde_json::to_vec(&m).unwrap();
+    handmade_manifest(dir, &serde_json::to_vec(&m).unwrap(), data)
+}
+
+/// An image with the manifest text `json` (any bytes) and the given data entries.
+pub(crate) fn handmade_manifest(dir: &Path, json: &[u8], data: &[(&str, &[u8])]) -> PathBuf {
     let p = dir.join("handmade.zip");
     let f = fs::File::create(&p).unwrap();
     let mut zw = ZipWriter::new(f, 0);
     let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::new(6));
-    std::io::Write::write_all(&mut enc, &json).unwrap();
+    std::io::Write::write_all(&mut enc, json).unwrap();
     let packed = enc.finish().unwrap();
     zw.add(
         "tsforge-image.json",
         METHOD_DEFLATE,
-        crc32fast::hash(&json),
+        crc32fast::hash(json),
         json.len() as u64,
         &packed,
     )

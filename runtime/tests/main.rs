@@ -10,7 +10,10 @@ mod disk_tools;
 mod image_limits;
 #[cfg(unix)]
 mod image_links;
+#[cfg(unix)]
+mod image_meta;
 mod image_roundtrip;
+mod image_versions;
 #[cfg(unix)]
 mod tools_fsformat;
 #[cfg(unix)]

@@ -461,6 +461,10 @@ pub fn apply(step: &Step, ctx: &mut Ctx) -> ActionResult {
     };
     match r {
         Ok(info) => {
+            for w in info.iter().flat_map(|i| &i.warnings) {
+                ctx.log
+                    .log(Level::Warning, C, &format!("{}: {w}", image.display()));
+            }
             let summary = rep.line(&last);
             let what = info
                 .map(|i| format!(" ({} files, image {:?})", i.files, i.name))

@@ -96,6 +96,9 @@ pub fn capture(step: &Step, ctx: &mut Ctx) -> ActionResult {
     }
     match r {
         Ok(info) => {
+            for w in info.iter().flat_map(|i| &i.warnings) {
+                ctx.log.log(Level::Warning, C, w);
+            }
             let what = info
                 .map(|i| {
                     format!(

@@ -118,6 +118,13 @@ fn print_info(info: &crate::image::ImageInfo, out: &mut dyn Write) -> std::io::R
         "entries:        {} files, {} directories, {} links",
         info.files, info.dirs, info.symlinks
     )?;
+    if info.hardlinks + info.devices + info.fifos > 0 {
+        writeln!(
+            out,
+            "                {} hard links, {} device nodes, {} FIFOs",
+            info.hardlinks, info.devices, info.fifos
+        )?;
+    }
     writeln!(out, "total bytes:    {}", info.total_bytes)?;
     writeln!(out, "distinct bytes: {}", info.stored_bytes)?;
     writeln!(out, "image bytes:    {}", info.image_bytes)
@@ -166,10 +173,13 @@ pub fn capture_cmd(c: CaptureConfig) -> Result<Exit> {
             &mut left_out,
         );
         line.done();
-        for l in left_out {
+for l in left_out {
             eprintln!("left out: {l}");
         }
-        r.with_context(|| format!("capturing {source} into {}", c.image.display()))?;
+        let info = r.with_context(|| format!("capturing {source} into {}", c.image.display()))?;
+        for w in info.iter().flat_map(|i| &i.warnings) {
+            eprintln!("{w}");
+        }
         eprintln!(
             "captured {source} into {} in {:.1} s",
             c.image.display(),
@@ -246,7 +256,10 @@ pub fn apply_cmd(c: ApplyConfig) -> Result<Exit> {
             line.update(p)
         });
         line.done();
-        res.with_context(|| format!("applying {} to {target}", c.image.display()))?;
+        let info = res.with_context(|| format!("applying {} to {target}", c.image.display()))?;
+        for w in info.iter().flat_map(|i| &i.warnings) {
+            eprintln!("warning: {w}");
+        }
         eprintln!(
             "applied {} to {target} in {:.1} s",
             c.image.display(),
@@ -268,6 +281,9 @@ pub fn apply_cmd(c: ApplyConfig) -> Result<Exit> {
             c.target.display()
         )
     })?;
+    for w in &info.warnings {
+        eprintln!("warning: {w}");
+    }
     eprintln!(
         "applied {} files ({} MiB) to {} in {:.1} s",
         info.files,

@@ -7,7 +7,8 @@
 //! `d/<sha256 prefix>` entry is streamed into its first path while being hashed (a mismatch
 //! removes the file and fails naming it), copied to its other paths, and the central directory
 //! is checked against the entries read. Links and directory times come last, so no file is
-//! ever written through a link.
+//! ever written through a link. Hard links, device nodes and FIFOs come after the contents
+//! and before the links: a hard link names a file listed before it, complete by then.
 //!
 //! The manifest is parsed as it is decompressed, each entry checked and turned into a compact
 //! [`Item`] at once, within the limits of `format` ([`MAX_MANIFEST`] bytes, [`MAX_ENTRIES`]
@@ -16,10 +17,11 @@
 
 use super::format::{
     self, Compression, Counted, EntryType, LocalHeader, ManifestEntry, Next, DATA_PREFIX,
-    FORMAT_ID, FORMAT_VERSION, MANIFEST_NAME, MAX_ENTRIES, MAX_MANIFEST, METHOD_DEFLATE,
-    METHOD_STORED, METHOD_ZSTD, NAME_DIGITS,
+    FORMAT_ID, MANIFEST_NAME, MAX_ENTRIES, MAX_MANIFEST, METHOD_DEFLATE, METHOD_STORED,
+    METHOD_ZSTD, NAME_DIGITS, READ_VERSIONS,
 };
-use super::tree::{check_symlink_target, Meta, RelPath, TreeSink};
+use super::tree::{check_symlink_target, Meta, RelPath, Special, TreeSink};
+use super::xattrs;
 use super::{ImageInfo, Progress};
 use crate::sys::{hex, BUFFER_SIZE};
 use anyhow::{bail, Context, Result};
@@ -37,8 +39,17 @@ pub(super) struct Item {
     kind: EntryType,
     meta: Meta,
     size: u64,
+    /// Symbolic links: the target; hard links: the path of the file they name.
     target: Option<Box<str>>,
+    /// Device nodes: (major, minor). Hard links: (index of the target's item, 0).
+    dev: (u32, u32),
 }
+
+/// Largest device numbers Linux has: a 12-bit major and a 20-bit minor (the kernel's
+/// `dev_t`, `MINORBITS` = 20 in include/linux/kdev_t.h). Larger numbers in a manifest are
+/// corrupt.
+pub const MAX_MAJOR: u32 = (1 << 12) - 1;
+pub const MAX_MINOR: u32 = (1 << 20) - 1;
 
 /// A file with content: its sha256, its size and its index in the manifest.
 struct FileRef {
@@ -68,6 +79,7 @@ pub(super) struct Plan {
 impl Plan {
     pub(super) fn info(&self) -> ImageInfo {
         let count = |k| self.items.iter().filter(|i| i.kind == k).count() as u64;
+        let devices = count(EntryType::Chardev) + count(EntryType::Blockdev);
         ImageInfo {
             name: self.name.clone(),
             description: self.description.clone(),
@@ -77,6 +89,9 @@ impl Plan {
             files: count(EntryType::File),
             dirs: count(EntryType::Dir),
             symlinks: count(EntryType::Symlink),
+            hardlinks: count(EntryType::Hardlink),
+            devices,
+            fifos: count(EntryType::Fifo),
             total_bytes: self
                 .items
                 .iter()
@@ -84,6 +99,7 @@ impl Plan {
             stored_bytes: (0..self.contents.len())
                 .fold(0u64, |t, c| t.saturating_add(self.run(c)[0].size)),
             image_bytes: 0,
+            warnings: Vec::new(),
         }
     }
 
@@ -151,6 +167,7 @@ fn decode_hex(s: &str, out: &mut [u8]) -> Option<()> {
 #[serde(deny_unknown_fields)]
 struct ManifestIn {
     format: String,
+    #[serde(deserialize_with = "version_seen")]
     version: u32,
     name: String,
     description: String,
@@ -158,6 +175,32 @@ struct ManifestIn {
     tsforge_version: String,
     compression: Compression,
     entries: Entries,
+}
+
+thread_local! {
+    /// The `version` of the manifest being read, once the parser has passed it (capture writes
+    /// it before the entries): entries of a newer format are then skipped unread, so the
+    /// error says "a newer format" rather than naming a field this tsforge does not know.
+    static VERSION_SEEN: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
+}
+
+fn version_seen<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let v = u32::deserialize(d)?;
+    VERSION_SEEN.with(|s| s.set(Some(v)));
+    Ok(v)
+}
+
+/// The error for a manifest `version` this tsforge does not read.
+fn version_error(v: u32) -> String {
+    let newest = READ_VERSIONS[READ_VERSIONS.len() - 1];
+    if v > newest {
+        format!(
+            "the image has manifest version {v}, a newer format than this tsforge reads \
+             (versions 1 to {newest}): apply it with a newer tsforge"
+        )
+    } else {
+        format!("the image has manifest version {v}, which no tsforge writes: it is corrupt")
+    }
 }
 
 /// The entries of a manifest being read. The first entry that is wrong stops the building
@@ -183,6 +226,11 @@ impl<'de> Deserialize<'de> for Entries {
                 mut seq: A,
             ) -> Result<Entries, A::Error> {
                 let mut out = Entries::default();
+                if let Some(v) = VERSION_SEEN.with(|s| s.get()) {
+                    if !READ_VERSIONS.contains(&v) {
+                        out.error = Some(version_error(v));
+                    }
+                }
                 loop {
                     if out.error.is_some() {
                         if seq.next_element::<serde::de::IgnoredAny>()?.is_none() {
@@ -293,6 +341,7 @@ pub(super) fn read_manifest(r: &mut Counted) -> Result<Plan> {
         );
     }
     let end = r.pos.saturating_add(h.csize);
+    VERSION_SEEN.with(|s| s.set(None));
     let (parsed, n, crc) = {
         let dec = decoder(r, &h)?;
         let mut c = Crc {
@@ -330,13 +379,77 @@ pub(super) fn read_manifest(r: &mut Counted) -> Result<Plan> {
 }
 
 /// Checks one manifest entry on its own and turns it into an [`Item`] (and a [`FileRef`] for
-/// a file with content).
+/// a file with content): the fields its type may have, and their values.
 fn check_entry(e: ManifestEntry, index: u32) -> Result<(Item, Option<FileRef>), String> {
     let bad = |what: String| format!("manifest entry {:?}: {what}", shorten(&e.path));
     let path = RelPath::new(&e.path).map_err(bad)?;
+    // The fields each type may have (beyond path and type); any other is refused, so nothing
+    // in a manifest is silently ignored.
+    let allowed: &[&str] = match e.kind {
+        EntryType::Dir => &["mode", "mtime_ns", "owner", "xattrs"],
+        EntryType::File => &[
+            "size", "sha256", "mode", "mtime_ns", "owner", "xattrs", "sparse",
+        ],
+        EntryType::Symlink => &["target", "mode", "mtime_ns", "owner", "xattrs"],
+        EntryType::Hardlink => &["target"],
+        EntryType::Chardev | EntryType::Blockdev => {
+            &["major", "minor", "mode", "mtime_ns", "owner", "xattrs"]
+        }
+        EntryType::Fifo => &["mode", "mtime_ns", "owner", "xattrs"],
+    };
+    let owner = e.uid.is_some() || e.gid.is_some() || e.user.is_some() || e.group.is_some();
+    let present = [
+        ("size", e.size.is_some()),
+        ("sha256", e.sha256.is_some()),
+        ("target", e.target.is_some()),
+        ("mode", e.mode.is_some()),
+        ("mtime_ns", e.mtime_ns.is_some()),
+        ("owner", owner),
+        ("xattrs", e.xattrs.is_some()),
+        ("sparse", e.sparse.is_some()),
+        ("major", e.major.is_some()),
+        ("minor", e.minor.is_some()),
+    ];
+    if let Some((field, _)) = present.iter().find(|(f, p)| *p && !allowed.contains(f)) {
+        let field = match *field {
+            "owner" => "uid, gid, user or group",
+            f => f,
+        };
+        return Err(bad(format!(
+            "a {} entry cannot have a {field} field{}",
+            e.kind.as_str(),
+            if e.kind == EntryType::Hardlink {
+                " (a hard link shares its target's metadata)"
+            } else {
+                ""
+            }
+        )));
+    }
+    let mut xattrs = Vec::new();
+    for (name, value) in e.xattrs.iter().flatten() {
+        xattrs::check_name(name).map_err(bad)?;
+        let v = xattrs::decode(value).ok_or_else(|| {
+            bad(format!(
+                "the value of extended attribute {name} is not base64 (RFC 4648, with padding)"
+            ))
+        })?;
+        if v.len() > xattrs::VALUE_MAX {
+            return Err(bad(format!(
+                "extended attribute {name} has a value of {} bytes, more than Linux allows \
+                 ({})",
+                v.len(),
+                xattrs::VALUE_MAX
+            )));
+        }
+        xattrs.push((name.clone(), v));
+    }
     let meta = Meta {
         mode: e.mode.map(|m| m & 0o7777),
         mtime_ns: e.mtime_ns,
+        uid: e.uid,
+        gid: e.gid,
+        xattrs,
+        sparse: e.sparse == Some(true),
     };
     let mut item = Item {
         path,
@@ -344,19 +457,13 @@ fn check_entry(e: ManifestEntry, index: u32) -> Result<(Item, Option<FileRef>), 
         meta,
         size: 0,
         target: None,
+        dev: (0, 0),
     };
     let mut file = None;
     match e.kind {
-        EntryType::Dir => {
-            if e.size.is_some() || e.sha256.is_some() || e.target.is_some() {
-                return Err(bad("a directory with a size, hash or target".into()));
-            }
-        }
+        EntryType::Dir | EntryType::Fifo => {}
         EntryType::File => {
             let size = e.size.ok_or_else(|| bad("a file without a size".into()))?;
-            if e.target.is_some() {
-                return Err(bad("a file with a link target".into()));
-            }
             item.size = size;
             match (&e.sha256, size) {
                 (None, 0) => {}
@@ -378,11 +485,35 @@ fn check_entry(e: ManifestEntry, index: u32) -> Result<(Item, Option<FileRef>), 
                 .target
                 .as_deref()
                 .ok_or_else(|| bad("a link without a target".into()))?;
-            if e.size.is_some() || e.sha256.is_some() {
-                return Err(bad("a link with a size or hash".into()));
-            }
             check_symlink_target(t).map_err(bad)?;
             item.target = Some(t.into());
+        }
+        EntryType::Hardlink => {
+            let t = e
+                .target
+                .as_deref()
+                .ok_or_else(|| bad("a hard link without a target".into()))?;
+            let t = RelPath::new(t).map_err(|w| {
+                bad(format!(
+                    "hard link target {:?}: {w} (a hard link names a path of the image)",
+                    shorten(t)
+                ))
+            })?;
+            item.target = Some(t.as_str().into());
+        }
+        EntryType::Chardev | EntryType::Blockdev => {
+            let (Some(major), Some(minor)) = (e.major, e.minor) else {
+                return Err(bad(
+                    "a device node without a major and a minor number".into()
+                ));
+            };
+            if major > MAX_MAJOR || minor > MAX_MINOR {
+                return Err(bad(format!(
+                    "device number {major}:{minor} is out of range (Linux has majors up to \
+                     {MAX_MAJOR} and minors up to {MAX_MINOR})"
+                )));
+            }
+            item.dev = (major, minor);
         }
     }
     Ok((item, file))
@@ -394,12 +525,8 @@ fn check_manifest(m: ManifestIn, header: LocalHeader) -> Result<Plan> {
     if m.format != FORMAT_ID {
         bail!("the manifest's format is {:?}, not {FORMAT_ID:?}", m.format);
     }
-    if m.version != FORMAT_VERSION {
-        bail!(
-            "the image has format version {}; this tsforge reads version {FORMAT_VERSION} \
-             (use a newer tsforge)",
-            m.version
-        );
+    if !READ_VERSIONS.contains(&m.version) {
+        bail!(version_error(m.version));
     }
     let Entries {
         mut items,
@@ -437,6 +564,7 @@ fn check_manifest(m: ManifestIn, header: LocalHeader) -> Result<Plan> {
             .ok()
             .map(|k| order[k] as usize)
     };
+    let mut links = Vec::new();
     for (i, it) in items.iter().enumerate() {
         if let Some((parent, _)) = it.path.as_str().rsplit_once('/') {
             match find(parent) {
@@ -445,6 +573,38 @@ fn check_manifest(m: ManifestIn, header: LocalHeader) -> Result<Plan> {
                     return Err(bad(
                         i,
                         format!("{parent} is not a directory listed before it"),
+                    ))
+                }
+            }
+        }
+        // A hard link names a file of the image that comes before it: never a path outside
+        // the image (the target is a checked relative path), a directory, a link, a device or
+        // another hard link, so `linkat` only ever links a file apply has just written.
+        if let (EntryType::Hardlink, Some(t)) = (it.kind, &it.target) {
+            match find(t) {
+                Some(j) if j < i && items[j].kind == EntryType::File => links.push((i, j)),
+                Some(j) if j < i => {
+                    return Err(bad(
+                        i,
+                        format!(
+                            "hard link target {t} is a {} entry; a hard link must name a file",
+                            items[j].kind.as_str()
+                        ),
+                    ))
+                }
+                Some(_) => {
+                    return Err(bad(
+                        i,
+                        format!(
+                            "hard link target {t} comes after the link; it must be a file \
+                             listed before it"
+                        ),
+                    ))
+                }
+                None => {
+                    return Err(bad(
+                        i,
+                        format!("hard link target {t} is not a path of the image"),
                     ))
                 }
             }
@@ -471,6 +631,9 @@ fn check_manifest(m: ManifestIn, header: LocalHeader) -> Result<Plan> {
             }
             _ => contents.push(k as u32),
         }
+    }
+    for (i, j) in links {
+        items[i].dev = (j as u32, 0);
     }
     Ok(Plan {
         name: m.name,
@@ -671,6 +834,25 @@ pub fn apply(
     }
     format::read_central(&mut r, &entries)?;
 
+    // Every file is complete: hard links, device nodes and FIFOs, then links.
+    for it in &plan.items {
+        match (it.kind, &it.target) {
+            (EntryType::Hardlink, _) => {
+                let target = &plan.items[it.dev.0 as usize];
+                sink.hardlink(&it.path, &target.path, &target.meta)?;
+            }
+            (EntryType::Chardev | EntryType::Blockdev, _) => {
+                let kind = Special::Device {
+                    block: it.kind == EntryType::Blockdev,
+                    major: it.dev.0,
+                    minor: it.dev.1,
+                };
+                sink.special(&it.path, kind, &it.meta)?;
+            }
+            (EntryType::Fifo, _) => sink.special(&it.path, Special::Fifo, &it.meta)?,
+            _ => {}
+        }
+    }
     for it in &plan.items {
         if let (EntryType::Symlink, Some(t)) = (it.kind, &it.target) {
             sink.symlink(&it.path, t, &it.meta)?;
@@ -682,6 +864,7 @@ pub fn apply(
         }
     }
     sink.finish()?;
+    info.warnings = sink.warnings();
     info.image_bytes = r.pos;
     progress(&p);
     Ok(info)

@@ -11,7 +11,7 @@ use super::format::{
     Compression, EntryType, Manifest, ManifestEntry, ZipWriter, FORMAT_ID, FORMAT_VERSION,
     MANIFEST_NAME, METHOD_DEFLATE, METHOD_STORED, METHOD_ZSTD,
 };
-use super::tree::{EntryKind, RelPath, SourceEntry, TreeSource};
+use super::tree::{EntryKind, OwnerNames, RelPath, SourceEntry, Special, TreeSource};
 use super::{CaptureOptions, ImageInfo, Progress};
 use crate::sys::{hex, BUFFER_SIZE};
 use anyhow::{bail, Context, Result};
@@ -153,7 +153,8 @@ fn capture_to(
     c.report();
 
     // The manifest, the archive's first entry.
-    let (m, ndirs, nlinks) = manifest(&entries, &files, &hashes, opts, created);
+    let names = src.owner_names();
+    let (m, counts) = manifest(&entries, &files, &hashes, &names, opts, created);
     let json = serde_json::to_vec(&m).context("serializing the manifest")?;
     let mut zw = c.create_archive(&json, created)?;
 
@@ -167,20 +168,44 @@ fn capture_to(
         tsforge_version: m.tsforge_version,
         compression: m.compression,
         files: files_total,
-        dirs: ndirs,
-        symlinks: nlinks,
+        dirs: counts.dirs,
+        symlinks: counts.symlinks,
+        hardlinks: counts.hardlinks,
+        devices: counts.devices,
+        fifos: counts.fifos,
         total_bytes,
         stored_bytes,
         image_bytes,
+        // What the source left out is the source's to report (`TreeSource::left_out`): the
+        // callers list it (stderr, smsts.log) next to the options that caused it.
+        warnings: Vec::new(),
     })
 }
 
-/// The source's entries in [`path_order`]; a path listed twice is refused.
+/// The source's entries in [`path_order`]; a path listed twice is refused. The names of a
+/// file with several (same [`SourceEntry::inode`]) become one `File`, the first in path
+/// order, and `Hardlink`s to it: their content is read once.
 fn sorted_entries(src: &dyn TreeSource) -> Result<Vec<SourceEntry>> {
     let mut entries = src.entries()?;
     entries.sort_by(|a, b| path_order(&a.path, &b.path));
     if let Some(w) = entries.windows(2).find(|w| w[0].path == w[1].path) {
         bail!("the source lists {} twice", w[0].path);
+    }
+    let mut first: HashMap<(u64, u64), RelPath> = HashMap::new();
+    for e in &mut entries {
+        let (Some(key), EntryKind::File { .. }) = (e.inode, &e.kind) else {
+            continue;
+        };
+        match first.get(&key) {
+            Some(target) => {
+                e.kind = EntryKind::Hardlink {
+                    target: target.clone(),
+                }
+            }
+            None => {
+                first.insert(key, e.path.clone());
+            }
+        }
     }
     Ok(entries)
 }
@@ -209,15 +234,27 @@ fn distinct_contents<'e>(files: &[&'e SourceEntry], hashes: &[[u8; 32]]) -> Resu
     Ok(jobs)
 }
 
+/// How many entries of each kind besides files a manifest lists.
+#[derive(Default)]
+struct Counts {
+    dirs: u64,
+    symlinks: u64,
+    hardlinks: u64,
+    devices: u64,
+    fifos: u64,
+}
+
 /// The manifest: the options, then every entry in order, files with their hash (`hashes`
-/// belong to `files`, the non-empty ones); and the numbers of directories and symlinks.
+/// belong to `files`, the non-empty ones), owners with their names in `names`; and the counts
+/// of the other kinds.
 fn manifest(
     entries: &[SourceEntry],
     files: &[&SourceEntry],
     hashes: &[[u8; 32]],
+    names: &OwnerNames,
     opts: &CaptureOptions,
     created: i64,
-) -> (Manifest, u64, u64) {
+) -> (Manifest, Counts) {
     let mut by_path: HashMap<&RelPath, [u8; 32]> = HashMap::new();
     for (e, h) in files.iter().zip(hashes) {
         by_path.insert(&e.path, *h);
@@ -232,33 +269,67 @@ fn manifest(
         compression: opts.compression,
         entries: Vec::with_capacity(entries.len()),
     };
-    let (mut ndirs, mut nlinks) = (0u64, 0u64);
+    let mut n = Counts::default();
     for e in entries {
-        let mut me = ManifestEntry {
-            path: e.path.as_str().to_string(),
-            kind: EntryType::Dir,
-            size: None,
-            sha256: None,
-            target: None,
-            mode: e.meta.mode,
-            mtime_ns: e.meta.mtime_ns,
-        };
+        let mut me = ManifestEntry::new(e.path.as_str().to_string(), EntryType::Dir);
         match &e.kind {
-            EntryKind::Dir => ndirs += 1,
+            EntryKind::Dir => n.dirs += 1,
             EntryKind::File { size } => {
                 me.kind = EntryType::File;
                 me.size = Some(*size);
                 me.sha256 = by_path.get(&e.path).map(|h| hex(h));
+                me.sparse = e.meta.sparse.then_some(true);
             }
             EntryKind::Symlink { target } => {
-                nlinks += 1;
+                n.symlinks += 1;
                 me.kind = EntryType::Symlink;
                 me.target = Some(target.clone());
             }
+            EntryKind::Hardlink { target } => {
+                // A hard link has no metadata of its own: it is its target's inode.
+                n.hardlinks += 1;
+                me.kind = EntryType::Hardlink;
+                me.target = Some(target.as_str().to_string());
+                m.entries.push(me);
+                continue;
+            }
+            EntryKind::Special(Special::Device {
+                block,
+                major,
+                minor,
+            }) => {
+                n.devices += 1;
+                me.kind = if *block {
+                    EntryType::Blockdev
+                } else {
+                    EntryType::Chardev
+                };
+                me.major = Some(*major);
+                me.minor = Some(*minor);
+            }
+            EntryKind::Special(Special::Fifo) => {
+                n.fifos += 1;
+                me.kind = EntryType::Fifo;
+            }
+        }
+        me.mode = e.meta.mode;
+        me.mtime_ns = e.meta.mtime_ns;
+        me.uid = e.meta.uid;
+        me.gid = e.meta.gid;
+        me.user = e.meta.uid.and_then(|u| names.users.get(&u).cloned());
+        me.group = e.meta.gid.and_then(|g| names.groups.get(&g).cloned());
+        if !e.meta.xattrs.is_empty() {
+            me.xattrs = Some(
+                e.meta
+                    .xattrs
+                    .iter()
+                    .map(|(k, v)| (k.clone(), super::xattrs::encode(v)))
+                    .collect(),
+            );
         }
         m.entries.push(me);
     }
-    (m, ndirs, nlinks)
+    (m, n)
 }
 
 /// The archive being written.

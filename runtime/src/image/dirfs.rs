@@ -11,10 +11,85 @@
 //! outside the root. The directories opened by the last walk stay open: entries come in manifest
 //! order, so the next entry's parent is usually open already.
 //!
+//! Each file, device node, FIFO and directory gets its metadata in this order: owner
+//! (`fchown`, root only, and only when the ids differ from the new file's), mode (`fchmod`),
+//! extended attributes (`fsetxattr`), times (`futimens`). Changing the owner clears the
+//! setuid and setgid bits and `security.capability`, so the mode and the attributes come after
+//! it; the times come last because setting anything else changes them. Links get their owner
+//! with `fchownat(…, AT_SYMLINK_NOFOLLOW)` and their attributes with `lsetxattr` through
+//! `/proc/self/fd/<parent's descriptor>/<name>` (the parent is reached without following; the
+//! last component is not followed by `lsetxattr`). Hard links are made with `linkat(parent of
+//! the target, name, parent of the link, name, 0)`, device nodes with `mknodat`, FIFOs with
+//! `mkfifoat`, sparse files by seeking over runs of zeros (`cp --sparse=always`).
+//!
+//! **Not root** (an administrator's machine): owners, device nodes and `security.*` /
+//! `trusted.*` attributes are skipped and counted, and [`Dir::warnings`] reports them in one
+//! line; `user.*` and ACL attributes, modes, times and FIFOs are still applied.
+//!
 //! **Elsewhere (Windows):** paths are joined to the root and written with `std::fs`; an
 //! existing link at an image path is removed (never followed) before the path is written.
+//! Hard links are made with `std::fs::hard_link`; owners, extended attributes, device nodes
+//! and FIFOs are skipped and counted in the same summary warning.
 
-pub(super) use imp::Dir;
+pub(super) use imp::{writer, Dir};
+
+/// What a sink skipped because it may not apply it.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Skipped {
+    pub owners: u64,
+    pub devices: u64,
+    pub fifos: u64,
+    pub xattrs: u64,
+}
+
+impl Skipped {
+    /// The summary line, `None` when nothing was skipped. `why` starts it (`not running as
+    /// root`), `fix` ends it.
+    pub fn warning(&self, why: &str, xattr_kind: &str, fix: &str) -> Option<String> {
+        let mut parts = Vec::new();
+        let n = |k: u64, one: &str, many: &str| {
+            format!("{} {}", thousands(k), if k == 1 { one } else { many })
+        };
+        if self.owners > 0 {
+            parts.push(format!("the owners of {}", n(self.owners, "path", "paths")));
+        }
+        if self.devices > 0 {
+            parts.push(n(self.devices, "device node", "device nodes"));
+        }
+        if self.fifos > 0 {
+            parts.push(n(self.fifos, "FIFO", "FIFOs"));
+        }
+        if self.xattrs > 0 {
+            parts.push(n(
+                self.xattrs,
+                &format!("{xattr_kind} extended attribute"),
+                &format!("{xattr_kind} extended attributes"),
+            ));
+        }
+        let list = match parts.len() {
+            0 => return None,
+            1 => parts.remove(0),
+            k => {
+                let last = parts.remove(k - 1);
+                format!("{} and {last}", parts.join(", "))
+            }
+        };
+        Some(format!("{why}: {list} were not applied; {fix}"))
+    }
+}
+
+/// `12131` as `12,131`.
+fn thousands(n: u64) -> String {
+    let d = n.to_string();
+    let mut out = String::new();
+    for (i, c) in d.chars().enumerate() {
+        if i > 0 && (d.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
 
 /// Seconds and nanoseconds of a time in nanoseconds since the Unix epoch.
 fn split_ns(ns: i64) -> (i64, u32) {
@@ -26,17 +101,21 @@ fn split_ns(ns: i64) -> (i64, u32) {
 
 #[cfg(unix)]
 mod imp {
-    use super::split_ns;
+    use super::{split_ns, Skipped};
+    use crate::image::meta::{Meta, Special};
     use anyhow::{bail, Context, Result};
     use nix::errno::Errno;
     use nix::fcntl::{openat, AtFlags, OFlag};
-    use nix::sys::stat::{fchmod, fstatat, futimens, mkdirat, utimensat, Mode, SFlag};
-    use nix::sys::stat::{FileStat, UtimensatFlags};
+    use nix::sys::stat::utimensat;
+    use nix::sys::stat::{fchmod, fchmodat, fstat, fstatat, futimens, mkdirat, mknodat};
+    use nix::sys::stat::{FchmodatFlags, FileStat, Mode, SFlag, UtimensatFlags};
     use nix::sys::time::TimeSpec;
-    use nix::unistd::{symlinkat, unlinkat, UnlinkatFlags};
+    use nix::unistd::{fchown, fchownat, linkat, mkfifoat, symlinkat, unlinkat};
+    use nix::unistd::{Gid, Uid, UnlinkatFlags};
     use std::ffi::{CStr, CString};
     use std::fs::File;
-    use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+    use std::io::Write;
+    use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
     use std::path::{Path, PathBuf};
 
     const DIR_FLAGS: OFlag = OFlag::O_RDONLY
@@ -53,17 +132,29 @@ mod imp {
         open: Vec<(String, OwnedFd)>,
         /// The file created last, kept to set its mode and times through its descriptor.
         last_file: Option<(String, File)>,
+        /// Running as root: owners, device nodes and privileged attributes are applied.
+        root_user: bool,
+        /// The effective user and group: what a new file gets (outside a setgid directory).
+        ids: (u32, u32),
+        skipped: Skipped,
     }
 
     impl Dir {
         pub fn open(root: &Path) -> Result<Dir> {
             let root_fd = nix::fcntl::open(root, DIR_FLAGS, Mode::empty())
                 .with_context(|| format!("opening directory {}", root.display()))?;
+            let ids = (
+                nix::unistd::geteuid().as_raw(),
+                nix::unistd::getegid().as_raw(),
+            );
             Ok(Dir {
                 root: root.to_path_buf(),
                 root_fd,
                 open: Vec::new(),
                 last_file: None,
+                root_user: ids.0 == 0,
+                ids,
+                skipped: Skipped::default(),
             })
         }
 
@@ -127,7 +218,7 @@ mod imp {
         }
 
         /// Creates `path` (replacing what is there, never following it) for writing; the file
-        /// stays open until [`Dir::finish_file`] sets its mode and times through it.
+        /// stays open until [`Dir::finish_file`] sets its metadata through it.
         pub fn create_file(&mut self, path: &str) -> Result<&File> {
             self.last_file = None;
             let f = File::from(self.new_file(path)?);
@@ -154,18 +245,12 @@ mod imp {
             .with_context(|| format!("creating {}", self.show(path)))
         }
 
-        pub fn finish_file(
-            &mut self,
-            path: &str,
-            mode: Option<u32>,
-            mtime: Option<i64>,
-        ) -> Result<()> {
+        pub fn finish_file(&mut self, path: &str, meta: &Meta) -> Result<()> {
             let f = match self.last_file.take() {
                 Some((p, f)) if p == path => f,
                 _ => self.open_file(path)?,
             };
-            set_meta(f.as_fd(), mode, mtime)
-                .with_context(|| format!("setting the mode and times of {}", self.show(path)))
+            self.set_meta(&f, meta, path)
         }
 
         fn open_file(&mut self, path: &str) -> Result<File> {
@@ -177,20 +262,19 @@ mod imp {
             Ok(File::from(fd))
         }
 
-        pub fn copy_file(
-            &mut self,
-            from: &str,
-            to: &str,
-            mode: Option<u32>,
-            mtime: Option<i64>,
-        ) -> Result<()> {
+        pub fn copy_file(&mut self, from: &str, to: &str, meta: &Meta) -> Result<()> {
             self.last_file = None;
             let mut src = self.open_file(from)?;
-            let mut dst = File::from(self.new_file(to)?);
-            std::io::copy(&mut src, &mut dst)
-                .with_context(|| format!("copying {} to {}", self.show(from), self.show(to)))?;
-            set_meta(dst.as_fd(), mode, mtime)
-                .with_context(|| format!("setting the mode and times of {}", self.show(to)))
+            let dst = File::from(self.new_file(to)?);
+            let what = || format!("copying {} to {}", self.show(from), self.show(to));
+            if meta.sparse {
+                let mut w = Sparse::new(&dst);
+                std::io::copy(&mut src, &mut w).with_context(what)?;
+                w.flush().with_context(what)?;
+            } else {
+                std::io::copy(&mut src, &mut &dst).with_context(what)?;
+            }
+            self.set_meta(&dst, meta, to)
         }
 
         pub fn remove_file(&mut self, path: &str) -> Result<()> {
@@ -201,7 +285,78 @@ mod imp {
                 .with_context(|| format!("removing {}", self.show(path)))
         }
 
-        pub fn symlink(&mut self, path: &str, target: &str, mtime: Option<i64>) -> Result<()> {
+        /// `path` becomes another name of the file `target`: `linkat` from the target's parent
+        /// to the link's parent, without following anything.
+        pub fn hardlink(&mut self, path: &str, target: &str) -> Result<()> {
+            self.last_file = None;
+            let (tcomps, tname) = split(target);
+            self.walk(&tcomps)?;
+            let tdir = self
+                .cur()
+                .try_clone_to_owned()
+                .with_context(|| format!("opening the directory of {}", self.show(target)))?;
+            let (comps, name) = split(path);
+            self.walk(&comps)?;
+            let dir = self.cur();
+            let link = || linkat(tdir.as_fd(), tname, dir, name, AtFlags::empty());
+            let what = || {
+                format!(
+                    "creating hard link {} to {}",
+                    self.show(path),
+                    self.show(target)
+                )
+            };
+            match link() {
+                Ok(()) => Ok(()),
+                Err(Errno::EEXIST) => {
+                    remove(dir, name).with_context(|| format!("replacing {}", self.show(path)))?;
+                    link().with_context(what)
+                }
+                Err(e) => Err(e).with_context(what),
+            }
+        }
+
+        /// A device node (`mknodat`; skipped when not root) or a FIFO (`mkfifoat`), then its
+        /// owner, mode, attributes and times, by name in its parent, never following a link.
+        pub fn special(&mut self, path: &str, kind: Special, meta: &Meta) -> Result<()> {
+            self.last_file = None;
+            if matches!(kind, Special::Device { .. }) && !self.root_user {
+                self.skipped.devices += 1;
+                return Ok(());
+            }
+            let (comps, name) = split(path);
+            self.walk(&comps)?;
+            let dir = self.cur();
+            let perm = Mode::from_bits_truncate(0o600);
+            let mk = || match kind {
+                Special::Device {
+                    block,
+                    major,
+                    minor,
+                } => {
+                    let k = if block {
+                        SFlag::S_IFBLK
+                    } else {
+                        SFlag::S_IFCHR
+                    };
+                    mknodat(dir, name, k, perm, makedev(major, minor))
+                }
+                Special::Fifo => mkfifoat(dir, name, perm),
+            };
+            let what = || format!("creating {}", self.show(path));
+            match mk() {
+                Ok(()) => {}
+                Err(Errno::EEXIST) => {
+                    remove(dir, name).with_context(|| format!("replacing {}", self.show(path)))?;
+                    mk().with_context(what)?;
+                }
+                Err(e) => return Err(e).with_context(what),
+            }
+            self.set_meta_at(name, meta, path, true)
+        }
+
+        pub fn symlink(&mut self, path: &str, target: &str, meta: &Meta) -> Result<()> {
+            self.last_file = None;
             let (comps, name) = split(path);
             self.walk(&comps)?;
             let dir = self.cur();
@@ -214,25 +369,277 @@ mod imp {
                 }
                 Err(e) => return Err(e).with_context(what),
             }
-            if let Some(ns) = mtime {
+            self.set_meta_at(name, meta, path, false)
+        }
+
+        /// Sets a directory's metadata, through a descriptor opened without following.
+        pub fn set_dir_meta(&mut self, path: &str, meta: &Meta) -> Result<()> {
+            self.last_file = None;
+            let comps: Vec<&str> = path.split('/').collect();
+            self.walk(&comps)?;
+            let fd = self.cur();
+            // `fsetxattr` needs a `File`; a second descriptor only when there are attributes.
+            let file = match meta.xattrs.is_empty() {
+                true => None,
+                false => {
+                    Some(File::from(fd.try_clone_to_owned().with_context(|| {
+                        format!("opening directory {}", self.show(path))
+                    })?))
+                }
+            };
+            let mut skipped = self.skipped;
+            let r = apply_meta(
+                fd,
+                file.as_ref(),
+                meta,
+                self.root_user,
+                self.ids,
+                &mut skipped,
+            );
+            self.skipped = skipped;
+            r.with_context(|| format!("setting the metadata of {}", self.show(path)))
+        }
+
+        fn set_meta(&mut self, f: &File, meta: &Meta, path: &str) -> Result<()> {
+            let r = apply_meta(
+                f.as_fd(),
+                Some(f),
+                meta,
+                self.root_user,
+                self.ids,
+                &mut self.skipped,
+            );
+            r.with_context(|| format!("setting the metadata of {}", self.show(path)))
+        }
+
+        /// The metadata of `name` in the current directory (a link, a device node or a FIFO),
+        /// set by name without following it; `mode` only for a node (`!link`).
+        fn set_meta_at(&mut self, name: &str, meta: &Meta, path: &str, node: bool) -> Result<()> {
+            let mut skipped = self.skipped;
+            let r = self.set_meta_at_in(name, meta, path, node, &mut skipped);
+            self.skipped = skipped;
+            r
+        }
+
+        fn set_meta_at_in(
+            &self,
+            name: &str,
+            meta: &Meta,
+            path: &str,
+            node: bool,
+            skipped: &mut Skipped,
+        ) -> Result<()> {
+            let dir = self.cur();
+            let show = self.show(path);
+            let ctx = || format!("setting the metadata of {show}");
+            if let Some((uid, gid)) = owner(meta) {
+                if !self.root_user {
+                    if (uid, gid) != self.ids {
+                        skipped.owners += 1;
+                    }
+                } else {
+                    let now = stat(dir, name).with_context(ctx)?;
+                    if (now.st_uid, now.st_gid) != (uid, gid) {
+                        fchownat(
+                            dir,
+                            name,
+                            Some(Uid::from_raw(uid)),
+                            Some(Gid::from_raw(gid)),
+                            AtFlags::AT_SYMLINK_NOFOLLOW,
+                        )
+                        .with_context(|| format!("setting the owner of {show} to {uid}:{gid}"))?;
+                    }
+                }
+            }
+            if let (true, Some(m)) = (node, meta.mode) {
+                let mode = Mode::from_bits_truncate((m & 0o7777) as _);
+                match fchmodat(dir, name, mode, FchmodatFlags::NoFollowSymlink) {
+                    // A C library that cannot do it without following: the node was just
+                    // created by this call, there is no link to follow.
+                    Err(Errno::EOPNOTSUPP) => {
+                        fchmodat(dir, name, mode, FchmodatFlags::FollowSymlink)
+                    }
+                    r => r,
+                }
+                .with_context(|| format!("setting the mode of {show}"))?;
+            }
+            if !meta.xattrs.is_empty() {
+                let at = PathBuf::from(format!("/proc/self/fd/{}/{name}", dir.as_raw_fd()));
+                for (k, v) in &meta.xattrs {
+                    if !self.root_user && crate::image::xattrs::privileged(k) {
+                        skipped.xattrs += 1;
+                        continue;
+                    }
+                    xattr::set(&at, k, v)
+                        .with_context(|| format!("setting extended attribute {k} of {show}"))?;
+                }
+            }
+            if let Some(ns) = meta.mtime_ns {
                 let t = timespec(ns);
                 utimensat(dir, name, &t, &t, UtimensatFlags::NoFollowSymlink)
-                    .with_context(|| format!("setting the times of {}", self.show(path)))?;
+                    .with_context(|| format!("setting the times of {show}"))?;
             }
             Ok(())
         }
 
-        /// Sets a directory's mode and times, through a descriptor opened without following.
-        pub fn set_dir_meta(
-            &mut self,
-            path: &str,
-            mode: Option<u32>,
-            mtime: Option<i64>,
-        ) -> Result<()> {
-            let comps: Vec<&str> = path.split('/').collect();
-            self.walk(&comps)?;
-            set_meta(self.cur(), mode, mtime)
-                .with_context(|| format!("setting the mode and times of {}", self.show(path)))
+        /// What was skipped, as one summary line.
+        pub fn warnings(&self) -> Vec<String> {
+            self.skipped
+                .warning(
+                    "not running as root",
+                    "security/trusted",
+                    "apply as root (the boot environment does) to keep them",
+                )
+                .into_iter()
+                .collect()
+        }
+    }
+
+    /// The owner an entry asks for: the image's ids, the missing one taken from the file.
+    fn owner(meta: &Meta) -> Option<(u32, u32)> {
+        match (meta.uid, meta.gid) {
+            (None, None) => None,
+            (u, g) => Some((u.unwrap_or(u32::MAX), g.unwrap_or(u32::MAX))),
+        }
+    }
+
+    /// Owner, mode, extended attributes, times — in this order (see the module
+    /// documentation) — through the descriptor `fd` (`file`: the same, for `fsetxattr`).
+    fn apply_meta(
+        fd: BorrowedFd<'_>,
+        file: Option<&File>,
+        meta: &Meta,
+        root_user: bool,
+        ids: (u32, u32),
+        skipped: &mut Skipped,
+    ) -> Result<()> {
+        if let Some((uid, gid)) = owner(meta) {
+            if !root_user {
+                if (uid, gid) != ids {
+                    skipped.owners += 1;
+                }
+            } else {
+                // A new file belongs to the effective ids (the group of a setgid directory):
+                // look only when those are what the image wants.
+                let differs = (uid, gid) != ids || {
+                    let s = fstat(fd).context("reading the owner")?;
+                    (s.st_uid, s.st_gid) != (uid, gid)
+                };
+                if differs {
+                    let keep = |v: u32| (v != u32::MAX).then_some(v);
+                    fchown(
+                        fd,
+                        keep(uid).map(Uid::from_raw),
+                        keep(gid).map(Gid::from_raw),
+                    )
+                    .with_context(|| format!("setting the owner to {uid}:{gid}"))?;
+                }
+            }
+        }
+        if let Some(m) = meta.mode {
+            fchmod(fd, Mode::from_bits_truncate((m & 0o7777) as _)).context("setting the mode")?;
+        }
+        if let Some(f) = file {
+            use xattr::FileExt;
+            for (k, v) in &meta.xattrs {
+                if !root_user && crate::image::xattrs::privileged(k) {
+                    skipped.xattrs += 1;
+                    continue;
+                }
+                f.set_xattr(k, v)
+                    .with_context(|| format!("setting extended attribute {k}"))?;
+            }
+        }
+        if let Some(ns) = meta.mtime_ns {
+            let t = timespec(ns);
+            futimens(fd, &t, &t).context("setting the times")?;
+        }
+        Ok(())
+    }
+
+    /// Linux's 64-bit `dev_t` of a device number (makedev(3)): the inverse of the split
+    /// capture makes.
+    fn makedev(major: u32, minor: u32) -> nix::libc::dev_t {
+        let (ma, mi) = (u64::from(major), u64::from(minor));
+        (((ma & 0xffff_f000) << 32)
+            | ((ma & 0xfff) << 8)
+            | ((mi & 0xffff_ff00) << 12)
+            | (mi & 0xff)) as nix::libc::dev_t
+    }
+
+    /// Writes a sparse file like `cp --sparse=always`: every 4 KiB block (at a multiple of
+    /// 4 KiB in the file) that holds only zeros is skipped by writing the next data further
+    /// on; `flush` sets the length, so trailing zeros become a hole too.
+    pub struct Sparse<'a> {
+        f: &'a File,
+        buf: Vec<u8>,
+        /// Bytes handed to the writer so far (the logical size).
+        pos: u64,
+    }
+
+    const BLOCK: usize = 4096;
+    const SPARSE_BUF: usize = 1 << 20;
+
+    impl<'a> Sparse<'a> {
+        pub fn new(f: &'a File) -> Sparse<'a> {
+            Sparse {
+                f,
+                buf: Vec::with_capacity(SPARSE_BUF),
+                pos: 0,
+            }
+        }
+
+        /// Writes the buffer (which starts at a block boundary): runs of non-zero blocks at
+        /// their offsets, zero blocks not at all.
+        fn drain(&mut self) -> std::io::Result<()> {
+            use std::os::unix::fs::FileExt;
+            let start = self.pos - self.buf.len() as u64;
+            let mut run: Option<usize> = None;
+            for (i, block) in self.buf.chunks(BLOCK).enumerate() {
+                let zero = block.iter().all(|b| *b == 0);
+                match (zero, run) {
+                    (false, None) => run = Some(i * BLOCK),
+                    (true, Some(r)) => {
+                        self.f
+                            .write_all_at(&self.buf[r..i * BLOCK], start + r as u64)?;
+                        run = None;
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(r) = run {
+                self.f.write_all_at(&self.buf[r..], start + r as u64)?;
+            }
+            self.buf.clear();
+            Ok(())
+        }
+    }
+
+    impl Write for Sparse<'_> {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let k = b.len().min(SPARSE_BUF - self.buf.len());
+            self.buf.extend_from_slice(&b[..k]);
+            self.pos += k as u64;
+            if self.buf.len() == SPARSE_BUF {
+                self.drain()?;
+            }
+            Ok(k)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.drain()?;
+            self.f.set_len(self.pos)
+        }
+    }
+
+    /// The writer for a new file's content: [`Sparse`] for a sparse file, else buffered.
+    pub fn writer(f: &File, sparse: bool) -> Box<dyn Write + '_> {
+        if sparse {
+            Box::new(Sparse::new(f))
+        } else {
+            Box::new(std::io::BufWriter::with_capacity(
+                crate::sys::BUFFER_SIZE,
+                f,
+            ))
         }
     }
 
@@ -246,17 +653,6 @@ mod imp {
     fn timespec(ns: i64) -> TimeSpec {
         let (s, n) = split_ns(ns);
         TimeSpec::new(s as _, n as _)
-    }
-
-    fn set_meta(fd: BorrowedFd<'_>, mode: Option<u32>, mtime: Option<i64>) -> nix::Result<()> {
-        if let Some(m) = mode {
-            fchmod(fd, Mode::from_bits_truncate((m & 0o7777) as _))?;
-        }
-        if let Some(ns) = mtime {
-            let t = timespec(ns);
-            futimens(fd, &t, &t)?;
-        }
-        Ok(())
     }
 
     fn stat<P: nix::NixPath + ?Sized>(dir: BorrowedFd<'_>, name: &P) -> nix::Result<FileStat> {
@@ -298,22 +694,72 @@ mod imp {
 
 #[cfg(not(unix))]
 mod imp {
-    use super::split_ns;
+    use super::{split_ns, Skipped};
+    use crate::image::meta::{Meta, Special};
     use anyhow::{Context, Result};
     use std::fs::{self, File};
+    use std::io::Write;
     use std::path::{Path, PathBuf};
 
     /// A target directory, written through paths joined to its root.
     #[derive(Debug)]
     pub struct Dir {
         root: PathBuf,
+        skipped: Skipped,
+        /// The file being written (closed when the next one is created or on drop).
+        last_file: Option<File>,
+    }
+
+    /// The writer for a new file's content (written whole: no holes here).
+    pub fn writer(f: &File, _sparse: bool) -> Box<dyn Write + '_> {
+        Box::new(std::io::BufWriter::with_capacity(
+            crate::sys::BUFFER_SIZE,
+            f,
+        ))
     }
 
     impl Dir {
         pub fn open(root: &Path) -> Result<Dir> {
             Ok(Dir {
                 root: root.to_path_buf(),
+                skipped: Skipped::default(),
+                last_file: None,
             })
+        }
+
+        /// Counts what this system cannot apply: Unix owners and extended attributes.
+        fn skip_meta(&mut self, meta: &Meta) {
+            if meta.uid.is_some() || meta.gid.is_some() {
+                self.skipped.owners += 1;
+            }
+            self.skipped.xattrs += meta.xattrs.len() as u64;
+        }
+
+        pub fn hardlink(&mut self, path: &str, target: &str) -> Result<()> {
+            let (p, t) = (self.path(path), self.path(target));
+            self.clear(&p)?;
+            fs::hard_link(&t, &p)
+                .with_context(|| format!("creating hard link {} to {}", p.display(), t.display()))
+        }
+
+        pub fn special(&mut self, _path: &str, kind: Special, _meta: &Meta) -> Result<()> {
+            match kind {
+                Special::Device { .. } => self.skipped.devices += 1,
+                Special::Fifo => self.skipped.fifos += 1,
+            }
+            Ok(())
+        }
+
+        pub fn warnings(&self) -> Vec<String> {
+            self.skipped
+                .warning(
+                    "on this system",
+                    "",
+                    "Windows has no Unix owners, extended attributes, device nodes or FIFOs \
+                     (apply the image on Linux to keep them)",
+                )
+                .into_iter()
+                .collect()
         }
 
         fn path(&self, rel: &str) -> PathBuf {
@@ -359,37 +805,30 @@ mod imp {
             fs::create_dir(&p).with_context(|| format!("creating directory {}", p.display()))
         }
 
-        pub fn create_file(&mut self, path: &str) -> Result<File> {
+        pub fn create_file(&mut self, path: &str) -> Result<&File> {
             let p = self.path(path);
             self.clear(&p)?;
-            fs::OpenOptions::new()
+            let f = fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .open(&p)
-                .with_context(|| format!("creating {}", p.display()))
+                .with_context(|| format!("creating {}", p.display()))?;
+            Ok(self.last_file.insert(f))
         }
 
-        pub fn finish_file(
-            &mut self,
-            path: &str,
-            _mode: Option<u32>,
-            mtime: Option<i64>,
-        ) -> Result<()> {
-            self.apply_meta(&self.path(path), mtime, false)
+        pub fn finish_file(&mut self, path: &str, meta: &Meta) -> Result<()> {
+            self.last_file = None;
+            self.skip_meta(meta);
+            self.apply_meta(&self.path(path), meta.mtime_ns, false)
         }
 
-        pub fn copy_file(
-            &mut self,
-            from: &str,
-            to: &str,
-            _mode: Option<u32>,
-            mtime: Option<i64>,
-        ) -> Result<()> {
+        pub fn copy_file(&mut self, from: &str, to: &str, meta: &Meta) -> Result<()> {
             let (f, t) = (self.path(from), self.path(to));
             self.clear(&t)?;
             fs::copy(&f, &t)
                 .with_context(|| format!("copying {} to {}", f.display(), t.display()))?;
-            self.apply_meta(&t, mtime, false)
+            self.skip_meta(meta);
+            self.apply_meta(&t, meta.mtime_ns, false)
         }
 
         pub fn remove_file(&mut self, path: &str) -> Result<()> {
@@ -397,20 +836,17 @@ mod imp {
             fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))
         }
 
-        pub fn symlink(&mut self, path: &str, target: &str, mtime: Option<i64>) -> Result<()> {
+        pub fn symlink(&mut self, path: &str, target: &str, meta: &Meta) -> Result<()> {
             let p = self.path(path);
             self.clear(&p)?;
             make_symlink(&p, target)?;
-            self.apply_meta(&p, mtime, true)
+            self.skip_meta(meta);
+            self.apply_meta(&p, meta.mtime_ns, true)
         }
 
-        pub fn set_dir_meta(
-            &mut self,
-            path: &str,
-            _mode: Option<u32>,
-            mtime: Option<i64>,
-        ) -> Result<()> {
-            self.apply_meta(&self.path(path), mtime, false)
+        pub fn set_dir_meta(&mut self, path: &str, meta: &Meta) -> Result<()> {
+            self.skip_meta(meta);
+            self.apply_meta(&self.path(path), meta.mtime_ns, false)
         }
     }
 

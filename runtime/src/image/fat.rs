@@ -1,12 +1,14 @@
 //! Images and FAT file systems: apply an image straight into a FAT partition through `fatfs`
 //! (no mount, no root), and read a FAT partition back as a tree to capture.
 //!
-//! FAT keeps less than an image does: no permissions, no symbolic links (apply refuses an
-//! image that has one, naming it), modification times to 2 seconds, and names matched without
-//! regard to case. Capture from FAT first extracts the tree into a scratch folder: the `fatfs`
+//! FAT keeps less than an image does: no permissions or owners, no symbolic links, device
+//! nodes or FIFOs (apply refuses an image that has one, naming it), no extended attributes
+//! (apply drops them and says how many in its warnings), no hard links (each becomes a copy of
+//! its file, as on any file system without them), modification times to 2 seconds, and names
+//! matched without regard to case. Capture from FAT first extracts the tree into a scratch folder: the `fatfs`
 //! handle is single-threaded, while capture hashes and compresses on every core.
 
-use super::tree::{Meta, RelPath, TreeSink};
+use super::tree::{Meta, RelPath, Special, TreeSink};
 use crate::disk::fat::{fat_time, FatFs, TimeOverride};
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
@@ -83,6 +85,8 @@ pub struct FatSink<'a> {
     /// The file being written: its hash and size so far.
     current: Rc<RefCell<(Sha256, u64)>>,
     written: Written,
+    /// Extended attributes of the image, which FAT cannot keep.
+    xattrs_dropped: u64,
 }
 
 impl<'a> FatSink<'a> {
@@ -92,6 +96,7 @@ impl<'a> FatSink<'a> {
             time: None,
             current: Rc::new(RefCell::new((Sha256::new(), 0))),
             written: Written::default(),
+            xattrs_dropped: 0,
         }
     }
 
@@ -149,7 +154,8 @@ impl TreeSink for FatSink<'_> {
         }
         Ok(())
     }
-    fn create_dir(&mut self, path: &RelPath, _meta: &Meta) -> Result<()> {
+    fn create_dir(&mut self, path: &RelPath, meta: &Meta) -> Result<()> {
+        self.xattrs_dropped += meta.xattrs.len() as u64;
         self.fs.create_dir_all(path.as_str())?;
         self.written.dirs.push(path.as_str().to_string());
         Ok(())
@@ -162,7 +168,8 @@ impl TreeSink for FatSink<'_> {
             state: self.current.clone(),
         }))
     }
-    fn finish_file(&mut self, path: &RelPath, _meta: &Meta) -> Result<()> {
+    fn finish_file(&mut self, path: &RelPath, meta: &Meta) -> Result<()> {
+        self.xattrs_dropped += meta.xattrs.len() as u64;
         self.time = None;
         let (h, n) = std::mem::replace(&mut *self.current.borrow_mut(), (Sha256::new(), 0));
         self.written
@@ -171,6 +178,7 @@ impl TreeSink for FatSink<'_> {
         Ok(())
     }
     fn copy_file(&mut self, from: &RelPath, to: &RelPath, meta: &Meta) -> Result<()> {
+        self.xattrs_dropped += meta.xattrs.len() as u64;
         let _t = TimeOverride::set(fat_stamp(meta));
         self.fs.copy_within(from.as_str(), to.as_str())?;
         let src = self
@@ -190,8 +198,42 @@ impl TreeSink for FatSink<'_> {
         self.written.files.retain(|f| f.0 != path.as_str());
         self.fs.remove(path.as_str())
     }
-    fn symlink(&mut self, path: &RelPath, target: &str, _meta: &Meta) -> Result<()> {
+    /// FAT has no hard links: the link becomes a copy of its file (same content and time).
+    fn hardlink(&mut self, path: &RelPath, target: &RelPath, meta: &Meta) -> Result<()> {
+        let _t = TimeOverride::set(fat_stamp(meta));
+        self.fs.copy_within(target.as_str(), path.as_str())?;
+        let src = self
+            .written
+            .files
+            .iter()
+            .rev()
+            .find(|f| f.0 == target.as_str())
+            .map(|f| (f.1, f.2));
+        if let Some((n, h)) = src {
+            self.written.files.push((path.as_str().to_string(), n, h));
+        }
+        Ok(())
+    }
+    fn special(&mut self, path: &RelPath, kind: Special, _meta: &Meta) -> Result<()> {
+        let what = match kind {
+            Special::Device { block: true, .. } => "a block device node",
+            Special::Device { .. } => "a character device node",
+            Special::Fifo => "a FIFO (named pipe)",
+        };
+        bail!("{path} is {what}, and FAT cannot hold device nodes or FIFOs")
+    }
+    fn symlink(&mut self, path: &RelPath, target: &str, meta: &Meta) -> Result<()> {
+        let _ = meta;
         bail!("{path} is a symbolic link (to {target}) and FAT cannot hold symbolic links")
+    }
+    fn warnings(&mut self) -> Vec<String> {
+        match self.xattrs_dropped {
+            0 => Vec::new(),
+            n => vec![format!(
+                "FAT keeps no extended attributes: {n} extended attribute(s) of the image were \
+                 not applied"
+            )],
+        }
     }
     fn set_times(&mut self, _path: &RelPath, _meta: &Meta) -> Result<()> {
         // fatfs stamps directories when they are created; FAT directory times are not kept.

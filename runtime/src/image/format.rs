@@ -31,8 +31,12 @@ pub fn content_name(sha256_hex: &str) -> String {
 }
 /// `format` field of the manifest.
 pub const FORMAT_ID: &str = "tsforge-image";
-/// Manifest `version` this code writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// Manifest `version` this code writes. Version 2 added owners, extended attributes, sparse
+/// files, hard links, device nodes and FIFOs; a version-1 manifest is a version-2 manifest
+/// without them, so both are read ([`READ_VERSIONS`]).
+pub const FORMAT_VERSION: u32 = 2;
+/// Manifest versions this code reads.
+pub const READ_VERSIONS: [u32; 2] = [1, 2];
 /// Largest manifest apply accepts (uncompressed): a Windows image of 300,000 paths takes
 /// about 70 MiB of JSON. The JSON is parsed as it streams, never held whole.
 pub const MAX_MANIFEST: u64 = 128 << 20;
@@ -104,7 +108,9 @@ pub struct Manifest {
     pub entries: Vec<ManifestEntry>,
 }
 
-/// One path of the tree. Directories come before what they hold.
+/// One path of the tree. Directories come before what they hold. Every field after `type` is
+/// optional; which ones an entry may have depends on its type (docs/image-format.md,
+/// *Manifest*).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManifestEntry {
@@ -117,7 +123,8 @@ pub struct ManifestEntry {
     /// Files with content: sha256 of the content, lowercase hex (also the data entry's name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
-    /// Symbolic links: the target, `/` separators.
+    /// Symbolic links: the target, `/` separators. Hard links: the manifest path of the
+    /// earlier `file` entry they share an inode with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     /// Unix permission bits (`0o7777` mask), absent when the source had none.
@@ -126,6 +133,51 @@ pub struct ManifestEntry {
     /// Modification time, nanoseconds since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtime_ns: Option<i64>,
+    /// Numeric owner and group (version 2; what apply uses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+    /// The names of `uid` and `gid` in the captured tree's own `etc/passwd` and `etc/group`
+    /// (version 2; for people reading the manifest: apply uses the numbers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Device nodes: the device number (version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub major: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minor: Option<u32>,
+    /// Extended attributes, name → base64 of the value, names sorted (version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xattrs: Option<std::collections::BTreeMap<String, String>>,
+    /// Files: `true` when the source file had holes; apply writes it sparse (version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sparse: Option<bool>,
+}
+
+impl ManifestEntry {
+    /// An entry with only a path and a type.
+    pub fn new(path: String, kind: EntryType) -> ManifestEntry {
+        ManifestEntry {
+            path,
+            kind,
+            size: None,
+            sha256: None,
+            target: None,
+            mode: None,
+            mtime_ns: None,
+            uid: None,
+            gid: None,
+            user: None,
+            group: None,
+            major: None,
+            minor: None,
+            xattrs: None,
+            sparse: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,6 +186,27 @@ pub enum EntryType {
     Dir,
     File,
     Symlink,
+    /// Version 2: another name of an earlier `file` entry (`target`).
+    Hardlink,
+    /// Version 2: device nodes (`major`, `minor`) and named pipes.
+    Chardev,
+    Blockdev,
+    Fifo,
+}
+
+impl EntryType {
+    /// The manifest's name of the type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryType::Dir => "dir",
+            EntryType::File => "file",
+            EntryType::Symlink => "symlink",
+            EntryType::Hardlink => "hardlink",
+            EntryType::Chardev => "chardev",
+            EntryType::Blockdev => "blockdev",
+            EntryType::Fifo => "fifo",
+        }
+    }
 }
 
 /// MS-DOS date and time fields for `unix` seconds (UTC), clamped to 1980–2107.

@@ -1,32 +1,39 @@
 //! The tsforge image format: capture a file tree into an image, apply an image to a file tree.
 //!
-//! An image is a ZIP archive: first a JSON manifest (`tsforge-image.json`) listing every path
-//! with its size, sha256, mode, time and link target, then each distinct content once as
+//! An image is a ZIP archive: first a JSON manifest (`tsforge-image.json`, version 2) listing
+//! every path with its size, sha256, mode, owner, extended attributes, time and link target
+//! (and hard links, device nodes, FIFOs, sparse files), then each distinct content once as
 //! `d/<sha256 prefix>` (zstd, deflate or stored), then the usual central directory. Because the
 //! manifest comes first, [`apply`] reads the archive once, front to back (a file today, a pipe
 //! or an HTTP stream later), and checks every content against its sha256 as it writes it.
 //! The full specification, and the reasons for each choice, are in `docs/image-format.md`.
 //!
 //! Trees are reached through [`TreeSource`] and [`TreeSink`] ([`DirSource`] and [`DirSink`]
-//! for directories; the FAT file system of the disk layer plugs in the same way). Not kept:
-//! owners (uid/gid), ACLs, extended attributes, hard links (each link becomes a file; the
-//! content is still stored once), devices, FIFOs and sockets (capture refuses them).
+//! for directories; the FAT file system of the disk layer plugs in the same way). A Linux
+//! operating system's tree is kept whole: numeric owners (applied as root; not root, they are
+//! skipped with one summary warning in [`ImageInfo::warnings`]), setuid/setgid/sticky,
+//! extended attributes (`security.*`, `trusted.*`, `user.*`, POSIX ACLs), hard links, device
+//! nodes, FIFOs, holes of sparse files. Not kept: sockets (left out, listed by
+//! [`DirSource::left_out`]), access and creation times, and what Windows needs beyond that
+//! (security descriptors, streams, reparse points: Windows travels as WIM, see [`wim`]).
 
 mod apply;
 mod capture;
 mod dirfs;
 pub mod fat;
 pub mod format;
+mod meta;
 pub mod raw;
 pub mod tree;
 pub mod wim;
+pub mod xattrs;
 
 pub use apply::apply;
 pub use capture::{capture, capture_at};
 pub use format::Compression;
 pub use tree::{
-    CaptureFilter, DirSink, DirSource, EntryKind, Meta, NullSink, RelPath, SourceEntry, TreeSink,
-    TreeSource,
+    CaptureFilter, DirSink, DirSource, EntryKind, Meta, NullSink, OwnerNames, RelPath, SourceEntry,
+    Special, TreeSink, TreeSource,
 };
 
 use anyhow::{Context, Result};
@@ -77,12 +84,22 @@ pub struct ImageInfo {
     pub files: u64,
     pub dirs: u64,
     pub symlinks: u64,
+    /// Hard links: further names of files counted in `files` (manifest version 2).
+    pub hardlinks: u64,
+    /// Device nodes and FIFOs (manifest version 2).
+    pub devices: u64,
+    pub fifos: u64,
     /// Size of all files (every path counted).
     pub total_bytes: u64,
     /// Size of the distinct contents (what single-instance storage keeps), uncompressed.
     pub stored_bytes: u64,
     /// Size of the image (bytes read for `apply` from a stream).
     pub image_bytes: u64,
+    /// What `apply` could not apply and skipped, one summary line each (not running as root:
+    /// owners, device nodes, privileged extended attributes). Callers must show them (the CLI
+    /// on stderr, the task sequence steps in their log); empty for `capture`, `info`, `verify`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Reads only the manifest of the image at `path` (fast: the manifest is the first entry).

@@ -8,6 +8,7 @@
 //! (`verify`).
 
 use super::dirfs::Dir;
+pub use super::meta::{Meta, Special};
 use anyhow::{bail, Context, Result};
 use std::fmt;
 use std::fs;
@@ -123,20 +124,22 @@ pub fn check_symlink_target(target: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Metadata kept for every entry. `mode` is the Unix permission bits (`0o7777` mask), `None`
-/// when the source has none (Windows); `mtime_ns` is nanoseconds since the Unix epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Meta {
-    pub mode: Option<u32>,
-    pub mtime_ns: Option<i64>,
-}
-
 /// What an entry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EntryKind {
     Dir,
-    File { size: u64 },
-    Symlink { target: String },
+    File {
+        size: u64,
+    },
+    Symlink {
+        target: String,
+    },
+    /// Another name of the file `target`, which comes before it in path order (set by capture
+    /// from [`SourceEntry::inode`]; a source lists every name as a `File`).
+    Hardlink {
+        target: RelPath,
+    },
+    Special(Special),
 }
 
 /// One entry of a source tree.
@@ -145,6 +148,16 @@ pub struct SourceEntry {
     pub path: RelPath,
     pub kind: EntryKind,
     pub meta: Meta,
+    /// Files with more than one name: (device, inode), the same for every name of the file,
+    /// so capture stores one `file` and `hardlink`s to it.
+    pub inode: Option<(u64, u64)>,
+}
+
+/// Names of numeric owners, from the captured tree's own `etc/passwd` and `etc/group`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnerNames {
+    pub users: std::collections::HashMap<u32, String>,
+    pub groups: std::collections::HashMap<u32, String>,
 }
 
 /// A tree to capture from: implemented for a directory here; a FAT file system gets an impl
@@ -154,25 +167,43 @@ pub trait TreeSource: Sync {
     fn entries(&self) -> Result<Vec<SourceEntry>>;
     /// Opens a file listed by `entries` for reading.
     fn open(&self, path: &RelPath) -> Result<Box<dyn Read + Send + '_>>;
+    /// The names of the tree's own users and groups, where it has them (an operating system's
+    /// `etc/passwd` and `etc/group`); none by default.
+    fn owner_names(&self) -> OwnerNames {
+        OwnerNames::default()
+    }
+    /// What the last `entries` left out, one line each (`PATH (a socket)`); capture returns
+    /// them as `left out: …` in [`super::ImageInfo::warnings`].
+    fn left_out(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A tree to apply into. `apply` calls, in order: `create_dir` for every directory (parents
 /// first), `create_file` + write + `finish_file` (or `copy_file` for the second and later
-/// paths with the same content, `remove_file` when the content fails its check), `symlink`
-/// for every link (after all files), `set_times` for every directory (deepest first), then
-/// `finish`.
+/// paths with the same content, `remove_file` when the content fails its check), then, once
+/// every content is complete: `hardlink` for every hard link, `special` for every device node
+/// and FIFO, `symlink` for every link, `set_times` for every directory (deepest first), then
+/// `finish`, then `warnings`.
 pub trait TreeSink {
     fn create_dir(&mut self, path: &RelPath, meta: &Meta) -> Result<()>;
     /// Creates (or replaces) a file; the caller writes its content and flushes the writer.
+    /// A `meta.sparse` file is written with holes where the sink can.
     fn create_file(&mut self, path: &RelPath, meta: &Meta) -> Result<Box<dyn Write + '_>>;
-    /// The content of `path` is complete: set its mode and times.
+    /// The content of `path` is complete: set its owner, mode, extended attributes and times.
     fn finish_file(&mut self, path: &RelPath, meta: &Meta) -> Result<()>;
     /// Creates `to` with the content of the finished file `from`.
     fn copy_file(&mut self, from: &RelPath, to: &RelPath, meta: &Meta) -> Result<()>;
     /// Removes a file whose content failed verification.
     fn remove_file(&mut self, path: &RelPath) -> Result<()>;
+    /// Makes `path` another name of the finished file `target` (a hard link); `meta` is the
+    /// target's (a sink without hard links makes a copy with it).
+    fn hardlink(&mut self, path: &RelPath, target: &RelPath, meta: &Meta) -> Result<()>;
+    /// Creates a device node or a FIFO.
+    fn special(&mut self, path: &RelPath, kind: Special, meta: &Meta) -> Result<()>;
     fn symlink(&mut self, path: &RelPath, target: &str, meta: &Meta) -> Result<()>;
-    /// Sets a directory's mode and times once everything inside it exists.
+    /// Sets a directory's owner, mode, extended attributes and times once everything inside it
+    /// exists.
     fn set_times(&mut self, path: &RelPath, meta: &Meta) -> Result<()>;
     /// Called with every path of the image before anything is written: a sink refuses here
     /// what it cannot hold (FAT: two names that differ only in case).
@@ -182,6 +213,12 @@ pub trait TreeSink {
     /// Everything was written.
     fn finish(&mut self) -> Result<()> {
         Ok(())
+    }
+    /// After `finish`: what the sink could not apply and skipped (not running as root: owners,
+    /// device nodes, privileged extended attributes), as one summary line each. `apply`
+    /// returns them in [`super::ImageInfo::warnings`]; callers show or log them.
+    fn warnings(&mut self) -> Vec<String> {
+        Vec::new()
     }
 }
 
@@ -298,8 +335,14 @@ impl DirSource {
             }
             let md = fs::symlink_metadata(&full)
                 .with_context(|| format!("reading metadata of {}", full.display()))?;
-            let meta = meta_of(&md);
             let ft = md.file_type();
+            if is_socket(&ft) {
+                // A socket exists only while its program runs: nothing to keep.
+                self.note(format!("{} (a socket)", path.as_str()));
+                continue;
+            }
+            let mut meta = meta_of(&md);
+            meta.xattrs = super::xattrs::read(&full)?;
             if ft.is_symlink() {
                 let t = fs::read_link(&full)
                     .with_context(|| format!("reading symbolic link {}", full.display()))?;
@@ -317,12 +360,14 @@ impl DirSource {
                     path,
                     kind: EntryKind::Symlink { target },
                     meta,
+                    inode: None,
                 });
             } else if ft.is_dir() {
                 out.push(SourceEntry {
                     path: path.clone(),
                     kind: EntryKind::Dir,
                     meta,
+                    inode: None,
                 });
                 if !self.1.cross_file_systems && device(&md) != root_dev {
                     self.note(format!("{}/* (another file system)", path.as_str()));
@@ -330,14 +375,23 @@ impl DirSource {
                 }
                 self.walk(&full, Some(&path), root_dev, out)?;
             } else if ft.is_file() {
+                meta.sparse = is_sparse(&md);
                 out.push(SourceEntry {
                     path,
                     kind: EntryKind::File { size: md.len() },
                     meta,
+                    inode: inode(&md),
+                });
+            } else if let Some(special) = special_of(&md) {
+                out.push(SourceEntry {
+                    path,
+                    kind: EntryKind::Special(special),
+                    meta,
+                    inode: None,
                 });
             } else {
                 bail!(
-                    "{}: not a file, directory or symbolic link (device, FIFO or socket); \
+                    "{}: not a file, directory, symbolic link, device node, FIFO or socket; \
                      images cannot hold it",
                     full.display()
                 );
@@ -345,6 +399,69 @@ impl DirSource {
         }
         Ok(())
     }
+}
+
+#[cfg(unix)]
+fn is_socket(ft: &fs::FileType) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    ft.is_socket()
+}
+
+#[cfg(not(unix))]
+fn is_socket(_ft: &fs::FileType) -> bool {
+    false
+}
+
+/// A regular file whose allocated blocks hold less than its size: it has holes.
+#[cfg(unix)]
+fn is_sparse(md: &fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    md.blocks().saturating_mul(512) < md.len()
+}
+
+#[cfg(not(unix))]
+fn is_sparse(_md: &fs::Metadata) -> bool {
+    false
+}
+
+/// (device, inode) of a file with more than one name.
+#[cfg(unix)]
+fn inode(md: &fs::Metadata) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    (md.nlink() > 1).then(|| (md.dev(), md.ino()))
+}
+
+#[cfg(not(unix))]
+fn inode(_md: &fs::Metadata) -> Option<(u64, u64)> {
+    None
+}
+
+/// A device node or FIFO. The device number is split the way Linux's C library does
+/// (`major(3)`/`minor(3)` of a 64-bit `dev_t`: the major in bits 8–19 and 32–43, the minor in
+/// bits 0–7 and 20–31 and 44–63).
+#[cfg(unix)]
+fn special_of(md: &fs::Metadata) -> Option<Special> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let ft = md.file_type();
+    let dev = md.rdev();
+    let major = (((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0xfff)) as u32;
+    let minor = (((dev >> 12) & 0xffff_ff00) | (dev & 0xff)) as u32;
+    if ft.is_char_device() || ft.is_block_device() {
+        Some(Special::Device {
+            block: ft.is_block_device(),
+            major,
+            minor,
+        })
+    } else if ft.is_fifo() {
+        Some(Special::Fifo)
+    } else {
+        None
+    }
+}
+
+#[cfg(not(unix))]
+fn special_of(_md: &fs::Metadata) -> Option<Special> {
+    None
 }
 
 /// The file system (device) an entry is on; `None` where the platform does not say (Windows:
@@ -368,10 +485,47 @@ fn meta_of(md: &fs::Metadata) -> Meta {
             Ok(d) => i64::try_from(d.as_nanos()).ok(),
             Err(e) => i64::try_from(e.duration().as_nanos()).ok().map(|n| -n),
         });
+    let (uid, gid) = owner_of(md);
     Meta {
         mode: mode_of(md),
         mtime_ns,
+        uid,
+        gid,
+        xattrs: Vec::new(),
+        sparse: false,
     }
+}
+
+#[cfg(unix)]
+fn owner_of(md: &fs::Metadata) -> (Option<u32>, Option<u32>) {
+    use std::os::unix::fs::MetadataExt;
+    (Some(md.uid()), Some(md.gid()))
+}
+
+#[cfg(not(unix))]
+fn owner_of(_md: &fs::Metadata) -> (Option<u32>, Option<u32>) {
+    (None, None)
+}
+
+/// `name → id` lines of an `etc/passwd` or `etc/group` file (`name:password:id:…`, see
+/// passwd(5) and group(5)) as `id → name`, the first name of each id; `None` when the file is
+/// not a regular file of the tree (missing, or a link, which would point outside it).
+fn id_names(path: &Path) -> Option<std::collections::HashMap<u32, String>> {
+    if !fs::symlink_metadata(path).ok()?.is_file() {
+        return None;
+    }
+    let text = fs::read_to_string(path).ok()?;
+    let mut m = std::collections::HashMap::new();
+    for line in text.lines() {
+        let mut f = line.split(':');
+        let (Some(name), Some(_), Some(id)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        if let (false, Ok(id)) = (name.is_empty() || name.starts_with('#'), id.parse::<u32>()) {
+            m.entry(id).or_insert_with(|| name.to_string());
+        }
+    }
+    Some(m)
 }
 
 #[cfg(unix)]
@@ -403,6 +557,15 @@ impl TreeSource for DirSource {
         let f = fs::File::open(&p).with_context(|| format!("opening {}", p.display()))?;
         Ok(Box::new(f))
     }
+    fn left_out(&self) -> Vec<String> {
+        DirSource::left_out(self)
+    }
+    fn owner_names(&self) -> OwnerNames {
+        OwnerNames {
+            users: id_names(&self.0.join("etc/passwd")).unwrap_or_default(),
+            groups: id_names(&self.0.join("etc/group")).unwrap_or_default(),
+        }
+    }
 }
 
 /// A directory to apply into. [`DirSink::new`] refuses a non-empty directory unless `force`;
@@ -415,6 +578,8 @@ pub struct DirSink {
     root: PathBuf,
     /// Open while writing; closed by `finish` (a mounted target must be unmountable then).
     dir: Option<Dir>,
+    /// What `finish` found skipped, until `warnings` takes it.
+    warnings: Vec<String>,
 }
 
 impl DirSink {
@@ -441,7 +606,11 @@ impl DirSink {
             Err(e) => return Err(e).with_context(|| format!("reading {}", root.display())),
         }
         let dir = Some(Dir::open(&root)?);
-        Ok(DirSink { root, dir })
+        Ok(DirSink {
+            root,
+            dir,
+            warnings: Vec::new(),
+        })
     }
 
     /// The open target, opened again after `finish`.
@@ -462,35 +631,40 @@ impl TreeSink for DirSink {
     fn create_dir(&mut self, path: &RelPath, _meta: &Meta) -> Result<()> {
         self.dir()?.create_dir(path.as_str())
     }
-    fn create_file(&mut self, path: &RelPath, _meta: &Meta) -> Result<Box<dyn Write + '_>> {
+    fn create_file(&mut self, path: &RelPath, meta: &Meta) -> Result<Box<dyn Write + '_>> {
         let f = self.dir()?.create_file(path.as_str())?;
-        Ok(Box::new(std::io::BufWriter::with_capacity(
-            crate::sys::BUFFER_SIZE,
-            f,
-        )))
+        Ok(super::dirfs::writer(f, meta.sparse))
     }
     fn finish_file(&mut self, path: &RelPath, meta: &Meta) -> Result<()> {
-        self.dir()?
-            .finish_file(path.as_str(), meta.mode, meta.mtime_ns)
+        self.dir()?.finish_file(path.as_str(), meta)
     }
     fn copy_file(&mut self, from: &RelPath, to: &RelPath, meta: &Meta) -> Result<()> {
-        self.dir()?
-            .copy_file(from.as_str(), to.as_str(), meta.mode, meta.mtime_ns)
+        self.dir()?.copy_file(from.as_str(), to.as_str(), meta)
     }
     fn remove_file(&mut self, path: &RelPath) -> Result<()> {
         self.dir()?.remove_file(path.as_str())
     }
+    fn hardlink(&mut self, path: &RelPath, target: &RelPath, _meta: &Meta) -> Result<()> {
+        self.dir()?.hardlink(path.as_str(), target.as_str())
+    }
+    fn special(&mut self, path: &RelPath, kind: Special, meta: &Meta) -> Result<()> {
+        self.dir()?.special(path.as_str(), kind, meta)
+    }
     fn symlink(&mut self, path: &RelPath, target: &str, meta: &Meta) -> Result<()> {
-        self.dir()?.symlink(path.as_str(), target, meta.mtime_ns)
+        self.dir()?.symlink(path.as_str(), target, meta)
     }
     fn set_times(&mut self, path: &RelPath, meta: &Meta) -> Result<()> {
-        self.dir()?
-            .set_dir_meta(path.as_str(), meta.mode, meta.mtime_ns)
+        self.dir()?.set_dir_meta(path.as_str(), meta)
     }
-    /// Closes every descriptor of the target.
+    /// Closes every descriptor of the target (what was skipped is kept for `warnings`).
     fn finish(&mut self) -> Result<()> {
-        self.dir = None;
+        if let Some(d) = self.dir.take() {
+            self.warnings.extend(d.warnings());
+        }
         Ok(())
+    }
+    fn warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
     }
 }
 
@@ -512,6 +686,12 @@ impl TreeSink for NullSink {
         Ok(())
     }
     fn remove_file(&mut self, _: &RelPath) -> Result<()> {
+        Ok(())
+    }
+    fn hardlink(&mut self, _: &RelPath, _: &RelPath, _: &Meta) -> Result<()> {
+        Ok(())
+    }
+    fn special(&mut self, _: &RelPath, _: Special, _: &Meta) -> Result<()> {
         Ok(())
     }
     fn symlink(&mut self, _: &RelPath, _: &str, _: &Meta) -> Result<()> {

@@ -520,7 +520,10 @@ pub fn capture(
         crate::image::wim::capture(&dir, out, &opts.name, &opts.description, "xpress")?;
         return Ok(None);
     }
-    image::capture(&DirSource::new(&dir), out, opts, progress).map(Some)
+    let src = DirSource::new(&dir);
+    let r = image::capture(&src, out, opts, progress);
+    left_out.extend(src.left_out());
+    r.map(Some)
 }
 
 /// How a left-out state folder is listed.
