@@ -162,6 +162,56 @@ fn names_that_are_one_name_on_fat_are_refused_before_writing() {
     }
 }
 
+/// A Linux name may hold characters a FAT name may not (`\\`, `:`, `*`, `?`, …: systemd's
+/// escaped unit names hold `\\x2d`). Applying such an image onto FAT is refused before anything
+/// is written, naming the path and the character; a folder takes it.
+#[test]
+fn names_fat_cannot_hold_are_refused_before_writing() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let disk = d.join("d.img");
+    used_disk::random_disk(&disk, 64 << 20);
+    let (code, _, err) = tsforge(
+        d,
+        &[
+            "disk",
+            "partition",
+            "d.img",
+            "--table",
+            "mbr",
+            "--part",
+            "type=basic,size=rest,fs=fat16",
+            "--yes",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let before = sha(&disk);
+    for (case, name, ch) in [
+        ("backslash", "system-systemd\\x2dcryptsetup.slice", "'\\\\'"),
+        ("colon", "a:b", "':'"),
+        ("star", "x*", "'*'"),
+    ] {
+        let src = d.join(case);
+        std::fs::create_dir_all(src.join("units")).unwrap();
+        std::fs::write(src.join("units").join(name), b"x").unwrap();
+        let img = format!("{case}.tsimg");
+        let (code, _, err) = tsforge(d, &["capture", case, &img]);
+        assert_eq!(code, 0, "{case}: {err}");
+        let (code, _, err) = tsforge(d, &["apply", &img, "d.img:1"]);
+        assert_eq!(code, 2, "{case}: {err}");
+        assert!(
+            err.contains(&format!("units/{name}"))
+                && err.contains(ch)
+                && err.contains("cannot be part of a name on FAT"),
+            "{case}: {err}"
+        );
+        assert!(sha(&disk) == before, "{case}: the disk changed");
+        let (code, _, err) = tsforge(d, &["apply", &img, &format!("out-{case}")]);
+        assert_eq!(code, 0, "{case}: {err}");
+        assert!(d.join(format!("out-{case}/units/{name}")).is_file());
+    }
+}
+
 #[test]
 fn a_damaged_fat_is_not_written_into() {
     let t = tempfile::tempdir().unwrap();

@@ -24,6 +24,8 @@ mod hooks;
 mod image_cli;
 #[cfg(target_os = "linux")]
 mod image_meta_cli;
+#[cfg(target_os = "linux")]
+mod image_os;
 mod media_trust;
 mod run_task_sequence;
 mod secrets;

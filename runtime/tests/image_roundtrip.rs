@@ -476,6 +476,40 @@ fn a_flipped_byte_in_the_central_directory_or_end_record_is_caught() {
     assert!(image::check_file(&img).is_err());
 }
 
+/// On Linux a `\` or a `:` is an ordinary byte of a name (systemd's escaped unit names hold
+/// `\x2d`): such names apply as names inside the target, never as a way out of it. (On
+/// Windows the manifest check refuses them before anything is written: the unit test
+/// `backslash_and_colon_are_names_on_unix_and_refused_on_windows` in image/tree.rs.)
+#[cfg(unix)]
+#[test]
+fn backslash_and_drive_names_stay_inside_the_target_on_unix() {
+    let t = tempfile::tempdir().unwrap();
+    let c = b"x".as_slice();
+    let img = handmade(
+        t.path(),
+        serde_json::json!([file_entry("..\\escape", c), file_entry("C:escape", c)]),
+        &[(&format!("d/{}", &sha(c)[..32]), c)],
+    );
+    let work = tempfile::tempdir().unwrap();
+    let target = work.path().join("target");
+    apply_file(&img, &target).unwrap();
+    let mut names: Vec<_> = fs::read_dir(&target)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["..\\escape", "C:escape"]);
+    let outside: Vec<_> = fs::read_dir(work.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        outside,
+        vec!["target"],
+        "something was written outside the target"
+    );
+}
+
 #[test]
 fn hostile_manifests_are_refused() {
     let t = tempfile::tempdir().unwrap();
@@ -496,16 +530,6 @@ fn hostile_manifests_are_refused() {
             "absolute",
             serde_json::json!([file_entry("/tmp/escape", c)]),
             "absolute",
-        ),
-        (
-            "backslash",
-            serde_json::json!([file_entry("..\\escape", c)]),
-            "backslash",
-        ),
-        (
-            "drive",
-            serde_json::json!([file_entry("C:escape", c)]),
-            "drive",
         ),
         (
             "empty link target",

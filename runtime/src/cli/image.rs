@@ -173,7 +173,7 @@ pub fn capture_cmd(c: CaptureConfig) -> Result<Exit> {
             &mut left_out,
         );
         line.done();
-for l in left_out {
+        for l in left_out {
             eprintln!("left out: {l}");
         }
         let info = r.with_context(|| format!("capturing {source} into {}", c.image.display()))?;

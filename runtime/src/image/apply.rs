@@ -68,6 +68,8 @@ pub(super) struct Plan {
     /// The manifest's own local header (checked again against the central directory).
     header: LocalHeader,
     items: Vec<Item>,
+    /// The root directory's own metadata, applied to the target's root last.
+    root: Option<Meta>,
     /// Files with content, sorted by (sha256, manifest order): each run of one sha256 is a
     /// content, written into the run's first file (the first in the manifest) and copied to
     /// the others.
@@ -174,6 +176,8 @@ struct ManifestIn {
     created: i64,
     tsforge_version: String,
     compression: Compression,
+    #[serde(default)]
+    root: Option<ManifestEntry>,
     entries: Entries,
 }
 
@@ -536,6 +540,11 @@ fn check_manifest(m: ManifestIn, header: LocalHeader) -> Result<Plan> {
     if let Some(e) = error {
         bail!(e);
     }
+    let root = m
+        .root
+        .map(check_root)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!(e))?;
     items.shrink_to_fit();
     files.shrink_to_fit();
     let bad = |i: usize, what: String| {
@@ -643,9 +652,26 @@ fn check_manifest(m: ManifestIn, header: LocalHeader) -> Result<Plan> {
         compression: m.compression,
         header,
         items,
+        root,
         files,
         contents,
     })
+}
+
+/// The manifest's `root`: a `dir` entry with the path `""`, checked as any directory entry
+/// is (its fields, its extended attributes); its metadata.
+fn check_root(mut e: ManifestEntry) -> Result<Meta, String> {
+    if !e.path.is_empty() || e.kind != EntryType::Dir {
+        return Err(format!(
+            "the manifest's root must be a dir entry with the path \"\" (it is a {} entry \
+             with the path {:?})",
+            e.kind.as_str(),
+            shorten(&e.path)
+        ));
+    }
+    // A name that passes the path checks, for the checks and their messages only.
+    e.path = "(root)".into();
+    check_entry(e, 0).map(|(item, _)| item.meta)
 }
 
 /// The decompressing reader for an entry's data (exactly `csize` bytes of the stream).
@@ -862,6 +888,9 @@ pub fn apply(
         if it.kind == EntryType::Dir {
             sink.set_times(&it.path, &it.meta)?;
         }
+    }
+    if let Some(root) = &plan.root {
+        sink.set_root_meta(root)?;
     }
     sink.finish()?;
     info.warnings = sink.warnings();

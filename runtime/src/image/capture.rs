@@ -11,7 +11,7 @@ use super::format::{
     Compression, EntryType, Manifest, ManifestEntry, ZipWriter, FORMAT_ID, FORMAT_VERSION,
     MANIFEST_NAME, METHOD_DEFLATE, METHOD_STORED, METHOD_ZSTD,
 };
-use super::tree::{EntryKind, OwnerNames, RelPath, SourceEntry, Special, TreeSource};
+use super::tree::{EntryKind, Meta, OwnerNames, RelPath, SourceEntry, Special, TreeSource};
 use super::{CaptureOptions, ImageInfo, Progress};
 use crate::sys::{hex, BUFFER_SIZE};
 use anyhow::{bail, Context, Result};
@@ -154,7 +154,16 @@ fn capture_to(
 
     // The manifest, the archive's first entry.
     let names = src.owner_names();
-    let (m, counts) = manifest(&entries, &files, &hashes, &names, opts, created);
+    let root = src.root_meta()?;
+    let (m, counts) = manifest(
+        root.as_ref(),
+        &entries,
+        &files,
+        &hashes,
+        &names,
+        opts,
+        created,
+    );
     let json = serde_json::to_vec(&m).context("serializing the manifest")?;
     let mut zw = c.create_archive(&json, created)?;
 
@@ -247,7 +256,27 @@ struct Counts {
 /// The manifest: the options, then every entry in order, files with their hash (`hashes`
 /// belong to `files`, the non-empty ones), owners with their names in `names`; and the counts
 /// of the other kinds.
+/// The metadata fields of a manifest entry, from `meta` (names from the tree's own
+/// `etc/passwd` and `etc/group`).
+fn put_meta(me: &mut ManifestEntry, meta: &Meta, names: &OwnerNames) {
+    me.mode = meta.mode;
+    me.mtime_ns = meta.mtime_ns;
+    me.uid = meta.uid;
+    me.gid = meta.gid;
+    me.user = meta.uid.and_then(|u| names.users.get(&u).cloned());
+    me.group = meta.gid.and_then(|g| names.groups.get(&g).cloned());
+    if !meta.xattrs.is_empty() {
+        me.xattrs = Some(
+            meta.xattrs
+                .iter()
+                .map(|(k, v)| (k.clone(), super::xattrs::encode(v)))
+                .collect(),
+        );
+    }
+}
+
 fn manifest(
+    root: Option<&Meta>,
     entries: &[SourceEntry],
     files: &[&SourceEntry],
     hashes: &[[u8; 32]],
@@ -267,6 +296,11 @@ fn manifest(
         created,
         tsforge_version: env!("CARGO_PKG_VERSION").into(),
         compression: opts.compression,
+        root: root.map(|meta| {
+            let mut me = ManifestEntry::new(String::new(), EntryType::Dir);
+            put_meta(&mut me, meta, names);
+            me
+        }),
         entries: Vec::with_capacity(entries.len()),
     };
     let mut n = Counts::default();
@@ -312,21 +346,7 @@ fn manifest(
                 me.kind = EntryType::Fifo;
             }
         }
-        me.mode = e.meta.mode;
-        me.mtime_ns = e.meta.mtime_ns;
-        me.uid = e.meta.uid;
-        me.gid = e.meta.gid;
-        me.user = e.meta.uid.and_then(|u| names.users.get(&u).cloned());
-        me.group = e.meta.gid.and_then(|g| names.groups.get(&g).cloned());
-        if !e.meta.xattrs.is_empty() {
-            me.xattrs = Some(
-                e.meta
-                    .xattrs
-                    .iter()
-                    .map(|(k, v)| (k.clone(), super::xattrs::encode(v)))
-                    .collect(),
-            );
-        }
+        put_meta(&mut me, &e.meta, names);
         m.entries.push(me);
     }
     (m, n)

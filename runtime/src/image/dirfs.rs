@@ -374,8 +374,12 @@ mod imp {
 
         /// Sets a directory's metadata, through a descriptor opened without following.
         pub fn set_dir_meta(&mut self, path: &str, meta: &Meta) -> Result<()> {
+            let comps: Vec<&str> = match path {
+                // The target's root itself (the image's `root` metadata).
+                "" => Vec::new(),
+                p => p.split('/').collect(),
+            };
             self.last_file = None;
-            let comps: Vec<&str> = path.split('/').collect();
             self.walk(&comps)?;
             let fd = self.cur();
             // `fsetxattr` needs a `File`; a second descriptor only when there are attributes.

@@ -143,6 +143,20 @@ impl TreeSink for FatSink<'_> {
     fn check_paths(&mut self, paths: &[&RelPath]) -> Result<()> {
         let mut seen: HashMap<String, &RelPath> = HashMap::with_capacity(paths.len());
         for p in paths {
+            // Characters a FAT long name may not hold (Microsoft's FAT specification, "Long
+            // File Name Implementation": `" * / : < > ? \ |` and control characters); Linux
+            // names may hold all but `/`.
+            if let Some(ch) = p
+                .components()
+                .flat_map(str::chars)
+                .find(|c| "\"*:<>?\\|".contains(*c) || (*c as u32) < 0x20)
+            {
+                bail!(
+                    "{p}: the character {ch:?} cannot be part of a name on FAT; nothing was \
+                     written. Apply the image to a file system that holds it (ext4, XFS, a \
+                     folder on Linux)"
+                );
+            }
             if let Some(first) = seen.insert(fold(p.as_str()), p) {
                 bail!(
                     "{p} and {first} are the same name on FAT (names are matched without regard \

@@ -105,6 +105,11 @@ pub struct Manifest {
     pub created: i64,
     pub tsforge_version: String,
     pub compression: Compression,
+    /// The captured root directory's own metadata (version 2): an entry of type `dir` with
+    /// the path `""`, applied to the target's root last (an operating system's `/` has its
+    /// owner, mode, times and labels too). Absent in version 1 and when the source has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<ManifestEntry>,
     pub entries: Vec<ManifestEntry>,
 }
 

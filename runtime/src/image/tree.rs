@@ -1,8 +1,9 @@
 //! File trees that images are captured from ([`TreeSource`]) and applied into ([`TreeSink`]).
 //!
 //! [`RelPath`] is the only path type the image code hands to a tree: a relative path with `/`
-//! separators whose components were checked (no `..`, `.`, empty, absolute or drive forms,
-//! no backslash or NUL), so a sink can join it to its root without escaping it.
+//! separators whose components were checked (no `..`, `.`, empty or absolute forms, no NUL;
+//! on Windows also no backslash, drive or `:`), so a sink can join it to its root without
+//! escaping it.
 //! [`DirSource`] and [`DirSink`] implement the traits for a directory; the FAT file system of
 //! the disk layer gets its own implementations later. [`NullSink`] discards everything
 //! (`verify`).
@@ -80,25 +81,37 @@ impl fmt::Display for RelPath {
     }
 }
 
-/// One path component: not empty, `.` or `..`; no `\` (a separator on Windows), NUL or `/`;
-/// no drive prefix (`C:`); on Windows no `:` at all (alternate data streams).
+/// One path component: not empty, `.` or `..`; no NUL or `/`. On Windows also no `\` (a
+/// path separator there), no drive prefix (`C:`) and no `:` at all (alternate data streams).
+/// On Linux and other Unix systems these are ordinary name bytes, and an operating system's
+/// tree holds them (systemd's escaped unit names such as `system-systemd\x2dcryptsetup.slice`):
+/// they are captured and applied as they are. An image holding them is refused by apply on
+/// Windows, before anything is written, naming the entry.
 fn check_component(c: &str) -> Result<(), String> {
+    check_component_for(c, cfg!(windows))
+}
+
+/// [`check_component`] with the platform's rules chosen by `windows` (so both are tested).
+fn check_component_for(c: &str, windows: bool) -> Result<(), String> {
     match c {
         "" => return Err("empty path component (`//` or a trailing `/`)".into()),
         "." | ".." => return Err(format!("`{c}` component")),
         _ => {}
     }
-    if c.contains('\\') {
-        return Err("backslash in a name (a path separator on Windows)".into());
-    }
     if c.contains('\0') {
         return Err("NUL in a name".into());
+    }
+    if !windows {
+        return Ok(());
+    }
+    if c.contains('\\') {
+        return Err("backslash in a name (a path separator on Windows)".into());
     }
     let b = c.as_bytes();
     if b.len() >= 2 && b[1] == b':' && b[0].is_ascii_alphabetic() {
         return Err("drive prefix (`X:`)".into());
     }
-    if cfg!(windows) && c.contains(':') {
+    if c.contains(':') {
         return Err("`:` in a name (not allowed on Windows)".into());
     }
     Ok(())
@@ -172,10 +185,15 @@ pub trait TreeSource: Sync {
     fn owner_names(&self) -> OwnerNames {
         OwnerNames::default()
     }
-    /// What the last `entries` left out, one line each (`PATH (a socket)`); capture returns
-    /// them as `left out: …` in [`super::ImageInfo::warnings`].
+    /// What the last `entries` left out, one line each (`PATH (a socket)`), for the caller to
+    /// list (stderr, smsts.log) next to the options that caused it.
     fn left_out(&self) -> Vec<String> {
         Vec::new()
+    }
+    /// The root directory's own metadata (owner, mode, times, extended attributes), where the
+    /// source has one; `None` by default.
+    fn root_meta(&self) -> Result<Option<Meta>> {
+        Ok(None)
     }
 }
 
@@ -208,6 +226,11 @@ pub trait TreeSink {
     /// Called with every path of the image before anything is written: a sink refuses here
     /// what it cannot hold (FAT: two names that differ only in case).
     fn check_paths(&mut self, _paths: &[&RelPath]) -> Result<()> {
+        Ok(())
+    }
+    /// Sets the target root's own owner, mode, extended attributes and times (the image's
+    /// `root`), after every directory; a sink without such a root ignores it.
+    fn set_root_meta(&mut self, _meta: &Meta) -> Result<()> {
         Ok(())
     }
     /// Everything was written.
@@ -552,6 +575,12 @@ impl TreeSource for DirSource {
         self.walk(&self.0, None, device(&md), &mut out)?;
         Ok(out)
     }
+    fn root_meta(&self) -> Result<Option<Meta>> {
+        let md = fs::metadata(&self.0).with_context(|| format!("reading {}", self.0.display()))?;
+        let mut meta = meta_of(&md);
+        meta.xattrs = super::xattrs::read(&self.0)?;
+        Ok(Some(meta))
+    }
     fn open(&self, path: &RelPath) -> Result<Box<dyn Read + Send + '_>> {
         let p = path.to_path(&self.0);
         let f = fs::File::open(&p).with_context(|| format!("opening {}", p.display()))?;
@@ -653,6 +682,9 @@ impl TreeSink for DirSink {
     fn symlink(&mut self, path: &RelPath, target: &str, meta: &Meta) -> Result<()> {
         self.dir()?.symlink(path.as_str(), target, meta)
     }
+    fn set_root_meta(&mut self, meta: &Meta) -> Result<()> {
+        self.dir()?.set_dir_meta("", meta)
+    }
     fn set_times(&mut self, path: &RelPath, meta: &Meta) -> Result<()> {
         self.dir()?.set_dir_meta(path.as_str(), meta)
     }
@@ -748,16 +780,43 @@ mod tests {
 
     #[test]
     fn rel_path_rules() {
-        for ok in ["a", "a/b", "ü/日本", "ab:c", ".hidden", "a..b"] {
-            if cfg!(windows) && ok.contains(':') {
+        for ok in [
+            "a",
+            "a/b",
+            "ü/日本",
+            "ab:c",
+            ".hidden",
+            "a..b",
+            "a\\b",
+            "C:",
+            "c:x/y",
+        ] {
+            if cfg!(windows) && (ok.contains(':') || ok.contains('\\')) {
                 continue;
             }
             assert!(RelPath::new(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "", "/a", "a/", "a//b", "./a", "a/..", "../x", "a\\b", "C:", "c:x/y", "a/\0",
-        ] {
+        for bad in ["", "/a", "a/", "a//b", "./a", "a/..", "../x", "a/\0"] {
             assert!(RelPath::new(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// systemd's escaped names hold `\`, and any Linux name may hold `:`: ordinary bytes on
+    /// Unix, refused on Windows (a separator, a drive, a stream).
+    #[test]
+    fn backslash_and_colon_are_names_on_unix_and_refused_on_windows() {
+        for name in [
+            "system-systemd\\x2dcryptsetup.slice",
+            "..\\escape",
+            "C:",
+            "c:x",
+            "a:b",
+        ] {
+            assert!(check_component_for(name, false).is_ok(), "{name}");
+            assert!(check_component_for(name, true).is_err(), "{name}");
+        }
+        for bad in ["", ".", "..", "a\0b"] {
+            assert!(check_component_for(bad, false).is_err(), "{bad:?}");
         }
     }
 
