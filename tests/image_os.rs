@@ -61,7 +61,8 @@ fn rsync_differences(src: &Path, dst: &Path, extra: &[&str]) -> String {
     out
 }
 
-/// `getfattr` dump of every path of `dir` (links not followed), paths relative to `dir`.
+/// `getfattr` dump of every path of `dir` (links not followed), paths relative to `dir`, one
+/// block per path, sorted (getfattr lists in directory order, which differs between trees).
 fn xattr_dump(dir: &Path, exclude: Option<&str>) -> String {
     let (code, out, err) = output(
         Command::new("getfattr")
@@ -69,14 +70,13 @@ fn xattr_dump(dir: &Path, exclude: Option<&str>) -> String {
             .current_dir(dir),
     );
     assert_eq!(code, 0, "getfattr in {}: {err}", dir.display());
-    match exclude {
-        None => out,
-        Some(x) => out
-            .split("\n\n")
-            .filter(|block| !block.starts_with(&format!("# file: {x}")))
-            .collect::<Vec<_>>()
-            .join("\n\n"),
-    }
+    let mut blocks: Vec<&str> = out
+        .split("\n\n")
+        .filter(|b| !b.trim().is_empty())
+        .filter(|b| exclude.is_none_or(|x| !b.starts_with(&format!("# file: {x}"))))
+        .collect();
+    blocks.sort_unstable();
+    blocks.join("\n\n")
 }
 
 fn assert_same_tree(src: &Path, dst: &Path, what: &str, extra: &[&str], exclude: Option<&str>) {

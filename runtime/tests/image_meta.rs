@@ -140,3 +140,95 @@ fn a_newer_version_is_named_as_such() {
         "{err}"
     );
 }
+
+/// A pack (`p/<n>`) holds small contents one after the other, in the order of their first
+/// path; a hand-made one applies, and every way of lying about it is refused before the
+/// content it concerns is trusted, naming the entry.
+#[test]
+fn packs_apply_and_lies_about_them_are_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let (a, b): (&[u8], &[u8]) = (b"alpha\n", b"bravo bravo\n");
+    let packed = |path: &str, c: &[u8], n: u32| {
+        let mut e = file_entry(path, c);
+        e["pack"] = json!(n);
+        e
+    };
+    let both = [a, b].concat();
+    // A good pack: two contents (and a second path of the first) in p/0.
+    let img = handmade(
+        t.path(),
+        json!([packed("a", a, 0), packed("b", b, 0), packed("c", a, 0)]),
+        &[("p/0", &both)],
+    );
+    let out = t.path().join("out");
+    crate::image_roundtrip::apply_file(&img, &out).unwrap();
+    assert_eq!(std::fs::read(out.join("a")).unwrap(), a);
+    assert_eq!(std::fs::read(out.join("b")).unwrap(), b);
+    assert_eq!(std::fs::read(out.join("c")).unwrap(), a);
+
+    let d_a = format!("d/{}", &sha(a)[..32]);
+    let d_c = format!("d/{}", &sha(b"c")[..32]);
+    let ab_wrong = [b, a].concat();
+    let longer = [a, b, b"x"].concat();
+    let cases: Vec<(&str, serde_json::Value, Vec<(&str, &[u8])>, &str)> = vec![
+        (
+            "contents in the wrong order",
+            json!([packed("a", a, 0), packed("b", b, 0)]),
+            vec![("p/0", &ab_wrong)],
+            "content does not match the manifest",
+        ),
+        (
+            "a byte after the contents",
+            json!([packed("a", a, 0), packed("b", b, 0)]),
+            vec![("p/0", &longer)],
+            "contents in the manifest make",
+        ),
+        (
+            "a pack number with a gap",
+            json!([packed("a", a, 0), packed("b", b, 2), file_entry("c", b"c")]),
+            vec![("p/0", a), ("p/2", b), (d_c.as_str(), b"c")],
+            "no content in pack 1",
+        ),
+        (
+            "a pack number beyond every content",
+            json!([packed("a", a, 7)]),
+            vec![("p/7", a)],
+            "manifest entry \"a\": pack number 7 is larger than the number of contents",
+        ),
+        (
+            "a packed content also stored alone",
+            json!([packed("a", a, 0)]),
+            vec![(d_a.as_str(), a), ("p/0", a)],
+            "keeps in pack 0",
+        ),
+        (
+            "one content said to be in two packs",
+            json!([packed("a", a, 0), packed("c", a, 1), packed("b", b, 1)]),
+            vec![("p/0", a)],
+            "said to be in two places",
+        ),
+        (
+            "an empty file in a pack",
+            json!([packed("e", b"", 0)]),
+            vec![],
+            "an empty file has no content to keep in a pack",
+        ),
+        (
+            "a pack the manifest does not name",
+            json!([file_entry("a", a)]),
+            vec![(d_a.as_str(), a), ("p/0", a)],
+            "is not in the manifest",
+        ),
+        (
+            "a pack named with a leading zero",
+            json!([packed("a", a, 0)]),
+            vec![("p/00", a)],
+            "is not in the manifest",
+        ),
+    ];
+    for (what, entries, data, expect) in cases {
+        let img = handmade(t.path(), entries, &data);
+        let err = apply_contained(&img);
+        assert!(err.contains(expect), "{what}: {err}");
+    }
+}

@@ -18,7 +18,7 @@
 use super::format::{
     self, Compression, Counted, EntryType, LocalHeader, ManifestEntry, Next, DATA_PREFIX,
     FORMAT_ID, MANIFEST_NAME, MAX_ENTRIES, MAX_MANIFEST, METHOD_DEFLATE, METHOD_STORED,
-    METHOD_ZSTD, NAME_DIGITS, READ_VERSIONS,
+    METHOD_ZSTD, NAME_DIGITS, PACK_PREFIX, READ_VERSIONS,
 };
 use super::tree::{check_symlink_target, Meta, RelPath, Special, TreeSink};
 use super::xattrs;
@@ -56,7 +56,12 @@ struct FileRef {
     sha: [u8; 32],
     size: u64,
     item: u32,
+    /// The pack holding the content, [`NO_PACK`] when it has an entry of its own.
+    pack: u32,
 }
+
+/// [`FileRef::pack`] of a content stored in an entry of its own.
+const NO_PACK: u32 = u32::MAX;
 
 /// A checked manifest.
 pub(super) struct Plan {
@@ -76,6 +81,9 @@ pub(super) struct Plan {
     files: Vec<FileRef>,
     /// Where each content's run starts in `files`, in sha256 order.
     contents: Vec<u32>,
+    /// The contents each pack holds (indices into `contents`), in the order of their first
+    /// path in the manifest: the order of their bytes in the pack's entry.
+    packs: Vec<Vec<u32>>,
 }
 
 impl Plan {
@@ -113,6 +121,26 @@ impl Plan {
             .get(c + 1)
             .map_or(self.files.len(), |e| *e as usize);
         &self.files[start..end]
+    }
+
+    /// The pack stored as entry `name` (`p/` and its number in decimal, no leading zero).
+    fn pack_named(&self, name: &str) -> Option<usize> {
+        let digits = name.strip_prefix(PACK_PREFIX)?;
+        if digits.is_empty()
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+            || (digits.len() > 1 && digits.starts_with('0'))
+        {
+            return None;
+        }
+        let n: usize = digits.parse().ok()?;
+        (n < self.packs.len()).then_some(n)
+    }
+
+    /// The size of pack `k`'s data: its contents one after the other.
+    fn pack_size(&self, k: usize) -> u64 {
+        self.packs[k]
+            .iter()
+            .fold(0u64, |t, c| t.saturating_add(self.run(*c as usize)[0].size))
     }
 
     /// The content stored as entry `name` (`d/` and 32 hex digits of its sha256).
@@ -392,7 +420,7 @@ fn check_entry(e: ManifestEntry, index: u32) -> Result<(Item, Option<FileRef>), 
     let allowed: &[&str] = match e.kind {
         EntryType::Dir => &["mode", "mtime_ns", "owner", "xattrs"],
         EntryType::File => &[
-            "size", "sha256", "mode", "mtime_ns", "owner", "xattrs", "sparse",
+            "size", "sha256", "mode", "mtime_ns", "owner", "xattrs", "sparse", "pack",
         ],
         EntryType::Symlink => &["target", "mode", "mtime_ns", "owner", "xattrs"],
         EntryType::Hardlink => &["target"],
@@ -413,6 +441,7 @@ fn check_entry(e: ManifestEntry, index: u32) -> Result<(Item, Option<FileRef>), 
         ("sparse", e.sparse.is_some()),
         ("major", e.major.is_some()),
         ("minor", e.minor.is_some()),
+        ("pack", e.pack.is_some()),
     ];
     if let Some((field, _)) = present.iter().find(|(f, p)| *p && !allowed.contains(f)) {
         let field = match *field {
@@ -470,15 +499,22 @@ fn check_entry(e: ManifestEntry, index: u32) -> Result<(Item, Option<FileRef>), 
             let size = e.size.ok_or_else(|| bad("a file without a size".into()))?;
             item.size = size;
             match (&e.sha256, size) {
+                (_, 0) if e.pack.is_some() => {
+                    return Err(bad("an empty file has no content to keep in a pack".into()))
+                }
                 (None, 0) => {}
                 (Some(h), 0) if h == EMPTY_SHA256 => {}
                 (Some(h), s) if s > 0 && is_hash(h) => {
                     let mut sha = [0u8; 32];
                     decode_hex(h, &mut sha).ok_or_else(|| bad("a malformed sha256".into()))?;
+                    if e.pack == Some(NO_PACK) {
+                        return Err(bad(format!("pack number {NO_PACK} is out of range")));
+                    }
                     file = Some(FileRef {
                         sha,
                         size,
                         item: index,
+                        pack: e.pack.unwrap_or(NO_PACK),
                     });
                 }
                 _ => return Err(bad("a missing or malformed sha256".into())),
@@ -631,6 +667,16 @@ fn check_manifest(m: ManifestIn, header: LocalHeader) -> Result<Plan> {
                         format!("content {} listed with two sizes", hex(&f.sha)),
                     ));
                 }
+                if prev.pack != f.pack {
+                    return Err(bad(
+                        f.item as usize,
+                        format!(
+                            "content {} is said to be in two places (two packs, or a pack and \
+                             an entry of its own)",
+                            hex(&f.sha)
+                        ),
+                    ));
+                }
             }
             Some(prev) if prev.sha[..NAME_DIGITS / 2] == f.sha[..NAME_DIGITS / 2] => {
                 bail!(
@@ -644,6 +690,7 @@ fn check_manifest(m: ManifestIn, header: LocalHeader) -> Result<Plan> {
     for (i, j) in links {
         items[i].dev = (j as u32, 0);
     }
+    let packs = group_packs(&files, &contents, &items)?;
     Ok(Plan {
         name: m.name,
         description: m.description,
@@ -655,7 +702,44 @@ fn check_manifest(m: ManifestIn, header: LocalHeader) -> Result<Plan> {
         root,
         files,
         contents,
+        packs,
     })
+}
+
+/// The packs of a manifest: for each pack number, its contents in the order of their first
+/// path. The numbers must run from 0 without a gap (each pack holds a content).
+fn group_packs(files: &[FileRef], contents: &[u32], items: &[Item]) -> Result<Vec<Vec<u32>>> {
+    let mut packs: Vec<Vec<u32>> = Vec::new();
+    for (c, start) in contents.iter().enumerate() {
+        let f = &files[*start as usize];
+        if f.pack == NO_PACK {
+            continue;
+        }
+        let k = f.pack as usize;
+        if k >= contents.len() {
+            bail!(
+                "manifest entry {:?}: pack number {k} is larger than the number of contents \
+                 ({}): the image is corrupt",
+                items[f.item as usize].path.as_str(),
+                contents.len()
+            );
+        }
+        if packs.len() <= k {
+            packs.resize_with(k + 1, Vec::new);
+        }
+        packs[k].push(c as u32);
+    }
+    if let Some(k) = packs.iter().position(Vec::is_empty) {
+        bail!(
+            "the manifest names pack {} but no content in pack {k}: the image is corrupt",
+            packs.len() - 1
+        );
+    }
+    // `files` holds each content's first path first (sorted by sha256, then manifest order).
+    for p in &mut packs {
+        p.sort_unstable_by_key(|c| files[contents[*c as usize] as usize].item);
+    }
+    Ok(packs)
 }
 
 /// The manifest's `root`: a `dir` entry with the path `""`, checked as any directory entry
@@ -676,7 +760,10 @@ fn check_root(mut e: ManifestEntry) -> Result<Meta, String> {
 
 /// The decompressing reader for an entry's data (exactly `csize` bytes of the stream).
 fn decoder<'a>(r: &'a mut Counted<'_>, h: &LocalHeader) -> Result<Box<dyn Read + 'a>> {
-    let raw = r.take(h.csize);
+    let raw = Exact {
+        inner: r,
+        left: h.csize,
+    };
     Ok(match h.method {
         METHOD_STORED => Box::new(raw),
         METHOD_DEFLATE => Box::new(flate2::read::DeflateDecoder::new(raw)),
@@ -713,6 +800,30 @@ fn finish_entry(r: &mut Counted, end: u64, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// At most `left` bytes of `inner`; the stream ending before them is an
+/// [`io::ErrorKind::UnexpectedEof`] (the image is truncated), never a short entry.
+struct Exact<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Exact<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let k = self.inner.read(&mut buf[..want])?;
+        if k == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        self.left -= k as u64;
+        Ok(k)
+    }
+}
+
 /// Hashes what passes through, and counts it.
 struct HashingWriter<'a> {
     inner: &'a mut dyn Write,
@@ -729,6 +840,73 @@ impl Write for HashingWriter<'_> {
     }
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+/// Writes contents into the sink as their entries are read.
+struct Writing<'a> {
+    plan: &'a Plan,
+    sink: &'a mut dyn TreeSink,
+    buf: &'a mut [u8],
+    p: &'a mut Progress,
+    progress: &'a mut dyn FnMut(&Progress),
+}
+
+impl Writing<'_> {
+    /// Content `c` read from `data` (its bytes, and nothing after them) into its first path,
+    /// checked against its size and sha256 (on a mismatch the file is removed), then copied
+    /// to the content's other paths. `entry` names the data entry in messages.
+    fn content(&mut self, c: usize, data: &mut dyn Read, entry: &str) -> Result<()> {
+        let plan = self.plan;
+        let users = plan.run(c);
+        let (sha, size) = (users[0].sha, users[0].size);
+        let first = &plan.items[users[0].item as usize];
+        let (n, digest) = {
+            let mut w = self.sink.create_file(&first.path, &first.meta)?;
+            let mut hw = HashingWriter {
+                inner: &mut *w,
+                hash: Sha256::new(),
+                n: 0,
+            };
+            loop {
+                let k = match data.read(self.buf) {
+                    Ok(0) => break,
+                    Ok(k) => k,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(read_error(e, entry)),
+                };
+                hw.write_all(&self.buf[..k])
+                    .with_context(|| format!("writing {}", first.path))?;
+                self.p.bytes_done += k as u64;
+                if self.p.bytes_done % (8 << 20) < k as u64 {
+                    (self.progress)(self.p);
+                }
+            }
+            hw.flush()
+                .with_context(|| format!("writing {}", first.path))?;
+            let digest: [u8; 32] = hw.hash.finalize().into();
+            (hw.n, digest)
+        };
+        if n != size || digest != sha {
+            self.sink.remove_file(&first.path)?;
+            bail!(
+                "{}: content does not match the manifest (sha256 {}, {n} bytes; expected {}, \
+                 {size} bytes): the image is corrupt",
+                first.path,
+                hex(&digest),
+                hex(&sha)
+            );
+        }
+        self.sink.finish_file(&first.path, &first.meta)?;
+        self.p.files_done += 1;
+        for u in &users[1..] {
+            let it = &plan.items[u.item as usize];
+            self.sink.copy_file(&first.path, &it.path, &it.meta)?;
+            self.p.files_done += 1;
+            self.p.bytes_done += size;
+        }
+        (self.progress)(self.p);
+        Ok(())
     }
 }
 
@@ -768,12 +946,56 @@ pub fn apply(
     progress(&p);
 
     let mut seen = vec![false; plan.contents.len()];
+    let mut seen_packs = vec![false; plan.packs.len()];
     let mut buf = vec![0u8; BUFFER_SIZE];
     loop {
         let h = match format::read_next(&mut r)? {
             Next::Entry(h) => h,
             Next::CentralDirectory => break,
         };
+        let end = r.pos.saturating_add(h.csize);
+        if let Some(k) = plan.pack_named(&h.name) {
+            if std::mem::replace(&mut seen_packs[k], true) {
+                bail!("entry {:?} appears twice: the image is corrupt", h.name);
+            }
+            let size = plan.pack_size(k);
+            if h.usize != size {
+                bail!(
+                    "entry {} is {} bytes but its contents in the manifest make {size}: the \
+                     image is corrupt",
+                    h.name,
+                    h.usize
+                );
+            }
+            {
+                let mut dec = decoder(&mut r, &h)?;
+                let mut w = Writing {
+                    plan: &plan,
+                    sink: &mut *sink,
+                    buf: &mut buf,
+                    p: &mut p,
+                    progress: &mut *progress,
+                };
+                for c in &plan.packs[k] {
+                    let c = *c as usize;
+                    let size = plan.run(c)[0].size;
+                    w.content(c, &mut (&mut dec).take(size), &h.name)?;
+                    seen[c] = true;
+                }
+                let mut extra = [0u8; 1];
+                match dec.read(&mut extra) {
+                    Ok(0) => {}
+                    Ok(_) => bail!(
+                        "entry {} holds more than its contents: the image is corrupt",
+                        h.name
+                    ),
+                    Err(e) => return Err(read_error(e, &h.name)),
+                }
+            }
+            finish_entry(&mut r, end, &h.name)?;
+            entries.push(h);
+            continue;
+        }
         let Some(c) = plan.content_named(&h.name) else {
             bail!(
                 "entry {:?} (at byte {}) is not in the manifest: the image is corrupt or was \
@@ -786,7 +1008,14 @@ pub fn apply(
             bail!("entry {:?} appears twice: the image is corrupt", h.name);
         }
         let users = plan.run(c);
-        let (sha, size) = (users[0].sha, users[0].size);
+        if users[0].pack != NO_PACK {
+            bail!(
+                "entry {:?} holds a content the manifest keeps in pack {}: the image is corrupt",
+                h.name,
+                users[0].pack
+            );
+        }
+        let size = users[0].size;
         if h.usize != size {
             bail!(
                 "entry {} is {} bytes but the manifest says {size}: the image is corrupt",
@@ -794,56 +1023,19 @@ pub fn apply(
                 h.usize
             );
         }
-        let first = &plan.items[users[0].item as usize];
-        let end = r.pos.saturating_add(h.csize);
-        let (n, digest) = {
+        {
             let mut dec = decoder(&mut r, &h)?;
-            let mut w = sink.create_file(&first.path, &first.meta)?;
-            let mut hw = HashingWriter {
-                inner: &mut *w,
-                hash: Sha256::new(),
-                n: 0,
+            let mut w = Writing {
+                plan: &plan,
+                sink: &mut *sink,
+                buf: &mut buf,
+                p: &mut p,
+                progress: &mut *progress,
             };
-            let mut limited = (&mut dec).take(size.saturating_add(1));
-            loop {
-                let k = match limited.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(k) => k,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(read_error(e, first.path.as_str())),
-                };
-                hw.write_all(&buf[..k])
-                    .with_context(|| format!("writing {}", first.path))?;
-                p.bytes_done += k as u64;
-                if p.bytes_done % (8 << 20) < k as u64 {
-                    progress(&p);
-                }
-            }
-            hw.flush()
-                .with_context(|| format!("writing {}", first.path))?;
-            let digest: [u8; 32] = hw.hash.finalize().into();
-            (hw.n, digest)
-        };
+            // One byte more than the content: a longer entry is caught as a wrong size.
+            w.content(c, &mut (&mut dec).take(size.saturating_add(1)), &h.name)?;
+        }
         finish_entry(&mut r, end, &h.name)?;
-        if n != size || digest != sha {
-            sink.remove_file(&first.path)?;
-            bail!(
-                "{}: content does not match the manifest (sha256 {}, {n} bytes; expected {}, \
-                 {size} bytes): the image is corrupt",
-                first.path,
-                hex(&digest),
-                hex(&sha)
-            );
-        }
-        sink.finish_file(&first.path, &first.meta)?;
-        p.files_done += 1;
-        for u in &users[1..] {
-            let it = &plan.items[u.item as usize];
-            sink.copy_file(&first.path, &it.path, &it.meta)?;
-            p.files_done += 1;
-            p.bytes_done += size;
-        }
-        progress(&p);
         entries.push(h);
     }
     let missing = seen.iter().filter(|s| !**s).count();

@@ -30,6 +30,14 @@ pub fn content_name(sha256_hex: &str) -> String {
     format!("{DATA_PREFIX}{digits}")
 }
 /// `format` field of the manifest.
+/// Prefix of the entries that hold a pack of small contents (`p/0`, `p/1`, …).
+pub const PACK_PREFIX: &str = "p/";
+
+/// The entry name of pack `n`.
+pub fn pack_name(n: u32) -> String {
+    format!("{PACK_PREFIX}{n}")
+}
+
 pub const FORMAT_ID: &str = "tsforge-image";
 /// Manifest `version` this code writes. Version 2 added owners, extended attributes, sparse
 /// files, hard links, device nodes and FIFOs; a version-1 manifest is a version-2 manifest
@@ -160,6 +168,10 @@ pub struct ManifestEntry {
     /// Files: `true` when the source file had holes; apply writes it sparse (version 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sparse: Option<bool>,
+    /// Files whose content is stored in a pack (version 2): the pack's number, the data entry
+    /// `p/<number>` holding small contents one after the other (see [`pack_name`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pack: Option<u32>,
 }
 
 impl ManifestEntry {
@@ -181,6 +193,7 @@ impl ManifestEntry {
             minor: None,
             xattrs: None,
             sparse: None,
+            pack: None,
         }
     }
 }
