@@ -22,6 +22,7 @@ mod fidelity_rules;
 mod hooks;
 mod image_cli;
 mod media_trust;
+mod os_boot;
 mod run_task_sequence;
 mod secrets;
 mod sequence_limits;
