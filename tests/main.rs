@@ -27,6 +27,7 @@ mod image_meta_cli;
 #[cfg(target_os = "linux")]
 mod image_os;
 mod media_trust;
+mod os_boot;
 mod run_task_sequence;
 mod secrets;
 mod sequence_limits;

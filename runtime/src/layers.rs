@@ -18,8 +18,9 @@ pub const LAYERS: &[&[&str]] = &[
     &["engine"],
     // What each step type does.
     &["actions"],
-    // Packages and distribution points, images onto locations, boot media.
-    &["content", "volume", "media"],
+    // Packages and distribution points, images onto locations, boot media, the applied OS
+    // made bootable and configured.
+    &["content", "volume", "media", "osconfig"],
     // Image formats, disks and file systems, conditions over variables.
     &["image", "disk", "fsformat", "condition"],
     // The sequence model (its own crate), logs, variables, external programs, shared helpers.

@@ -25,6 +25,7 @@ mod layers;
 pub mod log;
 pub mod machine;
 pub mod media;
+pub mod osconfig;
 pub mod sys;
 pub mod tools;
 pub mod vars;

@@ -96,6 +96,10 @@ pub enum Tool {
     Ldd,
     /// `qemu-system-x86_64`: `tsforge try` and the end-to-end tests.
     QemuSystemX86_64,
+    /// `efibootmgr`: writes the firmware boot entry of a deployed Linux (on the target only).
+    Efibootmgr,
+    /// `bcdboot.exe`: makes an applied Windows bootable (boot files and BCD), in Windows PE.
+    Bcdboot,
 }
 
 /// Where a program runs and how to get it there.
@@ -365,6 +369,20 @@ pub const TOOLS: &[ToolSpec] = &[
         needed_for: "running a virtual machine",
         source: Source::Debian("qemu-system-x86"),
         version_arg: Some("--version"),
+    },
+    ToolSpec {
+        tool: Tool::Efibootmgr,
+        program: "efibootmgr",
+        needed_for: "writing the firmware boot entry of a deployed Linux",
+        source: Source::Debian("efibootmgr"),
+        version_arg: Some("--version"),
+    },
+    ToolSpec {
+        tool: Tool::Bcdboot,
+        program: "bcdboot",
+        needed_for: "making an applied Windows bootable",
+        source: Source::WindowsBuiltIn,
+        version_arg: None,
     },
 ];
 
@@ -710,12 +728,14 @@ mod tests {
             Objcopy,
             Ldd,
             QemuSystemX86_64,
+            Efibootmgr,
+            Bcdboot,
         ] {
             assert_eq!(t.spec().tool, t);
         }
         assert_eq!(
             TOOLS.len(),
-            34,
+            36,
             "one row per Tool, no duplicates: {:?}",
             TOOLS.iter().map(|s| s.program).collect::<Vec<_>>()
         );

@@ -474,10 +474,73 @@ pub fn apply(step: &Step, ctx: &mut Ctx) -> ActionResult {
                 C,
                 &format!("Applied {} to {target}{what}: {summary}", image.display()),
             );
+            if is_os_step(step) {
+                if let Err(e) = make_bootable(&target, ctx) {
+                    return ActionResult::failed(e);
+                }
+            }
             ActionResult::ok()
         }
         Err(e) => ActionResult::failed(format!("applying {} to {target}: {e:#}", image.display())),
     }
+}
+
+/// After an OS image is applied: make the volume boot, as ConfigMgr's step does ("Copy Windows
+/// boot loaders into the active partition; set the boot.ini or the Boot Configuration Database
+/// (BCD) to reference the newly installed OS", *Task sequence steps*, Apply Operating System
+/// Image), through `osconfig`: a Linux OS gets its own boot loader on the disk's EFI system
+/// partition and an fstab by UUID; Windows is refused on the linux medium (no BCD writer). A
+/// partition without a recognised OS (a lab or data image) is left as applied, with a warning.
+/// Then `OSDTargetSystemDrive` names the location, as Microsoft documents it for this step
+/// (there a drive letter; here the `DISK:N` or folder the OS went to).
+fn make_bootable(target: &Location, ctx: &mut Ctx) -> Result<(), String> {
+    const C: &str = "ApplyImage";
+    let text = match target {
+        Location::Partition { disk, number } => {
+            if !cfg!(target_os = "linux") {
+                ctx.log.log(
+                    Level::Warning,
+                    C,
+                    &format!(
+                        "{target} was not made bootable: in Windows PE that is bcdboot's job,                          which this step does not run yet"
+                    ),
+                );
+            } else {
+                let opts = crate::osconfig::BootOptions::for_this_machine();
+                let mut report = crate::osconfig::Report::default();
+                let r = crate::osconfig::make_bootable(disk, *number, &opts, &mut report);
+                for (level, line) in &report.lines {
+                    ctx.log.log(*level, C, line);
+                }
+                match r {
+                    Ok(crate::osconfig::Outcome::Linux { os, loader, .. }) => ctx.log.log(
+                        Level::Info,
+                        C,
+                        &format!("{target} is bootable: {} through {loader}", os.title()),
+                    ),
+                    Ok(crate::osconfig::Outcome::NoOs(why)) => ctx.log.log(
+                        Level::Warning,
+                        C,
+                        &format!("{why}: it was applied but not made bootable"),
+                    ),
+                    Err(e) => return Err(format!("making {target} bootable: {e:#}")),
+                }
+            }
+            Location::partition_text(disk, *number)
+        }
+        Location::Dir(dir) => {
+            ctx.log.log(
+                Level::Info,
+                C,
+                &format!(
+                    "{target} is a folder, not a partition of a disk: it is not made bootable"
+                ),
+            );
+            dir.display().to_string()
+        }
+        Location::Disk(_) => return Ok(()),
+    };
+    super::set_variable(ctx, C, "OSDTargetSystemDrive", text).map_err(|e| e.to_string())
 }
 
 /// The install form: the edition index, the package's install image fetched into the cache

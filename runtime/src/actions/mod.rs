@@ -8,7 +8,7 @@
 //! `run_command_line`, `set_variable`, `set_dynamic_variables`, `run_powershell`, `restart`,
 //! `run_task_sequence` (expanded by the engine's compiler before the run), `partition_disk`,
 //! `apply_image` (operating system and data images), `capture_image`, `install_package`,
-//! `download_package_content`, `apply_driver_package`. Adding a step type is one file and one
+//! `download_package_content`, `apply_driver_package`, `apply_windows_settings`. Adding a step type is one file and one
 //! line in [`BUILT_IN`] (`docs/architecture.md` has the recipe).
 //!
 //! What several step types share: `command` (a process on behalf of a step, and the `<action>`
@@ -19,6 +19,7 @@
 
 pub mod apply_driver_package;
 pub mod apply_image;
+pub mod apply_windows_settings;
 pub mod capture_image;
 pub mod command;
 pub mod custom;
@@ -149,6 +150,7 @@ pub const BUILT_IN: &[&StepType] = &[
     &install_package::TYPE,
     &download_package_content::TYPE,
     &apply_driver_package::TYPE,
+    &apply_windows_settings::TYPE,
 ];
 
 /// What a dry run gives a step type's `plan`.
