@@ -170,7 +170,13 @@ fn packs_apply_and_lies_about_them_are_refused() {
     let d_c = format!("d/{}", &sha(b"c")[..32]);
     let ab_wrong = [b, a].concat();
     let longer = [a, b, b"x"].concat();
-    let cases: Vec<(&str, serde_json::Value, Vec<(&str, &[u8])>, &str)> = vec![
+    type Case<'a> = (
+        &'a str,
+        serde_json::Value,
+        Vec<(&'a str, &'a [u8])>,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "contents in the wrong order",
             json!([packed("a", a, 0), packed("b", b, 0)]),

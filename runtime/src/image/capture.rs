@@ -249,7 +249,11 @@ fn capture_to(
     let (m, counts) = manifest(
         root.as_ref(),
         &entries,
-        (&files, &hashes, &pack_of),
+        Stored {
+            files: &files,
+            hashes: &hashes,
+            pack_of: &pack_of,
+        },
         &names,
         opts,
         created,
@@ -366,14 +370,26 @@ fn put_meta(me: &mut ManifestEntry, meta: &Meta, names: &OwnerNames) {
     }
 }
 
+/// The files with content, their hashes (in the same order) and the pack of each packed hash.
+struct Stored<'a> {
+    files: &'a [&'a SourceEntry],
+    hashes: &'a [[u8; 32]],
+    pack_of: &'a HashMap<[u8; 32], u32>,
+}
+
 fn manifest(
     root: Option<&Meta>,
     entries: &[SourceEntry],
-    (files, hashes, pack_of): (&[&SourceEntry], &[[u8; 32]], &HashMap<[u8; 32], u32>),
+    stored: Stored,
     names: &OwnerNames,
     opts: &CaptureOptions,
     created: i64,
 ) -> (Manifest, Counts) {
+    let Stored {
+        files,
+        hashes,
+        pack_of,
+    } = stored;
     let mut by_path: HashMap<&RelPath, [u8; 32]> = HashMap::new();
     for (e, h) in files.iter().zip(hashes) {
         by_path.insert(&e.path, *h);
