@@ -548,3 +548,53 @@ fn partition_step_checks_file_systems_before_writing() {
         );
     }
 }
+
+/// *Capture Operating System Image* of a folder that holds the running sequence itself (a
+/// live system capturing its own `/`): the run's state directory, its logs, the image being
+/// written (and its `.tmp`) and a `_SMSTaskSequence` folder at the root are left out, each
+/// listed in smsts.log; everything else is captured.
+#[test]
+fn capturing_the_running_systems_folder_leaves_the_run_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let root = d.join("live");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/hostname"), "pc01\n").unwrap();
+    std::fs::create_dir_all(root.join("_SMSTaskSequence")).unwrap();
+    std::fs::write(root.join("_SMSTaskSequence/leftover"), "x").unwrap();
+    std::fs::create_dir_all(root.join("var/images")).unwrap();
+    // The image of an earlier capture, about to be replaced.
+    std::fs::write(root.join("var/images/self.tsimg"), "old").unwrap();
+    std::fs::write(
+        d.join("ts.yaml"),
+        "steps:\n  - name: Capture the live system\n    type: capture-image\n    properties:\n      \
+         CaptureSource: live\n      CaptureDestination: live/var/images/self.tsimg\n",
+    )
+    .unwrap();
+    let (code, _, err) = tsforge(
+        d,
+        &["run", "ts.yaml", "--state-dir", "live/var/lib/tsforge"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let log = std::fs::read_to_string(root.join("var/lib/tsforge/smsts.log")).unwrap();
+    for gone in [
+        "var/lib/tsforge",
+        "var/images/self.tsimg",
+        "_SMSTaskSequence",
+    ] {
+        assert!(
+            log.contains(&format!("Left out: {gone} (the running sequence's own files)")),
+            "{gone} not listed: {log}"
+        );
+    }
+    let (code, out, err) = tsforge(d, &["apply", "live/var/images/self.tsimg", "out"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        std::fs::read_to_string(d.join("out/etc/hostname")).unwrap(),
+        "pc01\n"
+    );
+    assert!(d.join("out/var/images").is_dir());
+    assert!(!d.join("out/var/images/self.tsimg").exists());
+    assert!(!d.join("out/var/lib/tsforge").exists());
+    assert!(!d.join("out/_SMSTaskSequence").exists());
+}

@@ -80,6 +80,14 @@ pub fn capture(step: &Step, ctx: &mut Ctx) -> ActionResult {
     let mut last = Progress::default();
     let log = &mut *ctx.log;
     let mut left_out = Vec::new();
+    // A folder capture (a running system's own tree) leaves out the run itself: its state
+    // directory, its logs, and the image being written.
+    let mut tmp = out.clone().into_os_string();
+    tmp.push(".tmp");
+    let mut leave_out = vec![ctx.state_dir.to_path_buf(), out.clone(), PathBuf::from(tmp)];
+    if let Some(logs) = ctx.vars.get("_SMSTSLogPath") {
+        leave_out.push(PathBuf::from(logs));
+    }
     let r = crate::volume::capture(
         &source,
         &out,
@@ -90,6 +98,7 @@ pub fn capture(step: &Step, ctx: &mut Ctx) -> ActionResult {
             rep.update(log, p);
         },
         &mut left_out,
+        &leave_out,
     );
     for l in left_out {
         ctx.log.log(Level::Info, C, &format!("Left out: {l}"));

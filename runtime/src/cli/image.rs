@@ -171,6 +171,7 @@ pub fn capture_cmd(c: CaptureConfig) -> Result<Exit> {
             &scratch,
             &mut |p| line.update(p),
             &mut left_out,
+            &[],
         );
         line.done();
         for l in left_out {

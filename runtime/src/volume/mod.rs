@@ -473,6 +473,7 @@ pub fn capture(
     scratch: &Path,
     progress: &mut dyn FnMut(&Progress),
     left_out: &mut Vec<String>,
+    leave_out: &[PathBuf],
 ) -> Result<Option<ImageInfo>> {
     let wim = out
         .extension()
@@ -520,10 +521,48 @@ pub fn capture(
         crate::image::wim::capture(&dir, out, &opts.name, &opts.description, "xpress")?;
         return Ok(None);
     }
-    let src = DirSource::new(&dir);
+    let filter = match source {
+        Location::Dir(_) => folder_filter(&dir, leave_out)?,
+        _ => image::CaptureFilter::default(),
+    };
+    let src = DirSource::with_filter(&dir, filter);
     let r = image::capture(&src, out, opts, progress);
-    left_out.extend(src.left_out());
+    // Every pattern of a folder's filter is the run's own (no --exclude here).
+    left_out.extend(src.left_out().into_iter().map(|l| {
+        l.replace(
+            " (matches --exclude)",
+            " (the running sequence's own files)",
+        )
+    }));
     r.map(Some)
+}
+
+/// What a capture of the folder `dir` by a running sequence leaves out: the run's state
+/// folder at its root (as for partitions), and each of `leave_out` (the run's state
+/// directory, the image being written) that lies inside it.
+fn folder_filter(dir: &Path, leave_out: &[PathBuf]) -> Result<image::CaptureFilter> {
+    let root = std::fs::canonicalize(dir).with_context(|| format!("opening {}", dir.display()))?;
+    let mut exclude = vec![format!("/{STATE_FOLDER}")];
+    for p in leave_out {
+        // The path as it will be: its folder resolved, its own name kept (it may not exist yet).
+        let full = match (p.parent().map(std::fs::canonicalize), p.file_name()) {
+            (Some(Ok(parent)), Some(name)) => parent.join(name),
+            _ => continue,
+        };
+        if let Ok(rel) = full.strip_prefix(&root) {
+            let rel: Vec<String> = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            if !rel.is_empty() {
+                exclude.push(format!("/{}", rel.join("/")));
+            }
+        }
+    }
+    Ok(image::CaptureFilter {
+        exclude,
+        cross_file_systems: false,
+    })
 }
 
 /// How a left-out state folder is listed.
