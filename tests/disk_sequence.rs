@@ -583,7 +583,9 @@ fn capturing_the_running_systems_folder_leaves_the_run_out() {
         "_SMSTaskSequence",
     ] {
         assert!(
-            log.contains(&format!("Left out: {gone} (the running sequence's own files)")),
+            log.contains(&format!(
+                "Left out: {gone} (the running sequence's own files)"
+            )),
             "{gone} not listed: {log}"
         );
     }

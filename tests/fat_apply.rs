@@ -102,19 +102,8 @@ fn sha(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap()
 }
 
-#[test]
-fn names_that_are_one_name_on_fat_are_refused_before_writing() {
-    let cases: [(&str, &str, &[&str]); 3] = [
-        (
-            "case",
-            "readme.txt and README.TXT",
-            &["readme.txt", "README.TXT"],
-        ),
-        ("dirs", "d/a.txt and D/b.txt", &["d/a.txt", "D/b.txt"]),
-        ("dot", "x. and x", &["x.", "x"]),
-    ];
-    let t = tempfile::tempdir().unwrap();
-    let d = t.path();
+/// `d/d.img`: a 64 MiB disk of random bytes with one FAT16 partition made by tsforge.
+fn fat16_disk(d: &Path) -> std::path::PathBuf {
     let disk = d.join("d.img");
     used_disk::random_disk(&disk, 64 << 20);
     let (code, _, err) = tsforge(
@@ -131,6 +120,23 @@ fn names_that_are_one_name_on_fat_are_refused_before_writing() {
         ],
     );
     assert_eq!(code, 0, "{err}");
+    disk
+}
+
+#[test]
+fn names_that_are_one_name_on_fat_are_refused_before_writing() {
+    let cases: [(&str, &str, &[&str]); 3] = [
+        (
+            "case",
+            "readme.txt and README.TXT",
+            &["readme.txt", "README.TXT"],
+        ),
+        ("dirs", "d/a.txt and D/b.txt", &["d/a.txt", "D/b.txt"]),
+        ("dot", "x. and x", &["x.", "x"]),
+    ];
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let disk = fat16_disk(d);
     let before = sha(&disk);
     for (name, what, paths) in cases {
         let src = d.join(name);
@@ -169,22 +175,7 @@ fn names_that_are_one_name_on_fat_are_refused_before_writing() {
 fn names_fat_cannot_hold_are_refused_before_writing() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
-    let disk = d.join("d.img");
-    used_disk::random_disk(&disk, 64 << 20);
-    let (code, _, err) = tsforge(
-        d,
-        &[
-            "disk",
-            "partition",
-            "d.img",
-            "--table",
-            "mbr",
-            "--part",
-            "type=basic,size=rest,fs=fat16",
-            "--yes",
-        ],
-    );
-    assert_eq!(code, 0, "{err}");
+    let disk = fat16_disk(d);
     let before = sha(&disk);
     for (case, name, ch) in [
         ("backslash", "system-systemd\\x2dcryptsetup.slice", "'\\\\'"),

@@ -948,6 +948,13 @@ pub fn apply(
     let mut seen = vec![false; plan.contents.len()];
     let mut seen_packs = vec![false; plan.packs.len()];
     let mut buf = vec![0u8; BUFFER_SIZE];
+    let mut w = Writing {
+        plan: &plan,
+        sink: &mut *sink,
+        buf: &mut buf,
+        p: &mut p,
+        progress: &mut *progress,
+    };
     loop {
         let h = match format::read_next(&mut r)? {
             Next::Entry(h) => h,
@@ -969,13 +976,6 @@ pub fn apply(
             }
             {
                 let mut dec = decoder(&mut r, &h)?;
-                let mut w = Writing {
-                    plan: &plan,
-                    sink: &mut *sink,
-                    buf: &mut buf,
-                    p: &mut p,
-                    progress: &mut *progress,
-                };
                 for c in &plan.packs[k] {
                     let c = *c as usize;
                     let size = plan.run(c)[0].size;
@@ -1025,13 +1025,6 @@ pub fn apply(
         }
         {
             let mut dec = decoder(&mut r, &h)?;
-            let mut w = Writing {
-                plan: &plan,
-                sink: &mut *sink,
-                buf: &mut buf,
-                p: &mut p,
-                progress: &mut *progress,
-            };
             // One byte more than the content: a longer entry is caught as a wrong size.
             w.content(c, &mut (&mut dec).take(size.saturating_add(1)), &h.name)?;
         }

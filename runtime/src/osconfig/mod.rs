@@ -17,7 +17,6 @@
 
 pub mod fsid;
 pub mod linux;
-mod mount;
 pub mod timezone;
 pub mod windows;
 
@@ -303,7 +302,7 @@ pub fn make_bootable(
             ),
         };
     }
-    let mounted = mount::Mounted::new(disk_path, &d, number, part.start, part.len)?;
+    let mounted = crate::volume::mount_partition(disk_path, number, false)?;
     let os = match detect(mounted.dir()) {
         Ok(os) => os,
         Err(_) => {
@@ -480,7 +479,7 @@ pub fn configure_at(
                     ),
                 }
             }
-            let m = mount::Mounted::new(disk, &d, *number, part.start, part.len)?;
+            let m = crate::volume::mount_partition(disk, *number, false)?;
             let r = configure_tree(m.dir(), settings, windows_missing, report);
             m.unmount()?;
             r

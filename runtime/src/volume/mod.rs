@@ -34,9 +34,11 @@ pub mod fs;
 pub mod location;
 mod mount;
 
+pub use mount::Mount;
+
 pub use fs::FileSystem;
 pub use location::Location;
-use mount::{LoopDevice, Mount, Part};
+use mount::{LoopDevice, Part};
 
 /// The folder a running sequence keeps its state in on a volume of the deployed disk
 /// (ConfigMgr's name; `engine::home`). Capture leaves it out.
@@ -709,6 +711,29 @@ fn probe(disk: &Path, number: u32) -> Result<Probed> {
         }),
         Err(what) => bail!("{shown} holds {what} (not FAT: {fat_err:#})"),
     }
+}
+
+/// Partition `number` of `disk` mounted on a temporary folder for other work on the tree it
+/// holds (making an applied OS bootable, configuring it): its file system detected from its
+/// bytes and named to `mount`, root required first (the error says so), unmounted by
+/// [`Mount::unmount`] or on drop. A FAT partition is an error: FAT is read and written
+/// directly (`disk::fat`), never mounted.
+pub fn mount_partition(disk: &Path, number: u32, read_only: bool) -> Result<Mount> {
+    let p = probe(disk, number)?;
+    let part = p.part(disk, number);
+    let Some(fs) = p.fs else {
+        bail!(
+            "{} holds FAT, which tsforge reads and writes without mounting",
+            part.text()
+        );
+    };
+    mount::require_root(
+        &part,
+        fs,
+        "working on its files mounts it",
+        "work on a folder",
+    )?;
+    Mount::new(&part, fs, read_only)
 }
 
 /// What partition `target` holds, for a log line before an apply or capture: `partition 2 of
