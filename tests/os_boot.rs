@@ -423,7 +423,7 @@ fn make_bootable_errors_name_the_problem() {
 
 /// The exported Apply Windows Settings step on an OS in a folder: `ComputerName` (here from
 /// `%MachineName%`), `TimeZone` mapped through CLDR, the administrator password never logged;
-/// a Windows OS, no OS and an unknown time zone fail naming the problem.
+/// a Windows OS gets an answer file; no OS and an unknown time zone fail naming the problem.
 #[test]
 fn apply_windows_settings_configures_a_linux_folder() {
     let t = tempfile::tempdir().unwrap();
@@ -477,12 +477,12 @@ fn apply_windows_settings_configures_a_linux_folder() {
         "{log}"
     );
     write(&d.join("win"), "Windows/System32/config/SYSTEM", b"regf");
+    // Windows: the settings go into Windows/Panther/unattend.xml (tests/unattend.rs checks it
+    // element by element).
     let (code, log) = run("win", &[]);
-    assert_eq!(code, 1, "{log}");
-    assert!(
-        log.contains("writing unattend.xml is not implemented yet"),
-        "{log}"
-    );
+    assert_eq!(code, 0, "{log}");
+    assert!(d.join("win/Windows/Panther/unattend.xml").is_file(), "{log}");
+    assert!(!log.contains("Adm1n!Lab"), "{log}");
     std::fs::create_dir_all(d.join("empty")).unwrap();
     let (code, log) = run("empty", &[]);
     assert_eq!(code, 1, "{log}");

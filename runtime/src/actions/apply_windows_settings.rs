@@ -15,13 +15,32 @@
 //! The OS is the one at `OSDTargetSystemDrive` (set by *Apply Operating System Image*), else
 //! `OSDisk`. For a **Linux** OS the step sets the host name (`/etc/hostname`, `/etc/hosts`),
 //! gives it a fresh machine ID and sets the time zone (mapped to IANA through CLDR), through
-//! `osconfig`. For **Windows** these settings go into unattend.xml, which tsforge does not write
-//! yet: the step fails saying so. The other properties (registered owner, product key,
-//! administrator password, locales) are Windows Setup settings; for a Linux OS they are
-//! listed in the log as not applying.
+//! `osconfig`; the Windows Setup settings (registered owner, product key, administrator
+//! password, locales) are listed in the log as not applying.
+//!
+//! For **Windows** the settings go into the answer file `Windows\Panther\unattend.xml`
+//! (`osconfig::unattend`), merged into the one there (the administrator's, which *Apply
+//! Operating System Image* put there, or the image's own); ours replace theirs element by
+//! element and the log says which:
+//!
+//! - `specialize`, `Microsoft-Windows-Shell-Setup`: `ComputerName`; `RegisteredOwner` from
+//!   `RegisteredUserName` (`OSDRegisteredUserName`); `RegisteredOrganization` from
+//!   `RegisteredOrgName` (`OSDRegisteredOrgName`); `TimeZone` as given (a Windows name);
+//!   `ProductKey` (`OSDProductKey`);
+//! - `oobeSystem`, `Microsoft-Windows-Shell-Setup`: `UserAccounts/AdministratorPassword` when
+//!   `RandomAdminPassword` (`OSDRandomAdminPassword`) is `false`: `Value` hidden as Windows
+//!   Setup expects (`PlainText` = `false`), from `AdminPassword` (`OSDLocalAdminPassword`),
+//!   which the class says "must be set" then. With `RandomAdminPassword` `true`, Microsoft's
+//!   default ("sets the Administrator password to a randomly generated value. It also disables
+//!   the account"), no password is written: Windows keeps its built-in Administrator disabled;
+//! - `oobeSystem`, `Microsoft-Windows-International-Core`: `InputLocale`, `SystemLocale`,
+//!   `UILanguage`, `UILanguageFallback`, `UserLocale` (the class points at that component).
+//!
+//! `ServerLicenseMode` and `ServerLicenseConnectionLimit` are logged as not written.
 
 use super::{ActionResult, Ctx, Plan, StepType};
 use crate::log::Level;
+use crate::osconfig::unattend::{self, Change};
 use crate::osconfig::{self, linux::Settings, Os};
 use crate::sequence::model::{step_type, Step};
 use crate::vars::Vars;
@@ -33,11 +52,6 @@ pub const TYPE: StepType = StepType {
     plan,
     run,
 };
-
-/// For a Windows OS: the piece tsforge lacks.
-pub const WINDOWS_MISSING: &str = "Apply Windows Settings writes these settings into \
-    Windows\\Panther\\unattend.xml for Windows Setup; writing unattend.xml is not implemented \
-    yet, so nothing was changed";
 
 /// Windows Setup settings that mean nothing to a Linux OS.
 const WINDOWS_ONLY: &[&str] = &[
@@ -105,7 +119,7 @@ fn plan(s: &Step, p: &mut Plan) -> String {
         .unwrap_or_default();
     format!(
         "configure the OS at {}: computer name {name}{tz} (Linux: /etc/hostname, /etc/hosts, a \
-         new machine ID, /etc/localtime; Windows: unattend.xml, not implemented yet)",
+         new machine ID, /etc/localtime; Windows: Windows\\Panther\\unattend.xml)",
         Location::parse(&t)
     )
 }
@@ -151,8 +165,13 @@ fn run(s: &Step, ctx: &mut Ctx) -> ActionResult {
         files: None,
         new_machine_id: true,
     };
+    let changes = windows_changes(s, ctx.vars);
+    let mut windows = |root: &std::path::Path, report: &mut osconfig::Report| {
+        let changes = changes.clone().map_err(|e| anyhow::anyhow!(e))?;
+        unattend::apply(root, &changes, report).map(|_| ())
+    };
     let mut report = osconfig::Report::default();
-    let r = osconfig::configure_at(&location, &settings, WINDOWS_MISSING, &mut report);
+    let r = osconfig::configure_at(&location, Some(&settings), &mut windows, &mut report);
     for (level, line) in &report.lines {
         ctx.log.log(*level, C, line);
     }
@@ -179,7 +198,116 @@ fn run(s: &Step, ctx: &mut Ctx) -> ActionResult {
             }
             ActionResult::ok()
         }
-        Ok(Os::Windows) => ActionResult::failed(WINDOWS_MISSING),
+        Ok(Os::Windows) => {
+            let ignored: Vec<&str> = ["ServerLicenseMode", "ServerLicenseConnectionLimit"]
+                .into_iter()
+                .filter(|p| !super::blank(s, p))
+                .collect();
+            if !ignored.is_empty() {
+                ctx.log.log(
+                    Level::Warning,
+                    C,
+                    &format!("Not written to the answer file: {}", ignored.join(", ")),
+                );
+            }
+            ActionResult::ok()
+        }
         Err(e) => ActionResult::failed(format!("configuring the OS at {location}: {e:#}")),
     }
+}
+
+const SHELL: &str = "Microsoft-Windows-Shell-Setup";
+const INTL: &str = "Microsoft-Windows-International-Core";
+
+/// `true`/`false` of a property, else its variable, else `default`.
+fn flag(
+    s: &Step,
+    vars: &Vars,
+    property: &str,
+    variable: &str,
+    default: bool,
+) -> Result<bool, String> {
+    match value(s, vars, property, variable) {
+        None => Ok(default),
+        Some((v, src)) => match v.to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(format!("{src} is {v:?}: expected true or false")),
+        },
+    }
+}
+
+/// The answer-file settings of the step, for a Windows OS.
+fn windows_changes(s: &Step, vars: &Vars) -> Result<Vec<Change>, String> {
+    let mut out = Vec::new();
+    let name = value(s, vars, "ComputerName", "OSDComputerName")
+        .map(|(v, _)| v)
+        .or_else(|| {
+            vars.get("_SMSTSMachineName")
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        });
+    if let Some(n) = name {
+        out.push(Change::set("specialize", SHELL, &["ComputerName"], n));
+    }
+    let plain: [(&str, &str, &'static [&'static str]); 4] = [
+        (
+            "RegisteredUserName",
+            "OSDRegisteredUserName",
+            &["RegisteredOwner"],
+        ),
+        (
+            "RegisteredOrgName",
+            "OSDRegisteredOrgName",
+            &["RegisteredOrganization"],
+        ),
+        ("TimeZone", "OSDTimeZone", &["TimeZone"]),
+        ("ProductKey", "OSDProductKey", &["ProductKey"]),
+    ];
+    for (property, variable, path) in plain {
+        if let Some((v, _)) = value(s, vars, property, variable) {
+            out.push(Change::set("specialize", SHELL, path, v));
+        }
+    }
+    if !flag(
+        s,
+        vars,
+        "RandomAdminPassword",
+        "OSDRandomAdminPassword",
+        true,
+    )? {
+        let Some((pw, _)) = value(s, vars, "AdminPassword", "OSDLocalAdminPassword") else {
+            return Err(
+                "RandomAdminPassword is false, so the local Administrator password \
+                        must be set: AdminPassword (variable OSDLocalAdminPassword) is empty"
+                    .into(),
+            );
+        };
+        const V: &[&str] = &["UserAccounts", "AdministratorPassword", "Value"];
+        const P: &[&str] = &["UserAccounts", "AdministratorPassword", "PlainText"];
+        out.push(
+            Change::set(
+                "oobeSystem",
+                SHELL,
+                V,
+                unattend::hide_password(&pw, "AdministratorPassword"),
+            )
+            .secret(),
+        );
+        out.push(Change::set("oobeSystem", SHELL, P, "false"));
+    }
+    let locales: [(&str, &'static [&'static str]); 5] = [
+        ("InputLocale", &["InputLocale"]),
+        ("SystemLocale", &["SystemLocale"]),
+        ("UILanguage", &["UILanguage"]),
+        ("UILanguageFallback", &["UILanguageFallback"]),
+        ("UserLocale", &["UserLocale"]),
+    ];
+    for (property, path) in locales {
+        let variable = format!("OSD{property}");
+        if let Some((v, _)) = value(s, vars, property, &variable) {
+            out.push(Change::set("oobeSystem", INTL, path, v));
+        }
+    }
+    Ok(out)
 }

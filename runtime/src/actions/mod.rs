@@ -19,6 +19,7 @@
 
 pub mod apply_driver_package;
 pub mod apply_image;
+pub mod apply_network_settings;
 pub mod apply_windows_settings;
 pub mod capture_image;
 pub mod command;
@@ -151,6 +152,7 @@ pub const BUILT_IN: &[&StepType] = &[
     &download_package_content::TYPE,
     &apply_driver_package::TYPE,
     &apply_windows_settings::TYPE,
+    &apply_network_settings::TYPE,
 ];
 
 /// What a dry run gives a step type's `plan`.

@@ -38,7 +38,6 @@ const KNOWN_CONFIGMGR_TYPES: &[&str] = &[
     "SMS_TaskSequence_ApplyOperatingSystemAction",
     "SMS_TaskSequence_ApplyDataImageAction",
     "SMS_TaskSequence_CaptureSystemImageAction",
-    "SMS_TaskSequence_ApplyNetworkSettingsAction",
     "SMS_TaskSequence_ApplyDriverPackageAction",
     "SMS_TaskSequence_AutoApplyAction",
     "SMS_TaskSequence_InstallSoftwareAction",

@@ -18,6 +18,7 @@
 pub mod fsid;
 pub mod linux;
 pub mod timezone;
+pub mod unattend;
 pub mod windows;
 
 use crate::disk::{fat, layout, Disk};
@@ -435,18 +436,21 @@ pub fn make_bootable(
     })
 }
 
+/// What a step does to a Windows tree (its root): write its answer file.
+pub type WindowsConfig<'a> = &'a mut dyn FnMut(&Path, &mut Report) -> Result<()>;
+
 /// Configure the OS at `location` (a folder, or partition `DISK:N`, mounted meanwhile): Linux
-/// as `linux::configure` does; Windows is refused with `windows_missing`, the piece tsforge
-/// lacks for it. Returns the OS found.
+/// as `linux::configure` does with `settings` (none: left as it is); Windows through
+/// `windows`. Returns the OS found.
 pub fn configure_at(
     location: &crate::volume::Location,
-    settings: &linux::Settings,
-    windows_missing: &str,
+    settings: Option<&linux::Settings>,
+    windows: WindowsConfig,
     report: &mut Report,
 ) -> Result<Os> {
     use crate::volume::Location;
     match location {
-        Location::Dir(dir) => configure_tree(dir, settings, windows_missing, report),
+        Location::Dir(dir) => configure_tree(dir, settings, windows, report),
         Location::Disk(d) => bail!(
             "{} is a whole disk; name the partition that holds the OS (DISK:N)",
             d.display()
@@ -471,7 +475,9 @@ pub fn configure_at(
                         "{shown} holds no operating system tsforge recognises (looked for \
                          {LOOKED_FOR})"
                     ),
-                    Some(Os::Windows) => bail!("{shown} holds Windows: {windows_missing}"),
+                    Some(Os::Windows) => {
+                        bail!("{shown} holds Windows on a FAT file system: Windows runs from NTFS")
+                    }
                     Some(Os::Linux(os)) => bail!(
                         "{shown} holds {} on a FAT file system, which cannot keep a Linux \
                          system's links, owners and modes",
@@ -480,7 +486,7 @@ pub fn configure_at(
                 }
             }
             let m = crate::volume::mount_partition(disk, *number, false)?;
-            let r = configure_tree(m.dir(), settings, windows_missing, report);
+            let r = configure_tree(m.dir(), settings, windows, report);
             m.unmount()?;
             r
         }
@@ -489,19 +495,24 @@ pub fn configure_at(
 
 fn configure_tree(
     root: &Path,
-    settings: &linux::Settings,
-    windows_missing: &str,
+    settings: Option<&linux::Settings>,
+    windows: WindowsConfig,
     report: &mut Report,
 ) -> Result<Os> {
     let os = detect(root)?;
     match &os {
-        Os::Windows => bail!("{} holds Windows: {windows_missing}", root.display()),
+        Os::Windows => {
+            report.push(Level::Info, format!("{} holds Windows", root.display()));
+            windows(root, report)?;
+        }
         Os::Linux(r) => {
             report.push(
                 Level::Info,
                 format!("{} holds {} (from /{})", root.display(), r.title(), r.file),
             );
-            linux::configure(root, settings, report)?;
+            if let Some(settings) = settings {
+                linux::configure(root, settings, report)?;
+            }
         }
     }
     Ok(os)
