@@ -34,6 +34,7 @@ mod sequence_limits;
 mod set_dynamic_cli;
 mod state_dir;
 mod state_on_disk;
+mod unattend;
 mod wine;
 mod xml_cli;
 

@@ -481,7 +481,10 @@ fn apply_windows_settings_configures_a_linux_folder() {
     // element by element).
     let (code, log) = run("win", &[]);
     assert_eq!(code, 0, "{log}");
-    assert!(d.join("win/Windows/Panther/unattend.xml").is_file(), "{log}");
+    assert!(
+        d.join("win/Windows/Panther/unattend.xml").is_file(),
+        "{log}"
+    );
     assert!(!log.contains("Adm1n!Lab"), "{log}");
     std::fs::create_dir_all(d.join("empty")).unwrap();
     let (code, log) = run("empty", &[]);
