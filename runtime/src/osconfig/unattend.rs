@@ -2,9 +2,10 @@
 //! changed setting by setting and written back: what ConfigMgr's *Apply Windows Settings* and
 //! *Apply Network Settings* do to the answer file *Apply Operating System Image* put there.
 //!
-//! - Place: `%WINDIR%\Panther\Unattend.xml` is one of the places Windows Setup looks for an
-//!   answer file on its own (Microsoft, *Answer files (unattend.xml)*, implicit search order:
-//!   <https://learn.microsoft.com/windows-hardware/manufacture/desktop/update-windows-settings-and-scripts-create-your-own-answer-file-sxs>).
+//! - Place: `%WINDIR%\Panther\unattend.xml`, where the task asks ConfigMgr's steps put it and
+//!   one of the places Windows Setup looks for an answer file on its own (Microsoft, *Windows
+//!   Setup Automation Overview*, implicit search order; that page was not in the stored
+//!   reference when this was written, so docs/engine.md says what is not proven).
 //! - Shape: `<unattend xmlns="urn:schemas-microsoft-com:unattend">`, `<settings pass="…">`,
 //!   `<component name="…" processorArchitecture="…" publicKeyToken="31bf3856ad364e35"
 //!   language="neutral" versionScope="nonSxS">`, then the component's settings (Microsoft,
