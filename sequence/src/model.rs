@@ -434,6 +434,7 @@ pub mod step_type {
     pub const DOWNLOAD_PACKAGE_CONTENT: &str = "SMS_TaskSequence_DownloadPackageContentAction";
     pub const APPLY_DRIVER_PACKAGE: &str = "SMS_TaskSequence_ApplyDriverPackageAction";
     pub const APPLY_WINDOWS_SETTINGS: &str = "SMS_TaskSequence_ApplyWindowsSettingsAction";
+    pub const SETUP_WINDOWS_AND_SMS: &str = "SMS_TaskSequence_SetupWindowsAndSMSAction";
 
     /// Short YAML names and the ConfigMgr types they stand for. YAML accepts either spelling;
     /// the YAML writer uses the short name when there is one.
@@ -452,6 +453,7 @@ pub mod step_type {
         ("download-package", DOWNLOAD_PACKAGE_CONTENT),
         ("apply-driver-package", APPLY_DRIVER_PACKAGE),
         ("apply-windows-settings", APPLY_WINDOWS_SETTINGS),
+        ("hand-over", SETUP_WINDOWS_AND_SMS),
     ];
 
     /// The ConfigMgr type for a YAML short name (or the name itself when it is not short).

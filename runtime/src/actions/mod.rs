@@ -59,6 +59,21 @@ pub struct RunTargets {
     pub package_public_key: Option<String>,
 }
 
+/// What *Setup Windows and ConfigMgr* installed in the deployed OS, for the engine: where to
+/// copy the run's state once the step is journaled, and what to remove when the run ends
+/// there. Paths inside the deployed OS are written as it sees them (`/var/lib/tsforge/…`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HandOver {
+    /// The deployed OS as the step found it (`OSDTargetSystemDrive`: a folder or `DISK:N`).
+    pub target: String,
+    /// Where the engine copies the run's state directory, inside the deployed OS.
+    pub state_dir: String,
+    /// Where the run's logs go in the deployed OS (the first phase's smsts.log is copied there).
+    pub log_dir: String,
+    /// What the end of the run removes, inside the deployed OS.
+    pub cleanup: Vec<String>,
+}
+
 /// Everything an action may use.
 pub struct Ctx<'a> {
     pub vars: &'a mut Vars,
@@ -75,6 +90,8 @@ pub struct Ctx<'a> {
     /// Set by *Format and Partition Disk*: the disk it wrote a partition table to (the engine
     /// may then keep the run's state on it).
     pub partitioned_disk: Option<PathBuf>,
+    /// Set by *Setup Windows and ConfigMgr*: the run is handed over to the deployed OS.
+    pub handover: Option<HandOver>,
 }
 
 impl Ctx<'_> {

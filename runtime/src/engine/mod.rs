@@ -19,6 +19,7 @@ pub mod home;
 pub mod journal;
 pub mod plan;
 pub mod program;
+pub mod run_in;
 pub mod validate;
 
 use crate::actions::{self, custom::CustomActions, ActionResult, Ctx};
@@ -346,6 +347,7 @@ fn start_new(
         steps_run: 0,
         last_failed: false,
         targets: opts.targets.clone(),
+        handover: None,
     };
     journal.save_program(&program)?;
     journal.save_state(&state)?;
@@ -670,6 +672,21 @@ impl Walker<'_> {
                                 continue;
                             }
                         }
+                        match run_in::check(step, &state.vars, state.handover.is_some()) {
+                            run_in::Verdict::Run => {}
+                            run_in::Verdict::NotEnforced(why) => {
+                                self.logger.log(Level::Info, COMPONENT, &why);
+                            }
+                            run_in::Verdict::Refuse(why) => {
+                                let result = ActionResult::failed(why);
+                                if let Some(done) =
+                                    self.after_step(state, step, *number, result, 1, 0.0)?
+                                {
+                                    return Ok(done);
+                                }
+                                continue;
+                            }
+                        }
                     } else {
                         self.logger.log_parts(
                             Level::Warning,
@@ -746,6 +763,7 @@ impl Walker<'_> {
                 targets: &targets,
                 interrupted,
                 partitioned_disk: None,
+                handover: None,
             };
             let r = actions::execute(step, &mut ctx);
             if let Some(disk) = ctx.partitioned_disk.take() {
