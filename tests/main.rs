@@ -20,6 +20,7 @@ mod engine_cli;
 mod fat_apply;
 mod fidelity_rules;
 mod fs_partitions;
+mod handover;
 mod hooks;
 mod image_cli;
 #[cfg(target_os = "linux")]

@@ -8,7 +8,8 @@
 //! `run_command_line`, `set_variable`, `set_dynamic_variables`, `run_powershell`, `restart`,
 //! `run_task_sequence` (expanded by the engine's compiler before the run), `partition_disk`,
 //! `apply_image` (operating system and data images), `capture_image`, `install_package`,
-//! `download_package_content`, `apply_driver_package`, `apply_windows_settings`. Adding a step type is one file and one
+//! `download_package_content`, `apply_driver_package`, `apply_windows_settings`,
+//! `setup_windows_and_sms` (hands the run over to the deployed OS). Adding a step type is one file and one
 //! line in [`BUILT_IN`] (`docs/architecture.md` has the recipe).
 //!
 //! What several step types share: `command` (a process on behalf of a step, and the `<action>`
@@ -35,6 +36,7 @@ pub mod run_powershell;
 pub mod run_task_sequence;
 pub mod set_dynamic_variables;
 pub mod set_variable;
+pub mod setup_windows_and_sms;
 
 use crate::log::Logger;
 use crate::sequence::model::{step_type, Step};
@@ -90,6 +92,8 @@ pub struct Ctx<'a> {
     /// Set by *Format and Partition Disk*: the disk it wrote a partition table to (the engine
     /// may then keep the run's state on it).
     pub partitioned_disk: Option<PathBuf>,
+    /// The run's sequence file (absolute) and the child sequence files its steps came from.
+    pub sequence_files: &'a [PathBuf],
     /// Set by *Setup Windows and ConfigMgr*: the run is handed over to the deployed OS.
     pub handover: Option<HandOver>,
 }
@@ -168,6 +172,7 @@ pub const BUILT_IN: &[&StepType] = &[
     &download_package_content::TYPE,
     &apply_driver_package::TYPE,
     &apply_windows_settings::TYPE,
+    &setup_windows_and_sms::TYPE,
 ];
 
 /// What a dry run gives a step type's `plan`.
