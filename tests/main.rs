@@ -29,6 +29,7 @@ mod image_meta_cli;
 mod image_os;
 mod media_trust;
 mod os_boot;
+mod post_action;
 mod run_in;
 mod run_task_sequence;
 mod secrets;

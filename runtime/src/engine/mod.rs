@@ -551,6 +551,7 @@ impl Walker<'_> {
             fields(json!({"succeeded": succeeded, "steps_run": state.steps_run,
                 "seconds": self.started.elapsed().as_secs_f64()})),
         );
+        self.post_action(state);
         Ok(if succeeded {
             RunOutcome::Succeeded
         } else {
@@ -974,6 +975,78 @@ impl Walker<'_> {
             COMPONENT,
             &format!("The logs stay in {}", self.log_dir.display()),
         );
+    }
+
+    /// `SMSTSPostAction`: the command run after the sequence ended (succeeded or failed), as
+    /// ConfigMgr does (task sequence variables,
+    /// <https://learn.microsoft.com/en-us/mem/configmgr/osd/understand/task-sequence-variables#SMSTSPostAction>).
+    /// It runs as a Run Command Line step's command line (`/bin/sh -c`, or as written on
+    /// Windows) with the run's variables; its output and exit code go to smsts.log and do not
+    /// change the run's outcome.
+    fn post_action(&mut self, state: &mut State) {
+        let Some(line) = state
+            .vars
+            .get("SMSTSPostAction")
+            .map(|v| state.vars.expand(v))
+            .filter(|v| !v.trim().is_empty())
+        else {
+            return;
+        };
+        self.logger.log_parts(
+            Level::Info,
+            COMPONENT,
+            &[
+                Part::Text("Running SMSTSPostAction, the command after the sequence ended: "),
+                Part::Value(&line),
+            ],
+        );
+        let scratch = if self.journal.dir().is_dir() {
+            self.journal.dir().to_path_buf()
+        } else {
+            self.log_dir.clone()
+        };
+        let targets = state.targets.clone();
+        let mut ctx = Ctx {
+            vars: &mut state.vars,
+            log: self.logger,
+            state_dir: &scratch,
+            custom: &self.opts.custom,
+            number: 0,
+            targets: &targets,
+            interrupted: false,
+            partitioned_disk: None,
+            sequence_files: &self.sequence_files,
+            handover: None,
+        };
+        let r = actions::command::run_process(
+            actions::command::ProcessRun {
+                component: "PostAction",
+                launch: actions::process::Launch::CommandLine(line),
+                cwd: None,
+                timeout: None,
+                success_codes: vec![0],
+                extra_env: Vec::new(),
+                output_variable: None,
+            },
+            &mut ctx,
+        );
+        let text = match r {
+            ActionResult::Exit {
+                code,
+                succeeded: true,
+                ..
+            } => format!("SMSTSPostAction finished (exit code {code})"),
+            ActionResult::Exit { code, message, .. } if code == actions::E_FAIL => format!(
+                "SMSTSPostAction could not run ({}); the run's outcome is unchanged",
+                message.unwrap_or_default()
+            ),
+            ActionResult::Exit { code, .. } => {
+                format!("SMSTSPostAction failed (exit code {code}); the run's outcome is unchanged")
+            }
+            ActionResult::Restart(_) => String::new(),
+        };
+        self.logger.log(Level::Info, COMPONENT, &text);
+        self.logger.sync();
     }
 
     /// Record a step's result, decide where to go next and journal it.
