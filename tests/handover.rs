@@ -263,3 +263,74 @@ fn hand_over_without_a_target_fails_clearly_and_windows_gets_setupcomplete() {
     assert!(win.join("_SMSTaskSequence/tsforge/tsforge.exe").is_file());
     assert!(win.join("_SMSTaskSequence/state/state.json").is_file());
 }
+
+/// A child sequence found through `--sequence-dir` is copied at the same place relative to the
+/// parent, and the unit searches its folder, so the deployed OS resumes with it.
+#[test]
+fn hand_over_carries_child_sequences() {
+    let e = Env::new();
+    let os = e.path("os");
+    std::fs::create_dir_all(os.join("etc")).unwrap();
+    std::fs::write(os.join("etc/os-release"), "ID=debian\n").unwrap();
+    std::fs::create_dir_all(e.path("ts")).unwrap();
+    std::fs::create_dir_all(e.path("lib")).unwrap();
+    e.write(
+        "lib/APPS01.yaml",
+        "name: Apps\nsteps:\n  - name: App\n    run_in: FullOS\n    run: echo \"app %_SMSTSInWinPE%\" >> marks\n",
+    );
+    let parent = e.write(
+        "ts/parent.yaml",
+        "name: Parent\nsteps:\n  - name: Hand over\n    type: hand-over\n  - name: Apps\n    type: run-sequence\n    properties: {TsPackageID: APPS01}\n",
+    );
+    let target = format!("OSDTargetSystemDrive={}", os.display());
+    let out = e
+        .cmd(&[
+            "run",
+            parent.to_str().unwrap(),
+            "--state-dir",
+            "state",
+            "--no-reboot",
+            "--sequence-dir",
+            "lib",
+            "--var",
+            &target,
+        ])
+        .env("TSFORGE_BOOT_ENV", "1")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seqdir = os.join("var/lib/tsforge/handover/sequence");
+    assert!(seqdir.join("ts/parent.yaml").is_file());
+    assert!(seqdir.join("lib/APPS01.yaml").is_file());
+    let unit =
+        std::fs::read_to_string(os.join("etc/systemd/system/tsforge-handover.service")).unwrap();
+    let args = exec_args(&unit);
+    assert_eq!(
+        args[args.len() - 2..],
+        [
+            "--sequence-dir".to_string(),
+            "/var/lib/tsforge/handover/sequence/lib".to_string()
+        ]
+    );
+    let mut c = Command::new(rebase(&os, &args[0]));
+    c.args(args[1..].iter().map(|a| rebase(&os, a)))
+        .current_dir(e.path(""))
+        .env("TSFORGE_MACHINE_DIR", e.path("machine"))
+        .env("TSFORGE_HANDOVER_ROOT", &os)
+        .env_remove("TSFORGE_BOOT_ENV")
+        .env_remove("TSFORGE_STATE_DIR");
+    let out = c.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(lines(&e.read("marks")), vec!["app false"]);
+    assert!(!os.join("var/lib/tsforge/handover").exists());
+}

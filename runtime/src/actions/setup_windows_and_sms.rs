@@ -153,11 +153,25 @@ fn install(root: &Path, ctx: &mut Ctx) -> anyhow::Result<HandOver> {
                 })?;
             }
             let sequence = format!("{}/{}", h::SEQUENCE_DIR, rel_text(&rel[0]));
+            let top_dir = rel[0].parent().map(rel_text).unwrap_or_default();
+            let mut child_dirs: Vec<String> = Vec::new();
+            for r in &rel[1..] {
+                let d = r.parent().map(rel_text).unwrap_or_default();
+                let d = format!("{}/{d}", h::SEQUENCE_DIR)
+                    .trim_end_matches('/')
+                    .to_string();
+                let top = format!("{}/{top_dir}", h::SEQUENCE_DIR)
+                    .trim_end_matches('/')
+                    .to_string();
+                if d != top && !child_dirs.contains(&d) {
+                    child_dirs.push(d);
+                }
+            }
             h::make_dir(root, "/etc/systemd/system/multi-user.target.wants")?;
             osconfig::linux::write_in_tree(
                 root,
                 h::UNIT.trim_start_matches('/'),
-                h::unit_text(&name, &sequence).as_bytes(),
+                h::unit_text(&name, &sequence, &child_dirs).as_bytes(),
             )?;
             let link = h::in_root(root, h::UNIT_LINK);
             let _ = h::remove(root, h::UNIT_LINK);
@@ -173,7 +187,7 @@ fn install(root: &Path, ctx: &mut Ctx) -> anyhow::Result<HandOver> {
                     h::RUNNER,
                     h::UNIT,
                     h::UNIT_LINK,
-                    h::resume_args(&sequence).join(" ")
+                    h::resume_args(&sequence, &child_dirs).join(" ")
                 ),
             );
             Ok(HandOver {

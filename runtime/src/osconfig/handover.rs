@@ -76,9 +76,10 @@ fn unit_arg(s: &str) -> String {
     out
 }
 
-/// The command that resumes the run in the deployed OS.
-pub fn resume_args(sequence: &str) -> Vec<String> {
-    vec![
+/// The command that resumes the run in the deployed OS (`sequence_dirs`: the copied folders
+/// of child sequences that are not beside the sequence, searched as `--sequence-dir`).
+pub fn resume_args(sequence: &str, sequence_dirs: &[String]) -> Vec<String> {
+    let mut args: Vec<String> = vec![
         RUNNER.into(),
         "run".into(),
         sequence.into(),
@@ -86,13 +87,21 @@ pub fn resume_args(sequence: &str) -> Vec<String> {
         STATE_DIR.into(),
         "--log-dir".into(),
         LOG_DIR.into(),
-    ]
+    ];
+    for d in sequence_dirs {
+        args.push("--sequence-dir".into());
+        args.push(d.clone());
+    }
+    args
 }
 
 /// The systemd unit that resumes the run at the deployed OS's first boot. Directives:
 /// systemd.unit(5), systemd.service(5), systemd.exec(5).
-pub fn unit_text(sequence_name: &str, sequence: &str) -> String {
-    let exec: Vec<String> = resume_args(sequence).iter().map(|a| unit_arg(a)).collect();
+pub fn unit_text(sequence_name: &str, sequence: &str, sequence_dirs: &[String]) -> String {
+    let exec: Vec<String> = resume_args(sequence, sequence_dirs)
+        .iter()
+        .map(|a| unit_arg(a))
+        .collect();
     let name: String = sequence_name
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -201,7 +210,11 @@ mod tests {
     /// systemd.service(5): ExecStart arguments may be quoted, `%` starts a specifier.
     #[test]
     fn unit_quotes_paths_and_escapes_specifiers() {
-        let t = unit_text("Lab 100%", "/var/lib/tsforge/handover/sequence/my ts.yaml");
+        let t = unit_text(
+            "Lab 100%",
+            "/var/lib/tsforge/handover/sequence/my ts.yaml",
+            &[],
+        );
         assert!(t.contains("Description=tsforge: resume the task sequence Lab 100%%\n"));
         assert!(t.contains(
             "ExecStart=\"/var/lib/tsforge/handover/tsforge\" \"run\" \
