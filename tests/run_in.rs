@@ -112,6 +112,12 @@ fn validate_warns_about_orders_that_cannot_work_and_rejects_unknown_values() {
         r#"
 name: order
 steps:
+  - name: Capture state
+    run_in: FullOS
+    run: echo
+  - name: Restart in WinPE
+    type: restart
+    properties: {SMSRebootTarget: WinPE}
   - name: Too early
     run_in: FullOS
     run: echo
@@ -133,16 +139,19 @@ steps:
     let p = f.display().to_string();
     assert!(
         out.contains(&format!(
-            "{p}:4:5: warning: step \"Too early\" has runIn FullOS but comes before the hand-over step \"Hand over\" (line 7)"
+            "{p}:10:5: warning: step \"Too early\" has runIn FullOS but comes after \"Restart in WinPE\" (line 7), which puts the run in the boot environment, and before the hand-over step \"Hand over\" (line 13)"
         )),
         "{out}"
     );
     assert!(
         out.contains(&format!(
-            "{p}:9:5: warning: step \"Too late\" has runIn WinPE but comes after the hand-over step \"Hand over\" (line 7) with no Restart Computer to the boot medium"
+            "{p}:15:5: warning: step \"Too late\" has runIn WinPE but comes after the hand-over step \"Hand over\" (line 13) with no Restart Computer to the boot medium"
         )),
         "{out}"
     );
+    // ConfigMgr's refresh order: state captured in the old OS before the restart into the
+    // boot environment.
+    assert!(!out.contains("Capture state"), "{out}");
     assert!(!out.contains("Fine again"), "{out}");
 
     // A sequence that never hands over may start in the full OS (MDT's refresh): no warning.
@@ -165,6 +174,22 @@ steps:
             "{}:3:5: step \"Odd\": runIn=\"FullOs2\" must be WinPE, FullOS or WinPEandFullOS",
             bad.display()
         )),
+        "{out}"
+    );
+}
+
+/// A real console export of ConfigMgr's refresh/bare-metal template: user state captured in the
+/// old OS (runIn FullOS) before *Restart in Windows PE*, then WinPE steps, then *Setup Windows
+/// and ConfigMgr*: no order warning, and the hand-over step is built in.
+#[test]
+fn exported_osd_template_order_is_accepted() {
+    let e = Env::new();
+    let f = crate::common::repo("tests/fixtures/sequences/cm-osd-deploy.xml");
+    let (code, out, _) = e.run(&["validate", &f]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("runIn"), "{out}");
+    assert!(
+        !out.contains("SMS_TaskSequence_SetupWindowsAndSMSAction is not built into tsforge"),
         "{out}"
     );
 }

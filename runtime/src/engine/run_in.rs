@@ -102,50 +102,73 @@ fn restarts_to_medium(s: &Step) -> bool {
             .is_some_and(|t| !t.trim().is_empty() && !t.trim().eq_ignore_ascii_case("HD"))
 }
 
+/// Where the run is at a point of the sequence, as far as the order tells.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Where {
+    /// The start: a sequence may start in the boot environment or in a full OS (ConfigMgr's
+    /// refresh sequences capture user state in the old OS, then restart into Windows PE).
+    Unknown,
+    /// After a *Restart Computer* to the boot medium, or a `WinPE` step.
+    BootEnv,
+    /// After the hand-over step.
+    HandedOver,
+}
+
 /// Orders that cannot work, in the sequence's own order (enabled steps of this file; child
-/// sequences are not followed): a `FullOS` step before the first hand-over step of a sequence
-/// that hands over (such a sequence starts in the boot environment), and a `WinPE` step after
-/// a hand-over with no *Restart Computer* to the boot medium between them.
+/// sequences are not followed): a `FullOS` step after the run is known to be in the boot
+/// environment (a *Restart Computer* to the boot medium or a `WinPE` step before it) and
+/// before the hand-over step, and a `WinPE` step after a hand-over with no *Restart Computer*
+/// to the boot medium between them. Only sequences with a hand-over step are checked.
 pub fn order_warnings(items: &[Node]) -> Vec<(Pos, String)> {
     let mut steps = Vec::new();
     flatten(items, &mut steps);
     let mut out = Vec::new();
-    if let Some(first) = steps.iter().position(|s| is_handover(s)) {
-        let h = steps[first];
-        for s in &steps[..first] {
-            if RunIn::of(s) == Some(RunIn::FullOS) {
-                out.push((
-                    s.pos,
-                    format!(
-                        "step {:?} has runIn FullOS but comes before the hand-over step {:?} \
-                         (line {}): the run is still in the boot environment there, so it will \
-                         fail",
-                        s.name(),
-                        h.name(),
-                        h.pos.line
-                    ),
-                ));
-            }
-        }
-    }
-    let mut handed: Option<&Step> = None;
+    let Some(first) = steps.iter().position(|s| is_handover(s)) else {
+        return out;
+    };
+    let first = steps[first];
+    let mut at = Where::Unknown;
+    // The step that put the run in the boot environment, or the hand-over step.
+    let mut because: Option<&Step> = None;
     for s in &steps {
         if is_handover(s) {
-            handed = Some(s);
+            at = Where::HandedOver;
+            because = Some(s);
         } else if restarts_to_medium(s) {
-            handed = None;
-        } else if let (Some(h), Some(RunIn::WinPE)) = (handed, RunIn::of(s)) {
-            out.push((
-                s.pos,
-                format!(
-                    "step {:?} has runIn WinPE but comes after the hand-over step {:?} (line {}) \
-                     with no Restart Computer to the boot medium between them: the run is in \
-                     the deployed OS there, so it will fail",
-                    s.name(),
-                    h.name(),
-                    h.pos.line
-                ),
-            ));
+            at = Where::BootEnv;
+            because = Some(s);
+        } else {
+            match (RunIn::of(s), at) {
+                (Some(RunIn::FullOS), Where::BootEnv) => out.push((
+                    s.pos,
+                    format!(
+                        "step {:?} has runIn FullOS but comes after {:?} (line {}), which \
+                         puts the run in the boot environment, and before the hand-over step \
+                         {:?} (line {}): it will fail there",
+                        s.name(),
+                        because.map(|b| b.name()).unwrap_or_default(),
+                        because.map(|b| b.pos.line).unwrap_or_default(),
+                        first.name(),
+                        first.pos.line
+                    ),
+                )),
+                (Some(RunIn::WinPE), Where::HandedOver) => out.push((
+                    s.pos,
+                    format!(
+                        "step {:?} has runIn WinPE but comes after the hand-over step {:?} \
+                         (line {}) with no Restart Computer to the boot medium between them: \
+                         the run is in the deployed OS there, so it will fail",
+                        s.name(),
+                        because.map(|b| b.name()).unwrap_or_default(),
+                        because.map(|b| b.pos.line).unwrap_or_default(),
+                    ),
+                )),
+                (Some(RunIn::WinPE), Where::Unknown) => {
+                    at = Where::BootEnv;
+                    because = Some(s);
+                }
+                _ => {}
+            }
         }
     }
     out
