@@ -20,6 +20,7 @@ mod engine_cli;
 mod fat_apply;
 mod fidelity_rules;
 mod fs_partitions;
+mod handover;
 mod hooks;
 mod image_cli;
 #[cfg(target_os = "linux")]
@@ -28,6 +29,8 @@ mod image_meta_cli;
 mod image_os;
 mod media_trust;
 mod os_boot;
+mod post_action;
+mod run_in;
 mod run_task_sequence;
 mod secrets;
 mod sequence_limits;

@@ -435,6 +435,7 @@ pub mod step_type {
     pub const APPLY_DRIVER_PACKAGE: &str = "SMS_TaskSequence_ApplyDriverPackageAction";
     pub const APPLY_WINDOWS_SETTINGS: &str = "SMS_TaskSequence_ApplyWindowsSettingsAction";
     pub const APPLY_NETWORK_SETTINGS: &str = "SMS_TaskSequence_ApplyNetworkSettingsAction";
+    pub const SETUP_WINDOWS_AND_SMS: &str = "SMS_TaskSequence_SetupWindowsAndSMSAction";
 
     /// Short YAML names and the ConfigMgr types they stand for. YAML accepts either spelling;
     /// the YAML writer uses the short name when there is one.
@@ -454,6 +455,7 @@ pub mod step_type {
         ("apply-driver-package", APPLY_DRIVER_PACKAGE),
         ("apply-windows-settings", APPLY_WINDOWS_SETTINGS),
         ("apply-network-settings", APPLY_NETWORK_SETTINGS),
+        ("hand-over", SETUP_WINDOWS_AND_SMS),
     ];
 
     /// The ConfigMgr type for a YAML short name (or the name itself when it is not short).

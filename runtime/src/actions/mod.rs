@@ -8,7 +8,8 @@
 //! `run_command_line`, `set_variable`, `set_dynamic_variables`, `run_powershell`, `restart`,
 //! `run_task_sequence` (expanded by the engine's compiler before the run), `partition_disk`,
 //! `apply_image` (operating system and data images), `capture_image`, `install_package`,
-//! `download_package_content`, `apply_driver_package`, `apply_windows_settings`. Adding a step type is one file and one
+//! `download_package_content`, `apply_driver_package`, `apply_windows_settings`,
+//! `setup_windows_and_sms` (hands the run over to the deployed OS). Adding a step type is one file and one
 //! line in [`BUILT_IN`] (`docs/architecture.md` has the recipe).
 //!
 //! What several step types share: `command` (a process on behalf of a step, and the `<action>`
@@ -36,6 +37,7 @@ pub mod run_powershell;
 pub mod run_task_sequence;
 pub mod set_dynamic_variables;
 pub mod set_variable;
+pub mod setup_windows_and_sms;
 
 use crate::log::Logger;
 use crate::sequence::model::{step_type, Step};
@@ -60,6 +62,21 @@ pub struct RunTargets {
     pub package_public_key: Option<String>,
 }
 
+/// What *Setup Windows and ConfigMgr* installed in the deployed OS, for the engine: where to
+/// copy the run's state once the step is journaled, and what to remove when the run ends
+/// there. Paths inside the deployed OS are written as it sees them (`/var/lib/tsforge/…`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HandOver {
+    /// The deployed OS as the step found it (`OSDTargetSystemDrive`: a folder or `DISK:N`).
+    pub target: String,
+    /// Where the engine copies the run's state directory, inside the deployed OS.
+    pub state_dir: String,
+    /// Where the run's logs go in the deployed OS (the first phase's smsts.log is copied there).
+    pub log_dir: String,
+    /// What the end of the run removes, inside the deployed OS.
+    pub cleanup: Vec<String>,
+}
+
 /// Everything an action may use.
 pub struct Ctx<'a> {
     pub vars: &'a mut Vars,
@@ -76,6 +93,10 @@ pub struct Ctx<'a> {
     /// Set by *Format and Partition Disk*: the disk it wrote a partition table to (the engine
     /// may then keep the run's state on it).
     pub partitioned_disk: Option<PathBuf>,
+    /// The run's sequence file (absolute) and the child sequence files its steps came from.
+    pub sequence_files: &'a [PathBuf],
+    /// Set by *Setup Windows and ConfigMgr*: the run is handed over to the deployed OS.
+    pub handover: Option<HandOver>,
 }
 
 impl Ctx<'_> {
@@ -153,6 +174,7 @@ pub const BUILT_IN: &[&StepType] = &[
     &apply_driver_package::TYPE,
     &apply_windows_settings::TYPE,
     &apply_network_settings::TYPE,
+    &setup_windows_and_sms::TYPE,
 ];
 
 /// What a dry run gives a step type's `plan`.

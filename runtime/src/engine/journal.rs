@@ -76,6 +76,11 @@ pub struct State {
     /// Disk overrides and content locations the run started with.
     #[serde(default)]
     pub targets: crate::actions::RunTargets,
+    /// Set when *Setup Windows and ConfigMgr* handed the run over to the deployed OS: from
+    /// then on the run is on a deployment target (`runIn="WinPE"` is enforced), and the end
+    /// of the run removes what the hand-over installed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handover: Option<crate::actions::HandOver>,
 }
 
 /// One line of `steps.jsonl`.
@@ -506,7 +511,7 @@ fn check_state(state: &State, program: &Program) -> std::result::Result<(), Stri
 }
 
 /// The state as it goes to the deployed disk: secret values emptied.
-fn redact(state: &State) -> State {
+pub(crate) fn redact(state: &State) -> State {
     let mut s = state.clone();
     s.vars = s.vars.without_secret_values();
     s
@@ -545,6 +550,7 @@ mod tests {
             steps_run: 2,
             last_failed: false,
             targets: Default::default(),
+            handover: None,
         };
         j.save_state(&s).unwrap();
         assert_eq!(j.load_state().unwrap(), s);

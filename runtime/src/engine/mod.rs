@@ -19,6 +19,7 @@ pub mod home;
 pub mod journal;
 pub mod plan;
 pub mod program;
+pub mod run_in;
 pub mod validate;
 
 use crate::actions::{self, custom::CustomActions, ActionResult, Ctx};
@@ -273,16 +274,39 @@ pub fn run(path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
     }
 
     let started = Instant::now();
+    let sequence_files = sequence_files(&program, path, journal.dir())?;
     let mut walker = Walker {
         program: &program,
         journal: &journal,
         logger: &mut logger,
         opts,
         started,
+        sequence_files,
+        log_dir: log_dir.clone(),
+        pending_handover: None,
     };
     let result = walker.walk(&mut state, &update_secrets);
     logger.sync();
     result
+}
+
+/// The run's sequence file (absolute) first, then the child sequence files its steps came
+/// from (those fetched into the state directory's cache are left out: they are fetched again).
+fn sequence_files(program: &Program, path: &Path, state_dir: &Path) -> Result<Vec<PathBuf>> {
+    let top = absolute(path)?;
+    let mut out = vec![top.clone()];
+    for i in &program.instrs {
+        if let Instr::Enter { file, .. } | Instr::Step { file, .. } = i {
+            if file.is_empty() {
+                continue;
+            }
+            let f = absolute(Path::new(file))?;
+            if !f.starts_with(state_dir) && !out.contains(&f) && f.is_file() {
+                out.push(f);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// A saved run: its program and state, checked against each other, against the sequence file
@@ -346,6 +370,7 @@ fn start_new(
         steps_run: 0,
         last_failed: false,
         targets: opts.targets.clone(),
+        handover: None,
     };
     journal.save_program(&program)?;
     journal.save_state(&state)?;
@@ -460,6 +485,10 @@ struct Walker<'a> {
     logger: &'a mut Logger,
     opts: &'a RunOptions,
     started: Instant,
+    sequence_files: Vec<PathBuf>,
+    log_dir: PathBuf,
+    /// Set by the step that just ran when it handed the run over.
+    pending_handover: Option<actions::HandOver>,
 }
 
 impl Walker<'_> {
@@ -482,6 +511,7 @@ impl Walker<'_> {
         state.phase = Phase::Finished { succeeded };
         self.journal.save_state(state)?;
         self.log_home_lost();
+        self.remove_handover(state);
         match self.journal.finish_home() {
             Some(Ok(h)) => self.logger.log(
                 Level::Info,
@@ -521,6 +551,7 @@ impl Walker<'_> {
             fields(json!({"succeeded": succeeded, "steps_run": state.steps_run,
                 "seconds": self.started.elapsed().as_secs_f64()})),
         );
+        self.post_action(state);
         Ok(if succeeded {
             RunOutcome::Succeeded
         } else {
@@ -670,6 +701,21 @@ impl Walker<'_> {
                                 continue;
                             }
                         }
+                        match run_in::check(step, &state.vars, state.handover.is_some()) {
+                            run_in::Verdict::Run => {}
+                            run_in::Verdict::NotEnforced(why) => {
+                                self.logger.log(Level::Info, COMPONENT, &why);
+                            }
+                            run_in::Verdict::Refuse(why) => {
+                                let result = ActionResult::failed(why);
+                                if let Some(done) =
+                                    self.after_step(state, step, *number, result, 1, 0.0)?
+                                {
+                                    return Ok(done);
+                                }
+                                continue;
+                            }
+                        }
                     } else {
                         self.logger.log_parts(
                             Level::Warning,
@@ -746,8 +792,11 @@ impl Walker<'_> {
                 targets: &targets,
                 interrupted,
                 partitioned_disk: None,
+                sequence_files: &self.sequence_files,
+                handover: None,
             };
             let r = actions::execute(step, &mut ctx);
+            self.pending_handover = ctx.handover.take();
             if let Some(disk) = ctx.partitioned_disk.take() {
                 partitioned = Some(disk);
             }
@@ -840,6 +889,166 @@ impl Walker<'_> {
         }
     }
 
+    /// After a hand-over step was journaled: its state (secret values emptied, as on the
+    /// deployed disk's home; no package cache) and the first phase's smsts.log into the
+    /// deployed OS, and the home on the deployed disk's FAT partition removed (the run now
+    /// lives in the deployed OS).
+    fn copy_into_deployed_os(&mut self, state: &State, ho: &actions::HandOver) -> Result<()> {
+        use crate::osconfig::handover as h;
+        self.logger.sync();
+        let location = crate::volume::Location::parse(&ho.target);
+        let from = self.journal.dir().to_path_buf();
+        let log = self.log_dir.join("smsts.log");
+        h::with_root(&location, |root| {
+            let dest = h::make_dir(root, &ho.state_dir)?;
+            h::copy_tree(&from, &dest, &["cache"])?;
+            Journal::open(&dest, self.opts.fsync)?.save_state(&journal::redact(state))?;
+            let logs = h::make_dir(root, &ho.log_dir)?;
+            if log.is_file() {
+                std::fs::copy(&log, logs.join("smsts.log"))
+                    .with_context(|| format!("copying {}", log.display()))?;
+            }
+            Ok(())
+        })?;
+        self.logger.log(
+            Level::Info,
+            COMPONENT,
+            &format!(
+                "Copied the run's state to {} and smsts.log to {} in the deployed OS at {}",
+                ho.state_dir, ho.log_dir, ho.target
+            ),
+        );
+        match self.journal.finish_home() {
+            Some(Ok(home)) => self.logger.log(
+                Level::Info,
+                COMPONENT,
+                &format!(
+                    "Removed {} from {home}: the run continues in the deployed OS",
+                    home::FOLDER
+                ),
+            ),
+            Some(Err(e)) => self.logger.log(
+                Level::Warning,
+                COMPONENT,
+                &format!(
+                    "Could not remove {} from the deployed disk: {e:#}",
+                    home::FOLDER
+                ),
+            ),
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// The end of a run that was handed over, in the deployed OS: remove what the hand-over
+    /// installed (its logs stay), each removal in smsts.log.
+    fn remove_handover(&mut self, state: &State) {
+        let Some(ho) = &state.handover else { return };
+        let in_pe = state
+            .vars
+            .get("_SMSTSInWinPE")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        if in_pe {
+            return;
+        }
+        use crate::osconfig::handover as h;
+        let root = std::env::var_os(h::ROOT_ENV)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/"));
+        for p in &ho.cleanup {
+            match h::remove(&root, p) {
+                Ok(true) => self.logger.log(
+                    Level::Info,
+                    COMPONENT,
+                    &format!("Removed {p}: the handed-over run ended"),
+                ),
+                Ok(false) => {}
+                Err(e) => self.logger.log(
+                    Level::Warning,
+                    COMPONENT,
+                    &format!("Could not remove {p}: {e:#}"),
+                ),
+            }
+        }
+        self.logger.log(
+            Level::Info,
+            COMPONENT,
+            &format!("The logs stay in {}", self.log_dir.display()),
+        );
+    }
+
+    /// `SMSTSPostAction`: the command run after the sequence ended (succeeded or failed), as
+    /// ConfigMgr does (task sequence variables,
+    /// <https://learn.microsoft.com/en-us/mem/configmgr/osd/understand/task-sequence-variables#SMSTSPostAction>).
+    /// It runs as a Run Command Line step's command line (`/bin/sh -c`, or as written on
+    /// Windows) with the run's variables; its output and exit code go to smsts.log and do not
+    /// change the run's outcome.
+    fn post_action(&mut self, state: &mut State) {
+        let Some(line) = state
+            .vars
+            .get("SMSTSPostAction")
+            .map(|v| state.vars.expand(v))
+            .filter(|v| !v.trim().is_empty())
+        else {
+            return;
+        };
+        self.logger.log_parts(
+            Level::Info,
+            COMPONENT,
+            &[
+                Part::Text("Running SMSTSPostAction, the command after the sequence ended: "),
+                Part::Value(&line),
+            ],
+        );
+        let scratch = if self.journal.dir().is_dir() {
+            self.journal.dir().to_path_buf()
+        } else {
+            self.log_dir.clone()
+        };
+        let targets = state.targets.clone();
+        let mut ctx = Ctx {
+            vars: &mut state.vars,
+            log: self.logger,
+            state_dir: &scratch,
+            custom: &self.opts.custom,
+            number: 0,
+            targets: &targets,
+            interrupted: false,
+            partitioned_disk: None,
+            sequence_files: &self.sequence_files,
+            handover: None,
+        };
+        let r = actions::command::run_process(
+            actions::command::ProcessRun {
+                component: "PostAction",
+                launch: actions::process::Launch::CommandLine(line),
+                cwd: None,
+                timeout: None,
+                success_codes: vec![0],
+                extra_env: Vec::new(),
+                output_variable: None,
+            },
+            &mut ctx,
+        );
+        let text = match r {
+            ActionResult::Exit {
+                code,
+                succeeded: true,
+                ..
+            } => format!("SMSTSPostAction finished (exit code {code})"),
+            ActionResult::Exit { code, message, .. } if code == actions::E_FAIL => format!(
+                "SMSTSPostAction could not run ({}); the run's outcome is unchanged",
+                message.unwrap_or_default()
+            ),
+            ActionResult::Exit { code, .. } => {
+                format!("SMSTSPostAction failed (exit code {code}); the run's outcome is unchanged")
+            }
+            ActionResult::Restart(_) => String::new(),
+        };
+        self.logger.log(Level::Info, COMPONENT, &text);
+        self.logger.sync();
+    }
+
     /// Record a step's result, decide where to go next and journal it.
     fn after_step(
         &mut self,
@@ -859,6 +1068,7 @@ impl Walker<'_> {
                 succeeded,
                 message,
             } => {
+                self.pending_handover = None;
                 state.vars.set("_SMSTSLastActionName", name.clone());
                 state.vars.set("_SMSTSLastActionRetCode", code.to_string());
                 state.vars.set(
@@ -949,7 +1159,25 @@ impl Walker<'_> {
                 })?;
                 state.pc += 1;
                 state.phase = Phase::Restarting;
+                let handover = self.pending_handover.take();
+                if let Some(ho) = &handover {
+                    state.handover = Some(ho.clone());
+                }
                 self.journal.save_state(state)?;
+                if let Some(ho) = &handover {
+                    if let Err(e) = self.copy_into_deployed_os(state, ho) {
+                        // Undo: the run stays here, and the step fails.
+                        state.handover = None;
+                        state.pc -= 1;
+                        state.phase = Phase::Ready;
+                        self.journal.save_state(state)?;
+                        let result = ActionResult::failed(format!(
+                            "copying the run's state into the deployed OS at {}: {e:#}",
+                            ho.target
+                        ));
+                        return self.after_step(state, step, number, result, attempts, seconds);
+                    }
+                }
                 self.logger.event(
                     "restart",
                     fields(json!({"number": number, "name": name, "target": req.target,

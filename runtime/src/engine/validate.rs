@@ -8,8 +8,9 @@
 //! cycle, or that go past the limits on depth, nesting and expanded size (each child file is
 //! validated once; when nothing else is wrong, the whole expansion is checked as `run` checks
 //! it). Warnings: step types tsforge does not
-//! implement natively (they run their `<action>` command line, as in ConfigMgr), and
-//! Windows-only conditions (registry, WMI, software, OS), which fail on other platforms.
+//! implement natively (they run their `<action>` command line, as in ConfigMgr),
+//! Windows-only conditions (registry, WMI, software, OS), which fail on other platforms, and
+//! `runIn` orders that cannot work (`run_in::order_warnings`).
 
 use crate::actions::custom::CustomActions;
 use crate::actions::run_task_sequence::child_reference;
@@ -42,7 +43,6 @@ const KNOWN_CONFIGMGR_TYPES: &[&str] = &[
     "SMS_TaskSequence_AutoApplyAction",
     "SMS_TaskSequence_InstallSoftwareAction",
     "SMS_TaskSequence_InstallUpdateAction",
-    "SMS_TaskSequence_SetupWindowsAndSMSAction",
     "SMS_TaskSequence_FormatAndPartitionAction",
     "SMS_TaskSequence_ConvertDiskAction",
     "SMS_TaskSequence_EnableBitLockerAction",
@@ -205,6 +205,9 @@ pub fn validate(seq: &Sequence, file: &Path, ctx: &Context) -> Vec<Diagnostic> {
         done: HashSet::new(),
     };
     nodes(&mut v, &seq.items, file, &mut files, 0);
+    for (pos, msg) in crate::engine::run_in::order_warnings(&seq.items) {
+        v.warn(pos, msg);
+    }
     if !v.out.iter().any(|d| d.severity == Severity::Error) {
         // What only the whole expansion shows (its size, how deep the child sequences nest
         // along every path), exactly as `run` checks it.
@@ -276,6 +279,16 @@ fn step(v: &mut V, s: &Step, file: &Path, files: &mut Files, depth: usize) {
     check_bool(v, &s.attrs, "disable", pos, "step");
     check_bool(v, &s.attrs, "continueOnError", pos, "step");
     check_bool(v, &s.attrs, "runFromNet", pos, "step");
+    if crate::engine::run_in::RunIn::of(s).is_none() {
+        v.error(
+            pos,
+            format!(
+                "step {name:?}: runIn={:?} must be {}",
+                attr(&s.attrs, "runIn").unwrap_or_default(),
+                crate::engine::run_in::VALUES
+            ),
+        );
+    }
     for problem in s.check_numbers() {
         v.error(pos, problem);
     }

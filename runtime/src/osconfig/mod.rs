@@ -16,6 +16,7 @@
 //! - `fsid`: file-system UUIDs from the superblocks; `mount`: a partition mounted meanwhile.
 
 pub mod fsid;
+pub mod handover;
 pub mod linux;
 pub mod timezone;
 pub mod unattend;

@@ -1,0 +1,253 @@
+//! *Setup Windows and ConfigMgr* (`SMS_TaskSequence_SetupWindowsAndSMSAction`): hands the run
+//! over to the deployed OS. Microsoft's step (Task sequence steps,
+//! <https://learn.microsoft.com/en-us/mem/configmgr/osd/understand/task-sequence-steps#BKMK_SetupWindowsandConfigMgr>;
+//! class <https://learn.microsoft.com/en-us/mem/configmgr/develop/reference/osd/sms_tasksequence_setupwindowsandsmsaction-server-wmi-class>)
+//! installs the ConfigMgr client and restarts into the new OS, where the task sequence goes
+//! on. Its properties `ClientPackageID`, `ClientPreProductionPackageID` and
+//! `ClientInstallProperties` (`SMSClientInstallProperties`) name the ConfigMgr client, which
+//! tsforge does not install: they are kept, and smsts.log says they are not used.
+//!
+//! tsforge's counterpart, on the OS at `OSDTargetSystemDrive` (a folder, or `DISK:N` mounted
+//! meanwhile): Linux gets the runner, the sequence files and a systemd unit
+//! (`osconfig::handover`, docs/engine.md "Hand-over"); Windows gets
+//! `Windows\Setup\Scripts\SetupComplete.cmd` and the runner beside it (not proven on
+//! Windows). Then the step asks for a restart; the engine copies the run's state into the OS
+//! once the step is journaled, so the deployed OS resumes at the next step.
+
+use super::{ActionResult, Ctx, HandOver, Plan, StepType};
+use crate::log::Level;
+use crate::osconfig::{self, handover as h, Os};
+use crate::sequence::model::{step_type, Step};
+use crate::volume::Location;
+use std::path::{Path, PathBuf};
+
+pub const TYPE: StepType = StepType {
+    names: &[step_type::SETUP_WINDOWS_AND_SMS],
+    check: |_| Vec::new(),
+    plan,
+    run,
+};
+
+const C: &str = "SetupWindowsAndSMS";
+const CLIENT_PROPERTIES: &[&str] = &[
+    "ClientPackageID",
+    "ClientPreProductionPackageID",
+    "ClientInstallProperties",
+];
+
+fn target(ctx_vars: &crate::vars::Vars) -> Option<String> {
+    ctx_vars
+        .get("OSDTargetSystemDrive")
+        .filter(|v| !v.trim().is_empty())
+        .map(str::to_string)
+}
+
+fn plan(_: &Step, p: &mut Plan) -> String {
+    match target(p.vars) {
+        Some(t) => format!(
+            "hand the run over to the OS at {} (runner, sequence, state and a first-boot \
+             hook), then restart",
+            Location::parse(&t)
+        ),
+        None => "cannot plan: OSDTargetSystemDrive is not set (Apply Operating System Image \
+                 sets it)"
+            .into(),
+    }
+}
+
+/// The folder all `files` are in, and each file relative to it.
+fn layout(files: &[PathBuf]) -> Option<(PathBuf, Vec<PathBuf>)> {
+    let first = files.first()?;
+    let mut base = first.parent()?.to_path_buf();
+    while !files.iter().all(|f| f.starts_with(&base)) {
+        base = base.parent()?.to_path_buf();
+    }
+    let rel = files
+        .iter()
+        .map(|f| f.strip_prefix(&base).unwrap_or(f).to_path_buf())
+        .collect();
+    Some((base, rel))
+}
+
+fn run(s: &Step, ctx: &mut Ctx) -> ActionResult {
+    let Some(t) = target(ctx.vars) else {
+        return ActionResult::failed(
+            "no deployed OS to hand the run over to: OSDTargetSystemDrive is not set (Apply \
+             Operating System Image sets it)",
+        );
+    };
+    let unused: Vec<&str> = CLIENT_PROPERTIES
+        .iter()
+        .copied()
+        .filter(|p| !super::blank(s, p))
+        .collect();
+    if !unused.is_empty() {
+        ctx.log.log(
+            Level::Info,
+            C,
+            &format!(
+                "Not used (tsforge installs no ConfigMgr client): {}",
+                unused.join(", ")
+            ),
+        );
+    }
+    let location = Location::parse(&t);
+    let r = osconfig::handover::with_root(&location, |root| install(root, ctx));
+    match r {
+        Ok(ho) => {
+            ctx.log.log(
+                Level::Info,
+                C,
+                &format!(
+                    "The run is handed over to the OS at {location}; restarting into it (the \
+                     run's state is copied to {} once this step is recorded)",
+                    ho.state_dir
+                ),
+            );
+            ctx.handover = Some(HandOver { target: t, ..ho });
+            ActionResult::Restart(super::restart::RestartRequest {
+                message: String::new(),
+                timeout_secs: 0,
+                target: "HD".into(),
+            })
+        }
+        Err(e) => ActionResult::failed(format!(
+            "handing the run over to the OS at {location}: {e:#}"
+        )),
+    }
+}
+
+fn install(root: &Path, ctx: &mut Ctx) -> anyhow::Result<HandOver> {
+    let exe = std::env::current_exe()
+        .map_err(|e| anyhow::anyhow!("finding the running tsforge binary: {e}"))?;
+    let Some((base, rel)) = layout(ctx.sequence_files) else {
+        anyhow::bail!("the run has no sequence file to copy");
+    };
+    let name = ctx.vars.get("_SMSTSPackageName").unwrap_or("").to_string();
+    let os = osconfig::detect(root)?;
+    let rel_text = |p: &Path| p.to_string_lossy().replace('\\', "/");
+    match os {
+        Os::Linux(release) => {
+            ctx.log.log(
+                Level::Info,
+                C,
+                &format!("{} holds {}", root.display(), release.title()),
+            );
+            let dir = h::make_dir(root, h::RUNNER_DIR)?;
+            let runner = dir.join("tsforge");
+            std::fs::copy(&exe, &runner).map_err(|e| {
+                anyhow::anyhow!("copying {} to {}: {e}", exe.display(), runner.display())
+            })?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&runner, std::fs::Permissions::from_mode(0o755))?;
+            }
+            for r in &rel {
+                let os_path = format!("{}/{}", h::SEQUENCE_DIR, rel_text(r));
+                let parent = os_path.rsplit_once('/').map(|(p, _)| p).unwrap_or("/");
+                h::make_dir(root, parent)?;
+                let (from, to) = (base.join(r), h::in_root(root, &os_path));
+                std::fs::copy(&from, &to).map_err(|e| {
+                    anyhow::anyhow!("copying {} to {}: {e}", from.display(), to.display())
+                })?;
+            }
+            let sequence = format!("{}/{}", h::SEQUENCE_DIR, rel_text(&rel[0]));
+            let top_dir = rel[0].parent().map(rel_text).unwrap_or_default();
+            let mut child_dirs: Vec<String> = Vec::new();
+            for r in &rel[1..] {
+                let d = r.parent().map(rel_text).unwrap_or_default();
+                let d = format!("{}/{d}", h::SEQUENCE_DIR)
+                    .trim_end_matches('/')
+                    .to_string();
+                let top = format!("{}/{top_dir}", h::SEQUENCE_DIR)
+                    .trim_end_matches('/')
+                    .to_string();
+                if d != top && !child_dirs.contains(&d) {
+                    child_dirs.push(d);
+                }
+            }
+            h::make_dir(root, "/etc/systemd/system/multi-user.target.wants")?;
+            osconfig::linux::write_in_tree(
+                root,
+                h::UNIT.trim_start_matches('/'),
+                h::unit_text(&name, &sequence, &child_dirs).as_bytes(),
+            )?;
+            let link = h::in_root(root, h::UNIT_LINK);
+            let _ = h::remove(root, h::UNIT_LINK);
+            symlink(h::UNIT, &link)?;
+            h::make_dir(root, h::LOG_DIR)?;
+            h::make_dir(root, h::SMS_TASK_SEQUENCE)?;
+            ctx.log.log(
+                Level::Info,
+                C,
+                &format!(
+                    "Installed the runner {}, the sequence {sequence}, and the unit {} enabled \
+                     by {}; at first boot it runs: {}",
+                    h::RUNNER,
+                    h::UNIT,
+                    h::UNIT_LINK,
+                    h::resume_args(&sequence, &child_dirs).join(" ")
+                ),
+            );
+            Ok(HandOver {
+                target: String::new(),
+                state_dir: h::STATE_DIR.into(),
+                log_dir: h::LOG_DIR.into(),
+                cleanup: vec![
+                    h::UNIT_LINK.into(),
+                    h::UNIT.into(),
+                    h::RUNNER_DIR.into(),
+                    h::SMS_TASK_SEQUENCE.into(),
+                ],
+            })
+        }
+        Os::Windows => {
+            let dir = h::make_dir(root, "/_SMSTaskSequence/tsforge")?;
+            let runner = dir.join("tsforge.exe");
+            std::fs::copy(&exe, &runner).map_err(|e| {
+                anyhow::anyhow!("copying {} to {}: {e}", exe.display(), runner.display())
+            })?;
+            for r in &rel {
+                let os_path = format!("/_SMSTaskSequence/sequence/{}", rel_text(r));
+                let parent = os_path.rsplit_once('/').map(|(p, _)| p).unwrap_or("/");
+                h::make_dir(root, parent)?;
+                std::fs::copy(base.join(r), h::in_root(root, &os_path))?;
+            }
+            h::make_dir(root, "/Windows/Setup/Scripts")?;
+            std::fs::write(
+                h::in_root(root, h::SETUP_COMPLETE),
+                h::setup_complete_text(&rel_text(&rel[0])),
+            )?;
+            ctx.log.log(
+                Level::Warning,
+                C,
+                &format!(
+                    "Wrote {} and the runner into _SMSTaskSequence; the hand-over to Windows \
+                     is not proven on a Windows machine",
+                    h::SETUP_COMPLETE
+                ),
+            );
+            Ok(HandOver {
+                target: String::new(),
+                state_dir: "/_SMSTaskSequence/state".into(),
+                log_dir: "/Windows/Temp/tsforge".into(),
+                cleanup: vec!["/".to_string() + h::SETUP_COMPLETE],
+            })
+        }
+    }
+}
+
+#[cfg(unix)]
+fn symlink(to: &str, link: &Path) -> anyhow::Result<()> {
+    std::os::unix::fs::symlink(to, link)
+        .map_err(|e| anyhow::anyhow!("linking {} to {to}: {e}", link.display()))
+}
+
+#[cfg(not(unix))]
+fn symlink(to: &str, link: &Path) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "enabling the unit needs a symbolic link {} to {to}, which this runner cannot make",
+        link.display()
+    )
+}

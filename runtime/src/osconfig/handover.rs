@@ -1,0 +1,243 @@
+//! Handing a run over to the deployed OS (*Setup Windows and ConfigMgr*): where the runner,
+//! the sequence and the run's state go inside the deployed OS, the systemd unit (Linux) and
+//! `SetupComplete.cmd` (Windows) that start the runner at the OS's first boot, and the
+//! removal of all of it when the run ends there.
+//!
+//! Layout inside a deployed Linux (docs/engine.md, "Hand-over"):
+//! - `/var/lib/tsforge/handover/tsforge`: the runner (mode 0755);
+//! - `/var/lib/tsforge/handover/sequence/…`: the sequence file and its child sequences, at the
+//!   same places relative to each other;
+//! - `/_SMSTaskSequence/state`: the run's state (as ConfigMgr keeps `_SMSTaskSequence` at the
+//!   root of the OS drive);
+//! - `/etc/systemd/system/tsforge-handover.service`, enabled by the symlink
+//!   `/etc/systemd/system/multi-user.target.wants/tsforge-handover.service`;
+//! - `/var/log/tsforge/`: the logs of both phases (kept when the run ends).
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+pub const UNIT_NAME: &str = "tsforge-handover.service";
+pub const UNIT: &str = "/etc/systemd/system/tsforge-handover.service";
+pub const UNIT_LINK: &str = "/etc/systemd/system/multi-user.target.wants/tsforge-handover.service";
+pub const RUNNER_DIR: &str = "/var/lib/tsforge/handover";
+pub const RUNNER: &str = "/var/lib/tsforge/handover/tsforge";
+pub const SEQUENCE_DIR: &str = "/var/lib/tsforge/handover/sequence";
+pub const SMS_TASK_SEQUENCE: &str = "/_SMSTaskSequence";
+pub const STATE_DIR: &str = "/_SMSTaskSequence/state";
+pub const LOG_DIR: &str = "/var/log/tsforge";
+/// Windows: the hook Windows Setup runs at the end of setup.
+pub const SETUP_COMPLETE: &str = "Windows/Setup/Scripts/SetupComplete.cmd";
+
+/// Tests only: the folder that stands for `/` when a handed-over run ends (the removals are
+/// made under it). Unset on a real deployed OS.
+pub const ROOT_ENV: &str = "TSFORGE_HANDOVER_ROOT";
+
+/// The deployed OS's path `os_path` (absolute there) under `root`.
+pub fn in_root(root: &Path, os_path: &str) -> PathBuf {
+    root.join(os_path.trim_start_matches('/'))
+}
+
+/// Run `f` on the deployed OS's root at `location`: a folder as it is, partition `DISK:N`
+/// mounted meanwhile (`volume::mount_partition`, root required).
+pub fn with_root<T>(
+    location: &crate::volume::Location,
+    f: impl FnOnce(&Path) -> Result<T>,
+) -> Result<T> {
+    use crate::volume::Location;
+    match location {
+        Location::Dir(dir) => f(dir),
+        Location::Disk(d) => bail!(
+            "{} is a whole disk; name the partition that holds the OS (DISK:N)",
+            d.display()
+        ),
+        Location::Partition { disk, number } => {
+            let m = crate::volume::mount_partition(disk, *number, false)?;
+            let r = f(m.dir());
+            m.unmount()?;
+            r
+        }
+    }
+}
+
+/// One ExecStart argument, quoted for systemd (`"`, `\` escaped, `%` doubled).
+fn unit_arg(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '%' => out.push_str("%%"),
+            _ => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The command that resumes the run in the deployed OS (`sequence_dirs`: the copied folders
+/// of child sequences that are not beside the sequence, searched as `--sequence-dir`).
+pub fn resume_args(sequence: &str, sequence_dirs: &[String]) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        RUNNER.into(),
+        "run".into(),
+        sequence.into(),
+        "--state-dir".into(),
+        STATE_DIR.into(),
+        "--log-dir".into(),
+        LOG_DIR.into(),
+    ];
+    for d in sequence_dirs {
+        args.push("--sequence-dir".into());
+        args.push(d.clone());
+    }
+    args
+}
+
+/// The systemd unit that resumes the run at the deployed OS's first boot. Directives:
+/// systemd.unit(5), systemd.service(5), systemd.exec(5).
+pub fn unit_text(sequence_name: &str, sequence: &str, sequence_dirs: &[String]) -> String {
+    let exec: Vec<String> = resume_args(sequence, sequence_dirs)
+        .iter()
+        .map(|a| unit_arg(a))
+        .collect();
+    let name: String = sequence_name
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .replace('%', "%%");
+    format!(
+        "# Written by tsforge (Setup Windows and ConfigMgr): resumes the task sequence in this\n\
+         # OS at its first boot. tsforge removes this unit when the sequence ends.\n\
+         [Unit]\n\
+         Description=tsforge: resume the task sequence {name}\n\
+         Wants=network-online.target\n\
+         After=network-online.target\n\
+         \n\
+         [Service]\n\
+         Type=oneshot\n\
+         ExecStart={}\n\
+         StandardOutput=journal+console\n\
+         StandardError=journal+console\n\
+         TimeoutStartSec=infinity\n\
+         \n\
+         [Install]\n\
+         WantedBy=multi-user.target\n",
+        exec.join(" ")
+    )
+}
+
+/// `SetupComplete.cmd` for a deployed Windows: starts the copied runner the same way.
+/// Not proven on Windows (no Windows machine in the tests): its text is tested.
+pub fn setup_complete_text(sequence_rel: &str) -> String {
+    let seq = sequence_rel.replace('/', "\\");
+    format!(
+        "@echo off\r\n\
+         rem Written by tsforge (Setup Windows and ConfigMgr): resumes the task sequence at the\r\n\
+         rem end of Windows Setup.\r\n\
+         if not exist \"%WINDIR%\\Temp\\tsforge\" mkdir \"%WINDIR%\\Temp\\tsforge\"\r\n\
+         \"%SystemDrive%\\_SMSTaskSequence\\tsforge\\tsforge.exe\" run \
+         \"%SystemDrive%\\_SMSTaskSequence\\sequence\\{seq}\" --state-dir \
+         \"%SystemDrive%\\_SMSTaskSequence\\state\" --log-dir \"%WINDIR%\\Temp\\tsforge\"\r\n"
+    )
+}
+
+/// Make the folder `os_path` inside `root`, refusing to go through a symbolic link or a file
+/// (an applied tree's links point into the deployed OS, not into this machine).
+pub fn make_dir(root: &Path, os_path: &str) -> Result<PathBuf> {
+    let mut dir = root.to_path_buf();
+    for part in os_path.split('/').filter(|p| !p.is_empty()) {
+        if part == ".." || part == "." {
+            bail!("{os_path}: '.' and '..' are not allowed");
+        }
+        dir.push(part);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => bail!(
+                "{} in the deployed OS is not a folder (a symbolic link or a file); tsforge \
+                 does not write through it",
+                dir.strip_prefix(root).unwrap_or(&dir).display()
+            ),
+            Err(_) => {
+                std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?
+            }
+        }
+    }
+    Ok(dir)
+}
+
+/// Copy the folder `from` to `to` (files and folders; `skip` names left out at the top).
+pub fn copy_tree(from: &Path, to: &Path, skip: &[&str]) -> Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    for e in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let e = e?;
+        let name = e.file_name();
+        if skip.iter().any(|s| name == *s) {
+            continue;
+        }
+        let t = e.file_type()?;
+        let (src, dst) = (e.path(), to.join(&name));
+        if t.is_dir() {
+            copy_tree(&src, &dst, &[])?;
+        } else if t.is_file() {
+            std::fs::copy(&src, &dst)
+                .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Remove `os_path` (file, symbolic link or folder) under `root`; `Ok(false)` when it was
+/// not there.
+pub fn remove(root: &Path, os_path: &str) -> Result<bool> {
+    let p = in_root(root, os_path);
+    match std::fs::symlink_metadata(&p) {
+        Err(_) => Ok(false),
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(&p)
+            .map(|_| true)
+            .with_context(|| format!("removing {}", p.display())),
+        Ok(_) => std::fs::remove_file(&p)
+            .map(|_| true)
+            .with_context(|| format!("removing {}", p.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// systemd.service(5): ExecStart arguments may be quoted, `%` starts a specifier.
+    #[test]
+    fn unit_quotes_paths_and_escapes_specifiers() {
+        let t = unit_text(
+            "Lab 100%",
+            "/var/lib/tsforge/handover/sequence/my ts.yaml",
+            &[],
+        );
+        assert!(t.contains("Description=tsforge: resume the task sequence Lab 100%%\n"));
+        assert!(t.contains(
+            "ExecStart=\"/var/lib/tsforge/handover/tsforge\" \"run\" \
+             \"/var/lib/tsforge/handover/sequence/my ts.yaml\" \"--state-dir\" \
+             \"/_SMSTaskSequence/state\" \"--log-dir\" \"/var/log/tsforge\"\n"
+        ));
+    }
+
+    #[test]
+    fn make_dir_refuses_symbolic_links() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("var")).unwrap();
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink("/tmp", t.path().join("var/lib")).unwrap();
+            let e = make_dir(t.path(), "/var/lib/tsforge")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("var/lib in the deployed OS is not a folder"),
+                "{e}"
+            );
+        }
+        assert!(make_dir(t.path(), "/a/b").unwrap().is_dir());
+    }
+}

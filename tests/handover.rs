@@ -1,0 +1,336 @@
+//! *Setup Windows and ConfigMgr* hands the run over to a deployed Linux, and the first boot
+//! of that OS resumes the same run, through the real binary on a folder that stands for the
+//! deployed OS (no QEMU): the unit's own ExecStart command is run with its paths rebased into
+//! that folder, and `TSFORGE_HANDOVER_ROOT` names the folder for the end-of-run removals.
+//!
+//! The step and what it does: Task sequence steps, "Setup Windows and ConfigMgr",
+//! <https://learn.microsoft.com/en-us/mem/configmgr/osd/understand/task-sequence-steps#BKMK_SetupWindowsandConfigMgr>
+//! (the task sequence goes on in the new OS after it). runIn values: SMS_TaskSequence_Action,
+//! <https://learn.microsoft.com/en-us/mem/configmgr/develop/reference/osd/sms_tasksequence_action-server-wmi-class>.
+
+use crate::common::Env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn lines(s: &str) -> Vec<&str> {
+    s.lines().filter(|l| !l.is_empty()).collect()
+}
+
+/// The arguments of a systemd ExecStart line written with every argument in double quotes.
+fn exec_args(unit: &str) -> Vec<String> {
+    let line = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart");
+    let mut out = Vec::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c != '"' {
+            continue;
+        }
+        let mut a = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => a.push(chars.next().unwrap()),
+                '"' => break,
+                _ => a.push(c),
+            }
+        }
+        out.push(a.replace("%%", "%"));
+    }
+    out
+}
+
+fn rebase(root: &Path, p: &str) -> String {
+    if p.starts_with('/') {
+        root.join(p.trim_start_matches('/')).display().to_string()
+    } else {
+        p.to_string()
+    }
+}
+
+const SEQ: &str = r#"
+name: Deploy Linux
+steps:
+  - name: PE step
+    run_in: WinPE
+    run: echo "pe %_SMSTSInWinPE%" >> marks
+  - name: Hand over
+    type: hand-over
+  - name: First FullOS
+    run_in: FullOS
+    run: echo "full %_SMSTSInWinPE%" >> marks
+  - name: Late PE
+    run_in: WinPE
+    continue_on_error: true
+    run: echo late >> marks
+  - name: Restart in the OS
+    type: restart
+    properties: {SMSRebootTarget: HD}
+  - name: Second FullOS
+    run_in: FullOS
+    run: echo "second %_SMSTSInWinPE%" >> marks
+"#;
+
+#[test]
+fn hand_over_to_linux_resumes_the_same_run_at_first_boot_and_cleans_up() {
+    let e = Env::new();
+    let os = e.path("os");
+    std::fs::create_dir_all(os.join("etc")).unwrap();
+    std::fs::write(
+        os.join("etc/os-release"),
+        "ID=debian\nVERSION_ID=\"12\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n",
+    )
+    .unwrap();
+    let seq = e.write("deploy.yaml", SEQ);
+    let target = format!("OSDTargetSystemDrive={}", os.display());
+
+    // Phase 1, in the boot environment: hand over, restart requested.
+    let out = e
+        .cmd(&[
+            "run",
+            seq.to_str().unwrap(),
+            "--state-dir",
+            "state",
+            "--no-reboot",
+            "--var",
+            &target,
+        ])
+        .env("TSFORGE_BOOT_ENV", "1")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(lines(&e.read("marks")), vec!["pe true"]);
+
+    let unit =
+        std::fs::read_to_string(os.join("etc/systemd/system/tsforge-handover.service")).unwrap();
+    for l in [
+        "Wants=network-online.target",
+        "After=network-online.target",
+        "Type=oneshot",
+        "StandardOutput=journal+console",
+        "WantedBy=multi-user.target",
+    ] {
+        assert!(unit.lines().any(|x| x == l), "{l} in\n{unit}");
+    }
+    let args = exec_args(&unit);
+    assert_eq!(
+        args,
+        vec![
+            "/var/lib/tsforge/handover/tsforge",
+            "run",
+            "/var/lib/tsforge/handover/sequence/deploy.yaml",
+            "--state-dir",
+            "/_SMSTaskSequence/state",
+            "--log-dir",
+            "/var/log/tsforge"
+        ]
+    );
+    let link = os.join("etc/systemd/system/multi-user.target.wants/tsforge-handover.service");
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        PathBuf::from("/etc/systemd/system/tsforge-handover.service")
+    );
+    let runner = os.join("var/lib/tsforge/handover/tsforge");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let m = std::fs::metadata(&runner).unwrap();
+        assert_eq!(m.permissions().mode() & 0o777, 0o755);
+        assert_eq!(
+            m.len(),
+            std::fs::metadata(env!("CARGO_BIN_EXE_tsforge"))
+                .unwrap()
+                .len()
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(os.join("var/lib/tsforge/handover/sequence/deploy.yaml")).unwrap(),
+        SEQ
+    );
+    let state = std::fs::read_to_string(os.join("_SMSTaskSequence/state/state.json")).unwrap();
+    assert!(state.contains("\"handover\""), "{state}");
+    let first_log = std::fs::read_to_string(os.join("var/log/tsforge/smsts.log")).unwrap();
+    assert!(first_log.contains("\"PE step\" succeeded"), "{first_log}");
+
+    // Phase 2, the deployed OS's first boot: the unit's command, paths rebased.
+    let first_boot = || {
+        let mut c = Command::new(rebase(&os, &args[0]));
+        c.args(args[1..].iter().map(|a| rebase(&os, a)))
+            .arg("--no-reboot")
+            .current_dir(e.path(""))
+            .env("TSFORGE_MACHINE_DIR", e.path("machine"))
+            .env("TSFORGE_HANDOVER_ROOT", &os)
+            .env_remove("TSFORGE_BOOT_ENV")
+            .env_remove("TSFORGE_STATE_DIR");
+        c.output().unwrap()
+    };
+    let out = first_boot();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "restart in the FullOS phase: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(lines(&e.read("marks")), vec!["pe true", "full false"]);
+    assert!(runner.exists(), "the unit stays until the run ends");
+
+    // The restart in the full OS: the unit starts the runner again.
+    let out = first_boot();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        lines(&e.read("marks")),
+        vec!["pe true", "full false", "second false"],
+        "every step once; the WinPE step after the hand-over did not run"
+    );
+    for gone in [
+        "etc/systemd/system/tsforge-handover.service",
+        "var/lib/tsforge/handover",
+        "_SMSTaskSequence",
+    ] {
+        assert!(!os.join(gone).exists(), "{gone} removed");
+    }
+    assert!(std::fs::symlink_metadata(&link).is_err(), "symlink removed");
+    let log = std::fs::read_to_string(os.join("var/log/tsforge/smsts.log")).unwrap();
+    assert!(
+        log.contains("\"PE step\" succeeded"),
+        "first phase kept: {log}"
+    );
+    assert!(
+        log.contains(
+            "step \"Late PE\" has runIn WinPE (it runs only in the boot environment) but the run \
+             was handed over to the deployed operating system"
+        ),
+        "{log}"
+    );
+    assert!(log.contains("_SMSTSInWinPE: true -> false"), "{log}");
+    for removed in [
+        "Removed /etc/systemd/system/multi-user.target.wants/tsforge-handover.service",
+        "Removed /etc/systemd/system/tsforge-handover.service",
+        "Removed /var/lib/tsforge/handover",
+        "Removed /_SMSTaskSequence",
+    ] {
+        assert!(log.contains(removed), "{removed}: {log}");
+    }
+    assert!(log.contains("completed successfully"), "{log}");
+}
+
+#[test]
+fn hand_over_without_a_target_fails_clearly_and_windows_gets_setupcomplete() {
+    let e = Env::new();
+    let seq = e.write(
+        "h.yaml",
+        "name: h\nsteps:\n  - name: Hand over\n    type: hand-over\n",
+    );
+    let (code, _, _) = e.run_seq(&seq, &["--no-reboot"]);
+    assert_eq!(code, 1);
+    let log = e.read("state/smsts.log");
+    assert!(
+        log.contains("no deployed OS to hand the run over to: OSDTargetSystemDrive is not set"),
+        "{log}"
+    );
+
+    // A Windows tree: SetupComplete.cmd starts the copied runner (not proven on Windows).
+    let e = Env::new();
+    let win = e.path("win");
+    std::fs::create_dir_all(win.join("Windows/System32/config")).unwrap();
+    std::fs::write(win.join("Windows/System32/config/SYSTEM"), b"regf").unwrap();
+    let seq = e.write(
+        "h.yaml",
+        "name: h\nsteps:\n  - name: Hand over\n    type: hand-over\n",
+    );
+    let target = format!("OSDTargetSystemDrive={}", win.display());
+    let (code, _, err) = e.run_seq(&seq, &["--no-reboot", "--var", &target]);
+    assert_eq!(code, 3, "{err}");
+    let cmd = std::fs::read_to_string(win.join("Windows/Setup/Scripts/SetupComplete.cmd")).unwrap();
+    assert!(
+        cmd.contains(
+            "\"%SystemDrive%\\_SMSTaskSequence\\tsforge\\tsforge.exe\" run \
+             \"%SystemDrive%\\_SMSTaskSequence\\sequence\\h.yaml\" --state-dir \
+             \"%SystemDrive%\\_SMSTaskSequence\\state\" --log-dir \"%WINDIR%\\Temp\\tsforge\"\r\n"
+        ),
+        "{cmd}"
+    );
+    assert!(win.join("_SMSTaskSequence/tsforge/tsforge.exe").is_file());
+    assert!(win.join("_SMSTaskSequence/state/state.json").is_file());
+}
+
+/// A child sequence found through `--sequence-dir` is copied at the same place relative to the
+/// parent, and the unit searches its folder, so the deployed OS resumes with it.
+#[test]
+fn hand_over_carries_child_sequences() {
+    let e = Env::new();
+    let os = e.path("os");
+    std::fs::create_dir_all(os.join("etc")).unwrap();
+    std::fs::write(os.join("etc/os-release"), "ID=debian\n").unwrap();
+    std::fs::create_dir_all(e.path("ts")).unwrap();
+    std::fs::create_dir_all(e.path("lib")).unwrap();
+    e.write(
+        "lib/APPS01.yaml",
+        "name: Apps\nsteps:\n  - name: App\n    run_in: FullOS\n    run: echo \"app %_SMSTSInWinPE%\" >> marks\n",
+    );
+    let parent = e.write(
+        "ts/parent.yaml",
+        "name: Parent\nsteps:\n  - name: Hand over\n    type: hand-over\n  - name: Apps\n    type: run-sequence\n    properties: {TsPackageID: APPS01}\n",
+    );
+    let target = format!("OSDTargetSystemDrive={}", os.display());
+    let out = e
+        .cmd(&[
+            "run",
+            parent.to_str().unwrap(),
+            "--state-dir",
+            "state",
+            "--no-reboot",
+            "--sequence-dir",
+            "lib",
+            "--var",
+            &target,
+        ])
+        .env("TSFORGE_BOOT_ENV", "1")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seqdir = os.join("var/lib/tsforge/handover/sequence");
+    assert!(seqdir.join("ts/parent.yaml").is_file());
+    assert!(seqdir.join("lib/APPS01.yaml").is_file());
+    let unit =
+        std::fs::read_to_string(os.join("etc/systemd/system/tsforge-handover.service")).unwrap();
+    let args = exec_args(&unit);
+    assert_eq!(
+        args[args.len() - 2..],
+        [
+            "--sequence-dir".to_string(),
+            "/var/lib/tsforge/handover/sequence/lib".to_string()
+        ]
+    );
+    let mut c = Command::new(rebase(&os, &args[0]));
+    c.args(args[1..].iter().map(|a| rebase(&os, a)))
+        .current_dir(e.path(""))
+        .env("TSFORGE_MACHINE_DIR", e.path("machine"))
+        .env("TSFORGE_HANDOVER_ROOT", &os)
+        .env_remove("TSFORGE_BOOT_ENV")
+        .env_remove("TSFORGE_STATE_DIR");
+    let out = c.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(lines(&e.read("marks")), vec!["app false"]);
+    assert!(!os.join("var/lib/tsforge/handover").exists());
+}
