@@ -351,7 +351,13 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<Vec<ManifestEntry>> {
         if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
             bail!("tsforge/manifest line {}: {h:?} is not a sha256", i + 1);
         }
-        if p.is_empty() || p.starts_with('/') || p.split('/').any(|c| c == ".." || c.is_empty()) {
+        // A control character (a carriage return left by a CRLF line, a tab) is never part
+        // of a file name on a medium, and would not survive being written back.
+        if p.is_empty()
+            || p.starts_with('/')
+            || p.split('/').any(|c| c == ".." || c.is_empty())
+            || p.chars().any(char::is_control)
+        {
             bail!(
                 "tsforge/manifest line {}: {p:?} is not a path on the medium",
                 i + 1
@@ -860,5 +866,14 @@ mod tests {
         assert_eq!(parse_manifest(&bytes).unwrap().len(), 2);
         assert!(parse_manifest(b"xyz  a\n").is_err());
         assert!(parse_manifest(format!("{}  ../x\n", "a".repeat(64)).as_bytes()).is_err());
+        // A path ending in a carriage return (a CRLF line with one CR too many, found by
+        // fuzz/fuzz_targets/trust_files.rs) would not read back the same once written again.
+        let cr = format!("{}  EFI/BOOT/x\r\r\n", "a".repeat(64));
+        let err = parse_manifest(cr.as_bytes()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("is not a path on the medium"),
+            "{err:#}"
+        );
+        assert!(parse_manifest(format!("{}  a\tb\n", "a".repeat(64)).as_bytes()).is_err());
     }
 }
