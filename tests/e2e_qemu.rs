@@ -988,3 +988,268 @@ fn tsforge_try_reports_the_outcome_and_the_layout() {
     assert!(out.contains("no partition table (blank)"), "{out}");
     clean(&d);
 }
+
+/// The sequence of the end-to-end deployment: in the boot environment, partition (GPT: ESP +
+/// ext4 root), apply the Debian image (made bootable), name the computer as the hook asked,
+/// hand over; in the deployed OS (`run_in: FullOS`), write a marker. `SMSTSPostAction` (set
+/// at build time) powers the machine off once the run has ended and cleaned up.
+const DEPLOY_DEBIAN: &str = r#"
+name: Deploy Debian end to end
+steps:
+  - name: Partition the target disk
+    type: partition-disk
+    properties:
+      DiskIndex: "0"
+      PartitionStyle: GPT
+      Partitions0Type: EFI
+      Partitions0FileSystem: FAT32
+      Partitions0Size: "100"
+      Partitions0SizeUnits: MB
+      Partitions0VolumeName: ESP
+      Partitions1Type: Primary
+      Partitions1FileSystem: ext4
+      Partitions1Size: "100"
+      Partitions1SizeUnits: "%"
+      Partitions1VolumeName: root
+      Partitions1VolumeVariable: OSDisk
+      Partitions: "2"
+  - name: Apply Debian
+    type: apply-image
+    properties:
+      ImagePackageID: IMG00001
+      DestinationVariable: OSDisk
+  - name: Apply Windows Settings
+    type: apply-windows-settings
+  - name: Setup Windows and ConfigMgr
+    type: hand-over
+  - name: Write the marker
+    run_in: FullOS
+    run: echo "%_SMSTSInWinPE% %_SMSTSMachineName%" > /root/tsforge-marker
+"#;
+
+/// Scenario 8 (issue 16, "Proven end to end"): bare metal to the deployed OS's own first boot.
+/// The Debian 12 reference system is captured into an image package on the medium; a blank
+/// UEFI machine boots the linux medium, which partitions, applies and makes Debian bootable,
+/// sets the computer name the hook asked for (Apply Windows Settings) and hands the run over
+/// (Setup Windows and ConfigMgr), then restarts. The medium is removed: the machine boots the
+/// disk (OVMF's fallback `EFI/BOOT/BOOTX64.EFI`), the deployed Debian's first boot resumes the
+/// run for its FullOS step, cleans up and powers off (`SMSTSPostAction`). The host then checks
+/// the disk with independent tools.
+///
+/// Rules followed: Setup Windows and ConfigMgr, then the task sequence goes on in the new OS
+/// (<https://learn.microsoft.com/en-us/mem/configmgr/osd/understand/task-sequence-steps#BKMK_SetupWindowsandConfigMgr>);
+/// `_SMSTSInWinPE` is `false` in the full OS, `_SMSTSMachineName` is the computer's name, and
+/// `SMSTSPostAction` runs after the sequence ends
+/// (<https://learn.microsoft.com/en-us/mem/configmgr/osd/understand/task-sequence-variables>);
+/// `runIn` (SMS_TaskSequence_Action,
+/// <https://learn.microsoft.com/en-us/mem/configmgr/develop/reference/osd/sms_tasksequence_action-server-wmi-class>);
+/// Apply Windows Settings takes the name from `OSDComputerName`
+/// (<https://learn.microsoft.com/en-us/mem/configmgr/develop/reference/osd/sms_tasksequence_applywindowssettingsaction-server-wmi-class>).
+#[test]
+fn bare_metal_to_the_deployed_debian_first_boot() {
+    if !ready(true) {
+        return;
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root {
+        assert!(
+            !required(),
+            "deploy-debian needs root (capture, loop devices)"
+        );
+        eprintln!("SKIP e2e deploy-debian: needs root (capture of the reference system)");
+        return;
+    }
+    let reference = crate::common::loopdev::must(
+        "bash",
+        &[
+            &crate::common::repo("scripts/reference-rootfs.sh"),
+            "--path",
+        ],
+    );
+    if !Path::new(&reference).join("etc/os-release").exists() {
+        assert!(
+            !required(),
+            "the reference system is missing: bash scripts/reference-rootfs.sh"
+        );
+        eprintln!("SKIP e2e deploy-debian: no reference system (bash scripts/reference-rootfs.sh)");
+        return;
+    }
+    let d = scenario_dir("deploy-debian");
+    tsforge_ok(
+        &d,
+        &["capture", &reference, "debian.tsimg", "--name", "Debian 12"],
+    );
+    tsforge_ok(
+        &d,
+        &[
+            "package",
+            "build",
+            "debian.tsimg",
+            "--id",
+            "IMG00001",
+            "--out",
+            "dp",
+        ],
+    );
+    let _ = std::fs::remove_file(d.join("debian.tsimg"));
+    let medium = build(
+        &d,
+        "usb",
+        DEPLOY_DEBIAN,
+        &[
+            "--partition-table",
+            "gpt",
+            "--package",
+            "dp",
+            "--var",
+            "SMSTSPostAction=systemctl poweroff",
+        ],
+    );
+    let _ = std::fs::remove_dir_all(d.join("dp"));
+    let target = d.join("target.img");
+    used_disk::random_ends_disk(&target, 2 << 30);
+
+    // First boot: the medium, the blank disk; the hand-over's restart ends QEMU (-no-reboot).
+    let cfg = config(
+        &d,
+        Firmware::Uefi,
+        BootFrom::Disk(medium.clone()),
+        vec![target.clone()],
+        "console-1.log",
+    );
+    let (mut m, mut times) = start(&cfg);
+    m.expect("Computer name:", BOOT).unwrap();
+    m.send_line(COMPUTER_NAME).unwrap();
+    m.expect("[1/", BOOT).unwrap();
+    times.first_step = Some(times.started.elapsed());
+    m.expect("Restarting in 0 s", RUN).unwrap();
+    m.wait_exit(BOOT).unwrap();
+    times.report("deploy-debian (boot medium, until the hand-over)");
+    let _ = std::fs::remove_file(&medium);
+
+    // Second boot: the medium is gone; the firmware boots the deployed disk.
+    let cfg = config(
+        &d,
+        Firmware::Uefi,
+        BootFrom::Disk(target.clone()),
+        Vec::new(),
+        "console-2.log",
+    );
+    let (mut m, mut times) = start(&cfg);
+    // Its systemd-boot menu, then its own kernel (the loader entry has console=ttyS0).
+    m.expect("Debian GNU/Linux 12", BOOT).unwrap();
+    m.expect("Linux version", BOOT).unwrap();
+    times.first_step = Some(times.started.elapsed());
+    // SMSTSPostAction powers off once the resumed run has ended.
+    m.wait_exit(RUN).unwrap();
+    times.report("deploy-debian (first boot of the deployed OS; first step = its kernel)");
+
+    check_deployed_debian(&target, &d);
+    clean(&d);
+}
+
+/// Host-side checks of the deployed Debian disk: a valid GPT, a clean ESP (fsck.fat -n) and
+/// root (e2fsck -fn), the host name, the FullOS step's marker, smsts.log of both phases, and
+/// nothing of the hand-over left.
+fn check_deployed_debian(disk: &Path, scratch: &Path) {
+    let sgdisk = tool("sgdisk").expect("sgdisk (gdisk)");
+    let out = Command::new(sgdisk).arg("-v").arg(disk).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("No problems found"),
+        "sgdisk -v: {text}"
+    );
+    let esp = scratch.join("esp.img");
+    partition_copy(disk, 1, &esp);
+    let esp_dir = scratch.join("esp");
+    if mcopy_all(&esp, &esp_dir) {
+        let files = relative_files(&esp_dir);
+        assert!(
+            files.iter().any(|f| f == "EFI/BOOT/BOOTX64.EFI"),
+            "no fallback boot loader on the ESP: {files:?}"
+        );
+        assert!(
+            !files.iter().any(|f| f.starts_with("_SMSTaskSequence")),
+            "the run's state is left on the ESP: {files:?}"
+        );
+    }
+    let _ = std::fs::remove_file(&esp);
+
+    let mut lo =
+        crate::common::loopdev::Loop::attach(disk, "e2e deploy-debian").expect("a loop device");
+    lo.add_partitions();
+    let root_dev = lo.part(2);
+    let fsck = tool("e2fsck").expect("e2fsck");
+    let out = Command::new(fsck)
+        .arg("-fn")
+        .arg(&root_dev)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "e2fsck -fn of the root: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let root = scratch.join("root");
+    lo.mount_ro(&root_dev, &root);
+    let read = |p: &str| {
+        std::fs::read_to_string(root.join(p))
+            .unwrap_or_else(|e| panic!("/{p} on the deployed root: {e}"))
+    };
+    assert_eq!(read("etc/hostname").trim(), COMPUTER_NAME);
+    assert_eq!(
+        read("root/tsforge-marker").trim(),
+        format!("false {COMPUTER_NAME}"),
+        "the FullOS step's marker"
+    );
+    let logs = root.join("var/log/tsforge");
+    let smsts = read("var/log/tsforge/smsts.log");
+    let mut all = String::new();
+    for f in walk(&logs) {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("smsts") && name.ends_with(".log") {
+            let text = std::fs::read_to_string(&f).unwrap();
+            tsforge_runtime::log::cmtrace::parse(&text)
+                .unwrap_or_else(|line| panic!("{name} is not CMTrace (line {line})"));
+            all.push_str(&text);
+        }
+    }
+    assert!(!smsts.is_empty());
+    for step in [
+        "Partition the target disk",
+        "Apply Debian",
+        "Setup Windows and ConfigMgr",
+        "Write the marker",
+    ] {
+        assert!(
+            all.contains(step),
+            "step {step:?} is not in the logs of /var/log/tsforge: {all}"
+        );
+    }
+    // The medium carries no efibootmgr: the loader at the fallback path is what booted.
+    assert!(
+        all.contains("No firmware boot entry written"),
+        "the logs do not say why no firmware boot entry was written: {all}"
+    );
+    assert_eq!(
+        all.matches("Start executing step 5 of").count(),
+        1,
+        "the FullOS step ran other than once: {all}"
+    );
+    for left in [
+        "etc/systemd/system/tsforge-handover.service",
+        "etc/systemd/system/multi-user.target.wants/tsforge-handover.service",
+        "var/lib/tsforge/handover",
+        "_SMSTaskSequence",
+    ] {
+        assert!(
+            std::fs::symlink_metadata(root.join(left)).is_err(),
+            "/{left} is left on the deployed OS"
+        );
+    }
+    lo.release();
+}

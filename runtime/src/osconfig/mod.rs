@@ -406,6 +406,23 @@ pub fn make_bootable(
                 disk_path.display()
             ),
         );
+    } else if !Path::new("/sys/firmware/efi").exists() {
+        report.push(
+            Level::Warning,
+            format!(
+                "No firmware boot entry written: this machine did not start with UEFI (no \
+                 /sys/firmware/efi); UEFI firmware starts {} without one",
+                linux::FALLBACK
+            ),
+        );
+    } else if let Err(missing) = crate::tools::find(crate::tools::Tool::Efibootmgr) {
+        report.push(
+            Level::Warning,
+            format!(
+                "No firmware boot entry written: {missing}; the firmware starts {} without one",
+                linux::FALLBACK
+            ),
+        );
     } else {
         let loader = format!("\\{}", installed.loader.replace('/', "\\"));
         let label = os.title();
