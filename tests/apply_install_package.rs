@@ -139,6 +139,19 @@ fn package(d: &Path, folder: &Path, id: &str) {
     assert_eq!(code, 0, "package build {id}: {err}");
 }
 
+/// Package LAB00020, the administrator's answer file `Unattend.xml` the fixture names
+/// (`ConfigFilePackage`/`ConfigFileName`): a step fails when a package it names is missing.
+fn answer_package(d: &Path) {
+    let folder = d.join("answer");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::copy(
+        repo("tests/fixtures/sequences/unattend/admin-unattend.xml"),
+        folder.join("Unattend.xml"),
+    )
+    .unwrap();
+    package(d, &folder, "LAB00020");
+}
+
 fn log_of(d: &Path) -> String {
     std::fs::read_to_string(d.join("state/smsts.log")).unwrap_or_default()
 }
@@ -255,6 +268,7 @@ fn edition_two_of_the_install_wim_lands_in_a_folder() {
     let d = dir.path();
     let media = setup_folder(d, "media");
     package(d, &media, "LAB00030");
+    answer_package(d);
     let fixture = repo(FIXTURE);
     let out_dir = d.join("out");
     let (code, out) = run(
@@ -271,6 +285,12 @@ fn edition_two_of_the_install_wim_lands_in_a_folder() {
     );
     assert!(
         log.contains("Answer file: Unattend.xml from package LAB00020"),
+        "{log}"
+    );
+    // The setup folder's editions hold no Windows\System32\config\SYSTEM: no Windows is
+    // recognised, so the answer file is fetched but not placed, and the log says why.
+    assert!(
+        log.contains("the answer file Unattend.xml was not placed"),
         "{log}"
     );
 
@@ -438,6 +458,7 @@ fn split_swm_and_esd_install_images_apply() {
     std::fs::remove_file(&wim).unwrap();
     assert!(sources.join("install2.swm").is_file());
     package(d, &media, "LAB00030");
+    answer_package(d);
     let out_dir = d.join("out");
     let (code, out) = run(
         d,

@@ -291,3 +291,77 @@ fn errors_name_the_input_and_what_is_wrong() {
         "{log}"
     );
 }
+
+/// *Apply Operating System Image* with the administrator's answer file
+/// (`ConfigFilePackage` + `ConfigFileName`, Microsoft's SMS_TaskSequence_ApplyOperatingSystemAction
+/// class) copies it from its package to `Windows\Panther\unattend.xml` of the applied Windows;
+/// *Apply Windows Settings* then merges into it. A package the step names that is not on the
+/// distribution point fails the step, naming it.
+#[test]
+fn apply_os_places_the_administrators_answer_file_and_settings_merge_into_it() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    windows_tree(&d.join("tree"), None);
+    let (code, _, err) = tsforge(d, &["capture", "tree", "win.tsimg"]);
+    assert_eq!(code, 0, "{err}");
+    let answer = d.join("answer");
+    std::fs::create_dir_all(&answer).unwrap();
+    std::fs::copy(
+        repo("tests/fixtures/sequences/unattend/admin-unattend.xml"),
+        answer.join("Unattend.xml"),
+    )
+    .unwrap();
+    let (code, _, err) = tsforge(
+        d,
+        &[
+            "package", "build", "answer", "--id", "LAB00020", "--out", "dp",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let seq = "steps:\n  - name: Apply Windows\n    type: apply-image\n    properties:\n      \
+               ImagePath: win.tsimg\n      Destination: out\n      ConfigFilePackage: %PKG%\n      \
+               ConfigFileName: Unattend.xml\n  - name: Settings\n    type: apply-windows-settings\n    \
+               properties:\n      ComputerName: LAB-0777\n      RandomAdminPassword: \"true\"\n";
+    std::fs::write(d.join("ok.yaml"), seq.replace("%PKG%", "LAB00020")).unwrap();
+    let (code, out, err) = tsforge(
+        d,
+        &["run", "ok.yaml", "--content", "dp", "--state-dir", "state"],
+    );
+    let log = std::fs::read_to_string(d.join("state/smsts.log")).unwrap_or_default();
+    assert_eq!(code, 0, "{out}{err}\n{log}");
+    assert!(
+        log.contains("Answer file Unattend.xml from package LAB00020 placed at Windows\\Panther\\unattend.xml"),
+        "{log}"
+    );
+    let s = settings(&d.join("out/Windows/Panther/unattend.xml"));
+    let shell = "specialize/Microsoft-Windows-Shell-Setup";
+    assert_eq!(get(&s, &format!("{shell}/ComputerName")), Some("LAB-0777"));
+    // The administrator's own settings came with their file and stayed.
+    assert_eq!(get(&s, &format!("{shell}/CopyProfile")), Some("true"));
+    let oobe = "oobeSystem/Microsoft-Windows-Shell-Setup/OOBE";
+    assert_eq!(get(&s, &format!("{oobe}/HideEULAPage")), Some("true"));
+
+    std::fs::write(
+        d.join("missing.yaml"),
+        seq.replace("%PKG%", "LAB00099")
+            .replace("Destination: out", "Destination: out2"),
+    )
+    .unwrap();
+    let (code, out, err) = tsforge(
+        d,
+        &[
+            "run",
+            "missing.yaml",
+            "--content",
+            "dp",
+            "--state-dir",
+            "state2",
+        ],
+    );
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(format!("{out}{err}").contains("LAB00099"), "{out}{err}");
+    assert!(
+        !d.join("out2").exists(),
+        "written before the answer file's package was found"
+    );
+}

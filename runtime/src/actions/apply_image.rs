@@ -17,8 +17,8 @@
 //!   `install.swm`, `install2.swm`, …) of the package at that edition; with 0, the only edition
 //!   of a single-edition image, else an error (docs/engine.md);
 //! - the answer file: `ConfigFilePackage` + `ConfigFileName` (action variable
-//!   `OSDConfigFileName`; required with `ConfigFilePackage`), shown in the plan and logged, not
-//!   used yet;
+//!   `OSDConfigFileName`; required with `ConfigFilePackage`), copied from its package to
+//!   `Windows\Panther\unattend.xml` of an applied Windows (see [`place_answer_file`]);
 //! - the destination from `DestinationVariable` (the variable holding a location such as
 //!   `OSDisk` = `DISK:N`), `DestinationDisk` + `DestinationPartition`, or `Destination` (any
 //!   location), else `OSDisk`.
@@ -154,8 +154,8 @@ fn unattend_text(s: &Step, vars: &Vars) -> String {
     ) {
         (None, None) => String::new(),
         (name, pkg) => format!(
-            ", unattend: {} from package {} (kept for Windows Setup; tsforge does not use \
-             answer files yet)",
+            ", unattend: {} from package {} (placed at Windows\\Panther\\unattend.xml for \
+             Windows Setup, then merged by Apply Windows/Network Settings)",
             name.as_deref().unwrap_or("(no ConfigFileName)"),
             pkg.as_deref().unwrap_or("(no ConfigFilePackage)")
         ),
@@ -431,6 +431,11 @@ pub fn apply(step: &Step, ctx: &mut Ctx) -> ActionResult {
     if let Some(what) = crate::volume::describe(&target) {
         ctx.log.log(Level::Info, C, &what);
     }
+    // The answer file's package, like the image, is fetched before anything is written.
+    let answer = match fetch_answer_file(step, ctx) {
+        Ok(a) => a,
+        Err(e) => return ActionResult::failed(e),
+    };
     if ctx.interrupted {
         if let Err(e) = rebuild_interrupted(&target, ctx, C) {
             return ActionResult::failed(e);
@@ -478,6 +483,9 @@ pub fn apply(step: &Step, ctx: &mut Ctx) -> ActionResult {
                 if let Err(e) = make_bootable(&target, ctx) {
                     return ActionResult::failed(e);
                 }
+                if let Err(e) = place_answer_file(answer, &target, ctx) {
+                    return ActionResult::failed(e);
+                }
             }
             ActionResult::ok()
         }
@@ -502,7 +510,7 @@ fn make_bootable(target: &Location, ctx: &mut Ctx) -> Result<(), String> {
                     Level::Warning,
                     C,
                     &format!(
-                        "{target} was not made bootable: in Windows PE that is bcdboot's job,                          which this step does not run yet"
+                        "{target} was not made bootable: in Windows PE that is bcdboot's job, which this step does not run yet"
                     ),
                 );
             } else {
@@ -541,6 +549,116 @@ fn make_bootable(target: &Location, ctx: &mut Ctx) -> Result<(), String> {
         Location::Disk(_) => return Ok(()),
     };
     super::set_variable(ctx, C, "OSDTargetSystemDrive", text).map_err(|e| e.to_string())
+}
+
+/// The administrator's answer file (`ConfigFilePackage` + `ConfigFileName`, action variable
+/// `OSDConfigFileName`) copied from its package to `Windows\Panther\unattend.xml` of the
+/// applied Windows, where *Apply Windows Settings* and *Apply Network Settings* merge their
+/// settings into it and Windows Setup reads it. The package must be there (as for any package
+/// a step names); a target that holds no Windows keeps the file out, with a warning. Done on a
+/// folder, or a partition tsforge mounts (Linux); other targets are logged as not reached.
+/// The administrator's answer file of an OS step, fetched before anything is written: its
+/// local path, name and package; `None` when the step names none.
+fn fetch_answer_file(step: &Step, ctx: &mut Ctx) -> Result<Option<AnswerFile>, String> {
+    const C: &str = "ApplyImage";
+    if !is_os_step(step) {
+        return Ok(None);
+    }
+    let (Some(name), Some(pkg)) = (
+        get(step, ctx.vars, "ConfigFileName"),
+        get(step, ctx.vars, "ConfigFilePackage"),
+    ) else {
+        return Ok(None);
+    };
+    let rel = name.replace('\\', "/");
+    if rel.starts_with('/') || rel.split('/').any(|c| c.is_empty() || c == "..") {
+        return Err(format!(
+            "ConfigFileName {name:?} is not a file name inside package {pkg}"
+        ));
+    }
+    let local = super::packages::fetch(ctx, C, &pkg)?;
+    let src = local.dir.join(&rel);
+    if !src.is_file() {
+        return Err(format!(
+            "package {pkg} has no file {name:?} (ConfigFileName, the answer file)"
+        ));
+    }
+    Ok(Some(AnswerFile { src, name, pkg }))
+}
+
+/// An answer file fetched from its package.
+struct AnswerFile {
+    src: PathBuf,
+    name: String,
+    pkg: String,
+}
+
+fn place_answer_file(
+    found: Option<AnswerFile>,
+    target: &Location,
+    ctx: &mut Ctx,
+) -> Result<(), String> {
+    const C: &str = "ApplyImage";
+    let Some(AnswerFile { src, name, pkg }) = found else {
+        return Ok(());
+    };
+    let place = |root: &std::path::Path, log: &mut crate::log::Logger| -> Result<(), String> {
+        match crate::osconfig::detect(root) {
+            Ok(crate::osconfig::Os::Windows) => {
+                let dest = crate::osconfig::unattend::path_in(root);
+                if let Some(dir) = dest.parent() {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+                }
+                std::fs::copy(&src, &dest)
+                    .map_err(|e| format!("copying {name} to {}: {e}", dest.display()))?;
+                log.log(
+                    Level::Info,
+                    C,
+                    &format!(
+                        "Answer file {name} from package {pkg} placed at \
+                         Windows\\Panther\\unattend.xml of {target}"
+                    ),
+                );
+            }
+            Ok(crate::osconfig::Os::Linux(os)) => log.log(
+                Level::Warning,
+                C,
+                &format!(
+                    "{target} holds {}: the answer file {name} (for Windows Setup) is not used",
+                    os.title()
+                ),
+            ),
+            Err(e) => log.log(
+                Level::Warning,
+                C,
+                &format!("the answer file {name} was not placed: {e:#}"),
+            ),
+        }
+        Ok(())
+    };
+    match target {
+        Location::Dir(dir) => place(dir, ctx.log),
+        Location::Partition { disk, number } if cfg!(target_os = "linux") => {
+            let m = crate::volume::mount_partition(disk, *number, false)
+                .map_err(|e| format!("placing the answer file on {target}: {e:#}"))?;
+            let r = place(m.dir(), ctx.log);
+            m.unmount()
+                .map_err(|e| format!("placing the answer file on {target}: {e:#}"))?;
+            r
+        }
+        _ => {
+            ctx.log.log(
+                Level::Warning,
+                C,
+                &format!(
+                    "the answer file {name} was not placed on {target}: this runner reaches \
+                     it only on a folder or, on Linux, a partition it mounts"
+                ),
+            );
+            Ok(())
+        }
+    }
 }
 
 /// The install form: the edition index, the package's install image fetched into the cache
