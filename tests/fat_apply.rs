@@ -104,23 +104,7 @@ fn sha(path: &Path) -> Vec<u8> {
 
 /// `d/d.img`: a 64 MiB disk of random bytes with one FAT16 partition made by tsforge.
 fn fat16_disk(d: &Path) -> std::path::PathBuf {
-    let disk = d.join("d.img");
-    used_disk::random_disk(&disk, 64 << 20);
-    let (code, _, err) = tsforge(
-        d,
-        &[
-            "disk",
-            "partition",
-            "d.img",
-            "--table",
-            "mbr",
-            "--part",
-            "type=basic,size=rest,fs=fat16",
-            "--yes",
-        ],
-    );
-    assert_eq!(code, 0, "{err}");
-    disk
+    used_disk::partitioned(d, 64 << 20, "mbr", &["type=basic,size=rest,fs=fat16"])
 }
 
 #[test]

@@ -253,24 +253,7 @@ fn disk_with(d: &Path, case: &Case) -> Option<(PathBuf, layout::PartitionInfo)> 
     if case.kind == FsKind::Ntfs {
         tool("ntfs-3g")?;
     }
-    let disk = d.join("d.img");
-    used_disk::random_disk(&disk, 380 << 20);
-    let (code, _, err) = tsforge(
-        d,
-        &[
-            "disk",
-            "partition",
-            "d.img",
-            "--table",
-            "gpt",
-            "--part",
-            "size=32MiB,fs=fat16",
-            "--part",
-            "size=rest",
-            "--yes",
-        ],
-    );
-    assert_eq!(code, 0, "{err}");
+    let disk = used_disk::partitioned(d, 380 << 20, "gpt", &["size=32MiB,fs=fat16", "size=rest"]);
     let part = layout::read_table(&Disk::open(&disk, false).unwrap())
         .unwrap()
         .unwrap()
@@ -455,22 +438,7 @@ fn without_root_a_mount_is_refused_first() {
 fn an_unknown_file_system_is_named() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
-    let disk = d.join("d.img");
-    used_disk::random_disk(&disk, 64 << 20);
-    let (code, _, err) = tsforge(
-        d,
-        &[
-            "disk",
-            "partition",
-            "d.img",
-            "--table",
-            "gpt",
-            "--part",
-            "size=rest",
-            "--yes",
-        ],
-    );
-    assert_eq!(code, 0, "{err}");
+    let disk = used_disk::partitioned(d, 64 << 20, "gpt", &["size=rest"]);
     // Old bytes at the partition's start, as on a disk that held something else.
     let part = layout::read_table(&Disk::open(&disk, false).unwrap())
         .unwrap()

@@ -73,3 +73,18 @@ pub fn mcopy(disk: &Path, start: u64, path: &str) -> Option<Result<Vec<u8>, Stri
         Err(String::from_utf8_lossy(&o.stderr).into_owned())
     })
 }
+
+/// `dir/d.img`: a used disk of `size` random bytes, partitioned by `tsforge disk partition
+/// d.img --table TABLE --part P… --yes` (each of `parts` a `--part` spec); its path.
+pub fn partitioned(dir: &Path, size: u64, table: &str, parts: &[&str]) -> std::path::PathBuf {
+    let disk = dir.join("d.img");
+    random_disk(&disk, size);
+    let mut args = vec!["disk", "partition", "d.img", "--table", table];
+    for p in parts {
+        args.extend(["--part", p]);
+    }
+    args.push("--yes");
+    let (code, out, err) = crate::common::tsforge(dir, &args);
+    assert_eq!(code, 0, "{args:?}: {out}{err}");
+    disk
+}
