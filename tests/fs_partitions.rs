@@ -606,3 +606,195 @@ steps:
         comparable(&listing(&d.join("src")), true)
     );
 }
+
+/// Windows, offline (issue 16): on a random-filled disk image, *Format and Partition Disk*
+/// makes an ESP and an NTFS partition (mkntfs), *Apply Data Image* writes a WIM of a Windows
+/// tree onto it (wimlib, through a loop device), and the exported *Apply Windows Settings* /
+/// *Apply Network Settings* steps write `Windows\Panther\unattend.xml` there (ntfs-3g). The
+/// file is read back with `ntfscat` (not our reader) and checked element by element; ntfsfix
+/// finds nothing to fix; no secret is in smsts.log. *Apply Operating System Image* of the same
+/// Windows on this (Linux) runner fails, saying that bcdboot runs in Windows PE — nothing
+/// here can write the BCD (the Windows side of making it bootable is tested under Wine,
+/// tests/wine.rs).
+///
+/// Pages: SMS_TaskSequence_ApplyDataImageAction
+/// (<https://learn.microsoft.com/intune/configmgr/develop/reference/osd/sms_tasksequence_applydataimageaction-server-wmi-class>),
+/// and the unattend pages cited in tests/unattend.rs.
+#[test]
+fn windows_settings_on_an_ntfs_partition_of_an_image_file() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    if !is_root() {
+        note("SKIP windows offline: needs root (loop devices, ntfs-3g)");
+        return;
+    }
+    for t in [
+        "wimlib-imagex",
+        "mkntfs",
+        "ntfs-3g",
+        "ntfscat",
+        "ntfsfix",
+        "losetup",
+    ] {
+        if tool(t).is_none() {
+            note(&format!("SKIP windows offline: {t} is missing"));
+            return;
+        }
+    }
+    let disk = d.join("disk.img");
+    used_disk::random_disk(&disk, 200 << 20);
+    let _left = LeftOverCheck(disk.clone(), d.to_path_buf());
+    let src = d.join("win");
+    std::fs::create_dir_all(src.join("Windows/System32/config")).unwrap();
+    std::fs::write(src.join("Windows/System32/config/SYSTEM"), b"regf").unwrap();
+    std::fs::create_dir_all(src.join("Windows/Panther")).unwrap();
+    std::fs::copy(
+        crate::common::repo("tests/fixtures/sequences/unattend/admin-unattend.xml"),
+        src.join("Windows/Panther/unattend.xml"),
+    )
+    .unwrap();
+    assert_eq!(tsforge(d, &["capture", "win", "win.wim"]).0, 0);
+    let partition = |apply: &str| {
+        format!(
+            r#"
+steps:
+  - name: Partition
+    type: partition-disk
+    properties:
+      DiskIndex: "0"
+      PartitionStyle: GPT
+      Partitions0Type: EFI
+      Partitions0FileSystem: FAT32
+      Partitions0Size: "40"
+      Partitions0SizeUnits: MB
+      Partitions1Type: Primary
+      Partitions1FileSystem: NTFS
+      Partitions1Size: "100"
+      Partitions1SizeUnits: "%"
+      Partitions1VolumeVariable: OSDisk
+  - name: Apply Windows
+    type: {apply}
+    properties:
+      ImagePath: win.wim
+      DestinationVariable: OSDisk
+"#
+        )
+    };
+    // The OS step cannot make Windows bootable here, and says why.
+    std::fs::write(d.join("os.yaml"), partition("apply-image")).unwrap();
+    let (code, _, err) = tsforge(
+        d,
+        &[
+            "run",
+            "os.yaml",
+            "--state-dir",
+            "s0",
+            "--disk",
+            "0=disk.img",
+        ],
+    );
+    let log = std::fs::read_to_string(d.join("s0/smsts.log")).unwrap_or_default();
+    assert_eq!(code, 1, "{err}\n{log}");
+    assert!(
+        log.contains(
+            "holds Windows (Windows/System32/config/SYSTEM): making it bootable needs bcdboot"
+        ) && log.contains("Deploy Windows from a Windows PE medium"),
+        "{log}"
+    );
+
+    std::fs::write(d.join("data.yaml"), partition("apply-data-image")).unwrap();
+    let (code, _, err) = tsforge(
+        d,
+        &[
+            "run",
+            "data.yaml",
+            "--state-dir",
+            "s1",
+            "--disk",
+            "0=disk.img",
+        ],
+    );
+    let log = std::fs::read_to_string(d.join("s1/smsts.log")).unwrap_or_default();
+    assert_eq!(code, 0, "{err}\n{log}");
+    let target = format!("OSDTargetSystemDrive={}:2", disk.display());
+    let fixture = crate::common::repo("tests/fixtures/sequences/unattend/windows-domain.xml");
+    let (code, _, err) = tsforge(
+        d,
+        &[
+            "run",
+            &fixture,
+            "--state-dir",
+            "s2",
+            "--var",
+            &target,
+            "--var",
+            "MachineName=LAB-0099",
+        ],
+    );
+    let log = std::fs::read_to_string(d.join("s2/smsts.log")).unwrap_or_default();
+    assert_eq!(code, 0, "{err}\n{log}");
+    for secret in ["Adm1n!Lab", "J0in!Secret"] {
+        assert!(!log.contains(secret), "{secret} in smsts.log:\n{log}");
+    }
+
+    let part = layout::read_table(&Disk::open(&disk, false).unwrap())
+        .unwrap()
+        .unwrap()
+        .partitions[1]
+        .clone();
+    check_fs(&NTFS, &disk, &part);
+    let v = View::new(&disk, &part, true);
+    let out = Command::new(tool("ntfscat").unwrap())
+        .arg(&v.dev)
+        .arg("/Windows/Panther/unattend.xml")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ntfscat: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(v);
+    let file = d.join("unattend.xml");
+    std::fs::write(&file, &out.stdout).unwrap();
+    let s = crate::unattend::settings(&file);
+    let get = |p: &str| crate::unattend::get(&s, p).map(str::to_string);
+    let shell = "specialize/Microsoft-Windows-Shell-Setup";
+    assert_eq!(
+        get(&format!("{shell}/ComputerName")).as_deref(),
+        Some("LAB-0099")
+    );
+    assert_eq!(
+        get(&format!("{shell}/TimeZone")).as_deref(),
+        Some("W. Europe Standard Time")
+    );
+    assert_eq!(
+        get(&format!("{shell}/RegisteredOrganization")).as_deref(),
+        Some("Contoso")
+    );
+    // The administrator's own settings, from the file the WIM carried, are still there.
+    assert_eq!(
+        get(&format!("{shell}/CopyProfile")).as_deref(),
+        Some("true")
+    );
+    let admin = "oobeSystem/Microsoft-Windows-Shell-Setup/UserAccounts/AdministratorPassword";
+    assert_eq!(get(&format!("{admin}/PlainText")).as_deref(), Some("false"));
+    assert_eq!(
+        crate::unattend::decode_admin_password(&get(&format!("{admin}/Value")).unwrap()),
+        "Adm1n!LabAdministratorPassword"
+    );
+    let id = "specialize/Microsoft-Windows-UnattendedJoin/Identification";
+    assert_eq!(
+        get(&format!("{id}/JoinDomain")).as_deref(),
+        Some("corp.contoso.com")
+    );
+    assert_eq!(
+        get(&format!("{id}/MachineObjectOU")).as_deref(),
+        Some("OU=Workstations,DC=corp,DC=contoso,DC=com")
+    );
+    assert_eq!(
+        get(&format!("{id}/Credentials/Username")).as_deref(),
+        Some("svc-join")
+    );
+    assert_eq!(get(&format!("{id}/JoinWorkgroup")), None);
+}

@@ -24,7 +24,7 @@ use quick_xml::Reader;
 use std::path::Path;
 
 /// Every element's text in the file, keyed `pass/component/Element/Child`.
-fn settings(file: &Path) -> Vec<(String, String)> {
+pub(crate) fn settings(file: &Path) -> Vec<(String, String)> {
     let text = std::fs::read_to_string(file).unwrap();
     let mut r = Reader::from_str(&text);
     let mut stack: Vec<String> = Vec::new();
@@ -64,7 +64,7 @@ fn settings(file: &Path) -> Vec<(String, String)> {
     out
 }
 
-fn get<'a>(s: &'a [(String, String)], path: &str) -> Option<&'a str> {
+pub(crate) fn get<'a>(s: &'a [(String, String)], path: &str) -> Option<&'a str> {
     let all: Vec<&str> = s
         .iter()
         .filter(|(p, _)| p == path)
@@ -108,7 +108,7 @@ fn run(d: &Path, fixture: &str, vars: &[&str]) -> (i32, String) {
     (code, format!("{out}\n{err}\n{log}"))
 }
 
-fn decode_admin_password(value: &str) -> String {
+pub(crate) fn decode_admin_password(value: &str) -> String {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(value)
         .unwrap();

@@ -325,3 +325,219 @@ fn yaml_copy_matches_the_xml_fixture() {
          `tsforge convert tests/wine/error-handler.xml --to yaml`"
     );
 }
+
+/// The Windows side of issue 16, under Wine: the Windows runner in a boot environment
+/// (`TSFORGE_BOOT_ENV=1`, standing for Windows PE) applies a Windows tree to drive `D:` (a
+/// folder mapped in the Wine prefix), runs `bcdboot D:\Windows` through the tools table (a
+/// stand-in `bcdboot.cmd` records its arguments), writes the computer name into
+/// `D:\Windows\Panther\unattend.xml` and hands the run over: `SetupComplete.cmd`, the runner
+/// and the state under `D:\_SMSTaskSequence`. Then Windows' "end of setup" is played by Wine's
+/// `cmd` running that `SetupComplete.cmd` with `SystemDrive=D:`: the runner resumes the same
+/// run with `_SMSTSInWinPE=false`, runs the FullOS step, and the script removes the runner,
+/// the state and itself. What Wine cannot show: a real Windows Setup calling the script, and
+/// bcdboot's own work (docs/engine.md says so).
+///
+/// Rules: Setup Windows and ConfigMgr hands over to the new OS
+/// (<https://learn.microsoft.com/en-us/mem/configmgr/osd/understand/task-sequence-steps#BKMK_SetupWindowsandConfigMgr>);
+/// Windows Setup runs `%WINDIR%\Setup\Scripts\SetupComplete.cmd` after setup
+/// (<https://learn.microsoft.com/windows-hardware/manufacture/desktop/add-a-custom-script-to-windows-setup>);
+/// `bcdboot <source>` without `/s` uses the system partition identified by the firmware
+/// (<https://learn.microsoft.com/windows-server/administration/windows-commands/bcdboot>).
+#[test]
+fn windows_runner_hands_over_and_setupcomplete_resumes_under_wine() {
+    let Some(tools) = tools() else { return };
+    let t0 = Instant::now();
+    let tmp = tempfile::Builder::new()
+        .prefix("tsforge-wine-ho-")
+        .tempdir()
+        .unwrap();
+    let root = std::path::absolute(tmp.path()).unwrap();
+    let [app, state, logs, machine, prefix, out_dir, os, fakebin, tree] = [
+        "app", "state", "log", "machine", "prefix", "out", "os", "fakebin", "tree",
+    ]
+    .map(|d| {
+        let p = root.join(d);
+        std::fs::create_dir(&p).unwrap();
+        p
+    });
+    tools.install_app(&app);
+
+    // The Windows tree, captured by this machine's tsforge into a tsforge image.
+    std::fs::create_dir_all(tree.join("Windows/System32/config")).unwrap();
+    std::fs::write(tree.join("Windows/System32/config/SYSTEM"), b"regf").unwrap();
+    std::fs::write(
+        tree.join("Windows/System32/notepad.txt"),
+        b"not a real notepad\r\n",
+    )
+    .unwrap();
+    let (code, _, err) = crate::common::tsforge(&root, &["capture", "tree", "win.tsimg"]);
+    assert_eq!(code, 0, "{err}");
+
+    // The stand-in bcdboot records its arguments.
+    let recorded = root.join("bcdboot-args.txt");
+    std::fs::write(
+        fakebin.join("bcdboot.cmd"),
+        format!(
+            "@echo off\r\n>>\"{}\" echo %*\r\necho Boot files successfully created.\r\nexit /b 0\r\n",
+            wine_path(&recorded)
+        ),
+    )
+    .unwrap();
+    let seq = format!(
+        "name: Windows hand-over\n\
+         steps:\n\
+         \x20 - name: Apply Windows\n\
+         \x20   type: apply-image\n\
+         \x20   properties:\n\
+         \x20     ImagePath: '{}'\n\
+         \x20     Destination: 'D:\\'\n\
+         \x20 - name: Apply Windows Settings\n\
+         \x20   type: apply-windows-settings\n\
+         \x20   properties:\n\
+         \x20     ComputerName: WINE-PC01\n\
+         \x20 - name: Setup Windows and ConfigMgr\n\
+         \x20   type: hand-over\n\
+         \x20 - name: Write the marker\n\
+         \x20   run_in: FullOS\n\
+         \x20   run: 'cmd /c echo %_SMSTSInWinPE%>D:\\marker.txt'\n",
+        wine_path(&root.join("win.tsimg"))
+    );
+    std::fs::write(app.join("deploy.yaml"), seq).unwrap();
+
+    let base_env = vec![("TSFORGE_MACHINE_DIR".to_string(), wine_path(&machine))];
+    let wine = Wine {
+        wine: tools.wine.clone(),
+        wineserver: tools.wineserver.clone(),
+        prefix: prefix.clone(),
+        out_dir: out_dir.clone(),
+        env: base_env.clone(),
+    };
+    // Create the prefix, then map D: to the folder that stands for the target's OS volume.
+    let v = wine.run(
+        "ho-validate",
+        &app,
+        &["tsforge.exe", "validate", "deploy.yaml"],
+    );
+    assert_eq!(v.status.code(), Some(0), "{}", v.describe());
+    std::os::unix::fs::symlink(&os, prefix.join("dosdevices/d:")).unwrap();
+
+    // Phase 1: "Windows PE".
+    let mut pe_env = base_env.clone();
+    pe_env.push(("TSFORGE_BOOT_ENV".into(), "1".into()));
+    pe_env.push(("WINEPATH".into(), wine_path(&fakebin)));
+    let pe = Wine {
+        wine: tools.wine.clone(),
+        wineserver: tools.wineserver.clone(),
+        prefix: prefix.clone(),
+        out_dir: out_dir.clone(),
+        env: pe_env,
+    };
+    let (state_arg, log_arg) = (wine_path(&state), wine_path(&logs));
+    let r = pe.run(
+        "ho-phase1",
+        &app,
+        &[
+            "tsforge.exe",
+            "run",
+            "deploy.yaml",
+            "--state-dir",
+            &state_arg,
+            "--log-dir",
+            &log_arg,
+            "--no-reboot",
+        ],
+    );
+    let smsts1 = std::fs::read_to_string(logs.join("smsts.log")).unwrap_or_default();
+    let context = format!("{}\n--- smsts.log ---\n{smsts1}", r.describe());
+    assert_eq!(
+        r.status.code(),
+        Some(3),
+        "phase 1 asks for the restart: {context}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&recorded)
+            .unwrap_or_else(|e| panic!("bcdboot did not run ({e}): {context}"))
+            .trim(),
+        "D:\\Windows",
+        "bcdboot's command line: {context}"
+    );
+    assert!(
+        smsts1.contains("is bootable: bcdboot D:\\Windows"),
+        "{context}"
+    );
+    let unattend = std::fs::read_to_string(os.join("Windows/Panther/unattend.xml")).unwrap();
+    assert!(
+        unattend.contains("<ComputerName>WINE-PC01</ComputerName>"),
+        "{unattend}"
+    );
+    let script = os.join("Windows/Setup/Scripts/SetupComplete.cmd");
+    assert!(script.is_file(), "no SetupComplete.cmd: {context}");
+    assert!(os.join("_SMSTaskSequence/tsforge/tsforge.exe").is_file());
+    assert!(os.join("_SMSTaskSequence/state/state.json").is_file());
+    assert!(os.join("_SMSTaskSequence/sequence/deploy.yaml").is_file());
+    assert!(
+        !os.join("marker.txt").exists(),
+        "the FullOS step ran in phase 1"
+    );
+    // Wine 8 needs the ProcessPrng shim beside any copy of the exe (tests/common/wine_tools.rs).
+    std::fs::copy(
+        app.join("bcryptprimitives.dll"),
+        os.join("_SMSTaskSequence/tsforge/bcryptprimitives.dll"),
+    )
+    .unwrap();
+
+    // Phase 2: the deployed Windows' end of setup runs SetupComplete.cmd.
+    let r = wine.run(
+        "ho-setupcomplete",
+        &os,
+        &[
+            "cmd",
+            "/c",
+            "set SystemDrive=D:& set WINDIR=D:\\Windows& call D:\\Windows\\Setup\\Scripts\\SetupComplete.cmd",
+        ],
+    );
+    let logs2 = os.join("Windows/Temp/tsforge");
+    let smsts2 = std::fs::read_to_string(logs2.join("smsts.log")).unwrap_or_default();
+    let context = format!("{}\n--- smsts.log ---\n{smsts2}", r.describe());
+    assert_eq!(
+        std::fs::read_to_string(os.join("marker.txt"))
+            .unwrap_or_else(|e| panic!("marker.txt: {e}\n{context}"))
+            .trim(),
+        "false",
+        "_SMSTSInWinPE in the full OS: {context}"
+    );
+    let entries = cmtrace::parse(&smsts2)
+        .unwrap_or_else(|line| panic!("smsts.log is not CMTrace at line {line}:\n{smsts2}"));
+    let has = |needle: &str| entries.iter().any(|e| e.message.contains(needle));
+    assert!(
+        has("\"Apply Windows\""),
+        "phase 1 is not in the log: {context}"
+    );
+    assert!(has("\"Write the marker\""), "{context}");
+    assert!(has("completed successfully"), "{context}");
+    assert_eq!(
+        smsts2.matches("Start executing step 4 of").count(),
+        1,
+        "the FullOS step ran other than once: {context}"
+    );
+    let outcome = std::fs::read_to_string(logs2.join("setupcomplete.log")).unwrap_or_default();
+    assert!(
+        outcome.contains("tsforge: the runner exited with code 0"),
+        "{outcome}\n{context}"
+    );
+    for left in [
+        "_SMSTaskSequence",
+        "Windows/Setup/Scripts/SetupComplete.cmd",
+    ] {
+        assert!(
+            std::fs::symlink_metadata(os.join(left)).is_err(),
+            "{left} is left in the deployed Windows: {context}"
+        );
+    }
+    drop(pe);
+    drop(wine);
+    note(&format!(
+        "wine hand-over test: passed in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    ));
+}

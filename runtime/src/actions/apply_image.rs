@@ -510,7 +510,7 @@ fn make_bootable(target: &Location, ctx: &mut Ctx) -> Result<(), String> {
                     Level::Warning,
                     C,
                     &format!(
-                        "{target} was not made bootable: in Windows PE that is bcdboot's job, which this step does not run yet"
+                        "{target} was not made bootable: in Windows PE bcdboot makes a Windows volume bootable by its drive letter (Destination a folder such as C:\\), and this runner does not map a partition of a disk to a drive letter"
                     ),
                 );
             } else {
@@ -537,13 +537,43 @@ fn make_bootable(target: &Location, ctx: &mut Ctx) -> Result<(), String> {
             Location::partition_text(disk, *number)
         }
         Location::Dir(dir) => {
-            ctx.log.log(
-                Level::Info,
-                C,
-                &format!(
-                    "{target} is a folder, not a partition of a disk: it is not made bootable"
-                ),
-            );
+            let windows = cfg!(windows)
+                && matches!(
+                    crate::osconfig::detect(dir),
+                    Ok(crate::osconfig::Os::Windows)
+                );
+            if !windows {
+                ctx.log.log(
+                    Level::Info,
+                    C,
+                    &format!(
+                        "{target} is a folder, not a partition of a disk: it is not made bootable"
+                    ),
+                );
+            } else if !crate::machine::in_boot_environment() {
+                ctx.log.log(
+                    Level::Info,
+                    C,
+                    &format!(
+                        "{target} holds Windows; it is not made bootable here: bcdboot runs only \
+                         on the target machine, in Windows PE"
+                    ),
+                );
+            } else {
+                let folder = dir.join("Windows").display().to_string();
+                match crate::osconfig::windows::run_bcdboot_on_target(&folder) {
+                    Ok(out) => ctx.log.log(
+                        Level::Info,
+                        C,
+                        &format!(
+                            "{target} is bootable: bcdboot {folder} copied the boot files to the \
+                             firmware's system partition ({})",
+                            out.lines().last().unwrap_or("no output")
+                        ),
+                    ),
+                    Err(e) => return Err(format!("making {target} bootable: {e:#}")),
+                }
+            }
             dir.display().to_string()
         }
         Location::Disk(_) => return Ok(()),

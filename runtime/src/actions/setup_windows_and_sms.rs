@@ -10,7 +10,8 @@
 //! tsforge's counterpart, on the OS at `OSDTargetSystemDrive` (a folder, or `DISK:N` mounted
 //! meanwhile): Linux gets the runner, the sequence files and a systemd unit
 //! (`osconfig::handover`, docs/engine.md "Hand-over"); Windows gets
-//! `Windows\Setup\Scripts\SetupComplete.cmd` and the runner beside it (not proven on
+//! `Windows\Setup\Scripts\SetupComplete.cmd` and the runner beside it, from the Windows runner
+//! only (a Linux runner copied into Windows would never start; proven under Wine, not on
 //! Windows). Then the step asks for a restart; the engine copies the run's state into the OS
 //! once the step is journaled, so the deployed OS resumes at the next step.
 
@@ -202,6 +203,13 @@ fn install(root: &Path, ctx: &mut Ctx) -> anyhow::Result<HandOver> {
                 ],
             })
         }
+        Os::Windows if !cfg!(windows) => anyhow::bail!(
+            "{} holds Windows: the run resumes there with the Windows runner (tsforge.exe), and \
+             this runner is built for {}; hand over to Windows from a Windows PE medium \
+             (`tsforge build iso --template winpe …`)",
+            root.display(),
+            std::env::consts::OS
+        ),
         Os::Windows => {
             let dir = h::make_dir(root, "/_SMSTaskSequence/tsforge")?;
             let runner = dir.join("tsforge.exe");
@@ -232,7 +240,12 @@ fn install(root: &Path, ctx: &mut Ctx) -> anyhow::Result<HandOver> {
                 target: String::new(),
                 state_dir: "/_SMSTaskSequence/state".into(),
                 log_dir: "/Windows/Temp/tsforge".into(),
-                cleanup: vec!["/".to_string() + h::SETUP_COMPLETE],
+                // The runner cannot remove itself or the running SetupComplete.cmd on
+                // Windows: the script removes them once the runner has ended the run.
+                cleanup: vec![
+                    "/_SMSTaskSequence/state".into(),
+                    "/_SMSTaskSequence/sequence".into(),
+                ],
             })
         }
     }

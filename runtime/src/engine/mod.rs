@@ -954,7 +954,8 @@ impl Walker<'_> {
         use crate::osconfig::handover as h;
         let root = std::env::var_os(h::ROOT_ENV)
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/"));
+            .or_else(|| h::root_of_state(self.journal.dir(), &ho.state_dir))
+            .unwrap_or_else(h::os_root);
         for p in &ho.cleanup {
             match h::remove(&root, p) {
                 Ok(true) => self.logger.log(

@@ -32,6 +32,38 @@ pub const SETUP_COMPLETE: &str = "Windows/Setup/Scripts/SetupComplete.cmd";
 /// made under it). Unset on a real deployed OS.
 pub const ROOT_ENV: &str = "TSFORGE_HANDOVER_ROOT";
 
+/// The root of the running OS, which the hand-over's paths are relative to: `/`, or on
+/// Windows the system drive (`%SystemDrive%\`, `C:\` when unset).
+pub fn os_root() -> PathBuf {
+    if cfg!(windows) {
+        let drive = std::env::var("SystemDrive")
+            .ok()
+            .filter(|d| !d.trim().is_empty())
+            .unwrap_or_else(|| "C:".into());
+        PathBuf::from(format!("{}\\", drive.trim_end_matches(['\\', '/'])))
+    } else {
+        PathBuf::from("/")
+    }
+}
+
+/// The deployed OS's root, found from where its run's state is: `state` (the state folder
+/// the resumed runner was given, e.g. `D:\_SMSTaskSequence\state` or `/_SMSTaskSequence/state`)
+/// with the hand-over's `state_os_path` (`/_SMSTaskSequence/state`) taken off its end. `None`
+/// when `state` does not end that way (the run was resumed from elsewhere). This does not
+/// trust `%SystemDrive%`, which only names the drive the OS booted from.
+pub fn root_of_state(state: &Path, state_os_path: &str) -> Option<PathBuf> {
+    let parts: Vec<&str> = state_os_path.split('/').filter(|p| !p.is_empty()).collect();
+    let mut root = state.to_path_buf();
+    for want in parts.iter().rev() {
+        let name = root.file_name()?.to_string_lossy().into_owned();
+        if !name.eq_ignore_ascii_case(want) {
+            return None;
+        }
+        root = root.parent()?.to_path_buf();
+    }
+    Some(root)
+}
+
 /// The deployed OS's path `os_path` (absolute there) under `root`.
 pub fn in_root(root: &Path, os_path: &str) -> PathBuf {
     root.join(os_path.trim_start_matches('/'))
@@ -128,18 +160,25 @@ pub fn unit_text(sequence_name: &str, sequence: &str, sequence_dirs: &[String]) 
     )
 }
 
-/// `SetupComplete.cmd` for a deployed Windows: starts the copied runner the same way.
-/// Not proven on Windows (no Windows machine in the tests): its text is tested.
+/// `SetupComplete.cmd` for a deployed Windows: starts the copied runner the same way. When
+/// the run has ended, the runner has removed its state (`_SMSTaskSequence\state`); the script
+/// then removes the runner's folder `_SMSTaskSequence` and itself (a running program and a
+/// running batch file cannot be removed by the runner). A run that asked for a restart keeps
+/// its state, so both stay. Run under Wine's cmd in tests/wine.rs; not proven on Windows.
 pub fn setup_complete_text(sequence_rel: &str) -> String {
     let seq = sequence_rel.replace('/', "\\");
     format!(
         "@echo off\r\n\
          rem Written by tsforge (Setup Windows and ConfigMgr): resumes the task sequence at the\r\n\
-         rem end of Windows Setup.\r\n\
+         rem end of Windows Setup, then removes the runner and this file once the run has ended.\r\n\
          if not exist \"%WINDIR%\\Temp\\tsforge\" mkdir \"%WINDIR%\\Temp\\tsforge\"\r\n\
          \"%SystemDrive%\\_SMSTaskSequence\\tsforge\\tsforge.exe\" run \
          \"%SystemDrive%\\_SMSTaskSequence\\sequence\\{seq}\" --state-dir \
-         \"%SystemDrive%\\_SMSTaskSequence\\state\" --log-dir \"%WINDIR%\\Temp\\tsforge\"\r\n"
+         \"%SystemDrive%\\_SMSTaskSequence\\state\" --log-dir \"%WINDIR%\\Temp\\tsforge\"\r\n\
+         >>\"%WINDIR%\\Temp\\tsforge\\setupcomplete.log\" echo tsforge: the runner exited with code %ERRORLEVEL%\r\n\
+         if exist \"%SystemDrive%\\_SMSTaskSequence\\state\" exit /b 0\r\n\
+         rmdir /s /q \"%SystemDrive%\\_SMSTaskSequence\"\r\n\
+         del \"%~f0\"\r\n"
     )
 }
 
@@ -221,6 +260,20 @@ mod tests {
              \"/var/lib/tsforge/handover/sequence/my ts.yaml\" \"--state-dir\" \
              \"/_SMSTaskSequence/state\" \"--log-dir\" \"/var/log/tsforge\"\n"
         ));
+    }
+
+    #[test]
+    fn the_root_is_found_from_the_state_folder() {
+        assert_eq!(
+            root_of_state(Path::new("/_SMSTaskSequence/state"), STATE_DIR),
+            Some(PathBuf::from("/"))
+        );
+        assert_eq!(
+            root_of_state(Path::new("/mnt/os/_SMSTaskSequence/state"), STATE_DIR),
+            Some(PathBuf::from("/mnt/os"))
+        );
+        assert_eq!(root_of_state(Path::new("/var/tmp/state"), STATE_DIR), None);
+        assert_eq!(root_of_state(Path::new("state"), STATE_DIR), None);
     }
 
     #[test]

@@ -37,6 +37,26 @@ pub fn bcdboot_args(windows: &str, system: &str, firmware: Firmware) -> Vec<OsSt
     ]
 }
 
+/// `bcdboot`'s arguments on the target machine: only the applied `Windows` folder, so the boot
+/// files go to "the system partition identified by the firmware" (Microsoft, *bcdboot*:
+/// <https://learn.microsoft.com/windows-server/administration/windows-commands/bcdboot>, `/s`:
+/// "The default is the system partition identified by the firmware"; `/f` is only taken with
+/// `/s`).
+pub fn bcdboot_firmware_default_args(windows: &str) -> Vec<OsString> {
+    vec![windows.into()]
+}
+
+/// Run `bcdboot <windows>` on the target (Windows PE), the firmware's system partition
+/// receiving the boot files; its output.
+pub fn run_bcdboot_on_target(windows: &str) -> Result<String> {
+    let out = crate::tools::run(
+        crate::tools::Tool::Bcdboot,
+        bcdboot_firmware_default_args(windows),
+        &format!("making {windows} bootable"),
+    )?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 /// Run `bcdboot` through the tools table (Windows PE and Windows only).
 pub fn run_bcdboot(windows: &str, system: &str, firmware: Firmware) -> Result<String> {
     let args = bcdboot_args(windows, system, firmware);
