@@ -333,3 +333,110 @@ fn hand_over_carries_child_sequences() {
     assert_eq!(lines(&e.read("marks")), vec!["app false"]);
     assert!(!os.join("var/lib/tsforge/handover").exists());
 }
+
+/// The hand-over stages the packages the steps after it name, from the run's distribution
+/// point folders (the medium's packages) into the deployed OS beside the run's state, so the
+/// full OS installs them with the medium gone and no network (as ConfigMgr's stand-alone media
+/// deployments install from the medium): *Install Package* (`SMS_TaskSequence_InstallSoftwareAction`,
+/// <https://learn.microsoft.com/en-us/mem/configmgr/osd/understand/task-sequence-steps#BKMK_InstallPackage>)
+/// runs in the full OS from the staged copy; the staged copy goes with `_SMSTaskSequence`.
+#[test]
+fn hand_over_stages_the_packages_of_later_steps() {
+    let e = Env::new();
+    let os = e.path("os");
+    std::fs::create_dir_all(os.join("etc")).unwrap();
+    std::fs::write(
+        os.join("etc/os-release"),
+        "ID=debian\nVERSION_ID=\"12\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n",
+    )
+    .unwrap();
+    let pkg = e.path("pkg");
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::write(pkg.join("payload.txt"), "lab tools 1.0\n").unwrap();
+    std::fs::write(
+        pkg.join("install.sh"),
+        "set -e\nmkdir -p \"$1/opt/lab\"\ncp payload.txt \"$1/opt/lab/\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = e.run(&[
+        "package",
+        "build",
+        "pkg",
+        "--id",
+        "LAB00042",
+        "--program",
+        "Install=sh install.sh %OSRoot%",
+        "--out",
+        "dp",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let seq = e.write(
+        "deploy.yaml",
+        "name: Deploy Linux\nsteps:\n  - name: Hand over\n    type: hand-over\n  \
+         - name: Install the lab tools\n    type: install-package\n    run_in: FullOS\n    \
+         properties:\n      PackageID: LAB00042\n      ProgramName: Install\n",
+    );
+    let target = format!("OSDTargetSystemDrive={}", os.display());
+    let root_var = format!("OSRoot={}", os.display());
+    let out = e
+        .cmd(&[
+            "run",
+            seq.to_str().unwrap(),
+            "--state-dir",
+            "state",
+            "--no-reboot",
+            "--content",
+            "dp",
+            "--var",
+            &target,
+            "--var",
+            &root_var,
+        ])
+        .env("TSFORGE_BOOT_ENV", "1")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let staged = os.join("_SMSTaskSequence/state/packages/LAB00042");
+    assert!(staged.join("tsforge-package.json").is_file());
+    assert!(staged.join("files/payload.txt").is_file());
+    // The medium is gone.
+    std::fs::rename(e.path("dp"), e.path("dp-gone")).unwrap();
+
+    let out = Command::new(os.join("var/lib/tsforge/handover/tsforge"))
+        .args(["run", "var/lib/tsforge/handover/sequence/deploy.yaml"])
+        .args(["--state-dir", "_SMSTaskSequence/state"])
+        .args(["--log-dir", "var/log/tsforge"])
+        .current_dir(&os)
+        .env("TSFORGE_MACHINE_DIR", e.path("machine"))
+        .env("TSFORGE_HANDOVER_ROOT", &os)
+        .env_remove("TSFORGE_BOOT_ENV")
+        .env_remove("TSFORGE_STATE_DIR")
+        .output()
+        .unwrap();
+    let log = std::fs::read_to_string(os.join("var/log/tsforge/smsts.log")).unwrap_or_default();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{log}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(os.join("opt/lab/payload.txt")).unwrap(),
+        "lab tools 1.0\n"
+    );
+    assert!(
+        log.contains("Staged package LAB00042 from ")
+            && log.contains("for the steps after the hand-over"),
+        "{log}"
+    );
+    assert!(
+        log.contains("_SMSTaskSequence/state/packages: the packages staged by the hand-over"),
+        "{log}"
+    );
+    assert!(!os.join("_SMSTaskSequence").exists(), "{log}");
+}

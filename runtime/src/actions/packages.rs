@@ -132,6 +132,43 @@ pub(super) fn package_cwd(local: &LocalPackage, start_in: Option<String>) -> Str
     }
 }
 
+/// The content packages `step` names, expanded with `vars`: every property whose name ends in
+/// `PackageID` (`PackageID`, `ImagePackageID`, `InstallPackageID`, `TsPackageID`, a driver
+/// package's …), `ConfigFilePackage`, and the comma-separated `DownloadPackages`
+/// (`OSDDownloadDownloadPackages`), and Install Package's `BaseVariableName` list. Used by the hand-over to stage what the steps after it
+/// need; duplicates and empty values left out.
+pub fn referenced(step: &Step, vars: &crate::vars::Vars) -> Vec<String> {
+    use crate::sequence::model::attr;
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |id: &str| {
+        let id = id.trim();
+        if !id.is_empty() && !out.iter().any(|o| o.eq_ignore_ascii_case(id)) {
+            out.push(id.to_string());
+        }
+    };
+    for v in &step.vars {
+        let key = attr(&v.attrs, "property").unwrap_or(&v.name);
+        let value = vars.expand(&v.value);
+        let lower = key.to_ascii_lowercase();
+        if lower.ends_with("packageid") || lower == "configfilepackage" {
+            add(&value);
+        } else if lower == "downloadpackages" || lower == "osddownloaddownloadpackages" {
+            for id in value.split(',') {
+                add(id);
+            }
+        } else if lower == "basevariablename" && !value.trim().is_empty() {
+            // Install Package's list: `<base>001`, `<base>002`, … each `ID:Program`.
+            for i in 1..1000 {
+                let Some(entry) = vars.get(&format!("{}{i:03}", value.trim())) else {
+                    break;
+                };
+                add(entry.split(':').next().unwrap_or_default());
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +196,29 @@ mod tests {
         assert_eq!(
             parse_smsswd("smsswd.exe /run:notepadz x"),
             (None, "notepadz x".into())
+        );
+    }
+
+    #[test]
+    fn referenced_packages_of_a_step() {
+        use crate::sequence::model::{Step, Variable};
+        let mut step = Step::default();
+        for (k, v) in [
+            ("ImagePackageID", "IMG00001"),
+            ("PackageID", "%Pkg%"),
+            ("DownloadPackages", "LAB00001, lab00001,LAB00002,"),
+            ("BaseVariableName", "Apps"),
+            ("ProgramName", "Install"),
+        ] {
+            step.vars.push(Variable::property(k, v));
+        }
+        let mut vars = crate::vars::Vars::default();
+        vars.set("Pkg", "LAB00009");
+        vars.set("Apps001", "LAB00003:Install");
+        vars.set("Apps002", "LAB00004:Setup");
+        assert_eq!(
+            super::referenced(&step, &vars),
+            ["IMG00001", "LAB00009", "LAB00001", "LAB00002", "LAB00003", "LAB00004"]
         );
     }
 }

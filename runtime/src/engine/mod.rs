@@ -99,6 +99,70 @@ fn absolute(p: &Path) -> Result<PathBuf> {
     std::path::absolute(p).with_context(|| format!("resolving {}", p.display()))
 }
 
+/// The folder beside a handed-over run's state files that holds the packages staged for the
+/// steps after the hand-over (a distribution point's layout: `<ID>/tsforge-package.json`, …).
+pub const STAGED_PACKAGES: &str = "packages";
+
+/// The hand-over stages, into `dest`, every package the steps after `state.pc` name that is on
+/// a distribution point folder of the run (the medium's packages), copied as it is there
+/// (manifest, signature, files; checked again when a step uses it). The deployed OS then needs
+/// neither the medium nor a network for them, as ConfigMgr's stand-alone media do not. A
+/// package on an HTTP distribution point is left there (the full OS fetches it), and one not
+/// found anywhere is left for its step to report; each case is a log line.
+fn stage_packages(program: &Program, state: &State, dest: &Path) -> Result<Vec<(Level, String)>> {
+    let mut ids: Vec<String> = Vec::new();
+    for instr in program.instrs.iter().skip(state.pc) {
+        if let program::Instr::Step { step, .. } = instr {
+            for id in actions::packages::referenced(step, &state.vars) {
+                if !ids.iter().any(|i| i.eq_ignore_ascii_case(&id)) {
+                    ids.push(id);
+                }
+            }
+        }
+    }
+    let origins = crate::content::origins(&state.targets.content, &state.vars);
+    let mut lines = Vec::new();
+    for id in ids {
+        if crate::content::manifest::check_id(&id).is_err() {
+            lines.push((
+                Level::Warning,
+                format!("Package {id:?} named by a later step is not a package ID; not staged"),
+            ));
+            continue;
+        }
+        let local = origins.iter().find_map(|o| match o {
+            crate::content::Origin::Dir(d)
+                if d.join(&id)
+                    .join(crate::content::manifest::PACKAGE_FILE)
+                    .is_file() =>
+            {
+                Some(d.join(&id))
+            }
+            _ => None,
+        });
+        match local {
+            Some(from) => {
+                crate::osconfig::handover::copy_tree(&from, &dest.join(&id), &[])?;
+                lines.push((
+                    Level::Info,
+                    format!(
+                        "Staged package {id} from {} for the steps after the hand-over",
+                        from.display()
+                    ),
+                ));
+            }
+            None => lines.push((
+                Level::Info,
+                format!(
+                    "Package {id} is not on a distribution point folder of this run; the step \
+                     that needs it fetches it from the run's distribution points"
+                ),
+            )),
+        }
+    }
+    Ok(lines)
+}
+
 /// Load and compile a sequence file.
 /// The resolver of a run: the options' folders, and the run's distribution points for a child
 /// sequence kept in a package of its own (fetched into the run's cache, verified with the
@@ -453,6 +517,19 @@ fn log_resume(
             COMPONENT,
             "--disk/--content/--allow-mounted differ from the run's start; the resumed run keeps the ones it started with",
         );
+    }
+    // A handed-over run finds the packages staged for it beside its state, wherever that is.
+    let staged = journal.dir().join(STAGED_PACKAGES);
+    if state.handover.is_some() && staged.is_dir() {
+        let shown = staged.display().to_string();
+        if !state.targets.content.contains(&shown) {
+            state.targets.content.insert(0, shown.clone());
+            logger.log(
+                Level::Info,
+                COMPONENT,
+                &format!("Distribution point {shown}: the packages staged by the hand-over"),
+            );
+        }
     }
     let how = match &state.phase {
         Phase::InStep { .. } => "the step that was running when it stopped runs again",
@@ -899,10 +976,16 @@ impl Walker<'_> {
         let location = crate::volume::Location::parse(&ho.target);
         let from = self.journal.dir().to_path_buf();
         let log = self.log_dir.join("smsts.log");
+        let logger = &mut *self.logger;
         h::with_root(&location, |root| {
             let dest = h::make_dir(root, &ho.state_dir)?;
             h::copy_tree(&from, &dest, &["cache"])?;
             Journal::open(&dest, self.opts.fsync)?.save_state(&journal::redact(state))?;
+            // Staged before smsts.log is copied, so the deployed OS's log says what was.
+            for (level, line) in stage_packages(self.program, state, &dest.join(STAGED_PACKAGES))? {
+                logger.log(level, COMPONENT, &line);
+            }
+            logger.sync();
             let logs = h::make_dir(root, &ho.log_dir)?;
             if log.is_file() {
                 std::fs::copy(&log, logs.join("smsts.log"))
@@ -918,6 +1001,7 @@ impl Walker<'_> {
                 ho.state_dir, ho.log_dir, ho.target
             ),
         );
+
         match self.journal.finish_home() {
             Some(Ok(home)) => self.logger.log(
                 Level::Info,
