@@ -803,11 +803,11 @@ fn disk_ids(path: &Path) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let mut e = vec![0u8; 128];
     for p in &table.partitions {
-        read_at(
-            &mut f,
-            entries_lba * ss + u64::from(p.number - 1) * entry_size,
-            &mut e,
-        )?;
+        let at = u64::from(p.number - 1)
+            .checked_mul(entry_size)
+            .and_then(|o| entries_lba.checked_mul(ss)?.checked_add(o))
+            .with_context(|| format!("{}: GPT entries beyond any disk", path.display()))?;
+        read_at(&mut f, at, &mut e)?;
         out.push(guid_text(&e[16..32]));
     }
     Ok(out)
