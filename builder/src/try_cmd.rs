@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use crate::qemu::{self, BootFrom, Firmware, Forward, Machine, MachineConfig};
+use crate::qemu::{
+    self, BootDevice, BootEvent, BootFrom, Devices, Firmware, Forward, Machine, MachineConfig,
+};
 use tsforge_runtime::cli::Exit;
 use tsforge_runtime::disk::{layout, Disk};
 
@@ -57,6 +59,11 @@ pub struct TryCmd {
     /// step reboots the machine and the run resumes)
     #[arg(long)]
     pub no_reboot: bool,
+    /// Boot the medium before the target disks (by default the disks come first, as on a real
+    /// machine: a blank disk is skipped and the medium boots; a disk the sequence made bootable
+    /// boots on its own after a restart). For a medium tried against an already bootable disk
+    #[arg(long)]
+    pub medium_first: bool,
     /// Show the machine's screen too: QEMU's -display (gtk, sdl, vnc=:1); Windows PE media
     /// show their console only there
     #[arg(long, value_name = "KIND")]
@@ -227,6 +234,7 @@ pub fn dispatch(c: TryCmd) -> Result<Exit> {
     cfg.disks = disks.clone();
     cfg.memory_mib = c.memory;
     cfg.reboot = !c.no_reboot;
+    cfg.medium_first = c.medium_first;
     cfg.network = c.network;
     cfg.forwards = forwards;
     cfg.echo = true;
@@ -249,6 +257,17 @@ pub fn dispatch(c: TryCmd) -> Result<Exit> {
         eprintln!("  {}", d.display());
     }
     eprintln!(
+        "tsforge try: boot order: {}",
+        if cfg.medium_boots_first() {
+            "the medium, then the target disks"
+        } else {
+            "the target disks, then the medium"
+        }
+    );
+    if cfg.medium_boots_first() && !c.medium_first {
+        eprintln!("tsforge try: (SeaBIOS boots only the first hard disk of its order: a USB image medium comes first under BIOS)");
+    }
+    eprintln!(
         "tsforge try: the console follows; type answers to prompts here. Timeout {} s.",
         c.timeout
     );
@@ -268,6 +287,10 @@ pub fn dispatch(c: TryCmd) -> Result<Exit> {
         Err(_) => eprintln!("  the runner never started"),
     }
     eprintln!("  total: {:.1} s", total.as_secs_f64());
+    let report = BootReport::read(&console, &cfg.devices(), firmware, &what);
+    for line in &report.lines {
+        eprintln!("  {line}");
+    }
     for d in &disks {
         match describe_disk(d) {
             Ok(s) => eprintln!("  {}", s.replace('\n', "\n  ")),
@@ -286,15 +309,136 @@ pub fn dispatch(c: TryCmd) -> Result<Exit> {
     match qemu::runner_exit_code(&console) {
         Some(0) => {
             eprintln!("  the sequence succeeded (runner exit code 0)");
+            eprintln!("  its exit line: {}", report.exit_phase);
             Ok(Exit::Ok)
         }
         Some(code) => {
             eprintln!("  the sequence failed: runner exit code {code}");
+            eprintln!("  its exit line: {}", report.exit_phase);
             Ok(Exit::from_code(u8::try_from(code).unwrap_or(1).max(1)))
         }
         None => bail!(
             "the machine powered off without the runner's exit code on the serial console: the medium did not boot to the linux template's /init (see the console above); Windows PE media do not report on the serial line: watch them with --display gtk"
         ),
+    }
+}
+
+/// What the firmware booted, read from the console at the end of a trial.
+#[derive(Debug)]
+pub struct BootReport {
+    /// The summary's lines: each boot, the restarts, whether the deployed disk booted.
+    pub lines: Vec<String>,
+    /// Whether a target disk's own loader started after the medium's runner had run (`None`:
+    /// cannot be told, BIOS).
+    pub deployed_booted: Option<bool>,
+    /// Which boot printed the last runner exit line (for the outcome line).
+    pub exit_phase: String,
+}
+
+impl BootReport {
+    /// Reads the firmware's boot lines ([`qemu::boot_events`]), the runner's start marker
+    /// ([`RUNNER_STARTED`]) and its last exit line from `console`; `medium` describes the
+    /// medium ("USB disk image …").
+    pub fn read(console: &str, devices: &Devices, firmware: Firmware, medium: &str) -> BootReport {
+        let events = qemu::boot_events(console, devices);
+        let started: Vec<&BootEvent> = events.iter().filter(|e| e.failed.is_none()).collect();
+        let exit = qemu::runner_exit(console);
+        let mut lines = Vec::new();
+        if firmware == Firmware::Bios {
+            // Linux prints this line when it restarts the machine (the linux template, a
+            // deployed Linux whose console is the serial line).
+            let restarts = console.matches("reboot: Restarting system").count();
+            lines.push(format!(
+                "boot devices: cannot be told under BIOS (SeaBIOS does not print the device it boots on the serial line); restarts seen: {restarts} (Linux's \"reboot: Restarting system\" lines)"
+            ));
+            return BootReport {
+                lines,
+                deployed_booted: None,
+                exit_phase: "printed on the serial console".into(),
+            };
+        }
+        let runner_at =
+            |from: usize, to: usize| console[from..to].find(RUNNER_STARTED).map(|i| from + i);
+        // The medium's runner: the first runner start within a boot of the medium.
+        let mut medium_runner: Option<usize> = None;
+        for (k, e) in started.iter().enumerate() {
+            let end = started.get(k + 1).map_or(console.len(), |n| n.offset);
+            if e.device == BootDevice::Medium && medium_runner.is_none() {
+                medium_runner = runner_at(e.offset, end);
+            }
+        }
+        let mut deployed = None;
+        for (k, e) in started.iter().enumerate() {
+            let who = match &e.device {
+                BootDevice::Medium => format!("the medium ({medium})"),
+                BootDevice::Disk(n) => format!("target disk {n} ({})", devices.disks[*n].display()),
+                BootDevice::Other(name) => format!("other: {name:?}"),
+            };
+            let mut line = format!(
+                "boot {}: {who}, {} {:?} from {}",
+                k + 1,
+                e.entry,
+                e.name,
+                e.path
+            );
+            if let BootDevice::Disk(n) = e.device {
+                if medium_runner.is_some_and(|r| r < e.offset) {
+                    line.push_str(": its own boot loader — the deployed disk booted on its own");
+                    deployed.get_or_insert(n);
+                } else {
+                    line.push_str(": its own boot loader, before the medium's runner ran");
+                }
+            }
+            lines.push(line);
+        }
+        if started.is_empty() {
+            lines.push(
+                "boot: the firmware started no boot entry (no BdsDxe line on the serial console)"
+                    .into(),
+            );
+        }
+        let failed = events.iter().filter(|e| e.failed.is_some()).count();
+        if failed > 0 {
+            let skipped: Vec<String> = events
+                .iter()
+                .filter_map(|e| {
+                    let why = e.failed.as_ref()?;
+                    let who = match &e.device {
+                        BootDevice::Medium => "the medium".to_string(),
+                        BootDevice::Disk(n) => format!("target disk {n}"),
+                        BootDevice::Other(name) => format!("{name:?}"),
+                    };
+                    Some(format!("{who} ({why})"))
+                })
+                .collect();
+            lines.push(format!("not bootable when tried: {}", skipped.join(", ")));
+        }
+        lines.push(format!("restarts: {}", started.len().saturating_sub(1)));
+        lines.push(match (deployed, medium_runner) {
+            (Some(n), _) => format!("the deployed disk booted on its own (target disk {n})"),
+            (None, Some(_)) => "the deployed disk never booted on its own".into(),
+            (None, None) => {
+                "the medium's runner never ran, so no deployed disk booted on its own".into()
+            }
+        });
+        let exit_phase = match exit {
+            Some((at, _)) => match started.iter().rev().find(|e| e.offset < at) {
+                Some(e) => match &e.device {
+                    BootDevice::Medium => "printed by the medium's runner".to_string(),
+                    BootDevice::Disk(n) => format!("printed on the deployed disk, target disk {n}"),
+                    BootDevice::Other(name) => {
+                        format!("printed after the firmware started {name:?}")
+                    }
+                },
+                None => "printed before any boot line of the firmware".into(),
+            },
+            None => String::new(),
+        };
+        BootReport {
+            lines,
+            deployed_booted: Some(deployed.is_some()),
+            exit_phase,
+        }
     }
 }
 
@@ -330,5 +474,111 @@ mod tests {
         assert!(e.contains("neither an ISO"), "{e}");
         let e = boot_from(d.path(), false).unwrap_err().to_string();
         assert!(e.contains("no boot.ipxe"), "{e}");
+    }
+
+    fn devices(dir: &Path) -> Devices {
+        Devices {
+            medium: qemu::MediumKind::Disk(dir.join("usb.img")),
+            disks: vec![dir.join("target.img")],
+        }
+    }
+
+    /// A deployment whose restart boots the deployed disk: the first run boots the medium
+    /// (the blank target disk is skipped), the runner hands over and restarts; the second run
+    /// starts the firmware entry the runner wrote (HD(…) of the target's ESP); the handed-over
+    /// runner prints the last exit line there.
+    #[test]
+    fn the_summary_says_when_the_deployed_disk_booted_on_its_own() {
+        let d = tempfile::tempdir().unwrap();
+        let guid = crate::qemu::tests::gpt_disk(&d.path().join("target.img"));
+        let console = format!(
+            "\x1b[2J\x1b[01;01HBdsDxe: failed to load Boot0001 \"UEFI Misc Device\" from PciRoot(0x0)/Pci(0x5,0x0): Not Found\r\n\
+             BdsDxe: starting Boot0002 \"UEFI Misc Device 2\" from PciRoot(0x0)/Pci(0x4,0x0)\r\n\
+             {RUNNER_STARTED}\r\n[1/3] Partition\r\nRestarting in 0 s\r\nreboot: Restarting system\r\n\
+             \x1b[2J\x1b[01;01HBdsDxe: starting Boot0003 \"debian\" from HD(1,GPT,{guid},0x800,0x1F000)/\\EFI\\debian\\shimx64.efi\r\n\
+             resuming task sequence\r\ntsforge: the runner exited with code 0\r\n"
+        );
+        let r = BootReport::read(
+            &console,
+            &devices(d.path()),
+            Firmware::Uefi,
+            "USB disk image u.img",
+        );
+        let text = r.lines.join("\n");
+        assert_eq!(r.deployed_booted, Some(true), "{text}");
+        assert!(
+            r.lines[0].starts_with("boot 1: the medium (USB disk image u.img), Boot0002"),
+            "{text}"
+        );
+        assert!(
+            r.lines[1].starts_with("boot 2: target disk 0 (")
+                && r.lines[1]
+                    .ends_with("its own boot loader — the deployed disk booted on its own"),
+            "{text}"
+        );
+        assert!(
+            text.contains("not bootable when tried: target disk 0 (Not Found)"),
+            "{text}"
+        );
+        assert!(text.contains("restarts: 1"), "{text}");
+        assert!(
+            text.contains("the deployed disk booted on its own (target disk 0)"),
+            "{text}"
+        );
+        assert_eq!(r.exit_phase, "printed on the deployed disk, target disk 0");
+    }
+
+    #[test]
+    fn the_summary_says_when_the_deployed_disk_never_booted() {
+        let d = tempfile::tempdir().unwrap();
+        let devices = devices(d.path());
+        // The disk booted first (an old system on it), the medium after it: the runner ran
+        // only once the medium had started, and nothing booted from the disk after that.
+        let console = format!(
+            "BdsDxe: starting Boot0001 \"UEFI Misc Device\" from PciRoot(0x0)/Pci(0x5,0x0)\n\
+             reboot: Restarting system\n\
+             BdsDxe: starting Boot0002 \"UEFI Misc Device 2\" from PciRoot(0x0)/Pci(0x4,0x0)\n\
+             {RUNNER_STARTED}\ntsforge: the runner exited with code 4\n"
+        );
+        let r = BootReport::read(&console, &devices, Firmware::Uefi, "u");
+        let text = r.lines.join("\n");
+        assert_eq!(r.deployed_booted, Some(false), "{text}");
+        assert!(
+            r.lines[0].ends_with("its own boot loader, before the medium's runner ran"),
+            "{text}"
+        );
+        assert!(
+            text.contains("the deployed disk never booted on its own"),
+            "{text}"
+        );
+        assert!(text.contains("restarts: 1"), "{text}");
+        assert_eq!(r.exit_phase, "printed by the medium's runner");
+        // No runner at all.
+        let r = BootReport::read(
+            "BdsDxe: starting Boot0002 \"EFI Internal Shell\" from Fv(1)/FvFile(2)\n",
+            &devices,
+            Firmware::Uefi,
+            "u",
+        );
+        let text = r.lines.join("\n");
+        assert!(
+            text.contains("boot 1: other: \"EFI Internal Shell\""),
+            "{text}"
+        );
+        assert!(text.contains("the medium's runner never ran"), "{text}");
+        // BIOS: SeaBIOS does not say which device it boots.
+        let r = BootReport::read(
+            "SeaBIOS (version 1.16.2)\nreboot: Restarting system\ntsforge: the runner exited with code 0\n",
+            &devices,
+            Firmware::Bios,
+            "u",
+        );
+        assert_eq!(r.deployed_booted, None);
+        assert!(
+            r.lines[0].contains("cannot be told under BIOS")
+                && r.lines[0].contains("restarts seen: 1"),
+            "{:?}",
+            r.lines
+        );
     }
 }
