@@ -82,6 +82,9 @@ DEBIAN_PACKAGES=(
     binutils
     busybox-static
     systemd-boot-efi
+    # efibootmgr: the linux template's initramfs carries it (with libefivar, libefiboot) to
+    # write the deployed OS's firmware boot entry and BootNext on the target machine.
+    efibootmgr
     mmdebstrap
     # `tsforge try` and the end-to-end tests (tests/e2e_qemu.rs).
     qemu-system-x86

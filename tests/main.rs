@@ -19,6 +19,7 @@ mod e2e_qemu;
 mod engine_cli;
 mod fat_apply;
 mod fidelity_rules;
+mod firmware_boot;
 mod fs_partitions;
 mod handover;
 mod hooks;

@@ -342,6 +342,8 @@ const PROGRAM_RUNS: &[(&str, &[&str], &str, bool)] = &[
     ("mkfs.ntfs", &["--version"], "mkntfs v", true),
     ("ntfs-3g", &["--version"], "ntfs-3g 20", true),
     ("wimlib-imagex", &["--version"], "wimlib-imagex 1.", true),
+    // Debian 12's efibootmgr 17 prints "version 17" (no EFI variables needed for that).
+    ("efibootmgr", &["--version"], "version ", true),
 ];
 
 /// The initramfs carries what the OS-deployment steps run: every program of
@@ -445,6 +447,8 @@ fn initramfs_holds_the_os_deployment_programs_and_modules() {
         "fuse",
         "crc32c_generic",
         "vfat",
+        // UEFI variables for efibootmgr (/init mounts efivarfs on a UEFI boot).
+        "efivarfs",
     ] {
         let module_file = deps.keys().any(|k| linux::module_name(k) == m);
         let built_in = builtin.lines().any(|l| linux::module_name(l) == m);
@@ -470,6 +474,27 @@ fn initramfs_holds_the_os_deployment_programs_and_modules() {
     if let (Some(crc), Some(ext4)) = (at("crc32c_generic"), at("ext4")) {
         assert!(crc < ext4, "crc32c_generic must load before ext4: {list}");
     }
+    // /init mounts efivarfs after the drivers are loaded (the module must be in first), only on
+    // a UEFI boot, where efibootmgr(8) expects it ("efibootmgr requires that the kernel
+    // support access to EFI non-volatile variables through /sys/firmware/efi/vars or
+    // /sys/firmware/efi/efivars/").
+    let init = linux::INIT;
+    let loaded = init
+        .find("</etc/tsforge/modules")
+        .expect("/init loads the module list");
+    let guard = init
+        .find("if [ -d /sys/firmware/efi ]; then")
+        .expect("/init checks for a UEFI boot");
+    let mount = init
+        .find("mount -t efivarfs efivarfs /sys/firmware/efi/efivars")
+        .expect("/init mounts efivarfs");
+    let end = guard + init[guard..].find("\nfi\n").unwrap();
+    assert!(loaded < guard && guard < mount && mount < end, "{init}");
+    assert!(
+        mount < init.rfind("/bin/tsforge boot --medium").unwrap(),
+        "efivarfs is mounted before the runner starts"
+    );
+
     // ntfs3 where this kernel has it (Debian 12's 6.1 has not; ntfs-3g and fuse do the work).
     if deps.keys().any(|k| linux::module_name(k) == "ntfs3") {
         assert!(listed.iter().any(|l| l == "ntfs3"), "{list}");

@@ -14,7 +14,7 @@
 //! **Drivers.** [`MODULES`] (virtio, SATA/AHCI/IDE, NVMe, SCSI disks and CD-ROMs, USB storage
 //! and keyboards, common network cards, FAT and ISO 9660 with their code pages and character
 //! sets, and the file systems an OS goes onto: ext4, XFS, ntfs3 where the kernel has it, FUSE
-//! for ntfs-3g, and crc32c, which ext4 and XFS checksum with) and everything `modules.dep`
+//! for ntfs-3g, crc32c, which ext4 and XFS checksum with, and efivarfs for the UEFI variables) and everything `modules.dep`
 //! says they need go into `/lib/modules/<version>/…`, listed in load order (every module
 //! after its dependencies) in `/etc/tsforge/modules`, which `/init` feeds to `insmod`.
 //! Debian 12's kernel (6.1) has all of them as modules except ntfs3, which it lacks
@@ -43,9 +43,10 @@
 //!
 //! **Programs.** [`PROGRAMS`], what the OS-deployment steps, hooks and commands run on the
 //! target (`mkfs.ext4`/`mkfs.ext3`/`mkfs.ext2`, `e2fsck`, `tune2fs`, `mkfs.xfs`, `mkfs.fat`,
-//! `mkntfs`/`mkfs.ntfs`, `ntfs-3g`, `wimlib-imagex`), are found on the build machine through
-//! the runtime's tools table and copied from its Debian packages (e2fsprogs, xfsprogs,
-//! dosfstools, ntfs-3g, wimtools) at their Debian paths, Debian's links kept, with the shared
+//! `mkntfs`/`mkfs.ntfs`, `ntfs-3g`, `wimlib-imagex`, and `efibootmgr` for firmware boot
+//! entries), are found on the build machine through the runtime's tools table and copied from
+//! its Debian packages (e2fsprogs, xfsprogs, dosfstools, ntfs-3g, wimtools, efibootmgr) at
+//! their Debian paths, Debian's links kept, with the shared
 //! libraries `ldd` lists (as for the runner) and [`PROGRAM_DATA`] (`/etc/mke2fs.conf`). All are
 //! required: a build machine without one fails the build with the package to install, never a
 //! smaller initramfs. `wimlib-imagex` is most of the size: through libxml2 it needs ICU, whose
@@ -164,6 +165,10 @@ pub const MODULES: &[&str] = &[
     // 6.1 does not), and FUSE for ntfs-3g, which works on every kernel.
     "ntfs3",
     "fuse",
+    // efivarfs, which `/init` mounts at /sys/firmware/efi/efivars on a UEFI boot so that
+    // efibootmgr can write the deployed OS's boot entry and BootNext (Debian 12's kernel:
+    // `CONFIG_EFIVAR_FS=m`).
+    "efivarfs",
 ];
 /// busybox applets `/init` calls, linked to `/bin/busybox`.
 pub const APPLETS: &[&str] = &[
@@ -240,6 +245,9 @@ pub const PROGRAMS: &[Tool] = &[
     Tool::MkfsNtfs,
     Tool::Ntfs3g,
     Tool::WimlibImagex,
+    // The firmware boot entry of a deployed Linux and BootNext before a Restart Computer
+    // (runtime/src/osconfig/efi.rs); about 0.3 MiB with libefivar and libefiboot.
+    Tool::Efibootmgr,
 ];
 
 /// Data files the [`PROGRAMS`] read, with their Debian package: `mke2fs` takes the ext4

@@ -521,11 +521,26 @@ fn make_bootable(target: &Location, ctx: &mut Ctx) -> Result<(), String> {
                     ctx.log.log(*level, C, line);
                 }
                 match r {
-                    Ok(crate::osconfig::Outcome::Linux { os, loader, .. }) => ctx.log.log(
-                        Level::Info,
-                        C,
-                        &format!("{target} is bootable: {} through {loader}", os.title()),
-                    ),
+                    Ok(crate::osconfig::Outcome::Linux {
+                        os,
+                        loader,
+                        firmware_entry,
+                        ..
+                    }) => {
+                        ctx.log.log(
+                            Level::Info,
+                            C,
+                            &format!("{target} is bootable: {} through {loader}", os.title()),
+                        );
+                        // What a Restart Computer to HD sets BootNext to (osconfig::efi); an
+                        // entry of an earlier apply no longer names the deployed OS.
+                        use crate::osconfig::efi::BOOT_ENTRY_VAR;
+                        let value = firmware_entry.unwrap_or_default();
+                        if !value.is_empty() || ctx.vars.get(BOOT_ENTRY_VAR).is_some() {
+                            super::set_variable(ctx, C, BOOT_ENTRY_VAR, value)
+                                .map_err(|e| e.to_string())?;
+                        }
+                    }
                     Ok(crate::osconfig::Outcome::NoOs(why)) => ctx.log.log(
                         Level::Warning,
                         C,

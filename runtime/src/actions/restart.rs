@@ -2,8 +2,9 @@
 //!
 //! Properties: `SMSRebootMessage` (shown before the restart), `SMSRebootTimeout` (seconds the
 //! message is shown, ConfigMgr's default 60) and `SMSRebootTarget` (`HD` for the installed
-//! system, anything else for the boot medium; the
-//! boot environment decides what boots next). The engine journals the step as finished with
+//! system, anything else for the boot medium). Where the engine restarts, the target becomes
+//! UEFI's `BootNext` on the linux medium in the boot environment
+//! (`crate::osconfig::efi::prepare_restart`); elsewhere the firmware's boot order decides. The engine journals the step as finished with
 //! the next step as resume point *before* restarting, so the step never runs twice.
 //! With `--no-reboot` the runner exits with [`crate::engine::EXIT_RESTART`] instead.
 

@@ -1268,6 +1268,20 @@ impl Walker<'_> {
                     fields(json!({"number": number, "name": name, "target": req.target,
                         "resume_pc": state.pc, "no_reboot": self.opts.no_reboot})),
                 );
+                // What boots next (UEFI BootNext on the linux medium in the boot environment;
+                // elsewhere a line saying the firmware's order decides). Also with --no-reboot:
+                // whoever restarts the machine then gets the step's target. Never fails.
+                let mut firmware = crate::osconfig::Report::default();
+                crate::osconfig::efi::prepare_restart(
+                    &mut crate::osconfig::efi::efibootmgr,
+                    &req.target,
+                    state.vars.get(crate::osconfig::efi::BOOT_ENTRY_VAR),
+                    state.vars.get("_TSForgeMedium").map(std::path::Path::new),
+                    &mut firmware,
+                );
+                for (level, line) in &firmware.lines {
+                    self.logger.log(*level, "Reboot", line);
+                }
                 self.logger.sync();
                 if self.opts.no_reboot {
                     let msg = format!(

@@ -9,12 +9,14 @@
 //!   `Windows/System32/config/SYSTEM` for Windows);
 //! - [`make_bootable`]: a partition of a disk with a Linux OS gets its own boot loader on the
 //!   disk's EFI system partition (`linux`), `/etc/fstab` by UUID, and, on the target
-//!   machine only, a firmware boot entry (`efibootmgr`); Windows is `bcdboot`'s job
+//!   machine only, a firmware boot entry (`efibootmgr`, `efi`: one entry per label, loader and
+//!   partition, rewritten when a sequence runs again); Windows is `bcdboot`'s job
 //!   (`windows`), which the linux medium does not have;
 //! - [`configure_partition`] / `linux::configure`: host name, `/etc/hosts`, machine ID, time
 //!   zone (`timezone`: Windows names through CLDR), files from a package;
 //! - `fsid`: file-system UUIDs from the superblocks; `mount`: a partition mounted meanwhile.
 
+pub mod efi;
 pub mod fsid;
 pub mod handover;
 pub mod linux;
@@ -216,6 +218,8 @@ pub enum Outcome {
         /// The loader's path on the ESP and the entry (or grub.cfg) written.
         loader: String,
         entry: String,
+        /// The firmware boot entry written (`Boot####` number, four hex digits), if any.
+        firmware_entry: Option<String>,
     },
     /// The partition holds no OS tsforge recognises: nothing was changed (the message says
     /// what was looked for).
@@ -389,6 +393,7 @@ pub fn make_bootable(
     d.sync()?;
     linux::rewrite_fstab(mounted.dir(), &root_id, &esp_id.uuid, &on_disk, report)?;
     mounted.unmount()?;
+    let mut firmware_entry = None;
     if !opts.firmware_entry {
         report.push(
             Level::Info,
@@ -406,12 +411,11 @@ pub fn make_bootable(
                 disk_path.display()
             ),
         );
-    } else if !Path::new("/sys/firmware/efi").exists() {
+    } else if let Some(why) = efi::unavailable(Path::new("/")) {
         report.push(
             Level::Warning,
             format!(
-                "No firmware boot entry written: this machine did not start with UEFI (no \
-                 /sys/firmware/efi); UEFI firmware starts {} without one",
+                "No firmware boot entry written: {why}; UEFI firmware starts {} without one",
                 linux::FALLBACK
             ),
         );
@@ -426,31 +430,30 @@ pub fn make_bootable(
     } else {
         let loader = format!("\\{}", installed.loader.replace('/', "\\"));
         let label = os.title();
-        let args: Vec<std::ffi::OsString> = vec![
-            "--create".into(),
-            "--disk".into(),
-            disk_path.as_os_str().to_owned(),
-            "--part".into(),
-            esp.number.to_string().into(),
-            "--label".into(),
-            label.clone().into(),
-            "--loader".into(),
-            loader.clone().into(),
-        ];
-        crate::tools::run(
-            crate::tools::Tool::Efibootmgr,
-            &args,
-            "writing the firmware boot entry",
-        )?;
+        let ss = d.sector_size();
+        let place = efi::Place {
+            disk: disk_path.to_path_buf(),
+            part: esp.number,
+            start: esp.start / ss,
+            size: esp.len / ss,
+        };
+        let num = efi::write_entry(&mut efi::efibootmgr, &place, &label, &loader, report)
+            .context("writing the firmware boot entry")?;
+        firmware_entry = Some(efi::bootnum(num));
         report.push(
             Level::Info,
-            format!("Firmware boot entry {label:?} written: {loader} on {esp_shown}"),
+            format!(
+                "Firmware boot entry Boot{} {label:?} written (first in BootOrder): {loader} on \
+                 {esp_shown}",
+                efi::bootnum(num)
+            ),
         );
     }
     Ok(Outcome::Linux {
         os,
         loader: installed.loader,
         entry: installed.entry,
+        firmware_entry,
     })
 }
 
