@@ -44,6 +44,9 @@ set -euo pipefail
 #   syslinux-common  ldlinux.c32 and mbr.bin/gptmbr.bin for syslinux and isolinux
 #   mmdebstrap       builds the Debian 12 reference system (scripts/reference-rootfs.sh) that the
 #                    OS image tests and bench/image/os.sh capture and apply
+#   kmod             modprobe --show-depends: the modules of the sample OS's initramfs
+#                    (scripts/sample-os.sh, which also takes the kernel, busybox-static,
+#                    systemd-boot-efi and cpio listed here)
 #   qemu-system-x86 ovmf ipxe-qemu   `tsforge try` and the end-to-end tests (tests/e2e_qemu.rs):
 #                    SeaBIOS, OVMF (UEFI) and the NICs' iPXE ROMs for PXE boots
 DEBIAN_PACKAGES=(
@@ -86,6 +89,8 @@ DEBIAN_PACKAGES=(
     # write the deployed OS's firmware boot entry and BootNext on the target machine.
     efibootmgr
     mmdebstrap
+    # The README's sample OS (scripts/sample-os.sh): modprobe resolves its initramfs modules.
+    kmod
     # `tsforge try` and the end-to-end tests (tests/e2e_qemu.rs).
     qemu-system-x86
     ovmf
@@ -163,5 +168,11 @@ if [ "$(id -u)" -eq 0 ]; then
     say "reference system: $(bash "$(dirname "$0")/reference-rootfs.sh")"
 else
     say "reference system: $("${SUDO[@]}" bash "$(dirname "$0")/reference-rootfs.sh")"
+fi
+# The README's sample OS under target/sample-os/ (built once from this machine's packages).
+if [ "$(id -u)" -eq 0 ]; then
+    say "sample OS: $(bash "$(dirname "$0")/sample-os.sh")"
+else
+    say "sample OS: $("${SUDO[@]}" bash "$(dirname "$0")/sample-os.sh")"
 fi
 say "setup done"

@@ -1,12 +1,17 @@
 //! *Setup Windows and ConfigMgr* hands the run over to a deployed Linux, and the first boot
 //! of that OS resumes the same run, through the real binary on a folder that stands for the
-//! deployed OS (no QEMU): the unit's own ExecStart command is run with its paths rebased into
-//! that folder, and `TSFORGE_HANDOVER_ROOT` names the folder for the end-of-run removals.
+//! deployed OS (no QEMU): the runner command of the start script the first-boot hook starts is
+//! run with its paths rebased into that folder, and `TSFORGE_HANDOVER_ROOT` names the folder
+//! for the end-of-run removals.
 //!
 //! The step and what it does: Task sequence steps, "Setup Windows and ConfigMgr",
 //! <https://learn.microsoft.com/en-us/mem/configmgr/osd/understand/task-sequence-steps#BKMK_SetupWindowsandConfigMgr>
 //! (the task sequence goes on in the new OS after it). runIn values: SMS_TaskSequence_Action,
 //! <https://learn.microsoft.com/en-us/mem/configmgr/develop/reference/osd/sms_tasksequence_action-server-wmi-class>.
+//! The `/etc/inittab` hook of an OS without systemd: inittab(5) (SysV init:
+//! `id:runlevels:action:process`, <https://man7.org/linux/man-pages/man5/inittab.5.html>) and
+//! busybox's examples/inittab (the id field names the tty, runlevels are ignored:
+//! <https://git.busybox.net/busybox/tree/examples/inittab>).
 
 use crate::common::Env;
 use std::path::{Path, PathBuf};
@@ -39,6 +44,47 @@ fn exec_args(unit: &str) -> Vec<String> {
         out.push(a.replace("%%", "%"));
     }
     out
+}
+
+/// The runner command of the start script: its line of single-quoted arguments.
+fn start_args(os: &Path) -> Vec<String> {
+    let script = std::fs::read_to_string(os.join("var/lib/tsforge/handover/start")).unwrap();
+    let line = script
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with('\''))
+        .unwrap_or_else(|| panic!("no runner line in\n{script}"));
+    let mut out = Vec::new();
+    let mut cur: Option<String> = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                let a = cur.get_or_insert_with(String::new);
+                for c in chars.by_ref() {
+                    if c == '\'' {
+                        break;
+                    }
+                    a.push(c);
+                }
+            }
+            '\\' => cur
+                .get_or_insert_with(String::new)
+                .push(chars.next().unwrap()),
+            ' ' => out.extend(cur.take()),
+            _ => cur.get_or_insert_with(String::new).push(c),
+        }
+    }
+    out.extend(cur);
+    out
+}
+
+/// A tree that stands for a deployed OS with systemd.
+fn systemd_os(os: &Path, os_release: &str) {
+    std::fs::create_dir_all(os.join("etc")).unwrap();
+    std::fs::write(os.join("etc/os-release"), os_release).unwrap();
+    std::fs::create_dir_all(os.join("usr/lib/systemd")).unwrap();
+    std::fs::write(os.join("usr/lib/systemd/systemd"), b"\x7fELF").unwrap();
 }
 
 fn rebase(root: &Path, p: &str) -> String {
@@ -76,12 +122,10 @@ steps:
 fn hand_over_to_linux_resumes_the_same_run_at_first_boot_and_cleans_up() {
     let e = Env::new();
     let os = e.path("os");
-    std::fs::create_dir_all(os.join("etc")).unwrap();
-    std::fs::write(
-        os.join("etc/os-release"),
+    systemd_os(
+        &os,
         "ID=debian\nVERSION_ID=\"12\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n",
-    )
-    .unwrap();
+    );
     let seq = e.write("deploy.yaml", SEQ);
     let target = format!("OSDTargetSystemDrive={}", os.display());
 
@@ -118,7 +162,8 @@ fn hand_over_to_linux_resumes_the_same_run_at_first_boot_and_cleans_up() {
     ] {
         assert!(unit.lines().any(|x| x == l), "{l} in\n{unit}");
     }
-    let args = exec_args(&unit);
+    assert_eq!(exec_args(&unit), vec!["/var/lib/tsforge/handover/start"]);
+    let args = start_args(&os);
     assert_eq!(
         args,
         vec![
@@ -139,6 +184,8 @@ fn hand_over_to_linux_resumes_the_same_run_at_first_boot_and_cleans_up() {
     let runner = os.join("var/lib/tsforge/handover/tsforge");
     {
         use std::os::unix::fs::PermissionsExt;
+        let start = std::fs::metadata(os.join("var/lib/tsforge/handover/start")).unwrap();
+        assert_eq!(start.permissions().mode() & 0o777, 0o755);
         let m = std::fs::metadata(&runner).unwrap();
         assert_eq!(m.permissions().mode() & 0o777, 0o755);
         assert_eq!(
@@ -157,7 +204,7 @@ fn hand_over_to_linux_resumes_the_same_run_at_first_boot_and_cleans_up() {
     let first_log = std::fs::read_to_string(os.join("var/log/tsforge/smsts.log")).unwrap();
     assert!(first_log.contains("\"PE step\" succeeded"), "{first_log}");
 
-    // Phase 2, the deployed OS's first boot: the unit's command, paths rebased.
+    // Phase 2, the deployed OS's first boot: the start script's runner command, paths rebased.
     let first_boot = || {
         let mut c = Command::new(rebase(&os, &args[0]));
         c.args(args[1..].iter().map(|a| rebase(&os, a)))
@@ -269,8 +316,7 @@ fn hand_over_without_a_target_or_to_windows_from_linux_fails_clearly() {
 fn hand_over_carries_child_sequences() {
     let e = Env::new();
     let os = e.path("os");
-    std::fs::create_dir_all(os.join("etc")).unwrap();
-    std::fs::write(os.join("etc/os-release"), "ID=debian\n").unwrap();
+    systemd_os(&os, "ID=debian\n");
     std::fs::create_dir_all(e.path("ts")).unwrap();
     std::fs::create_dir_all(e.path("lib")).unwrap();
     e.write(
@@ -306,9 +352,7 @@ fn hand_over_carries_child_sequences() {
     let seqdir = os.join("var/lib/tsforge/handover/sequence");
     assert!(seqdir.join("ts/parent.yaml").is_file());
     assert!(seqdir.join("lib/APPS01.yaml").is_file());
-    let unit =
-        std::fs::read_to_string(os.join("etc/systemd/system/tsforge-handover.service")).unwrap();
-    let args = exec_args(&unit);
+    let args = start_args(&os);
     assert_eq!(
         args[args.len() - 2..],
         [
@@ -334,6 +378,204 @@ fn hand_over_carries_child_sequences() {
     assert!(!os.join("var/lib/tsforge/handover").exists());
 }
 
+const INITTAB: &str =
+    "# busybox init\n::sysinit:/etc/init.d/rcS\n::askfirst:-/bin/sh\n::shutdown:/bin/umount -a -r";
+
+fn hand_over(e: &Env, os: &Path, seq: &Path) -> std::process::Output {
+    let target = format!("OSDTargetSystemDrive={}", os.display());
+    e.cmd(&[
+        "run",
+        seq.to_str().unwrap(),
+        "--state-dir",
+        "state",
+        "--no-reboot",
+        "--var",
+        &target,
+    ])
+    .env("TSFORGE_BOOT_ENV", "1")
+    .output()
+    .unwrap()
+}
+
+/// An OS without systemd whose /sbin/init is busybox gets a `::once:` line in /etc/inittab
+/// (busybox examples/inittab: empty id = the console, runlevels ignored, `once` starts the
+/// process once at boot); the end of the run removes exactly that line, leaving the file
+/// byte-identical (here one without a final newline). Setup Windows and ConfigMgr:
+/// <https://learn.microsoft.com/en-us/mem/configmgr/osd/understand/task-sequence-steps#BKMK_SetupWindowsandConfigMgr>.
+#[test]
+fn busybox_init_gets_an_inittab_line_removed_byte_for_byte_at_the_end() {
+    let e = Env::new();
+    let os = e.path("os");
+    for d in ["etc", "bin", "sbin"] {
+        std::fs::create_dir_all(os.join(d)).unwrap();
+    }
+    std::fs::write(os.join("etc/os-release"), "ID=tsforge-sample\n").unwrap();
+    std::fs::write(os.join("etc/inittab"), INITTAB).unwrap();
+    std::fs::write(os.join("bin/busybox"), b"\x7fELF").unwrap();
+    std::os::unix::fs::symlink("/bin/busybox", os.join("sbin/init")).unwrap();
+    let seq = e.write(
+        "deploy.yaml",
+        "name: Sample\nsteps:\n  - name: Hand over\n    type: hand-over\n  - name: In the OS\n    run_in: FullOS\n    run: echo \"full %_SMSTSInWinPE%\" >> marks\n",
+    );
+    let out = hand_over(&e, &os, &seq);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(os.join("etc/inittab")).unwrap(),
+        format!("{INITTAB}\n::once:/var/lib/tsforge/handover/start\n")
+    );
+    assert!(
+        !os.join("etc/systemd").exists(),
+        "no systemd unit in an OS without systemd"
+    );
+    let log = e.read("state/smsts.log");
+    assert!(
+        log.contains(
+            "the line \"::once:/var/lib/tsforge/handover/start\" in /etc/inittab (busybox init)"
+        ),
+        "{log}"
+    );
+
+    let args = start_args(&os);
+    assert_eq!(args[0], "/var/lib/tsforge/handover/tsforge");
+    let out = Command::new(rebase(&os, &args[0]))
+        .args(args[1..].iter().map(|a| rebase(&os, a)))
+        .arg("--no-reboot")
+        .current_dir(e.path(""))
+        .env("TSFORGE_MACHINE_DIR", e.path("machine"))
+        .env("TSFORGE_HANDOVER_ROOT", &os)
+        .env_remove("TSFORGE_BOOT_ENV")
+        .env_remove("TSFORGE_STATE_DIR")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(lines(&e.read("marks")), vec!["full false"]);
+    assert_eq!(
+        std::fs::read(os.join("etc/inittab")).unwrap(),
+        INITTAB.as_bytes(),
+        "inittab as it was before the hand-over"
+    );
+    assert!(!os.join("var/lib/tsforge/handover").exists());
+    assert!(!os.join("_SMSTaskSequence").exists());
+    let log = std::fs::read_to_string(os.join("var/log/tsforge/smsts.log")).unwrap();
+    assert!(
+        log.contains(
+            "Removed the line \"::once:/var/lib/tsforge/handover/start\" from /etc/inittab"
+        ),
+        "{log}"
+    );
+}
+
+/// SysV init (inittab(5), <https://man7.org/linux/man-pages/man5/inittab.5.html>: an id of
+/// 1-4 characters, the runlevels, `once`) gets `tsf:2345:once:`; an OS with neither systemd nor
+/// an inittab fails the step before anything is copied into it, naming what was looked for.
+#[test]
+fn sysv_init_gets_its_inittab_form_and_an_os_without_init_fails_untouched() {
+    let e = Env::new();
+    let os = e.path("sysv");
+    for d in ["etc", "sbin"] {
+        std::fs::create_dir_all(os.join(d)).unwrap();
+    }
+    std::fs::write(os.join("etc/os-release"), "ID=devuan\n").unwrap();
+    std::fs::write(os.join("etc/inittab"), "id:2:initdefault:\n").unwrap();
+    std::fs::write(os.join("sbin/init"), b"\x7fELF sysvinit").unwrap();
+    let seq = e.write(
+        "h.yaml",
+        "name: h\nsteps:\n  - name: Hand over\n    type: hand-over\n",
+    );
+    let out = hand_over(&e, &os, &seq);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(os.join("etc/inittab")).unwrap(),
+        "id:2:initdefault:\ntsf:2345:once:/var/lib/tsforge/handover/start\n"
+    );
+
+    let e = Env::new();
+    let os = e.path("bare");
+    std::fs::create_dir_all(os.join("etc")).unwrap();
+    std::fs::write(os.join("etc/os-release"), "ID=debian\n").unwrap();
+    let seq = e.write(
+        "h.yaml",
+        "name: h\nsteps:\n  - name: Hand over\n    type: hand-over\n",
+    );
+    let out = hand_over(&e, &os, &seq);
+    assert_eq!(out.status.code(), Some(1));
+    let log = e.read("state/smsts.log");
+    assert!(
+        log.contains(
+            "has no init tsforge can hand the run over to: neither systemd \
+             (/lib/systemd/systemd or /usr/lib/systemd/systemd) nor an /etc/inittab (busybox \
+             or SysV init)"
+        ),
+        "{log}"
+    );
+    let mut left: Vec<String> = std::fs::read_dir(&os)
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, vec!["etc"], "nothing copied into the OS");
+    assert_eq!(std::fs::read_dir(os.join("etc")).unwrap().count(), 1);
+}
+
+/// The start script both hooks run: valid for every sh the deployed OS may have (busybox ash,
+/// dash, bash), and it prints the line the linux medium's /init prints, which `tsforge try`
+/// reads as the outcome.
+#[test]
+fn start_script_is_valid_sh_and_prints_the_exit_line() {
+    let e = Env::new();
+    let os = e.path("os");
+    systemd_os(&os, "ID=debian\n");
+    let seq = e.write(
+        "h.yaml",
+        "name: h\nsteps:\n  - name: Hand over\n    type: hand-over\n",
+    );
+    assert_eq!(hand_over(&e, &os, &seq).status.code(), Some(3));
+    let start = os.join("var/lib/tsforge/handover/start");
+    let text = std::fs::read_to_string(&start).unwrap();
+    assert!(text.starts_with("#!/bin/sh\n"), "{text}");
+    assert!(
+        text.contains("echo \"tsforge: the runner exited with code $rc\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("for c in $(cat /sys/class/tty/console/active 2>/dev/null); do"),
+        "{text}"
+    );
+    let mut checked = 0;
+    for sh in [
+        &["sh", "-n"][..],
+        &["dash", "-n"],
+        &["bash", "-n"],
+        &["busybox", "sh", "-n"],
+    ] {
+        let Ok(out) = Command::new(sh[0]).args(&sh[1..]).arg(&start).output() else {
+            continue;
+        };
+        assert!(
+            out.status.success(),
+            "{sh:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        checked += 1;
+    }
+    assert!(checked >= 2, "no shell checked the script");
+}
+
 /// The hand-over stages the packages the steps after it name, from the run's distribution
 /// point folders (the medium's packages) into the deployed OS beside the run's state, so the
 /// full OS installs them with the medium gone and no network (as ConfigMgr's stand-alone media
@@ -344,12 +586,10 @@ fn hand_over_carries_child_sequences() {
 fn hand_over_stages_the_packages_of_later_steps() {
     let e = Env::new();
     let os = e.path("os");
-    std::fs::create_dir_all(os.join("etc")).unwrap();
-    std::fs::write(
-        os.join("etc/os-release"),
+    systemd_os(
+        &os,
         "ID=debian\nVERSION_ID=\"12\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n",
-    )
-    .unwrap();
+    );
     let pkg = e.path("pkg");
     std::fs::create_dir_all(&pkg).unwrap();
     std::fs::write(pkg.join("payload.txt"), "lab tools 1.0\n").unwrap();

@@ -601,3 +601,208 @@ fn reference_debian_boots_from_its_own_disk() {
     ));
     std::fs::remove_file(&disk).unwrap();
 }
+
+/// The README's sample OS (`scripts/sample-os.sh`) deployed by the README's sequence
+/// (`examples/lab-deploy.yaml`) onto a random-filled disk, as the medium does before it
+/// restarts: tsforge detects the tree as Linux, makes it bootable from its own disk (its own
+/// systemd-boot as the fallback loader, its kernel and initrd, a Type #1 entry by the root's
+/// UUID), names it, and hands the run over through an `/etc/inittab` line (the sample OS has
+/// busybox init, no systemd). The initramfs holds what reaches an ext4 root on a virtio disk.
+/// Checked with sgdisk -v, fsck.fat -n, e2fsck -fn and a read-only mount.
+///
+/// Rules: Apply Operating System Image and Setup Windows and ConfigMgr,
+/// <https://learn.microsoft.com/en-us/mem/configmgr/osd/understand/task-sequence-steps#BKMK_ApplyOperatingSystemImage>,
+/// <https://learn.microsoft.com/en-us/mem/configmgr/osd/understand/task-sequence-steps#BKMK_SetupWindowsandConfigMgr>;
+/// busybox init's inittab (the id field names the tty, empty = the console),
+/// <https://git.busybox.net/busybox/tree/examples/inittab>.
+#[test]
+fn sample_os_is_detected_made_bootable_and_handed_over() {
+    if !needs_root("os_boot::sample_os_is_detected_made_bootable_and_handed_over") {
+        return;
+    }
+    let tools = [
+        "sgdisk", "fsck.fat", "e2fsck", "cpio", "busybox", "modprobe",
+    ];
+    if let Some(missing) = tools.iter().find(|t| tool(t).is_none()) {
+        assert!(!crate::common::required(), "{missing} is missing");
+        note(&format!("SKIP sample OS: {missing} is missing"));
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let out = Command::new("bash")
+        .arg(repo("scripts/sample-os.sh"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scripts/sample-os.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tree = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let inittab = std::fs::read(tree.join("etc/inittab")).unwrap();
+    let kernel = std::fs::read_dir(tree.join("boot"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find_map(|n| n.strip_prefix("vmlinuz-").map(str::to_string))
+        .expect("a kernel in the sample OS");
+
+    // The initramfs: /init, busybox, the virtio disk and ext4 modules.
+    let initrd = std::fs::read(tree.join(format!("boot/initrd.img-{kernel}"))).unwrap();
+    let listed = Command::new("sh")
+        .args(["-c", "gzip -dc \"$1\" | cpio -t --quiet", "sh"])
+        .arg(tree.join(format!("boot/initrd.img-{kernel}")))
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "gzip -dc | cpio -t");
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    for f in [
+        "init",
+        "bin/busybox",
+        "lib/modules/virtio_blk.ko",
+        "lib/modules/virtio_pci.ko",
+        "lib/modules/ext4.ko",
+        "lib/modules/jbd2.ko",
+    ] {
+        assert!(
+            listed.lines().any(|l| l == f),
+            "{f} in the initramfs:\n{listed}"
+        );
+    }
+
+    // Capture, package, and the README's sequence on a used disk.
+    capture(d, tree.to_str().unwrap(), "sample.tsimg");
+    let (code, _, err) = tsforge(
+        d,
+        &[
+            "package",
+            "build",
+            "sample.tsimg",
+            "--id",
+            "LAB00001",
+            "--out",
+            "dp",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let disk = d.join("disk.img");
+    used_disk::random_disk(&disk, 400 << 20);
+    let (code, log) = run_log(
+        d,
+        &[
+            "run",
+            &repo("examples/lab-deploy.yaml"),
+            "--state-dir",
+            "state",
+            "--disk",
+            "0=disk.img",
+            "--content",
+            "dp",
+            "--var",
+            "OSDComputerName=LAB-PC01",
+            "--no-reboot",
+        ],
+    );
+    assert_eq!(code, 3, "the hand-over restarts into the OS: {log}");
+    assert!(log.contains("is bootable: tsforge sample OS 1"), "{log}");
+
+    let sgdisk = Command::new(tool("sgdisk").unwrap())
+        .arg("-v")
+        .arg(&disk)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&sgdisk.stdout).contains("No problems found"),
+        "sgdisk -v: {}",
+        String::from_utf8_lossy(&sgdisk.stdout)
+    );
+    let table = layout::read_table(&Disk::open(&disk, false).unwrap())
+        .unwrap()
+        .unwrap();
+    let esp = &table.partitions[0];
+    used_disk::fsck_fat(&disk, esp.start, esp.len)
+        .expect("fsck.fat")
+        .unwrap();
+    let sd = std::fs::read(tree.join("usr/lib/systemd/boot/efi/systemd-bootx64.efi")).unwrap();
+    assert_eq!(mcopy(&disk, esp.start, "EFI/BOOT/BOOTX64.EFI"), sd);
+    assert_eq!(
+        mcopy(&disk, esp.start, &format!("tsforge-sample/{kernel}/linux")),
+        std::fs::read(tree.join(format!("boot/vmlinuz-{kernel}"))).unwrap()
+    );
+    assert_eq!(
+        mcopy(&disk, esp.start, &format!("tsforge-sample/{kernel}/initrd")),
+        initrd
+    );
+
+    let mut lo = Loop::attach(&disk, "os_boot sample").expect("root has loop devices");
+    lo.add_partitions();
+    let root_dev = lo.part(2);
+    let root_uuid = blkid_uuid(&root_dev);
+    let entry = String::from_utf8(mcopy(
+        &disk,
+        esp.start,
+        &format!("loader/entries/tsforge-sample-{kernel}.conf"),
+    ))
+    .unwrap();
+    assert!(
+        entry.contains(&format!("options root=UUID={root_uuid} rw ")),
+        "{entry}"
+    );
+    let fsck = Command::new(tool("e2fsck").unwrap())
+        .args(["-fn", root_dev.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        fsck.status.success(),
+        "e2fsck -fn: {}{}",
+        String::from_utf8_lossy(&fsck.stdout),
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+    let mnt = d.join("mnt");
+    lo.mount_ro(&root_dev, &mnt);
+    assert_eq!(
+        std::fs::read_to_string(mnt.join("etc/hostname")).unwrap(),
+        "LAB-PC01\n"
+    );
+    let mut expected = inittab.clone();
+    expected.extend_from_slice(b"::once:/var/lib/tsforge/handover/start\n");
+    assert_eq!(
+        String::from_utf8_lossy(&std::fs::read(mnt.join("etc/inittab")).unwrap()),
+        String::from_utf8_lossy(&expected),
+        "the hand-over's line appended to the sample OS's inittab"
+    );
+    assert!(mnt.join("var/lib/tsforge/handover/start").is_file());
+    assert!(mnt.join("var/lib/tsforge/handover/tsforge").is_file());
+    assert!(mnt.join("_SMSTaskSequence/state/state.json").is_file());
+    assert!(!mnt.join("etc/systemd").exists(), "no systemd unit");
+    lo.release();
+}
+
+/// The scripts of the README's first command parse (`bash -n`), and `sample-os.sh --path`
+/// names its cached tree under the build folder without building anything.
+#[test]
+fn sample_os_scripts_parse_and_name_their_cache() {
+    for s in ["scripts/sample-os.sh", "scripts/setup.sh"] {
+        let o = Command::new("bash")
+            .args(["-n", &repo(s)])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "bash -n {s}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let path = must("bash", &[&repo("scripts/sample-os.sh"), "--path"]);
+    assert!(path.contains("/sample-os/tree-"), "{path}");
+    let o = Command::new("bash")
+        .args([&repo("scripts/sample-os.sh"), "--bogus"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("unknown option --bogus"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

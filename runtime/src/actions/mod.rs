@@ -75,6 +75,17 @@ pub struct HandOver {
     pub log_dir: String,
     /// What the end of the run removes, inside the deployed OS.
     pub cleanup: Vec<String>,
+    /// Text the hand-over added to a file of the deployed OS (the `/etc/inittab` line), which
+    /// the end of the run removes again, leaving the rest of the file as it was.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub added: Vec<AddedText>,
+}
+
+/// Text added to the file `file` (a path inside the deployed OS).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AddedText {
+    pub file: String,
+    pub text: String,
 }
 
 /// Everything an action may use.

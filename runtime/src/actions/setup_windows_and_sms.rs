@@ -8,14 +8,16 @@
 //! tsforge does not install: they are kept, and smsts.log says they are not used.
 //!
 //! tsforge's counterpart, on the OS at `OSDTargetSystemDrive` (a folder, or `DISK:N` mounted
-//! meanwhile): Linux gets the runner, the sequence files and a systemd unit
+//! meanwhile): Linux gets the runner, the sequence files, the start script and a first-boot
+//! hook that runs it: a systemd unit, or for an OS without systemd a line of `/etc/inittab`
+//! (busybox or SysV init); an OS with neither fails the step before anything is copied
 //! (`osconfig::handover`, docs/engine.md "Hand-over"); Windows gets
 //! `Windows\Setup\Scripts\SetupComplete.cmd` and the runner beside it, from the Windows runner
 //! only (a Linux runner copied into Windows would never start; proven under Wine, not on
 //! Windows). Then the step asks for a restart; the engine copies the run's state into the OS
 //! once the step is journaled, so the deployed OS resumes at the next step.
 
-use super::{ActionResult, Ctx, HandOver, Plan, StepType};
+use super::{ActionResult, AddedText, Ctx, HandOver, Plan, StepType};
 use crate::log::Level;
 use crate::osconfig::{self, handover as h, Os};
 use crate::sequence::model::{step_type, Step};
@@ -134,6 +136,7 @@ fn install(root: &Path, ctx: &mut Ctx) -> anyhow::Result<HandOver> {
                 C,
                 &format!("{} holds {}", root.display(), release.title()),
             );
+            let init = h::detect_init(root)?;
             let dir = h::make_dir(root, h::RUNNER_DIR)?;
             let runner = dir.join("tsforge");
             std::fs::copy(&exe, &runner).map_err(|e| {
@@ -168,26 +171,64 @@ fn install(root: &Path, ctx: &mut Ctx) -> anyhow::Result<HandOver> {
                     child_dirs.push(d);
                 }
             }
-            h::make_dir(root, "/etc/systemd/system/multi-user.target.wants")?;
             osconfig::linux::write_in_tree(
                 root,
-                h::UNIT.trim_start_matches('/'),
-                h::unit_text(&name, &sequence, &child_dirs).as_bytes(),
+                h::START.trim_start_matches('/'),
+                h::start_script(&sequence, &child_dirs).as_bytes(),
             )?;
-            let link = h::in_root(root, h::UNIT_LINK);
-            let _ = h::remove(root, h::UNIT_LINK);
-            symlink(h::UNIT, &link)?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(
+                    h::in_root(root, h::START),
+                    std::fs::Permissions::from_mode(0o755),
+                )?;
+            }
+            let mut cleanup: Vec<String> = Vec::new();
+            let mut added: Vec<AddedText> = Vec::new();
+            let hook = match init {
+                h::Init::Systemd => {
+                    h::make_dir(root, "/etc/systemd/system/multi-user.target.wants")?;
+                    osconfig::linux::write_in_tree(
+                        root,
+                        h::UNIT.trim_start_matches('/'),
+                        h::unit_text(&name).as_bytes(),
+                    )?;
+                    let link = h::in_root(root, h::UNIT_LINK);
+                    let _ = h::remove(root, h::UNIT_LINK);
+                    symlink(h::UNIT, &link)?;
+                    cleanup.extend([h::UNIT_LINK.to_string(), h::UNIT.to_string()]);
+                    format!("the systemd unit {} enabled by {}", h::UNIT, h::UNIT_LINK)
+                }
+                h::Init::Busybox | h::Init::SysV => {
+                    let line = h::inittab_line(init);
+                    let text = h::append_line(root, h::INITTAB, &line)?;
+                    added.push(AddedText {
+                        file: h::INITTAB.into(),
+                        text,
+                    });
+                    format!(
+                        "the line \"{line}\" in {} ({} init)",
+                        h::INITTAB,
+                        if init == h::Init::Busybox {
+                            "busybox"
+                        } else {
+                            "SysV"
+                        }
+                    )
+                }
+            };
+            cleanup.extend([h::RUNNER_DIR.to_string(), h::SMS_TASK_SEQUENCE.to_string()]);
             h::make_dir(root, h::LOG_DIR)?;
             h::make_dir(root, h::SMS_TASK_SEQUENCE)?;
             ctx.log.log(
                 Level::Info,
                 C,
                 &format!(
-                    "Installed the runner {}, the sequence {sequence}, and the unit {} enabled \
-                     by {}; at first boot it runs: {}",
+                    "Installed the runner {}, the sequence {sequence}, the start script {} and \
+                     {hook}; at first boot it runs: {}",
                     h::RUNNER,
-                    h::UNIT,
-                    h::UNIT_LINK,
+                    h::START,
                     h::resume_args(&sequence, &child_dirs).join(" ")
                 ),
             );
@@ -195,12 +236,8 @@ fn install(root: &Path, ctx: &mut Ctx) -> anyhow::Result<HandOver> {
                 target: String::new(),
                 state_dir: h::STATE_DIR.into(),
                 log_dir: h::LOG_DIR.into(),
-                cleanup: vec![
-                    h::UNIT_LINK.into(),
-                    h::UNIT.into(),
-                    h::RUNNER_DIR.into(),
-                    h::SMS_TASK_SEQUENCE.into(),
-                ],
+                cleanup,
+                added,
             })
         }
         Os::Windows if !cfg!(windows) => anyhow::bail!(
@@ -246,6 +283,7 @@ fn install(root: &Path, ctx: &mut Ctx) -> anyhow::Result<HandOver> {
                     "/_SMSTaskSequence/state".into(),
                     "/_SMSTaskSequence/sequence".into(),
                 ],
+                added: Vec::new(),
             })
         }
     }

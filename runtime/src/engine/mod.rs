@@ -1040,6 +1040,28 @@ impl Walker<'_> {
             .map(PathBuf::from)
             .or_else(|| h::root_of_state(self.journal.dir(), &ho.state_dir))
             .unwrap_or_else(h::os_root);
+        for a in &ho.added {
+            match h::remove_text(&root, &a.file, &a.text) {
+                Ok(true) => self.logger.log(
+                    Level::Info,
+                    COMPONENT,
+                    &format!(
+                        "Removed the line \"{}\" from {}: the handed-over run ended",
+                        a.text.trim(),
+                        a.file
+                    ),
+                ),
+                Ok(false) => {}
+                Err(e) => self.logger.log(
+                    Level::Warning,
+                    COMPONENT,
+                    &format!(
+                        "Could not remove the hand-over's line from {}: {e:#}",
+                        a.file
+                    ),
+                ),
+            }
+        }
         for p in &ho.cleanup {
             match h::remove(&root, p) {
                 Ok(true) => self.logger.log(

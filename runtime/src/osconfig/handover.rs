@@ -1,16 +1,21 @@
 //! Handing a run over to the deployed OS (*Setup Windows and ConfigMgr*): where the runner,
-//! the sequence and the run's state go inside the deployed OS, the systemd unit (Linux) and
-//! `SetupComplete.cmd` (Windows) that start the runner at the OS's first boot, and the
-//! removal of all of it when the run ends there.
+//! the sequence and the run's state go inside the deployed OS, the first-boot hook that starts
+//! the runner (Linux: a systemd unit, or an `/etc/inittab` line for busybox or SysV init;
+//! Windows: `SetupComplete.cmd`), and the removal of all of it when the run ends there.
 //!
 //! Layout inside a deployed Linux (docs/engine.md, "Hand-over"):
 //! - `/var/lib/tsforge/handover/tsforge`: the runner (mode 0755);
+//! - `/var/lib/tsforge/handover/start`: the script both Linux hooks start (mode 0755): it runs
+//!   the runner with the resume arguments and prints `tsforge: the runner exited with code N`
+//!   on every active console, the line the linux medium's `/init` prints;
 //! - `/var/lib/tsforge/handover/sequence/…`: the sequence file and its child sequences, at the
 //!   same places relative to each other;
 //! - `/_SMSTaskSequence/state`: the run's state (as ConfigMgr keeps `_SMSTaskSequence` at the
 //!   root of the OS drive);
 //! - `/etc/systemd/system/tsforge-handover.service`, enabled by the symlink
-//!   `/etc/systemd/system/multi-user.target.wants/tsforge-handover.service`;
+//!   `/etc/systemd/system/multi-user.target.wants/tsforge-handover.service`, when the OS has
+//!   systemd; else one line appended to `/etc/inittab` (busybox init: `::once:…`; SysV init:
+//!   `tsf:2345:once:…`), removed again byte for byte;
 //! - `/var/log/tsforge/`: the logs of both phases (kept when the run ends).
 
 use anyhow::{bail, Context, Result};
@@ -21,6 +26,11 @@ pub const UNIT: &str = "/etc/systemd/system/tsforge-handover.service";
 pub const UNIT_LINK: &str = "/etc/systemd/system/multi-user.target.wants/tsforge-handover.service";
 pub const RUNNER_DIR: &str = "/var/lib/tsforge/handover";
 pub const RUNNER: &str = "/var/lib/tsforge/handover/tsforge";
+/// The script the first-boot hook starts.
+pub const START: &str = "/var/lib/tsforge/handover/start";
+pub const INITTAB: &str = "/etc/inittab";
+/// Where systemd's manager lives in a tree that has it (Debian: /lib is a link to /usr/lib).
+pub const SYSTEMD: &[&str] = &["lib/systemd/systemd", "usr/lib/systemd/systemd"];
 pub const SEQUENCE_DIR: &str = "/var/lib/tsforge/handover/sequence";
 pub const SMS_TASK_SEQUENCE: &str = "/_SMSTaskSequence";
 pub const STATE_DIR: &str = "/_SMSTaskSequence/state";
@@ -129,11 +139,8 @@ pub fn resume_args(sequence: &str, sequence_dirs: &[String]) -> Vec<String> {
 
 /// The systemd unit that resumes the run at the deployed OS's first boot. Directives:
 /// systemd.unit(5), systemd.service(5), systemd.exec(5).
-pub fn unit_text(sequence_name: &str, sequence: &str, sequence_dirs: &[String]) -> String {
-    let exec: Vec<String> = resume_args(sequence, sequence_dirs)
-        .iter()
-        .map(|a| unit_arg(a))
-        .collect();
+/// It starts [`START`], which runs the runner ([`start_script`]).
+pub fn unit_text(sequence_name: &str) -> String {
     let name: String = sequence_name
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -156,8 +163,144 @@ pub fn unit_text(sequence_name: &str, sequence: &str, sequence_dirs: &[String]) 
          \n\
          [Install]\n\
          WantedBy=multi-user.target\n",
-        exec.join(" ")
+        unit_arg(START)
     )
+}
+
+/// One argument quoted for the POSIX shell (single quotes; a `'` as `'\''`).
+fn sh_arg(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The script [`START`] that the first-boot hook runs (POSIX `sh`: busybox ash, dash, bash):
+/// the runner with [`resume_args`], its output copied to every active console
+/// (`/sys/class/tty/console/active`: a kernel started with `console=ttyS0 console=tty0` has
+/// `/dev/console` on the screen only, and `tsforge try` reads the serial one), then the line
+/// `tsforge: the runner exited with code N` there, as the linux medium's `/init` prints it;
+/// exits with the runner's code. Without a console list it writes to its own output.
+pub fn start_script(sequence: &str, sequence_dirs: &[String]) -> String {
+    let cmd: Vec<String> = resume_args(sequence, sequence_dirs)
+        .iter()
+        .map(|a| sh_arg(a))
+        .collect();
+    let cmd = cmd.join(" ");
+    START_SCRIPT
+        .replace("@HOOKS@", &format!("{UNIT_NAME} or a line of {INITTAB}"))
+        .replace("@RUNNER@", &cmd)
+}
+
+const START_SCRIPT: &str = r#"#!/bin/sh
+# Written by tsforge (Setup Windows and ConfigMgr): resumes the task sequence in this OS at its
+# first boot, started by the hook tsforge installed (@HOOKS@).
+# tsforge removes this folder and the hook when the sequence ends.
+consoles=
+for c in $(cat /sys/class/tty/console/active 2>/dev/null); do
+    [ -c "/dev/$c" ] && consoles="$consoles /dev/$c"
+done
+if [ -n "$consoles" ]; then
+    rc=$( { { @RUNNER@ 2>&1 3>&-; echo $? >&3; } | tee $consoles >/dev/null; } 3>&1 )
+    for c in $consoles; do
+        echo "tsforge: the runner exited with code $rc" >"$c" 2>/dev/null
+    done
+else
+    @RUNNER@
+    rc=$?
+    echo "tsforge: the runner exited with code $rc"
+fi
+exit "$rc"
+"#;
+
+/// How the deployed Linux starts its services, so the hand-over knows which hook to install.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Init {
+    /// systemd: the unit [`UNIT`], enabled by [`UNIT_LINK`].
+    Systemd,
+    /// busybox init reading `/etc/inittab`: `::once:` (busybox's examples/inittab: the first
+    /// field names the controlling tty, empty is the console; the runlevels are ignored).
+    Busybox,
+    /// SysV init reading `/etc/inittab`: `tsf:2345:once:` (inittab(5): `id:runlevels:action:
+    /// process`, id 1-4 characters, `once` runs the process once on entering the runlevels).
+    SysV,
+}
+
+/// The deployed tree's init: systemd when it has the systemd manager ([`SYSTEMD`]), else the
+/// init that reads its `/etc/inittab` (busybox when `/sbin/init` leads to a file named
+/// `busybox` or holding busybox, SysV init otherwise). Neither: an error naming what was
+/// looked for.
+pub fn detect_init(root: &Path) -> Result<Init> {
+    use super::resolve_in_tree;
+    if SYSTEMD
+        .iter()
+        .any(|p| resolve_in_tree(root, p).is_some_and(|p| p.is_file()))
+    {
+        return Ok(Init::Systemd);
+    }
+    if resolve_in_tree(root, INITTAB.trim_start_matches('/')).is_some_and(|p| p.is_file()) {
+        let init = resolve_in_tree(root, "sbin/init").filter(|p| p.is_file());
+        let busybox = init.is_some_and(|p| {
+            p.file_name().is_some_and(|n| n == "busybox")
+                || std::fs::read(&p).is_ok_and(|d| d.windows(7).any(|w| w == b"BusyBox"))
+        });
+        return Ok(if busybox { Init::Busybox } else { Init::SysV });
+    }
+    bail!(
+        "the deployed OS at {} has no init tsforge can hand the run over to: neither systemd \
+         (/{} or /{}) nor an /etc/inittab (busybox or SysV init)",
+        root.display(),
+        SYSTEMD[0],
+        SYSTEMD[1]
+    )
+}
+
+/// The `/etc/inittab` line that starts [`START`] once at boot, for `init`.
+pub fn inittab_line(init: Init) -> String {
+    match init {
+        Init::SysV => format!("tsf:2345:once:{START}"),
+        _ => format!("::once:{START}"),
+    }
+}
+
+/// Append `line` to the file `os_path` under `root` (after a newline if the file does not end
+/// with one), unless the file already holds it; returns the text that is now in the file for
+/// [`remove_text`] (what was appended, or the line found).
+pub fn append_line(root: &Path, os_path: &str, line: &str) -> Result<String> {
+    let path = in_root(root, os_path);
+    let old = std::fs::read(&path).with_context(|| format!("reading {os_path}"))?;
+    let own = format!("{line}\n");
+    let text = String::from_utf8_lossy(&old);
+    if text.starts_with(&own) || text.contains(&format!("\n{own}")) {
+        return Ok(own);
+    }
+    let added = if old.is_empty() || old.ends_with(b"\n") {
+        own
+    } else {
+        format!("\n{own}")
+    };
+    let mut new = old;
+    new.extend_from_slice(added.as_bytes());
+    super::linux::write_in_tree(root, os_path.trim_start_matches('/'), &new)?;
+    Ok(added)
+}
+
+/// Remove `text` (what [`append_line`] returned) from the file `os_path` under `root`: its
+/// last occurrence, the rest of the file unchanged byte for byte. `Ok(false)` when the file
+/// or the text is not there.
+pub fn remove_text(root: &Path, os_path: &str, text: &str) -> Result<bool> {
+    let path = in_root(root, os_path);
+    let Ok(old) = std::fs::read(&path) else {
+        return Ok(false);
+    };
+    let t = text.as_bytes();
+    let Some(at) = (0..=old.len().saturating_sub(t.len()))
+        .rev()
+        .find(|&i| old.len() >= t.len() && &old[i..i + t.len()] == t)
+    else {
+        return Ok(false);
+    };
+    let mut new = old[..at].to_vec();
+    new.extend_from_slice(&old[at + t.len()..]);
+    super::linux::write_in_tree(root, os_path.trim_start_matches('/'), &new)?;
+    Ok(true)
 }
 
 /// `SetupComplete.cmd` for a deployed Windows: starts the copied runner the same way. When
@@ -249,17 +392,53 @@ mod tests {
     /// systemd.service(5): ExecStart arguments may be quoted, `%` starts a specifier.
     #[test]
     fn unit_quotes_paths_and_escapes_specifiers() {
-        let t = unit_text(
-            "Lab 100%",
-            "/var/lib/tsforge/handover/sequence/my ts.yaml",
-            &[],
-        );
+        let t = unit_text("Lab 100%");
         assert!(t.contains("Description=tsforge: resume the task sequence Lab 100%%\n"));
-        assert!(t.contains(
-            "ExecStart=\"/var/lib/tsforge/handover/tsforge\" \"run\" \
-             \"/var/lib/tsforge/handover/sequence/my ts.yaml\" \"--state-dir\" \
-             \"/_SMSTaskSequence/state\" \"--log-dir\" \"/var/log/tsforge\"\n"
-        ));
+        assert!(t.contains("ExecStart=\"/var/lib/tsforge/handover/start\"\n"));
+        assert_eq!(unit_arg("/a b/100%\"x"), "\"/a b/100%%\\\"x\"");
+    }
+
+    /// The start script quotes every argument for sh, so a space or a quote in the sequence's
+    /// path stays one argument.
+    #[test]
+    fn start_script_quotes_the_resume_command() {
+        let t = start_script("/var/lib/tsforge/handover/sequence/it's.yaml", &[]);
+        assert!(t.starts_with("#!/bin/sh\n"), "{t}");
+        assert!(
+            t.contains(
+                "    '/var/lib/tsforge/handover/tsforge' 'run' \
+                 '/var/lib/tsforge/handover/sequence/it'\\''s.yaml' '--state-dir' \
+                 '/_SMSTaskSequence/state' '--log-dir' '/var/log/tsforge'\n"
+            ),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn appended_line_is_removed_byte_for_byte() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("etc")).unwrap();
+        for old in [
+            "",
+            "::sysinit:/etc/init.d/rcS\n",
+            "a\n::once:/x\nb",
+            "x:1:once:/y",
+        ] {
+            std::fs::write(t.path().join("etc/inittab"), old).unwrap();
+            let added = append_line(t.path(), INITTAB, "::once:/x").unwrap();
+            let now = std::fs::read_to_string(t.path().join("etc/inittab")).unwrap();
+            assert!(now.lines().any(|l| l == "::once:/x"), "{now:?}");
+            assert!(remove_text(t.path(), INITTAB, &added).unwrap());
+            let after = std::fs::read_to_string(t.path().join("etc/inittab")).unwrap();
+            if old.contains("::once:/x\n") {
+                // Already there: the hand-over's own line, removed at the end.
+                assert_eq!(after, "a\nb");
+            } else {
+                assert_eq!(after, old);
+            }
+        }
+        assert!(!remove_text(t.path(), INITTAB, "nothing\n").unwrap());
+        assert!(!remove_text(t.path(), "/etc/none", "x").unwrap());
     }
 
     #[test]
