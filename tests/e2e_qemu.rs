@@ -1025,6 +1025,24 @@ steps:
   - name: Write the marker
     run_in: FullOS
     run: echo "%_SMSTSInWinPE% %_SMSTSMachineName%" > /root/tsforge-marker
+  - name: Install the lab tools
+    type: install-package
+    run_in: FullOS
+    properties:
+      PackageID: LAB00042
+      ProgramName: Install
+  - name: Restart in the deployed OS
+    type: restart
+    run_in: FullOS
+    properties:
+      SMSRebootTarget: HD
+      SMSRebootTimeout: "0"
+  - name: Long step cut by a power cut
+    run_in: FullOS
+    run: if [ -e /root/cut-once ]; then echo resumed >> /root/tsforge-marker; else touch /root/cut-once; sync; echo "waiting for the power cut" > /dev/ttyS0; sleep 900; fi
+  - name: Last step
+    run_in: FullOS
+    run: echo last >> /root/tsforge-marker
 "#;
 
 /// Scenario 8 (issue 16, "Proven end to end"): bare metal to the deployed OS's own first boot.
@@ -1033,8 +1051,11 @@ steps:
 /// sets the computer name the hook asked for (Apply Windows Settings) and hands the run over
 /// (Setup Windows and ConfigMgr), then restarts. The medium is removed: the machine boots the
 /// disk (OVMF's fallback `EFI/BOOT/BOOTX64.EFI`), the deployed Debian's first boot resumes the
-/// run for its FullOS step, cleans up and powers off (`SMSTSPostAction`). The host then checks
-/// the disk with independent tools.
+/// run for its FullOS steps: a marker, *Install Package* from the package the hand-over staged
+/// (the medium is gone), a *Restart Computer* (the unit resumes at the next boot), a step cut
+/// by a power cut (QEMU killed; the next boot runs it again), a last step; then the run cleans
+/// up and powers off (`SMSTSPostAction`). The host then checks the disk with independent
+/// tools, and that every completed step ran once.
 ///
 /// Rules followed: Setup Windows and ConfigMgr, then the task sequence goes on in the new OS
 /// (<https://learn.microsoft.com/en-us/mem/configmgr/osd/understand/task-sequence-steps#BKMK_SetupWindowsandConfigMgr>);
@@ -1095,6 +1116,29 @@ fn bare_metal_to_the_deployed_debian_first_boot() {
         ],
     );
     let _ = std::fs::remove_file(d.join("debian.tsimg"));
+    // The package the full OS installs: staged into the deployed OS by the hand-over.
+    let pkg = d.join("lab-tools");
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::write(pkg.join("payload.txt"), "lab tools 1.0\n").unwrap();
+    std::fs::write(
+        pkg.join("install.sh"),
+        "set -e\nmkdir -p /opt/lab\ncp payload.txt /opt/lab/\n",
+    )
+    .unwrap();
+    tsforge_ok(
+        &d,
+        &[
+            "package",
+            "build",
+            "lab-tools",
+            "--id",
+            "LAB00042",
+            "--program",
+            "Install=sh install.sh",
+            "--out",
+            "dp",
+        ],
+    );
     let medium = build(
         &d,
         "usb",
@@ -1130,22 +1174,59 @@ fn bare_metal_to_the_deployed_debian_first_boot() {
     times.report("deploy-debian (boot medium, until the hand-over)");
     let _ = std::fs::remove_file(&medium);
 
-    // Second boot: the medium is gone; the firmware boots the deployed disk.
-    let cfg = config(
+    // Second boot: the medium is gone; the firmware (its variables kept from the first boot)
+    // boots the entry the medium wrote with efibootmgr, named BootNext by the hand-over's
+    // restart.
+    let mut cfg = config(
         &d,
         Firmware::Uefi,
         BootFrom::Disk(target.clone()),
         Vec::new(),
         "console-2.log",
     );
+    cfg.keep_vars = true;
     let (mut m, mut times) = start(&cfg);
     // Its systemd-boot menu, then its own kernel (the loader entry has console=ttyS0).
     m.expect("Debian GNU/Linux 12", BOOT).unwrap();
     m.expect("Linux version", BOOT).unwrap();
     times.first_step = Some(times.started.elapsed());
-    // SMSTSPostAction powers off once the resumed run has ended.
+    // The FullOS steps, up to the Restart Computer step (-no-reboot ends QEMU there).
     m.wait_exit(RUN).unwrap();
     times.report("deploy-debian (first boot of the deployed OS; first step = its kernel)");
+    let events = qemu::boot_events(&m.console(), &cfg.devices());
+    assert!(
+        events.iter().any(|e| e.failed.is_none()
+            && e.name.contains("Debian GNU/Linux 12")
+            && e.path.contains("HD(")),
+        "the firmware did not start the boot entry the medium wrote: {events:?}"
+    );
+
+    // Third boot: the unit resumes after the restart; the long step is cut by a power cut.
+    let mut cfg = config(
+        &d,
+        Firmware::Uefi,
+        BootFrom::Disk(target.clone()),
+        Vec::new(),
+        "console-3.log",
+    );
+    cfg.keep_vars = true;
+    let (mut m, _) = start(&cfg);
+    m.expect("waiting for the power cut", BOOT + RUN).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    m.kill();
+
+    // Fourth boot: the unit resumes again, the cut step runs again and the run ends;
+    // SMSTSPostAction powers off.
+    let mut cfg = config(
+        &d,
+        Firmware::Uefi,
+        BootFrom::Disk(target.clone()),
+        Vec::new(),
+        "console-4.log",
+    );
+    cfg.keep_vars = true;
+    let (mut m, _) = start(&cfg);
+    m.wait_exit(BOOT + RUN).unwrap();
 
     check_deployed_debian(&target, &d);
     clean(&d);
@@ -1203,8 +1284,13 @@ fn check_deployed_debian(disk: &Path, scratch: &Path) {
     assert_eq!(read("etc/hostname").trim(), COMPUTER_NAME);
     assert_eq!(
         read("root/tsforge-marker").trim(),
-        format!("false {COMPUTER_NAME}"),
-        "the FullOS step's marker"
+        format!("false {COMPUTER_NAME}\nresumed\nlast"),
+        "the FullOS steps' marker (each once; the cut step's second run resumed)"
+    );
+    assert_eq!(
+        read("opt/lab/payload.txt"),
+        "lab tools 1.0\n",
+        "the package installed in the full OS"
     );
     let logs = root.join("var/log/tsforge");
     let smsts = read("var/log/tsforge/smsts.log");
@@ -1230,15 +1316,27 @@ fn check_deployed_debian(disk: &Path, scratch: &Path) {
             "step {step:?} is not in the logs of /var/log/tsforge: {all}"
         );
     }
-    // The medium carries no efibootmgr: the loader at the fallback path is what booted.
+    // The medium's efibootmgr wrote the entry, and the hand-over's restart named it BootNext.
     assert!(
-        all.contains("No firmware boot entry written"),
-        "the logs do not say why no firmware boot entry was written: {all}"
+        all.contains("Firmware boot entry Boot") && all.contains("written (first in BootOrder)"),
+        "the logs do not show the firmware boot entry: {all}"
     );
+    for n in [5, 6, 7, 9] {
+        assert_eq!(
+            all.matches(&format!("Start executing step {n} of")).count(),
+            1,
+            "FullOS step {n} ran other than once: {all}"
+        );
+    }
+    // The step the power cut interrupted runs again when the run resumes.
     assert_eq!(
-        all.matches("Start executing step 5 of").count(),
-        1,
-        "the FullOS step ran other than once: {all}"
+        all.matches("Start executing step 8 of").count(),
+        2,
+        "the interrupted step: {all}"
+    );
+    assert!(
+        all.contains("Staged package LAB00042"),
+        "the hand-over did not stage the package: {all}"
     );
     for left in [
         "etc/systemd/system/tsforge-handover.service",

@@ -82,12 +82,18 @@ pub fn reboot_machine() -> std::io::Result<()> {
                 .status()
         }
     } else {
-        // Written files first (the share a step wrote to, the deployed disk), then
-        // `reboot -f`, which works under busybox init and systemd alike.
+        // Written files first (the share a step wrote to, the deployed disk). In the boot
+        // environment PID 1 is the medium's /init script, which handles no signal: `reboot -f`.
+        // In a deployed OS, an orderly `reboot` (systemd, SysV and busybox init all take it):
+        // services stop and file systems are unmounted, so the ESP is not left dirty.
         if let Ok(sync) = tools::find(Tool::Sync) {
             let _ = Command::new(sync).status();
         }
-        Command::new(find(Tool::Reboot)?).arg("-f").status()
+        let mut reboot = Command::new(find(Tool::Reboot)?);
+        if crate::machine::in_boot_environment() {
+            reboot.arg("-f");
+        }
+        reboot.status()
     }?;
     if status.success() {
         // The system is going down; wait for it rather than run the next step.
