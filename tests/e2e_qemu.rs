@@ -1351,3 +1351,176 @@ fn check_deployed_debian(disk: &Path, scratch: &Path) {
     }
     lo.release();
 }
+
+/// The README's first command, as a test (issue 16: "the README's first command deploys a
+/// bootable OS … and `tsforge try` shows the deployed disk booting on its own and reports
+/// it"): the sample OS of `scripts/sample-os.sh` captured into package LAB00001, the USB
+/// medium built from `examples/lab-deploy.yaml` with the computer-name hook, and `tsforge try`
+/// with a blank 2 GiB disk (target disk first in the boot order, restarts allowed). The
+/// medium deploys and hands over, the restart boots the disk through the firmware entry the
+/// medium wrote, the sample OS resumes the run and powers off; `try` exits 0 and its summary
+/// says the deployed disk booted on its own and where the exit line came from. The host then
+/// checks the disk it kept (`--work`).
+#[test]
+fn readme_sample_os_deploys_and_boots_on_its_own() {
+    if !ready(true) {
+        return;
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root {
+        assert!(!required(), "the README scenario needs root (ext4 apply)");
+        eprintln!("SKIP e2e readme: needs root (ext4 apply mounts)");
+        return;
+    }
+    let d = scenario_dir("readme");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let sample = Command::new("bash")
+        .arg(repo.join("scripts/sample-os.sh"))
+        .output()
+        .unwrap();
+    assert!(
+        sample.status.success(),
+        "scripts/sample-os.sh: {}",
+        String::from_utf8_lossy(&sample.stderr)
+    );
+    let tree = String::from_utf8_lossy(&sample.stdout).trim().to_string();
+    tsforge_ok(
+        &d,
+        &["capture", &tree, "lab.tsimg", "--name", "tsforge sample OS"],
+    );
+    tsforge_ok(
+        &d,
+        &[
+            "package",
+            "build",
+            "lab.tsimg",
+            "--id",
+            "LAB00001",
+            "--out",
+            "lab-dp",
+        ],
+    );
+    let seq = repo.join("examples/lab-deploy.yaml").display().to_string();
+    let hook = repo
+        .join("hooks/ask-computer-name.sh")
+        .display()
+        .to_string();
+    tsforge_ok(
+        &d,
+        &[
+            "build",
+            "usb",
+            "--template",
+            "linux",
+            "--sequence",
+            &seq,
+            "--package",
+            "lab-dp",
+            "--hook",
+            &hook,
+            "--force",
+            "-o",
+            "usb.img",
+        ],
+    );
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tsforge"))
+        .args([
+            "try",
+            "usb.img",
+            "--disk",
+            "2G",
+            "--work",
+            "work",
+            "--timeout",
+            "900",
+        ])
+        .current_dir(&d)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"LAB-PC01\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "E2E readme (try: medium, then the deployed disk): total {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for want in [
+        "tsforge sample OS LAB-PC01: booted from",
+        "boot 1: the medium (USB disk image",
+        "the deployed disk booted on its own (target disk 0)",
+        "the sequence succeeded (runner exit code 0)",
+        "its exit line: printed on the deployed disk, target disk 0",
+    ] {
+        assert!(
+            text.contains(want),
+            "{want:?} not in the try output:\n{text}"
+        );
+    }
+    let boot2 = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("boot 2: target disk 0"))
+        .unwrap_or_else(|| panic!("no second boot from target disk 0:\n{text}"));
+    assert!(
+        boot2.contains("\"tsforge sample OS") && boot2.contains("HD(1,GPT,"),
+        "the second boot did not go through the firmware entry the medium wrote: {boot2}"
+    );
+
+    // The disk try kept: a valid GPT, clean ESP and root, the report of the FullOS step,
+    // the hand-over's line gone from inittab.
+    let disk = d.join("work/disk0.img");
+    let sgdisk = tool("sgdisk").expect("sgdisk (gdisk)");
+    let o = Command::new(sgdisk).arg("-v").arg(&disk).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("No problems found"),
+        "sgdisk -v: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let esp = d.join("esp.img");
+    partition_copy(&disk, 1, &esp);
+    let mut lo = crate::common::loopdev::Loop::attach(&disk, "e2e readme").expect("a loop device");
+    lo.add_partitions();
+    let root_dev = lo.part(2);
+    let o = Command::new(tool("e2fsck").expect("e2fsck"))
+        .arg("-fn")
+        .arg(&root_dev)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "e2fsck -fn: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let mnt = d.join("root");
+    lo.mount_ro(&root_dev, &mnt);
+    let report = std::fs::read_to_string(mnt.join("var/log/tsforge-report")).unwrap();
+    assert!(
+        report.contains("_SMSTSInWinPE=false on LAB-PC01"),
+        "{report}"
+    );
+    let inittab = std::fs::read_to_string(mnt.join("etc/inittab")).unwrap();
+    assert!(!inittab.contains("tsforge"), "{inittab}");
+    for left in ["var/lib/tsforge/handover", "_SMSTaskSequence"] {
+        assert!(
+            std::fs::symlink_metadata(mnt.join(left)).is_err(),
+            "/{left} is left on the deployed OS"
+        );
+    }
+    lo.release();
+    clean(&d);
+}
