@@ -798,3 +798,130 @@ steps:
     );
     assert_eq!(get(&format!("{id}/JoinWorkgroup")), None);
 }
+
+/// Files copied into a deployed OS from a package (SSH keys, cloud-init seeds), the ConfigMgr
+/// way: *Apply Data Image* of an image package onto the OS partition adds the image's files
+/// and keeps the others (tsforge never wipes for a data image). The partition's own root keeps
+/// its owner and mode even though the seed folder was captured with 0700 (applying the
+/// image's root metadata over a deployed `/` would lock every user out). Checked on an ext4
+/// partition of a random-filled disk with e2fsck and through a read-only mount.
+/// Page: SMS_TaskSequence_ApplyDataImageAction
+/// (<https://learn.microsoft.com/intune/configmgr/develop/reference/osd/sms_tasksequence_applydataimageaction-server-wmi-class>).
+#[test]
+fn seed_files_go_into_a_deployed_os_with_apply_data_image() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    if !is_root() || tool("mkfs.ext4").is_none() || tool("e2fsck").is_none() {
+        note("SKIP seed files: needs root, mkfs.ext4 and e2fsck");
+        return;
+    }
+    let disk = d.join("disk.img");
+    used_disk::random_disk(&disk, 64 << 20);
+    let _left = LeftOverCheck(disk.clone(), d.to_path_buf());
+    let os = d.join("os");
+    std::fs::create_dir_all(os.join("etc")).unwrap();
+    std::fs::write(os.join("etc/hostname"), "base\n").unwrap();
+    std::fs::write(os.join("etc/os-release"), "ID=debian\n").unwrap();
+    std::fs::set_permissions(&os, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let seed = d.join("seed");
+    std::fs::create_dir_all(seed.join("root/.ssh")).unwrap();
+    std::fs::create_dir_all(seed.join("etc/cloud/cloud.cfg.d")).unwrap();
+    std::fs::write(
+        seed.join("root/.ssh/authorized_keys"),
+        "ssh-ed25519 AAAA lab\n",
+    )
+    .unwrap();
+    std::fs::write(
+        seed.join("etc/cloud/cloud.cfg.d/99-lab.cfg"),
+        "datasource_list: [NoCloud]\n",
+    )
+    .unwrap();
+    for (p, m) in [
+        ("", 0o700),
+        ("root/.ssh", 0o700),
+        ("root/.ssh/authorized_keys", 0o600),
+    ] {
+        std::fs::set_permissions(seed.join(p), std::fs::Permissions::from_mode(m)).unwrap();
+    }
+    assert_eq!(tsforge(d, &["capture", "os", "os.tsimg"]).0, 0);
+    assert_eq!(tsforge(d, &["capture", "seed", "seed.tsimg"]).0, 0);
+    for (dir, id) in [("os.tsimg", "IMG00001"), ("seed.tsimg", "LAB00077")] {
+        let (code, _, err) = tsforge(d, &["package", "build", dir, "--id", id, "--out", "dp"]);
+        assert_eq!(code, 0, "{err}");
+    }
+    std::fs::write(
+        d.join("ts.yaml"),
+        r#"
+steps:
+  - name: Partition
+    type: partition-disk
+    properties:
+      DiskIndex: "0"
+      PartitionStyle: GPT
+      Partitions0Type: Primary
+      Partitions0FileSystem: ext4
+      Partitions0Size: "100"
+      Partitions0SizeUnits: "%"
+      Partitions0VolumeVariable: OSDisk
+  - name: Apply the OS files
+    type: apply-data-image
+    properties:
+      ImagePackageID: IMG00001
+      DestinationVariable: OSDisk
+  - name: Add the lab's SSH key and cloud-init seed
+    type: apply-data-image
+    properties:
+      ImagePackageID: LAB00077
+      DestinationVariable: OSDisk
+"#,
+    )
+    .unwrap();
+    let (code, _, err) = tsforge(
+        d,
+        &[
+            "run",
+            "ts.yaml",
+            "--state-dir",
+            "s",
+            "--disk",
+            "0=disk.img",
+            "--content",
+            "dp",
+        ],
+    );
+    let log = std::fs::read_to_string(d.join("s/smsts.log")).unwrap_or_default();
+    assert_eq!(code, 0, "{err}\n{log}");
+    assert!(
+        log.contains("already held files: the image was applied over them and the folder keeps its own owner, mode and times"),
+        "{log}"
+    );
+    let part = layout::read_table(&Disk::open(&disk, false).unwrap())
+        .unwrap()
+        .unwrap()
+        .partitions[0]
+        .clone();
+    check_fs(&EXT4, &disk, &part);
+    let mut v = View::new(&disk, &part, true);
+    let m = v.mount(&d.join("view"), "ext4", "ro").to_path_buf();
+    let mode = |p: &str| std::fs::metadata(m.join(p)).unwrap().mode() & 0o7777;
+    assert_eq!(
+        mode(""),
+        0o755,
+        "the deployed root took the seed folder's mode"
+    );
+    assert_eq!(mode("root/.ssh"), 0o700);
+    assert_eq!(mode("root/.ssh/authorized_keys"), 0o600);
+    assert_eq!(
+        std::fs::read_to_string(m.join("root/.ssh/authorized_keys")).unwrap(),
+        "ssh-ed25519 AAAA lab\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(m.join("etc/cloud/cloud.cfg.d/99-lab.cfg")).unwrap(),
+        "datasource_list: [NoCloud]\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(m.join("etc/hostname")).unwrap(),
+        "base\n",
+        "the OS's own files stay"
+    );
+}

@@ -609,16 +609,27 @@ pub struct DirSink {
     dir: Option<Dir>,
     /// What `finish` found skipped, until `warnings` takes it.
     warnings: Vec<String>,
+    /// The directory already held files (other than a new file system's `lost+found` and the
+    /// run's `_SMSTaskSequence`): the
+    /// image is applied over them (`force`), and the directory keeps its own owner, mode and
+    /// times — a data image or a folder of seed files applied onto a deployed OS must not make
+    /// its `/` the image's (e.g. 0700).
+    merging: bool,
 }
 
 impl DirSink {
     /// Creates `root` if needed; refuses it when it is not empty, unless `force`.
     pub fn new(root: impl Into<PathBuf>, force: bool) -> Result<DirSink> {
         let root = root.into();
+        let mut merging = false;
         match fs::symlink_metadata(&root) {
             Ok(md) if md.is_dir() => {
                 let mut rd = fs::read_dir(&root)
                     .with_context(|| format!("reading directory {}", root.display()))?;
+                merging = fs::read_dir(&root)
+                    .with_context(|| format!("reading directory {}", root.display()))?
+                    .flatten()
+                    .any(|e| e.file_name() != "lost+found" && e.file_name() != "_SMSTaskSequence");
                 if rd.next().is_some() && !force {
                     bail!(
                         "{} is not empty; apply into an empty or new directory, or pass --force \
@@ -639,6 +650,7 @@ impl DirSink {
             root,
             dir,
             warnings: Vec::new(),
+            merging,
         })
     }
 
@@ -683,6 +695,15 @@ impl TreeSink for DirSink {
         self.dir()?.symlink(path.as_str(), target, meta)
     }
     fn set_root_meta(&mut self, meta: &Meta) -> Result<()> {
+        if self.merging {
+            self.warnings.push(format!(
+                "{} already held files: the image was applied over them and the folder keeps \
+                 its own owner, mode and times (the image's root folder metadata is applied \
+                 only to an empty target)",
+                self.root.display()
+            ));
+            return Ok(());
+        }
         self.dir()?.set_dir_meta("", meta)
     }
     fn set_times(&mut self, path: &RelPath, meta: &Meta) -> Result<()> {

@@ -3,9 +3,13 @@
 //! *Apply Network Settings* do to the answer file *Apply Operating System Image* put there.
 //!
 //! - Place: `%WINDIR%\Panther\unattend.xml`, where the task asks ConfigMgr's steps put it and
-//!   one of the places Windows Setup looks for an answer file on its own (Microsoft, *Windows
-//!   Setup Automation Overview*, implicit search order; that page was not in the stored
-//!   reference when this was written, so docs/engine.md says what is not proven).
+//!   where Windows Setup keeps the answer file of an installation: "a copy of the answer file
+//!   is cached to the %WINDIR%\Panther directory of the Windows installation. You can modify
+//!   this file to … update system and control panel settings without booting the image"
+//!   (Microsoft, *Windows Setup Automation Overview*,
+//!   <https://learn.microsoft.com/en-us/previous-versions/windows/it-pro/windows-8.1-and-8/hh824950(v=win.10)>;
+//!   `%WINDIR%\Panther` is also in Setup's implicit search order, *Methods for Running Windows
+//!   Setup*, <https://technet.microsoft.com/library/dd744269.aspx>).
 //! - Shape: `<unattend xmlns="urn:schemas-microsoft-com:unattend">`, `<settings pass="…">`,
 //!   `<component name="…" processorArchitecture="…" publicKeyToken="31bf3856ad364e35"
 //!   language="neutral" versionScope="nonSxS">`, then the component's settings (Microsoft,
