@@ -32,6 +32,20 @@ const BOOT: Duration = Duration::from_secs(240);
 const RUN: Duration = Duration::from_secs(600);
 const COMPUTER_NAME: &str = "LAB-PC07";
 
+/// Whether this runs as root, which `scenario` needs for `why`; not as root: a failure under
+/// TSFORGE_REQUIRE_TOOLS (CI), else SKIP.
+fn as_root(scenario: &str, why: &str) -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root {
+        assert!(!required(), "e2e {scenario} needs root ({why})");
+        eprintln!("SKIP e2e {scenario}: needs root ({why})");
+    }
+    root
+}
+
 /// Whether this machine can run the scenarios (QEMU, OVMF, a kernel for the linux template).
 fn ready(uefi: bool) -> bool {
     let mut missing = Vec::new();
@@ -1071,16 +1085,10 @@ fn bare_metal_to_the_deployed_debian_first_boot() {
     if !ready(true) {
         return;
     }
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if !root {
-        assert!(
-            !required(),
-            "deploy-debian needs root (capture, loop devices)"
-        );
-        eprintln!("SKIP e2e deploy-debian: needs root (capture of the reference system)");
+    if !as_root(
+        "deploy-debian",
+        "capture of the reference system, loop devices",
+    ) {
         return;
     }
     let reference = crate::common::loopdev::must(
@@ -1366,13 +1374,7 @@ fn readme_sample_os_deploys_and_boots_on_its_own() {
     if !ready(true) {
         return;
     }
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if !root {
-        assert!(!required(), "the README scenario needs root (ext4 apply)");
-        eprintln!("SKIP e2e readme: needs root (ext4 apply mounts)");
+    if !as_root("readme", "the ext4 apply mounts") {
         return;
     }
     let d = scenario_dir("readme");

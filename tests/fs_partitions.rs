@@ -758,45 +758,7 @@ steps:
     let file = d.join("unattend.xml");
     std::fs::write(&file, &out.stdout).unwrap();
     let s = crate::unattend::settings(&file);
-    let get = |p: &str| crate::unattend::get(&s, p).map(str::to_string);
-    let shell = "specialize/Microsoft-Windows-Shell-Setup";
-    assert_eq!(
-        get(&format!("{shell}/ComputerName")).as_deref(),
-        Some("LAB-0099")
-    );
-    assert_eq!(
-        get(&format!("{shell}/TimeZone")).as_deref(),
-        Some("W. Europe Standard Time")
-    );
-    assert_eq!(
-        get(&format!("{shell}/RegisteredOrganization")).as_deref(),
-        Some("Contoso")
-    );
-    // The administrator's own settings, from the file the WIM carried, are still there.
-    assert_eq!(
-        get(&format!("{shell}/CopyProfile")).as_deref(),
-        Some("true")
-    );
-    let admin = "oobeSystem/Microsoft-Windows-Shell-Setup/UserAccounts/AdministratorPassword";
-    assert_eq!(get(&format!("{admin}/PlainText")).as_deref(), Some("false"));
-    assert_eq!(
-        crate::unattend::decode_admin_password(&get(&format!("{admin}/Value")).unwrap()),
-        "Adm1n!LabAdministratorPassword"
-    );
-    let id = "specialize/Microsoft-Windows-UnattendedJoin/Identification";
-    assert_eq!(
-        get(&format!("{id}/JoinDomain")).as_deref(),
-        Some("corp.contoso.com")
-    );
-    assert_eq!(
-        get(&format!("{id}/MachineObjectOU")).as_deref(),
-        Some("OU=Workstations,DC=corp,DC=contoso,DC=com")
-    );
-    assert_eq!(
-        get(&format!("{id}/Credentials/Username")).as_deref(),
-        Some("svc-join")
-    );
-    assert_eq!(get(&format!("{id}/JoinWorkgroup")), None);
+    crate::unattend::check_domain_fixture(&s, "LAB-0099");
 }
 
 /// Files copied into a deployed OS from a package (SSH keys, cloud-init seeds), the ConfigMgr

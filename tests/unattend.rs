@@ -119,6 +119,63 @@ pub(crate) fn decode_admin_password(value: &str) -> String {
     String::from_utf16(&units).unwrap()
 }
 
+/// The settings `windows-domain.xml` (the exported Apply Windows Settings and Apply Network
+/// Settings steps) merges into `admin-unattend.xml`, checked element by element: the computer
+/// name, time zone, owner, organisation, product key, the hidden administrator password, the
+/// domain join with OU and credentials (and no workgroup), and the administrator's own
+/// CopyProfile kept. Returns the hidden password value.
+pub(crate) fn check_domain_fixture(s: &[(String, String)], computer: &str) -> String {
+    let shell = "specialize/Microsoft-Windows-Shell-Setup";
+    assert_eq!(get(s, &format!("{shell}/ComputerName")), Some(computer));
+    assert_eq!(
+        get(s, &format!("{shell}/TimeZone")),
+        Some("W. Europe Standard Time")
+    );
+    assert_eq!(
+        get(s, &format!("{shell}/RegisteredOwner")),
+        Some("IT Department")
+    );
+    assert_eq!(
+        get(s, &format!("{shell}/RegisteredOrganization")),
+        Some("Contoso")
+    );
+    assert_eq!(
+        get(s, &format!("{shell}/ProductKey")),
+        Some("VK7JG-NPHTM-C97JM-9MPGT-3V66T")
+    );
+    let admin = "oobeSystem/Microsoft-Windows-Shell-Setup/UserAccounts/AdministratorPassword";
+    assert_eq!(get(s, &format!("{admin}/PlainText")), Some("false"));
+    let hidden = get(s, &format!("{admin}/Value")).unwrap();
+    assert_eq!(
+        decode_admin_password(hidden),
+        "Adm1n!LabAdministratorPassword"
+    );
+    let id = "specialize/Microsoft-Windows-UnattendedJoin/Identification";
+    assert_eq!(
+        get(s, &format!("{id}/JoinDomain")),
+        Some("corp.contoso.com")
+    );
+    assert_eq!(
+        get(s, &format!("{id}/MachineObjectOU")),
+        Some("OU=Workstations,DC=corp,DC=contoso,DC=com")
+    );
+    assert_eq!(get(s, &format!("{id}/Credentials/Domain")), Some("CORP"));
+    assert_eq!(
+        get(s, &format!("{id}/Credentials/Username")),
+        Some("svc-join")
+    );
+    // The join password has no hidden form in the answer file.
+    assert_eq!(
+        get(s, &format!("{id}/Credentials/Password")),
+        Some("J0in!Secret")
+    );
+    // JoinDomain and JoinWorkgroup cannot both be present: the administrator's workgroup went.
+    assert_eq!(get(s, &format!("{id}/JoinWorkgroup")), None);
+    // The administrator's other settings are untouched.
+    assert_eq!(get(s, &format!("{shell}/CopyProfile")), Some("true"));
+    hidden.to_string()
+}
+
 /// The exported steps merged into the administrator's answer file: domain join with OU and
 /// credentials, the administrator password hidden, their other settings untouched.
 #[test]
@@ -129,54 +186,8 @@ fn exported_steps_merge_into_the_administrators_answer_file() {
     let (code, log) = run(d, "windows-domain.xml", &["MachineName=LAB-0042"]);
     assert_eq!(code, 0, "{log}");
     let s = settings(&d.join("win/Windows/Panther/unattend.xml"));
-    let shell = "specialize/Microsoft-Windows-Shell-Setup";
-    assert_eq!(get(&s, &format!("{shell}/ComputerName")), Some("LAB-0042"));
-    assert_eq!(
-        get(&s, &format!("{shell}/TimeZone")),
-        Some("W. Europe Standard Time")
-    );
-    assert_eq!(
-        get(&s, &format!("{shell}/RegisteredOwner")),
-        Some("IT Department")
-    );
-    assert_eq!(
-        get(&s, &format!("{shell}/RegisteredOrganization")),
-        Some("Contoso")
-    );
-    assert_eq!(
-        get(&s, &format!("{shell}/ProductKey")),
-        Some("VK7JG-NPHTM-C97JM-9MPGT-3V66T")
-    );
-    let admin = "oobeSystem/Microsoft-Windows-Shell-Setup/UserAccounts/AdministratorPassword";
-    assert_eq!(get(&s, &format!("{admin}/PlainText")), Some("false"));
-    let hidden = get(&s, &format!("{admin}/Value")).unwrap();
-    assert_eq!(
-        decode_admin_password(hidden),
-        "Adm1n!LabAdministratorPassword"
-    );
-    let id = "specialize/Microsoft-Windows-UnattendedJoin/Identification";
-    assert_eq!(
-        get(&s, &format!("{id}/JoinDomain")),
-        Some("corp.contoso.com")
-    );
-    assert_eq!(
-        get(&s, &format!("{id}/MachineObjectOU")),
-        Some("OU=Workstations,DC=corp,DC=contoso,DC=com")
-    );
-    assert_eq!(get(&s, &format!("{id}/Credentials/Domain")), Some("CORP"));
-    assert_eq!(
-        get(&s, &format!("{id}/Credentials/Username")),
-        Some("svc-join")
-    );
-    // The join password has no hidden form in the answer file.
-    assert_eq!(
-        get(&s, &format!("{id}/Credentials/Password")),
-        Some("J0in!Secret")
-    );
-    // JoinDomain and JoinWorkgroup cannot both be present: the administrator's workgroup went.
-    assert_eq!(get(&s, &format!("{id}/JoinWorkgroup")), None);
-    // The administrator's other settings are untouched.
-    assert_eq!(get(&s, &format!("{shell}/CopyProfile")), Some("true"));
+    let hidden = check_domain_fixture(&s, "LAB-0042");
+    let hidden = hidden.as_str();
     let run1 = "specialize/Microsoft-Windows-Deployment/RunSynchronous/RunSynchronousCommand";
     assert_eq!(
         get(&s, &format!("{run1}/Path")),
