@@ -90,7 +90,7 @@
 //! (the cpio writer makes no device nodes), so `/init` mounts devtmpfs first and then opens
 //! the console itself.
 
-use super::{BootSpec, IsoBios, Prepared, PxeBoot, TemplateInput, UsbBios};
+use super::{secureboot, BootSpec, IsoBios, Prepared, PxeBoot, TemplateInput, UsbBios};
 use crate::cpio::{Compression, CpioBuilder};
 use crate::source::Source;
 use crate::tree::MediaTree;
@@ -257,7 +257,6 @@ pub const PROGRAM_DATA: &[(&str, &str)] = &[("/etc/mke2fs.conf", "e2fsprogs")];
 
 /// Files taken from the build machine's Debian packages.
 pub const BUSYBOX: &str = "/bin/busybox";
-pub const SYSTEMD_BOOT: &str = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi";
 pub const ISOLINUX_BIN: &str = "/usr/lib/ISOLINUX/isolinux.bin";
 pub const LDLINUX_C32: &str = "/usr/lib/syslinux/modules/bios/ldlinux.c32";
 pub const ISOHDPFX: &str = "/usr/lib/ISOLINUX/isohdpfx.bin";
@@ -274,7 +273,6 @@ const EFI_LABEL: &str = "TSFORGE-EFI";
 /// Which Debian package provides each host file, for the "missing file" errors.
 const PACKAGES: &[(&str, &str)] = &[
     (BUSYBOX, "busybox-static"),
-    (SYSTEMD_BOOT, "systemd-boot-efi"),
     (ISOLINUX_BIN, "isolinux"),
     (LDLINUX_C32, "syslinux-common"),
     (ISOHDPFX, "isolinux"),
@@ -303,7 +301,7 @@ pub fn prepare(input: &TemplateInput) -> Result<Prepared> {
              systemd-boot-efi from Debian packages and uses ldd); build linux media on Debian"
         );
     }
-    for (path, package) in PACKAGES {
+    for (path, package) in PACKAGES.iter().chain(secureboot::PACKAGES) {
         if !Path::new(path).is_file() {
             bail!("{path} is missing: the linux template needs it; apt-get install {package}");
         }
@@ -339,27 +337,19 @@ pub fn prepare(input: &TemplateInput) -> Result<Prepared> {
         &initrd,
     )?;
 
-    let loader_conf = "timeout 0\ndefault tsforge.conf\neditor no\n".to_string();
-    let entry =
-        format!("title tsforge\nlinux /{KERNEL_PATH}\ninitrd /{INITRD_PATH}\noptions {CMDLINE}\n");
+    let grub_cfg = secureboot::grub_cfg(KERNEL_PATH, INITRD_PATH, CMDLINE);
     let syslinux_cfg = format!(
         "DEFAULT tsforge\nPROMPT 0\nTIMEOUT 0\nLABEL tsforge\n  KERNEL /{KERNEL_PATH}\n  APPEND initrd=/{INITRD_PATH} {CMDLINE}\n"
     );
 
     let efi_img = input.work.join("efi.img");
+    let mut efi_files = secureboot::esp_files(&grub_cfg);
+    efi_files.push((KERNEL_PATH, Source::path(&kernel.image)));
+    efi_files.push((INITRD_PATH, Source::path(&initrd)));
     write_efi_image(
         &input.work.join("efi-root"),
         &efi_img,
-        &[
-            ("EFI/BOOT/BOOTX64.EFI", Source::path(SYSTEMD_BOOT)),
-            ("loader/loader.conf", Source::from(loader_conf.as_bytes())),
-            (
-                "loader/entries/tsforge.conf",
-                Source::from(entry.as_bytes()),
-            ),
-            (KERNEL_PATH, Source::path(&kernel.image)),
-            (INITRD_PATH, Source::path(&initrd)),
-        ],
+        &efi_files,
         input.epoch,
     )?;
 
@@ -367,9 +357,9 @@ pub fn prepare(input: &TemplateInput) -> Result<Prepared> {
     tree.add(KERNEL_PATH, Source::path(&kernel.image))?;
     tree.add(INITRD_PATH, Source::path(&initrd))?;
     tree.add(EFI_IMAGE_PATH, Source::path(&efi_img))?;
-    tree.add("EFI/BOOT/BOOTX64.EFI", Source::path(SYSTEMD_BOOT))?;
-    tree.add("loader/loader.conf", loader_conf.into_bytes())?;
-    tree.add("loader/entries/tsforge.conf", entry.into_bytes())?;
+    for (path, source) in secureboot::esp_files(&grub_cfg) {
+        tree.add(path, source)?;
+    }
     tree.add("syslinux/syslinux.cfg", syslinux_cfg.clone().into_bytes())?;
     tree.add("isolinux/isolinux.bin", Source::path(ISOLINUX_BIN))?;
     tree.add("isolinux/ldlinux.c32", Source::path(LDLINUX_C32))?;
