@@ -1,5 +1,5 @@
 //! Proof on a (virtual) machine: media built by `tsforge build` boot in QEMU (TCG, with
-//! Debian's kernel, busybox, systemd-boot, syslinux, OVMF and iPXE) and the runner deploys the
+//! Debian's kernel, busybox, shim and GRUB, syslinux, OVMF and iPXE) and the runner deploys the
 //! machine's blank disks; the host then checks those disks with independent tools (`sgdisk -v`,
 //! `fsck.fat -n`, mtools) and every applied file against the image's source.
 //!
@@ -352,7 +352,7 @@ fn clean(d: &Path) {
     }
 }
 
-/// Scenario 1: A USB image (GPT + ESP, systemd-boot) on OVMF deploys the machine's second disk.
+/// Scenario 1: A USB image (GPT + ESP, shim and GRUB) on OVMF deploys the machine's second disk.
 #[test]
 fn usb_image_uefi_deploys_the_second_disk() {
     if !ready(true) {

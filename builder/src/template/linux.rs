@@ -1,5 +1,5 @@
 //! The `linux` media template: a Debian kernel, an initramfs the builder makes (busybox, the
-//! drivers a deployment needs, the runner and `/init`), systemd-boot for UEFI and syslinux for
+//! drivers a deployment needs, the runner and `/init`), Debian's signed shim and GRUB for UEFI and syslinux for
 //! BIOS. [`prepare`] turns the sources into a [`Prepared`] tree and [`BootSpec`];
 //! `media-templates/linux/template.toml` describes the same in words (a test keeps the two in
 //! step).
@@ -62,13 +62,14 @@
 //! gzip otherwise (every kernel reads gzip). Written by [`crate::cpio`] with `input.epoch` for
 //! every timestamp, so the same inputs give the same bytes.
 //!
-//! **Boot files.** UEFI: systemd-boot (`systemd-boot-efi`) as `EFI/BOOT/BOOTX64.EFI` with
-//! `loader/loader.conf` and `loader/entries/tsforge.conf`. BIOS from USB: `syslinux/syslinux.cfg`
+//! **Boot files.** UEFI: Debian's signed chain, shim as `EFI/BOOT/BOOTX64.EFI`, the signed
+//! GRUB and MOK manager beside it and `EFI/debian/grub.cfg`, so that Secure Boot firmware
+//! starts the medium ([`super::secureboot`]). BIOS from USB: `syslinux/syslinux.cfg`
 //! (`syslinux --install` adds `ldlinux.sys` and `ldlinux.c32` of its own version). BIOS from
 //! an ISO: `isolinux/isolinux.bin`, `isolinux/ldlinux.c32` and `isolinux/isolinux.cfg`. UEFI
 //! from an ISO: `tsforge/boot/efi.img`, a FAT image made in-process by
-//! [`tsforge_runtime::disk::fatbuild`] holding systemd-boot, its configuration, the kernel and
-//! the initramfs (systemd-boot reads only its own partition, so they are on the ISO twice). Its
+//! [`tsforge_runtime::disk::fatbuild`] holding the same loader files, the kernel and
+//! the initramfs (GRUB's `root` is the partition it started from, so they are on the ISO twice). Its
 //! file times are `input.epoch`; its volume serial and label time, which the FAT code takes
 //! from `SOURCE_DATE_EPOCH` (or makes random), are then set from `input.epoch` too, so it is
 //! reproducible like the initramfs. PXE: kernel, initramfs and [`CMDLINE`] for iPXE.
@@ -76,13 +77,13 @@
 //! **Tested** (`builder/tests/linux_template.rs`): the initramfs unpacked by GNU cpio, each
 //! program run inside it with `chroot` (so only its own libraries are there), the EFI
 //! image read by dosfstools and mtools, reproducibility; opt-in QEMU tests boot the kernel
-//! directly, `efi.img` through OVMF and systemd-boot, and an ISO by BIOS (isolinux) and UEFI,
+//! directly, `efi.img` through OVMF, shim and GRUB, and an ISO by BIOS (isolinux) and UEFI,
 //! each to the runner and a power-off.
 //!
-//! **Host.** Building needs Linux (busybox-static, syslinux, systemd-boot-efi, `ldd`, and the
+//! **Host.** Building needs Linux (busybox-static, syslinux, shim-signed, grub-efi-amd64-signed, `ldd`, and the
 //! packages of the [`PROGRAMS`]); on other hosts [`prepare`] says so.
 //!
-//! Left out: Secure Boot (systemd-boot is unsigned; a shim would be needed), network setup in
+//! Left out: network setup in
 //! the initramfs (the runner gets a medium, not an address), util-linux's `partx` (the runtime
 //! falls back to busybox's `blockdev`), and the PXE
 //! payload itself (the PXE writer appends it as a second initrd unpacking under `/pxe`;
@@ -297,8 +298,9 @@ pub struct Kernel {
 pub fn prepare(input: &TemplateInput) -> Result<Prepared> {
     if !cfg!(target_os = "linux") {
         bail!(
-            "the linux template is built on a Linux machine (it takes busybox-static, syslinux and \
-             systemd-boot-efi from Debian packages and uses ldd); build linux media on Debian"
+            "the linux template is built on a Linux machine (it takes busybox-static, syslinux, \
+             shim-signed and grub-efi-amd64-signed from Debian packages and uses ldd); build linux \
+             media on Debian"
         );
     }
     for (path, package) in PACKAGES.iter().chain(secureboot::PACKAGES) {
