@@ -38,7 +38,12 @@ set -euo pipefail
 #   binutils         objcopy --strip-debug: the runner goes onto linux media without its debug
 #                    information (builder/src/template/linux.rs)
 #   busybox-static   the static busybox that is the linux template initramfs' shell and tools
-#   systemd-boot-efi systemd-bootx64.efi, the UEFI boot loader of linux media
+#   systemd-boot-efi systemd-bootx64.efi: the sample OS's loader (scripts/sample-os.sh), and the
+#                    unsigned loader the Secure Boot test shows refused (tests/e2e_qemu.rs)
+#   shim-signed grub-efi-amd64-signed   the UEFI boot chain of linux media, signed for Secure
+#                    Boot: shimx64.efi.signed (Microsoft) as BOOTX64.EFI, mmx64.efi.signed and
+#                    grubx64.efi.signed (Debian) (builder/src/template/secureboot.rs)
+#   sbsigntool       sbverify --list: builder/tests/linux_template.rs checks the signatures
 #   syslinux         the syslinux installer that makes linux USB media boot on BIOS
 #   isolinux         isolinux.bin and isohdpfx.bin: BIOS boot of linux ISOs (and isohybrid)
 #   syslinux-common  ldlinux.c32 and mbr.bin/gptmbr.bin for syslinux and isolinux
@@ -85,6 +90,9 @@ DEBIAN_PACKAGES=(
     binutils
     busybox-static
     systemd-boot-efi
+    shim-signed
+    grub-efi-amd64-signed
+    sbsigntool
     # efibootmgr: the linux template's initramfs carries it (with libefivar, libefiboot) to
     # write the deployed OS's firmware boot entry and BootNext on the target machine.
     efibootmgr

@@ -9,7 +9,8 @@ use crate::common::{repo, required, tool};
 
 fn linux_ready() -> bool {
     // The linux template needs the host's Debian kernel, busybox and boot loaders.
-    let ok = Path::new("/usr/lib/systemd/boot/efi/systemd-bootx64.efi").exists()
+    let ok = Path::new("/usr/lib/shim/shimx64.efi.signed").exists()
+        && Path::new("/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed").exists()
         && tool("busybox").is_some()
         && std::fs::read_dir("/boot")
             .map(|mut r| {
@@ -20,7 +21,7 @@ fn linux_ready() -> bool {
         if required() {
             panic!("the linux template's packages are missing; run scripts/setup.sh");
         }
-        eprintln!("SKIP linux template: linux-image-amd64/busybox-static/systemd-boot-efi missing");
+        eprintln!("SKIP linux template: linux-image-amd64/busybox-static/shim-signed/grub-efi-amd64-signed missing");
     }
     ok
 }

@@ -1,5 +1,5 @@
 //! Proof on a (virtual) machine: media built by `tsforge build` boot in QEMU (TCG, with
-//! Debian's kernel, busybox, systemd-boot, syslinux, OVMF and iPXE) and the runner deploys the
+//! Debian's kernel, busybox, shim and GRUB, syslinux, OVMF and iPXE) and the runner deploys the
 //! machine's blank disks; the host then checks those disks with independent tools (`sgdisk -v`,
 //! `fsck.fat -n`, mtools) and every applied file against the image's source.
 //!
@@ -366,7 +366,7 @@ fn clean(d: &Path) {
     }
 }
 
-/// Scenario 1: A USB image (GPT + ESP, systemd-boot) on OVMF deploys the machine's second disk.
+/// Scenario 1: A USB image (GPT + ESP, shim and GRUB) on OVMF deploys the machine's second disk.
 #[test]
 fn usb_image_uefi_deploys_the_second_disk() {
     if !ready(true) {
@@ -1524,5 +1524,139 @@ fn readme_sample_os_deploys_and_boots_on_its_own() {
         );
     }
     lo.release();
+    clean(&d);
+}
+
+/// The Secure Boot scenario's sequence: the kernel says Secure Boot is on and runs locked
+/// down (integrity), and the runner's disk work still works under lockdown: partitioning and
+/// formatting the target (raw block-device writes) and firmware variables through efibootmgr
+/// (efivarfs writes: BootNext set, then removed).
+const SECURE_BOOT: &str = r#"
+name: Secure Boot
+steps:
+  - name: Secure Boot and lockdown
+    run: 'dmesg | grep "secureboot: Secure boot enabled" && (grep -q securityfs /proc/mounts || mount -t securityfs securityfs /sys/kernel/security) && grep -F "[integrity]" /sys/kernel/security/lockdown'
+  - name: Partition the target disk
+    type: partition-disk
+    properties:
+      DiskIndex: "0"
+      PartitionStyle: GPT
+      Partitions0Type: EFI
+      Partitions0FileSystem: FAT32
+      Partitions0Size: "100"
+      Partitions0SizeUnits: "%"
+      Partitions0VolumeName: SYSTEM
+      Partitions: "1"
+  - name: Firmware variables
+    run: 'efibootmgr --bootnext 0001 && efibootmgr | grep "BootNext: 0001" && efibootmgr --delete-bootnext'
+"#;
+
+/// Scenario: Secure Boot (issue 17). OVMF with Secure Boot enforced and Microsoft's keys
+/// (OVMF_CODE_4M.secboot.fd, OVMF_VARS_4M.ms.fd, as most PCs ship) boots the linux USB image
+/// through shim, Debian's signed GRUB and signed kernel, and the sequence above exits 0. Then
+/// the same medium with an unsigned loader as EFI/BOOT/BOOTX64.EFI (Debian's systemd-boot) is
+/// refused by the same firmware: the check is real.
+#[test]
+fn secure_boot_usb_boots_signed_and_refuses_unsigned() {
+    // systemd-boot-efi's loader, not signed for Secure Boot.
+    const UNSIGNED: &str = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi";
+    if !ready(true) {
+        return;
+    }
+    let missing: Vec<&str> = [qemu::OVMF_SECBOOT_CODE, qemu::OVMF_MS_VARS, UNSIGNED]
+        .into_iter()
+        .filter(|f| !Path::new(f).is_file())
+        .collect();
+    if !missing.is_empty() {
+        assert!(
+            !required(),
+            "missing (TSFORGE_REQUIRE_TOOLS=1): {missing:?}"
+        );
+        eprintln!("SKIP e2e: missing {missing:?}");
+        return;
+    }
+    let d = scenario_dir("secure-boot");
+    std::fs::write(d.join("ts.yaml"), SECURE_BOOT).unwrap();
+    let medium = d.join("medium.img");
+    tsforge_ok(
+        &d,
+        &[
+            "build",
+            "usb",
+            "--template",
+            "linux",
+            "--sequence",
+            "ts.yaml",
+            "--force",
+            "-o",
+            medium.to_str().unwrap(),
+        ],
+    );
+    let target = blank(&d.join("target.img"), 64 << 20);
+    let cfg = config(
+        &d,
+        Firmware::UefiSecureBoot,
+        BootFrom::Disk(medium.clone()),
+        vec![target.clone()],
+        "console.log",
+    );
+    let (mut m, mut times) = start(&cfg);
+    m.expect("[1/", BOOT).unwrap();
+    times.first_step = Some(times.started.elapsed());
+    m.expect("the runner exited with code", RUN).unwrap();
+    m.wait_exit(BOOT).unwrap();
+    times.report("secure-boot");
+    let console = m.console();
+    assert_eq!(
+        qemu::runner_exit_code(&console),
+        Some(0),
+        "the sequence under Secure Boot: {console}"
+    );
+    assert!(console.contains("Welcome to GRUB!"), "{console}");
+    let sgdisk = tool("sgdisk").expect("sgdisk (gdisk)");
+    let o = Command::new(sgdisk)
+        .arg("-v")
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("No problems found"),
+        "sgdisk -v of the target partitioned under lockdown: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+
+    // The unsigned loader in place of shim, on the medium's FAT partition (at 1 MiB).
+    let o = Command::new(tool("mcopy").expect("mcopy (mtools)"))
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .arg("-o")
+        .arg("-i")
+        .arg(format!("{}@@1M", medium.display()))
+        .arg(UNSIGNED)
+        .arg("::/EFI/BOOT/BOOTX64.EFI")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut cfg = cfg;
+    cfg.console_log = d.join("console-unsigned.log");
+    let mut m = Machine::start(&cfg).unwrap();
+    let line = m.expect("Access Denied", BOOT).unwrap_or_else(|e| {
+        panic!(
+            "the unsigned loader was not refused: {e:#}\n{}",
+            m.console()
+        )
+    });
+    m.kill();
+    let refused = qemu::boot_events(&m.console(), &cfg.devices());
+    assert!(
+        refused.iter().any(|e| e.device == qemu::BootDevice::Medium
+            && e.failed.as_deref() == Some("Access Denied")),
+        "{line}\n{refused:?}"
+    );
+    assert!(
+        !refused
+            .iter()
+            .any(|e| e.device == qemu::BootDevice::Medium && e.failed.is_none()),
+        "the firmware started the unsigned loader: {refused:?}"
+    );
     clean(&d);
 }

@@ -10,10 +10,11 @@ use std::process::Command;
 use crate::common::fixed_time::tsforge_text;
 use crate::common::{repo, required, tool};
 
-/// The linux template needs the host's kernel, busybox, systemd-boot and syslinux; mtools and
+/// The linux template needs the host's kernel, busybox, shim, GRUB and syslinux; mtools and
 /// xorriso read and change the media.
 fn ready() -> bool {
-    let template = Path::new("/usr/lib/systemd/boot/efi/systemd-bootx64.efi").exists()
+    let template = Path::new("/usr/lib/shim/shimx64.efi.signed").exists()
+        && Path::new("/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed").exists()
         && tool("busybox").is_some()
         && tool("syslinux").is_some()
         && std::fs::read_dir("/boot")
@@ -25,7 +26,7 @@ fn ready() -> bool {
         if required() {
             panic!("the linux template's packages are missing; run scripts/setup.sh");
         }
-        eprintln!("SKIP: linux-image-amd64/busybox-static/systemd-boot-efi/syslinux missing");
+        eprintln!("SKIP: linux-image-amd64/busybox-static/shim-signed/grub-efi-amd64-signed/syslinux missing");
         return false;
     }
     ["mcopy", "mattrib", "xorriso", "sha256sum"]
@@ -147,8 +148,10 @@ fn usb_boot_loader_boot_code_and_added_files_are_covered_by_the_signature() {
         "syslinux/ldlinux.c32",
         "syslinux/syslinux.cfg",
         "tsforge/boot-regions",
-        "loader/entries/tsforge.conf",
+        "EFI/debian/grub.cfg",
         "EFI/BOOT/BOOTX64.EFI",
+        "EFI/BOOT/grubx64.efi",
+        "EFI/BOOT/mmx64.efi",
     ] {
         assert!(
             manifest.contains(&format!("  {f}\n")),
@@ -178,7 +181,7 @@ fn usb_boot_loader_boot_code_and_added_files_are_covered_by_the_signature() {
 
     // Each change on its own copy of the image: named, exit 1.
     type Tamper = fn(&Path, &Path);
-    let cases: [(&str, Tamper, &str); 5] = [
+    let cases: [(&str, Tamper, &str); 6] = [
         (
             "ldlinux.sys",
             |d, img| change_on_fat(d, img, "syslinux/ldlinux.sys"),
@@ -199,9 +202,18 @@ fn usb_boot_loader_boot_code_and_added_files_are_covered_by_the_signature() {
             "boot region MBR boot code (bytes 0-439)",
         ),
         (
-            "added boot entry",
-            |d, img| add_on_fat(d, img, "loader/entries/00-evil.conf"),
-            "loader/entries/00-evil.conf: not in the manifest",
+            "signed GRUB",
+            |d, img| change_on_fat(d, img, "EFI/BOOT/grubx64.efi"),
+            "EFI/BOOT/grubx64.efi: sha256",
+        ),
+        (
+            // Debian's signed GRUB reads $prefix/x86_64-efi/grub.cfg before $prefix/grub.cfg.
+            "added GRUB configuration",
+            |d, img| {
+                mtools("mmd", img, &["::/EFI/debian/x86_64-efi"]);
+                add_on_fat(d, img, "EFI/debian/x86_64-efi/grub.cfg")
+            },
+            "EFI/debian/x86_64-efi/grub.cfg: not in the manifest",
         ),
         (
             "added EFI program",
@@ -324,12 +336,12 @@ fn a_pxe_marker_added_to_a_medium_does_not_excuse_missing_boot_files() {
     let (code, out) = verify(d, "folder");
     assert_eq!(code, 0, "{out}");
     std::fs::write(d.join("folder/tsforge-pxe.txt"), "pxe").unwrap();
-    std::fs::remove_file(d.join("folder/loader/entries/tsforge.conf")).unwrap();
+    std::fs::remove_file(d.join("folder/EFI/debian/grub.cfg")).unwrap();
     let (code, out) = verify(d, "folder");
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("tsforge-pxe.txt: not in the manifest")
-            && out.contains("loader/entries/tsforge.conf: missing"),
+            && out.contains("EFI/debian/grub.cfg: missing"),
         "{out}"
     );
 }

@@ -30,6 +30,28 @@ pub enum Firmware {
     Bios,
     /// OVMF (Debian's `ovmf`), with a private copy of its variable store.
     Uefi,
+    /// OVMF built with Secure Boot ([`OVMF_SECBOOT_CODE`]) and a variable store holding
+    /// Microsoft's keys with Secure Boot enforced ([`OVMF_MS_VARS`]), as on most PCs. That
+    /// firmware needs System Management Mode, so the machine is a `q35` with `smm=on` and
+    /// its flash protected (`cfi.pflash01` `secure=on`): Debian's ovmf README.Debian. On q35
+    /// an ISO is on the AHCI controller ([`AHCI_SLOT`]), and PCI slot 0x1f is not free.
+    UefiSecureBoot,
+}
+
+impl Firmware {
+    /// OVMF, with or without Secure Boot.
+    pub fn is_uefi(self) -> bool {
+        matches!(self, Firmware::Uefi | Firmware::UefiSecureBoot)
+    }
+
+    /// The firmware code and the variable-store template it starts from (`None`: BIOS).
+    pub fn ovmf_files(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Firmware::Bios => None,
+            Firmware::Uefi => Some((OVMF_CODE, OVMF_VARS)),
+            Firmware::UefiSecureBoot => Some((OVMF_SECBOOT_CODE, OVMF_MS_VARS)),
+        }
+    }
 }
 
 /// What the machine boots from.
@@ -65,6 +87,11 @@ pub const GUEST_FORWARD_ADDR: &str = "10.0.2.100";
 /// OVMF's firmware and variable store templates (Debian's `ovmf`).
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE.fd";
 pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS.fd";
+/// OVMF with Secure Boot support (4 MiB flash; needs SMM), Debian's `ovmf`.
+pub const OVMF_SECBOOT_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
+/// Its variable store with Microsoft's keys enrolled (KEK, db: the Windows and UEFI CAs) and
+/// Secure Boot on.
+pub const OVMF_MS_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
 
 /// The fixed PCI slots of the machine's devices (QEMU's `pc` machine: slot 0 is the host
 /// bridge, 1 the PIIX ISA/IDE/USB functions, 2 the display adapter), so that a firmware boot
@@ -79,6 +106,9 @@ pub const LAST_SLOT: u8 = 0x1f;
 /// An ISO medium is the secondary IDE master (`-device ide-cd,bus=ide.1,unit=0`), on the PIIX
 /// IDE function: OVMF names it `PciRoot(0x0)/Pci(0x1,0x1)/Ata(Secondary,Master,0x0)`.
 pub const IDE_SLOT: (u8, u8) = (0x1, 0x1);
+/// On the `q35` machine ([`Firmware::UefiSecureBoot`]) the same `bus=ide.1` is port 1 of the
+/// ICH9 AHCI controller: `PciRoot(0x0)/Pci(0x1F,0x2)/Sata(0x1,0xFFFF,0x0)`.
+pub const AHCI_SLOT: (u8, u8) = (0x1f, 0x2);
 
 /// How to run one virtual machine.
 #[derive(Debug, Clone)]
@@ -167,8 +197,8 @@ impl MachineConfig {
         if !self.reboot {
             a.push("-no-reboot".into());
         }
-        if self.firmware == Firmware::Uefi {
-            for f in [OVMF_CODE, OVMF_VARS] {
+        if let Some((code, template)) = self.firmware.ovmf_files() {
+            for f in [code, template] {
                 if !Path::new(f).is_file() {
                     bail!("{f} is missing: UEFI needs OVMF (apt-get install ovmf)");
                 }
@@ -177,15 +207,27 @@ impl MachineConfig {
                 .with_context(|| format!("creating {}", self.work_dir.display()))?;
             let vars = self.vars_file();
             if !(self.keep_vars && vars.is_file()) {
-                std::fs::copy(OVMF_VARS, &vars)
-                    .with_context(|| format!("copying {OVMF_VARS} to {}", vars.display()))?;
+                std::fs::copy(template, &vars)
+                    .with_context(|| format!("copying {template} to {}", vars.display()))?;
+            }
+            if self.firmware == Firmware::UefiSecureBoot {
+                a.push("-machine".into());
+                a.push("q35,smm=on".into());
+                a.push("-global".into());
+                a.push("driver=cfi.pflash01,property=secure,value=on".into());
             }
             a.push("-drive".into());
-            a.push(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"));
+            a.push(format!("if=pflash,format=raw,readonly=on,file={code}"));
             a.push("-drive".into());
             a.push(format!("if=pflash,format=raw,file={}", vars.display()));
         }
-        let max_disks = usize::from(LAST_SLOT - FIRST_DISK_SLOT) + 1;
+        // q35's ICH9 functions are in the last slot.
+        let last_slot = if self.firmware == Firmware::UefiSecureBoot {
+            LAST_SLOT - 1
+        } else {
+            LAST_SLOT
+        };
+        let max_disks = usize::from(last_slot - FIRST_DISK_SLOT) + 1;
         if self.disks.len() > max_disks {
             bail!(
                 "{} target disks were given and the virtual machine has PCI slots for {max_disks}",
@@ -715,7 +757,9 @@ fn device_of(
         return match (&devices.medium, slot) {
             (MediumKind::Disk(_), MEDIUM_SLOT) => Some(BootDevice::Medium),
             (MediumKind::Pxe, NIC_SLOT) => Some(BootDevice::Medium),
-            (MediumKind::Cdrom, _) if (slot, func) == IDE_SLOT => Some(BootDevice::Medium),
+            (MediumKind::Cdrom, _) if (slot, func) == IDE_SLOT || (slot, func) == AHCI_SLOT => {
+                Some(BootDevice::Medium)
+            }
             _ if slot >= FIRST_DISK_SLOT
                 && usize::from(slot - FIRST_DISK_SLOT) < devices.disks.len() =>
             {
@@ -961,6 +1005,58 @@ pub(crate) mod tests {
         cfg.disks = (0..28).map(|i| format!("/d/{i}.img").into()).collect();
         let e = cfg.args().unwrap_err().to_string();
         assert!(e.contains("28 target disks") && e.contains("for 27"), "{e}");
+    }
+
+    /// Secure Boot: Debian's Secure Boot OVMF with Microsoft's keys needs SMM, so a q35
+    /// machine with `smm=on` and secure flash (Debian's ovmf README.Debian); the variable
+    /// store starts from OVMF_VARS_4M.ms.fd; an ISO on q35's AHCI port is named the medium;
+    /// slot 0x1f (ICH9) is not given to a disk.
+    #[test]
+    fn secure_boot_machines_are_q35_with_smm_and_microsofts_keys() {
+        if !Path::new(OVMF_SECBOOT_CODE).is_file() || !Path::new(OVMF_MS_VARS).is_file() {
+            eprintln!("SKIP: {OVMF_SECBOOT_CODE} or {OVMF_MS_VARS} missing (apt-get install ovmf)");
+            return;
+        }
+        let w = tempfile::tempdir().unwrap();
+        let mut cfg = MachineConfig::new(
+            Firmware::UefiSecureBoot,
+            BootFrom::Cdrom("/m/x.iso".into()),
+            w.path().into(),
+        );
+        let a = cfg.args().unwrap().join(" ");
+        assert!(a.contains("-machine q35,smm=on"), "{a}");
+        assert!(
+            a.contains("-global driver=cfi.pflash01,property=secure,value=on"),
+            "{a}"
+        );
+        assert!(
+            a.contains(&format!(
+                "if=pflash,format=raw,readonly=on,file={OVMF_SECBOOT_CODE}"
+            )),
+            "{a}"
+        );
+        assert_eq!(
+            std::fs::read(cfg.vars_file()).unwrap(),
+            std::fs::read(OVMF_MS_VARS).unwrap()
+        );
+        assert!(Firmware::UefiSecureBoot.is_uefi() && !Firmware::Bios.is_uefi());
+        let plain = MachineConfig::new(
+            Firmware::Uefi,
+            BootFrom::Cdrom("/m/x.iso".into()),
+            w.path().join("plain"),
+        );
+        let a = plain.args().unwrap().join(" ");
+        assert!(!a.contains("q35") && !a.contains("smm"), "{a}");
+
+        let events = boot_events(
+            "BdsDxe: starting Boot0001 \"UEFI QEMU DVD-ROM QM00003 \" from PciRoot(0x0)/Pci(0x1F,0x2)/Sata(0x1,0xFFFF,0x0)\r\n",
+            &cfg.devices(),
+        );
+        assert_eq!(events[0].device, BootDevice::Medium);
+
+        cfg.disks = (0..27).map(|i| format!("/d/{i}.img").into()).collect();
+        let e = cfg.args().unwrap_err().to_string();
+        assert!(e.contains("27 target disks") && e.contains("for 26"), "{e}");
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub struct TryCmd {
     /// Boot with BIOS firmware (SeaBIOS)
     #[arg(long)]
     pub bios: bool,
+    /// Boot with UEFI firmware enforcing Secure Boot with Microsoft's keys, as most PCs ship
+    /// (OVMF's OVMF_CODE_4M.secboot.fd and OVMF_VARS_4M.ms.fd on a q35 machine)
+    #[arg(long, conflicts_with_all = ["bios", "uefi"])]
+    pub secure_boot: bool,
     /// A target disk: a size for a blank one (e.g. 8G, 512M), or an existing raw image file
     /// (used in place, so it keeps what the run wrote). Repeatable; default one blank 8G disk
     #[arg(long = "disk", value_name = "SIZE|PATH")]
@@ -182,6 +186,8 @@ pub fn dispatch(c: TryCmd) -> Result<Exit> {
     let boot = boot_from(&c.medium, c.pxe)?;
     let firmware = if c.bios {
         Firmware::Bios
+    } else if c.secure_boot {
+        Firmware::UefiSecureBoot
     } else if c.uefi || Path::new(qemu::OVMF_CODE).is_file() {
         Firmware::Uefi
     } else {
@@ -249,6 +255,7 @@ pub fn dispatch(c: TryCmd) -> Result<Exit> {
         match firmware {
             Firmware::Bios => "BIOS",
             Firmware::Uefi => "UEFI",
+            Firmware::UefiSecureBoot => "UEFI (Secure Boot enforced, Microsoft's keys)",
         },
         c.memory,
         disks.len()
@@ -412,6 +419,17 @@ impl BootReport {
                 })
                 .collect();
             lines.push(format!("not bootable when tried: {}", skipped.join(", ")));
+            // OVMF's status when an image's signature is not trusted (Secure Boot's db/dbx).
+            if events
+                .iter()
+                .any(|e| e.failed.as_deref() == Some("Access Denied"))
+            {
+                lines.push(
+                    "\"Access Denied\": Secure Boot refused a boot loader that is not signed by a \
+                     key the firmware trusts"
+                        .into(),
+                );
+            }
         }
         lines.push(format!("restarts: {}", started.len().saturating_sub(1)));
         lines.push(match (deployed, medium_runner) {
@@ -526,6 +544,27 @@ mod tests {
             "{text}"
         );
         assert_eq!(r.exit_phase, "printed on the deployed disk, target disk 0");
+    }
+
+    /// OVMF's line when Secure Boot refuses an unsigned loader (measured with
+    /// OVMF_CODE_4M.secboot.fd, OVMF_VARS_4M.ms.fd and systemd-boot as BOOTX64.EFI).
+    #[test]
+    fn the_summary_says_when_secure_boot_refused_the_medium() {
+        let d = tempfile::tempdir().unwrap();
+        let console = "BdsDxe: loading Boot0001 \"UEFI Misc Device\" from PciRoot(0x0)/Pci(0x4,0x0)\r\n\
+             BdsDxe: failed to load Boot0001 \"UEFI Misc Device\" from PciRoot(0x0)/Pci(0x4,0x0): Access Denied\r\n";
+        let r = BootReport::read(
+            console,
+            &devices(d.path()),
+            Firmware::UefiSecureBoot,
+            "USB disk image u.img",
+        );
+        let text = r.lines.join("\n");
+        assert!(
+            text.contains("not bootable when tried: the medium (Access Denied)"),
+            "{text}"
+        );
+        assert!(text.contains("Secure Boot refused a boot loader"), "{text}");
     }
 
     #[test]

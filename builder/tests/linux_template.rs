@@ -3,7 +3,7 @@
 //! `chroot` runs the OS-deployment programs inside it, `fsck.fat -n`, `mdir` and `mcopy` read
 //! the EFI image. The runner is this test executable (a dynamically linked glibc program, like
 //! a `cargo build` of tsforge). Needs the packages scripts/setup.sh installs (linux-image-amd64,
-//! busybox-static, systemd-boot-efi, syslinux, isolinux, syslinux-common, e2fsprogs,
+//! busybox-static, shim-signed, grub-efi-amd64-signed, syslinux, isolinux, syslinux-common, e2fsprogs,
 //! xfsprogs, dosfstools, ntfs-3g, wimtools); without them the tests print SKIP, or fail under
 //! TSFORGE_REQUIRE_TOOLS=1.
 
@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use tsforge_builder::template::linux::{self, Kernel};
+use tsforge_builder::template::secureboot;
 use tsforge_builder::template::{PxeBoot, TemplateInput, UsbBios};
 
 const T0: i64 = 1_700_000_000;
@@ -20,7 +21,9 @@ const T0: i64 = 1_700_000_000;
 fn host_ready() -> Option<Kernel> {
     let missing: Vec<&str> = [
         linux::BUSYBOX,
-        linux::SYSTEMD_BOOT,
+        secureboot::SHIM,
+        secureboot::MOK_MANAGER,
+        secureboot::GRUB,
         linux::ISOLINUX_BIN,
         linux::LDLINUX_C32,
         linux::ISOHDPFX,
@@ -133,8 +136,9 @@ fn host_kernel_media() {
         linux::INITRD_PATH,
         linux::EFI_IMAGE_PATH,
         "EFI/BOOT/BOOTX64.EFI",
-        "loader/loader.conf",
-        "loader/entries/tsforge.conf",
+        "EFI/BOOT/grubx64.efi",
+        "EFI/BOOT/mmx64.efi",
+        "EFI/debian/grub.cfg",
         "syslinux/syslinux.cfg",
         "isolinux/isolinux.bin",
         "isolinux/ldlinux.c32",
@@ -189,7 +193,14 @@ fn host_kernel_media() {
         "{cfg}"
     );
     assert_eq!(cfg, read("isolinux/isolinux.cfg"));
-    assert!(read("loader/loader.conf").contains("default tsforge.conf"));
+    // GRUB's one entry boots the same kernel, initramfs and command line as syslinux.
+    let grub = read("EFI/debian/grub.cfg");
+    assert!(
+        grub.contains(&format!("linux /tsforge/boot/vmlinuz {}\n", linux::CMDLINE)),
+        "{grub}"
+    );
+    assert!(grub.contains("initrd /tsforge/boot/initrd.img\n"), "{grub}");
+    assert!(grub.contains("set timeout=0\n"), "{grub}");
 
     // The initramfs, unpacked by zstd/gzip and GNU cpio.
     let initrd = work.join("initrd.img");
@@ -228,9 +239,33 @@ fn host_kernel_media() {
             ],
         );
         assert!(std::fs::read(&out).unwrap() == std::fs::read(&initrd).unwrap());
-        let entry = mtools("mtype", &["-i", efi_s, "::/loader/entries/tsforge.conf"]).unwrap();
-        assert!(entry.contains("linux /tsforge/boot/vmlinuz"), "{entry}");
-        assert!(entry.contains("initrd /tsforge/boot/initrd.img"), "{entry}");
+        let entry = mtools("mtype", &["-i", efi_s, "::/EFI/debian/grub.cfg"]).unwrap();
+        assert_eq!(entry, grub);
+        // The signed chain, byte for byte: shim as the removable-media loader, Debian's
+        // signed GRUB beside it (the name shim starts), shim's MOK manager.
+        for (inside, host) in [
+            ("::/EFI/BOOT/BOOTX64.EFI", secureboot::SHIM),
+            ("::/EFI/BOOT/grubx64.efi", secureboot::GRUB),
+            ("::/EFI/BOOT/mmx64.efi", secureboot::MOK_MANAGER),
+        ] {
+            let out = tmp.path().join("loader.copy");
+            mtools("mcopy", &["-o", "-i", efi_s, inside, out.to_str().unwrap()]);
+            assert!(
+                std::fs::read(&out).unwrap() == std::fs::read(host).unwrap(),
+                "{inside} is not {host}"
+            );
+            // Signed (sbsigntool's sbverify, when installed): shim by Microsoft's UEFI CA,
+            // GRUB and the MOK manager by Debian's Secure Boot CA.
+            if let Some(sbverify) = tool("sbverify") {
+                let list = run(Command::new(sbverify).arg("--list").arg(&out));
+                let issuer = if host == secureboot::SHIM {
+                    "Microsoft Corporation UEFI CA 2011"
+                } else {
+                    "Debian Secure Boot CA"
+                };
+                assert!(list.contains(issuer), "{inside}: {list}");
+            }
+        }
     }
 
     // Reproducible: the same inputs and epoch give the same bytes.
@@ -723,7 +758,9 @@ fn template_toml_matches_the_code() {
     assert_eq!(list("initramfs", "applets"), linux::APPLETS);
     for (key, value) in [
         ("busybox", linux::BUSYBOX),
-        ("systemd_boot", linux::SYSTEMD_BOOT),
+        ("shim", secureboot::SHIM),
+        ("mok_manager", secureboot::MOK_MANAGER),
+        ("grub", secureboot::GRUB),
         ("isolinux", linux::ISOLINUX_BIN),
         ("ldlinux", linux::LDLINUX_C32),
         ("isohdpfx", linux::ISOHDPFX),
@@ -796,7 +833,8 @@ fn echo_runner_and_medium(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 /// Opt-in UEFI boot test: OVMF boots `tsforge/boot/efi.img` as a disk, so the firmware starts
-/// `EFI/BOOT/BOOTX64.EFI` (systemd-boot), which reads `loader/` and loads kernel and initrd from
+/// `EFI/BOOT/BOOTX64.EFI` (shim), which starts Debian's signed GRUB, which reads
+/// `EFI/debian/grub.cfg` and loads kernel and initrd from
 /// the image. The entry's options are first replaced (with mtools, in a copy) by a serial-only
 /// console, because the template's `console=tty0` (last, so the screen) sends `/init`'s output
 /// where `-nographic` cannot show it.
@@ -824,10 +862,14 @@ fn qemu_uefi_boots_the_efi_image() {
     let (work, medium) = echo_runner_and_medium(tmp.path());
     let efi = tmp.path().join("efi-copy.img");
     std::fs::copy(work.join("efi.img"), &efi).unwrap();
-    let entry = tmp.path().join("tsforge.conf");
+    let entry = tmp.path().join("grub.cfg");
     std::fs::write(
         &entry,
-        "title tsforge\nlinux /tsforge/boot/vmlinuz\ninitrd /tsforge/boot/initrd.img\noptions console=ttyS0,115200\n",
+        secureboot::grub_cfg(
+            linux::KERNEL_PATH,
+            linux::INITRD_PATH,
+            "console=ttyS0,115200",
+        ),
     )
     .unwrap();
     run(Command::new(mcopy)
@@ -835,7 +877,7 @@ fn qemu_uefi_boots_the_efi_image() {
         .args(["-o", "-i"])
         .arg(&efi)
         .arg(&entry)
-        .arg("::/loader/entries/tsforge.conf"));
+        .arg(format!("::/{}", secureboot::GRUB_CFG_PATH)));
     let vars = tmp.path().join("OVMF_VARS.fd");
     std::fs::copy("/usr/share/OVMF/OVMF_VARS.fd", &vars).unwrap();
 
@@ -863,7 +905,7 @@ fn qemu_uefi_boots_the_efi_image() {
 
 /// Opt-in ISO boot test: the prepared tree plus `tsforge/media.toml`, written by
 /// `tsforge_builder::iso` with the El Torito entries and hybrid MBR the [`BootSpec`] names,
-/// boots in QEMU from a CD-ROM under BIOS (isolinux) and, with OVMF, under UEFI (systemd-boot
+/// boots in QEMU from a CD-ROM under BIOS (isolinux) and, with OVMF, under UEFI (shim and GRUB
 /// in `efi.img`), and `/init` finds the medium on the CD (sr_mod, cdrom, isofs). As in the
 /// UEFI test, the boot configurations get a serial-only console first (isolinux.cfg in the
 /// tree; the entry inside a copy of efi.img, with mtools).
@@ -896,10 +938,10 @@ fn qemu_iso_boots_bios_and_uefi() {
         .unwrap();
     let efi = tmp.path().join("efi-copy.img");
     std::fs::copy(work.join("efi.img"), &efi).unwrap();
-    let entry = tmp.path().join("tsforge.conf");
+    let entry = tmp.path().join("grub.cfg");
     std::fs::write(
         &entry,
-        format!("title tsforge\nlinux /tsforge/boot/vmlinuz\ninitrd /tsforge/boot/initrd.img\noptions {serial}\n"),
+        secureboot::grub_cfg(linux::KERNEL_PATH, linux::INITRD_PATH, serial),
     )
     .unwrap();
     run(Command::new(mcopy)
@@ -907,7 +949,7 @@ fn qemu_iso_boots_bios_and_uefi() {
         .args(["-o", "-i"])
         .arg(&efi)
         .arg(&entry)
-        .arg("::/loader/entries/tsforge.conf"));
+        .arg(format!("::/{}", secureboot::GRUB_CFG_PATH)));
     let boot = &prepared.boot;
     prepared
         .tree

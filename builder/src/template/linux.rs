@@ -1,5 +1,5 @@
 //! The `linux` media template: a Debian kernel, an initramfs the builder makes (busybox, the
-//! drivers a deployment needs, the runner and `/init`), systemd-boot for UEFI and syslinux for
+//! drivers a deployment needs, the runner and `/init`), Debian's signed shim and GRUB for UEFI and syslinux for
 //! BIOS. [`prepare`] turns the sources into a [`Prepared`] tree and [`BootSpec`];
 //! `media-templates/linux/template.toml` describes the same in words (a test keeps the two in
 //! step).
@@ -62,13 +62,14 @@
 //! gzip otherwise (every kernel reads gzip). Written by [`crate::cpio`] with `input.epoch` for
 //! every timestamp, so the same inputs give the same bytes.
 //!
-//! **Boot files.** UEFI: systemd-boot (`systemd-boot-efi`) as `EFI/BOOT/BOOTX64.EFI` with
-//! `loader/loader.conf` and `loader/entries/tsforge.conf`. BIOS from USB: `syslinux/syslinux.cfg`
+//! **Boot files.** UEFI: Debian's signed chain, shim as `EFI/BOOT/BOOTX64.EFI`, the signed
+//! GRUB and MOK manager beside it and `EFI/debian/grub.cfg`, so that Secure Boot firmware
+//! starts the medium ([`super::secureboot`]). BIOS from USB: `syslinux/syslinux.cfg`
 //! (`syslinux --install` adds `ldlinux.sys` and `ldlinux.c32` of its own version). BIOS from
 //! an ISO: `isolinux/isolinux.bin`, `isolinux/ldlinux.c32` and `isolinux/isolinux.cfg`. UEFI
 //! from an ISO: `tsforge/boot/efi.img`, a FAT image made in-process by
-//! [`tsforge_runtime::disk::fatbuild`] holding systemd-boot, its configuration, the kernel and
-//! the initramfs (systemd-boot reads only its own partition, so they are on the ISO twice). Its
+//! [`tsforge_runtime::disk::fatbuild`] holding the same loader files, the kernel and
+//! the initramfs (GRUB's `root` is the partition it started from, so they are on the ISO twice). Its
 //! file times are `input.epoch`; its volume serial and label time, which the FAT code takes
 //! from `SOURCE_DATE_EPOCH` (or makes random), are then set from `input.epoch` too, so it is
 //! reproducible like the initramfs. PXE: kernel, initramfs and [`CMDLINE`] for iPXE.
@@ -76,13 +77,13 @@
 //! **Tested** (`builder/tests/linux_template.rs`): the initramfs unpacked by GNU cpio, each
 //! program run inside it with `chroot` (so only its own libraries are there), the EFI
 //! image read by dosfstools and mtools, reproducibility; opt-in QEMU tests boot the kernel
-//! directly, `efi.img` through OVMF and systemd-boot, and an ISO by BIOS (isolinux) and UEFI,
+//! directly, `efi.img` through OVMF, shim and GRUB, and an ISO by BIOS (isolinux) and UEFI,
 //! each to the runner and a power-off.
 //!
-//! **Host.** Building needs Linux (busybox-static, syslinux, systemd-boot-efi, `ldd`, and the
+//! **Host.** Building needs Linux (busybox-static, syslinux, shim-signed, grub-efi-amd64-signed, `ldd`, and the
 //! packages of the [`PROGRAMS`]); on other hosts [`prepare`] says so.
 //!
-//! Left out: Secure Boot (systemd-boot is unsigned; a shim would be needed), network setup in
+//! Left out: network setup in
 //! the initramfs (the runner gets a medium, not an address), util-linux's `partx` (the runtime
 //! falls back to busybox's `blockdev`), and the PXE
 //! payload itself (the PXE writer appends it as a second initrd unpacking under `/pxe`;
@@ -90,7 +91,7 @@
 //! (the cpio writer makes no device nodes), so `/init` mounts devtmpfs first and then opens
 //! the console itself.
 
-use super::{BootSpec, IsoBios, Prepared, PxeBoot, TemplateInput, UsbBios};
+use super::{secureboot, BootSpec, IsoBios, Prepared, PxeBoot, TemplateInput, UsbBios};
 use crate::cpio::{Compression, CpioBuilder};
 use crate::source::Source;
 use crate::tree::MediaTree;
@@ -257,7 +258,6 @@ pub const PROGRAM_DATA: &[(&str, &str)] = &[("/etc/mke2fs.conf", "e2fsprogs")];
 
 /// Files taken from the build machine's Debian packages.
 pub const BUSYBOX: &str = "/bin/busybox";
-pub const SYSTEMD_BOOT: &str = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi";
 pub const ISOLINUX_BIN: &str = "/usr/lib/ISOLINUX/isolinux.bin";
 pub const LDLINUX_C32: &str = "/usr/lib/syslinux/modules/bios/ldlinux.c32";
 pub const ISOHDPFX: &str = "/usr/lib/ISOLINUX/isohdpfx.bin";
@@ -274,7 +274,6 @@ const EFI_LABEL: &str = "TSFORGE-EFI";
 /// Which Debian package provides each host file, for the "missing file" errors.
 const PACKAGES: &[(&str, &str)] = &[
     (BUSYBOX, "busybox-static"),
-    (SYSTEMD_BOOT, "systemd-boot-efi"),
     (ISOLINUX_BIN, "isolinux"),
     (LDLINUX_C32, "syslinux-common"),
     (ISOHDPFX, "isolinux"),
@@ -299,11 +298,12 @@ pub struct Kernel {
 pub fn prepare(input: &TemplateInput) -> Result<Prepared> {
     if !cfg!(target_os = "linux") {
         bail!(
-            "the linux template is built on a Linux machine (it takes busybox-static, syslinux and \
-             systemd-boot-efi from Debian packages and uses ldd); build linux media on Debian"
+            "the linux template is built on a Linux machine (it takes busybox-static, syslinux, \
+             shim-signed and grub-efi-amd64-signed from Debian packages and uses ldd); build linux \
+             media on Debian"
         );
     }
-    for (path, package) in PACKAGES {
+    for (path, package) in PACKAGES.iter().chain(secureboot::PACKAGES) {
         if !Path::new(path).is_file() {
             bail!("{path} is missing: the linux template needs it; apt-get install {package}");
         }
@@ -339,27 +339,19 @@ pub fn prepare(input: &TemplateInput) -> Result<Prepared> {
         &initrd,
     )?;
 
-    let loader_conf = "timeout 0\ndefault tsforge.conf\neditor no\n".to_string();
-    let entry =
-        format!("title tsforge\nlinux /{KERNEL_PATH}\ninitrd /{INITRD_PATH}\noptions {CMDLINE}\n");
+    let grub_cfg = secureboot::grub_cfg(KERNEL_PATH, INITRD_PATH, CMDLINE);
     let syslinux_cfg = format!(
         "DEFAULT tsforge\nPROMPT 0\nTIMEOUT 0\nLABEL tsforge\n  KERNEL /{KERNEL_PATH}\n  APPEND initrd=/{INITRD_PATH} {CMDLINE}\n"
     );
 
     let efi_img = input.work.join("efi.img");
+    let mut efi_files = secureboot::esp_files(&grub_cfg);
+    efi_files.push((KERNEL_PATH, Source::path(&kernel.image)));
+    efi_files.push((INITRD_PATH, Source::path(&initrd)));
     write_efi_image(
         &input.work.join("efi-root"),
         &efi_img,
-        &[
-            ("EFI/BOOT/BOOTX64.EFI", Source::path(SYSTEMD_BOOT)),
-            ("loader/loader.conf", Source::from(loader_conf.as_bytes())),
-            (
-                "loader/entries/tsforge.conf",
-                Source::from(entry.as_bytes()),
-            ),
-            (KERNEL_PATH, Source::path(&kernel.image)),
-            (INITRD_PATH, Source::path(&initrd)),
-        ],
+        &efi_files,
         input.epoch,
     )?;
 
@@ -367,9 +359,9 @@ pub fn prepare(input: &TemplateInput) -> Result<Prepared> {
     tree.add(KERNEL_PATH, Source::path(&kernel.image))?;
     tree.add(INITRD_PATH, Source::path(&initrd))?;
     tree.add(EFI_IMAGE_PATH, Source::path(&efi_img))?;
-    tree.add("EFI/BOOT/BOOTX64.EFI", Source::path(SYSTEMD_BOOT))?;
-    tree.add("loader/loader.conf", loader_conf.into_bytes())?;
-    tree.add("loader/entries/tsforge.conf", entry.into_bytes())?;
+    for (path, source) in secureboot::esp_files(&grub_cfg) {
+        tree.add(path, source)?;
+    }
     tree.add("syslinux/syslinux.cfg", syslinux_cfg.clone().into_bytes())?;
     tree.add("isolinux/isolinux.bin", Source::path(ISOLINUX_BIN))?;
     tree.add("isolinux/ldlinux.c32", Source::path(LDLINUX_C32))?;

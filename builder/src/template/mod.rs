@@ -4,6 +4,7 @@
 //! [`Prepared`]: the medium's files and a [`BootSpec`] the output writers follow.
 
 pub mod linux;
+pub mod secureboot;
 
 use crate::tree::MediaTree;
 use std::path::PathBuf;
