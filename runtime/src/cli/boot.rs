@@ -109,6 +109,12 @@ fn read_line(prompt: &str) -> Option<String> {
     )
 }
 
+/// [`read_line`] with echo off on every console (`cli::noecho`).
+fn read_password(prompt: &str) -> Option<String> {
+    let _quiet = super::noecho::EchoOff::consoles();
+    read_line(prompt)
+}
+
 #[cfg(unix)]
 fn raw_stdin() -> Option<std::fs::File> {
     use std::os::fd::AsFd;
@@ -145,6 +151,7 @@ pub fn boot_cmd(c: BootConfig) -> Result<Exit> {
     if let Some(h) = home {
         return resume(
             &c,
+            &cfg,
             &root,
             &state_dir,
             log,
@@ -178,6 +185,7 @@ pub fn boot_cmd(c: BootConfig) -> Result<Exit> {
     .with_context(|| format!("writing {}", state_dir.join(BOOT_FILE).display()))?;
     run_sequence(
         &c,
+        &cfg,
         &state_dir,
         &seq_path,
         vars,
@@ -318,7 +326,7 @@ fn unlock(
                     .with_context(|| format!("reading {}", f.display()))?
                     .trim_end_matches(['\r', '\n'])
                     .to_string(),
-                None => match read_line("Media password: ") {
+                None => match read_password("Media password: ") {
                     Some(p) => p,
                     None => break,
                 },
@@ -375,6 +383,7 @@ fn unlock(
 #[allow(clippy::too_many_arguments)]
 fn resume(
     c: &BootConfig,
+    cfg: &MediaConfig,
     root: &Path,
     state_dir: &Path,
     mut log: Logger,
@@ -416,6 +425,7 @@ fn resume(
     drop(log);
     run_sequence(
         c,
+        cfg,
         state_dir,
         &seq_path,
         vars,
@@ -574,6 +584,7 @@ struct SavedBoot {
 #[allow(clippy::too_many_arguments)]
 fn run_sequence(
     c: &BootConfig,
+    cfg: &MediaConfig,
     state_dir: &Path,
     seq_path: &Path,
     vars: Vec<(String, String)>,
@@ -599,11 +610,158 @@ fn run_sequence(
         opts.resolver.search_dirs.extend(media::find_ci(root, dir));
     }
     opts.targets.package_public_key = package_key;
-    Ok(match engine::run(seq_path, &opts)? {
-        RunOutcome::Succeeded => Exit::Ok,
-        RunOutcome::Failed => Exit::No,
-        RunOutcome::RestartRequested => Exit::Restart,
-    })
+    let outcome = engine::run(seq_path, &opts)?;
+    if outcome == RunOutcome::RestartRequested {
+        return Ok(Exit::Restart);
+    }
+    let end = RunEnd::read(state_dir);
+    let shares = copy_logs(state_dir, &end);
+    if outcome == RunOutcome::Succeeded {
+        return Ok(Exit::Ok);
+    }
+    Ok(failure_screen(cfg, state_dir, &end, &shares))
+}
+
+/// What the run's saved state says once it ended.
+#[derive(Default)]
+struct RunEnd {
+    vars: crate::vars::Vars,
+    sequence: String,
+}
+
+impl RunEnd {
+    fn read(state_dir: &Path) -> RunEnd {
+        let Ok(j) = engine::journal::Journal::open(state_dir, false) else {
+            return RunEnd::default();
+        };
+        RunEnd {
+            vars: j.load_state().map(|s| s.vars).unwrap_or_default(),
+            sequence: j.load_program().map(|p| p.name).unwrap_or_default(),
+        }
+    }
+
+    fn var(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).filter(|v| !v.trim().is_empty())
+    }
+}
+
+/// Copies smsts.log and events.jsonl to the log shares the run names (`SLShare`, and
+/// `SLShareDynamicLogging`, which is copied at the end too), each copy logged; a failed copy
+/// is a warning. Returns where the logs went.
+fn copy_logs(state_dir: &Path, end: &RunEnd) -> Vec<String> {
+    let shares: Vec<String> = ["SLShare", "SLShareDynamicLogging"]
+        .iter()
+        .filter_map(|n| end.var(n).map(str::to_string))
+        .fold(Vec::new(), |mut v, s| {
+            if !v.contains(&s) {
+                v.push(s);
+            }
+            v
+        });
+    if shares.is_empty() {
+        return Vec::new();
+    }
+    let computer = end
+        .var("OSDComputerName")
+        .or_else(|| end.var("_SMSTSMachineName"))
+        .map(str::to_string)
+        .unwrap_or_else(crate::machine::machine_name);
+    let guid = end
+        .var("_SMSTSClientGuid")
+        .map(str::to_string)
+        .unwrap_or_else(crate::machine::client_guid);
+    let mut log = Logger::open(
+        state_dir,
+        crate::log::cmtrace::DEFAULT_MAX_SIZE,
+        Console::Quiet,
+    )
+    .ok();
+    let mut say = |level: Level, msg: String| {
+        if let Some(l) = log.as_mut() {
+            l.log(level, C, &msg);
+            l.sync();
+        }
+        if level == Level::Warning {
+            eprintln!("tsforge: {msg}");
+        }
+    };
+    let mut went = Vec::new();
+    for share in &shares {
+        say(
+            Level::Info,
+            format!("Copying the logs to the log share {share} ({computer}, {guid})"),
+        );
+        for r in crate::log::share::copy_logs(state_dir, share, &computer, &guid) {
+            match r {
+                Ok(dest) => {
+                    say(Level::Info, format!("Log copied to {dest}"));
+                    went.push(dest);
+                }
+                Err(e) => say(
+                    Level::Warning,
+                    format!("Could not copy a log to the log share: {e}"),
+                ),
+            }
+        }
+    }
+    went
+}
+
+/// The failed run's screen (`cli::failure`), and the exit that tells /init what to do.
+fn failure_screen(cfg: &MediaConfig, state_dir: &Path, end: &RunEnd, shares: &[String]) -> Exit {
+    use super::failure;
+    let timeout = failure::timeout_of(end.var("SMSTSErrorDialogTimeout"));
+    let tail = std::fs::read_to_string(state_dir.join("smsts.log"))
+        .map(|t| failure::log_tail(&t, failure::TAIL_LINES))
+        .unwrap_or_default();
+    let mut logs = vec![
+        state_dir.join("smsts.log").display().to_string(),
+        state_dir.join("events.jsonl").display().to_string(),
+    ];
+    logs.extend(shares.iter().cloned());
+    let f = failure::Failure {
+        sequence: end.sequence.clone(),
+        step: end.var("_SMSTSLastActionName").unwrap_or("").to_string(),
+        code: end.var("_SMSTSLastActionRetCode").unwrap_or("").to_string(),
+        log_tail: tail,
+        time: crate::log::Utc::now().rfc3339(),
+        logs,
+    };
+    eprint!("{}", failure::text(&f, cfg.debug_shell, timeout));
+    // Outside a boot environment (`tsforge boot` started by hand or by a test) nobody is
+    // waiting at a console for this machine's power action: the screen is shown, no wait.
+    if !crate::machine::in_boot_environment() {
+        return Exit::No;
+    }
+    let Some(stdin) = raw_stdin() else {
+        return Exit::No;
+    };
+    let lines = failure::console_lines(stdin);
+    let mut password = |lines: &std::sync::mpsc::Receiver<Option<String>>, out: &mut dyn Write| {
+        let Some(pv) = &cfg.password else {
+            return true;
+        };
+        let _ = write!(out, "Media password: ");
+        let _ = out.flush();
+        let _quiet = super::noecho::EchoOff::consoles();
+        match lines.recv_timeout(std::time::Duration::from_secs(120)) {
+            Ok(Some(pw)) => matches!(media::check_password(pv, &pw), Ok(Some(_))),
+            _ => false,
+        }
+    };
+    let choice = failure::wait(
+        &lines,
+        std::time::Duration::from_secs(timeout),
+        std::time::Duration::from_secs(10),
+        cfg.debug_shell,
+        &mut std::io::stderr(),
+        &mut password,
+    );
+    match choice {
+        failure::Choice::Restart => Exit::Passed(failure::EXIT_RESTART),
+        failure::Choice::Shell => Exit::Passed(failure::EXIT_SHELL),
+        failure::Choice::PowerAction => Exit::No,
+    }
 }
 
 fn names(cfg: &MediaConfig) -> String {

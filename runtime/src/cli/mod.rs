@@ -11,8 +11,10 @@
 
 pub mod boot;
 pub mod disk;
+pub mod failure;
 pub mod image;
 pub mod media;
+pub mod noecho;
 pub mod package;
 pub mod progress;
 pub mod run;
