@@ -554,3 +554,52 @@ fn the_failure_screen_restarts_on_r_and_gives_a_shell_only_when_allowed() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("No console input: powering off."), "{err}");
 }
+
+const WATCHES_ITS_LOG: &str = r#"
+name: Live
+steps:
+  - name: First step
+    run: sh -c "echo first"
+  - name: Wait for the live copy
+    run: sh -c 'for i in $(seq 1 100); do cat "%LIVE%"/PC-9/*-smsts.log 2>/dev/null | grep -q "First step" && exit 0; sleep 0.1; done; exit 1'
+"#;
+
+/// MDT's SLShareDynamicLogging: the logs are written to the share as the deployment goes
+/// (https://learn.microsoft.com/en-us/mem/configmgr/mdt/toolkit-reference#slsharedynamiclogging):
+/// the second step finds the first one in the copy while the run is still going.
+#[test]
+fn slshare_dynamic_logging_copies_the_log_while_the_run_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("live")).unwrap();
+    std::fs::write(d.join("live.yaml"), WATCHES_ITS_LOG).unwrap();
+    let mut tree = MediaTree::new();
+    tree.add("boot/placeholder.txt", b"template file".to_vec())
+        .unwrap();
+    let live = d.join("live").display().to_string();
+    let opts = MediaOptions {
+        name: "Live".into(),
+        sequences: vec![d.join("live.yaml")],
+        vars: vec![
+            ("SLShareDynamicLogging".into(), live.clone()),
+            ("LIVE".into(), live),
+            ("OSDComputerName".into(), "PC-9".into()),
+        ],
+        epoch: 1_700_000_000,
+        iterations: 1000,
+        ..Default::default()
+    };
+    assemble(&mut tree, &opts).unwrap();
+    tree.write_to_dir(&d.join("medium")).unwrap();
+    let (code, out, err) = boot(d, &["--medium", "medium", "--state-dir", "state"], "");
+    let log = std::fs::read_to_string(d.join("state/smsts.log")).unwrap_or_default();
+    assert_eq!(code, 0, "{out}\n{err}\n{log}");
+    // And the copy at the end has the whole run.
+    let copy = std::fs::read_dir(d.join("live/PC-9"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("-smsts.log"))
+        .unwrap();
+    let copy = std::fs::read_to_string(copy).unwrap();
+    assert!(copy.contains("completed successfully"), "{copy}");
+}

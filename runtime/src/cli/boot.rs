@@ -610,7 +610,10 @@ fn run_sequence(
         opts.resolver.search_dirs.extend(media::find_ci(root, dir));
     }
     opts.targets.package_public_key = package_key;
-    let outcome = engine::run(seq_path, &opts)?;
+    let live = DynamicLogging::start(state_dir);
+    let outcome = engine::run(seq_path, &opts);
+    live.stop();
+    let outcome = outcome?;
     if outcome == RunOutcome::RestartRequested {
         return Ok(Exit::Restart);
     }
@@ -620,6 +623,69 @@ fn run_sequence(
         return Ok(Exit::Ok);
     }
     Ok(failure_screen(cfg, state_dir, &end, &shares))
+}
+
+/// MDT's `SLShareDynamicLogging` as the run goes: a thread that copies smsts.log and
+/// events.jsonl to the share the run's variables name (read from the saved state, so a step
+/// may set it) each time a step has finished (`steps.jsonl` grew), and at least every
+/// [`DynamicLogging::EVERY`] while the log grows. A failed copy is reported once on the
+/// console; the run goes on. The copy at the end ([`copy_logs`]) is made after the thread
+/// stopped.
+struct DynamicLogging {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DynamicLogging {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+    const POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+    fn start(state_dir: &Path) -> DynamicLogging {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let dir = state_dir.to_path_buf();
+        let thread = std::thread::spawn(move || {
+            let len = |name: &str| std::fs::metadata(dir.join(name)).map_or(0, |m| m.len());
+            let (mut steps, mut log) = (len("steps.jsonl"), len("smsts.log"));
+            let mut last = std::time::Instant::now();
+            let mut warned = false;
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Self::POLL);
+                let (s, l) = (len("steps.jsonl"), len("smsts.log"));
+                if s == steps && (l == log || last.elapsed() < Self::EVERY) {
+                    continue;
+                }
+                (steps, log, last) = (s, l, std::time::Instant::now());
+                let end = RunEnd::read(&dir);
+                let Some(share) = end.var("SLShareDynamicLogging") else {
+                    continue;
+                };
+                let (computer, guid) = end.names();
+                for r in crate::log::share::copy_logs(&dir, share, &computer, &guid) {
+                    if let Err(e) = r {
+                        if !warned {
+                            eprintln!(
+                                "tsforge: warning: could not copy the logs to \
+                                 SLShareDynamicLogging: {e} (the run goes on)"
+                            );
+                            warned = true;
+                        }
+                    }
+                }
+            }
+        });
+        DynamicLogging {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// What the run's saved state says once it ended.
@@ -643,6 +709,21 @@ impl RunEnd {
     fn var(&self, name: &str) -> Option<&str> {
         self.vars.get(name).filter(|v| !v.trim().is_empty())
     }
+
+    /// The computer name (`OSDComputerName`, else `_SMSTSMachineName`, else this machine's)
+    /// and the client GUID the log copies are named by.
+    fn names(&self) -> (String, String) {
+        let computer = self
+            .var("OSDComputerName")
+            .or_else(|| self.var("_SMSTSMachineName"))
+            .map(str::to_string)
+            .unwrap_or_else(crate::machine::machine_name);
+        let guid = self
+            .var("_SMSTSClientGuid")
+            .map(str::to_string)
+            .unwrap_or_else(crate::machine::client_guid);
+        (computer, guid)
+    }
 }
 
 /// Copies smsts.log and events.jsonl to the log shares the run names (`SLShare`, and
@@ -661,15 +742,7 @@ fn copy_logs(state_dir: &Path, end: &RunEnd) -> Vec<String> {
     if shares.is_empty() {
         return Vec::new();
     }
-    let computer = end
-        .var("OSDComputerName")
-        .or_else(|| end.var("_SMSTSMachineName"))
-        .map(str::to_string)
-        .unwrap_or_else(crate::machine::machine_name);
-    let guid = end
-        .var("_SMSTSClientGuid")
-        .map(str::to_string)
-        .unwrap_or_else(crate::machine::client_guid);
+    let (computer, guid) = end.names();
     let mut log = Logger::open(
         state_dir,
         crate::log::cmtrace::DEFAULT_MAX_SIZE,
