@@ -74,7 +74,8 @@ impl From<Exit> for std::process::ExitCode {
 pub const EXIT_CODES_HELP: &str = "Exit codes: 0 done; 1 the command ran and the answer is \"no\" \
 (validation errors, the sequence failed); 2 an error stopped the command (bad arguments, I/O, \
 corrupt state); 3 `run --no-reboot`: a Restart Computer step asked for a restart (run again \
-with the same --state-dir to resume).";
+with the same --state-dir to resume); `boot` in a boot environment, the failure screen's answer: \
+20 restart, 21 debug shell.";
 
 #[derive(Debug, Subcommand)]
 pub enum RunnerCmd {
