@@ -603,3 +603,24 @@ fn slshare_dynamic_logging_copies_the_log_while_the_run_goes() {
     let copy = std::fs::read_to_string(copy).unwrap();
     assert!(copy.contains("completed successfully"), "{copy}");
 }
+
+/// An error that stops the run (here its saved state is unreadable) shows the same screen,
+/// with the error, and waits like a failed step; outside a boot environment it exits 2.
+#[test]
+fn an_error_that_stops_the_run_shows_the_failure_screen_with_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    failing_medium(d, &[("SMSTSErrorDialogTimeout", "30".into())], false, false);
+    std::fs::create_dir_all(d.join("state")).unwrap();
+    std::fs::write(d.join("state/state.json"), "{ not json").unwrap();
+    let (code, out, err) = boot(d, &["--medium", "medium", "--state-dir", "state"], "");
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(err.contains("TASK SEQUENCE FAILED"), "{err}");
+    assert!(err.contains("  Error:         "), "{err}");
+    assert!(err.contains("state.json"), "{err}");
+    // In the boot environment it waits (the media variable's 30 s) and R restarts.
+    std::fs::write(d.join("state/state.json"), "{ not json").unwrap();
+    let (code, err) = boot_in_boot_env(d, "r\n");
+    assert_eq!(code, 20, "{err}");
+    assert!(err.contains("Power off in 30 s"), "{err}");
+}

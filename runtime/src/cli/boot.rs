@@ -613,16 +613,34 @@ fn run_sequence(
     let live = DynamicLogging::start(state_dir);
     let outcome = engine::run(seq_path, &opts);
     live.stop();
-    let outcome = outcome?;
-    if outcome == RunOutcome::RestartRequested {
-        return Ok(Exit::Restart);
+    let mut end = RunEnd::read(state_dir, &opts.vars);
+    if end.sequence.is_empty() {
+        end.sequence = seq_path.display().to_string();
     }
-    let end = RunEnd::read(state_dir);
-    let shares = copy_logs(state_dir, &end);
-    if outcome == RunOutcome::Succeeded {
-        return Ok(Exit::Ok);
+    match outcome {
+        Ok(RunOutcome::RestartRequested) => Ok(Exit::Restart),
+        Ok(RunOutcome::Succeeded) => {
+            copy_logs(state_dir, &end);
+            Ok(Exit::Ok)
+        }
+        Ok(RunOutcome::Failed) => {
+            let shares = copy_logs(state_dir, &end);
+            Ok(failure_screen(cfg, state_dir, &end, &shares, None))
+        }
+        // An error stopped the run (its state cannot be read or written, …): the same
+        // screen, with the error, so the operator sees it before the power action.
+        Err(e) => {
+            let shares = copy_logs(state_dir, &end);
+            let error = format!("{e:#}");
+            eprintln!("tsforge: error: {error}");
+            Ok(
+                match failure_screen(cfg, state_dir, &end, &shares, Some(error)) {
+                    Exit::No => Exit::Error,
+                    other => other,
+                },
+            )
+        }
     }
-    Ok(failure_screen(cfg, state_dir, &end, &shares))
 }
 
 /// MDT's `SLShareDynamicLogging` as the run goes: a thread that copies smsts.log and
@@ -656,7 +674,7 @@ impl DynamicLogging {
                     continue;
                 }
                 (steps, log, last) = (s, l, std::time::Instant::now());
-                let end = RunEnd::read(&dir);
+                let end = RunEnd::read(&dir, &[]);
                 let Some(share) = end.var("SLShareDynamicLogging") else {
                     continue;
                 };
@@ -696,13 +714,27 @@ struct RunEnd {
 }
 
 impl RunEnd {
-    fn read(state_dir: &Path) -> RunEnd {
-        let Ok(j) = engine::journal::Journal::open(state_dir, false) else {
-            return RunEnd::default();
-        };
+    /// From the saved state; when there is none (an error stopped the run before it saved
+    /// one, or it cannot be read), the variables the boot gave the run (`given`).
+    fn read(state_dir: &Path, given: &[(String, String)]) -> RunEnd {
+        let j = engine::journal::Journal::open(state_dir, false).ok();
+        let vars = j
+            .as_ref()
+            .and_then(|j| j.load_state().ok())
+            .map(|s| s.vars)
+            .unwrap_or_else(|| {
+                let mut v = crate::vars::Vars::default();
+                for (k, val) in given {
+                    v.set(k, val.clone());
+                }
+                v
+            });
         RunEnd {
-            vars: j.load_state().map(|s| s.vars).unwrap_or_default(),
-            sequence: j.load_program().map(|p| p.name).unwrap_or_default(),
+            vars,
+            sequence: j
+                .and_then(|j| j.load_program().ok())
+                .map(|p| p.name)
+                .unwrap_or_default(),
         }
     }
 
@@ -781,7 +813,13 @@ fn copy_logs(state_dir: &Path, end: &RunEnd) -> Vec<String> {
 }
 
 /// The failed run's screen (`cli::failure`), and the exit that tells /init what to do.
-fn failure_screen(cfg: &MediaConfig, state_dir: &Path, end: &RunEnd, shares: &[String]) -> Exit {
+fn failure_screen(
+    cfg: &MediaConfig,
+    state_dir: &Path,
+    end: &RunEnd,
+    shares: &[String],
+    error: Option<String>,
+) -> Exit {
     use super::failure;
     let timeout = failure::timeout_of(end.var("SMSTSErrorDialogTimeout"));
     let tail = std::fs::read_to_string(state_dir.join("smsts.log"))
@@ -799,6 +837,7 @@ fn failure_screen(cfg: &MediaConfig, state_dir: &Path, end: &RunEnd, shares: &[S
         log_tail: tail,
         time: crate::log::Utc::now().rfc3339(),
         logs,
+        error,
     };
     eprint!("{}", failure::text(&f, cfg.debug_shell, timeout));
     // Outside a boot environment (`tsforge boot` started by hand or by a test) nobody is

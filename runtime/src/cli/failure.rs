@@ -38,6 +38,8 @@ pub struct Failure {
     pub time: String,
     /// Where the logs are (folders, a share), one a line.
     pub logs: Vec<String>,
+    /// The error that stopped the run, when it did not end by a failed step.
+    pub error: Option<String>,
 }
 
 /// The operator's answer.
@@ -85,6 +87,9 @@ pub fn text(f: &Failure, debug_shell: bool, timeout: u64) -> String {
     s.push_str(&format!("  Task sequence: {}\n", f.sequence));
     s.push_str(&format!("  Failed step:   {}\n", f.step));
     s.push_str(&format!("  Exit code:     {}\n", f.code));
+    if let Some(e) = &f.error {
+        s.push_str(&format!("  Error:         {e}\n"));
+    }
     s.push_str(&format!("  Time:          {}\n", f.time));
     for (i, l) in f.logs.iter().enumerate() {
         let label = if i == 0 {
@@ -220,6 +225,7 @@ mod tests {
             log_tail: vec!["09:00:00 Failed to run the last action".into()],
             time: "2026-12-07T09:00:00Z".into(),
             logs: vec!["/run/tsforge/smsts.log".into(), "/share/PC1".into()],
+            error: None,
         }
     }
 
@@ -269,6 +275,12 @@ mod tests {
             "no shell offered when debug_shell is off:\n{t}"
         );
         assert!(text(&sample(), true, 30).contains("S and Enter for a shell"));
+        assert!(!t.contains("Error:"), "{t}");
+        let with_error = Failure {
+            error: Some("state.json is corrupt".into()),
+            ..sample()
+        };
+        assert!(text(&with_error, false, 30).contains("  Error:         state.json is corrupt\n"));
     }
 
     /// SMSTSErrorDialogTimeout: "If a value isn't specified, the default is 900 seconds."
