@@ -1,8 +1,9 @@
 //! The runner half of the `tsforge` command line, one file per group of commands: `run.rs`
 //! (`validate`, `run`, `convert`, `env`), `image.rs` (`capture`, `apply`, `image info|verify`),
 //! `disk.rs` (`disk …`), `package.rs` (`package build|list|verify`), `media.rs` (`keygen`,
-//! `media verify|inspect`), `boot.rs` (`boot`, what the boot environment starts) and
-//! `progress.rs` (the progress line long commands draw on stderr).
+//! `media verify|inspect`), `boot.rs` (`boot`, what the boot environment starts) with
+//! `failure.rs` (its failure screen) and `noecho.rs` (the media password typed without echo),
+//! and `progress.rs` (the progress line long commands draw on stderr).
 //!
 //! One `…Config` struct and one function per leaf command; the thin binary in the workspace
 //! root flattens [`RunnerCmd`] into its own command tree next to the builder's commands. Every
