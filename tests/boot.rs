@@ -417,3 +417,210 @@ fn boot_runs_child_sequences_from_the_medium() {
         "apps: hello-from-parent from-apps-globals\ndrivers: hello-from-child\nparent: hello-from-child\n"
     );
 }
+
+const FAILING: &str = r#"
+name: Failing
+steps:
+  - name: Fail on purpose
+    run: sh -c "exit 7"
+  - name: Never reached
+    run: sh -c "echo never"
+"#;
+
+/// A folder medium whose one sequence fails at its first step, with `vars` as media variables.
+fn failing_medium(d: &Path, vars: &[(&str, String)], debug_shell: bool, password: bool) {
+    std::fs::write(d.join("failing.yaml"), FAILING).unwrap();
+    let mut tree = MediaTree::new();
+    tree.add("boot/placeholder.txt", b"template file".to_vec())
+        .unwrap();
+    let opts = MediaOptions {
+        name: "Failing".into(),
+        sequences: vec![d.join("failing.yaml")],
+        vars: vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+        password: password.then(|| "open sesame".into()),
+        debug_shell,
+        epoch: 1_700_000_000,
+        iterations: 1000,
+        ..Default::default()
+    };
+    let cfg = assemble(&mut tree, &opts).unwrap();
+    assert_eq!(cfg.debug_shell, debug_shell);
+    let _ = std::fs::remove_dir_all(d.join("medium"));
+    let _ = std::fs::remove_dir_all(d.join("state"));
+    tree.write_to_dir(&d.join("medium")).unwrap();
+}
+
+/// `tsforge boot` as the boot environment's /init starts it (`TSFORGE_BOOT_ENV=1`), `stdin`
+/// typed on the console.
+fn boot_in_boot_env(d: &Path, stdin: &str) -> (i32, String) {
+    let mut child = tsforge_command(d, &["boot", "--medium", "medium", "--state-dir", "state"])
+        .env("TSFORGE_BOOT_ENV", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    let o = child.wait_with_output().unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// A failed sequence: the failure screen (sequence, failed step, exit code, the log's last
+/// lines, where the logs are) and the logs on the log share, as MDT's SLShare copies them to
+/// `SLShare\<computer name>` (https://learn.microsoft.com/en-us/mem/configmgr/mdt/toolkit-reference#slshare;
+/// MDT's logs page: https://systemscenter.ru/mdt2012.en/mdtlogs.htm), named by
+/// `_SMSTSClientGuid`. Outside a boot environment the screen does not wait.
+#[test]
+fn a_failed_sequence_shows_the_failure_screen_and_its_logs_reach_the_log_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("share")).unwrap();
+    failing_medium(
+        d,
+        &[
+            ("SLShare", d.join("share").display().to_string()),
+            ("OSDComputerName", "PC-9".into()),
+            ("SMSTSErrorDialogTimeout", "30".into()),
+        ],
+        false,
+        false,
+    );
+    let (code, out, err) = boot(d, &["--medium", "medium", "--state-dir", "state"], "");
+    assert_eq!(code, 1, "{out}\n{err}");
+    for want in [
+        "TASK SEQUENCE FAILED",
+        "Task sequence: Failing",
+        "Failed step:   Fail on purpose",
+        "Exit code:     7",
+        "smsts.log",
+        "no answer within 30 seconds: power off",
+    ] {
+        assert!(err.contains(want), "{want:?} not on the screen:\n{err}");
+    }
+    assert!(!err.contains("S and Enter for a shell"), "{err}");
+    let pc = d.join("share/PC-9");
+    let names: Vec<String> = std::fs::read_dir(&pc)
+        .unwrap_or_else(|e| panic!("{}: {e}\n{err}", pc.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let log_name = names
+        .iter()
+        .find(|n| n.ends_with("-smsts.log"))
+        .unwrap_or_else(|| panic!("no <guid>-smsts.log in {names:?}"));
+    let guid = log_name.trim_end_matches("-smsts.log");
+    assert!(
+        guid.len() == 36 && guid.matches('-').count() == 4,
+        "{log_name}"
+    );
+    assert!(names.contains(&format!("{guid}-events.jsonl")), "{names:?}");
+    let log = std::fs::read_to_string(pc.join(log_name)).unwrap();
+    assert!(log.contains("Fail on purpose"), "{log}");
+    assert!(
+        err.contains(&pc.join(log_name).display().to_string()),
+        "{err}"
+    );
+}
+
+/// In the boot environment the screen waits for the operator: R restarts (exit 20 for /init),
+/// S is refused without `debug_shell`; with it and a media password, S asks the password
+/// again (a wrong one is refused) and then gives the shell (exit 21).
+#[test]
+fn the_failure_screen_restarts_on_r_and_gives_a_shell_only_when_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    failing_medium(d, &[("SMSTSErrorDialogTimeout", "30".into())], false, false);
+    let (code, err) = boot_in_boot_env(d, "s\nr\n");
+    assert_eq!(code, 20, "{err}");
+    assert!(
+        err.contains("A shell is not allowed on this medium"),
+        "{err}"
+    );
+    assert!(err.contains("Power off in 30 s"), "{err}");
+
+    failing_medium(d, &[("SMSTSErrorDialogTimeout", "30".into())], true, true);
+    let (code, err) = boot_in_boot_env(d, "open sesame\ns\nwrong\ns\nopen sesame\n");
+    assert_eq!(code, 21, "{err}");
+    assert!(err.contains("S and Enter for a shell"), "{err}");
+    assert!(err.contains("Wrong media password: no shell."), "{err}");
+
+    // Nobody answers and the console closes: the power action at once (exit 1).
+    let (code, err) = boot_in_boot_env(d, "open sesame\n");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("No console input: powering off."), "{err}");
+}
+
+const WATCHES_ITS_LOG: &str = r#"
+name: Live
+steps:
+  - name: First step
+    run: sh -c "echo first"
+  - name: Wait for the live copy
+    run: sh -c 'for i in $(seq 1 100); do cat "%LIVE%"/PC-9/*-smsts.log 2>/dev/null | grep -q "First step" && exit 0; sleep 0.1; done; exit 1'
+"#;
+
+/// MDT's SLShareDynamicLogging: the logs are written to the share as the deployment goes
+/// (https://learn.microsoft.com/en-us/mem/configmgr/mdt/toolkit-reference#slsharedynamiclogging):
+/// the second step finds the first one in the copy while the run is still going.
+#[test]
+fn slshare_dynamic_logging_copies_the_log_while_the_run_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("live")).unwrap();
+    std::fs::write(d.join("live.yaml"), WATCHES_ITS_LOG).unwrap();
+    let mut tree = MediaTree::new();
+    tree.add("boot/placeholder.txt", b"template file".to_vec())
+        .unwrap();
+    let live = d.join("live").display().to_string();
+    let opts = MediaOptions {
+        name: "Live".into(),
+        sequences: vec![d.join("live.yaml")],
+        vars: vec![
+            ("SLShareDynamicLogging".into(), live.clone()),
+            ("LIVE".into(), live),
+            ("OSDComputerName".into(), "PC-9".into()),
+        ],
+        epoch: 1_700_000_000,
+        iterations: 1000,
+        ..Default::default()
+    };
+    assemble(&mut tree, &opts).unwrap();
+    tree.write_to_dir(&d.join("medium")).unwrap();
+    let (code, out, err) = boot(d, &["--medium", "medium", "--state-dir", "state"], "");
+    let log = std::fs::read_to_string(d.join("state/smsts.log")).unwrap_or_default();
+    assert_eq!(code, 0, "{out}\n{err}\n{log}");
+    // And the copy at the end has the whole run.
+    let copy = std::fs::read_dir(d.join("live/PC-9"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("-smsts.log"))
+        .unwrap();
+    let copy = std::fs::read_to_string(copy).unwrap();
+    assert!(copy.contains("completed successfully"), "{copy}");
+}
+
+/// An error that stops the run (here its saved state is unreadable) shows the same screen,
+/// with the error, and waits like a failed step; outside a boot environment it exits 2.
+#[test]
+fn an_error_that_stops_the_run_shows_the_failure_screen_with_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    failing_medium(d, &[("SMSTSErrorDialogTimeout", "30".into())], false, false);
+    std::fs::create_dir_all(d.join("state")).unwrap();
+    std::fs::write(d.join("state/state.json"), "{ not json").unwrap();
+    let (code, out, err) = boot(d, &["--medium", "medium", "--state-dir", "state"], "");
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(err.contains("TASK SEQUENCE FAILED"), "{err}");
+    assert!(err.contains("  Error:         "), "{err}");
+    assert!(err.contains("state.json"), "{err}");
+    // In the boot environment it waits (the media variable's 30 s) and R restarts.
+    std::fs::write(d.join("state/state.json"), "{ not json").unwrap();
+    let (code, err) = boot_in_boot_env(d, "r\n");
+    assert_eq!(code, 20, "{err}");
+    assert!(err.contains("Power off in 30 s"), "{err}");
+}

@@ -1658,5 +1658,112 @@ fn secure_boot_usb_boots_signed_and_refuses_unsigned() {
             .any(|e| e.device == qemu::BootDevice::Medium && e.failed.is_none()),
         "the firmware started the unsigned loader: {refused:?}"
     );
+
+/// A sequence that fails at its second step (the share is mounted by the medium's hook).
+const FAILS: &str = r#"
+name: Fails on the target
+steps:
+  - name: Say hello
+    run: echo hello from the target
+  - name: Fail on purpose
+    run: sh -c "exit 7"
+"#;
+
+/// Scenario: a failing sequence on a medium with a password. The password typed on the serial
+/// console is never shown; the failure screen (failed step, exit code) waits
+/// `SMSTSErrorDialogTimeout` = 30 s — the machine is still up 10 s later — as ConfigMgr's
+/// error dialog does (https://learn.microsoft.com/en-us/mem/configmgr/osd/understand/task-sequence-variables#SMSTSErrorDialogTimeout);
+/// the logs reached the share named by `SLShare`, under the computer name, named by
+/// `_SMSTSClientGuid` (https://learn.microsoft.com/en-us/mem/configmgr/mdt/toolkit-reference#slshare);
+/// R restarts the machine (QEMU runs with -no-reboot, so it exits).
+#[test]
+fn failure_screen_waits_keeps_the_logs_and_hides_the_password() {
+    if !ready(false) {
+        return;
+    }
+    const PASSWORD: &str = "Zq7-console-secret";
+    let d = scenario_dir("failure-screen");
+    std::fs::write(d.join("pw.txt"), format!("{PASSWORD}\n")).unwrap();
+    let medium = build_with_share(
+        &d,
+        FAILS,
+        &[
+            "--password-file",
+            "pw.txt",
+            "--var",
+            "SMSTSErrorDialogTimeout=30",
+            "--var",
+            "SLShare=/mnt/share",
+        ],
+    );
+    let target = blank(&d.join("target.img"), 16 << 20);
+    let share = share_disk(&d.join("share.img"));
+    let cfg = config(
+        &d,
+        Firmware::Bios,
+        BootFrom::Disk(medium),
+        vec![target, share.clone()],
+        "console.log",
+    );
+    let (mut m, mut times) = start(&cfg);
+    m.expect("Media password:", BOOT).unwrap();
+    m.send_line(PASSWORD).unwrap();
+    m.expect("Computer name:", BOOT).unwrap();
+    m.send_line(COMPUTER_NAME).unwrap();
+    m.expect("[1/", BOOT).unwrap();
+    times.first_step = Some(times.started.elapsed());
+    m.expect("TASK SEQUENCE FAILED", RUN).unwrap();
+    m.expect("Power off in 30 s", BOOT).unwrap();
+    let shown = Instant::now();
+    // The countdown's next line comes 10 s later, from a machine that is still up.
+    m.expect("Power off in 20 s", Duration::from_secs(40))
+        .unwrap();
+    assert!(shown.elapsed() >= Duration::from_secs(9));
+    m.send_line("r").unwrap();
+    m.expect("restarting (asked on the failure screen)", BOOT)
+        .unwrap();
+    m.wait_exit(BOOT).unwrap();
+    times.report("failure-screen");
+    let console = m.console();
+    assert!(
+        console.contains("Failed step:   Fail on purpose"),
+        "{console}"
+    );
+    assert!(console.contains("Exit code:     7"), "{console}");
+    assert!(
+        console.contains("Task sequence: Fails on the target"),
+        "{console}"
+    );
+    assert_eq!(qemu::runner_exit_code(&console), Some(20), "{console}");
+    assert!(
+        !console.contains(PASSWORD),
+        "the media password appears on the console:\n{console}"
+    );
+    // The logs on the share: <computer name>/<guid>-smsts.log (mtools: FAT long names).
+    {
+        let mdir = tool("mdir").expect("mtools' mdir reads the share (apt-get install mtools)");
+        let out = Command::new(mdir)
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .args(["-b", "-i"])
+            .arg(&share)
+            .arg(format!("::/{COMPUTER_NAME}"))
+            .output()
+            .unwrap();
+        let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+        let name = listing
+            .lines()
+            .map(|l| l.trim().rsplit('/').next().unwrap_or("").to_string())
+            .find(|l| l.to_ascii_lowercase().ends_with("-smsts.log"))
+            .unwrap_or_else(|| panic!("no <guid>-smsts.log on the share: {listing}\n{console}"));
+        let log =
+            String::from_utf8(share_file(&share, &format!("{COMPUTER_NAME}/{name}")).unwrap())
+                .unwrap();
+        assert!(log.contains("Fail on purpose"), "{log}");
+        assert!(!log.contains(PASSWORD), "{log}");
+        assert!(
+            listing.to_ascii_lowercase().contains("-events.jsonl"),
+            "{listing}"
+        );
+    }
     clean(&d);
 }

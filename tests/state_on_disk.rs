@@ -179,6 +179,8 @@ fn a_restart_that_loses_the_ram_state_resumes_from_the_deployed_disk() {
             !listing.contains("_SMSTas"),
             "_SMSTaskSequence left behind: {listing}"
         );
+        // A run that succeeded leaves no logs on the deployed disk (a failed one does: below).
+        assert!(!listing.contains("SMSTSLog"), "{listing}");
     }
     let d2 = Disk::open(&d.join("disk.img"), false).unwrap();
     let t = layout::read_table(&d2).unwrap().unwrap();
@@ -366,4 +368,44 @@ steps:
         let (ok, root) = mtools("mdir", &at, "::/").unwrap();
         assert!(ok && !root.contains("_SMSTas"), "{root}");
     }
+}
+
+/// A failed run's logs stay on the deployed disk, in `SMSTSLog/` at the root of the partition
+/// that held `_SMSTaskSequence` (one of smsts.log's documented places, "C:\\SMSTSLog":
+/// https://systemscenter.ru/mdt2012.en/mdtlogs.htm), with the whole run up to its end.
+#[test]
+fn a_failed_run_keeps_its_logs_on_the_deployed_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let failing = SEQUENCE.replace(
+        "  - name: Restart\n    type: restart\n    properties:\n      SMSRebootTimeout: \"0\"\n",
+        "  - name: Fail on purpose\n    run: sh -c \"exit 5\"\n",
+    );
+    assert_ne!(failing, SEQUENCE);
+    std::fs::write(d.join("ts.yaml"), failing).unwrap();
+    used_disk::random_disk(&d.join("disk.img"), 128 << 20);
+    let (code, out) = run_on_disk(d, "ram", &[]);
+    assert_eq!(code, 1, "{out}");
+    let log = std::fs::read_to_string(d.join("ram/smsts.log")).unwrap();
+    assert!(
+        log.contains("The logs stay on the deployed disk: SMSTSLog/ on"),
+        "{log}"
+    );
+    // The DATA partition (OSDisk), the second one.
+    let parts = partitions(&d.join("disk.img"));
+    let data_at = format!("{}@@{}", d.join("disk.img").display(), parts[1].0);
+    let Some((ok, listing)) = mtools("mdir", &data_at, "::/") else {
+        return;
+    };
+    assert!(ok, "{listing}");
+    assert!(!listing.contains("_SMSTas"), "{listing}");
+    let (ok, kept) = mtools("mtype", &data_at, "::/SMSTSLog/smsts.log").unwrap();
+    assert!(ok, "{kept}");
+    assert!(kept.contains("Step \"Fail on purpose\" failed"), "{kept}");
+    assert!(
+        kept.contains("Task sequence \"Restart in the middle\" failed"),
+        "{kept}"
+    );
+    let (ok, events) = mtools("mtype", &data_at, "::/SMSTSLog/events.jsonl").unwrap();
+    assert!(ok && events.contains("run_end"), "{events}");
 }

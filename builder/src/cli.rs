@@ -54,6 +54,10 @@ pub struct BuildArgs {
     /// Sign the manifest with this key (from `tsforge keygen`)
     #[arg(long, value_name = "KEY")]
     pub sign: Option<PathBuf>,
+    /// Let the failure screen open a shell (ConfigMgr's "Enable command support"); with a
+    /// media password, only after it is typed again
+    #[arg(long)]
+    pub debug_shell: bool,
     /// The runner to put on the medium (default: tsforge.exe for winpe, this tsforge for linux)
     #[arg(long, value_name = "PATH")]
     pub runner: Option<PathBuf>,
@@ -259,6 +263,7 @@ pub fn dispatch(cmd: BuildCmd) -> Result<Exit> {
         signing_key,
         epoch,
         iterations: tsforge_runtime::media::PBKDF2_ITERATIONS,
+        debug_shell: a.debug_shell,
     };
     let cfg = assemble(&mut prepared.tree, &opts)?;
     let total = prepared.tree.total_size()?;

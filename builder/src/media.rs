@@ -33,6 +33,8 @@ pub struct MediaOptions {
     pub epoch: i64,
     /// PBKDF2 iterations (tests lower it).
     pub iterations: u32,
+    /// `--debug-shell`: the failure screen may open a shell (media.toml `debug_shell`).
+    pub debug_shell: bool,
 }
 
 /// The name of a sequence on the medium: its file name without extension.
@@ -51,6 +53,7 @@ pub fn assemble(tree: &mut MediaTree, opts: &MediaOptions) -> Result<MediaConfig
         format: media::FORMAT,
         name: opts.name.clone(),
         created: opts.epoch,
+        debug_shell: opts.debug_shell,
         ..Default::default()
     };
     add_sequences(tree, opts, &mut cfg)?;

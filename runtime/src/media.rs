@@ -64,6 +64,10 @@ pub struct MediaConfig {
     /// The ed25519 public key (hex) the manifest is signed with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key: Option<String>,
+    /// The failure screen may open a shell (ConfigMgr's *Enable command support* of boot
+    /// images); with a media password, only after it is typed again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub debug_shell: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

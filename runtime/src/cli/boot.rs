@@ -109,6 +109,12 @@ fn read_line(prompt: &str) -> Option<String> {
     )
 }
 
+/// [`read_line`] with echo off on every console (`cli::noecho`).
+fn read_password(prompt: &str) -> Option<String> {
+    let _quiet = super::noecho::EchoOff::consoles();
+    read_line(prompt)
+}
+
 #[cfg(unix)]
 fn raw_stdin() -> Option<std::fs::File> {
     use std::os::fd::AsFd;
@@ -145,6 +151,7 @@ pub fn boot_cmd(c: BootConfig) -> Result<Exit> {
     if let Some(h) = home {
         return resume(
             &c,
+            &cfg,
             &root,
             &state_dir,
             log,
@@ -178,6 +185,7 @@ pub fn boot_cmd(c: BootConfig) -> Result<Exit> {
     .with_context(|| format!("writing {}", state_dir.join(BOOT_FILE).display()))?;
     run_sequence(
         &c,
+        &cfg,
         &state_dir,
         &seq_path,
         vars,
@@ -318,7 +326,7 @@ fn unlock(
                     .with_context(|| format!("reading {}", f.display()))?
                     .trim_end_matches(['\r', '\n'])
                     .to_string(),
-                None => match read_line("Media password: ") {
+                None => match read_password("Media password: ") {
                     Some(p) => p,
                     None => break,
                 },
@@ -375,6 +383,7 @@ fn unlock(
 #[allow(clippy::too_many_arguments)]
 fn resume(
     c: &BootConfig,
+    cfg: &MediaConfig,
     root: &Path,
     state_dir: &Path,
     mut log: Logger,
@@ -416,6 +425,7 @@ fn resume(
     drop(log);
     run_sequence(
         c,
+        cfg,
         state_dir,
         &seq_path,
         vars,
@@ -574,6 +584,7 @@ struct SavedBoot {
 #[allow(clippy::too_many_arguments)]
 fn run_sequence(
     c: &BootConfig,
+    cfg: &MediaConfig,
     state_dir: &Path,
     seq_path: &Path,
     vars: Vec<(String, String)>,
@@ -599,11 +610,270 @@ fn run_sequence(
         opts.resolver.search_dirs.extend(media::find_ci(root, dir));
     }
     opts.targets.package_public_key = package_key;
-    Ok(match engine::run(seq_path, &opts)? {
-        RunOutcome::Succeeded => Exit::Ok,
-        RunOutcome::Failed => Exit::No,
-        RunOutcome::RestartRequested => Exit::Restart,
-    })
+    let live = DynamicLogging::start(state_dir);
+    let outcome = engine::run(seq_path, &opts);
+    live.stop();
+    let mut end = RunEnd::read(state_dir, &opts.vars);
+    if end.sequence.is_empty() {
+        end.sequence = seq_path.display().to_string();
+    }
+    match outcome {
+        Ok(RunOutcome::RestartRequested) => Ok(Exit::Restart),
+        Ok(RunOutcome::Succeeded) => {
+            copy_logs(state_dir, &end);
+            Ok(Exit::Ok)
+        }
+        Ok(RunOutcome::Failed) => {
+            let shares = copy_logs(state_dir, &end);
+            Ok(failure_screen(cfg, state_dir, &end, &shares, None))
+        }
+        // An error stopped the run (its state cannot be read or written, …): the same
+        // screen, with the error, so the operator sees it before the power action.
+        Err(e) => {
+            let shares = copy_logs(state_dir, &end);
+            let error = format!("{e:#}");
+            eprintln!("tsforge: error: {error}");
+            Ok(
+                match failure_screen(cfg, state_dir, &end, &shares, Some(error)) {
+                    Exit::No => Exit::Error,
+                    other => other,
+                },
+            )
+        }
+    }
+}
+
+/// MDT's `SLShareDynamicLogging` as the run goes: a thread that copies smsts.log and
+/// events.jsonl to the share the run's variables name (read from the saved state, so a step
+/// may set it) each time a step has finished (`steps.jsonl` grew), and at least every
+/// [`DynamicLogging::EVERY`] while the log grows. A failed copy is reported once on the
+/// console; the run goes on. The copy at the end ([`copy_logs`]) is made after the thread
+/// stopped.
+struct DynamicLogging {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DynamicLogging {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+    const POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+    fn start(state_dir: &Path) -> DynamicLogging {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let dir = state_dir.to_path_buf();
+        let thread = std::thread::spawn(move || {
+            let len = |name: &str| std::fs::metadata(dir.join(name)).map_or(0, |m| m.len());
+            let (mut steps, mut log) = (len("steps.jsonl"), len("smsts.log"));
+            let mut last = std::time::Instant::now();
+            let mut warned = false;
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Self::POLL);
+                let (s, l) = (len("steps.jsonl"), len("smsts.log"));
+                if s == steps && (l == log || last.elapsed() < Self::EVERY) {
+                    continue;
+                }
+                (steps, log, last) = (s, l, std::time::Instant::now());
+                let end = RunEnd::read(&dir, &[]);
+                let Some(share) = end.var("SLShareDynamicLogging") else {
+                    continue;
+                };
+                let (computer, guid) = end.names();
+                for r in crate::log::share::copy_logs(&dir, share, &computer, &guid) {
+                    if let Err(e) = r {
+                        if !warned {
+                            eprintln!(
+                                "tsforge: warning: could not copy the logs to \
+                                 SLShareDynamicLogging: {e} (the run goes on)"
+                            );
+                            warned = true;
+                        }
+                    }
+                }
+            }
+        });
+        DynamicLogging {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// What the run's saved state says once it ended.
+#[derive(Default)]
+struct RunEnd {
+    vars: crate::vars::Vars,
+    sequence: String,
+}
+
+impl RunEnd {
+    /// From the saved state; when there is none (an error stopped the run before it saved
+    /// one, or it cannot be read), the variables the boot gave the run (`given`).
+    fn read(state_dir: &Path, given: &[(String, String)]) -> RunEnd {
+        let j = engine::journal::Journal::open(state_dir, false).ok();
+        let vars = j
+            .as_ref()
+            .and_then(|j| j.load_state().ok())
+            .map(|s| s.vars)
+            .unwrap_or_else(|| {
+                let mut v = crate::vars::Vars::default();
+                for (k, val) in given {
+                    v.set(k, val.clone());
+                }
+                v
+            });
+        RunEnd {
+            vars,
+            sequence: j
+                .and_then(|j| j.load_program().ok())
+                .map(|p| p.name)
+                .unwrap_or_default(),
+        }
+    }
+
+    fn var(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).filter(|v| !v.trim().is_empty())
+    }
+
+    /// The computer name (`OSDComputerName`, else `_SMSTSMachineName`, else this machine's)
+    /// and the client GUID the log copies are named by.
+    fn names(&self) -> (String, String) {
+        let computer = self
+            .var("OSDComputerName")
+            .or_else(|| self.var("_SMSTSMachineName"))
+            .map(str::to_string)
+            .unwrap_or_else(crate::machine::machine_name);
+        let guid = self
+            .var("_SMSTSClientGuid")
+            .map(str::to_string)
+            .unwrap_or_else(crate::machine::client_guid);
+        (computer, guid)
+    }
+}
+
+/// Copies smsts.log and events.jsonl to the log shares the run names (`SLShare`, and
+/// `SLShareDynamicLogging`, which is copied at the end too), each copy logged; a failed copy
+/// is a warning. Returns where the logs went.
+fn copy_logs(state_dir: &Path, end: &RunEnd) -> Vec<String> {
+    let shares: Vec<String> = ["SLShare", "SLShareDynamicLogging"]
+        .iter()
+        .filter_map(|n| end.var(n).map(str::to_string))
+        .fold(Vec::new(), |mut v, s| {
+            if !v.contains(&s) {
+                v.push(s);
+            }
+            v
+        });
+    if shares.is_empty() {
+        return Vec::new();
+    }
+    let (computer, guid) = end.names();
+    let mut log = Logger::open(
+        state_dir,
+        crate::log::cmtrace::DEFAULT_MAX_SIZE,
+        Console::Quiet,
+    )
+    .ok();
+    let mut say = |level: Level, msg: String| {
+        if let Some(l) = log.as_mut() {
+            l.log(level, C, &msg);
+            l.sync();
+        }
+        if level == Level::Warning {
+            eprintln!("tsforge: {msg}");
+        }
+    };
+    let mut went = Vec::new();
+    for share in &shares {
+        say(
+            Level::Info,
+            format!("Copying the logs to the log share {share} ({computer}, {guid})"),
+        );
+        for r in crate::log::share::copy_logs(state_dir, share, &computer, &guid) {
+            match r {
+                Ok(dest) => {
+                    say(Level::Info, format!("Log copied to {dest}"));
+                    went.push(dest);
+                }
+                Err(e) => say(
+                    Level::Warning,
+                    format!("Could not copy a log to the log share: {e}"),
+                ),
+            }
+        }
+    }
+    went
+}
+
+/// The failed run's screen (`cli::failure`), and the exit that tells /init what to do.
+fn failure_screen(
+    cfg: &MediaConfig,
+    state_dir: &Path,
+    end: &RunEnd,
+    shares: &[String],
+    error: Option<String>,
+) -> Exit {
+    use super::failure;
+    let timeout = failure::timeout_of(end.var("SMSTSErrorDialogTimeout"));
+    let tail = std::fs::read_to_string(state_dir.join("smsts.log"))
+        .map(|t| failure::log_tail(&t, failure::TAIL_LINES))
+        .unwrap_or_default();
+    let mut logs = vec![
+        state_dir.join("smsts.log").display().to_string(),
+        state_dir.join("events.jsonl").display().to_string(),
+    ];
+    logs.extend(shares.iter().cloned());
+    let f = failure::Failure {
+        sequence: end.sequence.clone(),
+        step: end.var("_SMSTSLastActionName").unwrap_or("").to_string(),
+        code: end.var("_SMSTSLastActionRetCode").unwrap_or("").to_string(),
+        log_tail: tail,
+        time: crate::log::Utc::now().rfc3339(),
+        logs,
+        error,
+    };
+    eprint!("{}", failure::text(&f, cfg.debug_shell, timeout));
+    // Outside a boot environment (`tsforge boot` started by hand or by a test) nobody is
+    // waiting at a console for this machine's power action: the screen is shown, no wait.
+    if !crate::machine::in_boot_environment() {
+        return Exit::No;
+    }
+    let Some(stdin) = raw_stdin() else {
+        return Exit::No;
+    };
+    let lines = failure::console_lines(stdin);
+    let mut password = |lines: &std::sync::mpsc::Receiver<Option<String>>, out: &mut dyn Write| {
+        let Some(pv) = &cfg.password else {
+            return true;
+        };
+        let _ = write!(out, "Media password: ");
+        let _ = out.flush();
+        let _quiet = super::noecho::EchoOff::consoles();
+        match lines.recv_timeout(std::time::Duration::from_secs(120)) {
+            Ok(Some(pw)) => matches!(media::check_password(pv, &pw), Ok(Some(_))),
+            _ => false,
+        }
+    };
+    let choice = failure::wait(
+        &lines,
+        std::time::Duration::from_secs(timeout),
+        std::time::Duration::from_secs(10),
+        cfg.debug_shell,
+        &mut std::io::stderr(),
+        &mut password,
+    );
+    match choice {
+        failure::Choice::Restart => Exit::Passed(failure::EXIT_RESTART),
+        failure::Choice::Shell => Exit::Passed(failure::EXIT_SHELL),
+        failure::Choice::PowerAction => Exit::No,
+    }
 }
 
 fn names(cfg: &MediaConfig) -> String {

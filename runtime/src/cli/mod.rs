@@ -1,8 +1,9 @@
 //! The runner half of the `tsforge` command line, one file per group of commands: `run.rs`
 //! (`validate`, `run`, `convert`, `env`), `image.rs` (`capture`, `apply`, `image info|verify`),
 //! `disk.rs` (`disk …`), `package.rs` (`package build|list|verify`), `media.rs` (`keygen`,
-//! `media verify|inspect`), `boot.rs` (`boot`, what the boot environment starts) and
-//! `progress.rs` (the progress line long commands draw on stderr).
+//! `media verify|inspect`), `boot.rs` (`boot`, what the boot environment starts) with
+//! `failure.rs` (its failure screen) and `noecho.rs` (the media password typed without echo),
+//! and `progress.rs` (the progress line long commands draw on stderr).
 //!
 //! One `…Config` struct and one function per leaf command; the thin binary in the workspace
 //! root flattens [`RunnerCmd`] into its own command tree next to the builder's commands. Every
@@ -11,8 +12,10 @@
 
 pub mod boot;
 pub mod disk;
+pub mod failure;
 pub mod image;
 pub mod media;
+pub mod noecho;
 pub mod package;
 pub mod progress;
 pub mod run;
@@ -72,7 +75,8 @@ impl From<Exit> for std::process::ExitCode {
 pub const EXIT_CODES_HELP: &str = "Exit codes: 0 done; 1 the command ran and the answer is \"no\" \
 (validation errors, the sequence failed); 2 an error stopped the command (bad arguments, I/O, \
 corrupt state); 3 `run --no-reboot`: a Restart Computer step asked for a restart (run again \
-with the same --state-dir to resume).";
+with the same --state-dir to resume); `boot` in a boot environment, the failure screen's answer: \
+20 restart, 21 debug shell.";
 
 #[derive(Debug, Subcommand)]
 pub enum RunnerCmd {

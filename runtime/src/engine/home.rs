@@ -18,7 +18,9 @@
 //! - Secret variable values never reach the disk: the copy of the state has them emptied. A
 //!   resumed run gets the medium's secret variables back from the medium (decrypted with the
 //!   media password again); secrets set by steps or hooks are gone and the log names them.
-//! - When the sequence ends the folder is removed, as ConfigMgr removes `_SMSTaskSequence`.
+//! - When the sequence ends the folder is removed, as ConfigMgr removes `_SMSTaskSequence`;
+//!   when the run failed, `smsts.log` and `events.jsonl` stay in `SMSTSLog/` on the same
+//!   partition ([`LOGS_FOLDER`]).
 //! - When the home cannot be written any more (a later step wrote a raw image over it, or
 //!   re-partitioned its disk without a FAT partition) the state stays in RAM and the log says
 //!   so; the run goes on.
@@ -36,6 +38,11 @@ use std::path::{Path, PathBuf};
 
 /// The folder on the home partition.
 pub const FOLDER: &str = crate::volume::STATE_FOLDER;
+/// The folder on the home partition that keeps a failed run's logs once it ended, as
+/// ConfigMgr leaves `SMSTSLog` at the root of the disk when a sequence ends in Windows PE.
+pub const LOGS_FOLDER: &str = "SMSTSLog";
+/// The logs kept there.
+const KEPT_LOGS: &[&str] = &["smsts.log", "events.jsonl"];
 /// Files of the state directory copied to the home besides `state.json`.
 const MIRRORED: &[&str] = &["program.json", "steps.jsonl", "boot.json", "smsts.log"];
 
@@ -122,6 +129,23 @@ impl Home {
                 fs.remove(&format!("{FOLDER}/{}", e.name))?;
             }
             fs.remove(FOLDER)?;
+        }
+        fs.close()?;
+        disk.sync()?;
+        Ok(())
+    }
+
+    /// Copy the run's logs (`smsts.log`, `events.jsonl` of `log_dir`) into `SMSTSLog/` on
+    /// the home, replacing an earlier run's; flush the disk.
+    pub fn keep_logs(&self, log_dir: &Path) -> Result<()> {
+        let (disk, fs) = self.open()?;
+        fs.create_dir_all(LOGS_FOLDER)?;
+        for name in KEPT_LOGS {
+            let path = log_dir.join(name);
+            let Ok(mut f) = std::fs::File::open(&path) else {
+                continue;
+            };
+            fs.write_file(&format!("{LOGS_FOLDER}/{name}"), &mut f, None)?;
         }
         fs.close()?;
         disk.sync()?;

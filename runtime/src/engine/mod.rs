@@ -589,21 +589,40 @@ impl Walker<'_> {
         self.journal.save_state(state)?;
         self.log_home_lost();
         self.remove_handover(state);
-        match self.journal.finish_home() {
-            Some(Ok(h)) => self.logger.log(
+        let ended_home = match self.journal.finish_home() {
+            Some(Ok(h)) => {
+                self.logger.log(
+                    Level::Info,
+                    COMPONENT,
+                    &format!("Removed {} from {h}: the run ended", home::FOLDER),
+                );
+                Some(h)
+            }
+            Some(Err(e)) => {
+                self.logger.log(
+                    Level::Warning,
+                    COMPONENT,
+                    &format!(
+                        "Could not remove {} from the deployed disk: {e:#}",
+                        home::FOLDER
+                    ),
+                );
+                None
+            }
+            None => None,
+        };
+        // A failed run's logs stay on the deployed disk, where the operator finds them; a
+        // run that succeeded leaves the disk as its steps made it (docs/engine.md, "Logs").
+        let ended_home = ended_home.filter(|_| !succeeded);
+        if let Some(h) = &ended_home {
+            self.logger.log(
                 Level::Info,
                 COMPONENT,
-                &format!("Removed {} from {h}: the run ended", home::FOLDER),
-            ),
-            Some(Err(e)) => self.logger.log(
-                Level::Warning,
-                COMPONENT,
                 &format!(
-                    "Could not remove {} from the deployed disk: {e:#}",
-                    home::FOLDER
+                    "The logs stay on the deployed disk: {}/ on {h} (smsts.log, events.jsonl)",
+                    home::LOGS_FOLDER
                 ),
-            ),
-            None => {}
+            );
         }
         let msg = format!(
             "Task sequence {:?} {} ({} steps run)",
@@ -628,12 +647,32 @@ impl Walker<'_> {
             fields(json!({"succeeded": succeeded, "steps_run": state.steps_run,
                 "seconds": self.started.elapsed().as_secs_f64()})),
         );
+        if let Some(h) = ended_home {
+            self.keep_logs(&h);
+        }
         self.post_action(state);
         Ok(if succeeded {
             RunOutcome::Succeeded
         } else {
             RunOutcome::Failed
         })
+    }
+
+    /// The run failed with its state on a deployed disk: its logs stay there
+    /// (`home::LOGS_FOLDER`); a failed copy is a warning.
+    fn keep_logs(&mut self, h: &home::Home) {
+        self.logger.sync();
+        let dir = self.logger.log_dir().to_path_buf();
+        if let Err(e) = h.keep_logs(&dir) {
+            self.logger.log(
+                Level::Warning,
+                COMPONENT,
+                &format!(
+                    "Could not keep the logs in {}/ on {h}: {e:#}",
+                    home::LOGS_FOLDER
+                ),
+            );
+        }
     }
 
     fn walk(

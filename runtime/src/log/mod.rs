@@ -14,6 +14,7 @@
 
 pub mod cmtrace;
 pub mod events;
+pub mod share;
 
 use crate::vars::mask_secrets;
 use std::io::{IsTerminal, Write};
