@@ -1658,6 +1658,8 @@ fn secure_boot_usb_boots_signed_and_refuses_unsigned() {
             .any(|e| e.device == qemu::BootDevice::Medium && e.failed.is_none()),
         "the firmware started the unsigned loader: {refused:?}"
     );
+    clean(&d);
+}
 
 /// A sequence that fails at its second step (the share is mounted by the medium's hook).
 const FAILS: &str = r#"
