@@ -89,6 +89,7 @@ impl Case {
             runner: self.runner.clone(),
             work: self.root.join(work),
             epoch: T0,
+            ..Default::default()
         }
     }
 }

@@ -149,6 +149,13 @@ pub fn prepare(input: &TemplateInput) -> Result<Prepared> {
         );
     };
     check_runner(&input.runner)?;
+    if let Some(d) = input.drivers.first() {
+        bail!(
+            "--driver {}: the winpe template does not add drivers yet (add them to boot.wim \
+             with DISM /Add-Driver before building)",
+            d.display()
+        );
+    }
     let work = input.work.join("winpe");
     make_empty_dir(&work)?;
     let found = locate(source, &work)?;
