@@ -3,6 +3,7 @@
 //! initramfs the builder makes, systemd-boot and syslinux). Each turns its sources into a
 //! [`Prepared`]: the medium's files and a [`BootSpec`] the output writers follow.
 
+pub mod inf;
 pub mod kmod;
 pub mod linux;
 
