@@ -11,24 +11,30 @@
 //! modules.dep`, which is not necessarily the running kernel. Versions compare by their
 //! numeric parts (`6.10` after `6.9`).
 //!
-//! **Drivers.** [`MODULES`] (virtio, SATA/AHCI/IDE, NVMe, SCSI disks and CD-ROMs, USB storage
-//! and keyboards, common network cards, FAT and ISO 9660 with their code pages and character
-//! sets, and the file systems an OS goes onto: ext4, XFS, ntfs3 where the kernel has it, FUSE
-//! for ntfs-3g, crc32c, which ext4 and XFS checksum with, and efivarfs for the UEFI variables) and everything `modules.dep`
-//! says they need go into `/lib/modules/<version>/…`, listed in load order (every module
-//! after its dependencies) in `/etc/tsforge/modules`, which `/init` feeds to `insmod`.
-//! Debian 12's kernel (6.1) has all of them as modules except ntfs3, which it lacks
-//! (`CONFIG_NTFS3_FS` unset): NTFS is ntfs-3g's there. The file-system modules are in the
-//! list, loaded at boot, rather than loaded on demand: on demand would need `modprobe` and
-//! `modules.dep` in the initramfs and a runtime that calls it (the kernel's own
-//! `request_module` also runs `/sbin/modprobe`), and crc32c must be in the kernel before
-//! libcrc32c (XFS) loads, which asks the crypto API for it at load time. They are 6.8 MiB of
-//! module files (less once loaded). A module that is built into the kernel (`modules.builtin`)
-//! or missing from it is skipped, not an error. Compressed modules (`.ko.xz`, `.ko.zst`,
-//! `.ko.gz`) are decompressed at build time, so loading them depends neither on the kernel
-//! decompressing modules itself (`CONFIG_MODULE_DECOMPRESS`) nor on the formats busybox
-//! `insmod` was built with. Debian 12's kernels ship plain `.ko` files; other distributions'
-//! and newer kernels often ship `.ko.xz` or `.ko.zst`.
+//! **Drivers** (module [`super::kmod`]; `docs/media.md`, "Drivers"). Two kinds:
+//! - [`MODULES`], loaded by `/init` on every boot in the order of `/etc/tsforge/modules`
+//!   (every module after the modules `modules.dep` says it needs): FAT and ISO 9660 with
+//!   their code pages, the file systems an OS goes onto (ext4, XFS, ntfs3 where the kernel
+//!   has it, FUSE for ntfs-3g, crc32c, which ext4 and XFS checksum with) and efivarfs for the
+//!   UEFI variables: what no device asks for. Debian 12's kernel (6.1) has all of them as
+//!   modules except ntfs3 (`CONFIG_NTFS3_FS` unset): NTFS is ntfs-3g's there. crc32c must be
+//!   in the kernel before libcrc32c (XFS) loads, which asks the crypto API for it at load
+//!   time. After them come a custom template's `modules = [...]` and `--driver` modules.
+//! - Hardware drivers: every module in the [`DRIVER_DIRS`] (storage, USB, network, input,
+//!   virtio), the [`DRIVER_MODULES`], minus [`DRIVER_EXCLUDED`], with their dependencies. The
+//!   initramfs gets `modules.dep` and `modules.alias` written for the modules it holds (and
+//!   the kernel's `modules.builtin`, `modules.builtin.modinfo`), and `/init` loads what the
+//!   machine's devices announce in `/sys/devices/**/modalias` with busybox `modprobe`,
+//!   repeating while new devices appear. The firmware files the modules name that the build
+//!   machine has ([`FIRMWARE_DIR`]) go to `/lib/firmware`; missing ones are listed in the
+//!   build summary.
+//!
+//! A module that is built into the kernel (`modules.builtin`) or missing from it is skipped,
+//! not an error (a template's `modules = [...]` name the kernel lacks is). Compressed modules
+//! (`.ko.xz`, `.ko.zst`, `.ko.gz`) are decompressed at build time, so loading them depends
+//! neither on the kernel decompressing modules itself (`CONFIG_MODULE_DECOMPRESS`) nor on the
+//! formats busybox `insmod` was built with. Debian 12's kernels ship plain `.ko` files; other
+//! distributions' and newer kernels often ship `.ko.xz` or `.ko.zst`.
 //!
 //! **Runner.** Any Linux x86-64 ELF executable, static or dynamic. A static (musl) build is
 //! copied as it is. A dynamic (glibc) build, which is what `cargo build` makes and what the
