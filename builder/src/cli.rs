@@ -179,10 +179,6 @@ fn prepare(a: &BuildArgs, work: &Path, epoch: i64) -> Result<(Prepared, Vec<Path
             (c.base.clone(), Some((dir, c)))
         }
     };
-    let runner = match &a.runner {
-        Some(r) => r.clone(),
-        None => default_runner(&base)?,
-    };
     let modules = match &custom {
         Some((dir, c)) if !c.modules.is_empty() => {
             if base != "linux" {
@@ -195,6 +191,10 @@ fn prepare(a: &BuildArgs, work: &Path, epoch: i64) -> Result<(Prepared, Vec<Path
             c.modules.clone()
         }
         _ => Vec::new(),
+    };
+    let runner = match &a.runner {
+        Some(r) => r.clone(),
+        None => default_runner(&base)?,
     };
     let input = TemplateInput {
         source: a.source.clone(),
