@@ -103,6 +103,20 @@ DEBIAN_PACKAGES=(
     qemu-system-x86
     ovmf
     ipxe-qemu
+    # Firmware files for the linux template's drivers (/lib/firmware; the builder takes the
+    # ones its modules name). Debian main's free firmware; the non-free ones below are
+    # installed only where the apt sources have them (non-free-firmware component).
+    firmware-linux-free
+)
+# Non-free firmware for the drivers of the linux template (Realtek, Broadcom, QLogic NICs and
+# HBAs, …): installed when apt can (the sources list non-free-firmware), skipped otherwise;
+# nothing depends on them.
+OPTIONAL_FIRMWARE_PACKAGES=(
+    firmware-realtek
+    firmware-misc-nonfree
+    firmware-bnx2
+    firmware-bnx2x
+    firmware-qlogic
 )
 RUST_TARGETS=(x86_64-pc-windows-gnu)
 RUST_COMPONENTS=(clippy rustfmt)
@@ -140,6 +154,17 @@ if [ "${#missing[@]}" -gt 0 ]; then
     quiet "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 else
     say "Debian packages: all installed"
+fi
+optional=()
+for p in "${OPTIONAL_FIRMWARE_PACKAGES[@]}"; do
+    if [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" != installed ] &&
+        apt-cache policy "$p" 2>/dev/null | grep -q 'Candidate: [^(]'; then
+        optional+=("$p")
+    fi
+done
+if [ "${#optional[@]}" -gt 0 ]; then
+    say "apt-get install ${optional[*]} (non-free firmware for linux media)"
+    quiet "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${optional[@]}"
 fi
 
 command -v rustup >/dev/null 2>&1 || die "rustup not found (install Rust with rustup first)"

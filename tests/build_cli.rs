@@ -356,3 +356,85 @@ fn usb_device_is_checked_before_building() {
         }
     }
 }
+
+/// A custom template's `modules = [...]` (issue 17: it was silently ignored): with base
+/// `linux` the module goes into the initramfs, on the list `/init` loads on every boot, and
+/// the build says it added it; a module the kernel lacks fails the build naming it and the
+/// template file; `modules` on a winpe template is refused.
+#[test]
+fn custom_template_modules_are_added_and_reported() {
+    if !linux_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let seq = repo("examples/minimal.yaml");
+    let template = |name: &str, toml: &str| {
+        std::fs::create_dir_all(d.join(name)).unwrap();
+        std::fs::write(d.join(name).join("template.toml"), toml).unwrap();
+    };
+    template("nic", "base = \"linux\"\nmodules = [\"r8169\"]\n");
+    template("bad", "base = \"linux\"\nmodules = [\"no_such_driver\"]\n");
+    template("pe", "base = \"winpe\"\nmodules = [\"r8169\"]\n");
+    let run = |tpl: &str, out: &str| {
+        tsforge_text(
+            d,
+            &[
+                "build",
+                "dir",
+                "--template",
+                tpl,
+                "--sequence",
+                &seq,
+                "-o",
+                out,
+            ],
+        )
+    };
+
+    let (code, out) = run("bad", "bad-out");
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("\"no_such_driver\"")
+            && out.contains("not a module of this kernel")
+            && out.contains("bad/template.toml"),
+        "{out}"
+    );
+    assert!(!d.join("bad-out").exists());
+    let (code, out) = run("pe", "pe-out");
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("pe/template.toml: modules = [...] is for base = \"linux\""),
+        "{out}"
+    );
+
+    let (code, out) = run("nic", "nic-out");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("added: r8169 (template)"), "{out}");
+    // The list /init loads on every boot names it (read with zstd/gzip and GNU cpio).
+    let initrd = d.join("nic-out/tsforge/boot/initrd.img");
+    let (Some(cpio), Some(zstd)) = (tool("cpio"), tool("zstd")) else {
+        eprintln!("SKIP reading the initramfs: needs cpio and zstd");
+        return;
+    };
+    let magic = std::fs::read(&initrd).unwrap()[..4].to_vec();
+    let decompress = if magic == [0x28, 0xb5, 0x2f, 0xfd] {
+        format!("{} -dc", zstd.display())
+    } else {
+        "gzip -dc".to_string()
+    };
+    let list = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{decompress} '{}' | '{}' -i --quiet --to-stdout etc/tsforge/modules",
+            initrd.display(),
+            cpio.display()
+        ))
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.lines().any(|l| l.ends_with("/r8169.ko")),
+        "r8169 is not on the boot list:\n{list}"
+    );
+}

@@ -987,11 +987,13 @@ fn tsforge_try_reports_the_outcome_and_the_layout() {
     assert!(out.contains("1: 64.0 MiB at 1.0 MiB, EFI system"), "{out}");
     check_target(&d.join("ok/disk0.img"), &files, &d);
 
+    // The failure screen waits SMSTSErrorDialogTimeout seconds (900 by default) for a key
+    // before the power action: 3 here, so the trial ends on its own.
     let failing = build(
         &d,
         "usb",
         "name: Fails\nsteps:\n  - name: Fail\n    run: exit 5\n",
-        &[],
+        &["--var", "SMSTSErrorDialogTimeout=3"],
     );
     let (code, out) = try_it(&failing, "fail");
     assert_eq!(code, Some(1), "{out}");

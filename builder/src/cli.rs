@@ -58,6 +58,11 @@ pub struct BuildArgs {
     /// media password, only after it is typed again
     #[arg(long)]
     pub debug_shell: bool,
+    /// Drivers to add; repeatable. linux: a kernel module built for the template's kernel
+    /// (FILE.ko) or a folder of them, loaded on every boot. winpe: a driver folder (INF files
+    /// and the files they name), loaded with drvload before the runner starts
+    #[arg(long = "driver", value_name = "DIR|FILE.ko", num_args = 1..)]
+    pub drivers: Vec<PathBuf>,
     /// The runner to put on the medium (default: tsforge.exe for winpe, this tsforge for linux)
     #[arg(long, value_name = "PATH")]
     pub runner: Option<PathBuf>,
@@ -148,6 +153,9 @@ struct CustomTemplate {
     base: String,
     #[serde(default)]
     hooks: Vec<String>,
+    /// linux: kernel modules to add to the initramfs and load on every boot.
+    #[serde(default)]
+    modules: Vec<String>,
 }
 
 /// The template's files and boot spec, plus the template's own hooks.
@@ -175,6 +183,19 @@ fn prepare(a: &BuildArgs, work: &Path, epoch: i64) -> Result<(Prepared, Vec<Path
             (c.base.clone(), Some((dir, c)))
         }
     };
+    let modules = match &custom {
+        Some((dir, c)) if !c.modules.is_empty() => {
+            if base != "linux" {
+                bail!(
+                    "{}: modules = [...] is for base = \"linux\" (kernel modules); a winpe \
+                     template takes drivers with --driver DIR",
+                    dir.join("template.toml").display()
+                );
+            }
+            c.modules.clone()
+        }
+        _ => Vec::new(),
+    };
     let runner = match &a.runner {
         Some(r) => r.clone(),
         None => default_runner(&base)?,
@@ -184,10 +205,18 @@ fn prepare(a: &BuildArgs, work: &Path, epoch: i64) -> Result<(Prepared, Vec<Path
         runner,
         work: work.to_path_buf(),
         epoch,
+        modules,
+        drivers: a.drivers.clone(),
     };
     let mut prepared = match base.as_str() {
         "winpe" => template::winpe::prepare(&input)?,
-        _ => template::linux::prepare(&input)?,
+        _ => template::linux::prepare(&input).with_context(|| match &custom {
+            Some((dir, _)) => format!(
+                "the linux template (custom template {})",
+                dir.join("template.toml").display()
+            ),
+            None => "the linux template".to_string(),
+        })?,
     };
     let mut hooks = Vec::new();
     if let Some((dir, c)) = custom {

@@ -8,6 +8,7 @@ mod common;
 mod cpio;
 mod iso;
 #[cfg(unix)]
+mod linux_drivers;
 mod linux_template;
 mod outputs;
 mod winpe;

@@ -89,6 +89,7 @@ impl Case {
             runner: self.runner.clone(),
             work: self.root.join(work),
             epoch: T0,
+            ..Default::default()
         }
     }
 }
@@ -497,6 +498,9 @@ fn template_toml_agrees_with_the_code() {
     assert_eq!(s(&runner["path_in_wim"]), winpe::RUNNER_IN_WIM);
     assert_eq!(s(&runner["winpeshl_in_wim"]), winpe::WINPESHL_IN_WIM);
     assert_eq!(strings(&runner["launch_apps"]), winpe::LAUNCH_APPS);
+    assert_eq!(s(&t["drivers"]["dir"]), winpe::DRIVERS_DIR);
+    assert_eq!(s(&t["drivers"]["script_in_wim"]), winpe::DRIVERS_CMD_IN_WIM);
+    assert_eq!(s(&t["drivers"]["launch_app"]), winpe::DRIVERS_LAUNCH_APP);
     assert_eq!(s(&t["hooks"]["tsconfig"]), winpe::TSCONFIG_PATH);
     assert_eq!(s(&t["hooks"]["custom_hook_program"]), winpe::BOOT_COMMAND);
     assert!(winpe::tsconfig_ini().contains(winpe::BOOT_COMMAND));
@@ -539,4 +543,125 @@ fn template_toml_agrees_with_the_code() {
             s(&pxe["boot_wim"])
         ]
     );
+}
+
+fn driver_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/drivers")
+        .join(name)
+}
+
+/// `--driver DIR`: the folder goes onto the medium under tsforge/drivers/1/, and the boot
+/// image gets a script that runs drvload on each INF, started by winpeshl.ini after wpeinit
+/// and before the runner.
+/// Drvload: https://learn.microsoft.com/en-us/windows-hardware/manufacture/desktop/drvload-command-line-options
+/// winpeshl.ini: https://learn.microsoft.com/en-us/windows-hardware/manufacture/desktop/winpeshlini-reference-launching-an-app-when-winpe-starts
+#[test]
+fn driver_folders_go_on_the_medium_and_load_before_the_runner() {
+    let Some(wimlib) = tool("wimlib-imagex") else {
+        return;
+    };
+    let c = Case::new();
+    let media = c.root.join("media");
+    make_media(&wimlib, &c.root, &media, &|p| p.to_string());
+    let good = driver_fixture("good");
+    let input = TemplateInput {
+        drivers: vec![good.clone()],
+        ..c.input(&media, "work")
+    };
+    let p = winpe::prepare(&input).unwrap();
+    let summary = p.summary.join("\n");
+    assert!(
+        summary.contains("drivers: 1 folders under tsforge/drivers/ with 1 INF files (3 files"),
+        "{summary}"
+    );
+    for rel in [
+        "netdrv.inf",
+        "netdrv.cat",
+        "x64/NETDRV.SYS",
+        "x64/sub/helper.dll",
+    ] {
+        let host = host_path(&p, &format!("tsforge/drivers/1/{rel}"));
+        assert_eq!(host, good.join(rel));
+    }
+    assert_eq!(p.tree.len(), placeholder_files().len() + 2 + 4);
+
+    let wim = host_path(&p, "sources/boot.wim");
+    let out = c.root.join("extracted");
+    run(Command::new(&wimlib)
+        .arg("extract")
+        .arg(&wim)
+        .arg("1")
+        .arg("/Windows/System32/winpeshl.ini")
+        .arg("/Windows/System32/tsforge-drivers.cmd")
+        .arg(format!("--dest-dir={}", out.display()))
+        .arg("--no-acls"));
+    assert_eq!(
+        std::fs::read_to_string(out.join("winpeshl.ini")).unwrap(),
+        "[LaunchApps]\r\n%SYSTEMROOT%\\System32\\wpeinit.exe\r\n\
+         %SYSTEMROOT%\\System32\\cmd.exe, /c X:\\Windows\\System32\\tsforge-drivers.cmd\r\n\
+         %SYSTEMROOT%\\System32\\tsforge.exe, boot\r\n"
+    );
+    let cmd = std::fs::read_to_string(out.join("tsforge-drivers.cmd")).unwrap();
+    assert!(
+        cmd.contains("drvload \"%TSFORGE_DRIVERS%\\1\\netdrv.inf\"\r\n"),
+        "{cmd}"
+    );
+    assert!(
+        cmd.contains(
+            "if exist %%d:\\tsforge\\media.toml if exist %%d:\\tsforge\\drivers\\ set \
+             TSFORGE_DRIVERS=%%d:\\tsforge\\drivers\r\n"
+        ),
+        "{cmd}"
+    );
+    assert!(cmd.ends_with("exit /b 0\r\n"), "{cmd}");
+}
+
+/// An INF naming a file its folder lacks is refused before anything is built: the error
+/// names the INF, the line and the file.
+/// INF SourceDisksFiles: https://learn.microsoft.com/en-us/windows-hardware/drivers/install/inf-sourcedisksfiles-section
+#[test]
+fn a_driver_folder_missing_a_file_its_inf_names_is_refused() {
+    let c = Case::new();
+    let media = c.root.join("media");
+    // No boot.wim needed: the drivers are checked before the source is read.
+    std::fs::create_dir_all(&media).unwrap();
+    let bad = driver_fixture("missing-file");
+    let input = TemplateInput {
+        drivers: vec![bad.clone()],
+        ..c.input(&media, "work")
+    };
+    let e = error_of(winpe::prepare(&input));
+    let inf = bad.join("storage.inf");
+    assert!(
+        e.contains(&format!(
+            "{}:15: [SourceDisksFiles] names stormini.sys",
+            inf.display()
+        )),
+        "{e}"
+    );
+    assert!(!c.root.join("work/winpe").exists(), "work written: {e}");
+
+    // A file, a folder without an INF, a path that does not exist.
+    let empty = c.root.join("empty-driver");
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::write(empty.join("readme.txt"), "no inf\n").unwrap();
+    for (driver, want) in [
+        (
+            driver_fixture("good").join("netdrv.inf"),
+            "takes a driver folder",
+        ),
+        (empty.clone(), "holds no INF file"),
+        (c.root.join("nowhere"), "a missing path"),
+    ] {
+        let input = TemplateInput {
+            drivers: vec![driver.clone()],
+            ..c.input(&media, "work")
+        };
+        let e = error_of(winpe::prepare(&input));
+        assert!(
+            e.contains(&driver.display().to_string()) && e.contains(want),
+            "{e}"
+        );
+    }
 }

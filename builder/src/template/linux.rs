@@ -11,24 +11,30 @@
 //! modules.dep`, which is not necessarily the running kernel. Versions compare by their
 //! numeric parts (`6.10` after `6.9`).
 //!
-//! **Drivers.** [`MODULES`] (virtio, SATA/AHCI/IDE, NVMe, SCSI disks and CD-ROMs, USB storage
-//! and keyboards, common network cards, FAT and ISO 9660 with their code pages and character
-//! sets, and the file systems an OS goes onto: ext4, XFS, ntfs3 where the kernel has it, FUSE
-//! for ntfs-3g, crc32c, which ext4 and XFS checksum with, and efivarfs for the UEFI variables) and everything `modules.dep`
-//! says they need go into `/lib/modules/<version>/…`, listed in load order (every module
-//! after its dependencies) in `/etc/tsforge/modules`, which `/init` feeds to `insmod`.
-//! Debian 12's kernel (6.1) has all of them as modules except ntfs3, which it lacks
-//! (`CONFIG_NTFS3_FS` unset): NTFS is ntfs-3g's there. The file-system modules are in the
-//! list, loaded at boot, rather than loaded on demand: on demand would need `modprobe` and
-//! `modules.dep` in the initramfs and a runtime that calls it (the kernel's own
-//! `request_module` also runs `/sbin/modprobe`), and crc32c must be in the kernel before
-//! libcrc32c (XFS) loads, which asks the crypto API for it at load time. They are 6.8 MiB of
-//! module files (less once loaded). A module that is built into the kernel (`modules.builtin`)
-//! or missing from it is skipped, not an error. Compressed modules (`.ko.xz`, `.ko.zst`,
-//! `.ko.gz`) are decompressed at build time, so loading them depends neither on the kernel
-//! decompressing modules itself (`CONFIG_MODULE_DECOMPRESS`) nor on the formats busybox
-//! `insmod` was built with. Debian 12's kernels ship plain `.ko` files; other distributions'
-//! and newer kernels often ship `.ko.xz` or `.ko.zst`.
+//! **Drivers** (module [`super::kmod`]; `docs/media.md`, "Drivers"). Two kinds:
+//! - [`MODULES`], loaded by `/init` on every boot in the order of `/etc/tsforge/modules`
+//!   (every module after the modules `modules.dep` says it needs): FAT and ISO 9660 with
+//!   their code pages, the file systems an OS goes onto (ext4, XFS, ntfs3 where the kernel
+//!   has it, FUSE for ntfs-3g, crc32c, which ext4 and XFS checksum with) and efivarfs for the
+//!   UEFI variables: what no device asks for. Debian 12's kernel (6.1) has all of them as
+//!   modules except ntfs3 (`CONFIG_NTFS3_FS` unset): NTFS is ntfs-3g's there. crc32c must be
+//!   in the kernel before libcrc32c (XFS) loads, which asks the crypto API for it at load
+//!   time. After them come a custom template's `modules = [...]` and `--driver` modules.
+//! - Hardware drivers: every module in the [`DRIVER_DIRS`] (storage, USB, network, input,
+//!   virtio), the [`DRIVER_MODULES`], minus [`DRIVER_EXCLUDED`], with their dependencies. The
+//!   initramfs gets `modules.dep` and `modules.alias` written for the modules it holds (and
+//!   the kernel's `modules.builtin`, `modules.builtin.modinfo`), and `/init` loads what the
+//!   machine's devices announce in `/sys/devices/**/modalias` with busybox `modprobe`,
+//!   repeating while new devices appear. The firmware files the modules name that the build
+//!   machine has ([`FIRMWARE_DIR`]) go to `/lib/firmware`; missing ones are listed in the
+//!   build summary.
+//!
+//! A module that is built into the kernel (`modules.builtin`) or missing from it is skipped,
+//! not an error (a template's `modules = [...]` name the kernel lacks is). Compressed modules
+//! (`.ko.xz`, `.ko.zst`, `.ko.gz`) are decompressed at build time, so loading them depends
+//! neither on the kernel decompressing modules itself (`CONFIG_MODULE_DECOMPRESS`) nor on the
+//! formats busybox `insmod` was built with. Debian 12's kernels ship plain `.ko` files; other
+//! distributions' and newer kernels often ship `.ko.xz` or `.ko.zst`.
 //!
 //! **Runner.** Any Linux x86-64 ELF executable, static or dynamic. A static (musl) build is
 //! copied as it is. A dynamic (glibc) build, which is what `cargo build` makes and what the
@@ -91,12 +97,13 @@
 //! (the cpio writer makes no device nodes), so `/init` mounts devtmpfs first and then opens
 //! the console itself.
 
+use super::kmod::{self, Drivers};
 use super::{secureboot, BootSpec, IsoBios, Prepared, PxeBoot, TemplateInput, UsbBios};
 use crate::cpio::{Compression, CpioBuilder};
 use crate::source::Source;
 use crate::tree::MediaTree;
 use anyhow::{anyhow, bail, Context, Result};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use tsforge_runtime::disk::{fat, fatbuild, Disk};
@@ -116,36 +123,10 @@ pub const CMDLINE: &str = "console=ttyS0,115200 console=tty0 quiet";
 pub const RUNNER_PATH: &str = "bin/tsforge";
 /// The load list `/init` reads (one absolute module path a line).
 pub const MODULE_LIST_PATH: &str = "etc/tsforge/modules";
-/// Modules the boot needs (kernel module names; `-` and `_` are the same to the kernel).
+/// Modules `/init` loads on every boot, whatever the hardware (kernel module names; `-` and
+/// `_` are the same to the kernel): what no device announces with a modalias. Hardware drivers
+/// are not here: they are in [`DRIVER_DIRS`] and [`DRIVER_MODULES`] and load by modalias.
 pub const MODULES: &[&str] = &[
-    "virtio_ring",
-    "virtio",
-    "virtio_pci",
-    "virtio_blk",
-    "virtio_scsi",
-    "virtio_net",
-    "ahci",
-    "libahci",
-    // IDE/SATA in legacy mode: QEMU's default PC machine (its CD-ROM), VirtualBox, older Intel.
-    "ata_piix",
-    // NVMe disks: the usual deployment target today.
-    "nvme",
-    "sd_mod",
-    "sr_mod",
-    "cdrom",
-    "usb_storage",
-    "uas",
-    "xhci_hcd",
-    "xhci_pci",
-    "ehci_hcd",
-    "ehci_pci",
-    "uhci_hcd",
-    "ohci_pci",
-    // USB keyboards, for prompts (media password, pre-execution hooks).
-    "usbhid",
-    "hid_generic",
-    "e1000",
-    "e1000e",
     "fat",
     "vfat",
     "isofs",
@@ -156,9 +137,10 @@ pub const MODULES: &[&str] = &[
     // vfat mount fails with "IO charset ascii not found".
     "nls_ascii",
     // The file systems an OS goes onto. crc32c first: libcrc32c (XFS) asks the crypto API
-    // for crc32c when it loads, and ext4/jbd2 checksums need it at mount time; without
-    // modprobe in the initramfs the kernel cannot load it on demand. The generic version,
-    // because crc32c_intel fails to load on CPUs without SSE4.2 (QEMU's default CPU).
+    // for crc32c when it loads, and ext4/jbd2 checksums need it at mount time; the kernel
+    // cannot load it on demand (that would run /sbin/modprobe with a crypto alias). The
+    // generic version, because crc32c_intel fails to load on CPUs without SSE4.2 (QEMU's
+    // default CPU).
     "crc32c_generic",
     "ext4",
     "xfs",
@@ -171,6 +153,55 @@ pub const MODULES: &[&str] = &[
     // `CONFIG_EFIVAR_FS=m`).
     "efivarfs",
 ];
+/// Folders of the kernel's modules tree (paths as `modules.dep` writes them) whose every
+/// module goes into the initramfs, with what `modules.dep` says they need; `/init` loads
+/// the ones the machine's devices ask for by modalias, as udev does.
+pub const DRIVER_DIRS: &[&str] = &[
+    // Storage: SATA/PATA (AHCI, Intel RST in AHCI or RAID mode), NVMe, SCSI disks and
+    // CD-ROMs with every SCSI/SAS/RAID HBA (megaraid_sas, mpt3sas, aacraid, smartpqi,
+    // hpsa, virtio_scsi, Hyper-V's storvsc, VMware's pvscsi), block devices (virtio_blk,
+    // mtip32xx), CD-ROM, MMC/SD card readers.
+    "kernel/drivers/ata/",
+    "kernel/drivers/nvme/",
+    "kernel/drivers/scsi/",
+    "kernel/drivers/block/",
+    "kernel/drivers/cdrom/",
+    "kernel/drivers/mmc/",
+    // USB host controllers, USB storage and UAS.
+    "kernel/drivers/usb/host/",
+    "kernel/drivers/usb/storage/",
+    "kernel/drivers/usb/core/",
+    "kernel/drivers/usb/common/",
+    // Network: every Ethernet driver, USB network adapters (r8152, cdc_ether, ax88179…).
+    "kernel/drivers/net/ethernet/",
+    "kernel/drivers/net/usb/",
+    // Input: HID (USB keyboards) and keyboards.
+    "kernel/drivers/hid/",
+    "kernel/drivers/input/keyboard/",
+    "kernel/drivers/input/serio/",
+    // virtio transport (virtio_pci) for virtual machines.
+    "kernel/drivers/virtio/",
+];
+/// Hardware drivers outside [`DRIVER_DIRS`], also loaded by modalias: virtual machines'
+/// network cards, and Intel VMD, behind which Intel RST puts NVMe disks on recent laptops.
+pub const DRIVER_MODULES: &[&str] = &["virtio_net", "vmxnet3", "hv_netvsc", "vmd"];
+/// Modules of [`DRIVER_DIRS`] left out: `floppy` (QEMU's PC machines announce a floppy
+/// controller; the driver then makes `/dev/fd0`, and every look for the medium would wait on
+/// the empty drive).
+pub const DRIVER_EXCLUDED: &[&str] = &["floppy"];
+/// The modules folder's index files that go into the initramfs beside the modules, so that
+/// busybox `modprobe` finds modules by alias: `modules.dep` and `modules.alias` are written
+/// for the modules in the initramfs; `modules.builtin` and `modules.builtin.modinfo` are
+/// copied as they are (when the kernel has them).
+pub const MODULE_INDEX_FILES: &[&str] = &[
+    "modules.dep",
+    "modules.alias",
+    "modules.builtin",
+    "modules.builtin.modinfo",
+];
+/// Where the build machine keeps firmware files (Debian's `firmware-linux-free` and, where
+/// the sources have them, the non-free firmware packages).
+pub const FIRMWARE_DIR: &str = "/lib/firmware";
 /// busybox applets `/init` calls, linked to `/bin/busybox`.
 pub const APPLETS: &[&str] = &[
     "sh",
@@ -224,6 +255,8 @@ pub const APPLETS: &[&str] = &[
     "mdev",
     "lsmod",
     "blockdev",
+    "modprobe",
+    "find",
 ];
 
 /// The programs the OS-deployment steps, hooks and commands run in the initramfs, found on
@@ -320,7 +353,9 @@ pub fn prepare(input: &TemplateInput) -> Result<Prepared> {
             anyhow!("{e:#}; install Debian's kernel with: apt-get install linux-image-amd64, or pass --source")
         })?,
     };
-    let modules = resolve_modules(&kernel.modules, MODULES)?;
+    let tree = kmod::ModuleTree::read(&kernel.modules)?;
+    let drivers = kmod::select(&tree, &input.modules, &input.drivers)?;
+    let module_files = module_files(&tree, &drivers, &kernel, input.source.as_deref())?;
     let programs = program_files(tools::find)?;
     let mut runner_files = runner_files(&input.runner)?;
 
@@ -331,8 +366,7 @@ pub fn prepare(input: &TemplateInput) -> Result<Prepared> {
     let initrd = input.work.join("initrd.img");
     let initrd_size = write_initrd(
         input,
-        &kernel,
-        &modules,
+        &module_files,
         &runner_files,
         &programs,
         compression,
@@ -388,25 +422,9 @@ pub fn prepare(input: &TemplateInput) -> Result<Prepared> {
         }),
     };
 
-    let summary = vec![
+    let mut summary = vec![
         format!("kernel {} ({})", kernel.version, kernel.image.display()),
-        format!(
-            "{} modules{}",
-            modules.load.len(),
-            if modules.builtin.is_empty() && modules.missing.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " ({} built in, not in this kernel: {})",
-                    modules.builtin.len(),
-                    if modules.missing.is_empty() {
-                        "none".to_string()
-                    } else {
-                        modules.missing.join(", ")
-                    }
-                )
-            }
-        ),
+        drivers_summary(&drivers, &module_files),
         format!(
             "initramfs {} ({}), runner {} with {} shared libraries (the dynamic loader included)",
             size_text(initrd_size),
@@ -429,11 +447,140 @@ pub fn prepare(input: &TemplateInput) -> Result<Prepared> {
             programs.files.len() - programs.programs - PROGRAM_DATA.len()
         ),
     ];
+    if !module_files.firmware_missing.is_empty() {
+        summary.push(format!(
+            "{} firmware files the modules name are not on this machine (the non-free \
+             firmware packages have most; the drivers that need them load without): {}",
+            module_files.firmware_missing.len(),
+            module_files
+                .firmware_missing
+                .iter()
+                .map(|(f, m)| format!("{f} ({m})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     Ok(Prepared {
         tree,
         boot,
         summary,
     })
+}
+
+/// The driver files of the initramfs: modules (decompressed), the index files busybox
+/// `modprobe` reads, the firmware files, and the list `/init` loads on every boot.
+#[derive(Debug, Clone, Default)]
+pub struct ModuleFiles {
+    /// Path in the initramfs → content.
+    pub files: Vec<(String, std::sync::Arc<[u8]>)>,
+    /// `lib/firmware/<name>` → host file.
+    pub firmware: Vec<(String, PathBuf)>,
+    /// Firmware files named by a module (`modinfo -F firmware`) that the build machine does
+    /// not have → the module.
+    pub firmware_missing: BTreeMap<String, String>,
+    /// `/etc/tsforge/modules`: one absolute module path a line, in load order.
+    pub list: String,
+}
+
+/// Read the modules of `drivers`, write the index files, find the firmware (in
+/// `<source>/lib/firmware` first when the source is a root file system, then the build
+/// machine's [`FIRMWARE_DIR`]).
+fn module_files(
+    tree: &kmod::ModuleTree,
+    drivers: &Drivers,
+    kernel: &Kernel,
+    source: Option<&Path>,
+) -> Result<ModuleFiles> {
+    let base = format!("lib/modules/{}", kernel.version);
+    let mut out = ModuleFiles::default();
+    let mut bytes_of: BTreeMap<String, std::sync::Arc<[u8]>> = BTreeMap::new();
+    for p in drivers.kernel_paths() {
+        let bytes: std::sync::Arc<[u8]> = kmod::module_bytes(&kernel.modules.join(p))?.into();
+        bytes_of.insert(plain_module_path(p).to_string(), bytes);
+    }
+    for m in &drivers.external {
+        let bytes: std::sync::Arc<[u8]> = std::fs::read(&m.host)
+            .with_context(|| format!("--driver {}", m.host.display()))?
+            .into();
+        bytes_of.insert(m.path.clone(), bytes);
+    }
+    for p in &drivers.always {
+        out.list
+            .push_str(&format!("/{base}/{}\n", plain_module_path(p)));
+    }
+    let mut dirs = Vec::new();
+    if let Some(src) = source {
+        dirs.push(src.join(FIRMWARE_DIR.trim_start_matches('/')));
+    }
+    dirs.push(PathBuf::from(FIRMWARE_DIR));
+    let with_bytes: Vec<(String, &[u8])> =
+        bytes_of.iter().map(|(p, b)| (p.clone(), &b[..])).collect();
+    let (found, missing) = kmod::firmware(&with_bytes, &dirs)?;
+    out.firmware = found
+        .into_iter()
+        .map(|(name, host)| (format!("lib/firmware/{name}"), host))
+        .collect();
+    out.firmware_missing = missing;
+    for (p, b) in bytes_of {
+        out.files.push((format!("{base}/{p}"), b));
+    }
+    out.files.push((
+        format!("{base}/modules.dep"),
+        kmod::initramfs_modules_dep(tree, drivers)
+            .into_bytes()
+            .into(),
+    ));
+    out.files.push((
+        format!("{base}/modules.alias"),
+        kmod::initramfs_modules_alias(tree, drivers)?
+            .into_bytes()
+            .into(),
+    ));
+    for name in ["modules.builtin", "modules.builtin.modinfo"] {
+        let host = kernel.modules.join(name);
+        if host.is_file() {
+            let bytes =
+                std::fs::read(&host).with_context(|| format!("reading {}", host.display()))?;
+            out.files.push((format!("{base}/{name}"), bytes.into()));
+        }
+    }
+    Ok(out)
+}
+
+/// The build summary's driver line.
+fn drivers_summary(d: &Drivers, files: &ModuleFiles) -> String {
+    let (storage, network, input, other) = d.classes();
+    let mut s = format!(
+        "{} modules: {} loaded on every boot (file systems, code pages, crc32c, efivarfs{}), \
+         {} hardware drivers loaded by modalias (storage {storage}, network {network}, input \
+         {input}, others they need {other})",
+        d.count(),
+        d.always.len(),
+        if d.extra.is_empty() && d.external.is_empty() {
+            String::new()
+        } else {
+            let mut added: Vec<String> =
+                d.extra.iter().map(|m| format!("{m} (template)")).collect();
+            added.extend(
+                d.external
+                    .iter()
+                    .map(|m| format!("{} (--driver {})", m.name, m.host.display())),
+            );
+            format!("; added: {}", added.join(", "))
+        },
+        d.hardware.len()
+    );
+    if !d.builtin.is_empty() {
+        s.push_str(&format!(
+            "; built into the kernel: {}",
+            d.builtin.join(", ")
+        ));
+    }
+    if !d.missing.is_empty() {
+        s.push_str(&format!("; not in this kernel: {}", d.missing.join(", ")));
+    }
+    s.push_str(&format!("; {} firmware files", files.firmware.len()));
+    s
 }
 
 fn size_text(n: u64) -> String {
@@ -588,112 +735,16 @@ pub fn plain_module_path(path: &str) -> &str {
 
 /// Resolve `wanted` against `modules_dir/modules.dep` and `modules.builtin`.
 pub fn resolve_modules(modules_dir: &Path, wanted: &[&str]) -> Result<Modules> {
-    let dep_path = modules_dir.join("modules.dep");
-    let text = std::fs::read_to_string(&dep_path)
-        .with_context(|| format!("reading {}", dep_path.display()))?;
-    // name → (path, dependency paths)
-    let mut deps: HashMap<String, (String, Vec<String>)> = HashMap::new();
-    let mut by_path: HashMap<String, Vec<String>> = HashMap::new();
-    for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let (path, rest) = line.split_once(':').ok_or_else(|| {
-            anyhow!(
-                "{}:{}: expected `path: dependencies`, found {line:?}",
-                dep_path.display(),
-                n + 1
-            )
-        })?;
-        let path = path.trim().to_string();
-        let list: Vec<String> = rest.split_whitespace().map(str::to_string).collect();
-        by_path.insert(path.clone(), list.clone());
-        deps.insert(module_name(&path), (path, list));
-    }
-    let builtin_path = modules_dir.join("modules.builtin");
-    let builtin: BTreeSet<String> = match std::fs::read_to_string(&builtin_path) {
-        Ok(t) => t
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| module_name(l.trim()))
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeSet::new(),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", builtin_path.display())),
-    };
-
+    let tree = kmod::ModuleTree::read(modules_dir)?;
     let mut out = Modules::default();
     let mut done: BTreeSet<String> = BTreeSet::new();
     for want in wanted {
         let name = want.replace('-', "_");
-        match deps.get(&name) {
-            Some((path, _)) => visit(
-                path,
-                &by_path,
-                &dep_path,
-                &mut done,
-                &mut Vec::new(),
-                &mut out.load,
-            )?,
-            None if builtin.contains(&name) => out.builtin.push(name),
+        match tree.path_of(&name) {
+            Some(path) => tree.visit(path, &mut done, &mut Vec::new(), &mut out.load)?,
+            None if tree.is_builtin(&name) => out.builtin.push(name),
             None => out.missing.push(name),
         }
-    }
-    Ok(out)
-}
-
-/// Depth-first: a module's dependencies (last listed first, as modprobe loads them), then it.
-fn visit(
-    path: &str,
-    by_path: &HashMap<String, Vec<String>>,
-    dep_path: &Path,
-    done: &mut BTreeSet<String>,
-    stack: &mut Vec<String>,
-    load: &mut Vec<String>,
-) -> Result<()> {
-    if done.contains(path) {
-        return Ok(());
-    }
-    if stack.iter().any(|p| p == path) {
-        bail!(
-            "{}: modules depend on each other in a cycle: {} -> {path}",
-            dep_path.display(),
-            stack.join(" -> ")
-        );
-    }
-    let list = by_path.get(path).ok_or_else(|| {
-        anyhow!(
-            "{}: {} needs {path}, which has no line of its own",
-            dep_path.display(),
-            stack.last().map(String::as_str).unwrap_or("a module")
-        )
-    })?;
-    stack.push(path.to_string());
-    for dep in list.iter().rev() {
-        visit(dep, by_path, dep_path, done, stack, load)?;
-    }
-    stack.pop();
-    done.insert(path.to_string());
-    load.push(path.to_string());
-    Ok(())
-}
-
-/// A module file's content, decompressed when it is `.xz`, `.zst` or `.gz`.
-fn module_bytes(file: &Path) -> Result<Vec<u8>> {
-    let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let name = file.to_string_lossy();
-    let mut out = Vec::new();
-    if name.ends_with(".xz") {
-        lzma_rs::xz_decompress(&mut &data[..], &mut out)
-            .map_err(|e| anyhow!("decompressing {} (xz): {e:?}", file.display()))?;
-    } else if name.ends_with(".zst") {
-        out = zstd::decode_all(&data[..])
-            .with_context(|| format!("decompressing {} (zstd)", file.display()))?;
-    } else if name.ends_with(".gz") {
-        flate2::read::GzDecoder::new(&data[..])
-            .read_to_end(&mut out)
-            .with_context(|| format!("decompressing {} (gzip)", file.display()))?;
-    } else {
-        return Ok(data);
     }
     Ok(out)
 }
@@ -951,8 +1002,7 @@ pub fn elf_interpreter(path: &Path) -> Result<Option<String>> {
 /// Write the initramfs to `out` (through a temporary name); returns its size.
 fn write_initrd(
     input: &TemplateInput,
-    kernel: &Kernel,
-    modules: &Modules,
+    modules: &ModuleFiles,
     runner_files: &[(String, PathBuf)],
     programs: &ProgramFiles,
     compression: Compression,
@@ -981,17 +1031,17 @@ fn write_initrd(
     }
     // e2fsprogs and ntfs-3g look at /etc/mtab for what is mounted, as Debian links it.
     b.add_symlink("etc/mtab", "../proc/self/mounts")?;
-    let mut list = String::new();
-    for m in &modules.load {
-        let plain = plain_module_path(m);
-        let bytes = module_bytes(&kernel.modules.join(m))?;
-        let path = format!("lib/modules/{}/{plain}", kernel.version);
-        b.add_file(&path, Source::bytes(bytes), 0o644)?;
-        list.push('/');
-        list.push_str(&path);
-        list.push('\n');
+    for (path, bytes) in &modules.files {
+        b.add_file(path, Source::bytes(bytes.clone()), 0o644)?;
     }
-    b.add_file(MODULE_LIST_PATH, Source::from(list.into_bytes()), 0o644)?;
+    for (path, host) in &modules.firmware {
+        b.add_file(path, Source::path(host), 0o644)?;
+    }
+    b.add_file(
+        MODULE_LIST_PATH,
+        Source::from(modules.list.clone().into_bytes()),
+        0o644,
+    )?;
 
     let tmp = out.with_extension("img.tmp");
     let file =

@@ -3,6 +3,8 @@
 //! initramfs the builder makes, systemd-boot and syslinux). Each turns its sources into a
 //! [`Prepared`]: the medium's files and a [`BootSpec`] the output writers follow.
 
+pub mod inf;
+pub mod kmod;
 pub mod linux;
 pub mod secureboot;
 
@@ -12,7 +14,7 @@ use std::path::PathBuf;
 pub mod winpe;
 
 /// What a template is given.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct TemplateInput {
     /// `--source`: a folder or an ISO (the template's own default when `None`).
     pub source: Option<PathBuf>,
@@ -23,6 +25,11 @@ pub struct TemplateInput {
     pub work: PathBuf,
     /// Timestamp for everything generated (`SOURCE_DATE_EPOCH`, else now).
     pub epoch: i64,
+    /// linux: kernel modules a custom template's `modules = [...]` adds (names).
+    pub modules: Vec<String>,
+    /// `--driver`: linux: out-of-tree `.ko` files or folders of them; winpe: driver folders
+    /// (INF files and the files they name).
+    pub drivers: Vec<PathBuf>,
 }
 
 /// A template's result.

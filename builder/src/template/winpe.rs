@@ -36,6 +36,21 @@
 //! the files are copied in and the image is unmounted with `/Commit` (`/Discard` on failure).
 //! The source `boot.wim` is never modified.
 //!
+//! # Drivers (`--driver DIR`)
+//! Each folder (an INF file and the files it names, as a vendor ships a driver) is checked by
+//! [`super::inf::check_inf`] before anything else is read (every file the INF's
+//! `[SourceDisksFiles]`/`[SourceDisksFiles.amd64]` names, and its catalog, is in the folder;
+//! otherwise the build fails naming the INF, the line and the file), and goes onto the medium
+//! under [`DRIVERS_DIR`]`/<n>/` (n counts the folders from 1). The boot image gets
+//! [`DRIVERS_CMD_IN_WIM`] ([`drivers_cmd`]), which finds the medium (the first drive with
+//! `tsforge\media.toml` and `tsforge\drivers`) and runs `drvload` on each INF, printing each
+//! result; `winpeshl.ini` starts it after `wpeinit` and before the runner
+//! ([`DRIVERS_LAUNCH_APP`]), so the runner sees the disks and network cards the drivers add.
+//! The drivers stay on the medium rather than in `boot.wim`, because DISM (the Windows WIM
+//! backend) adds single files and a driver folder keeps its layout there. A PXE boot has no
+//! medium drive: it loads no drivers (the script says so). Without `--driver`,
+//! `winpeshl.ini` is what it was.
+//!
 //! # Pre-execution hooks and `TsConfig.ini`
 //! tsforge reads its pre-execution hooks from `tsforge/media.toml` (`hooks.pre_execution`),
 //! which the media core writes; `tsforge boot` runs them before a sequence is chosen. The
@@ -50,7 +65,8 @@
 //! No BIOS boot from USB: that needs Microsoft's boot sector code (`bootsect /nt60`).
 //!
 //! Left out: 32-bit and ARM64 WinPE (the checks are for x64 media), split boot WIMs, adding
-//! drivers or optional components (do that with DISM before building), and byte-identical
+//! optional components or drivers into `boot.wim` itself (do that with DISM before building;
+//! `--driver` loads them at boot instead), and byte-identical
 //! `boot.wim` across builds (the new files carry [`TemplateInput::epoch`] as their time, but
 //! wimlib and DISM stamp the image's modification time with the current time).
 //!
@@ -112,18 +128,120 @@ pub const LAUNCH_APPS: &[&str] = &[
     r"%SYSTEMROOT%\System32\tsforge.exe, boot",
 ];
 
+/// `--driver` folders go on the medium here, numbered from 1 in the order given.
+pub const DRIVERS_DIR: &str = "tsforge/drivers";
+/// The script that loads them, in the boot image; started by `winpeshl.ini` after `wpeinit`
+/// and before the runner ([`DRIVERS_LAUNCH_APP`]).
+pub const DRIVERS_CMD_IN_WIM: &str = "Windows/System32/tsforge-drivers.cmd";
+const DRIVERS_CMD_NAME: &str = "tsforge-drivers.cmd";
+/// The `[LaunchApps]` line for [`DRIVERS_CMD_IN_WIM`], inserted before the runner's.
+pub const DRIVERS_LAUNCH_APP: &str =
+    r"%SYSTEMROOT%\System32\cmd.exe, /c X:\Windows\System32\tsforge-drivers.cmd";
+
 /// The command that finds the medium, verifies it, runs the pre-execution hooks and the chosen
 /// sequence, as Windows PE sees it (the boot image is drive `X:`).
 pub const BOOT_COMMAND: &str = r"X:\Windows\System32\tsforge.exe boot";
 
 /// `winpeshl.ini` for the boot image (CRLF line ends, as Windows PE's own files have).
 pub fn winpeshl_ini() -> String {
+    winpeshl_ini_with(false)
+}
+
+/// `winpeshl.ini`; with `drivers`, [`DRIVERS_LAUNCH_APP`] runs before the runner.
+pub fn winpeshl_ini_with(drivers: bool) -> String {
     let mut s = String::from("[LaunchApps]\r\n");
-    for app in LAUNCH_APPS {
+    for (i, app) in LAUNCH_APPS.iter().enumerate() {
+        if drivers && i + 1 == LAUNCH_APPS.len() {
+            s.push_str(DRIVERS_LAUNCH_APP);
+            s.push_str("\r\n");
+        }
         s.push_str(app);
         s.push_str("\r\n");
     }
     s
+}
+
+/// `tsforge-drivers.cmd`: finds the medium (the first drive C: to Z: with
+/// `tsforge\media.toml` and `tsforge\drivers`) and runs `drvload` on each INF (`infs`: paths
+/// under [`DRIVERS_DIR`], `/`-separated), reporting each result; it always ends with exit
+/// code 0, so a driver that fails to load does not stop the runner from starting.
+/// Drvload: <https://learn.microsoft.com/en-us/windows-hardware/manufacture/desktop/drvload-command-line-options>
+pub fn drivers_cmd(infs: &[String]) -> String {
+    let mut s = String::from(
+        "@echo off\r\n\
+         rem Written by tsforge: loads the medium's drivers with drvload before the runner starts.\r\n\
+         set TSFORGE_DRIVERS=\r\n\
+         for %%d in (C D E F G H I J K L M N O P Q R S T U V W Y Z) do if not defined TSFORGE_DRIVERS if exist %%d:\\tsforge\\media.toml if exist %%d:\\tsforge\\drivers\\ set TSFORGE_DRIVERS=%%d:\\tsforge\\drivers\r\n\
+         if not defined TSFORGE_DRIVERS (\r\n\
+         echo tsforge: no medium with tsforge\\drivers found; drivers not loaded\r\n\
+         exit /b 0\r\n\
+         )\r\n\
+         echo tsforge: loading drivers from %TSFORGE_DRIVERS%\r\n",
+    );
+    for inf in infs {
+        let rel = inf.replace('/', "\\");
+        // In the quoted argument only `%` is special; in echo text, cmd's operators too.
+        let arg = rel.replace('%', "%%");
+        let mut shown = String::new();
+        for c in rel.chars() {
+            match c {
+                '%' => shown.push_str("%%"),
+                '^' | '&' | '|' | '<' | '>' | '(' | ')' => {
+                    shown.push('^');
+                    shown.push(c);
+                }
+                c => shown.push(c),
+            }
+        }
+        s.push_str(&format!(
+            "drvload \"%TSFORGE_DRIVERS%\\{arg}\"\r\n\
+             if errorlevel 1 (echo tsforge: drvload {shown} failed) else (echo tsforge: loaded {shown})\r\n"
+        ));
+    }
+    s.push_str("exit /b 0\r\n");
+    s
+}
+
+/// Check the `--driver` folders (each a folder with INF files whose named files are all
+/// there) and plan them into `tree` under [`DRIVERS_DIR`]; returns the INF paths there
+/// (relative to [`DRIVERS_DIR`]) and how many files the INFs name.
+fn plan_drivers(drivers: &[PathBuf], tree: &mut MediaTree) -> Result<(Vec<String>, usize)> {
+    let mut infs = Vec::new();
+    let mut named = 0;
+    for (i, dir) in drivers.iter().enumerate() {
+        if !dir.is_dir() {
+            bail!(
+                "--driver {}: the winpe template takes a driver folder (an INF file and the \
+                 files it names), not {}",
+                dir.display(),
+                if dir.exists() {
+                    "a file"
+                } else {
+                    "a missing path"
+                }
+            );
+        }
+        let found = super::inf::inf_files(dir)?;
+        if found.is_empty() {
+            bail!(
+                "--driver {}: the folder holds no INF file (a Windows driver is an INF file \
+                 with the files it names)",
+                dir.display()
+            );
+        }
+        for rel in found {
+            named += super::inf::check_inf(&dir.join(&rel))
+                .with_context(|| format!("--driver {}", dir.display()))?;
+            let rel = rel
+                .to_str()
+                .ok_or_else(|| anyhow!("{}: not a UTF-8 path", rel.display()))?
+                .replace('\\', "/");
+            infs.push(format!("{}/{rel}", i + 1));
+        }
+        tree.add_dir(dir, &format!("{DRIVERS_DIR}/{}", i + 1))
+            .with_context(|| format!("--driver {}", dir.display()))?;
+    }
+    Ok((infs, named))
 }
 
 /// `SMS/data/TsConfig.ini` for the medium: ConfigMgr's `[CustomHook]` section, for
@@ -149,6 +267,10 @@ pub fn prepare(input: &TemplateInput) -> Result<Prepared> {
         );
     };
     check_runner(&input.runner)?;
+    // Driver folders are checked first: they are the administrator's input most likely to
+    // be wrong, and nothing is read from the source for them.
+    let mut driver_tree = MediaTree::new();
+    let (infs, inf_files_named) = plan_drivers(&input.drivers, &mut driver_tree)?;
     let work = input.work.join("winpe");
     make_empty_dir(&work)?;
     let found = locate(source, &work)?;
@@ -181,6 +303,9 @@ pub fn prepare(input: &TemplateInput) -> Result<Prepared> {
         paths.insert(*req, path);
     }
     tree.add(TSCONFIG_PATH, tsconfig_ini().into_bytes())?;
+    for (path, source) in driver_tree.iter() {
+        tree.add(path, source.clone())?;
+    }
 
     // Everything is checked: from here on, write into the work folder.
     let wim = work.join("boot.wim");
@@ -189,21 +314,23 @@ pub fn prepare(input: &TemplateInput) -> Result<Prepared> {
     let runner_copy = stage.join(RUNNER_NAME);
     let ini = stage.join(WINPESHL_NAME);
     copy_file(&input.runner, &runner_copy)?;
-    std::fs::write(&ini, winpeshl_ini()).with_context(|| format!("writing {}", ini.display()))?;
-    for f in [&runner_copy, &ini] {
-        set_times(f, input.epoch)?;
+    std::fs::write(&ini, winpeshl_ini_with(!infs.is_empty()))
+        .with_context(|| format!("writing {}", ini.display()))?;
+    let mut staged = vec![
+        (RUNNER_NAME, RUNNER_IN_WIM),
+        (WINPESHL_NAME, WINPESHL_IN_WIM),
+    ];
+    if !infs.is_empty() {
+        let cmd = stage.join(DRIVERS_CMD_NAME);
+        std::fs::write(&cmd, drivers_cmd(&infs))
+            .with_context(|| format!("writing {}", cmd.display()))?;
+        staged.push((DRIVERS_CMD_NAME, DRIVERS_CMD_IN_WIM));
+    }
+    for (name, _) in &staged {
+        set_times(&stage.join(name), input.epoch)?;
     }
     backend
-        .add_files(
-            &wim,
-            index,
-            &stage,
-            &[
-                (RUNNER_NAME, RUNNER_IN_WIM),
-                (WINPESHL_NAME, WINPESHL_IN_WIM),
-            ],
-            &work,
-        )
+        .add_files(&wim, index, &stage, &staged, &work)
         .with_context(|| {
             format!(
                 "adding the runner to image {index} of {} (a copy of {})",
@@ -236,7 +363,7 @@ pub fn prepare(input: &TemplateInput) -> Result<Prepared> {
     };
     let new_size = file_size(&wim)?;
     let runner_size = file_size(&input.runner)?;
-    let summary = vec![
+    let mut summary = vec![
         format!(
             "source: {} {} ({} files)",
             found.kind,
@@ -262,6 +389,16 @@ pub fn prepare(input: &TemplateInput) -> Result<Prepared> {
             backend.name()
         ),
     ];
+    if !infs.is_empty() {
+        summary.push(format!(
+            "drivers: {} folders under {DRIVERS_DIR}/ with {} INF files ({} files they name, \
+             all present), loaded with drvload by X:\\{} before the runner starts",
+            input.drivers.len(),
+            infs.len(),
+            inf_files_named,
+            DRIVERS_CMD_IN_WIM.replace('/', "\\")
+        ));
+    }
     Ok(Prepared {
         tree,
         boot,
