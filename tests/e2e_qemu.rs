@@ -1555,11 +1555,12 @@ steps:
 
 /// Scenario: Secure Boot (issue 17). OVMF with Secure Boot enforced and Microsoft's keys
 /// (OVMF_CODE_4M.secboot.fd, OVMF_VARS_4M.ms.fd, as most PCs ship) boots the linux USB image
-/// through shim, Debian's signed GRUB and signed kernel, and the sequence above exits 0. Then
-/// the same medium with an unsigned loader as EFI/BOOT/BOOTX64.EFI (Debian's systemd-boot) is
+/// through shim, Debian's signed GRUB and signed kernel, and the sequence above exits 0; the
+/// ISO (its El Torito UEFI image, as a CD-ROM) does the same. Then the USB medium with an
+/// unsigned loader as EFI/BOOT/BOOTX64.EFI (Debian's systemd-boot) is
 /// refused by the same firmware: the check is real.
 #[test]
-fn secure_boot_usb_boots_signed_and_refuses_unsigned() {
+fn secure_boot_usb_and_iso_boot_signed_and_unsigned_is_refused() {
     // systemd-boot-efi's loader, not signed for Secure Boot.
     const UNSIGNED: &str = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi";
     if !ready(true) {
@@ -1626,6 +1627,45 @@ fn secure_boot_usb_boots_signed_and_refuses_unsigned() {
         "sgdisk -v of the target partitioned under lockdown: {}",
         String::from_utf8_lossy(&o.stdout)
     );
+
+    // The ISO (El Torito UEFI image with the same shim, signed GRUB and kernel) under the same
+    // firmware, as a CD-ROM.
+    let iso = d.join("medium.iso");
+    tsforge_ok(
+        &d,
+        &[
+            "build",
+            "iso",
+            "--template",
+            "linux",
+            "--sequence",
+            "ts.yaml",
+            "--force",
+            "-o",
+            iso.to_str().unwrap(),
+        ],
+    );
+    let iso_target = blank(&d.join("target-iso.img"), 64 << 20);
+    let iso_cfg = config(
+        &d,
+        Firmware::UefiSecureBoot,
+        BootFrom::Cdrom(iso.clone()),
+        vec![iso_target.clone()],
+        "console-iso.log",
+    );
+    let (mut m, mut times) = start(&iso_cfg);
+    m.expect("[1/", BOOT).unwrap();
+    times.first_step = Some(times.started.elapsed());
+    m.expect("the runner exited with code", RUN).unwrap();
+    m.wait_exit(BOOT).unwrap();
+    times.report("secure-boot (ISO)");
+    let console = m.console();
+    assert_eq!(
+        qemu::runner_exit_code(&console),
+        Some(0),
+        "the ISO's sequence under Secure Boot: {console}"
+    );
+    let _ = std::fs::remove_file(&iso);
 
     // The unsigned loader in place of shim, on the medium's FAT partition (at 1 MiB).
     let o = Command::new(tool("mcopy").expect("mcopy (mtools)"))
