@@ -624,3 +624,44 @@ fn an_error_that_stops_the_run_shows_the_failure_screen_with_the_error() {
     assert_eq!(code, 20, "{err}");
     assert!(err.contains("Power off in 30 s"), "{err}");
 }
+
+/// A pre-execution hook that fails stops the boot before any sequence, and the operator sees
+/// the same failure screen (the hook as the failed step, its exit code, the log's last lines)
+/// before the power action; in the boot environment it waits and R restarts. The boot's exit
+/// stays the hook's code otherwise (/init prints it).
+#[test]
+fn a_failing_hook_shows_the_failure_screen() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("failing.yaml"), FAILING).unwrap();
+    std::fs::write(d.join("check.sh"), "echo 'no network card found'\nexit 4\n").unwrap();
+    let mut tree = MediaTree::new();
+    tree.add("boot/placeholder.txt", b"template file".to_vec())
+        .unwrap();
+    let opts = MediaOptions {
+        name: "Hooked".into(),
+        sequences: vec![d.join("failing.yaml")],
+        hooks: vec![d.join("check.sh")],
+        vars: vec![("SMSTSErrorDialogTimeout".into(), "30".into())],
+        epoch: 1_700_000_000,
+        iterations: 1000,
+        ..Default::default()
+    };
+    assemble(&mut tree, &opts).unwrap();
+    tree.write_to_dir(&d.join("medium")).unwrap();
+    let (code, out, err) = boot(d, &["--medium", "medium", "--state-dir", "state"], "");
+    assert_eq!(code, 4, "{out}\n{err}");
+    for want in [
+        "TASK SEQUENCE FAILED",
+        "Task sequence: (none started: a pre-execution hook failed)",
+        "Failed step:   pre-execution hook hooks/01-check.sh",
+        "Exit code:     4",
+        "no network card found",
+    ] {
+        assert!(err.contains(want), "{want:?} not on the screen:\n{err}");
+    }
+    let _ = std::fs::remove_dir_all(d.join("state"));
+    let (code, err) = boot_in_boot_env(d, "r\n");
+    assert_eq!(code, 20, "{err}");
+    assert!(err.contains("Power off in 30 s"), "{err}");
+}

@@ -162,7 +162,24 @@ pub fn boot_cmd(c: BootConfig) -> Result<Exit> {
         );
     }
     if let Some(stop) = run_hooks(&cfg, &root, &state_dir, &mut vars, &secret_names, &mut log)? {
-        return Ok(stop);
+        // The operator sees why before the power action, as for a failed step.
+        log.sync();
+        drop(log);
+        let mut end = RunEnd::read(&state_dir, &vars);
+        end.sequence = "(none started: a pre-execution hook failed)".into();
+        end.vars.set(
+            "_SMSTSLastActionName",
+            format!("pre-execution hook {}", stop.hook),
+        );
+        end.vars
+            .set("_SMSTSLastActionRetCode", stop.code.to_string());
+        let shares = copy_logs(&state_dir, &end);
+        return Ok(
+            match failure_screen(&cfg, &state_dir, &end, &shares, None) {
+                Exit::No => stop.exit,
+                other => other,
+            },
+        );
     }
     let entry = choose(&c, &cfg, &vars)?;
     let seq_path = media::find_ci(&root, &format!("tsforge/{}", entry.file))
@@ -436,8 +453,16 @@ fn resume(
     )
 }
 
+/// A pre-execution hook that failed and stops the boot.
+struct HookStop {
+    hook: String,
+    code: i64,
+    /// The boot's exit (the hook's code, 1 when it does not fit).
+    exit: Exit,
+}
+
 /// Step 4: the pre-execution hooks, in order, with the boot facts; the variables they set
-/// are added. `Some`: a hook failed and the boot stops with this exit.
+/// are added. `Some`: a hook failed and the boot stops.
 fn run_hooks(
     cfg: &MediaConfig,
     root: &Path,
@@ -445,7 +470,7 @@ fn run_hooks(
     vars: &mut Vec<(String, String)>,
     secret_names: &[String],
     log: &mut Logger,
-) -> Result<Option<Exit>> {
+) -> Result<Option<HookStop>> {
     let mut facts = boot_facts(root);
     facts.push(("_TSForgeSequences".into(), names(cfg).replace(", ", ",")));
 
@@ -515,12 +540,14 @@ fn run_hooks(
                     "Pre-execution hook {} failed with exit code {code}; nothing else was run.",
                     h.file
                 ));
-                return Ok(Some(
-                    u8::try_from(code)
+                return Ok(Some(HookStop {
+                    hook: h.file.clone(),
+                    code,
+                    exit: u8::try_from(code)
                         .ok()
                         .filter(|c| *c != 0)
                         .map_or(Exit::No, Exit::from_code),
-                ));
+                }));
             }
         }
     }
