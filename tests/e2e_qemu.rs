@@ -1553,6 +1553,53 @@ steps:
     run: 'efibootmgr --bootnext 0001 && efibootmgr | grep "BootNext: 0001" && efibootmgr --delete-bootnext'
 "#;
 
+/// Builds a `kind` medium of the Secure Boot sequence at `out`, boots it from `boot` under OVMF
+/// with Secure Boot enforced and a blank target `target{suffix}.img`, and checks the sequence
+/// exited 0. Returns the machine's configuration, the target and the console.
+fn secure_boot_run(
+    d: &Path,
+    kind: &str,
+    out: &Path,
+    boot: BootFrom,
+    suffix: &str,
+) -> (MachineConfig, PathBuf, String) {
+    tsforge_ok(
+        d,
+        &[
+            "build",
+            kind,
+            "--template",
+            "linux",
+            "--sequence",
+            "ts.yaml",
+            "--force",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    let target = blank(&d.join(format!("target{suffix}.img")), 64 << 20);
+    let cfg = config(
+        d,
+        Firmware::UefiSecureBoot,
+        boot,
+        vec![target.clone()],
+        &format!("console{suffix}.log"),
+    );
+    let (mut m, mut times) = start(&cfg);
+    m.expect("[1/", BOOT).unwrap();
+    times.first_step = Some(times.started.elapsed());
+    m.expect("the runner exited with code", RUN).unwrap();
+    m.wait_exit(BOOT).unwrap();
+    times.report(&format!("secure-boot ({kind})"));
+    let console = m.console();
+    assert_eq!(
+        qemu::runner_exit_code(&console),
+        Some(0),
+        "the {kind} medium's sequence under Secure Boot: {console}"
+    );
+    (cfg, target, console)
+}
+
 /// Scenario: Secure Boot (issue 17). OVMF with Secure Boot enforced and Microsoft's keys
 /// (OVMF_CODE_4M.secboot.fd, OVMF_VARS_4M.ms.fd, as most PCs ship) boots the linux USB image
 /// through shim, Debian's signed GRUB and signed kernel, and the sequence above exits 0; the
@@ -1581,40 +1628,8 @@ fn secure_boot_usb_and_iso_boot_signed_and_unsigned_is_refused() {
     let d = scenario_dir("secure-boot");
     std::fs::write(d.join("ts.yaml"), SECURE_BOOT).unwrap();
     let medium = d.join("medium.img");
-    tsforge_ok(
-        &d,
-        &[
-            "build",
-            "usb",
-            "--template",
-            "linux",
-            "--sequence",
-            "ts.yaml",
-            "--force",
-            "-o",
-            medium.to_str().unwrap(),
-        ],
-    );
-    let target = blank(&d.join("target.img"), 64 << 20);
-    let cfg = config(
-        &d,
-        Firmware::UefiSecureBoot,
-        BootFrom::Disk(medium.clone()),
-        vec![target.clone()],
-        "console.log",
-    );
-    let (mut m, mut times) = start(&cfg);
-    m.expect("[1/", BOOT).unwrap();
-    times.first_step = Some(times.started.elapsed());
-    m.expect("the runner exited with code", RUN).unwrap();
-    m.wait_exit(BOOT).unwrap();
-    times.report("secure-boot");
-    let console = m.console();
-    assert_eq!(
-        qemu::runner_exit_code(&console),
-        Some(0),
-        "the sequence under Secure Boot: {console}"
-    );
+    let (cfg, target, console) =
+        secure_boot_run(&d, "usb", &medium, BootFrom::Disk(medium.clone()), "");
     assert!(console.contains("Welcome to GRUB!"), "{console}");
     let sgdisk = tool("sgdisk").expect("sgdisk (gdisk)");
     let o = Command::new(sgdisk)
@@ -1631,40 +1646,7 @@ fn secure_boot_usb_and_iso_boot_signed_and_unsigned_is_refused() {
     // The ISO (El Torito UEFI image with the same shim, signed GRUB and kernel) under the same
     // firmware, as a CD-ROM.
     let iso = d.join("medium.iso");
-    tsforge_ok(
-        &d,
-        &[
-            "build",
-            "iso",
-            "--template",
-            "linux",
-            "--sequence",
-            "ts.yaml",
-            "--force",
-            "-o",
-            iso.to_str().unwrap(),
-        ],
-    );
-    let iso_target = blank(&d.join("target-iso.img"), 64 << 20);
-    let iso_cfg = config(
-        &d,
-        Firmware::UefiSecureBoot,
-        BootFrom::Cdrom(iso.clone()),
-        vec![iso_target.clone()],
-        "console-iso.log",
-    );
-    let (mut m, mut times) = start(&iso_cfg);
-    m.expect("[1/", BOOT).unwrap();
-    times.first_step = Some(times.started.elapsed());
-    m.expect("the runner exited with code", RUN).unwrap();
-    m.wait_exit(BOOT).unwrap();
-    times.report("secure-boot (ISO)");
-    let console = m.console();
-    assert_eq!(
-        qemu::runner_exit_code(&console),
-        Some(0),
-        "the ISO's sequence under Secure Boot: {console}"
-    );
+    secure_boot_run(&d, "iso", &iso, BootFrom::Cdrom(iso.clone()), "-iso");
     let _ = std::fs::remove_file(&iso);
 
     // The unsigned loader in place of shim, on the medium's FAT partition (at 1 MiB).
