@@ -555,6 +555,54 @@ fn the_failure_screen_restarts_on_r_and_gives_a_shell_only_when_allowed() {
     assert!(err.contains("No console input: powering off."), "{err}");
 }
 
+/// Nothing may run — the medium fails its check, or the media password is wrong three times —
+/// and the screen says why and waits as the failure screen does (`R` restarts, exit 20 for
+/// /init) instead of powering off at once. It never offers a shell, even on a medium with
+/// `debug_shell = true`: a medium that failed its check is not trusted (nor its media.toml),
+/// and the operator did not prove they know the password. Outside the boot environment the
+/// screen is shown without waiting (exit 2, as before).
+#[test]
+fn a_refused_medium_or_password_shows_why_and_waits_without_a_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    failing_medium(d, &[("SMSTSErrorDialogTimeout", "30".into())], true, true);
+    let (code, err) = boot_in_boot_env(d, "one\ntwo\nthree\ns\nr\n");
+    assert_eq!(code, 20, "{err}");
+    for want in [
+        "MEDIA PASSWORD NOT GIVEN",
+        "the media password was wrong three times",
+        "Wrong media password (attempt 3 of 3)",
+        "A shell is not allowed on this medium",
+        "Power off in 30 s",
+    ] {
+        assert!(err.contains(want), "{want:?} not on the screen:\n{err}");
+    }
+    assert!(!err.contains("S and Enter for a shell"), "{err}");
+    assert!(!err.contains("Never reached"), "{err}");
+
+    // One changed byte in the medium's sequence: the check fails; the screen names the file.
+    // Its media.toml says 30 s and allows a shell; neither is trusted now: 900 s, no shell.
+    let seq = d.join("medium/tsforge/sequences/failing.yaml");
+    let text = std::fs::read_to_string(&seq)
+        .unwrap()
+        .replace("exit 7", "exit 8");
+    std::fs::write(&seq, text).unwrap();
+    let (code, err) = boot_in_boot_env(d, "s\nx\n");
+    assert_eq!(code, 2, "{err}");
+    for want in [
+        "THE BOOT MEDIUM FAILED ITS CHECK",
+        "failing.yaml",
+        "A shell is not allowed on this medium",
+        "no answer within 900 seconds: power off",
+    ] {
+        assert!(err.contains(want), "{want:?} not on the screen:\n{err}");
+    }
+    assert!(!err.contains("Media password:"), "{err}");
+    let (code, _, err) = boot(d, &["--medium", "medium", "--state-dir", "s2"], "");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("THE BOOT MEDIUM FAILED ITS CHECK"), "{err}");
+}
+
 const WATCHES_ITS_LOG: &str = r#"
 name: Live
 steps:

@@ -140,12 +140,92 @@ type BootVars = Vec<(String, String)>;
 /// the run found on a disk, or (4) run the pre-execution hooks, (5) select a sequence and
 /// (6) run it.
 pub fn boot_cmd(c: BootConfig) -> Result<Exit> {
+    let exit = boot_steps(c)?;
+    if cfg!(windows) && crate::machine::in_boot_environment() {
+        if let Some(answer) = windows_pe_answer(exit.code()) {
+            return Ok(act_in_windows_pe(answer, exit));
+        }
+    }
+    Ok(exit)
+}
+
+/// What the failure screen's answer asks of Windows PE, where no `/init` reads the runner's
+/// exit code (`winpeshl.ini` starts the runner as its last app): the runner acts itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PeAnswer {
+    /// `wpeutil reboot`.
+    Restart,
+    /// `cmd.exe` on the console, then `wpeutil shutdown` when it ends (as /init's shell is
+    /// followed by the power off).
+    Shell,
+}
+
+fn windows_pe_answer(code: u8) -> Option<PeAnswer> {
+    match code {
+        super::failure::EXIT_RESTART => Some(PeAnswer::Restart),
+        super::failure::EXIT_SHELL => Some(PeAnswer::Shell),
+        _ => None,
+    }
+}
+
+fn act_in_windows_pe(answer: PeAnswer, exit: Exit) -> Exit {
+    use crate::tools::{self, Tool};
+    if answer == PeAnswer::Shell {
+        match tools::find(Tool::Cmd) {
+            Ok(cmd) => {
+                eprintln!("A command prompt; type exit to power off.");
+                if let Err(e) = std::process::Command::new(cmd).status() {
+                    eprintln!("tsforge: the command prompt could not start: {e}");
+                }
+            }
+            Err(e) => eprintln!("tsforge: no command prompt: {e}"),
+        }
+        match tools::find(Tool::Wpeutil) {
+            Ok(w) => {
+                let _ = std::process::Command::new(w).arg("shutdown").status();
+            }
+            Err(e) => eprintln!("tsforge: cannot power off: {e}"),
+        }
+        return exit;
+    }
+    if let Err(e) = crate::actions::restart::reboot_machine() {
+        eprintln!("tsforge: the restart failed: {e}");
+    }
+    exit
+}
+
+fn boot_steps(c: BootConfig) -> Result<Exit> {
     let (root, state_dir, home, mut log) = open(&c)?;
     let Some((cfg, package_key)) = verify(&c, &root, &state_dir, &mut log)? else {
-        return Ok(Exit::Error);
+        log.sync();
+        drop(log);
+        return Ok(refusal_screen(
+            "THE BOOT MEDIUM FAILED ITS CHECK",
+            &state_dir,
+            format!(
+                "the medium at {} does not match its manifest or signature (the problems are \
+                 listed above and in smsts.log); nothing was run",
+                root.display()
+            ),
+            super::failure::DEFAULT_TIMEOUT,
+            Exit::Error,
+        ));
     };
     let Some((mut vars, secret_names)) = unlock(&c, &cfg, &mut log)? else {
-        return Ok(Exit::Error);
+        log.sync();
+        drop(log);
+        let timeout = super::failure::timeout_of(
+            cfg.variables
+                .get("SMSTSErrorDialogTimeout")
+                .map(String::as_str),
+        );
+        return Ok(refusal_screen(
+            "MEDIA PASSWORD NOT GIVEN",
+            &state_dir,
+            "the media password was wrong three times, or not typed; nothing was run".into(),
+            timeout,
+            Exit::Error,
+        ));
     };
     // A run found on a disk goes on where it stopped: no hooks, no selection.
     if let Some(h) = home {
@@ -847,26 +927,68 @@ fn failure_screen(
     shares: &[String],
     error: Option<String>,
 ) -> Exit {
-    use super::failure;
-    let timeout = failure::timeout_of(end.var("SMSTSErrorDialogTimeout"));
-    let tail = std::fs::read_to_string(state_dir.join("smsts.log"))
-        .map(|t| failure::log_tail(&t, failure::TAIL_LINES))
-        .unwrap_or_default();
     let mut logs = vec![
         state_dir.join("smsts.log").display().to_string(),
         state_dir.join("events.jsonl").display().to_string(),
     ];
     logs.extend(shares.iter().cloned());
-    let f = failure::Failure {
+    let f = super::failure::Failure {
+        title: String::new(),
         sequence: end.sequence.clone(),
         step: end.var("_SMSTSLastActionName").unwrap_or("").to_string(),
         code: end.var("_SMSTSLastActionRetCode").unwrap_or("").to_string(),
-        log_tail: tail,
-        time: crate::log::Utc::now().rfc3339(),
+        log_tail: Vec::new(),
+        time: String::new(),
         logs,
         error,
     };
-    eprint!("{}", failure::text(&f, cfg.debug_shell, timeout));
+    let timeout = super::failure::timeout_of(end.var("SMSTSErrorDialogTimeout"));
+    show_and_wait(
+        f,
+        state_dir,
+        cfg.debug_shell,
+        cfg.password.as_ref(),
+        timeout,
+    )
+}
+
+/// The screen when nothing may run: the medium failed its check, or the media password was
+/// not given. It waits as the failure screen does so the operator reads why before the power
+/// action, but never offers a shell: the medium is not trusted, or the operator did not prove
+/// they know its password. An untrusted medium's `SMSTSErrorDialogTimeout` is not read either
+/// (the default, 900 s). `R` restarts (exit 20); anything else, or no answer: `stop`.
+fn refusal_screen(title: &str, state_dir: &Path, error: String, timeout: u64, stop: Exit) -> Exit {
+    let f = super::failure::Failure {
+        title: title.into(),
+        sequence: "(none started)".into(),
+        step: "(none)".into(),
+        code: String::new(),
+        log_tail: Vec::new(),
+        time: String::new(),
+        logs: vec![state_dir.join("smsts.log").display().to_string()],
+        error: Some(error),
+    };
+    match show_and_wait(f, state_dir, false, None, timeout) {
+        Exit::No => stop,
+        other => other,
+    }
+}
+
+/// Show `f` (with smsts.log's last lines and the time) and, in a boot environment, wait for
+/// the operator's answer: `Exit::No` for the power action, 20 restart, 21 shell.
+fn show_and_wait(
+    mut f: super::failure::Failure,
+    state_dir: &Path,
+    debug_shell: bool,
+    password: Option<&media::PasswordVerifier>,
+    timeout: u64,
+) -> Exit {
+    use super::failure;
+    f.log_tail = std::fs::read_to_string(state_dir.join("smsts.log"))
+        .map(|t| failure::log_tail(&t, failure::TAIL_LINES))
+        .unwrap_or_default();
+    f.time = crate::log::Utc::now().rfc3339();
+    eprint!("{}", failure::text(&f, debug_shell, timeout));
     // Outside a boot environment (`tsforge boot` started by hand or by a test) nobody is
     // waiting at a console for this machine's power action: the screen is shown, no wait.
     if !crate::machine::in_boot_environment() {
@@ -876,8 +998,8 @@ fn failure_screen(
         return Exit::No;
     };
     let lines = failure::console_lines(stdin);
-    let mut password = |lines: &std::sync::mpsc::Receiver<Option<String>>, out: &mut dyn Write| {
-        let Some(pv) = &cfg.password else {
+    let mut ask = |lines: &std::sync::mpsc::Receiver<Option<String>>, out: &mut dyn Write| {
+        let Some(pv) = password else {
             return true;
         };
         let _ = write!(out, "Media password: ");
@@ -892,9 +1014,9 @@ fn failure_screen(
         &lines,
         std::time::Duration::from_secs(timeout),
         std::time::Duration::from_secs(10),
-        cfg.debug_shell,
+        debug_shell,
         &mut std::io::stderr(),
-        &mut password,
+        &mut ask,
     );
     match choice {
         failure::Choice::Restart => Exit::Passed(failure::EXIT_RESTART),
@@ -1097,4 +1219,20 @@ fn tee(mut r: impl Read, w: &mut dyn Write) -> String {
         }
     }
     String::from_utf8_lossy(&all).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Windows PE has no /init: the runner itself acts on the failure screen's restart (20)
+    /// and shell (21) answers; every other exit code is left to `winpeshl.ini`.
+    #[test]
+    fn windows_pe_acts_on_the_failure_screens_answers_only() {
+        assert_eq!(windows_pe_answer(20), Some(PeAnswer::Restart));
+        assert_eq!(windows_pe_answer(21), Some(PeAnswer::Shell));
+        for code in [0u8, 1, 2, 3, 7, 22] {
+            assert_eq!(windows_pe_answer(code), None, "{code}");
+        }
+    }
 }

@@ -29,6 +29,8 @@ pub const TAIL_LINES: usize = 12;
 /// What the screen shows.
 #[derive(Debug, Clone, Default)]
 pub struct Failure {
+    /// The screen's heading; empty: `TASK SEQUENCE FAILED`.
+    pub title: String,
     pub sequence: String,
     pub step: String,
     pub code: String,
@@ -83,7 +85,12 @@ pub fn text(f: &Failure, debug_shell: bool, timeout: u64) -> String {
     let mut s = String::new();
     let rule = "=".repeat(72);
     s.push_str(&format!("\n{rule}\n"));
-    s.push_str("TASK SEQUENCE FAILED\n");
+    let title = if f.title.is_empty() {
+        "TASK SEQUENCE FAILED"
+    } else {
+        &f.title
+    };
+    s.push_str(&format!("{title}\n"));
     s.push_str(&format!("  Task sequence: {}\n", f.sequence));
     s.push_str(&format!("  Failed step:   {}\n", f.step));
     s.push_str(&format!("  Exit code:     {}\n", f.code));
@@ -219,6 +226,7 @@ mod tests {
 
     fn sample() -> Failure {
         Failure {
+            title: String::new(),
             sequence: "Deploy".into(),
             step: "Fail on purpose".into(),
             code: "7".into(),
