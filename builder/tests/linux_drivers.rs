@@ -389,4 +389,20 @@ fn modules_that_cannot_load_are_refused() {
         e.contains(&bogus.display().to_string()) && e.contains("not a kernel module"),
         "{e}"
     );
+
+    // The kernel's own module given as --driver: the template's `modules = [...]` is the way.
+    let own = kernel.modules.join("kernel/drivers/net/dummy.ko");
+    if own.exists() {
+        let input = TemplateInput {
+            drivers: vec![own.clone()],
+            ..input
+        };
+        let e = format!("{:#}", linux::prepare(&input).err().expect("refused"));
+        assert!(
+            e.contains(&own.display().to_string())
+                && e.contains("is a module of this kernel")
+                && e.contains("modules = [...]"),
+            "{e}"
+        );
+    }
 }

@@ -232,10 +232,19 @@ pub fn select(tree: &ModuleTree, extra: &[String], external: &[PathBuf]) -> Resu
     let mut external_names = BTreeSet::new();
     for file in external_files(external)? {
         let m = external_module(tree, &file, vermagic.as_deref())?;
-        if tree.path_of(&m.name).is_some() || !external_names.insert(m.name.clone()) {
+        if tree.path_of(&m.name).is_some() {
             bail!(
-                "--driver {}: a module named {} is already in the initramfs (the kernel's own \
-                 or another --driver file); give one of them",
+                "--driver {}: {} is a module of this kernel ({}); --driver takes modules that \
+                 are not the kernel's own (a vendor's): name it in the template's \
+                 `modules = [...]` instead",
+                file.display(),
+                m.name,
+                tree.dep_path.display()
+            );
+        }
+        if !external_names.insert(m.name.clone()) {
+            bail!(
+                "--driver {}: another --driver file is a module named {} too; give one of them",
                 file.display(),
                 m.name
             );
