@@ -281,7 +281,10 @@ pub fn dispatch(c: TryCmd) -> Result<Exit> {
     let what = match &boot {
         BootFrom::Disk(p) => format!("USB disk image {}", p.display()),
         BootFrom::Cdrom(p) => format!("ISO {} as a CD-ROM", p.display()),
-        BootFrom::Pxe { tftp_root, .. } => format!("PXE from {}", tftp_root.display()),
+        BootFrom::Pxe {
+            tftp_root,
+            bootfile,
+        } => format!("PXE from {} (boot file {bootfile})", tftp_root.display()),
     };
     eprintln!(
         "tsforge try: booting the {what} with {} firmware, {} MiB, {} target disk(s):",
