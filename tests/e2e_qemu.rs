@@ -1685,6 +1685,58 @@ fn secure_boot_usb_and_iso_boot_signed_and_unsigned_is_refused() {
     clean(&d);
 }
 
+/// Scenario: PXE under Secure Boot (issue 17). The same firmware as above (Secure Boot
+/// enforced, Microsoft's keys), no disk medium: QEMU's DHCP names shim (`bootx64.efi`) as the
+/// boot file of the `tsforge build pxe` tree it serves by TFTP; the firmware's own PXE loads
+/// shim, shim fetches Debian's signed network GRUB (`grubx64.efi`) from the same server, GRUB
+/// reads `grub/grub.cfg` and loads the signed kernel, the initramfs and the payload by TFTP,
+/// and the Secure Boot sequence (lockdown, partitioning, firmware variables) exits 0. The
+/// blank target disk comes first in the boot order, as `tsforge try` sets it.
+#[test]
+fn secure_boot_pxe_boots_shim_and_signed_grub_over_tftp() {
+    if !ready(true) {
+        return;
+    }
+    let missing: Vec<&str> = [qemu::OVMF_SECBOOT_CODE, qemu::OVMF_MS_VARS]
+        .into_iter()
+        .filter(|f| !Path::new(f).is_file())
+        .collect();
+    if !missing.is_empty() {
+        assert!(
+            !required(),
+            "missing (TSFORGE_REQUIRE_TOOLS=1): {missing:?}"
+        );
+        eprintln!("SKIP e2e: missing {missing:?}");
+        return;
+    }
+    let d = scenario_dir("secure-boot-pxe");
+    std::fs::write(d.join("ts.yaml"), SECURE_BOOT).unwrap();
+    let tree = d.join("pxe");
+    let boot = BootFrom::Pxe {
+        tftp_root: tree.clone(),
+        bootfile: tsforge_builder::template::secureboot::PXE_LOADER.into(),
+    };
+    let (cfg, _target, console) = secure_boot_run(&d, "pxe", &tree, boot, "");
+    assert!(cfg.firmware_pxe(), "the firmware's own PXE loads shim");
+    // The firmware started the NIC's PXE entry (not a disk), shim fetched GRUB by TFTP, GRUB
+    // read the tree's configuration, and the kernel saw Secure Boot on.
+    let events = qemu::boot_events(&console, &cfg.devices());
+    assert!(
+        events
+            .iter()
+            .any(|e| e.device == qemu::BootDevice::Medium && e.failed.is_none()),
+        "{events:?}"
+    );
+    for line in [
+        "Fetching Netboot Image grubx64.efi",
+        "tsforge: loading /vmlinuz and /initrd.img /payload.img by TFTP",
+        "using the PXE payload in /pxe",
+    ] {
+        assert!(console.contains(line), "{line:?} not on the console");
+    }
+    clean(&d);
+}
+
 /// A sequence that fails at its second step (the share is mounted by the medium's hook).
 const FAILS: &str = r#"
 name: Fails on the target

@@ -308,7 +308,16 @@ fn iso_head_and_added_files_are_covered_and_pxe_roots_are_listed() {
     let (code, out) = verify(d, "pxe");
     assert_eq!(code, 0, "{out}");
     let manifest = std::fs::read_to_string(d.join("pxe/tsforge/manifest")).unwrap();
-    for f in ["boot.ipxe", "vmlinuz", "initrd.img", "tsforge-pxe.txt"] {
+    for f in [
+        "boot.ipxe",
+        "vmlinuz",
+        "initrd.img",
+        "tsforge-pxe.txt",
+        "bootx64.efi",
+        "grubx64.efi",
+        "mmx64.efi",
+        "grub/grub.cfg",
+    ] {
         assert!(
             manifest.contains(&format!("  {f}\n")),
             "{f} not in\n{manifest}"
@@ -323,6 +332,18 @@ fn iso_head_and_added_files_are_covered_and_pxe_roots_are_listed() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("boot.ipxe: sha256"), "{out}");
     assert!(out.contains("evil.ipxe: not in the manifest"), "{out}");
+    // A configuration where the network GRUB reads first ($prefix/x86_64-efi/grub.cfg) and a
+    // changed UEFI loader are named too.
+    std::fs::create_dir_all(d.join("pxe/grub/x86_64-efi")).unwrap();
+    std::fs::write(d.join("pxe/grub/x86_64-efi/grub.cfg"), "linux /evil\n").unwrap();
+    std::fs::write(d.join("pxe/grubx64.efi"), "MZ evil").unwrap();
+    let (code, out) = verify(d, "pxe");
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("grub/x86_64-efi/grub.cfg: not in the manifest"),
+        "{out}"
+    );
+    assert!(out.contains("grubx64.efi: sha256"), "{out}");
 }
 
 #[test]

@@ -63,7 +63,9 @@ pub enum BootFrom {
     /// An ISO image as a CD-ROM.
     Cdrom(PathBuf),
     /// The network: QEMU's DHCP and TFTP serve `tftp_root`, whose `bootfile` the NIC's iPXE
-    /// ROM runs (`tsforge build pxe` writes `boot.ipxe`).
+    /// ROM runs (`tsforge build pxe` writes `boot.ipxe`); or, under UEFI with an EFI program
+    /// as `bootfile` (`bootx64.efi`, shim), the firmware's own PXE loads it
+    /// ([`MachineConfig::firmware_pxe`]).
     Pxe {
         tftp_root: PathBuf,
         bootfile: String,
@@ -308,7 +310,12 @@ impl MachineConfig {
             a.push("-netdev".into());
             a.push(netdev);
             a.push("-device".into());
-            a.push(if pxe {
+            a.push(if self.firmware_pxe() {
+                // No option ROM: OVMF's own virtio-net driver and PXE client.
+                format!(
+                    "virtio-net-pci,netdev=n0,addr=0x{NIC_SLOT:x},bootindex={medium_index},romfile="
+                )
+            } else if pxe {
                 format!("virtio-net-pci,netdev=n0,addr=0x{NIC_SLOT:x},bootindex={medium_index}")
             } else {
                 // Not a boot device: OVMF leaves a NIC without a bootindex out of its order.
@@ -331,6 +338,21 @@ impl MachineConfig {
     pub fn medium_boots_first(&self) -> bool {
         self.medium_first
             || (self.firmware == Firmware::Bios && matches!(self.boot, BootFrom::Disk(_)))
+    }
+
+    /// Whether the firmware's own PXE client boots the network, not the iPXE option ROM QEMU
+    /// gives its NICs (ipxe-qemu): under UEFI when the boot file is an EFI program (`.efi`),
+    /// as on a PC, whose firmware runs PXE itself. Measured with OVMF and Secure Boot: the
+    /// iPXE ROM runs and loads shim, but shim fetching `grubx64.efi` through iPXE's PXE
+    /// protocol gets a 4 MiB buffer for the 3.7 MiB file ("Malformed binary after Attribute
+    /// Certificate Table") and stops; OVMF's own driver and PXE client give it the file.
+    pub fn firmware_pxe(&self) -> bool {
+        match &self.boot {
+            BootFrom::Pxe { bootfile, .. } => {
+                self.firmware.is_uefi() && bootfile.to_ascii_lowercase().ends_with(".efi")
+            }
+            _ => false,
+        }
     }
 
     /// The machine's UEFI variable store (boot entries, …): `OVMF_VARS.fd` in `work_dir`.
@@ -922,6 +944,44 @@ pub(crate) mod tests {
     }
 
     /// `-device` arguments of `cfg`, in order.
+    /// UEFI with shim as the boot file: the NIC has no iPXE option ROM (`romfile=`), so the
+    /// firmware's own PXE loads shim, as on a PC; BIOS, or UEFI with the iPXE script, keeps
+    /// QEMU's iPXE ROM.
+    #[test]
+    fn uefi_pxe_of_an_efi_program_uses_the_firmwares_own_pxe() {
+        if !Path::new(OVMF_SECBOOT_CODE).is_file() || !Path::new(OVMF_MS_VARS).is_file() {
+            eprintln!("SKIP: {OVMF_SECBOOT_CODE} or {OVMF_MS_VARS} missing (apt-get install ovmf)");
+            return;
+        }
+        let w = tempfile::tempdir().unwrap();
+        let pxe = |bootfile: &str| BootFrom::Pxe {
+            tftp_root: "/srv/tftp".into(),
+            bootfile: bootfile.into(),
+        };
+        let mut cfg = MachineConfig::new(
+            Firmware::UefiSecureBoot,
+            pxe("bootx64.efi"),
+            w.path().into(),
+        );
+        cfg.disks = vec!["/d/0.img".into()];
+        assert!(cfg.firmware_pxe());
+        assert!(devices_of(&cfg)
+            .contains(&"virtio-net-pci,netdev=n0,addr=0x3,bootindex=1,romfile=".to_string()));
+        let a = cfg.args().unwrap().join(" ");
+        assert!(a.contains("tftp=/srv/tftp,bootfile=bootx64.efi"), "{a}");
+        for (fw, bootfile) in [
+            (Firmware::Bios, "bootx64.efi"),
+            (Firmware::Bios, "boot.ipxe"),
+            (Firmware::UefiSecureBoot, "boot.ipxe"),
+        ] {
+            cfg.firmware = fw;
+            cfg.boot = pxe(bootfile);
+            assert!(!cfg.firmware_pxe(), "{fw:?} {bootfile}");
+            assert!(devices_of(&cfg)
+                .contains(&"virtio-net-pci,netdev=n0,addr=0x3,bootindex=1".to_string()));
+        }
+    }
+
     fn devices_of(cfg: &MachineConfig) -> Vec<String> {
         let a = cfg.args().unwrap();
         a.windows(2)

@@ -74,6 +74,38 @@ pub struct TryCmd {
     pub display: Option<String>,
 }
 
+/// A PXE tree under UEFI boots its signed chain, shim as the DHCP boot file, when it has one
+/// (a linux tree: `tsforge build pxe`), through the firmware's own PXE
+/// ([`MachineConfig::firmware_pxe`]); else (a Windows PE tree) iPXE's script, which Secure
+/// Boot cannot start.
+fn pxe_loader_for(boot: BootFrom, firmware: Firmware) -> Result<BootFrom> {
+    let BootFrom::Pxe {
+        tftp_root,
+        bootfile,
+    } = boot
+    else {
+        return Ok(boot);
+    };
+    let loader = crate::template::secureboot::PXE_LOADER;
+    if firmware.is_uefi() && tftp_root.join(loader).is_file() {
+        return Ok(BootFrom::Pxe {
+            tftp_root,
+            bootfile: loader.into(),
+        });
+    }
+    if firmware == Firmware::UefiSecureBoot {
+        bail!(
+            "{}: this PXE tree has no {loader} (shim, the signed chain of linux trees): it boots \
+             through iPXE, which Secure Boot refuses; try it without --secure-boot",
+            tftp_root.display()
+        );
+    }
+    Ok(BootFrom::Pxe {
+        tftp_root,
+        bootfile,
+    })
+}
+
 /// How a medium path is booted.
 fn boot_from(medium: &Path, pxe: bool) -> Result<BootFrom> {
     let meta = std::fs::metadata(medium)
@@ -193,6 +225,7 @@ pub fn dispatch(c: TryCmd) -> Result<Exit> {
     } else {
         Firmware::Bios
     };
+    let boot = pxe_loader_for(boot, firmware)?;
     let forwards = c
         .forwards
         .iter()
@@ -248,7 +281,10 @@ pub fn dispatch(c: TryCmd) -> Result<Exit> {
     let what = match &boot {
         BootFrom::Disk(p) => format!("USB disk image {}", p.display()),
         BootFrom::Cdrom(p) => format!("ISO {} as a CD-ROM", p.display()),
-        BootFrom::Pxe { tftp_root, .. } => format!("PXE from {}", tftp_root.display()),
+        BootFrom::Pxe {
+            tftp_root,
+            bootfile,
+        } => format!("PXE from {} (boot file {bootfile})", tftp_root.display()),
     };
     eprintln!(
         "tsforge try: booting the {what} with {} firmware, {} MiB, {} target disk(s):",
@@ -492,6 +528,41 @@ mod tests {
         assert!(e.contains("neither an ISO"), "{e}");
         let e = boot_from(d.path(), false).unwrap_err().to_string();
         assert!(e.contains("no boot.ipxe"), "{e}");
+    }
+
+    /// A PXE tree with shim boots it under UEFI (with or without Secure Boot) and its iPXE
+    /// script under BIOS; a tree without shim (Windows PE) is refused under Secure Boot with
+    /// the reason, and keeps its script under plain UEFI.
+    #[test]
+    fn pxe_trees_boot_shim_under_uefi_and_the_script_under_bios() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("boot.ipxe"), "#!ipxe\n").unwrap();
+        let file = |b: BootFrom| match b {
+            BootFrom::Pxe { bootfile, .. } => bootfile,
+            other => panic!("{other:?}"),
+        };
+        let tree = || boot_from(d.path(), true).unwrap();
+        // Windows PE style: the iPXE script only.
+        let e = pxe_loader_for(tree(), Firmware::UefiSecureBoot)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no bootx64.efi") && e.contains("without --secure-boot"),
+            "{e}"
+        );
+        assert_eq!(
+            file(pxe_loader_for(tree(), Firmware::Uefi).unwrap()),
+            "boot.ipxe"
+        );
+        // Linux: shim too.
+        std::fs::write(d.path().join("bootx64.efi"), "MZ").unwrap();
+        for fw in [Firmware::Uefi, Firmware::UefiSecureBoot] {
+            assert_eq!(file(pxe_loader_for(tree(), fw).unwrap()), "bootx64.efi");
+        }
+        assert_eq!(
+            file(pxe_loader_for(tree(), Firmware::Bios).unwrap()),
+            "boot.ipxe"
+        );
     }
 
     fn devices(dir: &Path) -> Devices {

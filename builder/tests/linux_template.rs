@@ -11,6 +11,7 @@ use crate::common::{run, tool};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use tsforge_builder::output::{write_pxe, PxeOptions};
 use tsforge_builder::template::linux::{self, Kernel};
 use tsforge_builder::template::secureboot;
 use tsforge_builder::template::{PxeBoot, TemplateInput, UsbBios};
@@ -175,9 +176,17 @@ fn host_kernel_media() {
             kernel,
             initrd,
             cmdline,
+            uefi,
         } => {
             assert!(prepared.tree.contains(kernel) && prepared.tree.contains(initrd));
             assert_eq!(cmdline, linux::CMDLINE);
+            let uefi = uefi.as_ref().expect("UEFI clients boot the signed chain");
+            assert_eq!(uefi.shim, secureboot::LOADER_PATH);
+            assert_eq!(uefi.mok_manager, secureboot::MOK_MANAGER_PATH);
+            assert_eq!(
+                uefi.grub_net,
+                tsforge_builder::source::Source::path(secureboot::GRUB_NET)
+            );
         }
         other => panic!("pxe: {other:?}"),
     }
@@ -202,6 +211,68 @@ fn host_kernel_media() {
     );
     assert!(grub.contains("initrd /tsforge/boot/initrd.img\n"), "{grub}");
     assert!(grub.contains("set timeout=0\n"), "{grub}");
+
+    // The PXE root: UEFI clients boot shim (bootx64.efi), which fetches Debian's signed network
+    // GRUB beside it (grubx64.efi), which reads grub/grub.cfg; the same kernel and initrds.
+    {
+        let mut tree = prepared.tree.clone();
+        tree.add("tsforge/media.toml", b"format = 1\n".to_vec())
+            .unwrap();
+        let out = tmp.path().join("pxe");
+        let summary = write_pxe(
+            &tree,
+            &prepared.boot,
+            &out,
+            &PxeOptions::new(T0),
+            &mut |_, _| {},
+        )
+        .unwrap();
+        for (name, host) in [
+            (secureboot::PXE_LOADER, secureboot::SHIM),
+            (secureboot::PXE_GRUB, secureboot::GRUB_NET),
+            (secureboot::PXE_MOK_MANAGER, secureboot::MOK_MANAGER),
+        ] {
+            let f = out.join(name);
+            assert!(
+                std::fs::read(&f).unwrap() == std::fs::read(host).unwrap(),
+                "{name} is not {host}"
+            );
+            // Signed: shim by Microsoft's UEFI CA, GRUB and the MOK manager by Debian's.
+            if let Some(sbverify) = tool("sbverify") {
+                let list = run(Command::new(sbverify).arg("--list").arg(&f));
+                let issuer = if host == secureboot::SHIM {
+                    "Microsoft Corporation UEFI CA 2011"
+                } else {
+                    "Debian Secure Boot CA"
+                };
+                assert!(list.contains(issuer), "{name}: {list}");
+            }
+        }
+        assert!(
+            std::fs::read(out.join("vmlinuz")).unwrap() == std::fs::read(&kernel.image).unwrap()
+        );
+        let grub = std::fs::read_to_string(out.join(secureboot::PXE_GRUB_CFG)).unwrap();
+        assert!(
+            grub.contains(&format!("\tlinux /vmlinuz {}\n", linux::CMDLINE))
+                && grub.contains("\tinitrd /initrd.img /payload.img\n")
+                && grub.contains("set timeout=0\n"),
+            "{grub}"
+        );
+        let snippet = std::fs::read_to_string(out.join("dnsmasq.conf.snippet")).unwrap();
+        assert!(
+            snippet.contains("dhcp-boot=tag:!ipxe,tag:efi64,bootx64.efi\n")
+                && !snippet.contains("ipxe.efi"),
+            "{snippet}"
+        );
+        assert!(
+            summary
+                .notes
+                .iter()
+                .any(|n| n.contains("bootx64.efi (shim)")),
+            "{:?}",
+            summary.notes
+        );
+    }
 
     // The initramfs, unpacked by zstd/gzip and GNU cpio.
     let initrd = work.join("initrd.img");
@@ -782,6 +853,7 @@ fn template_toml_matches_the_code() {
         ("shim", secureboot::SHIM),
         ("mok_manager", secureboot::MOK_MANAGER),
         ("grub", secureboot::GRUB),
+        ("grub_net", secureboot::GRUB_NET),
         ("isolinux", linux::ISOLINUX_BIN),
         ("ldlinux", linux::LDLINUX_C32),
         ("isohdpfx", linux::ISOHDPFX),
@@ -791,6 +863,20 @@ fn template_toml_matches_the_code() {
     ] {
         assert_eq!(s("sources", key), value, "sources.{key}");
     }
+    // The PXE root's boot files: iPXE's script, the signed UEFI chain, kernel and initrds.
+    assert_eq!(
+        list("boot", "pxe"),
+        [
+            "boot.ipxe",
+            secureboot::PXE_LOADER,
+            secureboot::PXE_GRUB,
+            secureboot::PXE_MOK_MANAGER,
+            secureboot::PXE_GRUB_CFG,
+            "vmlinuz",
+            "initrd.img",
+            tsforge_builder::runtime::media::PXE_PAYLOAD,
+        ]
+    );
     // The start command in the toml is the one /init runs.
     let start = s("initramfs", "start");
     let cmd = start.split(" /medium").next().unwrap();

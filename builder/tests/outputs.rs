@@ -13,7 +13,7 @@ use tsforge_builder::output::{
     PartitionTable, PxeOptions, UsbOptions,
 };
 use tsforge_builder::source::Source;
-use tsforge_builder::template::{BootSpec, IsoBios, PxeBoot, UsbBios};
+use tsforge_builder::template::{BootSpec, IsoBios, PxeBoot, PxeUefi, UsbBios};
 use tsforge_builder::tree::MediaTree;
 
 const T0: i64 = 1_700_000_000;
@@ -107,6 +107,7 @@ fn boot_spec() -> BootSpec {
             kernel: "boot/vmlinuz".into(),
             initrd: "boot/initrd.img".into(),
             cmdline: "console=ttyS0 quiet".into(),
+            uefi: None,
         }),
     }
 }
@@ -541,6 +542,113 @@ fn pxe_linux_folder_and_zip() {
         assert_eq!(
             std::fs::read(x.join("vmlinuz")).unwrap(),
             expect["boot/vmlinuz"]
+        );
+    }
+}
+
+/// sha256 of `bytes` in lower-case hex, as a manifest line has it.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// With the template's UEFI chain (the linux template's): shim as `bootx64.efi`, the network
+/// GRUB as `grubx64.efi` (the name shim fetches beside itself), the MOK manager, and GRUB's
+/// configuration at `grub/grub.cfg` (its prefix) booting the same kernel, initrds and
+/// command line as `boot.ipxe`; dnsmasq gives UEFI clients shim, BIOS clients still iPXE.
+#[test]
+fn pxe_linux_uefi_boots_the_signed_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut tree, expect) = fixture(&dir.path().join("src"));
+    let mok = pattern(7, 50_000);
+    tree.add("EFI/BOOT/mmx64.efi", mok.clone()).unwrap();
+    let grub = pattern(8, 70_000);
+    let mut boot = boot_spec();
+    boot.pxe = Some(PxeBoot::Linux {
+        kernel: "boot/vmlinuz".into(),
+        initrd: "boot/initrd.img".into(),
+        cmdline: "console=ttyS0 quiet".into(),
+        uefi: Some(PxeUefi {
+            shim: "EFI/BOOT/BOOTX64.EFI".into(),
+            mok_manager: "EFI/BOOT/mmx64.efi".into(),
+            grub_net: Source::bytes(grub.clone()),
+        }),
+    });
+    let out = dir.path().join("pxe");
+    let summary = write_pxe(&tree, &boot, &out, &PxeOptions::new(T0), &mut |_, _| {}).unwrap();
+    assert_eq!(
+        listing(&out),
+        [
+            "README.txt",
+            "boot.ipxe",
+            "bootx64.efi",
+            "dnsmasq.conf.snippet",
+            "grub",
+            "grubx64.efi",
+            "initrd.img",
+            "mmx64.efi",
+            "payload.img",
+            "tsforge",
+            "tsforge-pxe.txt",
+            "vmlinuz"
+        ]
+    );
+    assert!(std::fs::read(out.join("bootx64.efi")).unwrap() == expect["EFI/BOOT/BOOTX64.EFI"]);
+    assert!(std::fs::read(out.join("grubx64.efi")).unwrap() == grub);
+    assert!(std::fs::read(out.join("mmx64.efi")).unwrap() == mok);
+    assert_eq!(listing(&out.join("grub")), ["grub.cfg"]);
+    let cfg = std::fs::read_to_string(out.join("grub/grub.cfg")).unwrap();
+    for want in [
+        "set timeout=0\n",
+        "\tlinux /vmlinuz console=ttyS0 quiet\n",
+        "\tinitrd /initrd.img /payload.img\n",
+    ] {
+        assert!(cfg.contains(want), "{want:?} not in\n{cfg}");
+    }
+    // BIOS clients: the same iPXE script as without the UEFI chain.
+    assert!(std::fs::read_to_string(out.join("boot.ipxe"))
+        .unwrap()
+        .contains("kernel vmlinuz console=ttyS0 quiet initrd=initrd.img initrd=payload.img\n"));
+    let snippet = std::fs::read_to_string(out.join("dnsmasq.conf.snippet")).unwrap();
+    for want in [
+        "dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe\n",
+        "dhcp-boot=tag:!ipxe,tag:efi64,bootx64.efi\n",
+        "dhcp-boot=tag:ipxe,boot.ipxe\n",
+        "#pxe-service=tag:!ipxe,X86-64_EFI,\"tsforge\",bootx64.efi\n",
+    ] {
+        assert!(snippet.contains(want), "{want:?} not in\n{snippet}");
+    }
+    assert!(!snippet.contains("ipxe.efi"), "{snippet}");
+    let readme = std::fs::read_to_string(out.join("README.txt")).unwrap();
+    assert!(
+        readme.contains("must be the TFTP root") && readme.contains("grub/grub.cfg"),
+        "{readme}"
+    );
+    assert!(
+        summary
+            .notes
+            .iter()
+            .any(|n| n.contains("bootx64.efi (shim)") && n.contains("undionly.kpxe")),
+        "{:?}",
+        summary.notes
+    );
+    // The manifest of a sealed medium lists the chain's files as written.
+    let key = [7u8; 32];
+    let (mut sealed, _) = sealed_fixture(&dir.path().join("src2"), key);
+    sealed.add("EFI/BOOT/mmx64.efi", mok).unwrap();
+    let out2 = dir.path().join("pxe2");
+    let mut opts = PxeOptions::new(T0);
+    opts.signing_key = Some(key);
+    write_pxe(&sealed, &boot, &out2, &opts, &mut |_, _| {}).unwrap();
+    let manifest = std::fs::read_to_string(out2.join("tsforge/manifest")).unwrap();
+    for f in ["bootx64.efi", "grubx64.efi", "mmx64.efi", "grub/grub.cfg"] {
+        let sum = sha256_hex(&std::fs::read(out2.join(f)).unwrap());
+        assert!(
+            manifest.contains(&format!("{sum}  {f}\n")),
+            "{f} not in\n{manifest}"
         );
     }
 }

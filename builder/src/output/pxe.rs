@@ -6,22 +6,28 @@
 //!
 //! * [`PxeBoot::Linux`]: `vmlinuz` and `initrd.img`; `boot.ipxe` loads the kernel with the
 //!   template's command line and `initrd=initrd.img` (iPXE names an initrd after the last
-//!   part of its URL, and the kernel finds it by that name under UEFI).
+//!   part of its URL, and the kernel finds it by that name under UEFI). With the template's
+//!   [`PxeUefi`] (the linux template's), UEFI clients boot through Debian's signed chain
+//!   instead, so Secure Boot firmware starts them: the DHCP boot file `bootx64.efi` (shim),
+//!   `grubx64.efi` (the signed network GRUB shim fetches beside itself), `mmx64.efi`, and
+//!   `grub/grub.cfg` (where that GRUB reads its configuration: the root must be the TFTP
+//!   server's root), booting the same kernel, initrds and command line
+//!   ([`crate::template::secureboot`]).
 //! * [`PxeBoot::WinPe`]: `bootmgr`, `BCD`, `boot.sdi`, `boot.wim` for iPXE's wimboot, which
 //!   hands them to Windows Boot Manager in a virtual disk. wimboot itself is not in Debian
 //!   (ipxe.org/wimboot, github.com/ipxe/wimboot releases): the administrator puts it at the
 //!   root as `wimboot`; the summary and README say so.
 //!
 //! The iPXE binaries that start the chain from a PXE ROM (`undionly.kpxe` for BIOS,
-//! `ipxe.efi` for UEFI; Debian package `ipxe`, /usr/lib/ipxe/) are not copied: the snippet
-//! names them and the README says where to get them.
+//! `ipxe.efi` for UEFI without the signed chain; Debian package `ipxe`, /usr/lib/ipxe/) are
+//! not copied: the snippet names them and the README says where to get them.
 
 use super::{
     copy_buffer, copy_error, copy_to_file, plan_files, OutputKind, OutputSummary, Placed,
     PlannedFile, Progress, TempOutput,
 };
 use crate::source::{copy_exact, Source};
-use crate::template::{BootSpec, PxeBoot};
+use crate::template::{secureboot, BootSpec, PxeBoot, PxeUefi};
 use crate::tree::MediaTree;
 use anyhow::{anyhow, bail, Context, Result};
 use std::io::Write;
@@ -65,10 +71,17 @@ const PXE_MARKER_TEXT: &str =
     "A tsforge PXE tree: the medium's boot-loader files are not part of it.\n";
 /// Where the snippet says the zip was unpacked (a zip cannot know its server's path).
 const ZIP_ROOT_PLACEHOLDER: &str = "/srv/tftp/tsforge";
-/// The note of every PXE output: what the root lacks for the first step of the chain.
+/// The note of a PXE output without the signed UEFI chain: what the root lacks for the first
+/// step of the chain.
 const IPXE_NOTE: &str =
     "the PXE ROM must first load iPXE: put undionly.kpxe (BIOS) and ipxe.efi (UEFI) from \
      Debian's `ipxe` package (/usr/lib/ipxe/) into the root, see dnsmasq.conf.snippet";
+/// The note of a PXE output with the signed UEFI chain.
+const SIGNED_NOTE: &str =
+    "UEFI clients (Secure Boot on or off) boot bootx64.efi (shim) -> grubx64.efi (Debian's \
+     signed network GRUB, reading grub/grub.cfg) -> vmlinuz: this folder must be the TFTP \
+     server's root; BIOS clients first load iPXE: put undionly.kpxe from Debian's `ipxe` \
+     package (/usr/lib/ipxe/) into the root, see dnsmasq.conf.snippet";
 
 /// Write the PXE root for `tree` at `out` (a folder, or a `.zip` file with `opts.zip`).
 pub fn write_pxe(
@@ -92,9 +105,10 @@ pub fn write_pxe(
         mut notes,
         script,
         readme_boot,
+        uefi_loader,
     } = boot_files(tree, pxe, &root_text)?;
-    let snippet = dnsmasq_snippet(&root_text).into_bytes();
-    let readme = readme(&root_text, &readme_boot, opts.zip).into_bytes();
+    let snippet = dnsmasq_snippet(&root_text, uefi_loader).into_bytes();
+    let readme = readme(&root_text, &readme_boot, opts.zip, uefi_loader).into_bytes();
     let sealed_tree = seal_root(
         tree,
         &entries,
@@ -131,7 +145,14 @@ pub fn write_pxe(
     let files = as_planned(&sized);
     let (path, bytes) = write_root(out, opts, &files, total, progress)?;
     drop(payload_initrd);
-    notes.push(IPXE_NOTE.into());
+    notes.push(
+        if uefi_loader == secureboot::PXE_LOADER {
+            SIGNED_NOTE
+        } else {
+            IPXE_NOTE
+        }
+        .into(),
+    );
     Ok(OutputSummary {
         kind: if opts.zip {
             OutputKind::PxeZip
@@ -155,6 +176,9 @@ struct BootFiles {
     notes: Vec<String>,
     script: String,
     readme_boot: String,
+    /// The DHCP boot file of UEFI clients: shim ([`secureboot::PXE_LOADER`]) with the signed
+    /// chain, else iPXE's `ipxe.efi`.
+    uefi_loader: &'static str,
 }
 
 /// The boot files of `pxe`, looked up in the tree, with the script that boots them.
@@ -164,7 +188,8 @@ fn boot_files(tree: &MediaTree, pxe: &PxeBoot, root_text: &str) -> Result<BootFi
             kernel,
             initrd,
             cmdline,
-        } => linux_boot_files(tree, kernel, initrd, cmdline),
+            uefi,
+        } => linux_boot_files(tree, kernel, initrd, cmdline, uefi.as_ref()),
         PxeBoot::WinPe {
             bootmgr,
             bcd,
@@ -181,18 +206,49 @@ fn named<'t>(tree: &'t MediaTree, path: &str, what: &str) -> Result<&'t Source> 
 }
 
 /// Linux: the kernel and initramfs as `vmlinuz` and `initrd.img`, booted with the template's
-/// command line and the payload as a second initrd.
+/// command line and the payload as a second initrd; by iPXE (`boot.ipxe`), and with `uefi`
+/// by shim and the signed network GRUB too.
 fn linux_boot_files(
     tree: &MediaTree,
     kernel: &str,
     initrd: &str,
     cmdline: &str,
+    uefi: Option<&PxeUefi>,
 ) -> Result<BootFiles> {
-    let entries = vec![
+    let mut entries = vec![
         ("vmlinuz".into(), named(tree, kernel, "kernel")?.clone()),
         ("initrd.img".into(), named(tree, initrd, "initrd")?.clone()),
     ];
     let cmdline = cmdline.trim();
+    let mut readme_uefi = String::new();
+    if let Some(u) = uefi {
+        entries.push((
+            secureboot::PXE_LOADER.into(),
+            named(tree, &u.shim, "shim")?.clone(),
+        ));
+        entries.push((
+            secureboot::PXE_MOK_MANAGER.into(),
+            named(tree, &u.mok_manager, "MOK manager")?.clone(),
+        ));
+        entries.push((secureboot::PXE_GRUB.into(), u.grub_net.clone()));
+        let cfg = secureboot::pxe_grub_cfg("vmlinuz", &["initrd.img", PAYLOAD_INITRD], cmdline);
+        entries.push((
+            secureboot::PXE_GRUB_CFG.into(),
+            Source::bytes(cfg.into_bytes()),
+        ));
+        readme_uefi = format!(
+            "UEFI clients, with Secure Boot on or off, boot Debian's signed chain instead: the\n\
+             firmware's PXE loads {loader} (shim, signed by Microsoft's UEFI CA), shim loads\n\
+             {grub} from the same server and folder (Debian's signed GRUB for network boot),\n\
+             which reads {cfg} from the TFTP server's root and loads vmlinuz, initrd.img and\n\
+             {PAYLOAD_INITRD} (the kernel is signed by Debian). {mok} is shim's MOK manager.\n\
+             So this folder must be the TFTP root itself (tftp-root=, not a folder below it).\n",
+            loader = secureboot::PXE_LOADER,
+            grub = secureboot::PXE_GRUB,
+            cfg = secureboot::PXE_GRUB_CFG,
+            mok = secureboot::PXE_MOK_MANAGER,
+        );
+    }
     let args = if cmdline.is_empty() {
         String::new()
     } else {
@@ -207,8 +263,13 @@ fn linux_boot_files(
         readme_boot: format!(
             "boot.ipxe loads vmlinuz and initrd.img (the template's kernel and initramfs), and\n\
              {PAYLOAD_INITRD}: the tsforge/ folder below as a second initrd, unpacked under /pxe\n\
-             (without tsforge/boot/, which the network boot has already loaded).\n"
+             (without tsforge/boot/, which the network boot has already loaded).\n{readme_uefi}"
         ),
+        uefi_loader: if uefi.is_some() {
+            secureboot::PXE_LOADER
+        } else {
+            "ipxe.efi"
+        },
     })
 }
 
@@ -248,6 +309,7 @@ fn winpe_boot_files(
                       https://github.com/ipxe/wimboot/releases (documentation: https://ipxe.org/wimboot)\n\
                       and put it in this folder as `wimboot`.\n"
             .to_string(),
+        uefi_loader: "ipxe.efi",
     })
 }
 
@@ -409,10 +471,38 @@ fn absolute(p: &Path) -> Result<std::path::PathBuf> {
     std::path::absolute(p).with_context(|| format!("resolving {}", p.display()))
 }
 
-fn dnsmasq_snippet(root: &str) -> String {
+/// The dnsmasq settings for the root: UEFI clients get `uefi_loader` (shim with the signed
+/// chain, else iPXE's `ipxe.efi`), BIOS clients iPXE's `undionly.kpxe`, clients running iPXE
+/// the script.
+fn dnsmasq_snippet(root: &str, uefi_loader: &str) -> String {
+    let signed = uefi_loader == secureboot::PXE_LOADER;
+    let (how, uefi_comment) = if signed {
+        (
+            format!(
+                "# dnsmasq serves the files by TFTP. UEFI clients (Secure Boot on or off) load shim\n\
+                 # ({uefi_loader}), which loads {grub} from the same server and folder, which reads\n\
+                 # {cfg} from the TFTP root: so tftp-root is this folder itself. BIOS clients'\n\
+                 # PXE ROMs load iPXE, and iPXE runs boot.ipxe.\n",
+                grub = secureboot::PXE_GRUB,
+                cfg = secureboot::PXE_GRUB_CFG,
+            ),
+            format!(
+                "# Not yet iPXE: BIOS clients load undionly.kpxe (copy it from Debian's `ipxe`\n\
+                 # package, /usr/lib/ipxe/, into the root); UEFI clients load shim, {uefi_loader}.\n"
+            ),
+        )
+    } else {
+        (
+            "# dnsmasq serves the files by TFTP; clients' PXE ROMs load iPXE, iPXE runs boot.ipxe.\n"
+                .to_string(),
+            "# Not yet iPXE: BIOS clients load undionly.kpxe, UEFI clients ipxe.efi (copy both\n\
+             # from Debian's `ipxe` package, /usr/lib/ipxe/, into the root).\n"
+                .to_string(),
+        )
+    };
     format!(
         "# tsforge PXE root: add to dnsmasq's configuration (e.g. /etc/dnsmasq.d/tsforge.conf).\n\
-         # dnsmasq serves the files by TFTP; clients' PXE ROMs load iPXE, iPXE runs boot.ipxe.\n\
+         {how}\
          enable-tftp\n\
          tftp-root={root}\n\
          # iPXE announces itself with DHCP option 175: those clients get the script.\n\
@@ -420,10 +510,9 @@ fn dnsmasq_snippet(root: &str) -> String {
          # UEFI x86-64 PXE clients (client architecture 7 or 9).\n\
          dhcp-match=set:efi64,option:client-arch,7\n\
          dhcp-match=set:efi64,option:client-arch,9\n\
-         # Not yet iPXE: BIOS clients load undionly.kpxe, UEFI clients ipxe.efi (copy both\n\
-         # from Debian's `ipxe` package, /usr/lib/ipxe/, into the root).\n\
+         {uefi_comment}\
          dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe\n\
-         dhcp-boot=tag:!ipxe,tag:efi64,ipxe.efi\n\
+         dhcp-boot=tag:!ipxe,tag:efi64,{uefi_loader}\n\
          dhcp-boot=tag:ipxe,boot.ipxe\n\
          #\n\
          # Next to an existing DHCP server, answer as proxyDHCP only (use your subnet), and\n\
@@ -431,17 +520,42 @@ fn dnsmasq_snippet(root: &str) -> String {
          # file names are completed):\n\
          #dhcp-range=192.168.1.0,proxy\n\
          #pxe-service=tag:!ipxe,x86PC,\"tsforge\",undionly.kpxe\n\
-         #pxe-service=tag:!ipxe,X86-64_EFI,\"tsforge\",ipxe.efi\n\
+         #pxe-service=tag:!ipxe,X86-64_EFI,\"tsforge\",{uefi_loader}\n\
          #pxe-service=tag:ipxe,x86PC,\"tsforge\",boot.ipxe\n\
          #pxe-service=tag:ipxe,X86-64_EFI,\"tsforge\",boot.ipxe\n"
     )
 }
 
-fn readme(root: &str, boot: &str, zip: bool) -> String {
+fn readme(root: &str, boot: &str, zip: bool, uefi_loader: &str) -> String {
     let unpack = if zip {
         format!("Unpack this archive into the server's TFTP root, e.g. {root}.\n\n")
     } else {
         String::new()
+    };
+    let (loaders, signed_files) = if uefi_loader == secureboot::PXE_LOADER {
+        (
+            "The PXE ROM of a BIOS client loads iPXE first: copy undionly.kpxe from Debian's\n\
+             `ipxe` package (/usr/lib/ipxe/) into this folder. UEFI clients need nothing more:\n\
+             give them the DHCP boot file name bootx64.efi (see dnsmasq.conf.snippet).\n"
+                .to_string(),
+            format!(
+                "\x20 {:<21} shim (Microsoft-signed), the DHCP boot file of UEFI clients\n\
+                 \x20 {:<21} Debian's signed GRUB for network boot, which shim loads\n\
+                 \x20 {:<21} shim's MOK manager\n\
+                 \x20 {:<21} GRUB's configuration (read from the TFTP root)\n",
+                secureboot::PXE_LOADER,
+                secureboot::PXE_GRUB,
+                secureboot::PXE_MOK_MANAGER,
+                secureboot::PXE_GRUB_CFG,
+            ),
+        )
+    } else {
+        (
+            "The PXE ROM of a client loads iPXE first: copy undionly.kpxe (BIOS) and ipxe.efi\n\
+             (UEFI) from Debian's `ipxe` package (/usr/lib/ipxe/) into this folder.\n"
+                .to_string(),
+            String::new(),
+        )
     };
     format!(
         "tsforge network boot root\n\
@@ -449,12 +563,11 @@ fn readme(root: &str, boot: &str, zip: bool) -> String {
          {unpack}{boot}\n\
          Files:\n\
          \x20 boot.ipxe             the iPXE script clients run\n\
+         {signed_files}\
          \x20 tsforge/              the payload (runner, sequences, hooks); serve it over HTTP\n\
          \x20                       as well if the boot environment fetches it from there\n\
-         \x20 dnsmasq.conf.snippet  dnsmasq settings: TFTP from {root}, iPXE chain loading\n\n\
-         The PXE ROM of a client loads iPXE first: copy undionly.kpxe (BIOS) and ipxe.efi\n\
-         (UEFI) from Debian's `ipxe` package (/usr/lib/ipxe/) into this folder. Clients\n\
-         already running iPXE can also `chain http://SERVER/PATH/boot.ipxe`: the script's\n\
+         \x20 dnsmasq.conf.snippet  dnsmasq settings: TFTP from {root}, DHCP boot file names\n\n\
+         {loaders}Clients already running iPXE can also `chain http://SERVER/PATH/boot.ipxe`: the script's\n\
          relative names resolve against its own URL, so HTTP works as well as TFTP.\n"
     )
 }

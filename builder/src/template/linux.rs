@@ -78,7 +78,8 @@
 //! the initramfs (GRUB's `root` is the partition it started from, so they are on the ISO twice). Its
 //! file times are `input.epoch`; its volume serial and label time, which the FAT code takes
 //! from `SOURCE_DATE_EPOCH` (or makes random), are then set from `input.epoch` too, so it is
-//! reproducible like the initramfs. PXE: kernel, initramfs and [`CMDLINE`] for iPXE.
+//! reproducible like the initramfs. PXE: kernel, initramfs and [`CMDLINE`] for iPXE (BIOS), and
+//! the signed chain with the network GRUB for UEFI ([`secureboot`], "Network boot").
 //!
 //! **Tested** (`builder/tests/linux_template.rs`): the initramfs unpacked by GNU cpio, each
 //! program run inside it with `chroot` (so only its own libraries are there), the EFI
@@ -98,7 +99,7 @@
 //! the console itself.
 
 use super::kmod::{self, Drivers};
-use super::{secureboot, BootSpec, IsoBios, Prepared, PxeBoot, TemplateInput, UsbBios};
+use super::{secureboot, BootSpec, IsoBios, Prepared, PxeBoot, PxeUefi, TemplateInput, UsbBios};
 use crate::cpio::{Compression, CpioBuilder};
 use crate::source::Source;
 use crate::tree::MediaTree;
@@ -419,6 +420,11 @@ pub fn prepare(input: &TemplateInput) -> Result<Prepared> {
             kernel: KERNEL_PATH.into(),
             initrd: INITRD_PATH.into(),
             cmdline: CMDLINE.into(),
+            uefi: Some(PxeUefi {
+                shim: secureboot::LOADER_PATH.into(),
+                mok_manager: secureboot::MOK_MANAGER_PATH.into(),
+                grub_net: Source::path(secureboot::GRUB_NET),
+            }),
         }),
     };
 

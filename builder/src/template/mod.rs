@@ -8,6 +8,7 @@ pub mod kmod;
 pub mod linux;
 pub mod secureboot;
 
+use crate::source::Source;
 use crate::tree::MediaTree;
 use std::path::PathBuf;
 
@@ -86,11 +87,13 @@ pub enum UsbBios {
 
 #[derive(Debug, Clone)]
 pub enum PxeBoot {
-    /// iPXE: `kernel` + `initrd` + command line.
+    /// iPXE: `kernel` + `initrd` + command line; with `uefi`, UEFI clients boot the same
+    /// kernel, initrd and command line through a signed chain instead.
     Linux {
         kernel: String,
         initrd: String,
         cmdline: String,
+        uefi: Option<PxeUefi>,
     },
     /// wimboot: `bootmgr`, `BCD`, `boot.sdi`, `boot.wim` (paths in the tree).
     WinPe {
@@ -99,4 +102,19 @@ pub enum PxeBoot {
         boot_sdi: String,
         boot_wim: String,
     },
+}
+
+/// UEFI network boot through Debian's signed chain (see [`secureboot`]): the firmware's PXE
+/// loads shim, shim the network GRUB, GRUB the kernel. The PXE writer puts them at the root
+/// as [`secureboot::PXE_LOADER`], [`secureboot::PXE_GRUB`], [`secureboot::PXE_MOK_MANAGER`],
+/// with GRUB's configuration at [`secureboot::PXE_GRUB_CFG`].
+#[derive(Debug, Clone)]
+pub struct PxeUefi {
+    /// shim (a path in the tree).
+    pub shim: String,
+    /// shim's MOK manager (a path in the tree).
+    pub mok_manager: String,
+    /// GRUB for network boot: a file of the build machine (not on disk media, which carry
+    /// the disk GRUB).
+    pub grub_net: Source,
 }
