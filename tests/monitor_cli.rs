@@ -494,3 +494,63 @@ fn a_failed_run_sends_its_failure() {
     assert_eq!(f["exit_code"], 7);
     assert_eq!(sent.last().unwrap()["event"], "run_end");
 }
+
+/// A long step where the runtime knows its progress (an image applied) writes `step_progress`
+/// events {number, percent, message}: at most one for every 5 % (or 10 s), percent rising
+/// from 0 to 100; the monitor gets them like every other event.
+#[test]
+fn applying_an_image_reports_its_progress() {
+    let m = Monitor::start();
+    let e = Env::new();
+    let src = e.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..4u32 {
+        std::fs::write(
+            src.join(format!("f{i}.bin")),
+            crate::common::data::random(6 << 20, i + 1),
+        )
+        .unwrap();
+    }
+    let (code, _, err) = e.run(&["capture", "src", "img.zip"]);
+    assert_eq!(code, 0, "{err}");
+    let seq = e.write(
+        "ts.yaml",
+        "name: Apply\nsteps:\n  - name: Say\n    run: echo hi\n  - name: Apply data\n    type: apply-data-image\n    properties:\n      ImagePath: img.zip\n      Destination: out\n",
+    );
+    let (code, _, err) = e.run_seq(&seq, &["--var", &format!("TSForgeMonitorURL={}", m.url)]);
+    assert_eq!(code, 0, "{err}\n{}", e.read("state/smsts.log"));
+    assert_eq!(
+        std::fs::read(e.path("out/f3.bin")).unwrap(),
+        crate::common::data::random(6 << 20, 4)
+    );
+    let progress: Vec<Map<String, Value>> = events(&e)
+        .into_iter()
+        .filter(|r| r["event"] == "step_progress")
+        .collect();
+    assert!(progress.len() >= 2, "{progress:?}");
+    assert!(
+        progress.len() <= 21,
+        "at most one per 5 %: {}",
+        progress.len()
+    );
+    let mut last = -1.0;
+    for p in &progress {
+        let keys: BTreeSet<&str> = p.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            BTreeSet::from(["schema", "time", "event", "number", "percent", "message"])
+        );
+        assert_eq!(p["number"], 2);
+        let pct = p["percent"].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&pct) && pct > last, "{progress:?}");
+        last = pct;
+        assert!(p["message"].as_str().unwrap().contains("MiB"), "{p:?}");
+    }
+    let sent: Vec<Value> = m
+        .posts()
+        .iter()
+        .flat_map(|p| p.json()["events"].as_array().unwrap().clone())
+        .filter(|v| v["event"] == "step_progress")
+        .collect();
+    assert_eq!(sent.len(), progress.len());
+}
