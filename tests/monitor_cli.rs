@@ -2,8 +2,11 @@
 //! `TSForgeMonitorURL` pointing at a small fake monitor (a `TcpListener` in a thread that
 //! records each request and answers as the test says: 200, 500, 401, 400).
 //!
-//! `EventService` is MDT's CustomSettings.ini property naming its monitoring service
-//! (<https://learn.microsoft.com/en-us/mem/configmgr/mdt/toolkit-reference#eventservice>);
+//! `EventService` is MDT's CustomSettings.ini property naming its monitoring service, e.g.
+//! `EventService=http://server:9800` (MDT toolkit reference, *Properties*,
+//! <https://learn.microsoft.com/en-us/mem/configmgr/mdt/toolkit-reference>; Microsoft's MDT 2012
+//! monitoring article,
+//! <https://docs.microsoft.com/en-us/archive/blogs/windowsfr/le-service-de-monitoring-de-mdt-2012-2>);
 //! tsforge reads it as the monitor's URL when `TSForgeMonitorURL` is unset (docs/monitor.md).
 
 use crate::common::Env;
