@@ -36,7 +36,7 @@ impl Request {
 #[derive(Default)]
 struct Shared {
     requests: Vec<Request>,
-    /// The status every `POST /api/v1/events` gets (200 by default).
+    /// The status every `POST /api/v1/events` gets (200 by default; 0: no answer at all).
     status: u16,
     /// The next `fail_first` posts get 500 whatever `status` says.
     fail_first: usize,
@@ -128,6 +128,19 @@ fn serve(conn: TcpStream, shared: &Mutex<Shared>) {
     let (status, answer) = {
         let mut s = shared.lock().unwrap();
         let (status, answer) = if method == "POST" && path == "/api/v1/events" {
+            if s.status == 0 {
+                // Hang: read the request, never answer.
+                s.requests.push(Request {
+                    method,
+                    path,
+                    headers,
+                    body,
+                    status: 0,
+                });
+                drop(s);
+                std::thread::sleep(Duration::from_secs(60));
+                return;
+            }
             let status = if s.fail_first > 0 {
                 s.fail_first -= 1;
                 500
@@ -556,4 +569,35 @@ fn applying_an_image_reports_its_progress() {
         .filter(|v| v["event"] == "step_progress")
         .collect();
     assert_eq!(sent.len(), progress.len());
+}
+
+/// A monitor that takes the requests and never answers: no step is slowed (each takes its own
+/// time), and the end of the run waits at most the flush's bound (10 s) before leaving the
+/// events on disk.
+#[test]
+fn a_monitor_that_never_answers_does_not_slow_the_steps() {
+    let m = Monitor::start();
+    m.set_status(0);
+    let e = Env::new();
+    let seq = e.write(
+        "ts.yaml",
+        "name: Hang\nsteps:\n  - name: A\n    run: sleep 0.2\n  - name: B\n    run: sleep 0.2\n  - name: C\n    run: sleep 0.2\n",
+    );
+    let t0 = Instant::now();
+    let (code, _, err) = e.run_seq(&seq, &["--var", &format!("TSForgeMonitorURL={}", m.url)]);
+    let took = t0.elapsed();
+    assert_eq!(code, 0, "{err}");
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    for r in events(&e).iter().filter(|r| r["event"] == "step_end") {
+        assert!(r["seconds"].as_f64().unwrap() < 1.5, "{r:?}");
+    }
+    assert!(!m.posts().is_empty(), "the sender tried");
+    assert_eq!(
+        e.read("state/monitor.jsonl").lines().count(),
+        events(&e).len(),
+        "all still queued"
+    );
+    assert!(e
+        .read("state/smsts.log")
+        .contains("events for the monitor are left"));
 }
