@@ -300,7 +300,13 @@ fn events_reach_the_monitor_in_the_contracts_shape_and_the_log_is_uploaded() {
     let uploaded = String::from_utf8(puts[0].body.clone()).unwrap();
     assert!(uploaded.contains("completed successfully"), "{uploaded}");
     assert!(e.read("state/smsts.log").starts_with(&uploaded));
-    assert!(!e.read("state/smsts.log").contains("s3cret-token"));
+    for f in ["smsts.log", "events.jsonl", "monitor.jsonl"] {
+        assert!(
+            !e.read(&format!("state/{f}")).contains("s3cret-token"),
+            "{f}"
+        );
+    }
+    assert!(!uploaded.contains("s3cret-token"));
     assert!(e.read("state/state.json").contains(&run));
 }
 
