@@ -529,12 +529,14 @@ impl Reporter {
 }
 
 impl Drop for Reporter {
+    /// Stops the sender without waiting for it: a request in flight to a monitor that does not
+    /// answer would otherwise hold the runner up to [`REQUEST_TIMEOUT`] after the flush gave up.
+    /// Nothing is lost: the queue file is only appended to by the engine, and the marker is
+    /// replaced atomically.
     fn drop(&mut self) {
         self.shared.lock().stop = true;
         self.shared.wake.notify_all();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        drop(self.thread.take());
     }
 }
 
