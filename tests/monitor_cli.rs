@@ -607,3 +607,101 @@ fn a_monitor_that_never_answers_does_not_slow_the_steps() {
         .read("state/smsts.log")
         .contains("events for the monitor are left"));
 }
+
+/// The hand-over (*Setup Windows and ConfigMgr*,
+/// <https://learn.microsoft.com/en-us/mem/configmgr/osd/understand/task-sequence-steps#BKMK_SetupWindowsandConfigMgr>:
+/// the sequence goes on in the new OS): the boot environment's events are `WinPE`, the
+/// deployed OS's `FullOS`, one run id across both, no key twice (the deployed OS's runner
+/// numbers after the ones the boot environment still wrote), every event delivered.
+#[test]
+fn a_handed_over_run_reports_both_phases_under_one_run_id() {
+    use crate::handover::{rebase, start_args, systemd_os};
+    let m = Monitor::start();
+    let e = Env::new();
+    let os = e.path("os");
+    systemd_os(&os, "ID=debian\nVERSION_ID=\"12\"\n");
+    let seq = e.write(
+        "deploy.yaml",
+        "name: Deploy\nsteps:\n  - name: PE step\n    run_in: WinPE\n    run: echo pe\n  - name: Hand over\n    type: hand-over\n  - name: Full step\n    run_in: FullOS\n    run: echo full\n",
+    );
+    let out = e
+        .cmd(&[
+            "run",
+            seq.to_str().unwrap(),
+            "--state-dir",
+            "state",
+            "--no-reboot",
+            "--var",
+            &format!("OSDTargetSystemDrive={}", os.display()),
+            "--var",
+            &format!("TSForgeMonitorURL={}", m.url),
+        ])
+        .env("TSFORGE_BOOT_ENV", "1")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let args = start_args(&os);
+    let out = std::process::Command::new(rebase(&os, &args[0]))
+        .args(args[1..].iter().map(|a| rebase(&os, a)))
+        .arg("--no-reboot")
+        .current_dir(e.path(""))
+        .env("TSFORGE_MACHINE_DIR", e.path("machine"))
+        .env("TSFORGE_HANDOVER_ROOT", &os)
+        .env_remove("TSFORGE_BOOT_ENV")
+        .env_remove("TSFORGE_STATE_DIR")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let sent: Vec<Value> = m
+        .posts()
+        .iter()
+        .flat_map(|p| p.json()["events"].as_array().unwrap().clone())
+        .collect();
+    let runs: BTreeSet<String> = m
+        .posts()
+        .iter()
+        .map(|p| p.json()["run"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let keys: Vec<&str> = sent.iter().map(|v| v["key"].as_str().unwrap()).collect();
+    assert_eq!(
+        keys.iter().collect::<BTreeSet<_>>().len(),
+        keys.len(),
+        "no key twice: {keys:?}"
+    );
+    assert_eq!(m.shared.lock().unwrap().duplicates, 0);
+    let phase_of = |kind: &str| -> Vec<String> {
+        sent.iter()
+            .filter(|v| v["event"] == kind)
+            .map(|v| v["phase"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(phase_of("run_start"), ["WinPE"]);
+    assert_eq!(phase_of("restart"), ["WinPE"]);
+    assert_eq!(phase_of("run_resume"), ["FullOS"]);
+    assert_eq!(phase_of("run_end"), ["FullOS"]);
+    // Every event of both phases' events.jsonl arrived.
+    let pe = std::fs::read_to_string(e.path("state/events.jsonl")).unwrap();
+    let full = std::fs::read_to_string(os.join("var/log/tsforge/events.jsonl")).unwrap_or_default();
+    let full = if full.is_empty() {
+        std::fs::read_to_string(os.join("_SMSTaskSequence/state/events.jsonl")).unwrap_or_default()
+    } else {
+        full
+    };
+    assert_eq!(
+        sent.len(),
+        pe.lines().count() + full.lines().count(),
+        "sent {keys:?}\nPE:\n{pe}\nFullOS:\n{full}"
+    );
+}

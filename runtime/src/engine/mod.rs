@@ -1079,6 +1079,9 @@ impl Walker<'_> {
     /// lives in the deployed OS).
     fn copy_into_deployed_os(&mut self, state: &State, ho: &actions::HandOver) -> Result<()> {
         use crate::osconfig::handover as h;
+        // The queue is copied with the state: sent first, so the deployed OS does not send
+        // again what the monitor already has (a resend is harmless, but the copy is smaller).
+        monitor::flush(self.logger, "at the hand-over");
         self.logger.sync();
         let location = crate::volume::Location::parse(&ho.target);
         let from = self.journal.dir().to_path_buf();
