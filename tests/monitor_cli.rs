@@ -705,3 +705,20 @@ fn a_handed_over_run_reports_both_phases_under_one_run_id() {
         "sent {keys:?}\nPE:\n{pe}\nFullOS:\n{full}"
     );
 }
+
+/// A monitor URL that is not `http://` or `https://` with a host: one warning naming it,
+/// nothing queued, the run goes on.
+#[test]
+fn a_bad_monitor_url_is_one_warning_and_nothing_is_queued() {
+    let e = Env::new();
+    let seq = e.write("ts.yaml", &format!("name: Bad url\n{STEPS}"));
+    let (code, _, err) = e.run_seq(&seq, &["--var", "TSForgeMonitorURL=ftp://mon:9800"]);
+    assert_eq!(code, 0, "{err}");
+    let log = e.read("state/smsts.log");
+    assert_eq!(
+        log.matches("the monitor URL \"ftp://mon:9800\" is not an http:// or https:// URL with a host; no events are sent to it").count(),
+        1,
+        "{log}"
+    );
+    assert!(!e.path("state/monitor.jsonl").exists());
+}
