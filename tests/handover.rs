@@ -47,7 +47,7 @@ fn exec_args(unit: &str) -> Vec<String> {
 }
 
 /// The runner command of the start script: its line of single-quoted arguments.
-fn start_args(os: &Path) -> Vec<String> {
+pub(crate) fn start_args(os: &Path) -> Vec<String> {
     let script = std::fs::read_to_string(os.join("var/lib/tsforge/handover/start")).unwrap();
     let line = script
         .lines()
@@ -80,14 +80,14 @@ fn start_args(os: &Path) -> Vec<String> {
 }
 
 /// A tree that stands for a deployed OS with systemd.
-fn systemd_os(os: &Path, os_release: &str) {
+pub(crate) fn systemd_os(os: &Path, os_release: &str) {
     std::fs::create_dir_all(os.join("etc")).unwrap();
     std::fs::write(os.join("etc/os-release"), os_release).unwrap();
     std::fs::create_dir_all(os.join("usr/lib/systemd")).unwrap();
     std::fs::write(os.join("usr/lib/systemd/systemd"), b"\x7fELF").unwrap();
 }
 
-fn rebase(root: &Path, p: &str) -> String {
+pub(crate) fn rebase(root: &Path, p: &str) -> String {
     if p.starts_with('/') {
         root.join(p.trim_start_matches('/')).display().to_string()
     } else {

@@ -76,6 +76,8 @@ pub const KNOWN_SECRETS: &[&str] = &[
     "OSDNetworkJoinPassword",
     // tsforge's own: the password that unlocks a medium's secrets.
     "TSFORGE_MEDIA_PASSWORD",
+    // tsforge's own: the token a runner presents to its monitor (docs/monitor.md).
+    "TSForgeMonitorToken",
 ];
 
 /// The text that replaces a secret value in logs.

@@ -442,7 +442,7 @@ pub fn apply(step: &Step, ctx: &mut Ctx) -> ActionResult {
         }
     }
     let scratch = ctx.state_dir.join("scratch");
-    let mut rep = Reporter::new(C);
+    let mut rep = Reporter::new(C, ctx.number);
     let mut last = Progress::default();
     let log = &mut *ctx.log;
     let mut progress = |p: &Progress| {

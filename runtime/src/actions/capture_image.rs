@@ -76,7 +76,7 @@ pub fn capture(step: &Step, ctx: &mut Ctx) -> ActionResult {
         ctx.log.log(Level::Info, C, &what);
     }
     let scratch = ctx.state_dir.join("scratch");
-    let mut rep = Reporter::new(C);
+    let mut rep = Reporter::new(C, ctx.number);
     let mut last = Progress::default();
     let log = &mut *ctx.log;
     let mut left_out = Vec::new();

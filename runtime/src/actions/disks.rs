@@ -63,20 +63,33 @@ pub(super) fn check_disk(
 }
 
 /// Progress for a person and the log: bytes, files, rate, time left; logged at most every
-/// 5 seconds (and at the end), so a large image does not flood smsts.log.
+/// 5 seconds (and at the end), so a large image does not flood smsts.log. The same progress
+/// goes to events.jsonl (and a monitor) as `step_progress` events: at most one for every 5 %
+/// done or every 10 seconds.
 pub(super) struct Reporter {
     component: &'static str,
+    /// The step's number (`step_progress`'s `number`).
+    number: usize,
     started: Instant,
     last: Instant,
+    /// When the last `step_progress` event was written, and its percent.
+    last_event: Option<(Instant, u64)>,
 }
 
+/// A `step_progress` event is written when this many more percent are done…
+pub(super) const PROGRESS_EVENT_PERCENT: u64 = 5;
+/// …or this long after the last one.
+pub(super) const PROGRESS_EVENT_EVERY: Duration = Duration::from_secs(10);
+
 impl Reporter {
-    pub(super) fn new(component: &'static str) -> Self {
+    pub(super) fn new(component: &'static str, number: usize) -> Self {
         let now = Instant::now();
         Reporter {
             component,
+            number,
             started: now,
             last: now,
+            last_event: None,
         }
     }
     pub(super) fn line(&self, p: &Progress) -> String {
@@ -89,6 +102,25 @@ impl Reporter {
             let line = self.line(p);
             ctx_log.log(Level::Info, self.component, &format!("Progress: {line}"));
             ctx_log.say(&format!("  {line}"));
+        }
+        if p.bytes_total == 0 {
+            return;
+        }
+        let percent =
+            (u128::from(p.bytes_done.min(p.bytes_total)) * 100 / u128::from(p.bytes_total)) as u64;
+        let due = match self.last_event {
+            None => true,
+            Some((at, pct)) => {
+                percent >= pct + PROGRESS_EVENT_PERCENT || at.elapsed() >= PROGRESS_EVENT_EVERY
+            }
+        };
+        if due {
+            self.last_event = Some((Instant::now(), percent));
+            let mut fields = serde_json::Map::new();
+            fields.insert("number".into(), self.number.into());
+            fields.insert("percent".into(), percent.into());
+            fields.insert("message".into(), self.line(p).into());
+            ctx_log.event("step_progress", fields);
         }
     }
 }

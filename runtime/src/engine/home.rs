@@ -43,8 +43,16 @@ pub const FOLDER: &str = crate::volume::STATE_FOLDER;
 pub const LOGS_FOLDER: &str = "SMSTSLog";
 /// The logs kept there.
 const KEPT_LOGS: &[&str] = &["smsts.log", "events.jsonl"];
-/// Files of the state directory copied to the home besides `state.json`.
-const MIRRORED: &[&str] = &["program.json", "steps.jsonl", "boot.json", "smsts.log"];
+/// Files of the state directory copied to the home besides `state.json` (the monitor's queue
+/// too, so events not yet sent survive a restart of the boot environment: `docs/monitor.md`).
+const MIRRORED: &[&str] = &[
+    "program.json",
+    "steps.jsonl",
+    "boot.json",
+    "smsts.log",
+    crate::log::report::QUEUE_FILE,
+    crate::log::report::SENT_FILE,
+];
 
 /// A FAT partition that holds (or will hold) the run's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -81,6 +81,20 @@ pub struct State {
     /// of the run removes what the hand-over installed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handover: Option<crate::actions::HandOver>,
+    /// The run's id for a monitor (`docs/monitor.md`): a UUID v4 made when the run starts,
+    /// kept across restarts, power cuts and the hand-over. Older state files have none; a
+    /// resumed run then makes one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// The number of the next event queued for the monitor (its key `<run>:<n>`), kept here
+    /// as well as in the queue so keys never repeat, even where the queue files are not
+    /// carried (the copy of the state on a deployed disk).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub event_next: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One line of `steps.jsonl`.
@@ -551,6 +565,8 @@ mod tests {
             last_failed: false,
             targets: Default::default(),
             handover: None,
+            run_id: Some("0b6e".into()),
+            event_next: 7,
         };
         j.save_state(&s).unwrap();
         assert_eq!(j.load_state().unwrap(), s);

@@ -17,6 +17,7 @@
 
 pub mod home;
 pub mod journal;
+pub mod monitor;
 pub mod plan;
 pub mod program;
 pub mod run_in;
@@ -39,6 +40,11 @@ use std::time::Instant;
 pub const EXIT_RESTART: u8 = 3;
 
 const COMPONENT: &str = "TSManager";
+
+/// Key numbers of the monitor's events left to the boot environment's runner after a
+/// hand-over copied the run's state into the deployed OS (it writes one or two more events
+/// before the restart); the deployed OS's runner numbers its events after them.
+const HANDOVER_EVENT_GAP: u64 = 1000;
 
 /// How a run ended (this invocation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -275,8 +281,21 @@ pub fn run(path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
     }
     // Only secret variables are masked: `hidden="true"` on a step property is the editor's flag
     // (console exports put it on CommandLine, PackageID, VariableName, …), not a secret.
-    let update_secrets =
-        |logger: &mut Logger, vars: &Vars| logger.set_secrets(vars.secret_values());
+    if state.run_id.is_none() {
+        // A run started by an older runner: its id for the monitor is made now, and kept.
+        state.run_id = Some(uuid::Uuid::new_v4().hyphenated().to_string());
+        journal.save_state(&state)?;
+    }
+    let reporting = monitor::Monitor::new(
+        journal.dir(),
+        state.run_id.as_deref().unwrap_or_default(),
+        state.event_next,
+    );
+    // After each step: its secrets masked from now on, and the monitor it may have named.
+    let update_secrets = |logger: &mut Logger, vars: &Vars| {
+        logger.set_secrets(vars.secret_values());
+        reporting.refresh(logger, vars);
+    };
     update_secrets(&mut logger, &state.vars);
 
     if let Phase::Finished { succeeded } = state.phase {
@@ -289,6 +308,10 @@ pub fn run(path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
             Part::Value(&opts.state_dir.display().to_string()),
             Part::Text("; use a new --state-dir to run it again"),
         ]);
+        // Events a run left unsent (the monitor was down when it ended) are sent now.
+        if logger.monitor().is_some_and(|m| m.pending() > 0) {
+            monitor::end(&mut logger);
+        }
         return Ok(if succeeded {
             RunOutcome::Succeeded
         } else {
@@ -348,8 +371,17 @@ pub fn run(path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
         sequence_files,
         log_dir: log_dir.clone(),
         pending_handover: None,
+        failed_step: None,
     };
     let result = walker.walk(&mut state, &update_secrets);
+    match &result {
+        Ok(RunOutcome::Succeeded | RunOutcome::Failed) => monitor::end(&mut logger),
+        Ok(RunOutcome::RestartRequested) => monitor::flush(&mut logger, "at the restart"),
+        Err(e) => {
+            logger.event("failure", fields(json!({"message": format!("{e:#}")})));
+            monitor::flush(&mut logger, "as the runner stops");
+        }
+    }
     logger.sync();
     result
 }
@@ -435,6 +467,8 @@ fn start_new(
         last_failed: false,
         targets: opts.targets.clone(),
         handover: None,
+        run_id: Some(uuid::Uuid::new_v4().hyphenated().to_string()),
+        event_next: 0,
     };
     journal.save_program(&program)?;
     journal.save_state(&state)?;
@@ -566,9 +600,20 @@ struct Walker<'a> {
     log_dir: PathBuf,
     /// Set by the step that just ran when it handed the run over.
     pending_handover: Option<actions::HandOver>,
+    /// The last step that failed (number, name, exit code, message): the `failure` event's
+    /// facts when the run ends failed.
+    failed_step: Option<(usize, String, i64, Option<String>)>,
 }
 
 impl Walker<'_> {
+    /// Save the run's state (with the number of the next event for the monitor).
+    fn save(&mut self, state: &mut State) -> Result<()> {
+        if let Some(m) = self.logger.monitor() {
+            state.event_next = state.event_next.max(m.next());
+        }
+        self.journal.save_state(state)
+    }
+
     /// A failure climbs to the innermost open group (jump to its Exit), or ends the sequence.
     /// Returns false when the sequence has failed.
     fn fail_up(&mut self, state: &mut State) -> bool {
@@ -586,7 +631,7 @@ impl Walker<'_> {
 
     fn finish(&mut self, state: &mut State, succeeded: bool) -> Result<RunOutcome> {
         state.phase = Phase::Finished { succeeded };
-        self.journal.save_state(state)?;
+        self.save(state)?;
         self.log_home_lost();
         self.remove_handover(state);
         let ended_home = match self.journal.finish_home() {
@@ -641,6 +686,29 @@ impl Walker<'_> {
         );
         if succeeded {
             self.logger.say_parts(&[Part::Text(&msg)]);
+        }
+        if !succeeded {
+            let (number, name, code, message) = self.failed_step.clone().unwrap_or_else(|| {
+                (
+                    0,
+                    state
+                        .vars
+                        .get("_SMSTSLastActionName")
+                        .unwrap_or_default()
+                        .to_string(),
+                    state
+                        .vars
+                        .get("_SMSTSLastActionRetCode")
+                        .and_then(|c| c.parse().ok())
+                        .unwrap_or(0),
+                    None,
+                )
+            });
+            self.logger.event(
+                "failure",
+                fields(json!({"name": name, "number": number, "exit_code": code,
+                    "message": message})),
+            );
         }
         self.logger.event(
             "run_end",
@@ -874,7 +942,7 @@ impl Walker<'_> {
         state.vars.set("_SMSTSCurrentActionName", name.clone());
         let interrupted = matches!(state.phase, Phase::InStep { .. });
         state.phase = Phase::InStep { attempt: 1 };
-        self.journal.save_state(state)?;
+        self.save(state)?;
         self.logger.progress(
             number,
             self.program.step_total,
@@ -972,7 +1040,7 @@ impl Walker<'_> {
                 state
                     .vars
                     .set("_SMSTSMDataPath", format!("{h}/{}", home::FOLDER));
-                self.journal.save_state(state)?;
+                self.save(state)?;
                 self.journal.set_home(Some(h.clone()))?;
                 if self.journal.home().is_some() {
                     self.logger.log(
@@ -1011,6 +1079,9 @@ impl Walker<'_> {
     /// lives in the deployed OS).
     fn copy_into_deployed_os(&mut self, state: &State, ho: &actions::HandOver) -> Result<()> {
         use crate::osconfig::handover as h;
+        // The queue is copied with the state: sent first, so the deployed OS does not send
+        // again what the monitor already has (a resend is harmless, but the copy is smaller).
+        monitor::flush(self.logger, "at the hand-over");
         self.logger.sync();
         let location = crate::volume::Location::parse(&ho.target);
         let from = self.journal.dir().to_path_buf();
@@ -1019,7 +1090,15 @@ impl Walker<'_> {
         h::with_root(&location, |root| {
             let dest = h::make_dir(root, &ho.state_dir)?;
             h::copy_tree(&from, &dest, &["cache"])?;
-            Journal::open(&dest, self.opts.fsync)?.save_state(&journal::redact(state))?;
+            // The run in the deployed OS numbers its events for the monitor after the ones
+            // this runner still writes (the restart event, lines about a failed copy).
+            let mut copy = journal::redact(state);
+            copy.event_next = logger
+                .monitor()
+                .map_or(copy.event_next, |m| m.next())
+                .max(copy.event_next)
+                + HANDOVER_EVENT_GAP;
+            Journal::open(&dest, self.opts.fsync)?.save_state(&copy)?;
             // Staged before smsts.log is copied, so the deployed OS's log says what was.
             for (level, line) in stage_packages(self.program, state, &dest.join(STAGED_PACKAGES))? {
                 logger.log(level, COMPONENT, &line);
@@ -1259,6 +1338,9 @@ impl Walker<'_> {
                         "exit_code": code, "succeeded": succeeded, "attempts": attempts,
                         "seconds": seconds, "message": message})),
                 );
+                if !succeeded {
+                    self.failed_step = Some((number, name.clone(), code, message.clone()));
+                }
                 self.journal.append_step(&StepRecord {
                     pc: state.pc,
                     number,
@@ -1284,7 +1366,7 @@ impl Walker<'_> {
                 } else if !self.fail_up(state) {
                     return self.finish(state, false).map(Some);
                 }
-                self.journal.save_state(state)?;
+                self.save(state)?;
                 Ok(None)
             }
             ActionResult::Restart(req) => {
@@ -1309,14 +1391,14 @@ impl Walker<'_> {
                 if let Some(ho) = &handover {
                     state.handover = Some(ho.clone());
                 }
-                self.journal.save_state(state)?;
+                self.save(state)?;
                 if let Some(ho) = &handover {
                     if let Err(e) = self.copy_into_deployed_os(state, ho) {
                         // Undo: the run stays here, and the step fails.
                         state.handover = None;
                         state.pc -= 1;
                         state.phase = Phase::Ready;
-                        self.journal.save_state(state)?;
+                        self.save(state)?;
                         let result = ActionResult::failed(format!(
                             "copying the run's state into the deployed OS at {}: {e:#}",
                             ho.target
@@ -1353,6 +1435,7 @@ impl Walker<'_> {
                     self.logger.say_parts(&[Part::Text(&msg)]);
                     return Ok(Some(RunOutcome::RestartRequested));
                 }
+                monitor::flush(self.logger, "at the restart");
                 if !req.message.is_empty() {
                     self.logger.say(&req.message);
                 }

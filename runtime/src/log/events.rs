@@ -23,6 +23,8 @@ pub const KINDS: &[&str] = &[
     "step_end",
     "restart",
     "run_end",
+    "step_progress",
+    "failure",
 ];
 
 pub struct EventWriter {
@@ -37,13 +39,23 @@ impl EventWriter {
         })
     }
 
-    pub fn write(&mut self, kind: &str, fields: Map<String, Value>) -> std::io::Result<()> {
+    /// The record of one event: `schema`, `time` (now), `event` and the fields.
+    pub fn record(kind: &str, fields: Map<String, Value>) -> Map<String, Value> {
         let mut rec = Map::new();
         rec.insert("schema".into(), Value::from(SCHEMA_VERSION));
         rec.insert("time".into(), Value::from(Utc::now().rfc3339()));
         rec.insert("event".into(), Value::from(kind));
         rec.extend(fields);
-        let line = Value::Object(rec).to_string();
+        rec
+    }
+
+    pub fn write(&mut self, kind: &str, fields: Map<String, Value>) -> std::io::Result<()> {
+        self.write_record(&Self::record(kind, fields))
+    }
+
+    /// Append one record made by [`EventWriter::record`].
+    pub fn write_record(&mut self, rec: &Map<String, Value>) -> std::io::Result<()> {
+        let line = serde_json::to_string(rec).map_err(std::io::Error::other)?;
         self.file.write_all(line.as_bytes())?;
         self.file.write_all(b"\n")?;
         self.file.flush()

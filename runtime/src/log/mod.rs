@@ -14,6 +14,7 @@
 
 pub mod cmtrace;
 pub mod events;
+pub mod report;
 pub mod share;
 
 use crate::vars::mask_secrets;
@@ -115,6 +116,8 @@ pub struct Logger {
     secrets: Vec<String>,
     console: Console,
     log_dir: PathBuf,
+    /// The monitor every event is also queued for (`report`), when the run names one.
+    monitor: Option<report::Reporter>,
 }
 
 /// Console style: redrawn status line on a terminal, plain lines otherwise.
@@ -145,6 +148,7 @@ impl Logger {
             secrets: Vec::new(),
             console,
             log_dir: log_dir.to_path_buf(),
+            monitor: None,
         })
     }
 
@@ -212,8 +216,34 @@ impl Logger {
                 }
             }
         }
-        if let Err(e) = self.events.write(kind, fields) {
+        let rec = events::EventWriter::record(kind, fields);
+        if let Err(e) = self.events.write_record(&rec) {
             eprintln!("tsforge: cannot write events.jsonl: {e}");
+        }
+        if let Some(w) = self.monitor.as_ref().and_then(|m| m.push(&rec)) {
+            self.log(Level::Warning, report::COMPONENT, &w);
+        }
+        self.monitor_warnings();
+    }
+
+    /// Queue every event for `monitor` from now on (replacing the one before, if any).
+    pub fn set_monitor(&mut self, monitor: Option<report::Reporter>) {
+        self.monitor = monitor;
+    }
+
+    pub fn monitor(&self) -> Option<&report::Reporter> {
+        self.monitor.as_ref()
+    }
+
+    /// The monitor's warnings (refused batches, a refused token) into smsts.log.
+    pub fn monitor_warnings(&mut self) {
+        let warnings = self
+            .monitor
+            .as_ref()
+            .map(|m| m.take_warnings())
+            .unwrap_or_default();
+        for w in warnings {
+            self.log(Level::Warning, report::COMPONENT, &w);
         }
     }
 
