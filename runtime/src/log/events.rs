@@ -23,6 +23,8 @@ pub const KINDS: &[&str] = &[
     "step_end",
     "restart",
     "run_end",
+    "step_progress",
+    "failure",
 ];
 
 pub struct EventWriter {
