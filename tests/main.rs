@@ -29,6 +29,7 @@ mod image_meta_cli;
 #[cfg(target_os = "linux")]
 mod image_os;
 mod media_trust;
+mod monitor_cli;
 mod os_boot;
 mod post_action;
 mod run_in;
