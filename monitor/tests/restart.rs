@@ -31,7 +31,8 @@ fn runner(base: String, run: String, events: Vec<Value>) -> (u64, u64) {
                 _ => std::thread::sleep(Duration::from_millis(20)),
             }
         }
-        std::thread::sleep(Duration::from_millis(5));
+        // A runner's batches come as its steps end: spread out, so the restart falls mid-run.
+        std::thread::sleep(Duration::from_millis(25));
     }
     (stored, dup)
 }
@@ -67,7 +68,18 @@ fn restart_while_posting_loses_and_duplicates_nothing() {
     while !started.load(Ordering::SeqCst) {
         std::thread::yield_now();
     }
-    std::thread::sleep(Duration::from_millis(150));
+    // Stop as soon as the first instance has stored something.
+    let first_stored = || {
+        let (_, m) = get(&s, "/metrics");
+        m.lines()
+            .find_map(|l| l.strip_prefix("tsforge_monitor_events_stored_total "))
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    while first_stored() == 0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     s.stop();
     let mut c2 = config;
     c2.listen = addr;
@@ -109,4 +121,36 @@ fn restart_while_posting_loses_and_duplicates_nothing() {
         second > 0.0 && (second as usize) < total,
         "second instance stored {second} of {total}"
     );
+}
+
+/// Migrations run once at start and are recorded; a database from a newer tsforge is refused
+/// with its version named, and left as it was.
+#[test]
+fn migrations_are_recorded_and_a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = sqlite_config(dir.path());
+    Server::start(config.clone()).stop();
+    Server::start(config.clone()).stop();
+    let db = dir.path().join("monitor.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let versions: Vec<i64> = c
+        .prepare("SELECT version FROM migrations ORDER BY version")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(versions, [1]);
+    c.execute(
+        "INSERT INTO migrations (version, applied) VALUES (99, 'later')",
+        [],
+    )
+    .unwrap();
+    drop(c);
+    let err = format!("{:#}", Server::try_start(config).err().expect("refused"));
+    assert!(
+        err.contains("schema version 99, newer than this tsforge (1)"),
+        "{err}"
+    );
+    assert!(err.contains("monitor.db"), "{err}");
 }
