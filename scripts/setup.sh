@@ -32,7 +32,10 @@ set -euo pipefail
 #                    builder/tests/cpio.rs
 #   nginx            serves distribution points to 20 runners at once and over HTTPS
 #                    (tests/content_nginx.rs, bench/content/run.sh)
-#   openssl          makes the test CA and server certificate for the HTTPS test
+#   openssl          makes the test CA and server certificate for the HTTPS test (and the
+#                    monitor's HTTPS test, monitor/tests/tls.rs)
+#   postgresql       initdb/pg_ctl: monitor/tests start a throwaway PostgreSQL cluster on a
+#                    temporary folder (monitor/tests/common/pg.rs); the service itself is not used
 #   linux-image-amd64 the kernel and modules the linux media template puts on media
 #                    (builder/src/template/linux.rs) and builder/tests/linux_template.rs uses
 #   binutils         objcopy --strip-debug: the runner goes onto linux media without its debug
@@ -72,6 +75,7 @@ DEBIAN_PACKAGES=(
     fdisk
     nginx
     openssl
+    postgresql
     xorriso
     libarchive-tools
     cpio

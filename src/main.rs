@@ -1,5 +1,5 @@
 //! `tsforge`: the thin binary. It parses the command line and dispatches to the runtime
-//! (runner commands) and, as they arrive, the builder; no logic of its own.
+//! (runner commands), the builder and the monitor; no logic of its own.
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -22,6 +22,8 @@ pub enum Cmd {
     Build(tsforge_builder::cli::BuildCmd),
     /// Try a medium in a virtual machine (QEMU) with blank disks before a real machine
     Try(tsforge_builder::try_cmd::TryCmd),
+    /// Serve the fleet monitor: runners report their events, a live page, an API and /metrics
+    Monitor(tsforge_monitor::cli::MonitorCmd),
     /// Carry one forwarded guest connection to ADDR (run by QEMU for `tsforge try --forward`)
     #[command(hide = true)]
     QemuRelay { addr: std::net::SocketAddr },
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         Cmd::Runner(c) => runner::dispatch(c),
         Cmd::Build(c) => tsforge_builder::cli::dispatch(c),
         Cmd::Try(c) => tsforge_builder::try_cmd::dispatch(c),
+        Cmd::Monitor(c) => tsforge_monitor::cli::run(c).map(|()| Exit::Ok),
         Cmd::QemuRelay { addr } => tsforge_builder::qemu::relay(addr),
     };
     match result {

@@ -30,6 +30,7 @@ mod image_meta_cli;
 mod image_os;
 mod media_trust;
 mod monitor_cli;
+mod monitor_server_cli;
 mod os_boot;
 mod post_action;
 mod run_in;
