@@ -34,6 +34,8 @@ set -euo pipefail
 #                    (tests/content_nginx.rs, bench/content/run.sh)
 #   openssl          makes the test CA and server certificate for the HTTPS test (and the
 #                    monitor's HTTPS test, monitor/tests/tls.rs)
+#   chromium chromium-driver   headless Chromium driven through chromedriver (WebDriver):
+#                    monitor/tests/page.rs checks the monitor's page as a browser shows it
 #   postgresql       initdb/pg_ctl: monitor/tests start a throwaway PostgreSQL cluster on a
 #                    temporary folder (monitor/tests/common/pg.rs); the service itself is not used
 #   linux-image-amd64 the kernel and modules the linux media template puts on media
@@ -76,6 +78,8 @@ DEBIAN_PACKAGES=(
     nginx
     openssl
     postgresql
+    chromium
+    chromium-driver
     xorriso
     libarchive-tools
     cpio

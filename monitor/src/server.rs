@@ -159,6 +159,11 @@ fn router(app: Shared) -> Router {
             "/deployment.html",
             get(|| async { asset("deployment.html") }),
         )
+        // One deployment's page; its script reads the run from the path.
+        .route(
+            "/deployments/{run}",
+            get(|| async { asset("deployment.html") }),
+        )
         .route_layer(middleware::from_fn_with_state(app.clone(), reader_auth));
     Router::new()
         .merge(runner)

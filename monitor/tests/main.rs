@@ -5,6 +5,7 @@ mod common;
 
 mod api;
 mod auth;
+mod page;
 mod postgres;
 mod restart;
 mod tls;
