@@ -25,6 +25,7 @@ use tsforge_runtime::disk::{fat, layout, Disk};
 use crate::common::fixed_time::tsforge_ok;
 use crate::common::used_disk;
 use crate::common::{data, httpd, required, tool};
+use crate::monitor_server_cli::Monitor;
 
 /// A boot under TCG takes 10–20 s; applying and checking adds to it. Generous, so a loaded CI
 /// machine does not fail a good run, but a hung guest still ends.
@@ -446,6 +447,9 @@ fn pxe_boot_deploys_from_an_http_distribution_point() {
     let files = image_package(&d, 8);
     let server = httpd::Server::start(&d.join("dp"));
     let host: std::net::SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
+    // The runner reports to a monitor on the host (issue 18), reached as the distribution
+    // point is, through guestfwd.
+    let monitor = Monitor::start(&d);
     let tree = build(
         &d,
         "pxe",
@@ -455,6 +459,8 @@ fn pxe_boot_deploys_from_an_http_distribution_point() {
             "TargetDevice=/dev/vda",
             "--var",
             "SMSTSContentLocations=http://10.0.2.100/",
+            "--var",
+            "TSForgeMonitorURL=http://10.0.2.100:9800",
         ],
     );
     // The tree carries the payload but not the boot-loader files: it verifies all the same.
@@ -471,15 +477,46 @@ fn pxe_boot_deploys_from_an_http_distribution_point() {
         vec![target.clone()],
         "console.log",
     );
-    cfg.forwards = vec![Forward {
-        guest_port: 80,
-        host,
-    }];
+    cfg.forwards = vec![
+        Forward {
+            guest_port: 80,
+            host,
+        },
+        Forward {
+            guest_port: 9800,
+            host: monitor.addr.parse().unwrap(),
+        },
+    ];
     cfg.relay_program = Some(env!("CARGO_BIN_EXE_tsforge").into());
     let (mut m, mut times) = start(&cfg);
     let code = drive(&mut m, &mut times);
     times.report("pxe");
     assert_eq!(code, 0, "{}", m.console());
+    // The monitor has the whole deployment: its final state from the API, every step, the
+    // machine's identity and the uploaded smsts.log.
+    let list = monitor.get_json("/api/v1/deployments");
+    let deployments = list["deployments"].as_array().unwrap();
+    assert_eq!(deployments.len(), 1, "{list}");
+    let dep = &deployments[0];
+    assert_eq!(dep["state"], "succeeded", "{dep}");
+    assert_eq!(dep["sequence"], "Deploy", "{dep}");
+    assert_eq!(dep["computer_name"], COMPUTER_NAME, "{dep}");
+    assert_eq!(dep["step"], dep["steps"], "{dep}");
+    assert!(dep["failure"].is_null(), "{dep}");
+    assert!(
+        dep["macs"].as_array().is_some_and(|m| m
+            .iter()
+            .any(|a| a.as_str().is_some_and(|a| a.starts_with("52:54:00")))),
+        "the machine's MAC address: {dep}"
+    );
+    let run = dep["run"].as_str().unwrap();
+    let one = monitor.get_json(&format!("/api/v1/deployments/{run}"));
+    let steps = one["steps"].as_array().unwrap();
+    assert_eq!(steps.len() as u64, dep["steps"].as_u64().unwrap(), "{one}");
+    assert!(steps.iter().all(|s| s["state"] == "succeeded"), "{one}");
+    let (code, log) = monitor.get_text(&format!("/api/v1/deployments/{run}/log"));
+    assert_eq!(code, 200, "{log}");
+    assert!(log.contains("<![LOG[") && log.contains("Apply"), "{log}");
     assert!(
         server.sent("IMG00001") > 0 || server.requests().iter().any(|r| r.sent > 0),
         "the image did not come from the HTTP distribution point: {:?}",

@@ -7,7 +7,13 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// One HTTP/1.1 request over a raw connection: (status, body).
-fn http(addr: &str, method: &str, path: &str, headers: &[&str], body: &str) -> (u16, String) {
+pub(crate) fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &str,
+) -> (u16, String) {
     let mut tcp = TcpStream::connect(addr).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut req = format!(
@@ -30,6 +36,58 @@ fn http(addr: &str, method: &str, path: &str, headers: &[&str], body: &str) -> (
         .unwrap_or("")
         .to_string();
     (status, body)
+}
+
+/// `tsforge monitor` on a free loopback port with its SQLite file in `dir`, stopped (SIGKILL)
+/// when dropped; for tests whose runners report to it (the QEMU scenarios).
+pub(crate) struct Monitor {
+    child: std::process::Child,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+}
+
+impl Monitor {
+    pub(crate) fn start(dir: &std::path::Path) -> Monitor {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tsforge"))
+            .args(["monitor", "--listen", "127.0.0.1:0", "--database"])
+            .arg(format!("sqlite:{}", dir.join("monitor.db").display()))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        err.read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("tsforge monitor: listening on http://")
+            .unwrap_or_else(|| panic!("first line: {line:?}"))
+            .to_string();
+        // Keep reading its standard error so the monitor never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            let _ = err.read_to_string(&mut sink);
+        });
+        Monitor { child, addr }
+    }
+
+    /// The JSON the API answers at `path` (status 200 asserted).
+    pub(crate) fn get_json(&self, path: &str) -> serde_json::Value {
+        let (code, body) = http(&self.addr, "GET", path, &[], "");
+        assert_eq!(code, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+    }
+
+    /// The text the API answers at `path`, with its status.
+    pub(crate) fn get_text(&self, path: &str) -> (u16, String) {
+        http(&self.addr, "GET", path, &[], "")
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[test]
