@@ -14,7 +14,9 @@
 #                            (the hand-over copies the runner into the OS)
 #   /etc/os-release          ID=tsforge-sample: what Apply Operating System Image detects
 #   /etc/inittab, rcS        busybox init; rcS prints "tsforge sample OS <name>: booted from
-#                            <root device> (its own disk)" on every console
+#                            <root device> (its own disk)" on every console, then brings up
+#                            every network interface with DHCP (busybox udhcpc,
+#                            /etc/udhcpc.script; virtio_net, e1000, e1000e in the initramfs)
 #
 #   scripts/sample-os.sh          build it unless it is cached; print its path
 #   scripts/sample-os.sh OUT      the same, and make OUT a symbolic link to it
@@ -32,7 +34,8 @@ SYSTEMD_BOOT=/usr/lib/systemd/boot/efi/systemd-bootx64.efi
 # The modules that reach an ext4 root on virtio, AHCI/SATA, NVMe and USB disks, with what they
 # need (modprobe --show-depends resolves the rest). A module built into the kernel is skipped.
 MODULES="virtio_pci virtio_blk virtio_scsi ahci ata_piix nvme sd_mod usb_storage uas \
-xhci_pci ehci_pci ohci_pci uhci_hcd crc32c_generic ext4"
+xhci_pci ehci_pci ohci_pci uhci_hcd crc32c_generic ext4 \
+virtio_net e1000 e1000e"
 
 die() { echo "sample-os.sh: $*" >&2; exit 1; }
 case "${1:-}" in
@@ -158,8 +161,38 @@ say() {
 }
 rootdev=$(awk '$2 == "/" && $1 != "rootfs" { d = $1 } END { print d }' /proc/mounts)
 say "tsforge sample OS $(hostname): booted from $rootdev (its own disk)"
+# The network (a deployed OS's runner reports to a monitor, docs/monitor.md): DHCP on every
+# interface but lo, three tries a second apart, then on without it.
+for entry in /sys/class/net/*; do
+    ifname=${entry##*/}
+    [ "$ifname" != lo ] && [ -e "$entry" ] || continue
+    ip link set "$ifname" up 2>/dev/null
+    if udhcpc -i "$ifname" -s /etc/udhcpc.script -t 3 -T 1 -A 1 -n -q >/dev/null 2>&1; then
+        say "tsforge sample OS $(hostname): $ifname $(ip -4 -o addr show dev "$ifname" | sed -n 's/.* inet \([^ ]*\).*/\1/p')"
+    else
+        say "tsforge sample OS $(hostname): $ifname: no DHCP answer"
+    fi
+done
 EOF
 chmod 0755 etc/init.d/rcS
+# udhcpc's script (busybox udhcpc runs it with the lease in its environment).
+cat >etc/udhcpc.script <<'EOF'
+#!/bin/sh
+case "$1" in
+deconfig)
+    ip -4 addr flush dev "$interface"
+    ip link set "$interface" up
+    ;;
+bound | renew)
+    ip -4 addr flush dev "$interface"
+    ip addr add "$ip/${mask:-24}" dev "$interface"
+    [ -z "$router" ] || ip route replace default via "${router%% *}" dev "$interface"
+    : >/etc/resolv.conf
+    for d in $dns; do echo "nameserver $d" >>/etc/resolv.conf; done
+    ;;
+esac
+EOF
+chmod 0755 etc/udhcpc.script
 
 # --- The initramfs ---------------------------------------------------------------------------
 cp "/boot/vmlinuz-$kver" "boot/vmlinuz-$kver"

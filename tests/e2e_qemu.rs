@@ -1462,11 +1462,17 @@ fn readme_sample_os_deploys_and_boots_on_its_own() {
             "lab-dp",
             "--hook",
             &hook,
+            "--var",
+            "TSForgeMonitorURL=http://10.0.2.100:9800",
             "--force",
             "-o",
             "usb.img",
         ],
     );
+    // Both phases report to a monitor on the host (issue 18): the boot environment and the
+    // deployed OS (its own network, the sample OS's DHCP), one run across the restart.
+    let monitor = Monitor::start(&d);
+    let forward = format!("9800={}", monitor.addr);
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_tsforge"))
         .args([
@@ -1478,6 +1484,8 @@ fn readme_sample_os_deploys_and_boots_on_its_own() {
             "work",
             "--timeout",
             "900",
+            "--forward",
+            &forward,
         ])
         .current_dir(&d)
         .stdin(Stdio::piped())
@@ -1521,6 +1529,40 @@ fn readme_sample_os_deploys_and_boots_on_its_own() {
         boot2.contains("\"tsforge sample OS") && boot2.contains("HD(1,GPT,"),
         "the second boot did not go through the firmware entry the medium wrote: {boot2}"
     );
+    // The monitor saw one deployment through both phases, to its end in the deployed OS.
+    let list = monitor.get_json("/api/v1/deployments");
+    let deployments = list["deployments"].as_array().unwrap();
+    assert_eq!(deployments.len(), 1, "{list}\n{text}");
+    let dep = &deployments[0];
+    assert_eq!(dep["state"], "succeeded", "{dep}\n{text}");
+    assert_eq!(dep["phase"], "FullOS", "{dep}");
+    assert_eq!(dep["sequence"], "Lab deployment", "{dep}");
+    assert_eq!(dep["computer_name"], "LAB-PC01", "{dep}");
+    let run = dep["run"].as_str().unwrap();
+    let events = monitor.get_json(&format!("/api/v1/deployments/{run}/events"));
+    let events = events["events"].as_array().unwrap();
+    let phases: std::collections::BTreeSet<&str> =
+        events.iter().filter_map(|e| e["phase"].as_str()).collect();
+    assert_eq!(
+        phases,
+        ["FullOS", "WinPE"].into_iter().collect(),
+        "{events:?}"
+    );
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    for k in ["run_start", "restart", "run_resume", "run_end"] {
+        assert!(kinds.contains(&k), "no {k} event: {kinds:?}");
+    }
+    let one = monitor.get_json(&format!("/api/v1/deployments/{run}"));
+    let report = one["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "Report from the deployed OS")
+        .unwrap_or_else(|| panic!("the FullOS step is not in the timeline: {one}"));
+    assert_eq!(report["state"], "succeeded", "{one}");
+    let (code, log) = monitor.get_text(&format!("/api/v1/deployments/{run}/log"));
+    assert_eq!(code, 200, "{log}");
+    assert!(log.contains("_SMSTSInWinPE=false"), "{log}");
 
     // The disk try kept: a valid GPT, clean ESP and root, the report of the FullOS step,
     // the hand-over's line gone from inittab.
