@@ -722,3 +722,166 @@ fn a_bad_monitor_url_is_one_warning_and_nothing_is_queued() {
     );
     assert!(!e.path("state/monitor.jsonl").exists());
 }
+
+/// A folder medium (the builder's media core, as `tsforge media` makes it) with one sequence
+/// and one pre-execution hook `hook` (a shell script), `vars` as media variables.
+fn medium_with_hook(e: &Env, hook: &str, vars: &[(&str, String)]) {
+    use tsforge_builder::media::{assemble, MediaOptions};
+    use tsforge_builder::tree::MediaTree;
+    let seq = e.write(
+        "never.yaml",
+        "name: Never\nsteps:\n  - name: A\n    run: echo never\n",
+    );
+    let hook = e.write("check.sh", hook);
+    let mut tree = MediaTree::new();
+    tree.add("boot/placeholder.txt", b"template file".to_vec())
+        .unwrap();
+    let opts = MediaOptions {
+        name: "Hooked".into(),
+        sequences: vec![seq],
+        hooks: vec![hook],
+        vars: vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+        epoch: 1_700_000_000,
+        iterations: 1000,
+        ..Default::default()
+    };
+    assemble(&mut tree, &opts).unwrap();
+    tree.write_to_dir(&e.path("medium")).unwrap();
+}
+
+/// The events of every batch the monitor accepted, and the batches' run ids.
+fn sent_events(m: &Monitor) -> (Vec<Value>, BTreeSet<String>) {
+    let mut events = Vec::new();
+    let mut runs = BTreeSet::new();
+    for p in m.posts().iter().filter(|p| p.status == 200) {
+        let v = p.json();
+        runs.insert(v["run"].as_str().unwrap().to_string());
+        events.extend(v["events"].as_array().unwrap().iter().cloned());
+    }
+    (events, runs)
+}
+
+/// A pre-execution hook that fails in `tsforge boot` stops the boot before the engine runs:
+/// the monitor the medium names still learns of it, as a run of its own (a run id, `run_start`
+/// naming no sequence, `failure` with the hook as the failure screen names it, its exit code
+/// and its last line, `run_end` failed), and gets smsts.log, before the failure screen waits.
+#[test]
+fn a_failing_pre_execution_hook_is_reported_to_the_monitor_the_medium_names() {
+    let m = Monitor::start();
+    let e = Env::new();
+    medium_with_hook(
+        &e,
+        "echo 'no network card found'\nexit 4\n",
+        &[("TSForgeMonitorURL", m.url.clone())],
+    );
+    let (code, _, err) = e.run(&["boot", "--medium", "medium", "--state-dir", "state"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("Failed step:   pre-execution hook hooks/01-check.sh"),
+        "the failure screen is still shown:\n{err}"
+    );
+    let (sent, runs) = sent_events(&m);
+    assert_eq!(runs.len(), 1, "one run: {runs:?}");
+    let run = runs.into_iter().next().unwrap();
+    assert!(uuid_v4(&run), "{run}");
+    let kinds: Vec<&str> = sent.iter().map(|v| v["event"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["run_start", "failure", "run_end"], "{sent:?}");
+    for (i, v) in sent.iter().enumerate() {
+        assert_eq!(v["key"], format!("{run}:{}", i + 1).as_str());
+    }
+    assert_eq!(
+        sent[0]["sequence"],
+        "(none started: a pre-execution hook failed)"
+    );
+    assert_eq!(sent[0]["steps"], 0);
+    assert_eq!(sent[1]["name"], "pre-execution hook hooks/01-check.sh");
+    assert_eq!(sent[1]["exit_code"], 4);
+    let message = sent[1]["message"].as_str().unwrap();
+    assert!(
+        message.contains("exit code 4") && message.contains("no network card found"),
+        "{message}"
+    );
+    assert_eq!(sent[2]["succeeded"], false);
+    // The same events in events.jsonl (no key, no phase there).
+    let records: Vec<Value> = e
+        .read("state/events.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 3);
+    for (r, s) in records.iter().zip(&sent) {
+        let mut s = s.as_object().unwrap().clone();
+        s.remove("key");
+        s.remove("phase");
+        assert_eq!(r.as_object().unwrap(), &s);
+    }
+    // smsts.log, after the events.
+    let puts: Vec<Request> = m
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PUT")
+        .collect();
+    assert_eq!(puts.len(), 1);
+    assert_eq!(puts[0].path, format!("/api/v1/runs/{run}/log"));
+    let uploaded = String::from_utf8(puts[0].body.clone()).unwrap();
+    assert!(uploaded.contains("no network card found"), "{uploaded}");
+    assert!(
+        uploaded.contains("exited with 4; the boot stops"),
+        "{uploaded}"
+    );
+    // A later run in this state folder does not find these events in its queue.
+    assert!(!e.path("state").join("monitor.jsonl").exists());
+}
+
+/// The hook itself may name the monitor before it fails: here with MDT's `EventService`
+/// property (MDT toolkit reference, *Properties*, EventService:
+/// <https://learn.microsoft.com/en-us/mem/configmgr/mdt/toolkit-reference>), set with
+/// `tsforge env set`'s file. A monitor that is down does not hold the failure screen up:
+/// the wait is bounded, and the events stay in the state folder.
+#[test]
+fn a_failing_hook_that_names_the_monitor_is_reported_and_a_down_monitor_does_not_hold_it_up() {
+    let m = Monitor::start();
+    let e = Env::new();
+    medium_with_hook(
+        &e,
+        &format!(
+            "printf 'EventService=%s\\n' '{}' >> \"$TSFORGE_ENV_FILE\"\necho 'disk 0 is too small'\nexit 3\n",
+            m.url
+        ),
+        &[],
+    );
+    let (code, _, err) = e.run(&["boot", "--medium", "medium", "--state-dir", "state"]);
+    assert_eq!(code, 3, "{err}");
+    let (sent, _) = sent_events(&m);
+    let f = sent.iter().find(|v| v["event"] == "failure").unwrap();
+    assert_eq!(f["name"], "pre-execution hook hooks/01-check.sh");
+    assert_eq!(f["exit_code"], 3);
+    assert!(f["message"]
+        .as_str()
+        .unwrap()
+        .contains("disk 0 is too small"));
+    assert_eq!(sent.last().unwrap()["event"], "run_end");
+
+    // Nothing listening: the boot goes on to the failure screen within the flush's bound.
+    let down = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let e = Env::new();
+    medium_with_hook(&e, "exit 5\n", &[("TSForgeMonitorURL", down)]);
+    let t0 = Instant::now();
+    let (code, _, err) = e.run(&["boot", "--medium", "medium", "--state-dir", "state"]);
+    assert_eq!(code, 5, "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(12), "{:?}", t0.elapsed());
+    assert!(err.contains("TASK SEQUENCE FAILED"), "{err}");
+    let queued = e.read("state/monitor-boot/monitor.jsonl");
+    assert_eq!(queued.lines().count(), 3, "{queued}");
+    assert!(
+        e.read("state/smsts.log")
+            .contains("events for the monitor are left"),
+        "one warning"
+    );
+}

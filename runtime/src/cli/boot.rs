@@ -195,6 +195,7 @@ fn act_in_windows_pe(answer: PeAnswer, exit: Exit) -> Exit {
 }
 
 fn boot_steps(c: BootConfig) -> Result<Exit> {
+    let started = std::time::Instant::now();
     let (root, state_dir, home, mut log) = open(&c)?;
     let Some((cfg, package_key)) = verify(&c, &root, &state_dir, &mut log)? else {
         log.sync();
@@ -242,15 +243,35 @@ fn boot_steps(c: BootConfig) -> Result<Exit> {
         );
     }
     if let Some(stop) = run_hooks(&cfg, &root, &state_dir, &mut vars, &secret_names, &mut log)? {
+        let sequence = "(none started: a pre-execution hook failed)";
+        let name = format!("pre-execution hook {}", stop.hook);
+        // The monitor the medium or a hook names learns of it (the engine never ran), before
+        // the failure screen waits for the operator.
+        let mut message = format!(
+            "Pre-execution hook {} failed with exit code {}; nothing else was run.",
+            stop.hook, stop.code
+        );
+        if !stop.last_line.is_empty() {
+            message.push_str(&format!(" Its last line: {}", stop.last_line));
+        }
+        engine::monitor::report_stopped_boot(
+            &mut log,
+            &state_dir,
+            &vars,
+            &engine::monitor::StoppedBoot {
+                sequence,
+                name: &name,
+                exit_code: stop.code,
+                message: &message,
+                seconds: started.elapsed().as_secs_f64(),
+            },
+        );
         // The operator sees why before the power action, as for a failed step.
         log.sync();
         drop(log);
         let mut end = RunEnd::read(&state_dir, &vars);
-        end.sequence = "(none started: a pre-execution hook failed)".into();
-        end.vars.set(
-            "_SMSTSLastActionName",
-            format!("pre-execution hook {}", stop.hook),
-        );
+        end.sequence = sequence.into();
+        end.vars.set("_SMSTSLastActionName", name);
         end.vars
             .set("_SMSTSLastActionRetCode", stop.code.to_string());
         let shares = copy_logs(&state_dir, &end);
@@ -537,6 +558,8 @@ fn resume(
 struct HookStop {
     hook: String,
     code: i64,
+    /// The hook's last line of output (its own word on why), when it wrote one.
+    last_line: String,
     /// The boot's exit (the hook's code, 1 when it does not fit).
     exit: Exit,
 }
@@ -623,6 +646,14 @@ fn run_hooks(
                 return Ok(Some(HookStop {
                     hook: h.file.clone(),
                     code,
+                    last_line: output
+                        .lines()
+                        .map(str::trim)
+                        .rfind(|l| !l.is_empty())
+                        .unwrap_or_default()
+                        .chars()
+                        .take(1000)
+                        .collect(),
                     exit: u8::try_from(code)
                         .ok()
                         .filter(|c| *c != 0)

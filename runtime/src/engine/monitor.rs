@@ -155,3 +155,78 @@ pub fn end(logger: &mut Logger) {
     logger.set_monitor(None);
     logger.sync();
 }
+
+/// The folder (in the state folder) of the queue of a boot that stopped before any run: its
+/// own, so a later run in the same state folder never finds these events in its queue.
+pub const STOPPED_BOOT_DIR: &str = "monitor-boot";
+
+/// Why a boot stopped before the engine started a run (a pre-execution hook failed): what the
+/// failure screen shows, reported as a run of its own.
+pub struct StoppedBoot<'a> {
+    /// The sequence line of the failure screen (no sequence started).
+    pub sequence: &'a str,
+    /// The failed step line of the failure screen (`pre-execution hook <hook>`).
+    pub name: &'a str,
+    pub exit_code: i64,
+    pub message: &'a str,
+    /// How long the boot ran.
+    pub seconds: f64,
+}
+
+/// A boot that stopped before any run (`tsforge boot`, a failed pre-execution hook) and whose
+/// variables (`given`: the medium's, then the hooks', then `--var`) name a monitor: a run of
+/// its own for the monitor (a new run id; `run_start` with no steps, `failure`, `run_end`
+/// failed), flushed with the usual bounded wait, then smsts.log uploaded, as at the end of a
+/// run. The queue is in [`STOPPED_BOOT_DIR`] under `state_dir`, emptied first. The events also
+/// go to events.jsonl. Nothing happens when no monitor is named.
+pub fn report_stopped_boot(
+    logger: &mut Logger,
+    state_dir: &Path,
+    given: &[(String, String)],
+    stop: &StoppedBoot,
+) {
+    // The machine's identity as a run would have it: its facts, then the variables given.
+    let mut vars = Vars::new();
+    for (k, v) in crate::machine::hardware_vars() {
+        vars.set(&k, v);
+    }
+    vars.set("_SMSTSClientGuid", crate::machine::client_guid());
+    vars.set("_SMSTSMachineName", crate::machine::machine_name());
+    for (k, v) in given {
+        vars.set(k, v.clone());
+    }
+    if report::target(&vars).is_none() {
+        return;
+    }
+    let dir = state_dir.join(STOPPED_BOOT_DIR);
+    for f in [report::QUEUE_FILE, report::SENT_FILE] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    let run = uuid::Uuid::new_v4().hyphenated().to_string();
+    Monitor::new(&dir, &run, 0).refresh(logger, &vars);
+    if logger.monitor().is_none() {
+        return;
+    }
+    let event = |v: serde_json::Value| match v {
+        serde_json::Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    };
+    logger.event(
+        "run_start",
+        event(serde_json::json!({"sequence": stop.sequence, "steps": 0,
+            "client_guid": vars.get("_SMSTSClientGuid")})),
+    );
+    logger.event(
+        "failure",
+        event(
+            serde_json::json!({"name": stop.name, "exit_code": stop.exit_code,
+            "message": stop.message}),
+        ),
+    );
+    logger.event(
+        "run_end",
+        event(serde_json::json!({"succeeded": false, "steps_run": 0,
+            "seconds": stop.seconds})),
+    );
+    end(logger);
+}
