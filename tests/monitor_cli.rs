@@ -885,3 +885,91 @@ fn a_failing_hook_that_names_the_monitor_is_reported_and_a_down_monitor_does_not
         "one warning"
     );
 }
+
+/// A package downloaded from an HTTP distribution point by an Install Package step
+/// (https://learn.microsoft.com/en-us/mem/configmgr/osd/understand/task-sequence-steps#BKMK_InstallPackage)
+/// reports its progress as the image steps do (docs/monitor.md; Microsoft documents no
+/// progress protocol): `step_progress` {number, percent, message} with the percent of the
+/// manifest's sizes rising to 100, at most one per 5 % (or 10 s), sent to the monitor while
+/// the download goes on (a batch with progress and without the step's end).
+#[test]
+fn a_package_download_reports_its_progress_during_install_package() {
+    let m = Monitor::start();
+    let e = Env::new();
+    let pkg = e.path("pkg");
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::write(
+        pkg.join("payload.bin"),
+        crate::common::data::random(40 << 20, 9),
+    )
+    .unwrap();
+    std::fs::write(pkg.join("install.sh"), "echo installed > installed.txt\n").unwrap();
+    let (code, _, err) = e.run(&[
+        "package",
+        "build",
+        "pkg",
+        "--id",
+        "LAB00042",
+        "--program",
+        "Install=sh install.sh",
+        "--out",
+        "dp",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let server = crate::common::httpd::Server::start(&e.path("dp"));
+    // About 2 s for the download: it is seen going on.
+    server.faults(|f| f.rate = Some(20 << 20));
+    let seq = e.write(
+        "ts.yaml",
+        "name: Apps\nsteps:\n  - name: Say\n    run: echo hi\n  - name: Install the lab tools\n    type: install-package\n    properties:\n      PackageID: LAB00042\n      ProgramName: Install\n",
+    );
+    let (code, _, err) = e.run_seq(
+        &seq,
+        &[
+            "--content",
+            &server.url,
+            "--var",
+            &format!("TSForgeMonitorURL={}", m.url),
+        ],
+    );
+    assert_eq!(code, 0, "{err}\n{}", e.read("state/smsts.log"));
+    assert!(e.path("state/cache/LAB00042/files/installed.txt").exists());
+
+    let progress: Vec<Map<String, Value>> = events(&e)
+        .into_iter()
+        .filter(|r| r["event"] == "step_progress")
+        .collect();
+    assert!(progress.len() >= 3, "{progress:?}");
+    assert!(progress.len() <= 21, "at most one per 5 %: {progress:?}");
+    let mut last = -1.0;
+    for p in &progress {
+        let keys: BTreeSet<&str> = p.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            BTreeSet::from(["schema", "time", "event", "number", "percent", "message"])
+        );
+        assert_eq!(p["number"], 2);
+        let pct = p["percent"].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&pct) && pct > last, "{progress:?}");
+        last = pct;
+        let msg = p["message"].as_str().unwrap();
+        assert!(msg.contains("LAB00042") && msg.contains("MiB"), "{p:?}");
+    }
+    assert_eq!(last, 100.0);
+
+    let (sent, _) = sent_events(&m);
+    assert_eq!(
+        sent.iter()
+            .filter(|v| v["event"] == "step_progress")
+            .count(),
+        progress.len()
+    );
+    let during = m.posts().iter().filter(|p| p.status == 200).any(|p| {
+        let events = p.json()["events"].as_array().unwrap().clone();
+        events.iter().any(|v| v["event"] == "step_progress")
+            && !events
+                .iter()
+                .any(|v| v["event"] == "step_end" && v["number"] == 2)
+    });
+    assert!(during, "progress reached the monitor while the step ran");
+}

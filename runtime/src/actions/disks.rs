@@ -64,16 +64,12 @@ pub(super) fn check_disk(
 
 /// Progress for a person and the log: bytes, files, rate, time left; logged at most every
 /// 5 seconds (and at the end), so a large image does not flood smsts.log. The same progress
-/// goes to events.jsonl (and a monitor) as `step_progress` events: at most one for every 5 %
-/// done or every 10 seconds.
+/// goes to events.jsonl (and a monitor) as `step_progress` events ([`ProgressEvents`]).
 pub(super) struct Reporter {
     component: &'static str,
-    /// The step's number (`step_progress`'s `number`).
-    number: usize,
     started: Instant,
     last: Instant,
-    /// When the last `step_progress` event was written, and its percent.
-    last_event: Option<(Instant, u64)>,
+    events: ProgressEvents,
 }
 
 /// A `step_progress` event is written when this many more percent are done…
@@ -81,20 +77,70 @@ pub(super) const PROGRESS_EVENT_PERCENT: u64 = 5;
 /// …or this long after the last one.
 pub(super) const PROGRESS_EVENT_EVERY: Duration = Duration::from_secs(10);
 
+/// A long step's progress as `step_progress` events {`number`, `percent`, `message`} in
+/// events.jsonl (and so to a monitor): at most one for every [`PROGRESS_EVENT_PERCENT`] done
+/// or every [`PROGRESS_EVENT_EVERY`]. Fed by image steps ([`Reporter`]) and package downloads
+/// (`packages::fetch`).
+pub(super) struct ProgressEvents {
+    /// The step's number (`step_progress`'s `number`).
+    number: usize,
+    /// When the last event was written, and its percent.
+    last: Option<(Instant, u64)>,
+}
+
+impl ProgressEvents {
+    pub(super) fn new(number: usize) -> Self {
+        ProgressEvents { number, last: None }
+    }
+
+    /// `done` of `total` bytes: an event when one is due (`message` made only then). Nothing
+    /// while the total is unknown (0).
+    pub(super) fn update(
+        &mut self,
+        log: &mut crate::log::Logger,
+        done: u64,
+        total: u64,
+        message: impl FnOnce() -> String,
+    ) {
+        if total == 0 {
+            return;
+        }
+        let percent = (u128::from(done.min(total)) * 100 / u128::from(total)) as u64;
+        let due = match self.last {
+            None => true,
+            Some((at, pct)) => {
+                percent >= pct + PROGRESS_EVENT_PERCENT || at.elapsed() >= PROGRESS_EVENT_EVERY
+            }
+        };
+        if due {
+            self.last = Some((Instant::now(), percent));
+            let mut fields = serde_json::Map::new();
+            fields.insert("number".into(), self.number.into());
+            fields.insert("percent".into(), percent.into());
+            fields.insert("message".into(), message().into());
+            log.event("step_progress", fields);
+        }
+    }
+}
+
+/// Bytes, files, rate and time left of `p`, started at `started`.
+fn progress_line(p: &Progress, started: Instant) -> String {
+    let files = (p.files_total > 0).then_some((p.files_done, p.files_total));
+    crate::sys::rate_line(p.bytes_done, 0, p.bytes_total, files, started)
+}
+
 impl Reporter {
     pub(super) fn new(component: &'static str, number: usize) -> Self {
         let now = Instant::now();
         Reporter {
             component,
-            number,
             started: now,
             last: now,
-            last_event: None,
+            events: ProgressEvents::new(number),
         }
     }
     pub(super) fn line(&self, p: &Progress) -> String {
-        let files = (p.files_total > 0).then_some((p.files_done, p.files_total));
-        crate::sys::rate_line(p.bytes_done, 0, p.bytes_total, files, self.started)
+        progress_line(p, self.started)
     }
     pub(super) fn update(&mut self, ctx_log: &mut crate::log::Logger, p: &Progress) {
         if self.last.elapsed() >= Duration::from_secs(5) {
@@ -103,24 +149,10 @@ impl Reporter {
             ctx_log.log(Level::Info, self.component, &format!("Progress: {line}"));
             ctx_log.say(&format!("  {line}"));
         }
-        if p.bytes_total == 0 {
-            return;
-        }
-        let percent =
-            (u128::from(p.bytes_done.min(p.bytes_total)) * 100 / u128::from(p.bytes_total)) as u64;
-        let due = match self.last_event {
-            None => true,
-            Some((at, pct)) => {
-                percent >= pct + PROGRESS_EVENT_PERCENT || at.elapsed() >= PROGRESS_EVENT_EVERY
-            }
-        };
-        if due {
-            self.last_event = Some((Instant::now(), percent));
-            let mut fields = serde_json::Map::new();
-            fields.insert("number".into(), self.number.into());
-            fields.insert("percent".into(), percent.into());
-            fields.insert("message".into(), self.line(p).into());
-            ctx_log.event("step_progress", fields);
-        }
+        let started = self.started;
+        self.events
+            .update(ctx_log, p.bytes_done, p.bytes_total, || {
+                progress_line(p, started)
+            });
     }
 }

@@ -11,7 +11,8 @@ use crate::sequence::model::Step;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// Fetches package `id` into the cache (or finds it there), logging progress.
+/// Fetches package `id` into the cache (or finds it there), logging progress; a download
+/// writes `step_progress` events (`disks::ProgressEvents`: percent of the manifest's sizes).
 pub fn fetch(ctx: &mut Ctx, component: &str, id: &str) -> Result<LocalPackage, String> {
     let store = ctx.store().map_err(|e| format!("{e:#}"))?;
     let found = store.find(id).map_err(|e| format!("{e:#}"))?;
@@ -31,6 +32,8 @@ pub fn fetch(ctx: &mut Ctx, component: &str, id: &str) -> Result<LocalPackage, S
     );
     let started = Instant::now();
     let mut last = Instant::now();
+    // The download's progress goes to the monitor too, as the image steps' does.
+    let mut events = super::disks::ProgressEvents::new(ctx.number);
     let log = &mut *ctx.log;
     let mut first_done = None;
     let r = store.ensure_local(&found, &mut |p| {
@@ -41,6 +44,12 @@ pub fn fetch(ctx: &mut Ctx, component: &str, id: &str) -> Result<LocalPackage, S
             log.log(Level::Info, component, &format!("Downloading {id}: {line}"));
             log.say(&format!("  {id}: {line}"));
         }
+        events.update(log, p.done, p.total, || {
+            format!(
+                "Downloading {id}: {}",
+                crate::sys::rate_line(p.done, first, p.total, None, started)
+            )
+        });
     });
     let local = r.map_err(|e| format!("package {id}: {e:#}"))?;
     let how = if local.from_cache {
