@@ -1,6 +1,8 @@
 //! The Windows runner under Wine: `tsforge.exe` (built for `x86_64-pc-windows-gnu`) runs the
 //! ConfigMgr "seed" error-handler pattern (`tests/wine/error-handler.xml`) with real `cmd.exe`
-//! command lines, and the test checks what the steps left behind.
+//! command lines, and the test checks what the steps left behind. Other tests here: the hand-over
+//! to a deployed Windows (SetupComplete.cmd), and the machine's identity as the Windows runner
+//! reads it (MAC and IP addresses, SMBIOS facts) compared with the host's.
 //!
 //! Needs `TSFORGE_WINDOWS_EXE` (the path of tsforge.exe; `scripts/test.sh` builds it and sets
 //! it), `wine`, `wineserver` and `x86_64-w64-mingw32-gcc` (`scripts/setup.sh` installs them).
