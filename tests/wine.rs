@@ -1,6 +1,8 @@
 //! The Windows runner under Wine: `tsforge.exe` (built for `x86_64-pc-windows-gnu`) runs the
 //! ConfigMgr "seed" error-handler pattern (`tests/wine/error-handler.xml`) with real `cmd.exe`
-//! command lines, and the test checks what the steps left behind.
+//! command lines, and the test checks what the steps left behind. Other tests here: the hand-over
+//! to a deployed Windows (SetupComplete.cmd), and the machine's identity as the Windows runner
+//! reads it (MAC and IP addresses, SMBIOS facts) compared with the host's.
 //!
 //! Needs `TSFORGE_WINDOWS_EXE` (the path of tsforge.exe; `scripts/test.sh` builds it and sets
 //! it), `wine`, `wineserver` and `x86_64-w64-mingw32-gcc` (`scripts/setup.sh` installs them).
@@ -540,4 +542,182 @@ fn windows_runner_hands_over_and_setupcomplete_resumes_under_wine() {
         "wine hand-over test: passed in {:.1} s",
         t0.elapsed().as_secs_f64()
     ));
+}
+
+/// `NAME=VALUE` lines (as `cmd /c set` and `env` print them) whose name starts with `_SMSTS`,
+/// keyed by the upper-cased name.
+fn smsts_vars(text: &str) -> std::collections::BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.trim_end_matches('\r').split_once('='))
+        .filter(|(k, _)| k.to_ascii_uppercase().starts_with("_SMSTS"))
+        .map(|(k, v)| (k.to_ascii_uppercase(), v.to_string()))
+        .collect()
+}
+
+/// The machine's identity on Windows, under Wine: a step of the Windows runner writes the
+/// built-in variables into a file, and the test compares them with this (Linux) host's own
+/// facts, which Wine passes on: `GetAdaptersAddresses` lists the host's interfaces, and Wine
+/// builds its SMBIOS table from `/sys/class/dmi/id` (and, without a `product_uuid` there, the
+/// system UUID from `/etc/machine-id`).
+///
+/// - `_SMSTSMacAddresses` is `/sys/class/net/*/address` without `lo`, upper-cased, sorted,
+///   comma-separated; `_SMSTSIPAddresses` is the very value the Linux runner gives on the same
+///   host (same addresses, same form).
+/// - `_SMSTSMake`, `_SMSTSModel`, `_SMSTSSerialNumber`, `_SMSTSAssetTag`, `_SMSTSUUID` are the
+///   host's DMI `sys_vendor`, `product_name`, `product_serial`, `chassis_asset_tag`,
+///   `product_uuid` where the host has them; where it has not, Wine's table holds empty
+///   strings and the variables are unset (never guessed), except the UUID that Wine takes from
+///   `/etc/machine-id` (SMBIOS 2.6 byte order: the first three fields little-endian).
+/// - `_SMSTSDefaultGateways` is unset on Windows (docs/engine.md says why).
+///
+/// Variables: <https://learn.microsoft.com/en-us/mem/configmgr/osd/understand/task-sequence-variables>
+/// (`_SMSTSMacAddresses`, `_SMSTSIPAddresses`, `_SMSTSMake`, `_SMSTSModel`, `_SMSTSUUID`,
+/// `_SMSTSSerialNumber`, `_SMSTSAssetTag`, `_SMSTSDefaultGateways`, gathered as *Set Dynamic
+/// Variables* does); the SMBIOS table through
+/// <https://learn.microsoft.com/windows/win32/api/sysinfoapi/nf-sysinfoapi-getsystemfirmwaretable>,
+/// the adapters through
+/// <https://learn.microsoft.com/windows/win32/api/iphlpapi/nf-iphlpapi-getadaptersaddresses>.
+#[test]
+fn windows_runner_reads_the_machine_identity_under_wine() {
+    let Some(tools) = tools() else { return };
+    let tmp = tempfile::Builder::new()
+        .prefix("tsforge-wine-id-")
+        .tempdir()
+        .unwrap();
+    let root = std::path::absolute(tmp.path()).unwrap();
+    let [app, machine, prefix, out_dir, linux] =
+        ["app", "machine", "prefix", "out", "linux"].map(|d| {
+            let p = root.join(d);
+            std::fs::create_dir(&p).unwrap();
+            p
+        });
+    tools.install_app(&app);
+    let win_vars = root.join("windows-vars.txt");
+    std::fs::write(
+        app.join("identity.yaml"),
+        format!(
+            "name: Identity\nsteps:\n  - name: Write the variables\n    run: 'cmd /c set _SMSTS>{}'\n",
+            wine_path(&win_vars)
+        ),
+    )
+    .unwrap();
+    let wine = Wine {
+        wine: tools.wine.clone(),
+        wineserver: tools.wineserver.clone(),
+        prefix,
+        out_dir,
+        env: vec![("TSFORGE_MACHINE_DIR".into(), wine_path(&machine))],
+    };
+    let (state_arg, log_arg) = (wine_path(&root.join("state")), wine_path(&root.join("log")));
+    let r = wine.run(
+        "identity",
+        &app,
+        &[
+            "tsforge.exe",
+            "run",
+            "identity.yaml",
+            "--state-dir",
+            &state_arg,
+            "--log-dir",
+            &log_arg,
+        ],
+    );
+    assert_eq!(r.status.code(), Some(0), "{}", r.describe());
+    let text = std::fs::read_to_string(&win_vars)
+        .unwrap_or_else(|e| panic!("{}: {e}\n{}", win_vars.display(), r.describe()));
+    let win = smsts_vars(&text);
+    drop(wine);
+    let context = format!("--- the Windows runner's variables ---\n{text}");
+
+    // MAC addresses: the host's interfaces.
+    let mut macs: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name() != "lo")
+        .filter_map(|e| std::fs::read_to_string(e.path().join("address")).ok())
+        .map(|a| a.trim().to_uppercase())
+        .filter(|a| !a.is_empty() && a != "00:00:00:00:00:00")
+        .collect();
+    macs.sort();
+    macs.dedup();
+    assert!(!macs.is_empty(), "this host has no network interface");
+    assert_eq!(
+        win.get("_SMSTSMACADDRESSES").map(String::as_str),
+        Some(macs.join(",").as_str()),
+        "{context}"
+    );
+
+    // IP addresses: what the Linux runner reads on the same host.
+    let linux_seq = linux.join("identity.yaml");
+    std::fs::write(
+        &linux_seq,
+        "name: Identity\nsteps:\n  - name: Write the variables\n    run: \"sh -c 'env > linux-vars.txt'\"\n",
+    )
+    .unwrap();
+    let (code, out, err) = crate::common::tsforge(
+        &linux,
+        &[
+            "run",
+            "identity.yaml",
+            "--state-dir",
+            "state",
+            "--log-dir",
+            "log",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let lin = smsts_vars(&std::fs::read_to_string(linux.join("linux-vars.txt")).unwrap());
+    let lin_ips = lin.get("_SMSTSIPADDRESSES");
+    assert!(
+        lin_ips.is_some(),
+        "the Linux runner found no IP address: {lin:?}"
+    );
+    assert_eq!(
+        win.get("_SMSTSIPADDRESSES"),
+        lin_ips,
+        "Windows and Linux runners on one host disagree on the IP addresses\n{context}"
+    );
+
+    // SMBIOS facts: the host's DMI, or unset where the host has none.
+    let dmi = |f: &str| {
+        std::fs::read_to_string(format!("/sys/class/dmi/id/{f}"))
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    for (var, file) in [
+        ("_SMSTSMAKE", "sys_vendor"),
+        ("_SMSTSMODEL", "product_name"),
+        ("_SMSTSSERIALNUMBER", "product_serial"),
+        ("_SMSTSASSETTAG", "chassis_asset_tag"),
+    ] {
+        assert_eq!(
+            win.get(var),
+            dmi(file).as_ref(),
+            "{var} vs {file}\n{context}"
+        );
+    }
+    let uuid = dmi("product_uuid").or_else(|| {
+        let id = std::fs::read_to_string("/etc/machine-id").ok()?;
+        let b: Vec<u8> = (0..16)
+            .map(|i| u8::from_str_radix(id.trim().get(2 * i..2 * i + 2)?, 16).ok())
+            .collect::<Option<_>>()?;
+        let hex = |r: &[u8]| r.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let rev = |r: &[u8]| hex(&r.iter().rev().copied().collect::<Vec<_>>());
+        Some(format!(
+            "{}-{}-{}-{}-{}",
+            rev(&b[0..4]),
+            rev(&b[4..6]),
+            rev(&b[6..8]),
+            hex(&b[8..10]),
+            hex(&b[10..16])
+        ))
+    });
+    assert_eq!(
+        win.get("_SMSTSUUID"),
+        uuid.as_ref(),
+        "the system UUID\n{context}"
+    );
+
+    assert_eq!(win.get("_SMSTSDEFAULTGATEWAYS"), None, "{context}");
 }
