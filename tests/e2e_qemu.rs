@@ -1608,6 +1608,24 @@ fn readme_sample_os_deploys_and_boots_on_its_own() {
     clean(&d);
 }
 
+/// Whether every file in `files` exists; when one is missing the scenario is skipped, or fails
+/// under `TSFORGE_REQUIRE_TOOLS=1` (CI).
+fn files_present(files: &[&str]) -> bool {
+    let missing: Vec<&str> = files
+        .iter()
+        .copied()
+        .filter(|f| !Path::new(f).is_file())
+        .collect();
+    if !missing.is_empty() {
+        assert!(
+            !required(),
+            "missing (TSFORGE_REQUIRE_TOOLS=1): {missing:?}"
+        );
+        eprintln!("SKIP e2e: missing {missing:?}");
+    }
+    missing.is_empty()
+}
+
 /// The Secure Boot scenario's sequence: the kernel says Secure Boot is on and runs locked
 /// down (integrity), and the runner's disk work still works under lockdown: partitioning and
 /// formatting the target (raw block-device writes) and firmware variables through efibootmgr
@@ -1692,16 +1710,7 @@ fn secure_boot_usb_and_iso_boot_signed_and_unsigned_is_refused() {
     if !ready(true) {
         return;
     }
-    let missing: Vec<&str> = [qemu::OVMF_SECBOOT_CODE, qemu::OVMF_MS_VARS, UNSIGNED]
-        .into_iter()
-        .filter(|f| !Path::new(f).is_file())
-        .collect();
-    if !missing.is_empty() {
-        assert!(
-            !required(),
-            "missing (TSFORGE_REQUIRE_TOOLS=1): {missing:?}"
-        );
-        eprintln!("SKIP e2e: missing {missing:?}");
+    if !files_present(&[qemu::OVMF_SECBOOT_CODE, qemu::OVMF_MS_VARS, UNSIGNED]) {
         return;
     }
     let d = scenario_dir("secure-boot");
@@ -1776,16 +1785,7 @@ fn secure_boot_pxe_boots_shim_and_signed_grub_over_tftp() {
     if !ready(true) {
         return;
     }
-    let missing: Vec<&str> = [qemu::OVMF_SECBOOT_CODE, qemu::OVMF_MS_VARS]
-        .into_iter()
-        .filter(|f| !Path::new(f).is_file())
-        .collect();
-    if !missing.is_empty() {
-        assert!(
-            !required(),
-            "missing (TSFORGE_REQUIRE_TOOLS=1): {missing:?}"
-        );
-        eprintln!("SKIP e2e: missing {missing:?}");
+    if !files_present(&[qemu::OVMF_SECBOOT_CODE, qemu::OVMF_MS_VARS]) {
         return;
     }
     let d = scenario_dir("secure-boot-pxe");

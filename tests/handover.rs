@@ -87,6 +87,22 @@ pub(crate) fn systemd_os(os: &Path, os_release: &str) {
     std::fs::write(os.join("usr/lib/systemd/systemd"), b"\x7fELF").unwrap();
 }
 
+/// The handed-over runner started as the deployed OS's start script starts it (`start_args`,
+/// paths under `os`), with `extra` arguments, as the deployed OS would (no boot environment).
+pub(crate) fn run_handed_over(e: &Env, os: &Path, extra: &[&str]) -> std::process::Output {
+    let args = start_args(os);
+    Command::new(rebase(os, &args[0]))
+        .args(args[1..].iter().map(|a| rebase(os, a)))
+        .args(extra)
+        .current_dir(e.path(""))
+        .env("TSFORGE_MACHINE_DIR", e.path("machine"))
+        .env("TSFORGE_HANDOVER_ROOT", os)
+        .env_remove("TSFORGE_BOOT_ENV")
+        .env_remove("TSFORGE_STATE_DIR")
+        .output()
+        .unwrap()
+}
+
 pub(crate) fn rebase(root: &Path, p: &str) -> String {
     if p.starts_with('/') {
         root.join(p.trim_start_matches('/')).display().to_string()
@@ -360,14 +376,7 @@ fn hand_over_carries_child_sequences() {
             "/var/lib/tsforge/handover/sequence/lib".to_string()
         ]
     );
-    let mut c = Command::new(rebase(&os, &args[0]));
-    c.args(args[1..].iter().map(|a| rebase(&os, a)))
-        .current_dir(e.path(""))
-        .env("TSFORGE_MACHINE_DIR", e.path("machine"))
-        .env("TSFORGE_HANDOVER_ROOT", &os)
-        .env_remove("TSFORGE_BOOT_ENV")
-        .env_remove("TSFORGE_STATE_DIR");
-    let out = c.output().unwrap();
+    let out = run_handed_over(&e, &os, &[]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -440,18 +449,8 @@ fn busybox_init_gets_an_inittab_line_removed_byte_for_byte_at_the_end() {
         "{log}"
     );
 
-    let args = start_args(&os);
-    assert_eq!(args[0], "/var/lib/tsforge/handover/tsforge");
-    let out = Command::new(rebase(&os, &args[0]))
-        .args(args[1..].iter().map(|a| rebase(&os, a)))
-        .arg("--no-reboot")
-        .current_dir(e.path(""))
-        .env("TSFORGE_MACHINE_DIR", e.path("machine"))
-        .env("TSFORGE_HANDOVER_ROOT", &os)
-        .env_remove("TSFORGE_BOOT_ENV")
-        .env_remove("TSFORGE_STATE_DIR")
-        .output()
-        .unwrap();
+    assert_eq!(start_args(&os)[0], "/var/lib/tsforge/handover/tsforge");
+    let out = run_handed_over(&e, &os, &["--no-reboot"]);
     assert_eq!(
         out.status.code(),
         Some(0),

@@ -615,7 +615,7 @@ fn a_monitor_that_never_answers_does_not_slow_the_steps() {
 /// numbers after the ones the boot environment still wrote), every event delivered.
 #[test]
 fn a_handed_over_run_reports_both_phases_under_one_run_id() {
-    use crate::handover::{rebase, start_args, systemd_os};
+    use crate::handover::systemd_os;
     let m = Monitor::start();
     let e = Env::new();
     let os = e.path("os");
@@ -645,17 +645,7 @@ fn a_handed_over_run_reports_both_phases_under_one_run_id() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let args = start_args(&os);
-    let out = std::process::Command::new(rebase(&os, &args[0]))
-        .args(args[1..].iter().map(|a| rebase(&os, a)))
-        .arg("--no-reboot")
-        .current_dir(e.path(""))
-        .env("TSFORGE_MACHINE_DIR", e.path("machine"))
-        .env("TSFORGE_HANDOVER_ROOT", &os)
-        .env_remove("TSFORGE_BOOT_ENV")
-        .env_remove("TSFORGE_STATE_DIR")
-        .output()
-        .unwrap();
+    let out = crate::handover::run_handed_over(&e, &os, &["--no-reboot"]);
     assert_eq!(
         out.status.code(),
         Some(0),

@@ -48,9 +48,15 @@ pub(crate) struct Monitor {
 
 impl Monitor {
     pub(crate) fn start(dir: &std::path::Path) -> Monitor {
+        Self::start_with(dir, &[])
+    }
+
+    /// [`Monitor::start`] with environment variables (`TSFORGE_MONITOR_TOKEN`).
+    pub(crate) fn start_with(dir: &std::path::Path, env: &[(&str, &str)]) -> Monitor {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tsforge"))
             .args(["monitor", "--listen", "127.0.0.1:0", "--database"])
             .arg(format!("sqlite:{}", dir.join("monitor.db").display()))
+            .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -77,6 +83,17 @@ impl Monitor {
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
     }
 
+    /// Stop it as a service manager does (SIGTERM) and wait for its exit.
+    pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -TERM");
+        self.child.wait().unwrap()
+    }
+
     /// The text the API answers at `path`, with its status.
     pub(crate) fn get_text(&self, path: &str) -> (u16, String) {
         http(&self.addr, "GET", path, &[], "")
@@ -93,22 +110,9 @@ impl Drop for Monitor {
 #[test]
 fn monitor_serves_until_sigterm_with_the_token_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("mon.db");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tsforge"))
-        .args(["monitor", "--listen", "127.0.0.1:0", "--database"])
-        .arg(format!("sqlite:{}", db.display()))
-        .env("TSFORGE_MONITOR_TOKEN", "env-token")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("tsforge monitor: listening on http://")
-        .unwrap_or_else(|| panic!("first line: {line:?}"))
-        .to_string();
+    let db = dir.path().join("monitor.db");
+    let monitor = Monitor::start_with(dir.path(), &[("TSFORGE_MONITOR_TOKEN", "env-token")]);
+    let addr = monitor.addr.clone();
     let batch = r#"{"machine": {"computer_name": "PC1"}, "run": "r1", "events": [
         {"key": "r1:1", "schema": 1, "time": "2026-12-07T10:00:00Z", "event": "run_start",
          "sequence": "Lab", "steps": 1, "phase": "WinPE"}]}"#;
@@ -130,13 +134,7 @@ fn monitor_serves_until_sigterm_with_the_token_from_the_environment() {
     assert_eq!(code, 200);
     assert!(body.contains(r#""state":"running""#), "{body}");
     assert!(db.exists());
-    let ok = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-    let status = child.wait().unwrap();
+    let status = monitor.terminate();
     assert!(status.success(), "{status:?}");
 }
 

@@ -417,6 +417,22 @@ pub struct Step {
     pub ended: Option<String>,
 }
 
+impl Step {
+    /// Step `number`, started, nothing else known yet.
+    fn started(number: i64) -> Step {
+        Step {
+            number,
+            name: None,
+            kind: None,
+            state: "running".into(),
+            exit_code: None,
+            seconds: None,
+            started: None,
+            ended: None,
+        }
+    }
+}
+
 fn s(r: &Map<String, Value>, k: &str) -> Option<String> {
     r.get(k).and_then(Value::as_str).map(String::from)
 }
@@ -461,16 +477,7 @@ pub fn fold(run: &str, machine: &Machine, events: &[Event]) -> (Deployment, Vec<
         match steps.iter().rposition(|s| s.number == n) {
             Some(p) => p,
             None => {
-                steps.push(Step {
-                    number: n,
-                    name: None,
-                    kind: None,
-                    state: "running".into(),
-                    exit_code: None,
-                    seconds: None,
-                    started: None,
-                    ended: None,
-                });
+                steps.push(Step::started(n));
                 steps.len() - 1
             }
         }
@@ -521,16 +528,7 @@ pub fn fold(run: &str, machine: &Machine, events: &[Event]) -> (Deployment, Vec<
                     .last()
                     .is_some_and(|s| s.number == n && s.ended.is_some());
                 if again || !steps.iter().any(|s| s.number == n) {
-                    steps.push(Step {
-                        number: n,
-                        name: None,
-                        kind: None,
-                        state: "running".into(),
-                        exit_code: None,
-                        seconds: None,
-                        started: None,
-                        ended: None,
-                    });
+                    steps.push(Step::started(n));
                 }
                 let p = step_at(&mut steps, n);
                 let st = &mut steps[p];
