@@ -654,3 +654,35 @@ fn powershell_step_without_interpreter_fails_with_a_clear_message() {
         "{log}"
     );
 }
+
+/// *Apply Data Image*'s `WipeDestinationPartition` (SMS_TaskSequence_ApplyDataImageAction,
+/// https://learn.microsoft.com/intune/configmgr/develop/reference/osd/sms_tasksequence_applydataimageaction-server-wmi-class)
+/// is not carried out: a file already in the destination stays, the image's files are
+/// applied, and smsts.log says so with a warning (docs/engine.md) rather than dropping the
+/// property silently.
+#[test]
+fn wipe_destination_partition_is_not_carried_out_and_says_so() {
+    let e = Env::new();
+    std::fs::create_dir_all(e.path("src")).unwrap();
+    std::fs::write(e.path("src/new.txt"), "from the image\n").unwrap();
+    let (code, _, err) = e.run(&["capture", "src", "img.zip"]);
+    assert_eq!(code, 0, "{err}");
+    std::fs::create_dir_all(e.path("out")).unwrap();
+    std::fs::write(e.path("out/old.txt"), "was there before\n").unwrap();
+    let seq = e.write(
+        "ts.yaml",
+        "name: Wipe\nsteps:\n  - name: Apply data\n    type: apply-data-image\n    properties:\n      ImagePath: img.zip\n      Destination: out\n      WipeDestinationPartition: \"true\"\n",
+    );
+    let (code, _, err) = e.run_seq(&seq, &[]);
+    let log = e.read("state/smsts.log");
+    assert_eq!(code, 0, "{err}\n{log}");
+    assert_eq!(e.read("out/new.txt"), "from the image\n");
+    assert_eq!(e.read("out/old.txt"), "was there before\n");
+    let entries = cmtrace::parse(&log).unwrap();
+    assert!(
+        entries.iter().any(|x| x.level == 2
+            && x.message.contains("WipeDestinationPartition is true")
+            && x.message.contains("does not delete")),
+        "{log}"
+    );
+}

@@ -370,6 +370,18 @@ pub fn apply(step: &Step, ctx: &mut Ctx) -> ActionResult {
     }
     // Data images may land on a partition that already holds files.
     let force = true;
+    // *Delete all content on the partition before applying the image* (the class's
+    // `WipeDestinationPartition`) is not carried out: never by surprise, and not silently.
+    if get(step, ctx.vars, "WipeDestinationPartition")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    {
+        ctx.log.log(
+            Level::Warning,
+            C,
+            "WipeDestinationPartition is true, but tsforge does not delete what the destination \
+             already holds: files the image does not have stay (docs/engine.md)",
+        );
+    }
     let (image, stream) = match source {
         ImageSource::Path(p) => (p, None),
         ImageSource::Install(id) => match install_image(step, ctx, &id) {
