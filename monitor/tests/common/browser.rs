@@ -80,6 +80,8 @@ impl Browser {
             session: String::new(),
             _profile: profile,
         };
+        // From here on a failure still ends the browser: `Drop` asks chromedriver to shut down,
+        // which quits every browser it started (killing only the driver would orphan them).
         let v = b.call("POST", "/session", Some(caps));
         b.session = v["value"]["sessionId"]
             .as_str()
@@ -156,6 +158,13 @@ impl Drop for Browser {
             let _ = agent()
                 .delete(&format!("{}/session/{}", self.base, self.session))
                 .call();
+        }
+        let _ = agent().get(&format!("{}/shutdown", self.base)).call();
+        for _ in 0..50 {
+            if matches!(self.driver.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
