@@ -555,19 +555,7 @@ fn applying_an_image_reports_its_progress() {
         "at most one per 5 %: {}",
         progress.len()
     );
-    let mut last = -1.0;
-    for p in &progress {
-        let keys: BTreeSet<&str> = p.keys().map(String::as_str).collect();
-        assert_eq!(
-            keys,
-            BTreeSet::from(["schema", "time", "event", "number", "percent", "message"])
-        );
-        assert_eq!(p["number"], 2);
-        let pct = p["percent"].as_f64().unwrap();
-        assert!((0.0..=100.0).contains(&pct) && pct > last, "{progress:?}");
-        last = pct;
-        assert!(p["message"].as_str().unwrap().contains("MiB"), "{p:?}");
-    }
+    check_progress(&progress, 2, &["MiB"]);
     let sent: Vec<Value> = m
         .posts()
         .iter()
@@ -931,20 +919,7 @@ fn a_package_download_reports_its_progress_during_install_package() {
         .collect();
     assert!(progress.len() >= 3, "{progress:?}");
     assert!(progress.len() <= 21, "at most one per 5 %: {progress:?}");
-    let mut last = -1.0;
-    for p in &progress {
-        let keys: BTreeSet<&str> = p.keys().map(String::as_str).collect();
-        assert_eq!(
-            keys,
-            BTreeSet::from(["schema", "time", "event", "number", "percent", "message"])
-        );
-        assert_eq!(p["number"], 2);
-        let pct = p["percent"].as_f64().unwrap();
-        assert!((0.0..=100.0).contains(&pct) && pct > last, "{progress:?}");
-        last = pct;
-        let msg = p["message"].as_str().unwrap();
-        assert!(msg.contains("LAB00042") && msg.contains("MiB"), "{p:?}");
-    }
+    let last = check_progress(&progress, 2, &["LAB00042", "MiB"]);
     assert_eq!(last, 100.0);
 
     let (sent, _) = sent_events(&m);
@@ -962,4 +937,24 @@ fn a_package_download_reports_its_progress_during_install_package() {
                 .any(|v| v["event"] == "step_end" && v["number"] == 2)
     });
     assert!(during, "progress reached the monitor while the step ran");
+}
+
+/// `step_progress` records of step `number`: exactly the schema's fields, percent within
+/// 0–100 and rising, each message holding every one of `message_has`. Returns the last percent.
+fn check_progress(progress: &[Map<String, Value>], number: u64, message_has: &[&str]) -> f64 {
+    let mut last = -1.0;
+    for p in progress {
+        let keys: BTreeSet<&str> = p.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            BTreeSet::from(["schema", "time", "event", "number", "percent", "message"])
+        );
+        assert_eq!(p["number"], number);
+        let pct = p["percent"].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&pct) && pct > last, "{progress:?}");
+        last = pct;
+        let msg = p["message"].as_str().unwrap();
+        assert!(message_has.iter().all(|w| msg.contains(w)), "{p:?}");
+    }
+    last
 }
